@@ -1,0 +1,47 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"os"
+
+	"halb/internal/config"
+)
+
+func init() {
+	register("validate", "check configuration files; print FILE:LINE:COL problems", runValidate)
+}
+
+func runValidate(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprintln(stderr, "usage: halb validate FILE...") }
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() == 0 {
+		fs.Usage()
+		return 2
+	}
+	failed := false
+	for _, file := range fs.Args() {
+		_, diags := config.Load(file, config.Options{Hostname: hostname()})
+		io.WriteString(stderr, diags.String())
+		if diags.HasErrors() {
+			failed = true
+		}
+	}
+	if failed {
+		return 1
+	}
+	return 0
+}
+
+func hostname() string {
+	h, err := os.Hostname()
+	if err != nil {
+		return ""
+	}
+	return h
+}

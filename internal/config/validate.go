@@ -1,0 +1,533 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Schedulers are the IPVS scheduler names halb accepts.
+var Schedulers = []string{"rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf", "mh", "twos"}
+
+// schedulerFlags lists the flags each scheduler takes.
+var schedulerFlags = map[string][]string{
+	"sh": {"sh-fallback", "sh-port"},
+	"mh": {"mh-fallback", "mh-port"},
+}
+
+// CheckTypes are the health check kinds halb runs.
+var CheckTypes = []string{"tcp", "http", "https", "tls", "smtp", "dns", "udp", "ping", "exec"}
+
+type validator struct {
+	c     *Config
+	diags Diagnostics
+}
+
+// at returns the position of path, or of its nearest written parent.
+func (v *validator) at(path string) Pos {
+	for {
+		if p, ok := v.c.positions[path]; ok {
+			return p
+		}
+		i := strings.LastIndexAny(path, ".[")
+		if i < 0 {
+			return Pos{1, 1}
+		}
+		path = path[:i]
+	}
+}
+
+func (v *validator) errorf(path, format string, args ...any) {
+	v.diags = append(v.diags, Diagnostic{File: v.c.File, Pos: v.at(path), Message: fmt.Sprintf(format, args...)})
+}
+
+func (v *validator) warnf(path, format string, args ...any) {
+	v.diags = append(v.diags, Diagnostic{File: v.c.File, Pos: v.at(path), Severity: Warning, Message: fmt.Sprintf(format, args...)})
+}
+
+func validate(c *Config) Diagnostics {
+	v := &validator{c: c}
+	if c.Node == "" {
+		v.errorf("node", "node: no name given and no hostname to default to")
+	}
+	switch c.Dataplane {
+	case "auto", "ipvs", "nftables", "none":
+	default:
+		v.errorf("dataplane", "dataplane: %q is not one of auto, ipvs, nftables, none", c.Dataplane)
+	}
+	if c.API.Metrics != "" {
+		if _, _, err := net.SplitHostPort(c.API.Metrics); err != nil {
+			v.errorf("api.metrics", "api.metrics: %q is not HOST:PORT", c.API.Metrics)
+		}
+	}
+	v.vrrp()
+	v.pools()
+	v.services()
+	v.ipvsSync()
+	v.notify()
+	return v.diags
+}
+
+func (v *validator) vrrp() {
+	c := v.c
+	names := map[string]int{}
+	vipOwner := map[netip.Addr]string{}
+	vridOn := map[string]string{}
+	scripts := map[string]bool{}
+	for i, s := range c.VRRP.Scripts {
+		p := fmt.Sprintf("vrrp.scripts[%d]", i)
+		if s.Name == "" {
+			v.errorf(p, "%s: script needs a name", p)
+		} else if scripts[s.Name] {
+			v.errorf(p+".name", "%s: script %q defined twice", p, s.Name)
+		}
+		scripts[s.Name] = true
+		if len(s.Command) == 0 {
+			v.errorf(p, "%s: script %q needs a command", p, s.Name)
+		}
+		if s.Timeout > s.Interval {
+			v.errorf(p+".timeout", "%s: timeout %s is longer than the interval %s", p, s.Timeout, s.Interval)
+		}
+		if s.Rise < 1 || s.Fall < 1 {
+			v.errorf(p, "%s: rise and fall must be at least 1", p)
+		}
+	}
+	for i, in := range c.VRRP.Instances {
+		p := fmt.Sprintf("vrrp.instances[%d]", i)
+		if in.Name == "" {
+			v.errorf(p, "%s: instance needs a name", p)
+		} else if j, dup := names[in.Name]; dup {
+			v.errorf(p+".name", "%s: instance name %q already used by vrrp.instances[%d]", p, in.Name, j)
+		} else {
+			names[in.Name] = i
+		}
+		if in.Interface == "" {
+			v.errorf(p, "%s: instance %q needs an interface", p, in.Name)
+		}
+		if in.VRID < 1 || in.VRID > 255 {
+			v.errorf(p+".vrid", "%s.vrid: %d is not from 1 to 255", p, in.VRID)
+		}
+		if in.Priority < 1 || in.Priority > 255 {
+			v.errorf(p+".priority", "%s.priority: %d is not from 1 to 255", p, in.Priority)
+		}
+		if len(in.VIPs) == 0 {
+			v.errorf(p, "%s: instance %q has no vips", p, in.Name)
+		}
+		fam := in.Family()
+		for j, vip := range in.VIPs {
+			vp := fmt.Sprintf("%s.vips[%d]", p, j)
+			if vipFamily(vip.Addr()) != fam {
+				v.errorf(vp, "%s: %s mixes IPv4 and IPv6 in one instance; VRRP carries one family per instance, use two instances in a sync group", vp, vip)
+			}
+			if owner, dup := vipOwner[vip.Addr()]; dup {
+				v.errorf(vp, "%s: VIP %s is already carried by instance %q", vp, vip.Addr(), owner)
+			} else {
+				vipOwner[vip.Addr()] = in.Name
+			}
+		}
+		key := fmt.Sprintf("%s/%d/v%d", in.Interface, in.VRID, fam)
+		if other, dup := vridOn[key]; dup {
+			v.errorf(p+".vrid", "%s.vrid: VRID %d is already used on %s by instance %q", p, in.VRID, in.Interface, other)
+		} else {
+			vridOn[key] = in.Name
+		}
+		v.instanceTiming(p, in)
+		if in.AuthPassword != "" && in.Version != 2 {
+			v.errorf(p+".auth_password", "%s.auth_password: authentication exists only in VRRP version 2", p)
+		}
+		if len(in.AuthPassword) > 8 {
+			v.errorf(p+".auth_password", "%s.auth_password: at most 8 characters", p)
+		}
+		if in.Version == 2 && fam == 6 {
+			v.errorf(p+".version", "%s.version: VRRP version 2 has no IPv6; use version 3", p)
+		}
+		switch in.IPv4Checksum {
+		case "pseudo-header", "message":
+		default:
+			v.errorf(p+".ipv4_checksum", "%s.ipv4_checksum: %q is not pseudo-header or message", p, in.IPv4Checksum)
+		}
+		if in.UnicastSource.IsValid() && vipFamily(in.UnicastSource) != fam {
+			v.errorf(p+".unicast_source", "%s.unicast_source: %s is not of the VIPs' address family", p, in.UnicastSource)
+		}
+		for j, peer := range in.UnicastPeers {
+			if vipFamily(peer) != fam {
+				v.errorf(fmt.Sprintf("%s.unicast_peers[%d]", p, j), "%s.unicast_peers[%d]: %s is not of the VIPs' address family", p, j, peer)
+			}
+		}
+		for j, t := range in.TrackScripts {
+			if !scripts[t.Name] {
+				v.errorf(fmt.Sprintf("%s.track_scripts[%d]", p, j), "%s.track_scripts[%d]: no script named %q in vrrp.scripts", p, j, t.Name)
+			}
+		}
+		for j, t := range in.TrackInterface {
+			if t.Name == "" {
+				v.errorf(fmt.Sprintf("%s.track_interfaces[%d]", p, j), "%s.track_interfaces[%d]: needs an interface name", p, j)
+			}
+		}
+		if in.GARP.Count < 0 {
+			v.errorf(p+".garp.count", "%s.garp.count: must not be negative", p)
+		}
+	}
+	member := map[string]string{}
+	groups := map[string]bool{}
+	for i, g := range c.VRRP.SyncGroups {
+		p := fmt.Sprintf("vrrp.sync_groups[%d]", i)
+		if g.Name == "" {
+			v.errorf(p, "%s: sync group needs a name", p)
+		} else if groups[g.Name] {
+			v.errorf(p+".name", "%s: sync group %q defined twice", p, g.Name)
+		}
+		groups[g.Name] = true
+		if len(g.Instances) < 2 {
+			v.warnf(p+".instances", "%s: sync group %q has fewer than two instances", p, g.Name)
+		}
+		for j, name := range g.Instances {
+			ip := fmt.Sprintf("%s.instances[%d]", p, j)
+			if _, ok := names[name]; !ok {
+				v.errorf(ip, "%s: no VRRP instance named %q", ip, name)
+			}
+			if other, dup := member[name]; dup {
+				v.errorf(ip, "%s: instance %q is already in sync group %q", ip, name, other)
+			}
+			member[name] = g.Name
+		}
+	}
+}
+
+func (v *validator) instanceTiming(p string, in Instance) {
+	ai := in.AdvertInterval.D()
+	switch in.Version {
+	case 3:
+		if ai < 10*time.Millisecond || ai > 40950*time.Millisecond || ai%(10*time.Millisecond) != 0 {
+			v.errorf(p+".advert_interval", "%s.advert_interval: %s must be a multiple of 10ms from 10ms to 40.95s in VRRP version 3", p, ai)
+		}
+	case 2:
+		if ai < time.Second || ai > 255*time.Second || ai%time.Second != 0 {
+			v.errorf(p+".advert_interval", "%s.advert_interval: %s must be whole seconds from 1s to 255s in VRRP version 2", p, ai)
+		}
+	default:
+		v.errorf(p+".version", "%s.version: %d is not 2 or 3", p, in.Version)
+	}
+}
+
+func vipFamily(a netip.Addr) int {
+	if a.Is4() {
+		return 4
+	}
+	return 6
+}
+
+func (v *validator) pools() {
+	names := make([]string, 0, len(v.c.Pools))
+	for name := range v.c.Pools {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		pool := v.c.Pools[name]
+		p := "pools." + name
+		if pool.Quorum < 0 {
+			v.errorf(p+".quorum", "%s.quorum: must not be negative", p)
+		}
+		if pool.Hysteresis < 0 || (pool.Hysteresis > 0 && pool.Hysteresis >= pool.Quorum) {
+			v.errorf(p+".hysteresis", "%s.hysteresis: must be from 0 to quorum-1 (%d)", p, pool.Quorum-1)
+		}
+		if pool.SorryServer != "" {
+			if _, err := parseHostPort(pool.SorryServer); err != nil {
+				v.errorf(p+".sorry_server", "%s.sorry_server: %v", p, err)
+			}
+		}
+		if pool.OnFailure != "inhibit" && pool.OnFailure != "remove" {
+			v.errorf(p+".on_failure", "%s.on_failure: %q is not inhibit or remove", p, pool.OnFailure)
+		}
+		if pool.InitialState != "up" && pool.InitialState != "down" {
+			v.errorf(p+".initial_state", "%s.initial_state: %q is not up or down", p, pool.InitialState)
+		}
+		seen := map[netip.AddrPort]int{}
+		for i, s := range pool.Servers {
+			sp := fmt.Sprintf("%s.servers[%d]", p, i)
+			if !s.Address.IsValid() {
+				v.errorf(sp, "%s: server needs an address", sp)
+				continue
+			}
+			key := netip.AddrPortFrom(s.Address, s.Port)
+			if j, dup := seen[key]; dup {
+				v.errorf(sp, "%s: server %s is listed twice (also %s.servers[%d])", sp, key, p, j)
+			}
+			seen[key] = i
+			if s.Weight < 0 || s.Weight > 65535 {
+				v.errorf(sp+".weight", "%s.weight: %d is not from 0 to 65535", sp, s.Weight)
+			}
+		}
+		for i, ch := range pool.Checks {
+			v.check(fmt.Sprintf("%s.check[%d]", p, i), ch)
+		}
+	}
+}
+
+func (v *validator) check(p string, ch Check) {
+	if !slices.Contains(CheckTypes, ch.Type) {
+		v.errorf(p+".type", "%s.type: %q is not one of %s", p, ch.Type, strings.Join(CheckTypes, ", "))
+	}
+	if ch.Timeout > ch.Interval {
+		v.errorf(p+".timeout", "%s.timeout: %s is longer than the interval %s", p, ch.Timeout, ch.Interval)
+	}
+	if ch.Rise < 1 || ch.Fall < 1 {
+		v.errorf(p, "%s: rise and fall must be at least 1", p)
+	}
+	if ch.Address != "" {
+		if _, err := netip.ParseAddr(ch.Address); err != nil {
+			v.errorf(p+".connect_address", "%s.connect_address: bad IP address %q", p, ch.Address)
+		}
+	}
+	if ch.BodyRegex != "" {
+		if _, err := regexp.Compile(ch.BodyRegex); err != nil {
+			v.errorf(p+".body_regex", "%s.body_regex: %v", p, err)
+		}
+	}
+	switch ch.Type {
+	case "exec":
+		if len(ch.Command) == 0 {
+			v.errorf(p, "%s: an exec check needs a command", p)
+		}
+	case "dns":
+		if ch.Query == "" {
+			v.errorf(p, "%s: a dns check needs a query name", p)
+		}
+	}
+	if (ch.ClientCert == "") != (ch.ClientKey == "") {
+		v.errorf(p, "%s: client_cert and client_key go together", p)
+	}
+}
+
+// portKey identifies one port of one VIP and protocol, to find overlaps.
+type portKey struct {
+	vip   netip.Addr
+	proto string
+}
+
+type portUse struct {
+	r       PortRange
+	service string
+}
+
+func (v *validator) services() {
+	c := v.c
+	names := map[string]int{}
+	carried := map[netip.Addr]bool{}
+	for _, in := range c.VRRP.Instances {
+		for _, vip := range in.VIPs {
+			carried[vip.Addr()] = true
+		}
+	}
+	uses := map[portKey][]portUse{}
+	for i, s := range c.Services {
+		p := fmt.Sprintf("services[%d]", i)
+		if s.Name == "" {
+			v.errorf(p, "%s: service needs a name", p)
+		} else if j, dup := names[s.Name]; dup {
+			v.errorf(p+".name", "%s: service name %q already used by services[%d]", p, s.Name, j)
+		} else {
+			names[s.Name] = i
+		}
+		switch s.Protocol {
+		case "tcp", "udp", "sctp":
+		default:
+			v.errorf(p+".protocol", "%s.protocol: %q is not tcp, udp or sctp", p, s.Protocol)
+		}
+		if len(s.VIPs) == 0 {
+			v.errorf(p, "%s: service %q has no vips", p, s.Name)
+		}
+		if len(s.Ports) == 0 {
+			v.errorf(p, "%s: service %q has no ports", p, s.Name)
+		}
+		if !slices.Contains(Schedulers, s.Scheduler) {
+			v.errorf(p+".scheduler", "%s.scheduler: %q is not one of %s", p, s.Scheduler, strings.Join(Schedulers, ", "))
+		}
+		for j, f := range s.SchedulerFlags {
+			if !slices.Contains(schedulerFlags[s.Scheduler], f) {
+				v.errorf(fmt.Sprintf("%s.scheduler_flags[%d]", p, j), "%s.scheduler_flags[%d]: %q is not a flag of scheduler %s (it takes: %s)",
+					p, j, f, s.Scheduler, strings.Join(schedulerFlags[s.Scheduler], ", "))
+			}
+		}
+		switch s.Forward {
+		case "dr", "nat", "tun":
+		default:
+			v.errorf(p+".forward", "%s.forward: %q is not dr, nat or tun", p, s.Forward)
+		}
+		if c.Dataplane == "nftables" && s.Forward == "tun" {
+			v.errorf(p+".forward", "%s.forward: the nftables data plane forwards with nat or dr; tun needs dataplane ipvs", p)
+		}
+		for j, r := range s.Ports {
+			if !r.Single() {
+				if s.Mark.Mode == MarkNone {
+					v.errorf(fmt.Sprintf("%s.ports[%d]", p, j), "%s.ports[%d]: the range %s needs a mark (shared or per-vip); mark: none takes single ports", p, j, r)
+				}
+			}
+		}
+		fam := 0
+		for j, vip := range s.VIPs {
+			vp := fmt.Sprintf("%s.vips[%d]", p, j)
+			if len(carried) > 0 && !carried[vip] {
+				v.warnf(vp, "%s: no VRRP instance carries VIP %s; it must be configured by other means", vp, vip)
+			}
+			if fam == 0 {
+				fam = vipFamily(vip)
+			}
+			for k, r := range s.Ports {
+				key := portKey{vip, s.Protocol}
+				for _, u := range uses[key] {
+					if r.Lo <= u.r.Hi && u.r.Lo <= r.Hi {
+						v.errorf(fmt.Sprintf("%s.ports[%d]", p, k), "%s.ports[%d]: %s/%s port %s overlaps port %s of service %q",
+							p, k, vip, s.Protocol, r, u.r, u.service)
+					}
+				}
+				uses[key] = append(uses[key], portUse{r, s.Name})
+			}
+		}
+		if s.Persistence.Netmask < 0 || s.Persistence.Netmask > 8*addrLen(fam) {
+			v.errorf(p+".persistence.netmask", "%s.persistence.netmask: %d is not a prefix length from 0 to %d", p, s.Persistence.Netmask, 8*addrLen(fam))
+		}
+		if s.Persistence.Timeout > 0 && s.Persistence.Timeout.D()%time.Second != 0 {
+			v.errorf(p+".persistence.timeout", "%s.persistence.timeout: %s is not whole seconds", p, s.Persistence.Timeout)
+		}
+		if s.MaglevSize != 0 && (s.MaglevSize < 7 || !isPrime(s.MaglevSize)) {
+			v.errorf(p+".maglev_size", "%s.maglev_size: %d is not a prime of at least 7", p, s.MaglevSize)
+		}
+		v.servicePool(p, s)
+	}
+	v.markCollisions()
+}
+
+func addrLen(fam int) int {
+	if fam == 6 {
+		return 16
+	}
+	return 4
+}
+
+func isPrime(n int) bool {
+	if n < 2 {
+		return false
+	}
+	for d := 2; d*d <= n; d++ {
+		if n%d == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// servicePool checks a service against the pool it sends traffic to.
+func (v *validator) servicePool(p string, s Service) {
+	if s.Pool == "" {
+		v.errorf(p, "%s: service %q needs a pool", p, s.Name)
+		return
+	}
+	pool, ok := v.c.Pools[s.Pool]
+	if !ok {
+		v.errorf(p+".pool", "%s.pool: no pool named %q", p, s.Pool)
+		return
+	}
+	families := map[int]bool{}
+	for _, vip := range s.VIPs {
+		families[vipFamily(vip)] = true
+	}
+	hasFamily := map[int]bool{}
+	for i, srv := range pool.Servers {
+		if !srv.Address.IsValid() {
+			continue
+		}
+		sf := vipFamily(srv.Address)
+		hasFamily[sf] = true
+		sp := fmt.Sprintf("pools.%s.servers[%d]", s.Pool, i)
+		if srv.Port != 0 && s.Forward != "nat" && !(len(s.Ports) == 1 && s.Ports[0].Single() && s.Ports[0].Lo == srv.Port) {
+			v.errorf(sp+".port", "%s.port: server port %d differs from the ports of service %q, which only forward nat can do (forward is %s)",
+				sp, srv.Port, s.Name, s.Forward)
+		}
+	}
+	for fam := range families {
+		if len(pool.Servers) > 0 && !hasFamily[fam] {
+			v.errorf(p+".pool", "%s.pool: pool %q has no IPv%d server for the IPv%d VIPs of service %q", p, s.Pool, fam, fam, s.Name)
+		}
+	}
+	multiPort := len(s.Ports) > 1 || (len(s.Ports) == 1 && !s.Ports[0].Single())
+	for i, ch := range pool.Checks {
+		if ch.Port != 0 || !multiPort || s.Mark.Mode == MarkNone {
+			continue
+		}
+		for _, srv := range pool.Servers {
+			if srv.Port == 0 && ch.Type != "ping" && ch.Type != "exec" {
+				v.errorf(fmt.Sprintf("pools.%s.check[%d]", s.Pool, i), "pools.%s.check[%d]: service %q covers several ports, so the check needs a port (or each server one)",
+					s.Pool, i, s.Name)
+				break
+			}
+		}
+	}
+	if sorry, ok := pool.Sorry(); ok && len(s.VIPs) > 0 && vipFamily(sorry.Addr()) != vipFamily(s.VIPs[0]) && len(families) == 1 {
+		v.errorf("pools."+s.Pool+".sorry_server", "pools.%s.sorry_server: %s is not of the address family of service %q", s.Pool, sorry.Addr(), s.Name)
+	}
+}
+
+// markCollisions reports two services whose marks are the same number.
+func (v *validator) markCollisions() {
+	owner := map[uint32]string{}
+	for _, m := range v.c.MarkPlan() {
+		if prev, dup := owner[m.Mark]; dup && prev != m.Service {
+			i := slices.IndexFunc(v.c.Services, func(s Service) bool { return s.Name == m.Service })
+			v.errorf(fmt.Sprintf("services[%d].mark", i), "services[%d].mark: mark %d of service %q is also the mark of service %q; rename one of them",
+				i, m.Mark, m.Service, prev)
+			continue
+		}
+		owner[m.Mark] = m.Service
+	}
+}
+
+func (v *validator) ipvsSync() {
+	s := v.c.IPVSSync
+	if s == nil {
+		return
+	}
+	if _, ok := v.c.Instance(s.Instance); !ok {
+		v.errorf("ipvs_sync.instance", "ipvs_sync.instance: no VRRP instance named %q", s.Instance)
+	}
+	if s.Interface == "" {
+		v.errorf("ipvs_sync", "ipvs_sync: needs an interface")
+	}
+	if s.SyncID < 0 || s.SyncID > 255 {
+		v.errorf("ipvs_sync.sync_id", "ipvs_sync.sync_id: %d is not from 0 to 255", s.SyncID)
+	}
+	if s.Mode != "follow" && s.Mode != "both" {
+		v.errorf("ipvs_sync.mode", "ipvs_sync.mode: %q is not follow or both", s.Mode)
+	}
+	if s.McastTTL < 1 || s.McastTTL > 255 {
+		v.errorf("ipvs_sync.mcast_ttl", "ipvs_sync.mcast_ttl: %d is not from 1 to 255", s.McastTTL)
+	}
+}
+
+func (v *validator) notify() {
+	n := v.c.Notify
+	if n.SMTP != nil {
+		if _, _, err := net.SplitHostPort(n.SMTP.Server); err != nil {
+			v.errorf("notify.smtp.server", "notify.smtp.server: %q is not HOST:PORT", n.SMTP.Server)
+		}
+		if n.SMTP.From == "" || len(n.SMTP.To) == 0 {
+			v.errorf("notify.smtp", "notify.smtp: needs from and to")
+		}
+	}
+	for i, w := range n.Webhooks {
+		u, err := url.Parse(w.URL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			v.errorf(fmt.Sprintf("notify.webhooks[%d].url", i), "notify.webhooks[%d].url: %q is not an http(s) URL", i, w.URL)
+		}
+	}
+	if n.Exec != "" && !strings.HasPrefix(n.Exec, "/") {
+		v.errorf("notify.exec", "notify.exec: %q must be an absolute path", n.Exec)
+	}
+}

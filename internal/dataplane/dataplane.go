@@ -1,0 +1,125 @@
+// Package dataplane defines the desired state of the packet path — virtual
+// services, their real servers, and firewall-mark rules — and the interface
+// every data plane (IPVS, nftables, none) implements to reach it.
+package dataplane
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"net/netip"
+	"slices"
+	"time"
+)
+
+// Dataplane brings the kernel to a desired state.
+type Dataplane interface {
+	// Reconcile reads what the kernel has, and applies only the difference
+	// to want. It never flushes. Objects the data plane did not create are
+	// left alone.
+	Reconcile(ctx context.Context, want State) error
+	// Close releases the data plane's resources; installed state stays.
+	Close() error
+}
+
+// State is the whole desired packet path of a node.
+type State struct {
+	Services  []VirtualService `json:"services"`
+	MarkRules []MarkRule       `json:"mark_rules"`
+	// Sync is the wanted IPVS connection-sync daemon state (nil: none).
+	Sync *SyncDaemons `json:"sync,omitempty"`
+}
+
+// ServiceKey identifies a virtual service: by protocol, address and port,
+// or (Mark != 0) by firewall mark and address family.
+type ServiceKey struct {
+	Family   int        `json:"family"` // 4 or 6
+	Protocol string     `json:"protocol,omitempty"`
+	Addr     netip.Addr `json:"addr,omitzero"`
+	Port     uint16     `json:"port,omitempty"`
+	Mark     uint32     `json:"mark,omitempty"`
+}
+
+// String renders "tcp 192.0.2.9:443" or "fwmark 268435457 ipv4".
+func (k ServiceKey) String() string {
+	if k.Mark != 0 {
+		return fmt.Sprintf("fwmark %d ipv%d", k.Mark, k.Family)
+	}
+	return fmt.Sprintf("%s %s", k.Protocol, netip.AddrPortFrom(k.Addr, k.Port))
+}
+
+// Compare orders keys by mark (address services first), family,
+// protocol, address and port.
+func (k ServiceKey) Compare(o ServiceKey) int {
+	return cmp.Or(
+		cmp.Compare(k.Mark, o.Mark),
+		cmp.Compare(k.Family, o.Family),
+		cmp.Compare(k.Protocol, o.Protocol),
+		k.Addr.Compare(o.Addr),
+		cmp.Compare(k.Port, o.Port),
+	)
+}
+
+// VirtualService is one IPVS-style virtual service.
+type VirtualService struct {
+	Key ServiceKey `json:"key"`
+	// Service is the configuration service it comes from.
+	Service   string   `json:"service"`
+	Scheduler string   `json:"scheduler"`
+	Flags     []string `json:"flags,omitempty"`
+	// Persistence is the persistence timeout; 0 means none.
+	Persistence time.Duration `json:"persistence,omitempty"`
+	Netmask     int           `json:"netmask,omitempty"`
+	// MaglevSize is the nftables lookup-table size (0: data plane's choice).
+	MaglevSize int    `json:"maglev_size,omitempty"`
+	Reals      []Real `json:"reals"`
+}
+
+// Real is one real server of a virtual service.
+type Real struct {
+	Addr    netip.Addr `json:"addr"`
+	Port    uint16     `json:"port"`
+	Weight  int        `json:"weight"`
+	Forward string     `json:"forward"` // dr | nat | tun
+}
+
+// AddrPort returns the real server's address and port.
+func (r Real) AddrPort() netip.AddrPort { return netip.AddrPortFrom(r.Addr, r.Port) }
+
+// MarkRule marks packets to VIP, protocol and ports PortLo..PortHi.
+type MarkRule struct {
+	Mark     uint32     `json:"mark"`
+	Protocol string     `json:"protocol"`
+	VIP      netip.Addr `json:"vip"`
+	PortLo   uint16     `json:"port_lo"`
+	PortHi   uint16     `json:"port_hi"`
+	Service  string     `json:"service"`
+}
+
+// Compare orders rules by VIP, protocol and ports.
+func (r MarkRule) Compare(o MarkRule) int {
+	return cmp.Or(r.VIP.Compare(o.VIP), cmp.Compare(r.Protocol, o.Protocol),
+		cmp.Compare(r.PortLo, o.PortLo), cmp.Compare(r.PortHi, o.PortHi), cmp.Compare(r.Mark, o.Mark))
+}
+
+// SyncDaemons is the wanted IPVS connection-sync daemon state.
+type SyncDaemons struct {
+	Master     bool       `json:"master"`
+	Backup     bool       `json:"backup"`
+	Interface  string     `json:"interface"`
+	SyncID     int        `json:"sync_id"`
+	McastGroup netip.Addr `json:"mcast_group,omitzero"`
+	McastPort  uint16     `json:"mcast_port,omitempty"`
+	McastTTL   int        `json:"mcast_ttl,omitempty"`
+	MaxLen     int        `json:"max_len,omitempty"`
+}
+
+// Sort puts a state in its canonical order, so that equal states compare
+// and render equal.
+func (s *State) Sort() {
+	slices.SortFunc(s.Services, func(a, b VirtualService) int { return a.Key.Compare(b.Key) })
+	for i := range s.Services {
+		slices.SortFunc(s.Services[i].Reals, func(a, b Real) int { return a.AddrPort().Compare(b.AddrPort()) })
+	}
+	slices.SortFunc(s.MarkRules, MarkRule.Compare)
+}

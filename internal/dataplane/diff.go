@@ -1,0 +1,225 @@
+package dataplane
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// Op is the kind of a change.
+type Op int
+
+// Change kinds.
+const (
+	Add Op = iota
+	Update
+	Delete
+)
+
+func (o Op) String() string { return [...]string{"+", "~", "-"}[o] }
+
+// ServiceChange adds, updates (scheduler, flags, persistence) or deletes a
+// virtual service. Reals are changed separately.
+type ServiceChange struct {
+	Op   Op
+	Have VirtualService // for Update and Delete
+	Want VirtualService // for Add and Update
+}
+
+// RealChange adds, updates (weight, forward) or deletes one real server.
+type RealChange struct {
+	Op      Op
+	Service ServiceKey
+	Have    Real
+	Want    Real
+}
+
+// RuleChange adds or deletes one mark rule.
+type RuleChange struct {
+	Op   Op
+	Rule MarkRule
+}
+
+// Diff is what must change to go from one state to another.
+type Diff struct {
+	Services []ServiceChange
+	Reals    []RealChange
+	Rules    []RuleChange
+	// Sync is set when the sync daemons must change; SyncWant is the target.
+	Sync     bool
+	SyncWant *SyncDaemons
+}
+
+// Empty reports whether nothing changes.
+func (d Diff) Empty() bool {
+	return len(d.Services) == 0 && len(d.Reals) == 0 && len(d.Rules) == 0 && !d.Sync
+}
+
+// Size is the number of individual changes.
+func (d Diff) Size() int {
+	n := len(d.Services) + len(d.Reals) + len(d.Rules)
+	if d.Sync {
+		n++
+	}
+	return n
+}
+
+// SameAttributes reports whether two services agree on everything but their
+// reals.
+func SameAttributes(a, b VirtualService) bool {
+	return a.Key == b.Key && a.Scheduler == b.Scheduler && slices.Equal(a.Flags, b.Flags) &&
+		a.Persistence == b.Persistence && (a.Persistence == 0 || a.Netmask == b.Netmask)
+}
+
+// Compute returns the changes that turn have into want. Reals of a deleted
+// service are not listed (they go with it); reals of an added one are.
+func Compute(have, want State) Diff {
+	var d Diff
+	haveSvc := map[ServiceKey]VirtualService{}
+	for _, s := range have.Services {
+		haveSvc[s.Key] = s
+	}
+	wantKeys := map[ServiceKey]bool{}
+	for _, w := range want.Services {
+		wantKeys[w.Key] = true
+		h, ok := haveSvc[w.Key]
+		switch {
+		case !ok:
+			d.Services = append(d.Services, ServiceChange{Op: Add, Want: w})
+		case !SameAttributes(h, w):
+			d.Services = append(d.Services, ServiceChange{Op: Update, Have: h, Want: w})
+		}
+		d.Reals = append(d.Reals, diffReals(w.Key, h.Reals, w.Reals)...)
+	}
+	for _, h := range have.Services {
+		if !wantKeys[h.Key] {
+			d.Services = append(d.Services, ServiceChange{Op: Delete, Have: h})
+		}
+	}
+	haveRules := map[MarkRule]bool{}
+	for _, r := range have.MarkRules {
+		haveRules[r] = true
+	}
+	wantRules := map[MarkRule]bool{}
+	for _, r := range want.MarkRules {
+		wantRules[r] = true
+		if !haveRules[r] {
+			d.Rules = append(d.Rules, RuleChange{Op: Add, Rule: r})
+		}
+	}
+	for _, r := range have.MarkRules {
+		if !wantRules[r] {
+			d.Rules = append(d.Rules, RuleChange{Op: Delete, Rule: r})
+		}
+	}
+	if !syncEqual(have.Sync, want.Sync) {
+		d.Sync, d.SyncWant = true, want.Sync
+	}
+	return d
+}
+
+func diffReals(key ServiceKey, have, want []Real) []RealChange {
+	var out []RealChange
+	h := map[string]Real{}
+	for _, r := range have {
+		h[r.AddrPort().String()] = r
+	}
+	w := map[string]bool{}
+	for _, r := range want {
+		id := r.AddrPort().String()
+		w[id] = true
+		old, ok := h[id]
+		switch {
+		case !ok:
+			out = append(out, RealChange{Op: Add, Service: key, Want: r})
+		case old != r:
+			out = append(out, RealChange{Op: Update, Service: key, Have: old, Want: r})
+		}
+	}
+	for _, r := range have {
+		if !w[r.AddrPort().String()] {
+			out = append(out, RealChange{Op: Delete, Service: key, Have: r})
+		}
+	}
+	return out
+}
+
+func syncEqual(a, b *SyncDaemons) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return *a == *b
+}
+
+// Lines renders the diff for people, one change a line.
+func (d Diff) Lines() []string {
+	var out []string
+	for _, r := range d.Rules {
+		if r.Op == Add {
+			out = append(out, "+ "+ruleString(r.Rule))
+		}
+	}
+	for _, c := range d.Services {
+		switch c.Op {
+		case Add:
+			out = append(out, "+ service "+serviceString(c.Want))
+		case Update:
+			out = append(out, fmt.Sprintf("~ service %s (was %s)", serviceString(c.Want), serviceString(c.Have)))
+		case Delete:
+			out = append(out, "- service "+c.Have.Key.String())
+		}
+	}
+	for _, c := range d.Reals {
+		switch c.Op {
+		case Add:
+			out = append(out, fmt.Sprintf("+ real %s -> %s weight %d %s", c.Service, c.Want.AddrPort(), c.Want.Weight, c.Want.Forward))
+		case Update:
+			out = append(out, fmt.Sprintf("~ real %s -> %s weight %d %s (was weight %d %s)", c.Service, c.Want.AddrPort(),
+				c.Want.Weight, c.Want.Forward, c.Have.Weight, c.Have.Forward))
+		case Delete:
+			out = append(out, fmt.Sprintf("- real %s -> %s", c.Service, c.Have.AddrPort()))
+		}
+	}
+	for _, r := range d.Rules {
+		if r.Op == Delete {
+			out = append(out, "- "+ruleString(r.Rule))
+		}
+	}
+	if d.Sync {
+		if d.SyncWant == nil {
+			out = append(out, "- sync daemons")
+		} else {
+			out = append(out, fmt.Sprintf("~ sync daemons master=%t backup=%t on %s id %d", d.SyncWant.Master, d.SyncWant.Backup, d.SyncWant.Interface, d.SyncWant.SyncID))
+		}
+	}
+	return out
+}
+
+func ruleString(r MarkRule) string {
+	ports := fmt.Sprint(r.PortLo)
+	if r.PortHi != r.PortLo {
+		ports = fmt.Sprintf("%d-%d", r.PortLo, r.PortHi)
+	}
+	return fmt.Sprintf("mark %s %s port %s -> %d (%s)", r.Protocol, r.VIP, ports, r.Mark, r.Service)
+}
+
+func serviceString(s VirtualService) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s", s.Key, s.Scheduler)
+	if len(s.Flags) > 0 {
+		fmt.Fprintf(&b, " flags %s", strings.Join(s.Flags, ","))
+	}
+	if s.Persistence > 0 {
+		fmt.Fprintf(&b, " persistent %s/%d", s.Persistence, s.Netmask)
+	}
+	fmt.Fprintf(&b, " (%s)", s.Service)
+	return b.String()
+}
+
+// Render writes a whole state as text, one object a line, in canonical
+// order: the form golden files and the dry-run data plane use.
+func Render(s State) string {
+	s.Sort()
+	d := Compute(State{}, s)
+	return strings.Join(d.Lines(), "\n") + "\n"
+}

@@ -1,0 +1,88 @@
+// Package labtest gives tests what they need to run against the real
+// kernel: a root check that fails (rather than skips) in CI, network
+// namespace labs that clean up after themselves, and a built halb binary.
+package labtest
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"testing"
+
+	"halb/internal/lab/netns"
+)
+
+// RequireRoot stops the test unless it runs as root. In CI (CI set) a
+// missing privilege or tool is a failure, never a silent skip.
+func RequireRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		return
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatal("this test needs root, and CI must run it: run the test command as root")
+	}
+	t.Skip("SKIPPED: needs root (network namespaces); CI runs it as root")
+}
+
+// RequireTool fails (in CI) or skips the test when a program is missing.
+func RequireTool(t testing.TB, names ...string) {
+	t.Helper()
+	for _, name := range names {
+		if _, err := exec.LookPath(name); err != nil {
+			if os.Getenv("CI") != "" {
+				t.Fatalf("%s is not installed; the test command installs it (scripts/test.sh)", name)
+			}
+			t.Skipf("SKIPPED: %s is not installed; run scripts/test.sh, which installs it", name)
+		}
+	}
+}
+
+// NewLab returns a lab that is removed when the test ends, pass or fail.
+func NewLab(t testing.TB) *netns.Lab {
+	t.Helper()
+	RequireRoot(t)
+	RequireTool(t, "ip")
+	l := netns.New("halbt")
+	t.Cleanup(func() {
+		if err := l.Close(); err != nil {
+			t.Errorf("%v", err)
+		}
+	})
+	return l
+}
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+	buildOut  []byte
+)
+
+// HalbBinary builds cmd/halb once per test process and returns its path.
+func HalbBinary(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "halb-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "halb")
+		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/halb")
+		cmd.Dir = moduleRoot()
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		buildOut, buildErr = cmd.CombinedOutput()
+	})
+	if buildErr != nil {
+		t.Fatalf("building halb: %v\n%s", buildErr, buildOut)
+	}
+	return binPath
+}
+
+func moduleRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..", "..")
+}
