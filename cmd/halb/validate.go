@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 
-	"halb/internal/config"
 )
 
 func init() {
@@ -26,7 +25,7 @@ func runValidate(args []string, stdout, stderr io.Writer) int {
 	}
 	failed := false
 	for _, file := range fs.Args() {
-		_, diags := config.Load(file, config.Options{Hostname: hostname()})
+		_, diags := loadConfig(file)
 		io.WriteString(stderr, diags.String())
 		if diags.HasErrors() {
 			failed = true
