@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-
 )
 
 func init() {
