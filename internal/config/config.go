@@ -304,3 +304,13 @@ func (c *Config) Instance(name string) (Instance, bool) {
 	}
 	return Instance{}, false
 }
+
+// HasServer reports whether pool has a server with this address and port.
+func (c *Config) HasServer(pool string, addr netip.Addr, port uint16) bool {
+	for _, s := range c.Pools[pool].Servers {
+		if s.Address == addr && s.Port == port {
+			return true
+		}
+	}
+	return false
+}

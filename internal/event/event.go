@@ -47,3 +47,45 @@ type Health struct {
 	Consecutive int
 	Latency     time.Duration
 }
+
+// Quorum reports a pool losing or regaining its quorum.
+type Quorum struct {
+	At            time.Time
+	Pool          string
+	Up            bool
+	HealthyWeight int
+	Quorum        int
+	// SorryActive says whether the sorry server now takes the traffic.
+	SorryActive bool
+}
+
+// Reload reports a configuration reload, applied or refused.
+type Reload struct {
+	At      time.Time
+	File    string
+	Applied bool
+	// Changes lists what the reload changed in the data plane, or, when
+	// refused, the configuration errors.
+	Changes []string
+	Errors  []string
+}
+
+// DataplaneError reports a failed data plane update (it is retried).
+type DataplaneError struct {
+	At  time.Time
+	Err string
+}
+
+// Record is one entry of the event stream: exactly one field is set.
+type Record struct {
+	Seq       uint64          `json:"seq"`
+	At        time.Time       `json:"at"`
+	Node      string          `json:"node"`
+	Kind      string          `json:"kind"` // vrrp, health, quorum, reload, dataplane
+	Summary   string          `json:"summary"`
+	VRRP      *VRRP           `json:"vrrp,omitempty"`
+	Health    *Health         `json:"health,omitempty"`
+	Quorum    *Quorum         `json:"quorum,omitempty"`
+	Reload    *Reload         `json:"reload,omitempty"`
+	Dataplane *DataplaneError `json:"dataplane,omitempty"`
+}

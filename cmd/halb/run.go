@@ -1,0 +1,126 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"halb/internal/api"
+	"halb/internal/config"
+	"halb/internal/engine"
+)
+
+func init() {
+	register("run", "run the load balancer daemon", runDaemon)
+}
+
+func runDaemon(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("config", "", "configuration `FILE` (YAML, or a keepalived.conf)")
+	dpFlag := fs.String("dataplane", "", "data plane: auto, ipvs, nftables or none (overrides the config)")
+	socket := fs.String("socket", "", "status socket `PATH` (overrides api.socket)")
+	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *cfgPath == "" || fs.NArg() != 0 {
+		fmt.Fprintln(stderr, "usage: halb run --config FILE [--dataplane auto|ipvs|nftables|none] [--socket PATH]")
+		return 2
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
+		fmt.Fprintf(stderr, "halb run: bad --log-level %q\n", *level)
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
+
+	cfg, diags := loadConfig(*cfgPath)
+	io.WriteString(stderr, diags.String())
+	if cfg == nil {
+		return 1
+	}
+	if *dpFlag != "" {
+		cfg.Dataplane = *dpFlag
+	}
+	if *socket != "" {
+		cfg.API.Socket = *socket
+	}
+	if err := serve(cfg, *cfgPath, log); err != nil {
+		log.Error("halb stopped", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// serve runs the daemon until SIGTERM or SIGINT, reloading on SIGHUP.
+func serve(cfg *config.Config, path string, log *slog.Logger) error {
+	dp, dpName, err := newDataplane(cfg, log)
+	if err != nil {
+		return err
+	}
+	opts := []engine.Option{engine.WithLogger(log), engine.WithVersion(version)}
+	if a := newAnnouncer(cfg, log); a != nil {
+		opts = append(opts, engine.WithAnnouncer(a))
+	}
+	if h := newHealthChecker(cfg, log); h != nil {
+		opts = append(opts, engine.WithHealthChecker(h))
+	}
+	eng := engine.New(cfg, dp, dpName, opts...)
+
+	ln, err := api.ListenUnix(cfg.API.Socket)
+	if err != nil {
+		dp.Close()
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	go api.Serve(ctx, ln, api.Handler(eng.Status, eng.Events), log)
+	defer os.Remove(cfg.API.Socket)
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				reload(ctx, eng, cfg, path, log)
+			}
+		}
+	}()
+
+	log.Info("halb running", "node", cfg.Node, "config", path, "dataplane", dpName, "socket", cfg.API.Socket,
+		"instances", len(cfg.VRRP.Instances), "services", len(cfg.Services))
+	err = eng.Run(ctx)
+	log.Info("halb stopped")
+	return err
+}
+
+// reload re-reads the configuration; a bad one is refused with its errors
+// and the running one stays.
+func reload(ctx context.Context, eng *engine.Engine, running *config.Config, path string, log *slog.Logger) {
+	next, diags := loadConfig(path)
+	if next == nil {
+		errs := strings.Split(strings.TrimSpace(diags.Errors().String()), "\n")
+		log.Error("reload refused: the new configuration has errors; the running one stays", "errors", strings.Join(errs, "; "))
+		eng.ReloadRefused(ctx, path, errs)
+		return
+	}
+	for _, d := range diags {
+		log.Warn("reload: " + d.String())
+	}
+	// What the command line overrode stays overridden.
+	next.Dataplane, next.API.Socket = running.Dataplane, running.API.Socket
+	if err := eng.Reload(ctx, next); err != nil {
+		log.Error("reload applied with errors", "err", err)
+	}
+}

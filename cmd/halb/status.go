@@ -1,0 +1,134 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/netip"
+	"strconv"
+	"text/tabwriter"
+	"time"
+
+	"halb/internal/api"
+	"halb/internal/config"
+)
+
+func init() {
+	register("status", "show the running daemon's state", runStatus)
+}
+
+func runStatus(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	socket := fs.String("socket", config.DefaultSocket, "status socket `PATH`")
+	asJSON := fs.Bool("json", false, "print the status document as JSON")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := api.NewClient(*socket).Status(ctx)
+	if err != nil {
+		fmt.Fprintf(stderr, "halb status: %v\n", err)
+		return 1
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		enc.Encode(st)
+		return 0
+	}
+	writeStatus(stdout, st, time.Now())
+	return 0
+}
+
+// writeStatus renders the status as tables for people.
+func writeStatus(w io.Writer, st api.Status, now time.Time) {
+	fmt.Fprintf(w, "node %s  halb %s  dataplane %s  config %s\n", st.Node, st.Version, st.Dataplane, st.Config)
+	if st.LastReconcile.Error != "" {
+		fmt.Fprintf(w, "DATA PLANE ERROR: %s\n", st.LastReconcile.Error)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	if len(st.VRRP) > 0 {
+		fmt.Fprintln(w, "\nVRRP instances")
+		fmt.Fprintln(tw, "  NAME\tIF\tVRID\tSTATE\tPRIO\tEFFECTIVE\tMASTER\tSINCE\tVIPS")
+		for _, in := range st.VRRP {
+			master := in.Master
+			if master == "" {
+				master = "-"
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%d\t%s\t%d\t%d\t%s\t%s\t%s\n", in.Name, in.Interface, in.VRID, in.State,
+				in.Priority, in.EffectivePriority, master, ago(in.Since, now), joinN(in.VIPs, 3))
+		}
+		tw.Flush()
+	}
+	if len(st.Services) > 0 {
+		fmt.Fprintln(w, "\nServices")
+		fmt.Fprintln(tw, "  SERVICE\tVIP:PORT\tMARK\tSCHED\tFWD\tSERVER\tWEIGHT\tHEALTH\tREASON")
+		for _, s := range st.Services {
+			port := strconv.Itoa(int(s.Port))
+			if s.PortEnd != 0 {
+				port += "-" + strconv.Itoa(int(s.PortEnd))
+			}
+			vip := s.VIP + ":" + port
+			if a, err := netip.ParseAddr(s.VIP); err == nil && a.Is6() {
+				vip = "[" + s.VIP + "]:" + port
+			}
+			mark := "-"
+			if s.Mark != 0 {
+				mark = strconv.FormatUint(uint64(s.Mark), 10)
+			}
+			head := fmt.Sprintf("  %s %s\t%s\t%s\t%s\t%s", s.Name, s.Protocol, vip, mark, s.Scheduler, s.Forward)
+			if len(s.Servers) == 0 {
+				fmt.Fprintf(tw, "%s\t(no servers)\t\t\t\n", head)
+			}
+			for i, srv := range s.Servers {
+				if i > 0 {
+					head = "\t\t\t\t"
+				}
+				health := "down"
+				if srv.Healthy {
+					health = "up"
+				}
+				addr := srv.Address
+				if srv.Port != 0 {
+					addr = netip.AddrPortFrom(netip.MustParseAddr(srv.Address), srv.Port).String()
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%s\t%s\n", head, addr, srv.EffectiveWeight, srv.Weight, health, srv.Reason)
+			}
+		}
+		tw.Flush()
+	}
+	for _, p := range st.Pools {
+		if !p.QuorumUp {
+			fmt.Fprintf(w, "\npool %s: QUORUM LOST (healthy weight %d < %d)", p.Name, p.HealthyWeight, p.Quorum)
+			if p.SorryActive {
+				fmt.Fprint(w, ", sorry server serving")
+			}
+			fmt.Fprintln(w)
+		}
+	}
+}
+
+func ago(t, now time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return now.Sub(t).Round(time.Second).String() + " ago"
+}
+
+func joinN(items []string, n int) string {
+	out := ""
+	for i, s := range items {
+		if i == n {
+			return out + fmt.Sprintf(" +%d", len(items)-n)
+		}
+		if i > 0 {
+			out += " "
+		}
+		out += s
+	}
+	return out
+}

@@ -1,0 +1,288 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"halb/internal/api"
+	"halb/internal/config"
+	"halb/internal/dataplane"
+	"halb/internal/event"
+)
+
+// Engine owns halb's running state. One goroutine (Run) folds events into
+// it and reconciles the data plane; everything else asks that goroutine.
+type Engine struct {
+	log       *slog.Logger
+	now       func() time.Time
+	dp        dataplane.Dataplane
+	dpName    string
+	announcer Announcer
+	checker   HealthChecker
+	version   string
+	retry     time.Duration
+
+	// Owned by the Run goroutine.
+	cfg       *config.Config
+	vrrp      map[string]event.VRRP
+	health    map[ServerRef]event.Health
+	quorum    map[string]bool
+	eval      Evaluation
+	last      api.Reconcile
+	started   time.Time
+	reloaded  time.Time
+	requests  chan func()
+	history   []event.Record
+	seq       uint64
+	sinks     []func(event.Record)
+}
+
+// Option configures an Engine.
+type Option func(*Engine)
+
+// WithLogger sets the logger (default: slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(e *Engine) { e.log = l } }
+
+// WithClock sets the time source.
+func WithClock(now func() time.Time) Option { return func(e *Engine) { e.now = now } }
+
+// WithAnnouncer sets who owns the VIPs (VRRP); nil means none.
+func WithAnnouncer(a Announcer) Option { return func(e *Engine) { e.announcer = a } }
+
+// WithHealthChecker sets the health checker; nil means every server is up.
+func WithHealthChecker(h HealthChecker) Option { return func(e *Engine) { e.checker = h } }
+
+// WithVersion sets the version reported in status.
+func WithVersion(v string) Option { return func(e *Engine) { e.version = v } }
+
+// WithRetryInterval sets how long to wait before retrying a failed
+// reconcile (default 1s, doubling up to 30s).
+func WithRetryInterval(d time.Duration) Option { return func(e *Engine) { e.retry = d } }
+
+// New returns an engine for cfg that applies its desired state through dp,
+// known in status as dpName. It starts nothing: call Run.
+func New(cfg *config.Config, dp dataplane.Dataplane, dpName string, opts ...Option) *Engine {
+	e := &Engine{
+		log: slog.Default(), now: time.Now, dp: dp, dpName: dpName, cfg: cfg, retry: time.Second,
+		vrrp: map[string]event.VRRP{}, health: map[ServerRef]event.Health{}, quorum: map[string]bool{},
+		requests: make(chan func()),
+	}
+	for _, o := range opts {
+		o(e)
+	}
+	return e
+}
+
+// ErrNotRunning is returned by requests to an engine that is not running.
+var ErrNotRunning = errors.New("engine is not running")
+
+// do runs f on the engine goroutine and waits for it.
+func (e *Engine) do(ctx context.Context, f func()) error {
+	done := make(chan struct{})
+	select {
+	case e.requests <- func() { f(); close(done) }:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Status returns a snapshot of the running state.
+func (e *Engine) Status(ctx context.Context) (api.Status, error) {
+	var st api.Status
+	err := e.do(ctx, func() { st = e.status() })
+	return st, err
+}
+
+// Reload switches to a new, validated configuration: the announcer and
+// the health checker keep what did not change, and the data plane gets
+// only the difference.
+func (e *Engine) Reload(ctx context.Context, cfg *config.Config) error {
+	var err error
+	if derr := e.do(ctx, func() { err = e.reload(cfg) }); derr != nil {
+		return derr
+	}
+	return err
+}
+
+func (e *Engine) reload(cfg *config.Config) error {
+	var errs []error
+	if e.announcer != nil {
+		errs = append(errs, e.announcer.Reload(cfg))
+	}
+	if e.checker != nil {
+		errs = append(errs, e.checker.Reload(cfg))
+	}
+	e.cfg = cfg
+	e.reloaded = e.now()
+	e.forgetRemoved()
+	before := e.eval.State
+	e.apply(context.Background())
+	changes := dataplane.Compute(before, e.eval.State).Lines()
+	e.log.Info("configuration reloaded", "file", cfg.File, "changes", len(changes))
+	e.record(event.Record{Kind: "reload", Summary: reloadSummary(cfg.File, changes),
+		Reload: &event.Reload{At: e.now(), File: cfg.File, Applied: true, Changes: changes}})
+	return errors.Join(errs...)
+}
+
+// forgetRemoved drops state of instances and servers the new config lacks.
+func (e *Engine) forgetRemoved() {
+	for name := range e.vrrp {
+		if _, ok := e.cfg.Instance(name); !ok {
+			delete(e.vrrp, name)
+		}
+	}
+	for ref := range e.health {
+		if !e.cfg.HasServer(ref.Pool, ref.Addr, ref.Port) {
+			delete(e.health, ref)
+		}
+	}
+}
+
+// Run runs the engine until ctx is done. The announcer releases its VIPs
+// before Run returns; the data plane keeps its state.
+func (e *Engine) Run(ctx context.Context) error {
+	e.started, e.reloaded = e.now(), e.now()
+	subCtx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	vrrpEvents := make(chan event.VRRP, 64)
+	healthEvents := make(chan event.Health, 256)
+	var wg sync.WaitGroup
+	errc := make(chan error, 2)
+	if e.announcer != nil {
+		wg.Go(func() { errc <- wrap("vrrp", e.announcer.Run(subCtx, vrrpEvents)) })
+	}
+	if e.checker != nil {
+		wg.Go(func() { errc <- wrap("health checks", e.checker.Run(subCtx, healthEvents)) })
+	}
+	stopped := make(chan struct{})
+	go func() { wg.Wait(); close(stopped) }()
+
+	e.apply(ctx)
+	var retry *time.Timer
+	retryC := func() <-chan time.Time {
+		if retry == nil {
+			return nil
+		}
+		return retry.C
+	}
+	backoff := e.retry
+	var runErr error
+	for {
+		select {
+		case <-ctx.Done():
+			cancel()
+			// Keep folding events while the subsystems shut down, so that
+			// their last transitions are logged.
+			for {
+				select {
+				case ev := <-vrrpEvents:
+					e.onVRRP(ev)
+				case <-healthEvents:
+				case err := <-errc:
+					runErr = errors.Join(runErr, err)
+				case <-stopped:
+					return errors.Join(runErr, e.dp.Close())
+				}
+			}
+		case err := <-errc:
+			if err != nil {
+				e.log.Error("subsystem stopped", "err", err)
+				runErr = errors.Join(runErr, err)
+				cancel()
+			}
+		case ev := <-vrrpEvents:
+			e.onVRRP(ev)
+			e.apply(ctx)
+		case ev := <-healthEvents:
+			e.onHealth(ev)
+			e.apply(ctx)
+		case f := <-e.requests:
+			f()
+		case <-retryC():
+			retry = nil
+			e.apply(ctx)
+		}
+		if e.last.Error != "" && retry == nil {
+			retry = time.NewTimer(backoff)
+			backoff = min(2*backoff, 30*time.Second)
+		} else if e.last.Error == "" {
+			backoff = e.retry
+		}
+	}
+}
+
+func wrap(what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return errors.New(what + ": " + err.Error())
+}
+
+func (e *Engine) onVRRP(ev event.VRRP) {
+	prev, had := e.vrrp[ev.Instance]
+	e.vrrp[ev.Instance] = ev
+	if !had || prev.New != ev.New {
+		e.log.Info("vrrp transition", "instance", ev.Instance, "from", ev.Old, "to", ev.New, "reason", ev.Reason)
+		e.record(event.Record{At: ev.At, Kind: "vrrp", Summary: vrrpSummary(ev), VRRP: &ev})
+	}
+}
+
+func (e *Engine) onHealth(ev event.Health) {
+	ref := ServerRef{Pool: ev.Pool, Addr: ev.Addr, Port: ev.Port}
+	prev, had := e.health[ref]
+	e.health[ref] = ev
+	if !had || prev.Up != ev.Up {
+		state := "DOWN"
+		if ev.Up {
+			state = "UP"
+		}
+		e.log.Info("server health", "pool", ev.Pool, "server", ev.Addr, "port", ev.Port, "state", state, "reason", ev.Reason)
+		e.record(event.Record{At: ev.At, Kind: "health", Summary: healthSummary(ev), Health: &ev})
+	}
+}
+
+// inputs gathers the state Desired depends on.
+func (e *Engine) inputs() Inputs {
+	in := Inputs{Config: e.cfg, VRRP: map[string]string{}, Health: map[ServerRef]ServerHealth{}, QuorumUp: e.quorum}
+	for name, ev := range e.vrrp {
+		in.VRRP[name] = ev.New
+	}
+	for ref, ev := range e.health {
+		in.Health[ref] = ServerHealth{Up: ev.Up, Weight: ev.Weight, Reason: ev.Reason}
+	}
+	return in
+}
+
+// apply computes the desired state and reconciles the data plane.
+func (e *Engine) apply(ctx context.Context) {
+	ev := Desired(e.inputs())
+	quorum := map[string]bool{}
+	for name, ps := range ev.Pools {
+		quorum[name] = ps.QuorumUp
+		if prev, ok := e.quorum[name]; ok && prev != ps.QuorumUp {
+			q := event.Quorum{At: e.now(), Pool: name, Up: ps.QuorumUp, HealthyWeight: ps.HealthyWeight,
+				Quorum: e.cfg.Pools[name].Quorum, SorryActive: ps.SorryActive}
+			e.log.Warn(quorumSummary(q))
+			e.record(event.Record{Kind: "quorum", Summary: quorumSummary(q), Quorum: &q})
+		}
+	}
+	e.quorum = quorum
+	changes := dataplane.Compute(e.eval.State, ev.State).Size()
+	e.eval = ev
+	e.last = api.Reconcile{At: e.now(), Changes: changes}
+	if err := e.dp.Reconcile(ctx, ev.State); err != nil {
+		e.last.Error = err.Error()
+		e.log.Error("data plane update failed; retrying", "err", err)
+		e.record(event.Record{Kind: "dataplane", Summary: "data plane update failed: " + err.Error(),
+			Dataplane: &event.DataplaneError{At: e.now(), Err: err.Error()}})
+	}
+}
