@@ -44,7 +44,7 @@ var guestModules = []string{
 	"crc32c_generic", "dummy", "veth", "bridge",
 	"ip_vs", "ip_vs_rr", "ip_vs_wrr", "ip_vs_lc", "ip_vs_wlc", "ip_vs_fo", "ip_vs_ovf",
 	"ip_vs_lblc", "ip_vs_lblcr", "ip_vs_dh", "ip_vs_sh", "ip_vs_mh", "ip_vs_sed",
-	"ip_vs_nq", "ip_vs_twos", "ip_vs_ftp",
+	"ip_vs_nq", "ip_vs_ftp",
 	"nf_tables", "nft_ct", "nft_nat", "nft_chain_nat", "nft_masq", "nft_hash", "nft_numgen",
 	"nft_fib_inet", "nf_nat_ftp", "nft_reject_inet", "nft_fwd_netdev",
 }

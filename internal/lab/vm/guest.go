@@ -1,0 +1,116 @@
+package vm
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"halb/internal/lab/labtest"
+)
+
+// InGuest reports whether the process runs inside the VM.
+func InGuest() bool { return os.Getenv("HALB_VM_GUEST") == "1" }
+
+// RequireGuest skips a test outside the VM: such tests run inside it,
+// reported by the package's TestVM (see RunTests), which fails when the
+// VM cannot boot.
+func RequireGuest(t testing.TB) {
+	t.Helper()
+	if !InGuest() {
+		t.Skip("runs inside the IPVS VM, as a subtest of TestVM")
+	}
+}
+
+// RunTests boots the VM once and runs there the calling package's own test
+// binary, restricted to the tests matching pattern (those call
+// RequireGuest). Each guest test becomes a subtest of t with its output.
+// env is added to the guest's environment.
+func RunTests(t *testing.T, pattern string, env ...string) *Result {
+	t.Helper()
+	if InGuest() {
+		t.Skip("already inside the VM")
+	}
+	labtest.RequireRoot(t)
+	labtest.RequireTool(t, "qemu-system-x86_64", "cpio", "busybox", "depmod", "apt-get")
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	img, err := Prepare(ctx)
+	if err != nil {
+		t.Fatalf("the IPVS VM cannot be prepared: %v", err)
+	}
+	args := []string{os.Args[0], "-test.run", pattern, "-test.v", "-test.count=1", "-test.timeout=12m"}
+	res, err := Run(ctx, img, Spec{Command: args, Env: env, Timeout: 14 * time.Minute})
+	if res != nil {
+		t.Cleanup(func() { os.RemoveAll(res.RunDir) })
+	}
+	if err != nil {
+		if res != nil {
+			t.Logf("guest output:\n%s", res.Output)
+		}
+		t.Fatalf("the IPVS VM failed: %v", err)
+	}
+	t.Logf("VM run took %s", res.Elapsed.Round(time.Millisecond))
+	if len(res.Preload) > 0 {
+		t.Logf("guest module loading:\n%s", res.Preload)
+	}
+	tests := parseTestOutput(res.Output)
+	if len(tests) == 0 {
+		t.Fatalf("no guest test ran (exit %d):\n%s", res.ExitCode, res.Output)
+	}
+	failed := false
+	for _, gt := range tests {
+		t.Run(gt.name, func(t *testing.T) {
+			switch gt.result {
+			case "PASS":
+				t.Logf("in the VM:\n%s", gt.output)
+			case "SKIP":
+				t.Skipf("skipped in the VM:\n%s", gt.output)
+			default:
+				failed = true
+				t.Errorf("failed in the VM (%s):\n%s", gt.result, gt.output)
+			}
+		})
+	}
+	if res.ExitCode != 0 && !failed {
+		t.Errorf("the guest test binary exited %d:\n%s", res.ExitCode, res.Output)
+	}
+	return res
+}
+
+type guestTest struct {
+	name, result string
+	output       []byte
+}
+
+// parseTestOutput splits `-test.v` output into top-level tests. A test
+// that started but never ended (a crash, a timeout) is reported with
+// result "DID NOT FINISH".
+func parseTestOutput(out []byte) []guestTest {
+	var tests []guestTest
+	cur := -1
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if name, ok := strings.CutPrefix(line, "=== RUN   "); ok && !strings.Contains(name, "/") {
+			tests = append(tests, guestTest{name: name, result: "DID NOT FINISH"})
+			cur = len(tests) - 1
+			continue
+		}
+		for _, r := range []string{"PASS", "FAIL", "SKIP"} {
+			if rest, ok := strings.CutPrefix(line, "--- "+r+": "); ok && cur >= 0 {
+				if name, _, _ := strings.Cut(rest, " "); name == tests[cur].name {
+					tests[cur].result = r
+				}
+			}
+		}
+		if cur >= 0 {
+			tests[cur].output = append(append(tests[cur].output, line...), '\n')
+		}
+	}
+	return tests
+}
