@@ -66,21 +66,10 @@ func writeStatus(w io.Writer, st api.Status, now time.Time) {
 	}
 	if len(st.Services) > 0 {
 		fmt.Fprintln(w, "\nServices")
-		fmt.Fprintln(tw, "  SERVICE\tVIP:PORT\tMARK\tSCHED\tFWD\tSERVER\tWEIGHT\tHEALTH\tREASON")
-		for _, s := range st.Services {
-			port := strconv.Itoa(int(s.Port))
-			if s.PortEnd != 0 {
-				port += "-" + strconv.Itoa(int(s.PortEnd))
-			}
-			vip := s.VIP + ":" + port
-			if a, err := netip.ParseAddr(s.VIP); err == nil && a.Is6() {
-				vip = "[" + s.VIP + "]:" + port
-			}
-			mark := "-"
-			if s.Mark != 0 {
-				mark = strconv.FormatUint(uint64(s.Mark), 10)
-			}
-			head := fmt.Sprintf("  %s %s\t%s\t%s\t%s\t%s", s.Name, s.Protocol, vip, mark, s.Scheduler, s.Forward)
+		fmt.Fprintln(tw, "  SERVICE\tVIPS:PORTS\tMARKS\tSCHED\tFWD\tSERVER\tWEIGHT\tHEALTH\tREASON")
+		for _, g := range groupServices(st.Services) {
+			s := g.entries[0]
+			head := fmt.Sprintf("  %s %s\t%s\t%s\t%s\t%s", s.Name, s.Protocol, joinN(g.endpoints, 2), g.marks(), s.Scheduler, s.Forward)
 			if len(s.Servers) == 0 {
 				fmt.Fprintf(tw, "%s\t(no servers)\t\t\t\n", head)
 			}
@@ -131,4 +120,50 @@ func joinN(items []string, n int) string {
 		out += s
 	}
 	return out
+}
+
+// serviceGroup is every status entry of one configured service; they share
+// their servers.
+type serviceGroup struct {
+	entries   []api.Service
+	endpoints []string
+}
+
+func (g serviceGroup) marks() string {
+	seen := map[uint32]bool{}
+	for _, e := range g.entries {
+		seen[e.Mark] = true
+	}
+	switch {
+	case len(seen) == 1 && seen[0]:
+		return "-"
+	case len(seen) == 1:
+		return strconv.FormatUint(uint64(g.entries[0].Mark), 10)
+	default:
+		return fmt.Sprintf("%d (one per VIP)", len(seen))
+	}
+}
+
+func groupServices(entries []api.Service) []serviceGroup {
+	var groups []serviceGroup
+	index := map[string]int{}
+	for _, e := range entries {
+		i, ok := index[e.Name]
+		if !ok {
+			i = len(groups)
+			index[e.Name] = i
+			groups = append(groups, serviceGroup{})
+		}
+		port := strconv.Itoa(int(e.Port))
+		if e.PortEnd != 0 {
+			port += "-" + strconv.Itoa(int(e.PortEnd))
+		}
+		vip := e.VIP
+		if a, err := netip.ParseAddr(e.VIP); err == nil && a.Is6() {
+			vip = "[" + e.VIP + "]"
+		}
+		groups[i].entries = append(groups[i].entries, e)
+		groups[i].endpoints = append(groups[i].endpoints, vip+":"+port)
+	}
+	return groups
 }

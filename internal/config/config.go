@@ -262,6 +262,13 @@ type Notify struct {
 	Webhooks []Webhook `yaml:"webhooks"`
 	Exec     string    `yaml:"exec"`
 	ExecUser string    `yaml:"exec_user"`
+	// ExecTimeout bounds one run of Exec (0: 10s).
+	ExecTimeout Duration `yaml:"exec_timeout"`
+	// GroupWait is how long a notification waits for more events to
+	// join it (0: 5s); MinInterval is the least time between two mails
+	// or webhook posts (0: 60s). Events in between are sent together.
+	GroupWait   Duration `yaml:"group_wait"`
+	MinInterval Duration `yaml:"min_interval"`
 }
 
 // SMTP is a mail relay and the addresses of notification mails.
@@ -271,12 +278,19 @@ type SMTP struct {
 	To           []string `yaml:"to"`
 	Username     string   `yaml:"username"`
 	PasswordFile string   `yaml:"password_file"`
+	// StartTLS is "auto" (when offered; the default), "required" or
+	// "never"; CAFile adds trusted roots for the server's certificate.
+	StartTLS string `yaml:"starttls"`
+	CAFile   string `yaml:"ca_file"`
 }
 
 // Webhook is an HTTP endpoint that receives events as JSON.
 type Webhook struct {
 	URL     string   `yaml:"url"`
 	Timeout Duration `yaml:"timeout"`
+	// Retries is how many times a failed post is retried, with doubling
+	// backoff (0: 3; -1: none).
+	Retries int `yaml:"retries"`
 }
 
 // Duration is a time.Duration written with a unit in YAML ("1s", "300ms").

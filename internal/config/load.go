@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"regexp"
 	"strconv"
+	"strings"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -66,6 +67,10 @@ func syntaxDiagnostics(file string, err error) Diagnostics {
 		d := Diagnostic{File: file, Pos: Pos{1, 1}, Message: "YAML syntax: " + m}
 		if sm := yamlLine.FindStringSubmatch(m); sm != nil {
 			d.Pos.Line, _ = strconv.Atoi(sm[1])
+			// The YAML parser (not its scanner) reports a 0-based line.
+			if strings.HasPrefix(sm[3], "did not find expected") {
+				d.Pos.Line++
+			}
 			if sm[2] != "" {
 				d.Pos.Col, _ = strconv.Atoi(sm[2])
 			}

@@ -71,6 +71,7 @@ func validate(c *Config) Diagnostics {
 	v.services()
 	v.ipvsSync()
 	v.notify()
+	v.notifyDelivery()
 	return v.diags
 }
 
@@ -253,7 +254,9 @@ func (v *validator) pools() {
 		for i, s := range pool.Servers {
 			sp := fmt.Sprintf("%s.servers[%d]", p, i)
 			if !s.Address.IsValid() {
-				v.errorf(sp, "%s: server needs an address", sp)
+				if !v.c.has(sp + ".address") { // a bad address is already reported
+					v.errorf(sp, "%s: server needs an address", sp)
+				}
 				continue
 			}
 			key := netip.AddrPortFrom(s.Address, s.Port)
@@ -442,6 +445,7 @@ func (v *validator) servicePool(p string, s Service) {
 	hasFamily := map[int]bool{}
 	for i, srv := range pool.Servers {
 		if !srv.Address.IsValid() {
+			hasFamily[4], hasFamily[6] = true, true // reported already; don't cascade
 			continue
 		}
 		sf := vipFamily(srv.Address)

@@ -177,6 +177,12 @@ func (e *Engine) Run(ctx context.Context) error {
 	backoff := e.retry
 	var runErr error
 	for {
+		if e.last.Error != "" && retry == nil {
+			retry = time.NewTimer(backoff)
+			backoff = min(2*backoff, 30*time.Second)
+		} else if e.last.Error == "" {
+			backoff = e.retry
+		}
 		select {
 		case <-ctx.Done():
 			cancel()
@@ -210,12 +216,6 @@ func (e *Engine) Run(ctx context.Context) error {
 		case <-retryC():
 			retry = nil
 			e.apply(ctx)
-		}
-		if e.last.Error != "" && retry == nil {
-			retry = time.NewTimer(backoff)
-			backoff = min(2*backoff, 30*time.Second)
-		} else if e.last.Error == "" {
-			backoff = e.retry
 		}
 	}
 }

@@ -1,0 +1,158 @@
+package ipvs
+
+import (
+	"fmt"
+	"slices"
+	"time"
+
+	cfipvs "github.com/cloudflare/ipvs"
+	"github.com/cloudflare/ipvs/netmask"
+
+	"halb/internal/dataplane"
+)
+
+// Scheduler flag names, as ipvsadm spells them, and their kernel bits.
+// The meaning of the three scheduler bits depends on the scheduler; the
+// generic names flag-1..3 work for any.
+var schedFlags = map[string]cfipvs.Flags{
+	"flag-1": cfipvs.ServiceSchedulerOpt1, "flag-2": cfipvs.ServiceSchedulerOpt2, "flag-3": cfipvs.ServiceSchedulerOpt3,
+	"sh-fallback": cfipvs.ServiceSchedulerOpt1, "sh-port": cfipvs.ServiceSchedulerOpt2,
+	"mh-fallback": cfipvs.ServiceSchedulerOpt1, "mh-port": cfipvs.ServiceSchedulerOpt2,
+}
+
+// flagNames names the scheduler bits of a service the way the
+// configuration does for its scheduler.
+func flagNames(sched string, f cfipvs.Flags) []string {
+	var out []string
+	for i, bit := range []cfipvs.Flags{cfipvs.ServiceSchedulerOpt1, cfipvs.ServiceSchedulerOpt2, cfipvs.ServiceSchedulerOpt3} {
+		if f&bit == 0 {
+			continue
+		}
+		name := fmt.Sprintf("flag-%d", i+1)
+		if (sched == "sh" || sched == "mh") && i < 2 {
+			name = sched + []string{"-fallback", "-port"}[i]
+		}
+		out = append(out, name)
+	}
+	return out
+}
+
+var protocols = map[string]cfipvs.Protocol{"tcp": cfipvs.TCP, "udp": cfipvs.UDP, "sctp": cfipvs.SCTP}
+
+var forwards = map[string]cfipvs.ForwardType{"dr": cfipvs.DirectRoute, "nat": cfipvs.Masquerade, "tun": cfipvs.Tunnel}
+
+// normalize puts a wanted service in the form the kernel reports it:
+// default netmask spelled out, flags named for the scheduler and sorted.
+func normalize(s dataplane.VirtualService) (dataplane.VirtualService, error) {
+	var bits cfipvs.Flags
+	for _, f := range s.Flags {
+		b, ok := schedFlags[f]
+		if !ok {
+			return s, fmt.Errorf("service %s: unknown scheduler flag %q", s.Key, f)
+		}
+		bits |= b
+	}
+	s.Flags = flagNames(s.Scheduler, bits)
+	if s.Persistence > 0 {
+		s.Persistence = s.Persistence.Round(time.Second)
+		if s.Netmask == 0 {
+			s.Netmask = maxBits(s.Key.Family)
+		}
+	} else {
+		s.Netmask = 0
+	}
+	if _, ok := protocols[s.Key.Protocol]; !ok && s.Key.Mark == 0 {
+		return s, fmt.Errorf("service %s: unknown protocol %q", s.Key, s.Key.Protocol)
+	}
+	s.Reals = slices.Clone(s.Reals)
+	for _, r := range s.Reals {
+		if _, ok := forwards[r.Forward]; !ok {
+			return s, fmt.Errorf("service %s: real %s: unknown forwarding method %q", s.Key, r.AddrPort(), r.Forward)
+		}
+	}
+	return s, nil
+}
+
+func maxBits(family int) int {
+	if family == 6 {
+		return 128
+	}
+	return 32
+}
+
+func addressFamily(family int) cfipvs.AddressFamily {
+	if family == 6 {
+		return cfipvs.INET6
+	}
+	return cfipvs.INET
+}
+
+// toKernel converts a normalized service (without its reals).
+func toKernel(s dataplane.VirtualService) cfipvs.Service {
+	k := cfipvs.Service{
+		Family:    addressFamily(s.Key.Family),
+		Scheduler: s.Scheduler,
+		FWMark:    s.Key.Mark,
+		Netmask:   netmask.MaskFrom(maxBits(s.Key.Family), maxBits(s.Key.Family)),
+	}
+	if s.Key.Mark == 0 {
+		k.Protocol = protocols[s.Key.Protocol]
+		k.Address = s.Key.Addr
+		k.Port = s.Key.Port
+	}
+	for _, f := range s.Flags {
+		k.Flags |= schedFlags[f]
+	}
+	if s.Persistence > 0 {
+		k.Flags |= cfipvs.ServicePersistent
+		k.Timeout = uint32(s.Persistence / time.Second)
+		k.Netmask = netmask.MaskFrom(s.Netmask, maxBits(s.Key.Family))
+	}
+	return k
+}
+
+// keyOf identifies a kernel service.
+func keyOf(k cfipvs.Service) dataplane.ServiceKey {
+	key := dataplane.ServiceKey{Family: 4, Mark: k.FWMark}
+	if k.Family == cfipvs.INET6 {
+		key.Family = 6
+	}
+	if k.FWMark == 0 {
+		key.Addr, key.Port = k.Address, k.Port
+		for name, p := range protocols {
+			if p == k.Protocol {
+				key.Protocol = name
+			}
+		}
+	}
+	return key
+}
+
+// fromKernel converts a kernel service (without its reals) to the
+// normalized form.
+func fromKernel(k cfipvs.Service) dataplane.VirtualService {
+	s := dataplane.VirtualService{Key: keyOf(k), Scheduler: k.Scheduler, Flags: flagNames(k.Scheduler, k.Flags)}
+	if k.Flags&cfipvs.ServicePersistent != 0 {
+		s.Persistence = time.Duration(k.Timeout) * time.Second
+		s.Netmask = k.Netmask.Bits()
+	}
+	return s
+}
+
+func realToKernel(r dataplane.Real) cfipvs.Destination {
+	fam := cfipvs.INET
+	if r.Addr.Is6() {
+		fam = cfipvs.INET6
+	}
+	return cfipvs.Destination{Address: r.Addr, Port: r.Port, Family: fam, Weight: uint32(r.Weight), FwdMethod: forwards[r.Forward]}
+}
+
+func realFromKernel(d cfipvs.Destination) dataplane.Real {
+	r := dataplane.Real{Addr: d.Address, Port: d.Port, Weight: int(d.Weight), Forward: "fwd-" + d.FwdMethod.String()}
+	for name, f := range forwards {
+		if f == d.FwdMethod {
+			r.Forward = name
+		}
+	}
+	return r
+}

@@ -1,0 +1,380 @@
+// Package ipvs is the IPVS data plane: it programs the kernel's IP Virtual
+// Server over generic netlink, reconciling what the kernel has with the
+// desired state and applying only the difference, and runs the kernel's
+// connection-sync daemons.
+//
+// Ownership: the virtual services halb created are recorded in its state
+// directory. Reconcile deletes only those; a service it did not create is
+// left alone unless the desired state names its key (address or mark),
+// which takes it over. The sync daemons are managed once the desired state
+// has asked for them.
+//
+// After the first Reconcile has read the kernel, later ones compute the
+// difference against what was applied (so a one-server change costs one
+// netlink request); a failed request makes the next Reconcile read the
+// kernel again.
+package ipvs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"halb/internal/dataplane"
+)
+
+// Dataplane is the IPVS data plane. Its methods are safe for concurrent
+// use.
+type Dataplane struct {
+	log      *slog.Logger
+	stateDir string
+	procSys  string
+	attempts int
+	backoff  time.Duration
+	sleep    func(context.Context, time.Duration) error
+	dial     func() (kernel, error)
+
+	mu      sync.Mutex
+	k       *counting
+	owned   owned
+	have    *dataplane.State // what the kernel has, of what halb manages; nil: read it
+	daemons []Daemon         // running sync daemons, when have is set
+	sysctl  map[string]string
+}
+
+// Option configures a Dataplane.
+type Option func(*Dataplane)
+
+// WithLogger sets the logger (default: discard).
+func WithLogger(l *slog.Logger) Option { return func(d *Dataplane) { d.log = l } }
+
+// WithStateDir sets the directory where the record of what halb created
+// is kept (default /var/lib/halb).
+func WithStateDir(dir string) Option { return func(d *Dataplane) { d.stateDir = dir } }
+
+// WithRetry sets how often a failing netlink request is tried, and the
+// first wait between tries (doubled each time). Default: 3 tries, 20 ms.
+func WithRetry(attempts int, backoff time.Duration) Option {
+	return func(d *Dataplane) { d.attempts, d.backoff = max(attempts, 1), backoff }
+}
+
+// WithSleep replaces the wait between retries (tests use a fake clock).
+func WithSleep(sleep func(context.Context, time.Duration) error) Option {
+	return func(d *Dataplane) { d.sleep = sleep }
+}
+
+// WithProcSys sets where sysctls are written (default /proc/sys); the
+// empty string disables sysctl management.
+func WithProcSys(dir string) Option { return func(d *Dataplane) { d.procSys = dir } }
+
+// withKernel replaces the netlink connection (unit tests).
+func withKernel(dial func() (kernel, error)) Option { return func(d *Dataplane) { d.dial = dial } }
+
+// New returns an IPVS data plane. It reads the record of what halb
+// created; it opens no netlink socket until the first Reconcile.
+func New(opts ...Option) (*Dataplane, error) {
+	d := &Dataplane{
+		log:      slog.New(slog.DiscardHandler),
+		stateDir: "/var/lib/halb",
+		procSys:  "/proc/sys",
+		attempts: 3,
+		backoff:  20 * time.Millisecond,
+		sleep:    sleepCtx,
+		dial:     func() (kernel, error) { return dialKernel() },
+		sysctl:   map[string]string{},
+	}
+	for _, o := range opts {
+		o(d)
+	}
+	var err error
+	if d.owned, err = loadOwned(d.stateDir); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Messages returns the number of netlink requests sent so far: reads
+// (dumps) and writes.
+func (d *Dataplane) Messages() (reads, writes int64) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.k == nil {
+		return 0, 0
+	}
+	return d.k.reads.Load(), d.k.writes.Load()
+}
+
+// Close closes the netlink connection; the kernel keeps what was applied.
+func (d *Dataplane) Close() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.k == nil {
+		return nil
+	}
+	err := d.k.Close()
+	d.k = nil
+	return err
+}
+
+func (d *Dataplane) connect() error {
+	if d.k != nil {
+		return nil
+	}
+	k, err := d.dial()
+	if err != nil {
+		return err
+	}
+	d.k = &counting{kernel: k}
+	return nil
+}
+
+// Reconcile brings the kernel's virtual services and sync daemons to want,
+// applying only the difference. A failing request is retried, then
+// reported; the other changes are still applied.
+func (d *Dataplane) Reconcile(ctx context.Context, want dataplane.State) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.connect(); err != nil {
+		return err
+	}
+	w, err := normalizeState(want)
+	if err != nil {
+		return fmt.Errorf("ipvs reconcile: %w", err)
+	}
+	if d.have == nil {
+		if err := d.read(w); err != nil {
+			return err
+		}
+	}
+	diff := dataplane.Compute(*d.have, w)
+	if err := d.recordOwned(w, want.Sync != nil); err != nil {
+		return err
+	}
+	var errs []error
+	errs = append(errs, d.setSysctls(w)...)
+	errs = append(errs, d.apply(ctx, diff)...)
+	errs = append(errs, d.applySync(ctx, want.Sync)...)
+	if len(errs) > 0 {
+		d.have, d.daemons = nil, nil // read the kernel again next time
+	} else {
+		d.have = &w
+	}
+	if err := d.finishOwned(w, want.Sync != nil, len(errs) == 0); err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("ipvs reconcile: %d of %d changes failed: %w", len(errs), diff.Size(), errors.Join(errs...))
+	}
+	if !diff.Empty() {
+		d.log.Info("ipvs applied", "changes", diff.Size())
+	}
+	return nil
+}
+
+// normalizeState keeps what IPVS implements (services; the sync daemons
+// are handled apart) in the form the kernel reports.
+func normalizeState(want dataplane.State) (dataplane.State, error) {
+	out := dataplane.State{Services: make([]dataplane.VirtualService, 0, len(want.Services))}
+	seen := map[dataplane.ServiceKey]bool{}
+	for _, s := range want.Services {
+		if seen[s.Key] {
+			return out, fmt.Errorf("service %s is wanted twice", s.Key)
+		}
+		seen[s.Key] = true
+		n, err := normalize(s)
+		if err != nil {
+			return out, err
+		}
+		out.Services = append(out.Services, n)
+	}
+	return out, nil
+}
+
+// read loads what the kernel has of the services halb manages: those it
+// created and those it now wants.
+func (d *Dataplane) read(want dataplane.State) error {
+	all, err := d.k.Services()
+	if err != nil {
+		return fmt.Errorf("ipvs: list services: %w", err)
+	}
+	wanted := map[dataplane.ServiceKey]bool{}
+	for _, s := range want.Services {
+		wanted[s.Key] = true
+	}
+	have := dataplane.State{}
+	for _, ks := range all {
+		vs := fromKernel(ks.Service)
+		if !wanted[vs.Key] && !d.owned.has(vs.Key) {
+			continue
+		}
+		dests, err := d.k.Destinations(ks.Service)
+		if err != nil {
+			return fmt.Errorf("ipvs: list real servers of %s: %w", vs.Key, err)
+		}
+		vs.Reals = []dataplane.Real{}
+		for _, dst := range dests {
+			vs.Reals = append(vs.Reals, realFromKernel(dst.Destination))
+		}
+		have.Services = append(have.Services, vs)
+	}
+	daemons, err := d.k.Daemons()
+	if err != nil {
+		return fmt.Errorf("ipvs: %w", err)
+	}
+	d.have, d.daemons = &have, daemons
+	return nil
+}
+
+// apply performs a diff: new and changed services, then real servers,
+// then deletions of services.
+func (d *Dataplane) apply(ctx context.Context, diff dataplane.Diff) []error {
+	var errs []error
+	failed := map[dataplane.ServiceKey]bool{}
+	for _, c := range diff.Services {
+		switch c.Op {
+		case dataplane.Add:
+			if err := d.try(ctx, "add service "+c.Want.Key.String(), func() error { return d.k.CreateService(toKernel(c.Want)) }); err != nil {
+				errs = append(errs, err)
+				failed[c.Want.Key] = true
+			}
+		case dataplane.Update:
+			if err := d.try(ctx, "update service "+c.Want.Key.String(), func() error { return d.k.UpdateService(toKernel(c.Want)) }); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	for _, c := range diff.Reals {
+		if failed[c.Service] {
+			continue // its service is missing: already reported
+		}
+		svc := toKernel(dataplane.VirtualService{Key: c.Service})
+		var err error
+		switch c.Op {
+		case dataplane.Add:
+			err = d.try(ctx, fmt.Sprintf("add real %s to %s", c.Want.AddrPort(), c.Service), func() error {
+				return d.k.CreateDestination(svc, realToKernel(c.Want))
+			})
+		case dataplane.Update:
+			err = d.try(ctx, fmt.Sprintf("update real %s of %s", c.Want.AddrPort(), c.Service), func() error {
+				return d.k.UpdateDestination(svc, realToKernel(c.Want))
+			})
+		case dataplane.Delete:
+			err = d.try(ctx, fmt.Sprintf("remove real %s from %s", c.Have.AddrPort(), c.Service), func() error {
+				return d.k.RemoveDestination(svc, realToKernel(c.Have))
+			})
+		}
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, c := range diff.Services {
+		if c.Op == dataplane.Delete {
+			if err := d.try(ctx, "remove service "+c.Have.Key.String(), func() error { return d.k.RemoveService(toKernel(c.Have)) }); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errs
+}
+
+// try runs one netlink request, retrying with a doubling backoff.
+func (d *Dataplane) try(ctx context.Context, what string, f func() error) error {
+	wait := d.backoff
+	var err error
+	for i := range d.attempts {
+		if err = f(); err == nil {
+			return nil
+		}
+		if i == d.attempts-1 {
+			break
+		}
+		d.log.Warn("ipvs request failed, retrying", "op", what, "err", err, "wait", wait)
+		if serr := d.sleep(ctx, wait); serr != nil {
+			return fmt.Errorf("%s: %w (then %w)", what, err, serr)
+		}
+		wait *= 2
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+// wantedDaemons lists the daemons a sync state asks for, master first.
+func wantedDaemons(s *dataplane.SyncDaemons) []Daemon {
+	if s == nil {
+		return nil
+	}
+	base := Daemon{Interface: s.Interface, SyncID: s.SyncID, MaxLen: s.MaxLen,
+		McastGroup: s.McastGroup, McastPort: s.McastPort, McastTTL: s.McastTTL}
+	var out []Daemon
+	if s.Master {
+		out = append(out, base)
+	}
+	if s.Backup {
+		b := base
+		b.Backup = true
+		out = append(out, b)
+	}
+	return out
+}
+
+// daemonMatches reports whether a running daemon is the wanted one; the
+// optional settings left at zero take the kernel's defaults.
+func daemonMatches(want, have Daemon) bool {
+	return want.Backup == have.Backup && want.Interface == have.Interface && want.SyncID == have.SyncID &&
+		(want.MaxLen == 0 || want.MaxLen == have.MaxLen) &&
+		(!want.McastGroup.IsValid() || want.McastGroup == have.McastGroup) &&
+		(want.McastPort == 0 || want.McastPort == have.McastPort) &&
+		(want.McastTTL == 0 || want.McastTTL == have.McastTTL)
+}
+
+// applySync starts and stops sync daemons so that exactly the wanted ones
+// run. Daemons are left alone until halb has been asked to manage them.
+func (d *Dataplane) applySync(ctx context.Context, s *dataplane.SyncDaemons) []error {
+	want := wantedDaemons(s)
+	if s == nil && !d.owned.Sync {
+		return nil
+	}
+	var errs []error
+	running := slices.Clone(d.daemons)
+	for _, role := range []bool{false, true} {
+		wi := slices.IndexFunc(want, func(x Daemon) bool { return x.Backup == role })
+		hi := slices.IndexFunc(running, func(x Daemon) bool { return x.Backup == role })
+		if hi >= 0 && wi >= 0 && daemonMatches(want[wi], running[hi]) {
+			continue
+		}
+		if hi >= 0 {
+			h := running[hi]
+			if err := d.try(ctx, "stop "+h.Role()+" sync daemon", func() error { return d.k.DelDaemon(h) }); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			running = slices.Delete(running, hi, hi+1)
+			d.log.Info("ipvs sync daemon stopped", "role", h.Role(), "interface", h.Interface, "sync_id", h.SyncID)
+		}
+		if wi >= 0 {
+			w := want[wi]
+			if err := d.try(ctx, "start "+w.Role()+" sync daemon", func() error { return d.k.NewDaemon(w) }); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			running = append(running, w)
+			d.log.Info("ipvs sync daemon started", "role", w.Role(), "interface", w.Interface, "sync_id", w.SyncID)
+		}
+	}
+	d.daemons = running
+	return errs
+}

@@ -1,0 +1,258 @@
+// Package nft is halb's nftables data plane. It owns one table (family
+// inet, "halb" by default) and changes it only in whole netlink
+// transactions that carry just the elements that changed.
+//
+// In marks-only mode the table marks packets for IPVS fwmark services:
+// one interval map per address family, keyed by daddr . l4proto . dport,
+// so that classification is one lookup whatever the number of services.
+// In load-balance mode it also balances: new connections are dispatched
+// by address, protocol and port (or by mark) to a chain per virtual
+// service, which picks the backend at slot jhash(flow) mod M of the
+// service's Maglev table and DNATs to it. Every seed and table is derived
+// from the configuration alone, so two nodes agree on every flow.
+package nft
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/google/nftables"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+
+	"halb/internal/dataplane"
+)
+
+// DefaultTable is the name of halb's table.
+const DefaultTable = "halb"
+
+// Dataplane programs halb's nftables table.
+type Dataplane struct {
+	table       string
+	mode        Mode
+	netns       int
+	log         *slog.Logger
+	removeOnEnd bool
+	dial        func(...nftables.ConnOption) (*nftables.Conn, error)
+	extraOpts   []nftables.ConnOption
+
+	mu sync.Mutex
+	// have is what the table holds after the last successful Reconcile;
+	// nil means unknown: read the kernel first.
+	have *content
+}
+
+// Option configures a Dataplane.
+type Option func(*Dataplane)
+
+// WithTable sets the table name (default "halb").
+func WithTable(name string) Option { return func(d *Dataplane) { d.table = name } }
+
+// WithMode selects marks-only (default) or load balancing.
+func WithMode(m Mode) Option { return func(d *Dataplane) { d.mode = m } }
+
+// WithLogger sets the logger.
+func WithLogger(l *slog.Logger) Option { return func(d *Dataplane) { d.log = l } }
+
+// WithNetNS programs the network namespace of the given file descriptor
+// instead of the caller's.
+func WithNetNS(fd int) Option { return func(d *Dataplane) { d.netns = fd } }
+
+// WithRemoveOnClose makes Close delete the table (default: keep it, so
+// that a restart does not drop traffic).
+func WithRemoveOnClose(remove bool) Option { return func(d *Dataplane) { d.removeOnEnd = remove } }
+
+// withConnOptions adds options to every nftables connection (tests).
+func withConnOptions(opts ...nftables.ConnOption) Option {
+	return func(d *Dataplane) { d.extraOpts = append(d.extraOpts, opts...) }
+}
+
+// New returns a data plane; it does not touch the kernel until Reconcile.
+func New(opts ...Option) (*Dataplane, error) {
+	d := &Dataplane{table: DefaultTable, log: slog.New(slog.DiscardHandler), dial: nftables.New}
+	for _, o := range opts {
+		o(d)
+	}
+	if d.table == "" || len(d.table) > unix.NFT_TABLE_MAXNAMELEN-1 {
+		return nil, fmt.Errorf("nftables table name %q: empty or longer than %d", d.table, unix.NFT_TABLE_MAXNAMELEN-1)
+	}
+	return d, nil
+}
+
+// Available reports whether the kernel has nf_tables (a table list works).
+func Available() bool {
+	c, err := nftables.New()
+	if err != nil {
+		return false
+	}
+	_, err = c.ListTablesOfFamily(nftables.TableFamilyINet)
+	return err == nil
+}
+
+func (d *Dataplane) conn() (*nftables.Conn, error) {
+	opts := []nftables.ConnOption{nftables.WithSockOptions(bigBuffers)}
+	if d.netns != 0 {
+		opts = append(opts, nftables.WithNetNSFd(d.netns))
+	}
+	c, err := d.dial(append(opts, d.extraOpts...)...)
+	if err != nil {
+		return nil, fmt.Errorf("nftables connection: %w", err)
+	}
+	return c, nil
+}
+
+// bigBuffers lets one transaction carry a large table: the kernel takes a
+// batch in one message no larger than the socket's send buffer.
+func bigBuffers(c *netlink.Conn) error {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	err = raw.Control(func(fd uintptr) {
+		for _, o := range []int{unix.SO_SNDBUFFORCE, unix.SO_RCVBUFFORCE} {
+			if e := unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, o, 1<<30); e != nil {
+				serr = e
+			}
+		}
+	})
+	if err != nil {
+		return err
+	}
+	if errors.Is(serr, unix.EPERM) {
+		return nil // unprivileged: the defaults carry small tables
+	}
+	return serr
+}
+
+func (d *Dataplane) tableRef() *nftables.Table {
+	return &nftables.Table{Name: d.table, Family: nftables.TableFamilyINet}
+}
+
+// Reconcile brings halb's table to the state: marks for every mark rule
+// and, in load-balance mode, a balanced chain per virtual service.
+func (d *Dataplane) Reconcile(ctx context.Context, want dataplane.State) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	next, err := build(want, d.mode)
+	if err != nil {
+		return fmt.Errorf("nftables: %w", err)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	c, err := d.conn()
+	if err != nil {
+		return err
+	}
+	have := d.have
+	var fresh bool
+	if have == nil {
+		h, existing, err := d.read(c)
+		if err != nil {
+			return fmt.Errorf("nftables: read table %s: %w", d.table, err)
+		}
+		have, fresh = h, !existing
+	}
+	n, err := d.program(c, have, next, fresh)
+	if err != nil {
+		return fmt.Errorf("nftables: %w", err)
+	}
+	if err := c.Flush(); err != nil {
+		d.have = nil
+		return fmt.Errorf("nftables: apply %d changes to table %s: %w", n, d.table, err)
+	}
+	d.have = &next
+	if n > 0 {
+		d.log.Debug("nftables table updated", "table", d.table, "changes", n)
+	}
+	return nil
+}
+
+// Close releases the data plane; it deletes the table only when told to.
+func (d *Dataplane) Close() error {
+	if !d.removeOnEnd {
+		return nil
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	c, err := d.conn()
+	if err != nil {
+		return err
+	}
+	t, err := c.ListTableOfFamily(d.table, nftables.TableFamilyINet)
+	if err != nil || t == nil {
+		return nil // no table: nothing to remove
+	}
+	c.DelTable(d.tableRef())
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("nftables: delete table %s: %w", d.table, err)
+	}
+	d.have = nil
+	return nil
+}
+
+// read returns what the table holds, and whether it exists. A set that
+// exists has an entry in sets; verdict and dynamic maps are reported as
+// unknown (nil): the first program rewrites the former whole and leaves
+// the latter's elements to the kernel.
+func (d *Dataplane) read(c *nftables.Conn) (*content, bool, error) {
+	h := content{base: map[string]bool{}, chains: map[string]svcChain{}, sets: map[string]map[string]elem{}}
+	tables, err := c.ListTablesOfFamily(nftables.TableFamilyINet)
+	if err != nil {
+		return nil, false, err
+	}
+	if !slices.ContainsFunc(tables, func(t *nftables.Table) bool { return t.Name == d.table }) {
+		return &h, false, nil
+	}
+	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
+	if err != nil {
+		return nil, true, err
+	}
+	for _, ch := range chains {
+		switch {
+		case ch.Table.Name != d.table:
+		case strings.HasPrefix(ch.Name, chainPrefix):
+			h.chains[ch.Name] = svcChain{name: ch.Name}
+		default:
+			h.base[ch.Name] = true
+		}
+	}
+	sets, err := c.GetSets(d.tableRef())
+	if err != nil {
+		return nil, true, err
+	}
+	present := map[string]*nftables.Set{}
+	for _, s := range sets {
+		present[s.Name] = s
+	}
+	for _, def := range setDefs(d.tableRef(), LoadBalance) {
+		s, ok := present[def.Name]
+		if !ok {
+			continue
+		}
+		if def.DataType == nftables.TypeVerdict || def.Dynamic {
+			h.sets[def.Name] = nil // unknown: rewritten whole
+			continue
+		}
+		els, err := c.GetSetElements(s)
+		if err != nil {
+			return nil, true, fmt.Errorf("elements of %s: %w", def.Name, err)
+		}
+		m := map[string]elem{}
+		for _, e := range els {
+			if e.IntervalEnd {
+				continue
+			}
+			el := elem{key: e.Key, keyEnd: e.KeyEnd, val: e.Val}
+			m[el.id()] = el
+		}
+		h.sets[def.Name] = m
+	}
+	return &h, true, nil
+}

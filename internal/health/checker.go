@@ -1,0 +1,144 @@
+// Package health runs the pools' health checks: one probe per server
+// address, port and check spec however many pools share it, scheduled on
+// an injected clock with bounded concurrency, folded through rise and fall
+// counts, and reported to the engine as event.Health transitions whose
+// reasons say what was seen.
+package health
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"halb/internal/config"
+	"halb/internal/event"
+)
+
+// DefaultConcurrency bounds the probes in flight at once.
+const DefaultConcurrency = 4096
+
+// Checker runs the health checks of a configuration. It implements the
+// engine's HealthChecker.
+type Checker struct {
+	log   *slog.Logger
+	clock Clock
+	limit int
+	net   netEnv
+	// newProber builds the prober of a spec; tests replace it.
+	newProber func(probeSpec, netEnv) prober
+
+	mu      sync.Mutex
+	cfg     *config.Config
+	reload  chan struct{}
+	servers map[memberKey]ServerStatus
+}
+
+// Option configures a Checker.
+type Option func(*Checker)
+
+// WithLogger sets the logger.
+func WithLogger(l *slog.Logger) Option { return func(c *Checker) { c.log = l } }
+
+// WithClock sets the clock that schedules checks.
+func WithClock(clk Clock) Option { return func(c *Checker) { c.clock = clk } }
+
+// WithConcurrency bounds the probes in flight at once (default
+// DefaultConcurrency); checks due beyond it wait their turn.
+func WithConcurrency(n int) Option { return func(c *Checker) { c.limit = max(n, 1) } }
+
+// WithSocketHook runs every socket creation of the checks (and exec
+// checks' process starts) through hook; a hook may, for instance, enter a
+// network namespace around it.
+func WithSocketHook(hook func(create func() error) error) Option {
+	return func(c *Checker) { c.net.hook = hook }
+}
+
+// New returns a Checker for cfg. It starts nothing until Run.
+func New(cfg *config.Config, opts ...Option) *Checker {
+	c := &Checker{
+		log:       slog.New(slog.DiscardHandler),
+		clock:     realClock{},
+		limit:     DefaultConcurrency,
+		net:       netEnv{hook: func(f func() error) error { return f() }},
+		newProber: newProber,
+		cfg:       cfg,
+		reload:    make(chan struct{}, 1),
+		servers:   map[memberKey]ServerStatus{},
+	}
+	for _, o := range opts {
+		o(c)
+	}
+	c.net.scriptUser = cfg.ScriptUser
+	return c
+}
+
+// Reload switches to a new, validated configuration. A check kept by the
+// new configuration keeps its state and schedule.
+func (c *Checker) Reload(cfg *config.Config) error {
+	c.mu.Lock()
+	c.cfg = cfg
+	c.mu.Unlock()
+	select {
+	case c.reload <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+func (c *Checker) config() *config.Config {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cfg
+}
+
+// ServerStatus is the last check result of one pool server.
+type ServerStatus struct {
+	Pool    string
+	Addr    string
+	Port    uint16
+	Up      bool
+	Known   bool // false while the initial state is unconfirmed
+	Check   string
+	Last    Result
+	Since   time.Time // last change of Up
+	Reason  string
+	Latency time.Duration
+}
+
+// Status returns the last result of every checked pool server.
+func (c *Checker) Status() []ServerStatus {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]ServerStatus, 0, len(c.servers))
+	for _, s := range c.servers {
+		out = append(out, s)
+	}
+	return out
+}
+
+// Run checks until ctx is done, sending every transition of a pool
+// server to events. It returns nil once every probe has stopped.
+func (c *Checker) Run(ctx context.Context, events chan<- event.Health) error {
+	s := newScheduler(c, ctx, events)
+	s.apply(c.config())
+	timer := c.clock.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		s.dispatchDue()
+		timer.Stop()
+		if d, ok := s.nextDue(); ok {
+			timer.Reset(d)
+		}
+		select {
+		case <-ctx.Done():
+			s.stop()
+			return nil
+		case <-timer.C():
+		case r := <-s.results:
+			s.onResult(r)
+		case <-c.reload:
+			s.apply(c.config())
+		}
+	}
+}

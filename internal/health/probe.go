@@ -1,0 +1,25 @@
+package health
+
+import (
+	"context"
+	"fmt"
+)
+
+// newProber builds the prober of a spec.
+func newProber(spec probeSpec, env netEnv) prober {
+	switch spec.check.Type {
+	case "tcp":
+		return tcpProber{spec: spec, net: env}
+	case "http", "https":
+		return newHTTPProber(spec, env)
+	case "tls":
+		return newTLSProber(spec, env)
+	}
+	return brokenProber(fmt.Sprintf("check type %q is not supported", spec.check.Type))
+}
+
+// brokenProber fails every check with the reason it could not be built
+// (a CA file that does not load, an unknown user…).
+type brokenProber string
+
+func (b brokenProber) probe(context.Context) Result { return fail("%s", string(b)) }

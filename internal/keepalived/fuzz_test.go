@@ -1,0 +1,50 @@
+package keepalived
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// FuzzRead feeds arbitrary text to the reader as a file that may include
+// itself and a second file that includes it back: the reader must not
+// panic, must finish, and must bound include recursion.
+func FuzzRead(f *testing.F) {
+	seeds, _ := filepath.Glob(filepath.Join(samplesDir, "keepalived.conf.*"))
+	for _, s := range seeds {
+		if data, err := os.ReadFile(s); err == nil {
+			f.Add(data)
+		}
+	}
+	f.Add([]byte("include k.conf\n"))
+	f.Add([]byte("include other.conf\nx {\n"))
+	f.Add([]byte("$A=${A}${A}\n$A\n"))
+	f.Add([]byte("$M= \\\n$M \\\n$M\n$M\n"))
+	f.Add([]byte("~SEQ(N, 0, 1, 99999999) $M\n"))
+	f.Add([]byte("a \"b\\x4g\\c\" 'c\n}{{\n@x y\n@^x z {\n"))
+	dir := f.TempDir()
+	other := filepath.Join(dir, "other.conf")
+	if err := os.WriteFile(other, []byte("include k.conf\n"), 0o644); err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		path := filepath.Join(t.TempDir(), "k.conf")
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(other, filepath.Join(filepath.Dir(path), "other.conf")); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			Read(path, Options{ConfigID: "x"})
+		}()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			t.Fatalf("Read did not finish in 20s on %q", data)
+		}
+	})
+}

@@ -1,0 +1,101 @@
+#!/bin/sh
+# Captures adverts sent by keepalived (VRRP-only mode) in a throwaway
+# network namespace, as pcap files for the codec's golden-byte tests.
+# Usage (root): internal/vrrp/testdata/capture.sh [OUTDIR]
+set -eu
+out=${1:-$(dirname "$0")}
+ns=halbcap$$
+work=$(mktemp -d)
+cleanup() {
+	ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
+	ip netns del "$ns" 2>/dev/null || true
+	rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+ip netns add "$ns"
+x() { ip netns exec "$ns" "$@"; }
+x sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
+x ip link add eth0 type veth peer name eth1
+x ip link set lo up
+x ip link set eth1 up
+x ip addr add 192.0.2.1/24 dev eth0
+x ip addr add 2001:db8::1/64 dev eth0 nodad
+x ip link set eth0 up
+
+capture() { # name config
+	cat >"$work/k.conf"
+	x tcpdump -i eth1 -nn -U -c 2 -w "$out/$1.pcap" ip proto 112 or ip6 proto 112 2>/dev/null &
+	tp=$!
+	sleep 1
+	x keepalived -n -l -D --vrrp -f "$work/k.conf" -p "$work/k.pid" -r "$work/v.pid" >"$work/k.log" 2>&1 &
+	kp=$!
+	wait "$tp" || true
+	ip netns pids "$ns" | xargs -r kill -9 2>/dev/null || true
+	wait "$kp" 2>/dev/null || true
+	x ip addr flush dev eth0 scope global
+	x ip addr add 192.0.2.1/24 dev eth0
+	x ip addr add 2001:db8::1/64 dev eth0 nodad
+}
+
+capture keepalived-v2-ipv4 <<'C'
+vrrp_instance v2 {
+  state MASTER
+  interface eth0
+  virtual_router_id 51
+  priority 150
+  advert_int 1
+  version 2
+  authentication {
+    auth_type PASS
+    auth_pass secret12
+  }
+  virtual_ipaddress {
+    192.0.2.100/24
+    192.0.2.101/24
+  }
+}
+C
+capture keepalived-v3-ipv4 <<'C'
+vrrp_instance v3 {
+  state MASTER
+  interface eth0
+  virtual_router_id 52
+  priority 200
+  advert_int 0.5
+  version 3
+  virtual_ipaddress {
+    192.0.2.102/24
+  }
+}
+C
+capture keepalived-v3-ipv4-unicast <<'C'
+vrrp_instance v3u {
+  state MASTER
+  interface eth0
+  virtual_router_id 53
+  priority 120
+  advert_int 1
+  version 3
+  unicast_src_ip 192.0.2.1
+  unicast_peer {
+    192.0.2.2
+  }
+  virtual_ipaddress {
+    192.0.2.103/24
+    192.0.2.104/24
+  }
+}
+C
+capture keepalived-v3-ipv6 <<'C'
+vrrp_instance v6 {
+  state MASTER
+  interface eth0
+  virtual_router_id 54
+  priority 100
+  advert_int 1
+  version 3
+  virtual_ipaddress {
+    2001:db8::100/64
+  }
+}
+C
