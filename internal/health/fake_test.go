@@ -99,7 +99,6 @@ type fakeTarget struct {
 	weight  atomic.Int64
 	calls   atomic.Int64
 	running atomic.Int64
-	maxRun  atomic.Int64
 	block   chan struct{} // when set, probes wait on it
 }
 
@@ -135,14 +134,8 @@ type fakeProber struct {
 
 func (p fakeProber) probe(ctx context.Context) Result {
 	p.t.calls.Add(1)
-	n := p.t.running.Add(1)
+	p.t.running.Add(1)
 	defer p.t.running.Add(-1)
-	for {
-		m := p.t.maxRun.Load()
-		if n <= m || p.t.maxRun.CompareAndSwap(m, n) {
-			break
-		}
-	}
 	if p.t.block != nil {
 		select {
 		case <-p.t.block:

@@ -7,8 +7,6 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
-
-	"halb/internal/event"
 )
 
 const onePool = `
@@ -182,16 +180,14 @@ func TestConcurrencyBound(t *testing.T) {
 	}
 	synctest.Test(t, func(t *testing.T) {
 		cfg := parse(t, b.String())
-		h := &harness{}
-		_ = h
 		block := make(chan struct{})
 		fn := &fakeNet{}
 		for i := range 20 {
 			fn.target(netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 51, 100, byte(i + 1)}), 80)).block = block
 		}
-		h = startHarnessWith(t, cfg, fn, WithConcurrency(3))
+		h := startHarnessWith(t, cfg, fn, WithConcurrency(3))
 		h.advance(1 * time.Second)
-		running, maxRun := int64(0), int64(0)
+		running := int64(0)
 		for _, tg := range fn.targets {
 			running += tg.running.Load()
 		}
@@ -203,7 +199,6 @@ func TestConcurrencyBound(t *testing.T) {
 		calls := int64(0)
 		for _, tg := range fn.targets {
 			calls += tg.calls.Load()
-			maxRun = max(maxRun, tg.maxRun.Load())
 		}
 		if calls < 40 {
 			t.Errorf("only %d checks of 20 servers in 3 intervals after unblocking", calls)
@@ -285,7 +280,7 @@ pools:
 		}
 		synctest.Wait()
 		evs := h.take()
-		if len(evs) != 1 || evs[0].Pool != "more" || evs[0].Up || !strings.Contains(evs[0].Reason, "3rd failure") {
+		if len(evs) != 1 || evs[0].Pool != "more" || evs[0].Up || !strings.Contains(evs[0].Reason, "failure in a row") {
 			t.Fatalf("a new pool sharing a known-down check must learn its state at once, got %+v", evs)
 		}
 		h.advance(time.Second)
@@ -320,5 +315,3 @@ func TestOrdinal(t *testing.T) {
 		}
 	}
 }
-
-var _ = event.Health{}
