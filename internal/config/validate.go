@@ -72,6 +72,7 @@ func validate(c *Config) Diagnostics {
 	v.ipvsSync()
 	v.notify()
 	v.notifyDelivery()
+	v.health()
 	return v.diags
 }
 
