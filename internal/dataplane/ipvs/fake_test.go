@@ -14,13 +14,13 @@ import (
 // fakeKernel keeps IPVS state in memory and answers as the kernel does:
 // EEXIST, ESRCH and ENOENT where it would, the hashed flag on services.
 type fakeKernel struct {
-	mu       sync.Mutex
-	svcs     map[dataplane.ServiceKey]*fakeService
-	order    []dataplane.ServiceKey
-	daemons  []Daemon
-	fail     map[string]int // op name → failures left
-	ops      []string
-	closed   bool
+	mu      sync.Mutex
+	svcs    map[dataplane.ServiceKey]*fakeService
+	order   []dataplane.ServiceKey
+	daemons []Daemon
+	fail    map[string]int // op name → failures left
+	ops     []string
+	closed  bool
 }
 
 type fakeService struct {
