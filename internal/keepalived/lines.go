@@ -17,6 +17,7 @@ const (
 	maxExpandDepth  = 16      // nested parameter substitutions in one line
 	maxOutputBytes  = 8 << 20 // total bytes of expanded configuration
 	maxSeqItems     = 4096    // values produced by one ~SEQ
+	maxLines        = 1 << 18 // lines processed, after expansion
 )
 
 // Pos is a place in a file the user wrote: 1-based line and byte column.
@@ -69,7 +70,9 @@ func (t text) trim() text {
 	return t.slice(i, j)
 }
 
-func isSpace(b byte) bool { return b == ' ' || b == '\t' || b == '\r' || b == '\n' || b == '\v' || b == '\f' }
+func isSpace(b byte) bool {
+	return b == ' ' || b == '\t' || b == '\r' || b == '\n' || b == '\v' || b == '\f'
+}
 
 // definition is a $NAME=value parameter; a multi-line one has several lines.
 type definition struct {
@@ -87,7 +90,9 @@ type lexer struct {
 	diags    config.Diagnostics
 	files    []string // include stack, to report cycles
 	bytes    int
+	lines    int
 	stopped  bool
+	runaway  bool // the current line nests too deep; reported once
 }
 
 func (lx *lexer) errorf(p Pos, format string, args ...any) {
@@ -144,6 +149,7 @@ func (lx *lexer) readFile(path string, from Pos) {
 			lx.include(t, word)
 			continue
 		}
+		lx.runaway = false
 		pending = lx.process(t, 0)
 	}
 }
@@ -282,11 +288,16 @@ func stripComment(t text) text {
 // line starts, if any, so that the caller collects its continuation lines.
 func (lx *lexer) process(t text, depth int) *definition {
 	t = t.trim()
-	if len(t.s) == 0 || lx.stopped {
+	if len(t.s) == 0 || lx.stopped || lx.runaway {
 		return nil
 	}
 	if depth > maxExpandDepth {
 		lx.errorf(t.at(0), "parameter substitution nests more than %d levels deep (a parameter that refers to itself?)", maxExpandDepth)
+		lx.runaway = true
+		return nil
+	}
+	if lx.lines++; lx.lines > maxLines {
+		lx.stopf(t.at(0), "the configuration expands to more than %d lines; stopped reading", maxLines)
 		return nil
 	}
 	if t.s[0] == '@' {
@@ -485,8 +496,12 @@ func (lx *lexer) value(name string, at Pos) (string, bool) {
 }
 
 func (lx *lexer) stop(at Pos) {
+	lx.stopf(at, "the configuration expands to more than %d bytes; stopped reading", maxOutputBytes)
+}
+
+func (lx *lexer) stopf(at Pos, format string, args ...any) {
 	if !lx.stopped {
-		lx.errorf(at, "the configuration expands to more than %d bytes; stopped reading", maxOutputBytes)
+		lx.errorf(at, format, args...)
 	}
 	lx.stopped = true
 }
