@@ -6,17 +6,46 @@ import (
 
 	"halb/internal/config"
 	"halb/internal/dataplane"
+	"halb/internal/dataplane/ipvs"
+	"halb/internal/dataplane/nft"
 	"halb/internal/dataplane/none"
 	"halb/internal/engine"
+	"halb/internal/health"
 )
 
-// newDataplane builds the data plane the configuration asks for.
+// newDataplane builds the data plane the configuration asks for; "auto"
+// is IPVS when the kernel has it, else nftables.
 func newDataplane(cfg *config.Config, log *slog.Logger) (dataplane.Dataplane, string, error) {
-	switch cfg.Dataplane {
-	case "none":
-		return none.New(log), "none", nil
+	name := cfg.Dataplane
+	if name == "auto" {
+		name = "nftables"
+		if ipvs.Available() {
+			name = "ipvs"
+		}
 	}
-	return nil, "", fmt.Errorf("dataplane %q is not available in this build", cfg.Dataplane)
+	nftOpts := []nft.Option{nft.WithTable(cfg.NFTables.Table), nft.WithLogger(log.With("dataplane", "nftables")),
+		nft.WithRemoveOnClose(cfg.NFTables.RemoveOnShutdown)}
+	switch name {
+	case "none":
+		return none.New(log.With("dataplane", "none")), name, nil
+	case "nftables":
+		dp, err := nft.New(append(nftOpts, nft.WithMode(nft.LoadBalance))...)
+		return dp, name, err
+	case "ipvs":
+		if !ipvs.Available() {
+			return nil, "", fmt.Errorf("dataplane ipvs: this kernel has no IPVS (use dataplane nftables or auto)")
+		}
+		marks, err := nft.New(append(nftOpts, nft.WithMode(nft.MarksOnly))...)
+		if err != nil {
+			return nil, "", err
+		}
+		services, err := ipvs.New(ipvs.WithLogger(log.With("dataplane", "ipvs")), ipvs.WithStateDir(cfg.StateDir))
+		if err != nil {
+			return nil, "", err
+		}
+		return &dataplane.Layered{Marks: marks, Services: services}, name, nil
+	}
+	return nil, "", fmt.Errorf("unknown dataplane %q", name)
 }
 
 // newAnnouncer returns the VRRP announcer, or nil when no instance is
@@ -25,8 +54,8 @@ func newAnnouncer(cfg *config.Config, log *slog.Logger) engine.Announcer {
 	return nil
 }
 
-// newHealthChecker returns the health checker, or nil when no pool has a
-// check.
+// newHealthChecker returns the health checker; it idles while no pool has
+// a check, and a reload may add some.
 func newHealthChecker(cfg *config.Config, log *slog.Logger) engine.HealthChecker {
-	return nil
+	return health.New(cfg, health.WithLogger(log.With("subsystem", "health")))
 }
