@@ -81,6 +81,9 @@ func (p *httpProber) probe(ctx context.Context) Result {
 		conn = tc
 	}
 	host := ch.Host
+	if host == "" && p.tls != nil {
+		host = ch.SNI
+	}
 	if host == "" {
 		host = target.String()
 	}
