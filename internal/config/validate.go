@@ -345,10 +345,12 @@ func (v *validator) services() {
 		default:
 			v.errorf(p+".protocol", "%s.protocol: %q is not tcp, udp or sctp", p, s.Protocol)
 		}
-		if len(s.VIPs) == 0 {
+		// An external mark (a keepalived fwmark service) may leave its
+		// VIPs and ports unsaid: rules outside halb choose the packets.
+		if len(s.VIPs) == 0 && s.Mark.Mode != MarkExternal {
 			v.errorf(p, "%s: service %q has no vips", p, s.Name)
 		}
-		if len(s.Ports) == 0 {
+		if len(s.Ports) == 0 && s.Mark.Mode != MarkExternal {
 			v.errorf(p, "%s: service %q has no ports", p, s.Name)
 		}
 		if !slices.Contains(Schedulers, s.Scheduler) {

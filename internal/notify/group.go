@@ -65,6 +65,14 @@ func (g *Grouper) Take(now time.Time) (Batch, bool) {
 	if !ok || now.Before(due) {
 		return Batch{}, false
 	}
+	return g.Flush(now)
+}
+
+// Flush returns whatever is pending, due or not (on shutdown).
+func (g *Grouper) Flush(now time.Time) (Batch, bool) {
+	if len(g.pending) == 0 {
+		return Batch{}, false
+	}
 	b := Batch{Events: g.pending, Omitted: g.omitted}
 	g.pending, g.omitted, g.last = nil, 0, now
 	return b, true

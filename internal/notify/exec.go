@@ -1,0 +1,164 @@
+package notify
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/user"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"halb/internal/config"
+	"halb/internal/event"
+)
+
+// Hook runs the notify program once per event, with keepalived-compatible
+// arguments for VRRP transitions and the event as JSON on stdin.
+type Hook struct {
+	path    string
+	cred    *syscall.Credential
+	timeout time.Duration
+}
+
+// NewHook returns a hook running path as the named user (looked up now).
+// As root, the user must be given, and "root" only when asked for.
+func NewHook(path, userName string, timeout time.Duration) (*Hook, error) {
+	h := &Hook{path: path, timeout: timeout}
+	if userName == "" {
+		return h, nil
+	}
+	u, err := user.Lookup(userName)
+	if err != nil {
+		return nil, fmt.Errorf("notify exec user: %w", err)
+	}
+	uid, err1 := strconv.ParseUint(u.Uid, 10, 32)
+	gid, err2 := strconv.ParseUint(u.Gid, 10, 32)
+	if err := errors.Join(err1, err2); err != nil {
+		return nil, fmt.Errorf("notify exec user %s: %w", userName, err)
+	}
+	if uint64(os.Geteuid()) == uid {
+		return h, nil
+	}
+	if os.Geteuid() != 0 {
+		return nil, fmt.Errorf("notify exec user %s: switching users needs root", userName)
+	}
+	cred := &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+	if gids, err := u.GroupIds(); err == nil {
+		for _, g := range gids {
+			if n, err := strconv.ParseUint(g, 10, 32); err == nil {
+				cred.Groups = append(cred.Groups, uint32(n))
+			}
+		}
+	}
+	h.cred = cred
+	return h, nil
+}
+
+// Name identifies the hook in logs and metrics.
+func (h *Hook) Name() string { return "exec " + h.path }
+
+// Run runs the program with args and stdin, killing it and its children
+// when the timeout passes.
+func (h *Hook) Run(ctx context.Context, args []string, stdin []byte) error {
+	ctx, cancel := context.WithTimeout(ctx, h.timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, h.path, args...)
+	cmd.Dir = "/"
+	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8"}
+	cmd.Stdin = bytes.NewReader(stdin)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: h.cred}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = time.Second
+	err := cmd.Run()
+	if ctx.Err() == context.DeadlineExceeded {
+		return fmt.Errorf("%s %s: killed after %s", h.path, strings.Join(args, " "), h.timeout)
+	}
+	if err != nil {
+		msg := strings.TrimSpace(out.String())
+		if len(msg) > 200 {
+			msg = msg[:200] + "…"
+		}
+		return fmt.Errorf("%s %s: %w: %s", h.path, strings.Join(args, " "), err, msg)
+	}
+	return nil
+}
+
+// keepalivedState maps a VRRP state to the word keepalived passes to its
+// notify scripts (it says STOP where halb's instance returns to INIT).
+func keepalivedState(s string) string {
+	if s == "INIT" {
+		return "STOP"
+	}
+	return s
+}
+
+// hookArgs gives the hook's argument lists for one event: VRRP
+// transitions as keepalived passes them ("INSTANCE name STATE priority",
+// then "GROUP name STATE 0" when a sync group has moved as a whole), other
+// events as "HEALTH pool server UP|DOWN", "QUORUM pool UP|DOWN",
+// "RELOAD file APPLIED|REFUSED" and "DATAPLANE ERROR".
+func hookArgs(r event.Record, groups *groupStates) [][]string {
+	switch {
+	case r.VRRP != nil:
+		v := r.VRRP
+		out := [][]string{{"INSTANCE", v.Instance, keepalivedState(v.New), strconv.Itoa(v.EffectivePriority)}}
+		for _, g := range groups.update(v.Instance, v.New) {
+			out = append(out, []string{"GROUP", g, keepalivedState(v.New), "0"})
+		}
+		return out
+	case r.Health != nil:
+		return [][]string{{"HEALTH", r.Health.Pool, serverName(r.Health.Addr, r.Health.Port), upDown(r.Health.Up)}}
+	case r.Quorum != nil:
+		return [][]string{{"QUORUM", r.Quorum.Pool, upDown(r.Quorum.Up)}}
+	case r.Reload != nil:
+		st := "APPLIED"
+		if !r.Reload.Applied {
+			st = "REFUSED"
+		}
+		return [][]string{{"RELOAD", r.Reload.File, st}}
+	case r.Dataplane != nil:
+		return [][]string{{"DATAPLANE", "ERROR"}}
+	}
+	return nil
+}
+
+// groupStates follows the sync groups' members to tell when a group has
+// moved to a state as a whole.
+type groupStates struct {
+	groups  []config.SyncGroup
+	members map[string]string // instance → state
+	last    map[string]string // group → state last announced
+}
+
+func newGroupStates(groups []config.SyncGroup) *groupStates {
+	return &groupStates{groups: groups, members: map[string]string{}, last: map[string]string{}}
+}
+
+// update records an instance's state and returns the groups that now
+// have all members in that state for the first time.
+func (g *groupStates) update(instance, state string) []string {
+	g.members[instance] = state
+	var out []string
+	for _, sg := range g.groups {
+		if !slices.Contains(sg.Instances, instance) || g.last[sg.Name] == state {
+			continue
+		}
+		all := true
+		for _, m := range sg.Instances {
+			all = all && g.members[m] == state
+		}
+		if all {
+			g.last[sg.Name] = state
+			out = append(out, sg.Name)
+		}
+	}
+	return out
+}
