@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"os/exec"
@@ -16,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"halb/examples"
 	"halb/internal/api"
 	"halb/internal/lab/netns"
 )
@@ -31,6 +33,15 @@ var (
 	Backends = []string{"198.51.100.11", "198.51.100.12", "198.51.100.13"}
 )
 
+// Dirs names the subdirectories a site writes in its work directory.
+func Dirs() []string {
+	out := append([]string{}, LBNames[:]...)
+	for i := range Backends {
+		out = append(out, fmt.Sprintf("web%d", i+1))
+	}
+	return out
+}
+
 // AllVIPs returns every VIP, lb-a's first.
 func AllVIPs() []string { return append(append([]string{}, VIPsA...), VIPsB...) }
 
@@ -40,8 +51,6 @@ type Options struct {
 	Prefix string
 	// Halb is the halb binary the load balancers run.
 	Halb string
-	// Examples is the directory of site-lb-a.yaml and site-lb-b.yaml.
-	Examples string
 	// Dir holds configurations, logs, sockets and the backends' files.
 	Dir string
 	// Dataplane is passed to `halb run --dataplane` ("" = the config's).
@@ -185,7 +194,7 @@ func (s *Site) addLB(i int) (*LB, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	src, err := os.ReadFile(filepath.Join(s.opts.Examples, "site-"+name+".yaml"))
+	src, err := fs.ReadFile(examples.Files, "site-"+name+".yaml")
 	if err != nil {
 		return nil, err
 	}
@@ -343,4 +352,12 @@ func tail(path string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return "\n" + strings.Join(lines, "\n")
+}
+
+// Notify sends a signal to halb without waiting (SIGHUP: reload).
+func (lb *LB) Notify(sig syscall.Signal) error {
+	if !lb.Running() {
+		return fmt.Errorf("%s: halb is not running", lb.Name)
+	}
+	return lb.cmd.Process.Signal(sig)
 }

@@ -28,7 +28,8 @@ func RequireGuest(t testing.TB) {
 // RunTests boots the VM once and runs there the calling package's own test
 // binary, restricted to the tests matching pattern (those call
 // RequireGuest). Each guest test becomes a subtest of t with its output.
-// env is added to the guest's environment.
+// env is added to the guest's environment. With HALB_VM_KEEP set, the run
+// directory (where guest tests may leave files) is kept and logged.
 func RunTests(t *testing.T, pattern string, env ...string) *Result {
 	t.Helper()
 	if InGuest() {
@@ -45,7 +46,11 @@ func RunTests(t *testing.T, pattern string, env ...string) *Result {
 	args := []string{os.Args[0], "-test.run", pattern, "-test.v", "-test.count=1", "-test.timeout=12m"}
 	res, err := Run(ctx, img, Spec{Command: args, Env: env, Timeout: 14 * time.Minute})
 	if res != nil {
-		t.Cleanup(func() { os.RemoveAll(res.RunDir) })
+		if os.Getenv("HALB_VM_KEEP") != "" {
+			t.Logf("guest run directory kept: %s", res.RunDir)
+		} else {
+			t.Cleanup(func() { os.RemoveAll(res.RunDir) })
+		}
 	}
 	if err != nil {
 		if res != nil {
