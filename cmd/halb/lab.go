@@ -18,14 +18,14 @@ import (
 )
 
 func init() {
-	register("lab", "the reference site in network namespaces: up, demo, status, down", runLab)
+	register("lab", "the reference site in network namespaces: up, demo, bench, status, down", runLab)
 }
 
 const labDir = "/run/halb-lab"
 
 func runLab(args []string, stdout, stderr io.Writer) int {
 	usage := func() {
-		fmt.Fprintln(stderr, "usage: halb lab up|demo|status|down [--dir DIR] [--dataplane auto|nftables|ipvs]")
+		fmt.Fprintln(stderr, "usage: halb lab up|demo|bench|status|down [--dir DIR] [--dataplane auto|nftables|ipvs] [--trials N]")
 	}
 	if len(args) == 0 {
 		usage()
@@ -36,6 +36,7 @@ func runLab(args []string, stdout, stderr io.Writer) int {
 	dir := fs.String("dir", labDir, "work `DIR` for the lab's configurations, logs and sockets")
 	dp := fs.String("dataplane", "", "data plane of the lab's load balancers (default: the configuration's, auto)")
 	keep := fs.Bool("keep", false, "demo: leave the lab up at the end")
+	trials := fs.Int("trials", 20, "bench: trials per scenario")
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
 	}
@@ -74,6 +75,14 @@ func runLab(args []string, stdout, stderr io.Writer) int {
 		_, err := demo.Run(ctx, demo.Options{Halb: self, Dir: *dir, Dataplane: *dp, Out: stdout, Keep: *keep})
 		if err != nil {
 			fmt.Fprintf(stderr, "halb lab demo: %v\n", err)
+			return 1
+		}
+		return 0
+	case "bench":
+		netns.RemoveLeftovers("halblab")
+		_, err := demo.Bench(ctx, demo.BenchOptions{Options: demo.Options{Halb: self, Dir: *dir, Dataplane: *dp, Out: stdout}, Trials: *trials})
+		if err != nil {
+			fmt.Fprintf(stderr, "halb lab bench: %v\n", err)
 			return 1
 		}
 		return 0

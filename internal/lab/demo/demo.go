@@ -344,3 +344,14 @@ func tailFile(path string, n int) string {
 	}
 	return "\n    " + strings.Join(lines, "\n    ")
 }
+
+func replaceInFile(path, old, new string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if !strings.Contains(string(data), old) {
+		return fmt.Errorf("%s has no %q", path, old)
+	}
+	return os.WriteFile(path, []byte(strings.ReplaceAll(string(data), old, new)), 0o644)
+}
