@@ -4,9 +4,9 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"fmt"
 	"net/netip"
-	"slices"
 	"time"
 
 	"halb/internal/dataplane"
@@ -32,29 +32,51 @@ func (m Mode) String() string {
 	return "marks-only"
 }
 
-// Names of the table's sets.
+// Names of the table's fixed sets and chains; per-service objects are
+// named after a hash of the service key (h) and of the backend (b).
 const (
 	setMarks4    = "marks4"   // ipv4_addr . inet_proto . inet_service → mark (intervals)
 	setMarks6    = "marks6"   // ipv6_addr . inet_proto . inet_service → mark (intervals)
-	setSvc4      = "svc4"     // ipv4_addr . inet_proto . inet_service → jump service chain
-	setSvc6      = "svc6"     // ipv6_addr . inet_proto . inet_service → jump service chain
-	setSvcMark4  = "svcmark4" // mark → jump service chain (IPv4 mark services)
-	setSvcMark6  = "svcmark6" // mark → jump service chain (IPv6 mark services)
-	setLB4       = "lb4"      // service id . slot → ipv4_addr . inet_service
-	setLB6       = "lb6"      // service id . slot → ipv6_addr . inet_service
-	setLive4     = "live4"    // service id . ipv4_addr . inet_service: backends taking traffic
-	setLive6     = "live6"    // service id . ipv6_addr . inet_service
-	setPersist4  = "persist4" // service id . client prefix → backend (dynamic, timeouts)
-	setPersist6  = "persist6" // service id . client prefix → backend (dynamic, timeouts)
+	setSvc4      = "svc4"     // ipv4_addr . inet_proto . inet_service → goto service chain
+	setSvc6      = "svc6"     // ipv6_addr . inet_proto . inet_service → goto service chain
+	setSvcMark4  = "svcmark4" // mark → goto service chain (IPv4 mark services)
+	setSvcMark6  = "svcmark6" // mark → goto service chain (IPv6 mark services)
 	chainMark    = "mark"     // prerouting, mangle: sets marks
 	chainBalance = "balance"  // prerouting, dstnat: dispatches to service chains
-	chainPrefix  = "svc-"     // service chains: svc-<id>-<fingerprint>
+	svcPrefix    = "svc-"     // svc-<h>: a service's chain
+	maglevPrefix = "maglev-"  // maglev-<h>: slot → goto backend chain
+	bePrefix     = "be-"      // be-<h>-<b>: DNAT to one backend
+	pinPrefix    = "pin-"     // pin-<h>-<b>: client prefixes pinned to a backend
 	markPriority = -150       // mangle: before IPVS and before the NAT chain
 	natPriority  = -100       // dstnat
 )
 
+// setKind says what a set holds.
+type setKind int
+
+const (
+	kindMarks   setKind = iota // tuple → mark
+	kindSvc                    // tuple → verdict
+	kindSvcMark                // mark → verdict
+	kindMaglev                 // slot → verdict
+	kindPin                    // client prefixes, dynamic, with timeouts
+)
+
+// setDef is what it takes to create a set.
+type setDef struct {
+	kind   setKind
+	family int
+}
+
+// setState is a set and its elements; nil elements are the kernel's own
+// (pins) or unknown (after a restart: rewritten whole).
+type setState struct {
+	def   setDef
+	elems map[string]elem
+}
+
 // elem is one set or map element as bytes; jump is the chain a verdict
-// map element jumps to.
+// map element goes to.
 type elem struct {
 	key, keyEnd, val []byte
 	jump             string
@@ -66,58 +88,61 @@ func (e elem) equal(o elem) bool {
 	return bytes.Equal(e.val, o.val) && e.jump == o.jump && bytes.Equal(e.keyEnd, o.keyEnd)
 }
 
-// svcChain is the chain of one balanced virtual service. Everything its
-// rules depend on is in the chain's name, so a changed service gets a new
-// chain and the old one goes, in the same transaction.
-type svcChain struct {
-	name     string
-	id       uint32
-	family   int
-	seed     uint32
-	size     int
-	persist  time.Duration
-	netmask  int
-	withPort bool
-	label    string
+// svcSpec is the chain of one balanced virtual service: pinned clients
+// first (persistence), then the Maglev slot of the flow's hash.
+type svcSpec struct {
+	family  int
+	maglev  string // the map of slots
+	size    int
+	seed    uint32
+	persist time.Duration
+	netmask int
+	pins    []pinRule // live backends' pins, canonical order
+	label   string
 }
 
-// content is everything halb's table holds: base chains, service chains
-// and the sets with their elements (nil elements: the kernel's own).
+type pinRule struct{ set, chain string }
+
+// beSpec is the chain that sends a flow to one backend.
+type beSpec struct {
+	addr    netip.Addr
+	port    uint16
+	pin     string // set to refresh (persistence), or ""
+	persist time.Duration
+	netmask int
+}
+
+// content is everything halb's table holds. A chain spec of nil value
+// (after a restart) is unknown and rewritten.
 type content struct {
-	base   map[string]bool
-	chains map[string]svcChain
-	sets   map[string]map[string]elem
+	base map[string]bool
+	svcs map[string]*svcSpec
+	bes  map[string]*beSpec
+	sets map[string]setState
 }
 
-func newContent(mode Mode) content {
-	c := content{base: map[string]bool{chainMark: true}, chains: map[string]svcChain{}, sets: map[string]map[string]elem{}}
-	if mode == LoadBalance {
-		c.base[chainBalance] = true
-	}
-	for _, s := range setNames(mode) {
-		c.sets[s] = map[string]elem{}
-	}
-	if mode == LoadBalance {
-		c.sets[setPersist4], c.sets[setPersist6] = nil, nil
-	}
-	return c
+func emptyContent() content {
+	return content{base: map[string]bool{}, svcs: map[string]*svcSpec{}, bes: map[string]*beSpec{}, sets: map[string]setState{}}
 }
 
-// setNames lists the sets a mode fills.
-func setNames(mode Mode) []string {
-	if mode == MarksOnly {
-		return []string{setMarks4, setMarks6}
-	}
-	return []string{setMarks4, setMarks6, setSvc4, setSvc6, setSvcMark4, setSvcMark6, setLB4, setLB6, setLive4, setLive6}
-}
+func (c content) add(set string, e elem) { c.sets[set].elems[e.id()] = e }
 
-func (c content) add(set string, e elem) { c.sets[set][e.id()] = e }
+func (c content) newSet(name string, def setDef) {
+	st := setState{def: def}
+	if def.kind != kindPin {
+		st.elems = map[string]elem{}
+	}
+	c.sets[name] = st
+}
 
 var protoNum = map[string]byte{"tcp": 6, "udp": 17, "sctp": 132}
 
 // build computes the table content for a state. It is pure.
 func build(st dataplane.State, mode Mode) (content, error) {
-	c := newContent(mode)
+	c := emptyContent()
+	c.base[chainMark] = true
+	c.newSet(setMarks4, setDef{kindMarks, 4})
+	c.newSet(setMarks6, setDef{kindMarks, 6})
 	for _, r := range st.MarkRules {
 		p, ok := protoNum[r.Protocol]
 		if !ok {
@@ -126,23 +151,51 @@ func build(st dataplane.State, mode Mode) (content, error) {
 		c.add(pick(r.VIP, setMarks4, setMarks6), elem{
 			key:    tuple(r.VIP, p, r.PortLo),
 			keyEnd: tuple(r.VIP, p, r.PortHi),
-			val:    u32(r.Mark),
+			val:    binary.BigEndian.AppendUint32(nil, r.Mark),
 		})
 	}
 	if mode == MarksOnly {
 		return c, nil
 	}
-	ids := serviceIDs(st.Services)
+	c.base[chainBalance] = true
+	c.newSet(setSvc4, setDef{kindSvc, 4})
+	c.newSet(setSvc6, setDef{kindSvc, 6})
+	c.newSet(setSvcMark4, setDef{kindSvcMark, 4})
+	c.newSet(setSvcMark6, setDef{kindSvcMark, 6})
 	for _, vs := range st.Services {
-		if err := c.addService(vs, ids[vs.Key]); err != nil {
+		if err := c.addService(vs); err != nil {
 			return content{}, fmt.Errorf("service %s (%s): %w", vs.Key, vs.Service, err)
 		}
 	}
 	return c, nil
 }
 
-func (c content) addService(vs dataplane.VirtualService, id uint32) error {
-	withPort := false
+func (c content) addService(vs dataplane.VirtualService) error {
+	h := shortHash(vs.Key.String(), 12)
+	svcChain := svcPrefix + h
+	if _, dup := c.svcs[svcChain]; dup {
+		return fmt.Errorf("service hash %s collides with another service", h)
+	}
+	size := vs.MaglevSize
+	if size == 0 {
+		size = maglev.DefaultSize(len(vs.Reals))
+	}
+	spec := &svcSpec{
+		family:  vs.Key.Family,
+		maglev:  maglevPrefix + h,
+		size:    size,
+		seed:    Seed(vs.Key),
+		persist: vs.Persistence,
+		label:   fmt.Sprintf("%s %s", vs.Service, vs.Key),
+	}
+	if vs.Persistence > 0 {
+		spec.netmask = vs.Netmask
+		if spec.netmask == 0 {
+			spec.netmask = 8 * addrLen(vs.Key.Family)
+		}
+	}
+	var bs []maglev.Backend
+	chainOf := map[string]string{}
 	for _, r := range vs.Reals {
 		if r.Forward != "nat" {
 			return fmt.Errorf("real %s: forward %s is not supported by the nftables data plane, which forwards with nat", r.AddrPort(), r.Forward)
@@ -150,73 +203,46 @@ func (c content) addService(vs dataplane.VirtualService, id uint32) error {
 		if family(r.Addr) != vs.Key.Family {
 			return fmt.Errorf("real %s is not IPv%d", r.Addr, vs.Key.Family)
 		}
-		withPort = withPort || r.Port != 0
-	}
-	for _, r := range vs.Reals {
-		if withPort && r.Port == 0 {
-			return fmt.Errorf("real %s keeps the destination port while others set one; give every real a port or none", r.Addr)
-		}
-	}
-	size := vs.MaglevSize
-	if size == 0 {
-		size = maglev.DefaultSize(len(vs.Reals))
-	}
-	var bs []maglev.Backend
-	byID := map[string]dataplane.Real{}
-	for _, r := range vs.Reals {
 		id := r.AddrPort().String()
+		be := bePrefix + h + "-" + shortHash(id, 8)
+		if _, dup := c.bes[be]; dup {
+			return fmt.Errorf("backend hash of %s collides with another backend", id)
+		}
 		bs = append(bs, maglev.Backend{ID: id, Weight: r.Weight})
-		byID[id] = r
+		chainOf[id] = be
+		b := &beSpec{addr: r.Addr, port: r.Port}
+		if spec.persist > 0 {
+			b.pin, b.persist, b.netmask = pinPrefix+h+"-"+shortHash(id, 8), spec.persist, spec.netmask
+			c.newSet(b.pin, setDef{kindPin, vs.Key.Family})
+		}
+		c.bes[be] = b
 	}
 	tab, err := maglev.New(bs, size)
 	if err != nil {
 		return err
 	}
-	sc := svcChain{
-		id:       id,
-		family:   vs.Key.Family,
-		seed:     Seed(vs.Key),
-		size:     size,
-		persist:  vs.Persistence,
-		withPort: withPort,
-		label:    fmt.Sprintf("%s %s", vs.Service, vs.Key),
-	}
-	if vs.Persistence > 0 {
-		sc.netmask = vs.Netmask
-		if sc.netmask == 0 {
-			sc.netmask = 8 * addrLen(vs.Key.Family)
+	if spec.persist > 0 {
+		for _, b := range tab.Backends {
+			be := chainOf[b.ID]
+			spec.pins = append(spec.pins, pinRule{set: c.bes[be].pin, chain: be})
 		}
 	}
-	sc.name = sc.chainName()
-	c.chains[sc.name] = sc
-
-	lb, live := pickFam(vs.Key.Family, setLB4, setLB6), pickFam(vs.Key.Family, setLive4, setLive6)
+	c.svcs[svcChain] = spec
+	c.newSet(spec.maglev, setDef{kindMaglev, vs.Key.Family})
 	for slot, e := range tab.Entries {
-		r := byID[tab.Backends[e].ID]
-		c.add(lb, elem{key: cat(u32(id), u32(uint32(slot))), val: backend(r)})
-	}
-	for _, b := range tab.Backends {
-		c.add(live, elem{key: cat(u32(id), backend(byID[b.ID]))})
+		c.add(spec.maglev, elem{key: u32(uint32(slot)), jump: chainOf[tab.Backends[e].ID]})
 	}
 	switch {
 	case vs.Key.Mark != 0:
-		c.add(pickFam(vs.Key.Family, setSvcMark4, setSvcMark6), elem{key: u32(vs.Key.Mark), jump: sc.name})
+		c.add(pickFam(vs.Key.Family, setSvcMark4, setSvcMark6), elem{key: u32(vs.Key.Mark), jump: svcChain})
 	default:
 		p, ok := protoNum[vs.Key.Protocol]
 		if !ok {
 			return fmt.Errorf("unknown protocol %q", vs.Key.Protocol)
 		}
-		c.add(pick(vs.Key.Addr, setSvc4, setSvc6), elem{key: tuple(vs.Key.Addr, p, vs.Key.Port), jump: sc.name})
+		c.add(pick(vs.Key.Addr, setSvc4, setSvc6), elem{key: tuple(vs.Key.Addr, p, vs.Key.Port), jump: svcChain})
 	}
 	return nil
-}
-
-// chainName encodes the service id and a fingerprint of every parameter
-// of the chain's rules.
-func (s svcChain) chainName() string {
-	h := sha256.New()
-	fmt.Fprintf(h, "v1 %d %d %d %d %d %d %t", s.id, s.family, s.seed, s.size, s.persist/time.Second, s.netmask, s.withPort)
-	return fmt.Sprintf("%s%08x-%08x", chainPrefix, s.id, binary.BigEndian.Uint32(h.Sum(nil)))
 }
 
 // Seed returns the jhash seed of a virtual service: derived from its key
@@ -230,48 +256,21 @@ func Seed(k dataplane.ServiceKey) uint32 {
 	return 1
 }
 
-// serviceIDs gives every service a 32-bit id local to this node (the keys
-// of its map elements): a hash of its key, the next free number on a
-// collision.
-func serviceIDs(svcs []dataplane.VirtualService) map[dataplane.ServiceKey]uint32 {
-	keys := make([]dataplane.ServiceKey, 0, len(svcs))
-	for _, s := range svcs {
-		keys = append(keys, s.Key)
-	}
-	slices.SortFunc(keys, dataplane.ServiceKey.Compare)
-	used := map[uint32]bool{}
-	out := map[dataplane.ServiceKey]uint32{}
-	for _, k := range keys {
-		sum := sha256.Sum256([]byte("halb-service-id-v1\x00" + k.String()))
-		id := binary.BigEndian.Uint32(sum[:4])
-		for used[id] {
-			id++
-		}
-		used[id] = true
-		out[k] = id
-	}
-	return out
-}
-
-// backend is a real server as map data: address . port (a port 0 keeps
-// the packet's destination port).
-func backend(r dataplane.Real) []byte {
-	return cat(r.Addr.AsSlice(), port(r.Port))
+// shortHash names per-service objects: n hex digits of a hash of s.
+func shortHash(s string, n int) string {
+	sum := sha256.Sum256([]byte("halb-name-v1\x00" + s))
+	return hex.EncodeToString(sum[:])[:n]
 }
 
 // tuple is the key address . protocol . port, each field padded to 32 bits
 // as nftables concatenations are.
 func tuple(a netip.Addr, proto byte, p uint16) []byte {
-	return cat(a.AsSlice(), []byte{proto, 0, 0, 0}, port(p))
+	return bytes.Join([][]byte{a.AsSlice(), {proto, 0, 0, 0}, {byte(p >> 8), byte(p), 0, 0}}, nil)
 }
-
-func port(p uint16) []byte { return []byte{byte(p >> 8), byte(p), 0, 0} }
 
 // u32 is a 32-bit value in host byte order, as the kernel's registers
 // hold marks and hash results.
 func u32(v uint32) []byte { return binary.NativeEndian.AppendUint32(nil, v) }
-
-func cat(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
 
 func pick(a netip.Addr, v4, v6 string) string { return pickFam(family(a), v4, v6) }
 

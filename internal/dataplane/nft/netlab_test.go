@@ -213,4 +213,3 @@ func newNATLab(t testing.TB, nBackends int) *natLab {
 	}
 	return l
 }
-

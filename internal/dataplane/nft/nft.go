@@ -197,12 +197,12 @@ func (d *Dataplane) Close() error {
 	return nil
 }
 
-// read returns what the table holds, and whether it exists. A set that
-// exists has an entry in sets; verdict and dynamic maps are reported as
-// unknown (nil): the first program rewrites the former whole and leaves
-// the latter's elements to the kernel.
+// read returns what the table holds, and whether it exists. Chains come
+// back with unknown (nil) specs and are rewritten; of the sets only the
+// mark maps' elements are read, the verdict maps are rewritten whole and
+// the pins are the kernel's.
 func (d *Dataplane) read(c *nftables.Conn) (*content, bool, error) {
-	h := content{base: map[string]bool{}, chains: map[string]svcChain{}, sets: map[string]map[string]elem{}}
+	h := emptyContent()
 	tables, err := c.ListTablesOfFamily(nftables.TableFamilyINet)
 	if err != nil {
 		return nil, false, err
@@ -217,8 +217,10 @@ func (d *Dataplane) read(c *nftables.Conn) (*content, bool, error) {
 	for _, ch := range chains {
 		switch {
 		case ch.Table.Name != d.table:
-		case strings.HasPrefix(ch.Name, chainPrefix):
-			h.chains[ch.Name] = svcChain{name: ch.Name}
+		case strings.HasPrefix(ch.Name, svcPrefix):
+			h.svcs[ch.Name] = nil
+		case strings.HasPrefix(ch.Name, bePrefix):
+			h.bes[ch.Name] = nil
 		default:
 			h.base[ch.Name] = true
 		}
@@ -227,32 +229,23 @@ func (d *Dataplane) read(c *nftables.Conn) (*content, bool, error) {
 	if err != nil {
 		return nil, true, err
 	}
-	present := map[string]*nftables.Set{}
 	for _, s := range sets {
-		present[s.Name] = s
-	}
-	for _, def := range setDefs(d.tableRef(), LoadBalance) {
-		s, ok := present[def.Name]
-		if !ok {
-			continue
-		}
-		if def.DataType == nftables.TypeVerdict || def.Dynamic {
-			h.sets[def.Name] = nil // unknown: rewritten whole
-			continue
-		}
-		els, err := c.GetSetElements(s)
-		if err != nil {
-			return nil, true, fmt.Errorf("elements of %s: %w", def.Name, err)
-		}
-		m := map[string]elem{}
-		for _, e := range els {
-			if e.IntervalEnd {
-				continue
+		st := setState{}
+		if s.Name == setMarks4 || s.Name == setMarks6 {
+			els, err := c.GetSetElements(s)
+			if err != nil {
+				return nil, true, fmt.Errorf("elements of %s: %w", s.Name, err)
 			}
-			el := elem{key: e.Key, keyEnd: e.KeyEnd, val: e.Val}
-			m[el.id()] = el
+			st.elems = map[string]elem{}
+			for _, e := range els {
+				if e.IntervalEnd {
+					continue
+				}
+				el := elem{key: e.Key, keyEnd: e.KeyEnd, val: e.Val}
+				st.elems[el.id()] = el
+			}
 		}
-		h.sets[def.Name] = m
+		h.sets[s.Name] = st
 	}
 	return &h, true, nil
 }
