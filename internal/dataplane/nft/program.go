@@ -119,8 +119,9 @@ func (d *Dataplane) program(c *nftables.Conn, have *content, want content, fresh
 			}
 		}
 	}
-	// Chains that go: emptied first, so no rule refers to another, then
-	// deleted; then the sets nothing refers to any more.
+	// Chains that go are emptied first, so that no rule refers to a set or
+	// chain; then the sets go (with their elements, which jump to chains),
+	// and last the chains.
 	var gone []string
 	for name := range have.svcs {
 		if _, ok := want.svcs[name]; !ok {
@@ -141,15 +142,15 @@ func (d *Dataplane) program(c *nftables.Conn, have *content, want content, fresh
 	for _, name := range gone {
 		c.FlushChain(chain(name))
 	}
-	for _, name := range gone {
-		c.DelChain(chain(name))
-		n++
-	}
 	for _, name := range slices.Sorted(maps.Keys(have.sets)) {
 		if _, ok := want.sets[name]; !ok {
 			c.DelSet(&nftables.Set{Table: t, Name: name})
 			n++
 		}
+	}
+	for _, name := range gone {
+		c.DelChain(chain(name))
+		n++
 	}
 	return n, nil
 }
