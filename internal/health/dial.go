@@ -60,9 +60,19 @@ func sockopts(mark uint32, dev string) func(network, address string, c syscall.R
 				}
 			}
 		})
-		return errors.Join(err, serr)
+		if err = errors.Join(err, serr); err != nil {
+			return &socketSetupError{err}
+		}
+		return nil
 	}
 }
+
+// socketSetupError is a failure to prepare a check's socket (mark,
+// interface), reported as it is rather than as a connect failure.
+type socketSetupError struct{ err error }
+
+func (e *socketSetupError) Error() string { return e.err.Error() }
+func (e *socketSetupError) Unwrap() error { return e.err }
 
 // dial connects to addr for a check.
 func (e netEnv) dial(ctx context.Context, ch config.Check, network, addr string) (net.Conn, error) {
@@ -89,7 +99,10 @@ func (e netEnv) dial(ctx context.Context, ch config.Check, network, addr string)
 // "response"), naming the timeout when it expired.
 func errText(phase string, err error, timeout time.Duration) string {
 	var errno syscall.Errno
+	var setup *socketSetupError
 	switch {
+	case errors.As(err, &setup):
+		return setup.Error()
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded), isTimeout(err):
 		return fmt.Sprintf("%s timeout after %s", phase, timeout)
 	case errors.Is(err, syscall.ECONNREFUSED):

@@ -14,6 +14,16 @@ func newProber(spec probeSpec, env netEnv) prober {
 		return newHTTPProber(spec, env)
 	case "tls":
 		return newTLSProber(spec, env)
+	case "smtp":
+		return newSMTPProber(spec, env)
+	case "dns":
+		return newDNSProber(spec, env)
+	case "udp":
+		return udpProber{spec: spec, net: env}
+	case "ping":
+		return newPingProber(spec, env)
+	case "exec":
+		return newExecProber(spec, env)
 	}
 	return brokenProber(fmt.Sprintf("check type %q is not supported", spec.check.Type))
 }
