@@ -214,20 +214,27 @@ func TestNATFailedBackendGetsNoNewFlows(t *testing.T) {
 
 // echo sends a line and expects the backend's echo of it.
 func echo(c net.Conn, msg string) error {
+	_, err := echoFrom(c, msg)
+	return err
+}
+
+// echoFrom sends a line and returns the name of the backend that echoed it.
+func echoFrom(c net.Conn, msg string) (string, error) {
 	c.SetDeadline(time.Now().Add(3 * time.Second))
 	defer c.SetDeadline(time.Time{})
 	if _, err := fmt.Fprintf(c, "%s\n", msg); err != nil {
-		return err
+		return "", err
 	}
 	buf := make([]byte, 256)
 	n, err := c.Read(buf)
 	if err != nil {
-		return err
+		return "", err
 	}
-	if !strings.HasSuffix(strings.TrimSpace(string(buf[:n])), msg) {
-		return fmt.Errorf("echo %q: got %q", msg, buf[:n])
+	name, rest, _ := strings.Cut(strings.TrimSpace(string(buf[:n])), " ")
+	if rest != msg {
+		return "", fmt.Errorf("echo %q: got %q", msg, buf[:n])
 	}
-	return nil
+	return name, nil
 }
 
 // TestNATReloadUnderLoad: while clients open connections without pause and
