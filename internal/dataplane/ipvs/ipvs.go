@@ -37,6 +37,7 @@ type Dataplane struct {
 	backoff  time.Duration
 	sleep    func(context.Context, time.Duration) error
 	dial     func() (kernel, error)
+	netns    int
 
 	mu      sync.Mutex
 	k       *counting
@@ -135,7 +136,11 @@ func (d *Dataplane) connect() error {
 	if d.k != nil {
 		return nil
 	}
-	k, err := d.dial()
+	var k kernel
+	err := inNetNS(d.netns, func() (err error) {
+		k, err = d.dial()
+		return err
+	})
 	if err != nil {
 		return err
 	}

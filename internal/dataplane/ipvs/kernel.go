@@ -81,6 +81,15 @@ func (k *netlinkKernel) Daemons() ([]Daemon, error) { return k.daemons.list() }
 func (k *netlinkKernel) NewDaemon(d Daemon) error   { return k.daemons.start(d) }
 func (k *netlinkKernel) DelDaemon(d Daemon) error   { return k.daemons.stop(d) }
 
+// Services lists the virtual services; none is not an error.
+func (k *netlinkKernel) Services() ([]cfipvs.ServiceExtended, error) {
+	ss, err := k.Client.Services()
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	return ss, err
+}
+
 // Destinations lists a service's real servers; an empty service is not
 // an error.
 func (k *netlinkKernel) Destinations(s cfipvs.Service) ([]cfipvs.DestinationExtended, error) {

@@ -91,13 +91,15 @@ type Conn struct {
 // than a connection.
 func (c Conn) Template() bool { return c.Client.Port() == 0 && c.State == "NONE" }
 
-// ConnTablePath is the kernel's IPVS connection table.
-const ConnTablePath = "/proc/net/ip_vs_conn"
+// ConnTablePath is the kernel's IPVS connection table (/proc/net/ip_vs_conn)
+// of the reading thread's network namespace.
+const ConnTablePath = "/proc/thread-self/net/ip_vs_conn"
 
-// ReadConns reads the kernel's connection table.
-func ReadConns() ([]Conn, error) {
-	f, err := os.Open(ConnTablePath)
-	if err != nil {
+// Conns reads the kernel's connection table of the data plane's
+// namespace.
+func (d *Dataplane) Conns() ([]Conn, error) {
+	var f *os.File
+	if err := inNetNS(d.netns, func() (err error) { f, err = os.Open(ConnTablePath); return err }); err != nil {
 		return nil, fmt.Errorf("read ipvs connections: %w", err)
 	}
 	defer f.Close()

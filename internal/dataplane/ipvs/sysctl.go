@@ -43,6 +43,14 @@ func (d *Dataplane) setSysctls(s dataplane.State) []error {
 		return nil
 	}
 	var errs []error
+	if err := inNetNS(d.netns, func() error { errs = d.writeSysctls(s); return nil }); err != nil {
+		errs = append(errs, err)
+	}
+	return errs
+}
+
+func (d *Dataplane) writeSysctls(s dataplane.State) []error {
+	var errs []error
 	for name, v := range wantedSysctls(s) {
 		if d.sysctl[name] == v {
 			continue
