@@ -1,8 +1,19 @@
 package main
 
-import "halb/internal/config"
+import (
+	"os"
 
-// loadConfig reads a configuration file for validate and run.
+	"halb/internal/config"
+	"halb/internal/keepalived"
+)
+
+// loadConfig reads a configuration file for validate and run: halb's YAML,
+// or a keepalived.conf (recognised by its content), read with keepalived's
+// default config-id, the host name up to its first dot.
 func loadConfig(path string) (*config.Config, config.Diagnostics) {
-	return config.Load(path, config.Options{Hostname: hostname()})
+	opts := config.Options{Hostname: hostname()}
+	if data, err := os.ReadFile(path); err == nil && keepalived.IsKeepalived(data) {
+		return keepalived.Load(path, keepalived.Options{}, opts)
+	}
+	return config.Load(path, opts)
 }

@@ -156,7 +156,11 @@ func virtualServices(s config.Service, pool config.Pool, ev Evaluation) []datapl
 		if s.Mark.Mode == config.MarkShared {
 			mark = config.DeriveMark(s.Name, netip.Addr{})
 		}
-		for _, fam := range families(s.VIPs) {
+		fams := families(s.VIPs)
+		if len(fams) == 0 {
+			fams = poolFamilies(pool)
+		}
+		for _, fam := range fams {
 			keys = append(keys, dataplane.ServiceKey{Family: fam, Mark: mark})
 		}
 	case config.MarkPerVIP:
@@ -224,6 +228,20 @@ func families(vips []netip.Addr) []int {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// poolFamilies gives an external-mark service without VIPs its address
+// family as keepalived does: that of the pool's servers, IPv4 when it has
+// none.
+func poolFamilies(pool config.Pool) []int {
+	addrs := make([]netip.Addr, 0, len(pool.Servers))
+	for _, s := range pool.Servers {
+		addrs = append(addrs, s.Address)
+	}
+	if fams := families(addrs); len(fams) > 0 {
+		return fams
+	}
+	return []int{4}
 }
 
 // syncDaemons derives the IPVS sync daemons from the followed instance.

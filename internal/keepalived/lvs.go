@@ -1,0 +1,635 @@
+package keepalived
+
+import (
+	"fmt"
+	"math/bits"
+	"net/netip"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+
+	"halb/internal/config"
+)
+
+// inherited holds the settings a virtual server passes to its real
+// servers and a real server to its checkers.
+type inherited struct {
+	delayLoop      config.Duration
+	connectTimeout config.Duration
+	retry          int // -1: the checker type's default
+	virtualhost    string
+	inhibit        bool
+	inhibitAt      Pos
+	alpha          bool
+	forward        string
+	forwardAt      Pos
+}
+
+// vsEntry is one address, range or mark of a virtual server or group.
+type vsEntry struct {
+	addrs []netip.Addr
+	port  uint16
+	mark  uint32
+	at    Pos
+}
+
+// realServer is a real_server of a virtual server with its checks.
+type realServer struct {
+	at     Pos
+	addr   netip.Addr
+	port   uint16 // as written, 0 when not
+	weight int
+	wAt    Pos
+	checks []config.Check
+	chkAt  []Pos
+}
+
+func (m *mapper) virtualServer(n *Node) {
+	entries, base, ok := m.vsHead(n)
+	if !ok {
+		return
+	}
+	svc := config.Service{Protocol: "tcp", Scheduler: "wlc"}
+	pool := config.Pool{Quorum: 1, OnFailure: "remove", InitialState: "up"}
+	inh := inherited{delayLoop: config.Duration(60e9), connectTimeout: config.Duration(5e9), retry: -1, forward: "nat", forwardAt: n.Pos}
+	// Paths written at the virtual_server go to every service made of it.
+	svcWritten := map[string]Pos{"": n.Pos, ".forward": n.Pos, ".scheduler": n.Pos, ".protocol": n.Pos}
+	poolWritten := map[string]Pos{"": n.Pos, ".on_failure": n.Pos}
+	var servers []*Node
+	flag := func(c *Node) {
+		svc.SchedulerFlags = append(svc.SchedulerFlags, c.Name)
+		svcWritten[".scheduler_flags"] = c.Pos
+	}
+	sched := func(c *Node) {
+		if m.needArgs(c, 1) {
+			svc.Scheduler = strings.ToLower(c.Arg(0))
+			svcWritten[".scheduler"] = c.ArgPos(0)
+		}
+	}
+	method := func(c *Node) {
+		if f, ok := m.forwardArg(c); ok {
+			inh.forward, inh.forwardAt = f, c.ArgPos(0)
+			svcWritten[".forward"] = c.ArgPos(0)
+		}
+	}
+	quorumScript := m.ignore("halb does not run quorum scripts; its notifications (notify.exec, webhooks, smtp) report quorum changes")
+	m.walk("virtual_server", n.Children, map[string]handler{
+		"real_server": func(c *Node) { servers = append(servers, c) },
+		"lb_algo":     sched,
+		"lvs_sched":   sched,
+		"lb_kind":     method,
+		"lvs_method":  method,
+		"protocol": func(c *Node) {
+			if !m.needArgs(c, 1) {
+				return
+			}
+			switch p := strings.ToLower(c.Arg(0)); p {
+			case "tcp", "udp", "sctp":
+				svc.Protocol = p
+				svcWritten[".protocol"] = c.ArgPos(0)
+			default:
+				m.errorf(c.ArgPos(0), "protocol: %q is not TCP, UDP or SCTP", c.Arg(0))
+			}
+		},
+		"persistence_timeout": func(c *Node) {
+			svc.Persistence.Timeout = config.Duration(360e9) // keepalived's default
+			if len(c.Args) > 0 {
+				v, _ := m.intArg(c, 0, 1, 1<<31-1)
+				svc.Persistence.Timeout = config.Duration(int64(v) * 1e9)
+			}
+			svcWritten[".persistence.timeout"] = c.ArgPos(0)
+		},
+		"persistence_granularity": func(c *Node) {
+			if bits, ok := m.granularity(c); ok {
+				svc.Persistence.Netmask = bits
+				svcWritten[".persistence.netmask"] = c.ArgPos(0)
+			}
+		},
+		"persistence_engine": m.reject("halb has no IPVS persistence engines (sip); clients would be balanced differently"),
+		"quorum": func(c *Node) {
+			pool.Quorum, _ = m.intArg(c, 0, 0, 1<<31-1)
+			poolWritten[".quorum"] = c.ArgPos(0)
+		},
+		"hysteresis": func(c *Node) {
+			pool.Hysteresis, _ = m.intArg(c, 0, 0, 1<<31-1)
+			poolWritten[".hysteresis"] = c.ArgPos(0)
+		},
+		"quorum_up":   quorumScript,
+		"quorum_down": quorumScript,
+		"sorry_server": func(c *Node) {
+			a, ok := m.addrArg(c, 0)
+			if !ok {
+				return
+			}
+			pool.SorryServer = a.String()
+			if len(c.Args) > 1 {
+				if port, ok := m.portArg(c, 1); ok && port != 0 {
+					pool.SorryServer = netip.AddrPortFrom(a, port).String()
+				}
+			}
+			poolWritten[".sorry_server"] = c.ArgPos(0)
+		},
+		"sorry_server_inhibit":    m.ignore("halb's sorry server takes the traffic while quorum is lost, with weight 1"),
+		"sorry_server_lvs_method": m.ignore("halb forwards to the sorry server with the service's forwarding method"),
+		"inhibit_on_failure": func(c *Node) {
+			inh.inhibit, inh.inhibitAt = m.boolArg(c, 0), c.Pos
+		},
+		"alpha": func(c *Node) {
+			inh.alpha = m.boolArg(c, 0)
+		},
+		"omega":       m.ignore("halb leaves its services installed when it stops and runs no scripts then"),
+		"ha_suspend":  m.ignore("halb installs services on every node whatever its VRRP state, so a backup is ready at once"),
+		"virtualhost": func(c *Node) { inh.virtualhost = c.Arg(0) },
+		"delay_loop": func(c *Node) {
+			inh.delayLoop, _ = m.timerArg(c, 0)
+		},
+		"connect_timeout": func(c *Node) {
+			inh.connectTimeout, _ = m.timerArg(c, 0)
+		},
+		"retry":              func(c *Node) { inh.retry, _ = m.intArg(c, 0, 0, 1<<20) },
+		"nb_get_retry":       func(c *Node) { inh.retry, _ = m.intArg(c, 0, 0, 1<<20) },
+		"delay_before_retry": m.ignore(retryInstead),
+		"warmup":             m.ignore("halb spreads the first checks of a pool over its interval"),
+		"ip_family":          m.ignore("halb takes a fwmark service's address family from its real servers"),
+		"ops":                m.reject("halb has no one-packet scheduling; UDP datagrams of a flow would go to one server"),
+		"sh-port":            flag,
+		"sh-fallback":        flag,
+		"mh-port":            flag,
+		"mh-fallback":        flag,
+		"flag-1":             flag,
+		"flag-2":             flag,
+		"flag-3":             flag,
+		"smtp_alert":         m.ignore("with notify.smtp set, halb mails every health change"),
+		"snmp_name":          m.ignore("halb has no SNMP"),
+		"nat_mask":           m.ignore("keepalived itself ignores it"),
+		"lvs_flags":          m.reject("use the scheduler flag keywords (sh-port, sh-fallback, mh-port, mh-fallback)"),
+	})
+	svc.Forward = inh.forward
+	svc.SchedulerFlags = m.schedulerFlags(svc.Scheduler, svc.SchedulerFlags, svcWritten[".scheduler_flags"])
+	if inh.inhibit {
+		pool.OnFailure = "inhibit"
+		poolWritten[".on_failure"] = inh.inhibitAt
+	}
+	if inh.alpha {
+		pool.InitialState = "down"
+		poolWritten[".initial_state"] = n.Pos
+	}
+
+	name := base
+	if m.names[name] {
+		// Another virtual server on the same address or group: the
+		// protocol tells them apart.
+		name = base + "-" + svc.Protocol
+	}
+	name = m.uniqueName(name)
+	pool.Name = name
+	svc.Pool = name
+	services := m.servicesFrom(name, svc, entries)
+	ownPort := uint16(0) // the one port of the pool's services, if one
+	if len(services) == 1 && len(services[0].Ports) == 1 {
+		ownPort = services[0].Ports[0].Lo
+	}
+	m.poolFrom(n, &pool, m.realServers(servers, inh), svc.Forward, ownPort, poolWritten)
+	for i, s := range services {
+		idx := len(m.cfg.Services)
+		p := fmt.Sprintf("services[%d]", idx)
+		for k, at := range svcWritten {
+			m.set(p+k, at)
+		}
+		m.set(p+".name", n.Pos)
+		m.set(p+".pool", n.Pos)
+		m.origin(p, n)
+		if s.Mark.Mode == config.MarkExternal {
+			m.set(p+".mark", entries[0].at)
+		}
+		for j := range s.VIPs {
+			m.set(fmt.Sprintf("%s.vips[%d]", p, j), entryAt(entries, i))
+		}
+		for j := range s.Ports {
+			m.set(fmt.Sprintf("%s.ports[%d]", p, j), entryAt(entries, i))
+		}
+		m.cfg.Services = append(m.cfg.Services, s)
+	}
+}
+
+func entryAt(entries []vsEntry, i int) Pos {
+	if i < len(entries) {
+		return entries[i].at
+	}
+	return entries[0].at
+}
+
+const retryInstead = "halb checks again at the next interval and marks a server down after retry+1 failures in a row"
+
+// vsHead reads "virtual_server ADDR PORT", "virtual_server fwmark N" or
+// "virtual_server group NAME" into entries and a base name.
+func (m *mapper) vsHead(n *Node) ([]vsEntry, string, bool) {
+	switch n.Arg(0) {
+	case "fwmark":
+		mark, ok := m.intArg(n, 1, 1, 1<<32-1)
+		if !ok {
+			return nil, "", false
+		}
+		return []vsEntry{{mark: uint32(mark), at: n.ArgPos(1)}}, "fwmark-" + n.Arg(1), true
+	case "group":
+		if !m.needArgs(n, 2) {
+			return nil, "", false
+		}
+		g, ok := m.groups[n.Arg(1)]
+		if !ok {
+			m.errorf(n.ArgPos(1), "virtual_server group: no virtual_server_group named %q", n.Arg(1))
+			return nil, "", false
+		}
+		var entries []vsEntry
+		for _, e := range g.Children {
+			if ent, ok := m.groupEntry(e); ok {
+				entries = append(entries, ent)
+			}
+		}
+		if len(entries) == 0 {
+			m.errorf(g.Pos, "virtual_server_group %s has no addresses or marks", n.Arg(1))
+			return nil, "", false
+		}
+		return entries, n.Arg(1), true
+	}
+	a, ok := m.addrArg(n, 0)
+	if !ok {
+		return nil, "", false
+	}
+	if len(n.Args) < 2 || n.Arg(1) == "0" {
+		m.errorf(n.Pos, "virtual_server %s without a port (all ports) is not supported: halb services name their ports; mark the ports with a firewall rule and use virtual_server fwmark", n.Arg(0))
+		return nil, "", false
+	}
+	port, ok := m.portArg(n, 1)
+	if !ok {
+		return nil, "", false
+	}
+	return []vsEntry{{addrs: []netip.Addr{a}, port: port, at: n.ArgPos(0)}}, fmt.Sprintf("%s-%d", strings.ReplaceAll(a.String(), ":", "."), port), true
+}
+
+// groupEntry reads one line of a virtual_server_group: "ADDR PORT",
+// "RANGE PORT" (a.b.c.d-e, a.b.c.d-e.f.g.h, a.b.c.d/nn) or "fwmark N".
+func (m *mapper) groupEntry(e *Node) (vsEntry, bool) {
+	if e.Name == "fwmark" {
+		mark, ok := m.intArg(e, 0, 1, 1<<32-1)
+		if len(e.Args) > 1 {
+			m.warnf(e.ArgPos(1), "virtual_server_group: the address family of a mark comes from the real servers in halb")
+		}
+		return vsEntry{mark: uint32(mark), at: e.Pos}, ok
+	}
+	addrs, err := expandRange(e.Name)
+	if err != nil {
+		m.errorf(e.Pos, "virtual_server_group: %v", err)
+		return vsEntry{}, false
+	}
+	if len(e.Args) == 0 || e.Arg(0) == "0" {
+		m.errorf(e.Pos, "virtual_server_group: %s without a port (all ports) is not supported: halb services name their ports", e.Name)
+		return vsEntry{}, false
+	}
+	port, ok := m.portArg(e, 0)
+	return vsEntry{addrs: addrs, port: port, at: e.Pos}, ok
+}
+
+// maxRange bounds the addresses one group line may name.
+const maxRange = 1024
+
+func expandRange(s string) ([]netip.Addr, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not an address range", s)
+		}
+		if p.Addr().BitLen()-p.Bits() > 10 {
+			return nil, fmt.Errorf("%s names more than %d addresses", s, maxRange)
+		}
+		var out []netip.Addr
+		for a := p.Masked().Addr(); p.Contains(a); a = a.Next() {
+			out = append(out, a)
+		}
+		return out, nil
+	}
+	lo, hi, isRange := strings.Cut(s, "-")
+	first, err := netip.ParseAddr(lo)
+	if err != nil {
+		return nil, fmt.Errorf("%q is not an address or range", s)
+	}
+	first = first.Unmap()
+	if !isRange {
+		return []netip.Addr{first}, nil
+	}
+	last, err := netip.ParseAddr(hi)
+	if err != nil {
+		// a.b.c.d-e: the last part of the address changes.
+		v, perr := strconv.ParseUint(hi, 16, 16)
+		if first.Is4() {
+			v, perr = strconv.ParseUint(hi, 10, 8)
+		}
+		if perr != nil {
+			return nil, fmt.Errorf("%q is not an address range", s)
+		}
+		b := first.AsSlice()
+		if first.Is4() {
+			b[3] = byte(v)
+		} else {
+			b[14], b[15] = byte(v>>8), byte(v)
+		}
+		last, _ = netip.AddrFromSlice(b)
+	}
+	last = last.Unmap()
+	if last.Less(first) || last.Is4() != first.Is4() {
+		return nil, fmt.Errorf("%q ends before it starts", s)
+	}
+	var out []netip.Addr
+	for a := first; a.Compare(last) <= 0; a = a.Next() {
+		if len(out) == maxRange {
+			return nil, fmt.Errorf("%s names more than %d addresses", s, maxRange)
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+// servicesFrom makes halb services of a virtual server's entries: each
+// mark is a service; addresses are grouped by port into services of the
+// same VIPs.
+func (m *mapper) servicesFrom(name string, base config.Service, entries []vsEntry) []config.Service {
+	var out []config.Service
+	type vipsKey string
+	byVIPs := map[vipsKey]*config.Service{}
+	var order []vipsKey
+	portVIPs := map[uint16][]netip.Addr{}
+	var ports []uint16
+	for _, e := range entries {
+		if e.mark != 0 {
+			s := base
+			s.Mark = config.Mark{Mode: config.MarkExternal, Value: e.mark}
+			out = append(out, s)
+			continue
+		}
+		if _, seen := portVIPs[e.port]; !seen {
+			ports = append(ports, e.port)
+		}
+		for _, a := range e.addrs {
+			if !slices.Contains(portVIPs[e.port], a) {
+				portVIPs[e.port] = append(portVIPs[e.port], a)
+			}
+		}
+	}
+	for _, port := range ports {
+		vips := portVIPs[port]
+		k := vipsKey(fmt.Sprint(vips))
+		s, ok := byVIPs[k]
+		if !ok {
+			s = &config.Service{}
+			*s = base
+			s.VIPs = vips
+			s.Mark = config.Mark{Mode: config.MarkNone}
+			byVIPs[k] = s
+			order = append(order, k)
+		}
+		s.Ports = append(s.Ports, config.PortRange{Lo: port, Hi: port})
+	}
+	addr := make([]config.Service, 0, len(order))
+	for _, k := range order {
+		addr = append(addr, *byVIPs[k])
+	}
+	all := append(addr, out...)
+	for i := range all {
+		all[i].Name = name
+		if len(all) > 1 {
+			all[i].Name = m.uniqueName(fmt.Sprintf("%s-%d", name, i+1))
+		}
+	}
+	return all
+}
+
+func (m *mapper) forwardArg(c *Node) (string, bool) {
+	if !m.needArgs(c, 1) {
+		return "", false
+	}
+	switch strings.ToUpper(c.Arg(0)) {
+	case "NAT":
+		return "nat", true
+	case "DR":
+		return "dr", true
+	case "TUN":
+		if len(c.Args) > 1 && !(c.Arg(1) == "type" && c.Arg(2) == "ipip" && len(c.Args) == 3) {
+			m.errorf(c.ArgPos(1), "%s TUN %s is not supported: halb tunnels with ipip only", c.Name, strings.Join(argVals(c.Args[1:]), " "))
+		}
+		return "tun", true
+	}
+	m.errorf(c.ArgPos(0), "%s: %q is not NAT, DR or TUN", c.Name, c.Arg(0))
+	return "", false
+}
+
+func argVals(ts []Token) []string {
+	out := make([]string, len(ts))
+	for i, t := range ts {
+		out[i] = t.Val
+	}
+	return out
+}
+
+// granularity reads a netmask (255.255.255.0) or a prefix length.
+func (m *mapper) granularity(c *Node) (int, bool) {
+	if !m.needArgs(c, 1) {
+		return 0, false
+	}
+	if v, err := strconv.Atoi(c.Arg(0)); err == nil && v >= 0 && v <= 128 {
+		return v, true
+	}
+	a, err := netip.ParseAddr(c.Arg(0))
+	if err == nil && a.Is4() {
+		b := a.As4()
+		v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+		ones := bits.LeadingZeros32(^v)
+		if v<<ones == 0 {
+			return ones, true
+		}
+	}
+	m.errorf(c.ArgPos(0), "persistence_granularity: %q is not a netmask or prefix length", c.Arg(0))
+	return 0, false
+}
+
+// schedulerFlags turns keepalived's flag keywords into halb's flag names.
+func (m *mapper) schedulerFlags(sched string, flags []string, at Pos) []string {
+	var out []string
+	generic := map[string]map[string]string{
+		"sh": {"flag-1": "sh-fallback", "flag-2": "sh-port"},
+		"mh": {"flag-1": "mh-fallback", "flag-2": "mh-port"},
+	}
+	for _, f := range flags {
+		if strings.HasPrefix(f, "flag-") {
+			g, ok := generic[sched][f]
+			if !ok {
+				m.errorf(at, "%s is not supported with scheduler %s: halb knows the flags of sh and mh only", f, sched)
+				continue
+			}
+			f = g
+		}
+		if !slices.Contains(out, f) {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// realServers reads the real_server blocks of a virtual server.
+func (m *mapper) realServers(nodes []*Node, vs inherited) []realServer {
+	var out []realServer
+	for _, n := range nodes {
+		rs := realServer{at: n.Pos, weight: 1}
+		a, ok := m.addrArg(n, 0)
+		if !ok {
+			continue
+		}
+		rs.addr = a
+		if len(n.Args) > 1 {
+			rs.port, _ = m.portArg(n, 1)
+		}
+		inh := vs
+		type chk struct {
+			n    *Node
+			kind string
+		}
+		var checkers []chk
+		checker := func(kind string) handler {
+			return func(c *Node) { checkers = append(checkers, chk{c, kind}) }
+		}
+		notifyScript := m.ignore("halb runs no per-server scripts; its notifications (notify.exec, webhooks, smtp) report health changes")
+		m.walk("real_server", n.Children, map[string]handler{
+			"weight": func(c *Node) {
+				rs.weight, _ = m.intArg(c, 0, 0, 65535)
+				rs.wAt = c.ArgPos(0)
+			},
+			"lvs_method": func(c *Node) {
+				if f, ok := m.forwardArg(c); ok && f != vs.forward {
+					m.errorf(c.ArgPos(0), "lvs_method %s differs from the virtual server's (%s): halb forwards every server of a service alike", c.Arg(0), strings.ToUpper(vs.forward))
+				}
+			},
+			"inhibit_on_failure": func(c *Node) {
+				if v := m.boolArg(c, 0); v != vs.inhibit {
+					m.errorf(c.Pos, "inhibit_on_failure differs from the virtual server's: halb treats every server of a pool alike; set it on the virtual_server")
+				}
+			},
+			"alpha": func(c *Node) {
+				if v := m.boolArg(c, 0); v != vs.alpha {
+					m.warnf(c.Pos, "alpha differs from the virtual server's: halb starts every server of a pool alike (as the virtual server says)")
+				}
+			},
+			"notify_up":          notifyScript,
+			"notify_down":        notifyScript,
+			"uthreshold":         m.reject("halb sets no connection thresholds on real servers; the server would take more connections"),
+			"lthreshold":         m.reject("halb sets no connection thresholds on real servers; the server would take more connections"),
+			"smtp_alert":         m.ignore("with notify.smtp set, halb mails every health change"),
+			"snmp_name":          m.ignore("halb has no SNMP"),
+			"virtualhost":        func(c *Node) { inh.virtualhost = c.Arg(0) },
+			"delay_loop":         func(c *Node) { inh.delayLoop, _ = m.timerArg(c, 0) },
+			"connect_timeout":    func(c *Node) { inh.connectTimeout, _ = m.timerArg(c, 0) },
+			"retry":              func(c *Node) { inh.retry, _ = m.intArg(c, 0, 0, 1<<20) },
+			"nb_get_retry":       func(c *Node) { inh.retry, _ = m.intArg(c, 0, 0, 1<<20) },
+			"delay_before_retry": m.ignore(retryInstead),
+			"warmup":             m.ignore("halb spreads the first checks of a pool over its interval"),
+			"TCP_CHECK":          checker("tcp"),
+			"HTTP_GET":           checker("http"),
+			"SSL_GET":            checker("https"),
+			"SMTP_CHECK":         checker("smtp"),
+			"DNS_CHECK":          checker("dns"),
+			"UDP_CHECK":          checker("udp"),
+			"PING_CHECK":         checker("ping"),
+			"ICMP_CHECK":         checker("ping"),
+			"MISC_CHECK":         checker("exec"),
+			"FILE_CHECK":         m.reject("halb has no file checker; the server's state would no longer follow the file"),
+			"BFD_CHECK":          m.reject("halb has no BFD; the server's state would no longer follow the BFD session"),
+		})
+		for _, c := range checkers {
+			for _, ch := range m.check(c.n, c.kind, inh, rs) {
+				rs.checks = append(rs.checks, ch)
+				rs.chkAt = append(rs.chkAt, c.n.Pos)
+			}
+		}
+		out = append(out, rs)
+	}
+	return out
+}
+
+// poolFrom fills a pool with the real servers and their checks, which halb
+// keeps once per pool: every server must have the same checks.
+func (m *mapper) poolFrom(vs *Node, pool *config.Pool, rss []realServer, forward string, ownPort uint16, written map[string]Pos) {
+	name := pool.Name
+	p := "pools." + name
+	for k, at := range written {
+		m.set(p+k, at)
+	}
+	m.origin(p, vs)
+	for i, rs := range rss {
+		srv := config.Server{Address: rs.addr, Weight: rs.weight}
+		switch {
+		case forward == "nat" && rs.port != ownPort:
+			srv.Port = rs.port
+		case forward != "nat" && rs.port != 0 && rs.port != ownPort:
+			m.warnf(rs.at, "real_server port %d: with %s forwarding the packet keeps its destination port; halb leaves the server's port unset", rs.port, strings.ToUpper(forward))
+		}
+		sp := fmt.Sprintf("%s.servers[%d]", p, i)
+		m.set(sp, rs.at)
+		m.set(sp+".address", rs.at)
+		if srv.Port != 0 {
+			m.set(sp+".port", rs.at)
+		}
+		if rs.wAt.File != "" {
+			m.set(sp+".weight", rs.wAt)
+		}
+		pool.Servers = append(pool.Servers, srv)
+	}
+	// The check list of each server, with ports that are the server's own
+	// left out so that one list fits every server.
+	norm := func(rs realServer, srvPort uint16) config.Checks {
+		out := config.Checks(slices.Clone(rs.checks))
+		own := srvPort
+		if own == 0 {
+			own = ownPort
+		}
+		for i := range out {
+			if own != 0 && out[i].Port == own {
+				out[i].Port = 0
+			}
+		}
+		return out
+	}
+	for i, rs := range rss {
+		checks := norm(rs, pool.Servers[i].Port)
+		for j, ch := range checks {
+			if ch.Port == 0 && pool.Servers[i].Port == 0 && ownPort == 0 && ch.Type != "exec" && ch.Type != "ping" {
+				// A fwmark or multi-port service: nothing says which port.
+				m.errorf(rs.chkAt[j], "the %s check of real_server %s has no port to check: add connect_port (or a port to the real_server)", ch.Type, rs.addr)
+			}
+		}
+		if i == 0 {
+			pool.Checks = checks
+			for j := range checks {
+				cp := fmt.Sprintf("%s.check[%d]", p, j)
+				m.set(cp, rs.chkAt[j])
+				m.setCheck(cp, checks[j], rs.chkAt[j])
+			}
+			continue
+		}
+		if !reflect.DeepEqual(checks, pool.Checks) {
+			m.errorf(rs.at, "real_server %s: its checks differ from those of real_server %s: halb runs one list of checks for every server of a pool; give every real_server of this virtual_server the same checkers",
+				rs.addr, rss[0].addr)
+		}
+	}
+	m.cfg.Pools[name] = *pool
+}
+
+// setCheck records the written fields of a check.
+func (m *mapper) setCheck(p string, ch config.Check, at Pos) {
+	// Every field of a converted check is set from keepalived's own
+	// defaults, so all of them count as written.
+	for _, f := range []string{"type", "interval", "timeout", "rise", "fall"} {
+		m.set(p+"."+f, at)
+	}
+	if ch.Port != 0 {
+		m.set(p+".port", at)
+	}
+}

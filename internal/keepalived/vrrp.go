@@ -1,0 +1,590 @@
+package keepalived
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+
+	"halb/internal/config"
+)
+
+func (m *mapper) globalDefs(g *Node) {
+	c := m.cfg
+	smtp := func() *config.SMTP {
+		if c.Notify.SMTP == nil {
+			c.Notify.SMTP = &config.SMTP{}
+			m.set("notify.smtp", g.Pos)
+			m.origin("notify", g)
+		}
+		return c.Notify.SMTP
+	}
+	garp := func(field string, set func(n *Node) bool) handler {
+		return func(n *Node) {
+			if set(n) {
+				m.garp[field] = n.Pos
+			}
+		}
+	}
+	noFirewall := m.ignore("halb adds no firewall rules for VIPs; it answers for them as keepalived without vrrp_strict does")
+	m.walk("global_defs", g.Children, map[string]handler{
+		"router_id": func(n *Node) {
+			if m.needArgs(n, 1) {
+				c.Node = n.Arg(0)
+				m.set("node", n.ArgPos(0))
+				m.origin("node", n)
+			}
+		},
+		"lvs_id": func(n *Node) {
+			if m.needArgs(n, 1) && c.Node == "" {
+				c.Node = n.Arg(0)
+				m.set("node", n.ArgPos(0))
+			}
+		},
+		"notification_email": func(n *Node) {
+			s := smtp()
+			for _, w := range words(n) {
+				s.To = append(s.To, w.Name)
+				m.set(fmt.Sprintf("notify.smtp.to[%d]", len(s.To)-1), w.Pos)
+			}
+			m.set("notify.smtp.to", n.Pos)
+		},
+		"notification_email_from": func(n *Node) {
+			if m.needArgs(n, 1) {
+				smtp().From = n.Arg(0)
+				m.set("notify.smtp.from", n.ArgPos(0))
+			}
+		},
+		"smtp_server": func(n *Node) {
+			if !m.needArgs(n, 1) {
+				return
+			}
+			port := "25"
+			if len(n.Args) > 1 {
+				if _, ok := m.portArg(n, 1); !ok {
+					return
+				}
+				port = n.Arg(1)
+			}
+			smtp().Server = net.JoinHostPort(n.Arg(0), port)
+			m.set("notify.smtp.server", n.ArgPos(0))
+		},
+		"smtp_helo_name":       m.ignore("halb greets the mail relay with its node name"),
+		"smtp_connect_timeout": m.ignore("halb gives the mail relay its own fixed timeout"),
+		"smtp_alert":           m.ignore("with notify.smtp set, halb mails every state change"),
+		"smtp_alert_vrrp":      m.ignore("with notify.smtp set, halb mails every state change"),
+		"smtp_alert_checker":   m.ignore("with notify.smtp set, halb mails every state change"),
+		"script_user": func(n *Node) {
+			if m.needArgs(n, 1) {
+				c.ScriptUser = n.Arg(0)
+				m.set("script_user", n.ArgPos(0))
+				if len(n.Args) > 1 {
+					m.warnf(n.ArgPos(1), "script_user: halb runs scripts with the user's own group, not %q", n.Arg(1))
+				}
+			}
+		},
+		"enable_script_security": m.ignore("halb never runs scripts as root and checks nothing else"),
+		"vrrp_version": func(n *Node) {
+			if v, ok := m.intArg(n, 0, 2, 3); ok {
+				m.version, m.versionAt = v, n.ArgPos(0)
+			}
+		},
+		"vrrp_garp_master_delay": garp("second_burst", func(n *Node) bool {
+			d, ok := m.timerArg(n, 0)
+			m.globalGARP.SecondBurst = d
+			return ok
+		}),
+		"vrrp_garp_master_repeat": garp("count", func(n *Node) bool {
+			v, ok := m.intArg(n, 0, 0, 1<<16)
+			m.globalGARP.Count = v
+			return ok
+		}),
+		"vrrp_garp_master_refresh": garp("refresh", func(n *Node) bool {
+			d, ok := m.timerArg(n, 0)
+			m.globalGARP.Refresh = d
+			return ok
+		}),
+		"vrrp_garp_master_refresh_repeat":  m.ignore("halb sends one gratuitous ARP per refresh"),
+		"vrrp_garp_interval":               m.ignore("halb paces gratuitous ARPs itself"),
+		"vrrp_gna_interval":                m.ignore("halb paces unsolicited neighbour advertisements itself"),
+		"vrrp_garp_lower_prio_delay":       m.ignore("halb does not re-send gratuitous ARPs on hearing a lower priority"),
+		"vrrp_garp_lower_prio_repeat":      m.ignore("halb does not re-send gratuitous ARPs on hearing a lower priority"),
+		"vrrp_min_garp":                    m.ignore("halb sends its garp count on becoming master"),
+		"lvs_sync_daemon":                  m.lvsSyncDaemon,
+		"vrrp_strict":                      m.ignore("halb follows the RFC on the wire, accepts packets to its VIPs and adds no firewall rules"),
+		"vrrp_iptables":                    noFirewall,
+		"vrrp_ipsets":                      noFirewall,
+		"nftables":                         noFirewall,
+		"nftables_priority":                noFirewall,
+		"nftables_counters":                noFirewall,
+		"nftables_ifindex":                 noFirewall,
+		"vrrp_skip_check_adv_addr":         m.ignore("halb never drops an advert over its address list"),
+		"vrrp_check_unicast_src":           m.ignore("halb accepts unicast adverts from its configured peers"),
+		"vrrp_mcast_group4":                m.reject("halb sends adverts to the RFC's group 224.0.0.18; peers on another group would not hear it"),
+		"vrrp_mcast_group6":                m.reject("halb sends adverts to the RFC's group ff02::12; peers on another group would not hear it"),
+		"vrrp_priority":                    m.ignore("halb runs at its own scheduling priority"),
+		"checker_priority":                 m.ignore("halb runs at its own scheduling priority"),
+		"bfd_priority":                     m.ignore("halb runs at its own scheduling priority"),
+		"vrrp_no_swap":                     m.ignore("halb does not lock its memory"),
+		"checker_no_swap":                  m.ignore("halb does not lock its memory"),
+		"bfd_no_swap":                      m.ignore("halb does not lock its memory"),
+		"vrrp_rt_priority":                 m.ignore("halb runs at its own scheduling priority"),
+		"checker_rt_priority":              m.ignore("halb runs at its own scheduling priority"),
+		"dynamic_interfaces":               m.ignore("halb waits for an instance's interface to appear"),
+		"vrrp_higher_prio_send_advert":     m.ignore("halb answers a lower-priority master with its own advert as the RFC says"),
+		"vrrp_lower_prio_no_advert":        m.ignore("halb follows the RFC"),
+		"max_auto_priority":                m.ignore("halb runs at its own scheduling priority"),
+		"lvs_timeouts":                     m.ignore("halb leaves IPVS connection timeouts as the kernel has them; set them with ipvsadm --set"),
+		"lvs_flush":                        m.ignore("halb never flushes IPVS; it removes only what it installed"),
+		"lvs_flush_onstop":                 m.ignore("halb leaves its services installed on stop, so a restart is seamless"),
+		"snmp_socket":                      m.ignore("halb has no SNMP; it serves Prometheus metrics (api.metrics)"),
+		"enable_snmp_vrrp":                 m.ignore("halb has no SNMP; it serves Prometheus metrics (api.metrics)"),
+		"enable_snmp_checker":              m.ignore("halb has no SNMP; it serves Prometheus metrics (api.metrics)"),
+		"enable_snmp_rfc":                  m.ignore("halb has no SNMP; it serves Prometheus metrics (api.metrics)"),
+		"enable_snmp_rfcv2":                m.ignore("halb has no SNMP; it serves Prometheus metrics (api.metrics)"),
+		"enable_snmp_rfcv3":                m.ignore("halb has no SNMP; it serves Prometheus metrics (api.metrics)"),
+		"enable_snmp_keepalived":           m.ignore("halb has no SNMP; it serves Prometheus metrics (api.metrics)"),
+		"enable_traps":                     m.ignore("halb has no SNMP; it serves Prometheus metrics (api.metrics)"),
+		"enable_dbus":                      m.ignore("halb has no D-Bus interface; use the status socket"),
+		"notify_fifo":                      m.ignore("halb has no notify FIFO; use notify.exec or notify.webhooks"),
+		"vrrp_notify_fifo":                 m.ignore("halb has no notify FIFO; use notify.exec or notify.webhooks"),
+		"lvs_notify_fifo":                  m.ignore("halb has no notify FIFO; use notify.exec or notify.webhooks"),
+		"process_names":                    m.ignore("halb is one process named halb"),
+		"process_name":                     m.ignore("halb is one process named halb"),
+		"vrrp_process_name":                m.ignore("halb is one process named halb"),
+		"checker_process_name":             m.ignore("halb is one process named halb"),
+		"script_timeout":                   m.ignore("each halb script has its own timeout"),
+		"default_interface":                m.ignore("every halb instance names its interface"),
+		"vrrp_netlink_cmd_rcv_bufs":        m.ignore("halb sizes its netlink buffers itself"),
+		"vrrp_netlink_monitor_rcv_bufs":    m.ignore("halb sizes its netlink buffers itself"),
+		"lvs_netlink_cmd_rcv_bufs":         m.ignore("halb sizes its netlink buffers itself"),
+		"lvs_netlink_monitor_rcv_bufs":     m.ignore("halb sizes its netlink buffers itself"),
+		"vrrp_startup_delay":               m.ignore("halb starts its instances as backups and elects at once"),
+		"tmp_config_directory":             m.ignore("halb reads its configuration once per (re)load"),
+		"config_save_dir":                  m.ignore("halb keeps no copies of its configuration"),
+		"random_seed":                      m.ignore("halb reads ${_RANDOM} as the lowest value of its range"),
+		"vmac_prefix":                      m.ignore("halb has no VMAC interfaces"),
+		"vmac_addr_prefix":                 m.ignore("halb has no VMAC interfaces"),
+		"umask":                            m.ignore("halb writes its files with its own modes"),
+		"reload_check_config":              m.ignore("halb checks a new configuration before applying it on every reload"),
+		"reload_time_file":                 m.ignore("halb reloads on SIGHUP only"),
+		"reload_repeat":                    m.ignore("halb reloads on SIGHUP only"),
+		"reload_file":                      m.ignore("halb reloads on SIGHUP only"),
+		"data_use_instance":                m.ignore("halb writes no data files; use halb status"),
+		"state_dir":                        m.ignore("halb's state directory is state_dir in its own configuration"),
+		"fifo_write_vrrp_states_on_reload": m.ignore("halb has no notify FIFO"),
+		"vrrp_rx_bufs_policy":              m.ignore("halb sizes its socket buffers itself"),
+		"vrrp_rx_bufs_multiplier":          m.ignore("halb sizes its socket buffers itself"),
+		"vrrp_garp_extra_if":               m.ignore("halb sends gratuitous ARP on the instance's interface only"),
+		"vrrp_version_check":               m.ignore("halb accepts adverts of the instance's version"),
+		"no_checker_emails":                m.ignore("with notify.smtp set, halb mails every state change"),
+		"checker_log_all_failures":         m.ignore("halb logs every health change with its reason"),
+		"log_unknown_vrids":                m.ignore("halb ignores adverts of other VRIDs"),
+		"vrrp_owner_ignore_adverts":        m.ignore("an address owner (priority 255) in halb stays master"),
+		"vrrp_track_process":               m.ignore("halb tracks interfaces and scripts only"),
+	})
+}
+
+// lvsSyncDaemon maps "lvs_sync_daemon IFACE INSTANCE [id N] [maxlen N]
+// [port N] [ttl N] [group ADDR]".
+func (m *mapper) lvsSyncDaemon(n *Node) {
+	if !m.needArgs(n, 2) {
+		return
+	}
+	s := &config.IPVSSync{Interface: n.Arg(0), Instance: n.Arg(1)}
+	m.cfg.IPVSSync = s
+	m.origin("ipvs_sync", n)
+	m.syncAt = n.ArgPos(1)
+	m.set("ipvs_sync", n.Pos)
+	m.set("ipvs_sync.interface", n.ArgPos(0))
+	m.set("ipvs_sync.instance", n.ArgPos(1))
+	for i := 2; i < len(n.Args); i += 2 {
+		key := n.Arg(i)
+		if i+1 >= len(n.Args) {
+			m.errorf(n.ArgPos(i), "lvs_sync_daemon: %s needs a value", key)
+			return
+		}
+		at := n.ArgPos(i + 1)
+		switch key {
+		case "id":
+			s.SyncID, _ = m.intArg(n, i+1, 0, 255)
+			m.set("ipvs_sync.sync_id", at)
+		case "maxlen":
+			s.MaxLen, _ = m.intArg(n, i+1, 1, 65507)
+			m.set("ipvs_sync.max_len", at)
+		case "port":
+			p, _ := m.portArg(n, i+1)
+			s.McastPort = p
+			m.set("ipvs_sync.mcast_port", at)
+		case "ttl":
+			s.McastTTL, _ = m.intArg(n, i+1, 1, 255)
+			m.set("ipvs_sync.mcast_ttl", at)
+		case "group":
+			s.McastGroup, _ = m.addrArg(n, i+1)
+			m.set("ipvs_sync.mcast_group", at)
+		default:
+			m.errorf(n.ArgPos(i), "lvs_sync_daemon: unknown option %q (id, maxlen, port, ttl, group)", key)
+		}
+	}
+}
+
+func (m *mapper) vrrpScript(n *Node) {
+	i := len(m.cfg.VRRP.Scripts)
+	p := fmt.Sprintf("vrrp.scripts[%d]", i)
+	s := config.Script{Name: n.Arg(0), Interval: config.Duration(1e9)}
+	m.set(p, n.Pos)
+	m.origin(p, n)
+	m.set(p+".interval", n.Pos) // keepalived's default interval is 1s
+	if s.Name == "" {
+		m.errorf(n.Pos, "vrrp_script needs a name")
+	}
+	m.set(p+".name", n.ArgPos(0))
+	m.walk("vrrp_script", n.Children, map[string]handler{
+		"script": func(c *Node) {
+			if m.needArgs(c, 1) {
+				var parts []string
+				for _, a := range c.Args {
+					parts = append(parts, splitCommand(a.Val)...)
+				}
+				s.Command = parts
+				m.set(p+".command", c.ArgPos(0))
+			}
+		},
+		"interval": func(c *Node) {
+			s.Interval, _ = m.timerArg(c, 0)
+			m.set(p+".interval", c.ArgPos(0))
+		},
+		"timeout": func(c *Node) {
+			s.Timeout, _ = m.timerArg(c, 0)
+			m.set(p+".timeout", c.ArgPos(0))
+		},
+		"weight": func(c *Node) {
+			s.Weight, _ = m.intArg(c, 0, -253, 253)
+			m.set(p+".weight", c.ArgPos(0))
+			if c.Arg(1) == "reverse" {
+				m.errorf(c.ArgPos(1), "weight reverse is not supported: halb adds a positive weight while the script succeeds and subtracts a negative one while it fails")
+			}
+		},
+		"rise": func(c *Node) {
+			s.Rise, _ = m.intArg(c, 0, 1, 1<<20)
+			m.set(p+".rise", c.ArgPos(0))
+		},
+		"fall": func(c *Node) {
+			s.Fall, _ = m.intArg(c, 0, 1, 1<<20)
+			m.set(p+".fall", c.ArgPos(0))
+		},
+		"user": func(c *Node) {
+			if m.needArgs(c, 1) && c.Arg(0) != m.cfg.ScriptUser {
+				m.errorf(c.ArgPos(0), "user is not supported per tracking script: halb runs every script as script_user (%q); set script_user in global_defs", m.cfg.ScriptUser)
+			}
+		},
+		"init_fail": m.ignore("halb starts a tracked script as up until it has run"),
+	})
+	if s.Timeout > s.Interval {
+		m.warnf(n.Pos, "vrrp_script %s: timeout %s is longer than the interval %s; halb stops the script at the interval", s.Name, s.Timeout, s.Interval)
+		s.Timeout = s.Interval
+	}
+	m.cfg.VRRP.Scripts = append(m.cfg.VRRP.Scripts, s)
+}
+
+func (m *mapper) vrrpInstance(n *Node) {
+	i := len(m.cfg.VRRP.Instances)
+	p := fmt.Sprintf("vrrp.instances[%d]", i)
+	in := config.Instance{Name: n.Arg(0), Priority: 100, Preempt: true, Version: m.version, GARP: m.globalGARP}
+	if in.Name == "" {
+		m.errorf(n.Pos, "vrrp_instance needs a name")
+	}
+	m.instances[in.Name] = i
+	m.set(p, n.Pos)
+	m.origin(p, n)
+	m.set(p+".name", n.ArgPos(0))
+	m.set(p+".priority", n.Pos) // keepalived's default priority is 100
+	m.set(p+".version", n.Pos)  // keepalived's default version is 2
+	if m.versionAt.File != "" {
+		m.set(p+".version", m.versionAt)
+	}
+	for field, at := range m.garp {
+		m.set(p+".garp."+field, at)
+	}
+	versionSet := false
+	var excluded []*Node
+	addVIPs := func(c *Node) {
+		for _, v := range words(c) {
+			if pfx, ok := m.vip(v, &in); ok {
+				in.VIPs = append(in.VIPs, pfx)
+				m.set(fmt.Sprintf("%s.vips[%d]", p, len(in.VIPs)-1), v.Pos)
+			}
+		}
+	}
+	garp := func(field string, set func(c *Node)) handler {
+		return func(c *Node) {
+			set(c)
+			m.set(p+".garp."+field, c.ArgPos(0))
+		}
+	}
+	notifyState := m.ignore("halb runs one notify program on every state change (the instance's notify, or notify.exec), with the new state as an argument; move the per-state scripts into it")
+	notTracked := m.reject("halb tracks interfaces and scripts only; the instance would elect without this input")
+	m.walk("vrrp_instance", n.Children, map[string]handler{
+		"state": func(c *Node) {
+			m.warnf(c.Pos, "state %s is not used: halb starts every instance as backup and the priority elects the master (keepalived's initial state only shortens the first election)", c.Arg(0))
+		},
+		"interface": func(c *Node) {
+			if m.needArgs(c, 1) {
+				in.Interface = c.Arg(0)
+				m.set(p+".interface", c.ArgPos(0))
+			}
+		},
+		"virtual_router_id": func(c *Node) {
+			in.VRID, _ = m.intArg(c, 0, 1, 255)
+			m.set(p+".vrid", c.ArgPos(0))
+		},
+		"priority": func(c *Node) {
+			in.Priority, _ = m.intArg(c, 0, 1, 255)
+			m.set(p+".priority", c.ArgPos(0))
+		},
+		"advert_int": func(c *Node) {
+			in.AdvertInterval, _ = m.timerArg(c, 0)
+			m.set(p+".advert_interval", c.ArgPos(0))
+		},
+		"version": func(c *Node) {
+			in.Version, _ = m.intArg(c, 0, 2, 3)
+			versionSet = true
+			m.set(p+".version", c.ArgPos(0))
+		},
+		"native_ipv6": func(c *Node) {
+			in.Version = 3
+			versionSet = true
+			m.set(p+".version", c.Pos)
+		},
+		"nopreempt": func(c *Node) {
+			in.Preempt = false
+			m.set(p+".preempt", c.Pos)
+		},
+		"preempt": noop,
+		"preempt_delay": func(c *Node) {
+			in.PreemptDelay, _ = m.timerArg(c, 0)
+			m.set(p+".preempt_delay", c.ArgPos(0))
+		},
+		"authentication": func(c *Node) { m.authentication(c, &in, p) },
+		"unicast_src_ip": func(c *Node) {
+			in.UnicastSource, _ = m.addrArg(c, 0)
+			m.set(p+".unicast_source", c.ArgPos(0))
+		},
+		"unicast_peer": func(c *Node) {
+			for _, w := range words(c) {
+				a, err := netip.ParseAddr(w.Name)
+				if err != nil {
+					m.errorf(w.Pos, "unicast_peer: %q is not an IP address", w.Name)
+					continue
+				}
+				if len(w.Args) > 0 {
+					m.warnf(w.ArgPos(0), "unicast_peer: %s is not supported: halb checks the TTL of unicast adverts as the RFC says", w.Arg(0))
+				}
+				in.UnicastPeers = append(in.UnicastPeers, a.Unmap())
+				m.set(fmt.Sprintf("%s.unicast_peers[%d]", p, len(in.UnicastPeers)-1), w.Pos)
+			}
+		},
+		"virtual_ipaddress": addVIPs,
+		"virtual_ipaddress_excluded": func(c *Node) {
+			excluded = append(excluded, c)
+		},
+		"track_interface": func(c *Node) {
+			for _, w := range words(c) {
+				t := config.TrackedObject{Name: w.Name}
+				if w.Arg(0) == "weight" {
+					t.Weight, _ = m.intArg(w, 1, -254, 254)
+				} else if len(w.Args) > 0 {
+					m.errorf(w.ArgPos(0), "track_interface: expected \"weight N\", got %q", w.Arg(0))
+				}
+				in.TrackInterface = append(in.TrackInterface, t)
+				m.set(fmt.Sprintf("%s.track_interfaces[%d]", p, len(in.TrackInterface)-1), w.Pos)
+			}
+		},
+		"track_script": func(c *Node) {
+			for _, w := range words(c) {
+				t := config.TrackedObject{Name: w.Name}
+				if w.Arg(0) == "weight" {
+					t.Weight, _ = m.intArg(w, 1, -254, 254)
+				} else {
+					for _, s := range m.cfg.VRRP.Scripts {
+						if s.Name == w.Name {
+							t.Weight = s.Weight
+						}
+					}
+				}
+				in.TrackScripts = append(in.TrackScripts, t)
+				m.set(fmt.Sprintf("%s.track_scripts[%d]", p, len(in.TrackScripts)-1), w.Pos)
+			}
+		},
+		"notify": func(c *Node) {
+			if m.needArgs(c, 1) {
+				in.Notify = c.Arg(0)
+				m.set(p+".notify", c.ArgPos(0))
+				if len(c.Args) > 1 || len(splitCommand(c.Arg(0))) > 1 {
+					m.errorf(c.ArgPos(0), "notify: halb runs the program with the instance and state as arguments; it takes a program without arguments or a user")
+				}
+			}
+		},
+		"notify_master":              notifyState,
+		"notify_backup":              notifyState,
+		"notify_fault":               notifyState,
+		"notify_stop":                notifyState,
+		"notify_deleted":             notifyState,
+		"notify_master_rx_lower_pri": notifyState,
+		"smtp_alert":                 m.ignore("with notify.smtp set, halb mails every state change"),
+		"garp_master_delay": garp("second_burst", func(c *Node) {
+			in.GARP.SecondBurst, _ = m.timerArg(c, 0)
+		}),
+		"garp_master_repeat": garp("count", func(c *Node) {
+			in.GARP.Count, _ = m.intArg(c, 0, 0, 1<<16)
+		}),
+		"garp_master_refresh": garp("refresh", func(c *Node) {
+			in.GARP.Refresh, _ = m.timerArg(c, 0)
+		}),
+		"garp_master_refresh_repeat": m.ignore("halb sends one gratuitous ARP per refresh"),
+		"garp_lower_prio_delay":      m.ignore("halb does not re-send gratuitous ARPs on hearing a lower priority"),
+		"garp_lower_prio_repeat":     m.ignore("halb does not re-send gratuitous ARPs on hearing a lower priority"),
+		"lvs_sync_daemon_interface": func(c *Node) {
+			if m.needArgs(c, 1) {
+				m.cfg.IPVSSync = &config.IPVSSync{Interface: c.Arg(0), Instance: in.Name}
+				m.syncAt = c.Pos
+				m.set("ipvs_sync", c.Pos)
+				m.set("ipvs_sync.interface", c.ArgPos(0))
+			}
+		},
+		"dont_track_primary":      m.reject("halb puts an instance in FAULT when its interface goes down, which keepalived with dont_track_primary does not"),
+		"mcast_src_ip":            m.ignore("halb sends multicast adverts from the interface's primary address"),
+		"use_vmac":                m.reject("halb sends adverts and owns VIPs with the interface's own MAC address; peers and switches would see a different MAC"),
+		"vmac_xmit_base":          m.reject("halb has no VMAC interfaces"),
+		"virtual_routes":          m.reject("halb adds no routes on becoming master; the routes would be missing"),
+		"virtual_rules":           m.reject("halb adds no policy rules on becoming master; the rules would be missing"),
+		"track_file":              notTracked,
+		"track_process":           notTracked,
+		"track_bfd":               notTracked,
+		"track_src_ip":            notTracked,
+		"accept":                  m.ignore("halb always accepts packets to its VIPs (no firewall rules)"),
+		"no_accept":               m.reject("halb adds no firewall rules; packets to the VIPs would be accepted"),
+		"strict_mode":             m.ignore("halb follows the RFC on the wire and adds no firewall rules"),
+		"debug":                   m.ignore("use halb run --log-level debug"),
+		"unicast_ttl":             m.ignore("halb sends unicast adverts with TTL 255 as the RFC says"),
+		"check_unicast_src":       m.ignore("halb accepts unicast adverts from its configured peers"),
+		"unicast_fault_no_peer":   m.ignore("an instance with no peer in halb stays backup until it elects itself"),
+		"skip_check_adv_addr":     m.ignore("halb never drops an advert over its address list"),
+		"higher_prio_send_advert": m.ignore("halb answers a lower-priority master with its own advert as the RFC says"),
+		"lower_prio_no_advert":    m.ignore("halb follows the RFC"),
+		"kernel_rx_buf_size":      m.ignore("halb sizes its socket buffers itself"),
+		"linkbeat_use_polling":    m.ignore("halb watches links over netlink"),
+		"down_timer_adverts":      m.ignore("halb waits the RFC's master-down interval"),
+		"old_unicast_checksum":    m.reject("halb computes unicast checksums as current keepalived does; a peer expecting the old form would drop them"),
+	})
+	for _, c := range excluded {
+		m.warnf(c.Pos, "virtual_ipaddress_excluded: halb has no excluded addresses; they are carried as VIPs and listed in the adverts (keepalived peers elect normally, and log a different address count)")
+		addVIPs(c)
+	}
+	if !versionSet && in.Family() == 6 {
+		in.Version = 3 // keepalived uses version 3 for IPv6 whatever vrrp_version says
+	}
+	if in.AuthPassword != "" && in.Version == 3 {
+		m.warnf(n.Pos, "authentication: VRRP version 3 has none; keepalived ignores it, and so does halb")
+		in.AuthPassword = ""
+	}
+	m.cfg.VRRP.Instances = append(m.cfg.VRRP.Instances, in)
+}
+
+// vip reads one line of virtual_ipaddress:
+// ADDR[/LEN] [dev IF] [brd ADDR] [scope S] [label L] [...].
+func (m *mapper) vip(v *Node, in *config.Instance) (netip.Prefix, bool) {
+	var pfx netip.Prefix
+	if strings.Contains(v.Name, "/") {
+		p, err := netip.ParsePrefix(v.Name)
+		if err != nil {
+			m.errorf(v.Pos, "virtual_ipaddress: %q is not ADDRESS or ADDRESS/LENGTH", v.Name)
+			return pfx, false
+		}
+		pfx = netip.PrefixFrom(p.Addr().Unmap(), p.Bits())
+	} else {
+		a, err := netip.ParseAddr(v.Name)
+		if err != nil {
+			m.errorf(v.Pos, "virtual_ipaddress: %q is not ADDRESS or ADDRESS/LENGTH", v.Name)
+			return pfx, false
+		}
+		a = a.Unmap()
+		pfx = netip.PrefixFrom(a, a.BitLen())
+	}
+	for i := 0; i < len(v.Args); i++ {
+		opt := v.Arg(i)
+		switch opt {
+		case "dev":
+			if i+1 < len(v.Args) && in.Interface != "" && v.Arg(i+1) != in.Interface {
+				m.errorf(v.ArgPos(i+1), "virtual_ipaddress: dev %s is not supported: halb puts every VIP on the instance's interface (%s)", v.Arg(i+1), in.Interface)
+			}
+			i++
+		case "brd", "broadcast", "scope", "label", "peer", "metric", "preferred_lft":
+			m.warnf(v.ArgPos(i), "virtual_ipaddress: %s is not supported: halb adds the address with the kernel's defaults", opt)
+			if opt != "broadcast" {
+				i++
+			}
+		case "no_track", "home", "-nodad", "nodad", "noprefixroute", "autojoin":
+			m.warnf(v.ArgPos(i), "virtual_ipaddress: %s is not supported: halb adds the address with the kernel's defaults", opt)
+		default:
+			m.errorf(v.ArgPos(i), "virtual_ipaddress: unknown option %q", opt)
+		}
+	}
+	return pfx, true
+}
+
+func (m *mapper) authentication(c *Node, in *config.Instance, p string) {
+	kind := "PASS"
+	m.walk("authentication", c.Children, map[string]handler{
+		"auth_type": func(n *Node) {
+			kind = strings.ToUpper(n.Arg(0))
+			if kind == "AH" {
+				m.errorf(n.ArgPos(0), "auth_type AH is not supported: halb speaks VRRP without IPsec AH; peers would drop its adverts")
+			} else if kind != "PASS" {
+				m.errorf(n.ArgPos(0), "auth_type: %q is not PASS or AH", n.Arg(0))
+			}
+		},
+		"auth_pass": func(n *Node) {
+			if m.needArgs(n, 1) {
+				in.AuthPassword = n.Arg(0)
+				if len(in.AuthPassword) > 8 {
+					// keepalived uses the first 8 characters.
+					in.AuthPassword = in.AuthPassword[:8]
+				}
+				m.set(p+".auth_password", n.ArgPos(0))
+			}
+		},
+	})
+}
+
+func (m *mapper) syncGroup(n *Node) {
+	i := len(m.cfg.VRRP.SyncGroups)
+	p := fmt.Sprintf("vrrp.sync_groups[%d]", i)
+	g := config.SyncGroup{Name: n.Arg(0)}
+	m.set(p, n.Pos)
+	m.origin(p, n)
+	m.set(p+".name", n.ArgPos(0))
+	notifyState := m.ignore("halb runs one notify program on every state change of each instance; move the group's scripts into it")
+	m.walk("vrrp_sync_group", n.Children, map[string]handler{
+		"group": func(c *Node) {
+			for _, w := range words(c) {
+				g.Instances = append(g.Instances, w.Name)
+				m.set(fmt.Sprintf("%s.instances[%d]", p, len(g.Instances)-1), w.Pos)
+			}
+			m.set(p+".instances", c.Pos)
+		},
+		"notify_master":              notifyState,
+		"notify_backup":              notifyState,
+		"notify_fault":               notifyState,
+		"notify_stop":                notifyState,
+		"notify":                     notifyState,
+		"smtp_alert":                 m.ignore("with notify.smtp set, halb mails every state change"),
+		"global_tracking":            m.ignore("halb applies each instance's own tracking"),
+		"sync_group_tracking_weight": m.ignore("halb applies each instance's own tracking"),
+		"track_interface":            m.reject("halb tracks interfaces per instance; move it into each vrrp_instance"),
+		"track_script":               m.reject("halb tracks scripts per instance; move it into each vrrp_instance"),
+		"track_file":                 m.reject("halb tracks interfaces and scripts only"),
+		"track_process":              m.reject("halb tracks interfaces and scripts only"),
+	})
+	m.cfg.VRRP.SyncGroups = append(m.cfg.VRRP.SyncGroups, g)
+}
