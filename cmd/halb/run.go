@@ -65,12 +65,20 @@ func serve(cfg *config.Config, path string, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	opts := []engine.Option{engine.WithLogger(log), engine.WithVersion(version)}
+	o, err := newOps(cfg, log)
+	if err != nil {
+		dp.Close()
+		return err
+	}
+	dp = o.dataplane(dp)
+	opts := append([]engine.Option{engine.WithLogger(log), engine.WithVersion(version)}, o.engineOptions()...)
 	if a := newAnnouncer(cfg, log); a != nil {
 		opts = append(opts, engine.WithAnnouncer(a))
+		o.watch(a)
 	}
 	if h := newHealthChecker(cfg, log); h != nil {
 		opts = append(opts, engine.WithHealthChecker(h))
+		o.watch(h)
 	}
 	eng := engine.New(cfg, dp, dpName, opts...)
 
@@ -83,6 +91,12 @@ func serve(cfg *config.Config, path string, log *slog.Logger) error {
 	defer stop()
 	go api.Serve(ctx, ln, api.Handler(eng.Status, eng.Events), log)
 	defer os.Remove(cfg.API.Socket)
+	stopOps, err := o.start(ctx, eng)
+	if err != nil {
+		dp.Close()
+		return err
+	}
+	defer stopOps()
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -93,7 +107,9 @@ func serve(cfg *config.Config, path string, log *slog.Logger) error {
 			case <-ctx.Done():
 				return
 			case <-hup:
+				o.reloading()
 				reload(ctx, eng, cfg, path, log)
+				o.reloaded()
 			}
 		}
 	}()

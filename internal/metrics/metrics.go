@@ -1,0 +1,355 @@
+// Package metrics exposes halb's state to Prometheus on its own registry.
+// Gauges are read from the live status at scrape time; counters come from
+// the event stream, the data plane's reconcile calls and the optional
+// sources (kernel counters, VRRP adverts, health checks, notifiers).
+package metrics
+
+import (
+	"context"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"halb/internal/api"
+	"halb/internal/dataplane"
+	"halb/internal/event"
+)
+
+// StatusFunc reads the node's current status.
+type StatusFunc func(ctx context.Context) (api.Status, error)
+
+// scrapeTimeout bounds the reads made for one scrape.
+const scrapeTimeout = 3 * time.Second
+
+// Metrics is halb's metrics registry.
+type Metrics struct {
+	reg    *prometheus.Registry
+	status StatusFunc
+
+	mu       sync.Mutex
+	counters CounterSource
+	vrrp     VRRPSource
+	checks   CheckSource
+	notifier NotifierSource
+
+	vrrpTransitions   *prometheus.CounterVec
+	healthTransitions *prometheus.CounterVec
+	events            *prometheus.CounterVec
+	reconciles        prometheus.Counter
+	reconcileErrors   prometheus.Counter
+	reconcileDuration prometheus.Histogram
+}
+
+// New returns the registry for a node whose status is read by status.
+func New(status StatusFunc) *Metrics {
+	m := &Metrics{reg: prometheus.NewRegistry(), status: status,
+		vrrpTransitions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "halb_vrrp_transitions_total",
+			Help: "VRRP state transitions, by instance and new state."}, []string{"instance", "from", "to"}),
+		healthTransitions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "halb_server_transitions_total",
+			Help: "Real server health transitions, by pool, server and new state."}, []string{"pool", "server", "to"}),
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "halb_events_total",
+			Help: "Events recorded, by kind."}, []string{"kind"}),
+		reconciles: prometheus.NewCounter(prometheus.CounterOpts{Name: "halb_reconcile_runs_total",
+			Help: "Data plane reconcile runs."}),
+		reconcileErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "halb_reconcile_errors_total",
+			Help: "Data plane reconcile runs that failed."}),
+		reconcileDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "halb_reconcile_duration_seconds",
+			Help: "Duration of data plane reconcile runs.", Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10)}),
+	}
+	m.reg.MustRegister(m.vrrpTransitions, m.healthTransitions, m.events, m.reconciles, m.reconcileErrors, m.reconcileDuration,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), (*state)(m))
+	return m
+}
+
+// Registry returns the registry (for tests and extra collectors).
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// Handler serves the metrics in the Prometheus exposition formats.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+// Watch adds whatever sources x implements (CounterSource, VRRPSource,
+// CheckSource, NotifierSource).
+func (m *Metrics) Watch(x any) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if s, ok := x.(CounterSource); ok {
+		m.counters = s
+	}
+	if s, ok := x.(VRRPSource); ok {
+		m.vrrp = s
+	}
+	if s, ok := x.(CheckSource); ok {
+		m.checks = s
+	}
+	if s, ok := x.(NotifierSource); ok {
+		m.notifier = s
+	}
+}
+
+// OnEvent counts an event; it is an engine event sink and never blocks.
+func (m *Metrics) OnEvent(r event.Record) {
+	m.events.WithLabelValues(r.Kind).Inc()
+	switch {
+	case r.VRRP != nil:
+		m.vrrpTransitions.WithLabelValues(r.VRRP.Instance, r.VRRP.Old, r.VRRP.New).Inc()
+	case r.Health != nil:
+		to := "down"
+		if r.Health.Up {
+			to = "up"
+		}
+		m.healthTransitions.WithLabelValues(r.Health.Pool, serverLabel(r.Health.Addr, r.Health.Port), to).Inc()
+	}
+}
+
+func serverLabel(a netip.Addr, port uint16) string {
+	if port == 0 {
+		return a.String()
+	}
+	return netip.AddrPortFrom(a, port).String()
+}
+
+// Instrument wraps a data plane so that its reconcile runs are counted
+// and timed. The wrapper keeps the data plane's CounterSource.
+func (m *Metrics) Instrument(dp dataplane.Dataplane) dataplane.Dataplane {
+	return &instrumented{Dataplane: dp, m: m}
+}
+
+type instrumented struct {
+	dataplane.Dataplane
+	m *Metrics
+}
+
+func (d *instrumented) Reconcile(ctx context.Context, want dataplane.State) error {
+	start := time.Now()
+	err := d.Dataplane.Reconcile(ctx, want)
+	d.m.reconcileDuration.Observe(time.Since(start).Seconds())
+	d.m.reconciles.Inc()
+	if err != nil {
+		d.m.reconcileErrors.Inc()
+	}
+	return err
+}
+
+func (d *instrumented) Counters(ctx context.Context) ([]ServiceCounters, error) {
+	if s, ok := d.Dataplane.(CounterSource); ok {
+		return s.Counters(ctx)
+	}
+	return nil, nil
+}
+
+// state is the collector that reads the live state at scrape time.
+type state Metrics
+
+var vrrpStates = []string{"INIT", "BACKUP", "MASTER", "FAULT"}
+
+func desc(name, help string, labels ...string) *prometheus.Desc {
+	return prometheus.NewDesc(name, help, labels, nil)
+}
+
+var (
+	dUp            = desc("halb_status_up", "1 when the engine answered the status request of this scrape.")
+	dInfo          = desc("halb_info", "Node, version and data plane of this halb.", "node", "version", "dataplane")
+	dStart         = desc("halb_start_time_seconds", "When halb started, Unix time.")
+	dReloaded      = desc("halb_last_reload_timestamp_seconds", "When the configuration was last loaded, Unix time.")
+	dReconcileAt   = desc("halb_last_reconcile_timestamp_seconds", "When the data plane was last reconciled, Unix time.")
+	dReconcileOK   = desc("halb_last_reconcile_success", "1 when the last reconcile succeeded.")
+	dVRRPState     = desc("halb_vrrp_state", "1 for the VRRP instance's current state.", "instance", "state")
+	dVRRPPrio      = desc("halb_vrrp_priority", "Configured VRRP priority.", "instance")
+	dVRRPEffPrio   = desc("halb_vrrp_effective_priority", "Advertised VRRP priority after tracking.", "instance")
+	dVRRPSince     = desc("halb_vrrp_state_since_timestamp_seconds", "When the instance entered its state, Unix time.", "instance")
+	dServerUp      = desc("halb_server_up", "1 when the real server is healthy.", "pool", "server")
+	dServerWeight  = desc("halb_server_weight", "Configured weight of the real server.", "pool", "server")
+	dServerEff     = desc("halb_server_effective_weight", "Weight the data plane gives the real server now.", "pool", "server")
+	dCheckLatency  = desc("halb_server_check_latency_seconds", "Duration of the server's last health check.", "pool", "server")
+	dPoolQuorumUp  = desc("halb_pool_quorum_up", "1 when the pool has its quorum.", "pool")
+	dPoolHealthy   = desc("halb_pool_healthy_weight", "Sum of the healthy servers' weights.", "pool")
+	dPoolQuorum    = desc("halb_pool_quorum", "The pool's quorum.", "pool")
+	dPoolSorry     = desc("halb_pool_sorry_active", "1 when the sorry server takes the pool's traffic.", "pool")
+	dPoolServers   = desc("halb_pool_servers", "Real servers of the pool, by health.", "pool", "state")
+	dSvcConns      = desc("halb_service_connections_total", "Connections scheduled by the virtual service (kernel counter).", "service", "vs")
+	dSvcPackets    = desc("halb_service_packets_total", "Packets through the virtual service (kernel counter).", "service", "vs", "direction")
+	dSvcBytes      = desc("halb_service_bytes_total", "Bytes through the virtual service (kernel counter).", "service", "vs", "direction")
+	dRealConns     = desc("halb_real_connections_total", "Connections scheduled to the real server (kernel counter).", "vs", "server")
+	dRealActive    = desc("halb_real_active_connections", "Active connections to the real server.", "vs", "server")
+	dRealInactive  = desc("halb_real_inactive_connections", "Inactive connections to the real server.", "vs", "server")
+	dRealBytes     = desc("halb_real_bytes_total", "Bytes to and from the real server (kernel counter).", "vs", "server", "direction")
+	dRealPackets   = desc("halb_real_packets_total", "Packets to and from the real server (kernel counter).", "vs", "server", "direction")
+	dCountersUp    = desc("halb_kernel_counters_up", "1 when the data plane's counters could be read.")
+	dAdvertsSent   = desc("halb_vrrp_adverts_sent_total", "VRRP advertisements sent.", "instance")
+	dAdvertsRecv   = desc("halb_vrrp_adverts_received_total", "VRRP advertisements received.", "instance")
+	dAdvertsReject = desc("halb_vrrp_adverts_rejected_total", "VRRP advertisements received and dropped, by reason.", "instance", "reason")
+	dNotifySent    = desc("halb_notifications_sent_total", "Notifications delivered, by notifier.", "notifier")
+	dNotifyFailed  = desc("halb_notifications_failed_total", "Notifications that failed, by notifier.", "notifier")
+	dNotifyDropped = desc("halb_notifications_dropped_total", "Notifications dropped because the notifier was busy.", "notifier")
+)
+
+// Describe sends nothing: the collector is unchecked, since pools and
+// instances come and go with the configuration.
+func (s *state) Describe(chan<- *prometheus.Desc) {}
+
+// Collect reads the status and the sources.
+func (s *state) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)
+	defer cancel()
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	st, err := s.status(ctx)
+	if err != nil {
+		gauge(dUp, 0)
+	} else {
+		gauge(dUp, 1)
+		collectStatus(st, gauge)
+	}
+	s.mu.Lock()
+	counters, vrrp, checks, notifier := s.counters, s.vrrp, s.checks, s.notifier
+	s.mu.Unlock()
+	if counters != nil {
+		collectCounters(ctx, counters, gauge, counter)
+	}
+	if vrrp != nil {
+		for _, c := range vrrp.VRRPCounters() {
+			counter(dAdvertsSent, c.AdvertsSent, c.Instance)
+			counter(dAdvertsRecv, c.AdvertsReceived, c.Instance)
+			for reason, n := range c.Rejected {
+				counter(dAdvertsReject, n, c.Instance, reason)
+			}
+		}
+	}
+	if checks != nil {
+		for _, c := range checks.CheckResults() {
+			gauge(dCheckLatency, c.Latency.Seconds(), c.Pool, c.Server)
+		}
+	} else if err == nil {
+		seen := map[[2]string]bool{}
+		for _, svc := range st.Services {
+			for _, srv := range svc.Servers {
+				k := [2]string{svc.Pool, statusServer(srv)}
+				if !seen[k] && srv.LatencyMS > 0 {
+					seen[k] = true
+					gauge(dCheckLatency, srv.LatencyMS/1000, k[0], k[1])
+				}
+			}
+		}
+	}
+	if notifier != nil {
+		for _, n := range notifier.NotifierCounts() {
+			counter(dNotifySent, n.Sent, n.Name)
+			counter(dNotifyFailed, n.Failed, n.Name)
+			counter(dNotifyDropped, n.Dropped, n.Name)
+		}
+	}
+}
+
+func statusServer(s api.Server) string {
+	if s.Port == 0 {
+		return s.Address
+	}
+	a, err := netip.ParseAddr(s.Address)
+	if err != nil {
+		return s.Address + ":" + strconv.Itoa(int(s.Port))
+	}
+	return netip.AddrPortFrom(a, s.Port).String()
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func unix(t time.Time) float64 {
+	if t.IsZero() {
+		return 0
+	}
+	return float64(t.UnixNano()) / 1e9
+}
+
+func collectStatus(st api.Status, gauge func(*prometheus.Desc, float64, ...string)) {
+	gauge(dInfo, 1, st.Node, st.Version, st.Dataplane)
+	gauge(dStart, unix(st.Started))
+	gauge(dReloaded, unix(st.Reloaded))
+	if !st.LastReconcile.At.IsZero() {
+		gauge(dReconcileAt, unix(st.LastReconcile.At))
+		gauge(dReconcileOK, b2f(st.LastReconcile.Error == ""))
+	}
+	for _, in := range st.VRRP {
+		for _, s := range vrrpStates {
+			gauge(dVRRPState, b2f(in.State == s), in.Name, s)
+		}
+		gauge(dVRRPPrio, float64(in.Priority), in.Name)
+		gauge(dVRRPEffPrio, float64(in.EffectivePriority), in.Name)
+		gauge(dVRRPSince, unix(in.Since), in.Name)
+	}
+	type key struct{ pool, server string }
+	seen := map[key]bool{}
+	up, down := map[string]int{}, map[string]int{}
+	for _, svc := range st.Services {
+		for _, srv := range svc.Servers {
+			k := key{svc.Pool, statusServer(srv)}
+			if seen[k] {
+				continue
+			}
+			seen[k] = true
+			if srv.Healthy {
+				up[svc.Pool]++
+			} else {
+				down[svc.Pool]++
+			}
+			gauge(dServerUp, b2f(srv.Healthy), k.pool, k.server)
+			gauge(dServerWeight, float64(srv.Weight), k.pool, k.server)
+			gauge(dServerEff, float64(srv.EffectiveWeight), k.pool, k.server)
+		}
+	}
+	for _, p := range st.Pools {
+		gauge(dPoolQuorumUp, b2f(p.QuorumUp), p.Name)
+		gauge(dPoolHealthy, float64(p.HealthyWeight), p.Name)
+		gauge(dPoolQuorum, float64(p.Quorum), p.Name)
+		gauge(dPoolSorry, b2f(p.SorryActive), p.Name)
+		gauge(dPoolServers, float64(up[p.Name]), p.Name, "up")
+		gauge(dPoolServers, float64(down[p.Name]), p.Name, "down")
+	}
+}
+
+func collectCounters(ctx context.Context, src CounterSource, gauge func(*prometheus.Desc, float64, ...string), counter func(*prometheus.Desc, uint64, ...string)) {
+	svcs, err := src.Counters(ctx)
+	if err != nil {
+		gauge(dCountersUp, 0)
+		return
+	}
+	gauge(dCountersUp, 1)
+	for _, s := range svcs {
+		vs := s.Key.String()
+		counter(dSvcConns, s.Connections, s.Service, vs)
+		counter(dSvcBytes, s.BytesIn, s.Service, vs, "in")
+		counter(dSvcBytes, s.BytesOut, s.Service, vs, "out")
+		if s.HasPackets {
+			counter(dSvcPackets, s.PacketsIn, s.Service, vs, "in")
+			counter(dSvcPackets, s.PacketsOut, s.Service, vs, "out")
+		}
+		for _, r := range s.Reals {
+			srv := serverLabel(r.Addr, r.Port)
+			counter(dRealConns, r.Connections, vs, srv)
+			gauge(dRealActive, float64(r.ActiveConns), vs, srv)
+			gauge(dRealInactive, float64(r.InactiveConns), vs, srv)
+			counter(dRealBytes, r.BytesIn, vs, srv, "in")
+			counter(dRealBytes, r.BytesOut, vs, srv, "out")
+			if s.HasPackets {
+				counter(dRealPackets, r.PacketsIn, vs, srv, "in")
+				counter(dRealPackets, r.PacketsOut, vs, srv, "out")
+			}
+		}
+	}
+}

@@ -1,0 +1,79 @@
+package metrics
+
+import (
+	"context"
+	"net/netip"
+	"time"
+
+	"halb/internal/dataplane"
+)
+
+// CounterSource is implemented by data planes that can read the kernel's
+// traffic counters (IPVS service and destination stats, nftables
+// counters). Counters are read at scrape time.
+type CounterSource interface {
+	Counters(ctx context.Context) ([]ServiceCounters, error)
+}
+
+// ServiceCounters are one virtual service's counters since it was created.
+type ServiceCounters struct {
+	Key dataplane.ServiceKey
+	// Service is the configuration service it belongs to ("" if unknown).
+	Service                            string
+	Connections, PacketsIn, PacketsOut uint64
+	BytesIn, BytesOut                  uint64
+	Reals                              []RealCounters
+	HasPackets                         bool // false when the source has no packet counts
+}
+
+// RealCounters are one real server's counters within a virtual service.
+type RealCounters struct {
+	Addr                       netip.Addr
+	Port                       uint16
+	ActiveConns, InactiveConns uint64
+	Connections                uint64
+	PacketsIn, PacketsOut      uint64
+	BytesIn, BytesOut          uint64
+}
+
+// VRRPSource is implemented by the VRRP announcer: advert counters per
+// instance, read at scrape time.
+type VRRPSource interface {
+	VRRPCounters() []VRRPCounters
+}
+
+// VRRPCounters counts one instance's adverts.
+type VRRPCounters struct {
+	Instance        string
+	AdvertsSent     uint64
+	AdvertsReceived uint64
+	// Rejected counts received adverts dropped, by reason ("ttl",
+	// "checksum", "vip mismatch", "auth", "interval", …).
+	Rejected map[string]uint64
+}
+
+// CheckSource is implemented by the health checker: each server's last
+// check result, read at scrape time.
+type CheckSource interface {
+	CheckResults() []CheckResult
+}
+
+// CheckResult is the last check of one server of a pool.
+type CheckResult struct {
+	Pool    string
+	Server  string // address or address:port, as events name it
+	Check   string
+	Up      bool
+	Latency time.Duration
+}
+
+// NotifierSource reports each notifier's outcomes.
+type NotifierSource interface {
+	NotifierCounts() []NotifierCount
+}
+
+// NotifierCount is one notifier's outcomes.
+type NotifierCount struct {
+	Name                  string
+	Sent, Failed, Dropped uint64
+}
