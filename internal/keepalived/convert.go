@@ -20,12 +20,34 @@ func Load(path string, opts Options, cfgOpts config.Options) (*config.Config, co
 		return nil, conv.Diags
 	}
 	cfg, diags := config.Build(conv.Config, conv.Written, cfgOpts)
-	diags = append(diags, conv.Diags...)
+	diags = append(dropRepeated(diags, conv.Diags), conv.Diags...)
 	diags.Sort()
 	if diags.HasErrors() {
 		return nil, diags
 	}
 	return cfg, diags
+}
+
+// dropRepeated leaves out validation errors at places where the mapping
+// already reported an error: a value it could not read is zero, and the
+// validator would say so again.
+func dropRepeated(diags, mapped config.Diagnostics) config.Diagnostics {
+	type key struct {
+		file string
+		pos  config.Pos
+	}
+	seen := map[key]bool{}
+	for _, d := range mapped.Errors() {
+		seen[key{d.File, d.Pos}] = true
+	}
+	out := diags[:0:0]
+	for _, d := range diags {
+		if d.Severity == config.Error && seen[key{d.File, d.Pos}] {
+			continue
+		}
+		out = append(out, d)
+	}
+	return out
 }
 
 // Conversion is a keepalived configuration mapped onto halb's, before
@@ -50,6 +72,10 @@ func Convert(path string, opts Options) Conversion {
 		return Conversion{Diags: diags}
 	}
 	m := newMapper(path)
+	m.configID = opts.ConfigID
+	if m.configID == "" {
+		m.configID = DefaultConfigID()
+	}
 	m.diags = diags
 	m.top(nodes)
 	m.diags.Sort()
@@ -69,6 +95,7 @@ type mapper struct {
 	garp       map[string]Pos // garp.count/second_burst/refresh written globally
 	globalGARP config.GARP
 
+	configID  string
 	groups    map[string]*Node // virtual_server_group by name
 	names     map[string]bool  // service and pool names in use
 	syncAt    Pos              // legacy lvs_sync_daemon_interface, per instance
@@ -205,10 +232,18 @@ func (m *mapper) intArg(n *Node, i int, lo, hi int64) (int, bool) {
 	}
 	v, err := strconv.ParseInt(n.Arg(i), 10, 64)
 	if err != nil || v < lo || v > hi {
-		m.errorf(n.ArgPos(i), "%s: %q is not a number from %d to %d", n.Name, n.Arg(i), lo, hi)
+		m.errorf(n.ArgPos(i), "%s: %q is not a number from %d to %d%s", n.Name, n.Arg(i), lo, hi, m.undefinedHint(n.Arg(i)))
 		return 0, false
 	}
 	return int(v), true
+}
+
+// undefinedHint explains a value that is a parameter left undefined.
+func (m *mapper) undefinedHint(v string) string {
+	if strings.HasPrefix(v, "$") {
+		return fmt.Sprintf(" (the parameter is not defined; is it defined on @ lines for another config-id? this one is %q)", m.configID)
+	}
+	return ""
 }
 
 // timerArg reads keepalived's <TIMER>: seconds, possibly fractional.

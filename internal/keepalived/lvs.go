@@ -50,7 +50,9 @@ func (m *mapper) virtualServer(n *Node) {
 	if !ok {
 		return
 	}
-	svc := config.Service{Protocol: "tcp", Scheduler: "wlc"}
+	// keepalived 2.2 makes a virtual server without "protocol" UDP.
+	svc := config.Service{Protocol: "udp", Scheduler: "wlc"}
+	protocolSet := false
 	pool := config.Pool{Quorum: 1, OnFailure: "remove", InitialState: "up"}
 	inh := inherited{delayLoop: config.Duration(60e9), connectTimeout: config.Duration(5e9), retry: -1, forward: "nat", forwardAt: n.Pos}
 	// Paths written at the virtual_server go to every service made of it.
@@ -86,7 +88,7 @@ func (m *mapper) virtualServer(n *Node) {
 			}
 			switch p := strings.ToLower(c.Arg(0)); p {
 			case "tcp", "udp", "sctp":
-				svc.Protocol = p
+				svc.Protocol, protocolSet = p, true
 				svcWritten[".protocol"] = c.ArgPos(0)
 			default:
 				m.errorf(c.ArgPos(0), "protocol: %q is not TCP, UDP or SCTP", c.Arg(0))
@@ -165,6 +167,12 @@ func (m *mapper) virtualServer(n *Node) {
 		"nat_mask":           m.ignore("keepalived itself ignores it"),
 		"lvs_flags":          m.reject("use the scheduler flag keywords (sh-port, sh-fallback, mh-port, mh-fallback)"),
 	})
+	switch {
+	case !protocolSet && entries[0].mark != 0:
+		svc.Protocol = "tcp" // a fwmark service has no protocol in IPVS
+	case !protocolSet:
+		m.warnf(n.Pos, "virtual_server without protocol: keepalived 2.2 makes it UDP, and so does halb; write protocol TCP if TCP is meant")
+	}
 	svc.Forward = inh.forward
 	svc.SchedulerFlags = m.schedulerFlags(svc.Scheduler, svc.SchedulerFlags, svcWritten[".scheduler_flags"])
 	if inh.inhibit {

@@ -35,12 +35,7 @@ func (m *mapper) globalDefs(g *Node) {
 				m.origin("node", n)
 			}
 		},
-		"lvs_id": func(n *Node) {
-			if m.needArgs(n, 1) && c.Node == "" {
-				c.Node = n.Arg(0)
-				m.set("node", n.ArgPos(0))
-			}
-		},
+		"lvs_id": m.ignore("keepalived 2 ignores it too; router_id names the node"),
 		"notification_email": func(n *Node) {
 			s := smtp()
 			for _, w := range words(n) {
