@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 
 	"halb/internal/dataplane"
@@ -68,13 +69,6 @@ type setDef struct {
 	family int
 }
 
-// setState is a set and its elements; nil elements are the kernel's own
-// (pins) or unknown (after a restart: rewritten whole).
-type setState struct {
-	def   setDef
-	elems map[string]elem
-}
-
 // elem is one set or map element as bytes; jump is the chain a verdict
 // map element goes to.
 type elem struct {
@@ -86,6 +80,22 @@ func (e elem) id() string { return string(e.key) + "\x00" + string(e.keyEnd) }
 
 func (e elem) equal(o elem) bool {
 	return bytes.Equal(e.val, o.val) && e.jump == o.jump && bytes.Equal(e.keyEnd, o.keyEnd)
+}
+
+// service is everything one balanced virtual service puts in the table.
+// It is built from the VirtualService alone, so an unchanged service is
+// reused as is and costs nothing to reconcile.
+type service struct {
+	vs     dataplane.VirtualService
+	chain  string  // svc-<h>
+	spec   svcSpec // the rules of chain
+	maglev string  // maglev-<h>: slot → backend chain
+	slots  []string
+	bes    map[string]beSpec // backend chains by name
+	pins   []string          // pin sets, one per backend (persistence)
+	// dispatch is the element of svcN or svcmarkN that jumps to chain.
+	dispatchSet string
+	dispatch    elem
 }
 
 // svcSpec is the chain of one balanced virtual service: pinned clients
@@ -101,6 +111,11 @@ type svcSpec struct {
 	label   string
 }
 
+func (s svcSpec) equal(o svcSpec) bool {
+	return s.family == o.family && s.maglev == o.maglev && s.size == o.size && s.seed == o.seed &&
+		s.persist == o.persist && s.netmask == o.netmask && slices.Equal(s.pins, o.pins) && s.label == o.label
+}
+
 type pinRule struct{ set, chain string }
 
 // beSpec is the chain that sends a flow to one backend.
@@ -112,137 +127,154 @@ type beSpec struct {
 	netmask int
 }
 
-// content is everything halb's table holds. A chain spec of nil value
-// (after a restart) is unknown and rewritten.
+// content is everything halb's table holds: base chains, the shared sets
+// with their elements, and the services. After a restart, the names of
+// per-service chains and sets found in the kernel are in chains and sets:
+// they are rewritten when a service claims them and removed otherwise.
 type content struct {
-	base map[string]bool
-	svcs map[string]*svcSpec
-	bes  map[string]*beSpec
-	sets map[string]setState
+	base   map[string]bool
+	shared map[string]map[string]elem // marks, svc and svcmark maps
+	svcs   map[string]*service        // by service hash
+	chains map[string]bool
+	sets   map[string]bool
 }
 
 func emptyContent() content {
-	return content{base: map[string]bool{}, svcs: map[string]*svcSpec{}, bes: map[string]*beSpec{}, sets: map[string]setState{}}
-}
-
-func (c content) add(set string, e elem) { c.sets[set].elems[e.id()] = e }
-
-func (c content) newSet(name string, def setDef) {
-	st := setState{def: def}
-	if def.kind != kindPin {
-		st.elems = map[string]elem{}
-	}
-	c.sets[name] = st
+	return content{base: map[string]bool{}, shared: map[string]map[string]elem{}, svcs: map[string]*service{},
+		chains: map[string]bool{}, sets: map[string]bool{}}
 }
 
 var protoNum = map[string]byte{"tcp": 6, "udp": 17, "sctp": 132}
 
-// build computes the table content for a state. It is pure.
-func build(st dataplane.State, mode Mode) (content, error) {
+// sharedSets lists the shared sets of a mode and their definitions.
+func sharedSets(mode Mode) map[string]setDef {
+	m := map[string]setDef{setMarks4: {kindMarks, 4}, setMarks6: {kindMarks, 6}}
+	if mode == LoadBalance {
+		m[setSvc4], m[setSvc6] = setDef{kindSvc, 4}, setDef{kindSvc, 6}
+		m[setSvcMark4], m[setSvcMark6] = setDef{kindSvcMark, 4}, setDef{kindSvcMark, 6}
+	}
+	return m
+}
+
+// build computes the table content for a state; services equal to those
+// of prev are taken from it. It is pure.
+func build(st dataplane.State, mode Mode, prev *content) (content, error) {
 	c := emptyContent()
 	c.base[chainMark] = true
-	c.newSet(setMarks4, setDef{kindMarks, 4})
-	c.newSet(setMarks6, setDef{kindMarks, 6})
+	for name := range sharedSets(mode) {
+		c.shared[name] = map[string]elem{}
+	}
 	for _, r := range st.MarkRules {
 		p, ok := protoNum[r.Protocol]
 		if !ok {
 			return content{}, fmt.Errorf("mark rule %d: unknown protocol %q", r.Mark, r.Protocol)
 		}
-		c.add(pick(r.VIP, setMarks4, setMarks6), elem{
-			key:    tuple(r.VIP, p, r.PortLo),
-			keyEnd: tuple(r.VIP, p, r.PortHi),
-			val:    binary.BigEndian.AppendUint32(nil, r.Mark),
-		})
+		e := elem{key: tuple(r.VIP, p, r.PortLo), keyEnd: tuple(r.VIP, p, r.PortHi), val: binary.BigEndian.AppendUint32(nil, r.Mark)}
+		c.shared[pick(r.VIP, setMarks4, setMarks6)][e.id()] = e
 	}
 	if mode == MarksOnly {
 		return c, nil
 	}
 	c.base[chainBalance] = true
-	c.newSet(setSvc4, setDef{kindSvc, 4})
-	c.newSet(setSvc6, setDef{kindSvc, 6})
-	c.newSet(setSvcMark4, setDef{kindSvcMark, 4})
-	c.newSet(setSvcMark6, setDef{kindSvcMark, 6})
 	for _, vs := range st.Services {
-		if err := c.addService(vs); err != nil {
-			return content{}, fmt.Errorf("service %s (%s): %w", vs.Key, vs.Service, err)
+		h := shortHash(vs.Key.String(), 12)
+		if _, dup := c.svcs[h]; dup {
+			return content{}, fmt.Errorf("service %s: its hash %s collides with another service's", vs.Key, h)
 		}
+		s := (*service)(nil)
+		if prev != nil {
+			if old := prev.svcs[h]; old != nil && sameService(old.vs, vs) {
+				s = old
+			}
+		}
+		if s == nil {
+			var err error
+			if s, err = newService(h, vs); err != nil {
+				return content{}, fmt.Errorf("service %s (%s): %w", vs.Key, vs.Service, err)
+			}
+		}
+		c.svcs[h] = s
+		c.shared[s.dispatchSet][s.dispatch.id()] = s.dispatch
 	}
 	return c, nil
 }
 
-func (c content) addService(vs dataplane.VirtualService) error {
-	h := shortHash(vs.Key.String(), 12)
-	svcChain := svcPrefix + h
-	if _, dup := c.svcs[svcChain]; dup {
-		return fmt.Errorf("service hash %s collides with another service", h)
-	}
+func sameService(a, b dataplane.VirtualService) bool {
+	return a.Key == b.Key && a.Service == b.Service && a.Persistence == b.Persistence && a.Netmask == b.Netmask &&
+		a.MaglevSize == b.MaglevSize && slices.Equal(a.Reals, b.Reals)
+}
+
+func newService(h string, vs dataplane.VirtualService) (*service, error) {
 	size := vs.MaglevSize
 	if size == 0 {
 		size = maglev.DefaultSize(len(vs.Reals))
 	}
-	spec := &svcSpec{
+	vs.Reals, vs.Flags = slices.Clone(vs.Reals), slices.Clone(vs.Flags) // kept to compare with the next state
+	s := &service{vs: vs, chain: svcPrefix + h, maglev: maglevPrefix + h, bes: map[string]beSpec{}}
+	s.spec = svcSpec{
 		family:  vs.Key.Family,
-		maglev:  maglevPrefix + h,
+		maglev:  s.maglev,
 		size:    size,
 		seed:    Seed(vs.Key),
 		persist: vs.Persistence,
 		label:   fmt.Sprintf("%s %s", vs.Service, vs.Key),
 	}
 	if vs.Persistence > 0 {
-		spec.netmask = vs.Netmask
-		if spec.netmask == 0 {
-			spec.netmask = 8 * addrLen(vs.Key.Family)
+		s.spec.netmask = vs.Netmask
+		if s.spec.netmask == 0 {
+			s.spec.netmask = 8 * addrLen(vs.Key.Family)
 		}
 	}
 	var bs []maglev.Backend
 	chainOf := map[string]string{}
 	for _, r := range vs.Reals {
 		if r.Forward != "nat" {
-			return fmt.Errorf("real %s: forward %s is not supported by the nftables data plane, which forwards with nat", r.AddrPort(), r.Forward)
+			return nil, fmt.Errorf("real %s: forward %s is not supported by the nftables data plane, which forwards with nat", r.AddrPort(), r.Forward)
 		}
 		if family(r.Addr) != vs.Key.Family {
-			return fmt.Errorf("real %s is not IPv%d", r.Addr, vs.Key.Family)
+			return nil, fmt.Errorf("real %s is not IPv%d", r.Addr, vs.Key.Family)
 		}
 		id := r.AddrPort().String()
-		be := bePrefix + h + "-" + shortHash(id, 8)
-		if _, dup := c.bes[be]; dup {
-			return fmt.Errorf("backend hash of %s collides with another backend", id)
+		b := shortHash(id, 8)
+		be := bePrefix + h + "-" + b
+		if _, dup := s.bes[be]; dup {
+			return nil, fmt.Errorf("backend hash of %s collides with another backend's", id)
 		}
 		bs = append(bs, maglev.Backend{ID: id, Weight: r.Weight})
 		chainOf[id] = be
-		b := &beSpec{addr: r.Addr, port: r.Port}
-		if spec.persist > 0 {
-			b.pin, b.persist, b.netmask = pinPrefix+h+"-"+shortHash(id, 8), spec.persist, spec.netmask
-			c.newSet(b.pin, setDef{kindPin, vs.Key.Family})
+		spec := beSpec{addr: r.Addr, port: r.Port}
+		if vs.Persistence > 0 {
+			spec.pin, spec.persist, spec.netmask = pinPrefix+h+"-"+b, vs.Persistence, s.spec.netmask
+			s.pins = append(s.pins, spec.pin)
 		}
-		c.bes[be] = b
+		s.bes[be] = spec
 	}
 	tab, err := maglev.New(bs, size)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if spec.persist > 0 {
+	if vs.Persistence > 0 {
 		for _, b := range tab.Backends {
 			be := chainOf[b.ID]
-			spec.pins = append(spec.pins, pinRule{set: c.bes[be].pin, chain: be})
+			s.spec.pins = append(s.spec.pins, pinRule{set: s.bes[be].pin, chain: be})
 		}
 	}
-	c.svcs[svcChain] = spec
-	c.newSet(spec.maglev, setDef{kindMaglev, vs.Key.Family})
+	s.slots = make([]string, len(tab.Entries))
 	for slot, e := range tab.Entries {
-		c.add(spec.maglev, elem{key: u32(uint32(slot)), jump: chainOf[tab.Backends[e].ID]})
+		s.slots[slot] = chainOf[tab.Backends[e].ID]
 	}
-	switch {
-	case vs.Key.Mark != 0:
-		c.add(pickFam(vs.Key.Family, setSvcMark4, setSvcMark6), elem{key: u32(vs.Key.Mark), jump: svcChain})
-	default:
-		p, ok := protoNum[vs.Key.Protocol]
-		if !ok {
-			return fmt.Errorf("unknown protocol %q", vs.Key.Protocol)
-		}
-		c.add(pick(vs.Key.Addr, setSvc4, setSvc6), elem{key: tuple(vs.Key.Addr, p, vs.Key.Port), jump: svcChain})
+	if vs.Key.Mark != 0 {
+		s.dispatchSet = pickFam(vs.Key.Family, setSvcMark4, setSvcMark6)
+		s.dispatch = elem{key: u32(vs.Key.Mark), jump: s.chain}
+		return s, nil
 	}
-	return nil
+	p, ok := protoNum[vs.Key.Protocol]
+	if !ok {
+		return nil, fmt.Errorf("unknown protocol %q", vs.Key.Protocol)
+	}
+	s.dispatchSet = pick(vs.Key.Addr, setSvc4, setSvc6)
+	s.dispatch = elem{key: tuple(vs.Key.Addr, p, vs.Key.Port), jump: s.chain}
+	return s, nil
 }
 
 // Seed returns the jhash seed of a virtual service: derived from its key

@@ -18,7 +18,6 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"strings"
 	"sync"
 
 	"github.com/google/nftables"
@@ -141,12 +140,12 @@ func (d *Dataplane) Reconcile(ctx context.Context, want dataplane.State) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	next, err := build(want, d.mode)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	next, err := build(want, d.mode, d.have)
 	if err != nil {
 		return fmt.Errorf("nftables: %w", err)
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
 	c, err := d.conn()
 	if err != nil {
 		return err
@@ -198,10 +197,10 @@ func (d *Dataplane) Close() error {
 	return nil
 }
 
-// read returns what the table holds, and whether it exists. Chains come
-// back with unknown (nil) specs and are rewritten; of the sets only the
-// mark maps' elements are read, the verdict maps are rewritten whole and
-// the pins are the kernel's.
+// read returns what the table holds, and whether it exists. Of the sets
+// only the mark maps' elements are read; the verdict maps are rewritten
+// whole, the pins are the kernel's, and every per-service chain is
+// rewritten when a service claims it (removed otherwise).
 func (d *Dataplane) read(c *nftables.Conn) (*content, bool, error) {
 	h := emptyContent()
 	tables, err := c.ListTablesOfFamily(nftables.TableFamilyINet)
@@ -218,35 +217,39 @@ func (d *Dataplane) read(c *nftables.Conn) (*content, bool, error) {
 	for _, ch := range chains {
 		switch {
 		case ch.Table.Name != d.table:
-		case strings.HasPrefix(ch.Name, svcPrefix):
-			h.svcs[ch.Name] = nil
-		case strings.HasPrefix(ch.Name, bePrefix):
-			h.bes[ch.Name] = nil
-		default:
+		case ch.Name == chainMark || ch.Name == chainBalance:
 			h.base[ch.Name] = true
+		default:
+			h.chains[ch.Name] = true
 		}
 	}
 	sets, err := c.GetSets(d.tableRef())
 	if err != nil {
 		return nil, true, err
 	}
+	shared := sharedSets(LoadBalance)
 	for _, s := range sets {
-		st := setState{}
-		if s.Name == setMarks4 || s.Name == setMarks6 {
-			els, err := c.GetSetElements(s)
-			if err != nil {
-				return nil, true, fmt.Errorf("elements of %s: %w", s.Name, err)
-			}
-			st.elems = map[string]elem{}
-			for _, e := range els {
-				if e.IntervalEnd {
-					continue
-				}
-				el := elem{key: e.Key, keyEnd: e.KeyEnd, val: e.Val}
-				st.elems[el.id()] = el
-			}
+		if _, ok := shared[s.Name]; !ok {
+			h.sets[s.Name] = true
+			continue
 		}
-		h.sets[s.Name] = st
+		if s.Name != setMarks4 && s.Name != setMarks6 {
+			h.sets[s.Name] = true // verdict map: rewritten whole
+			continue
+		}
+		els, err := c.GetSetElements(s)
+		if err != nil {
+			return nil, true, fmt.Errorf("elements of %s: %w", s.Name, err)
+		}
+		m := map[string]elem{}
+		for _, e := range els {
+			if e.IntervalEnd {
+				continue
+			}
+			el := elem{key: e.Key, keyEnd: e.KeyEnd, val: e.Val}
+			m[el.id()] = el
+		}
+		h.shared[s.Name] = m
 	}
 	return &h, true, nil
 }

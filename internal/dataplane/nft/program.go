@@ -3,7 +3,6 @@ package nft
 import (
 	"fmt"
 	"maps"
-	"reflect"
 	"slices"
 
 	"github.com/google/nftables"
@@ -14,145 +13,262 @@ import (
 // attribute limit.
 const elemsPerMessage = 512
 
-// program queues on c, for one transaction, the changes that turn have
-// into want, in an order the kernel accepts: new sets and chains, chain
-// rules (targets before the chains that jump to them), elements, then
-// what goes away. It returns the number of changes.
-func (d *Dataplane) program(c *nftables.Conn, have *content, want content, fresh bool) (int, error) {
-	t := d.tableRef()
-	n := 0
-	if fresh {
-		c.AddTable(t)
-		n++
-	}
-	for _, name := range slices.Sorted(maps.Keys(want.sets)) {
-		if _, ok := have.sets[name]; !ok {
-			if err := c.AddSet(want.sets[name].def.nftSet(t, name), nil); err != nil {
-				return 0, fmt.Errorf("add set %s: %w", name, err)
-			}
-			n++
+// batch queues the changes of one transaction on an nftables connection,
+// in an order the kernel accepts: new sets and chains, chain rules
+// (targets before the chains that jump to them), elements, then what goes
+// away (chains emptied, sets deleted with the elements that jump to
+// chains, chains deleted).
+type batch struct {
+	c     *nftables.Conn
+	t     *nftables.Table
+	n     int
+	err   error
+	adds  []func()
+	rules []func()
+	elems []func()
+	flush []string // chains to empty, then delete
+	sets  []string // sets to delete
+}
+
+func (b *batch) chain(name string) *nftables.Chain { return &nftables.Chain{Name: name, Table: b.t} }
+
+func (b *batch) addSet(name string, def setDef) {
+	b.n++
+	b.adds = append(b.adds, func() {
+		if err := b.c.AddSet(def.nftSet(b.t, name), nil); err != nil && b.err == nil {
+			b.err = fmt.Errorf("add set %s: %w", name, err)
 		}
-	}
-	chain := func(name string) *nftables.Chain { return &nftables.Chain{Name: name, Table: t} }
-	// Regular chains: created empty, then (re)written when new or changed.
-	for _, name := range slices.Sorted(maps.Keys(want.bes)) {
-		h, ok := have.bes[name]
-		if ok && h != nil && *h == *want.bes[name] {
-			continue
-		}
-		if ok {
-			c.FlushChain(chain(name))
+	})
+}
+
+// writeChain creates a chain (or empties an existing one) and adds rules.
+func (b *batch) writeChain(name string, exists bool, rules func(*nftables.Chain) []*nftables.Rule) {
+	b.n++
+	ch := b.chain(name)
+	b.adds = append(b.adds, func() {
+		if exists {
+			b.c.FlushChain(ch)
 		} else {
-			c.AddChain(chain(name))
+			b.c.AddChain(ch)
 		}
-		for _, r := range backendRules(t, chain(name), want.bes[name]) {
-			c.AddRule(r)
+	})
+	b.rules = append(b.rules, func() {
+		for _, r := range rules(ch) {
+			b.c.AddRule(r)
 		}
-		n++
-	}
-	for _, name := range slices.Sorted(maps.Keys(want.svcs)) {
-		h, ok := have.svcs[name]
-		if ok && h != nil && reflect.DeepEqual(h, want.svcs[name]) {
-			continue
-		}
-		if ok {
-			c.FlushChain(chain(name))
-		} else {
-			c.AddChain(chain(name))
-		}
-		for _, r := range serviceRules(t, chain(name), want.svcs[name]) {
-			c.AddRule(r)
-		}
-		n++
-	}
-	for _, name := range slices.Sorted(maps.Keys(want.base)) {
-		if have.base[name] {
-			continue
-		}
-		n++
-		switch name {
-		case chainMark:
-			ch := c.AddChain(&nftables.Chain{Name: chainMark, Table: t, Type: nftables.ChainTypeFilter,
-				Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityRef(markPriority)})
-			for _, r := range markRules(t, ch) {
-				c.AddRule(r)
-			}
-		case chainBalance:
-			ch := c.AddChain(&nftables.Chain{Name: chainBalance, Table: t, Type: nftables.ChainTypeNAT,
-				Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityRef(natPriority)})
-			for _, r := range balanceRules(t, ch) {
-				c.AddRule(r)
-			}
-		}
-	}
-	for _, name := range slices.Sorted(maps.Keys(want.sets)) {
-		w := want.sets[name]
-		if w.elems == nil {
-			continue // pins: the kernel's
-		}
-		def := w.def.nftSet(t, name)
-		h, known := have.sets[name]
-		if known && h.elems == nil {
-			c.FlushSet(def)
-			n++
-		}
-		var del, add []nftables.SetElement
-		for id, e := range h.elems {
-			if we, ok := w.elems[id]; !ok || !we.equal(e) {
-				del = append(del, toElement(e))
-			}
-		}
-		for id, e := range w.elems {
-			if he, ok := h.elems[id]; !ok || !he.equal(e) {
-				add = append(add, toElement(e))
-			}
-		}
-		n += len(del) + len(add)
+	})
+}
+
+// elements queues element deletions and additions on one set.
+func (b *batch) elements(set *nftables.Set, del, add []nftables.SetElement) {
+	b.n += len(del) + len(add)
+	b.elems = append(b.elems, func() {
 		for part := range slices.Chunk(del, elemsPerMessage) {
-			if err := c.SetDeleteElements(def, part); err != nil {
-				return 0, fmt.Errorf("delete elements of %s: %w", name, err)
+			if err := b.c.SetDeleteElements(set, part); err != nil && b.err == nil {
+				b.err = fmt.Errorf("delete elements of %s: %w", set.Name, err)
 			}
 		}
 		for part := range slices.Chunk(add, elemsPerMessage) {
-			if err := c.SetAddElements(def, part); err != nil {
-				return 0, fmt.Errorf("add elements to %s: %w", name, err)
+			if err := b.c.SetAddElements(set, part); err != nil && b.err == nil {
+				b.err = fmt.Errorf("add elements to %s: %w", set.Name, err)
 			}
 		}
+	})
+}
+
+// baseChain creates one of the hooked chains with its rules.
+func (b *batch) baseChain(name string) {
+	ch := &nftables.Chain{Name: name, Table: b.t, Hooknum: nftables.ChainHookPrerouting}
+	rules := markRules
+	if name == chainMark {
+		ch.Type, ch.Priority = nftables.ChainTypeFilter, nftables.ChainPriorityRef(markPriority)
+	} else {
+		ch.Type, ch.Priority, rules = nftables.ChainTypeNAT, nftables.ChainPriorityRef(natPriority), balanceRules
 	}
-	// Chains that go are emptied first, so that no rule refers to a set or
-	// chain; then the sets go (with their elements, which jump to chains),
-	// and last the chains.
-	var gone []string
-	for name := range have.svcs {
-		if _, ok := want.svcs[name]; !ok {
-			gone = append(gone, name)
+	b.n++
+	b.adds = append(b.adds, func() { b.c.AddChain(ch) })
+	b.rules = append(b.rules, func() {
+		for _, r := range rules(b.t, ch) {
+			b.c.AddRule(r)
+		}
+	})
+}
+
+func (b *batch) run() (int, error) {
+	for _, phase := range [][]func(){b.adds, b.rules, b.elems} {
+		for _, f := range phase {
+			f()
 		}
 	}
-	for name := range have.bes {
-		if _, ok := want.bes[name]; !ok {
-			gone = append(gone, name)
+	for _, name := range b.flush {
+		b.c.FlushChain(b.chain(name))
+	}
+	for _, name := range b.sets {
+		b.c.DelSet(&nftables.Set{Table: b.t, Name: name})
+	}
+	for _, name := range b.flush {
+		b.c.DelChain(b.chain(name))
+	}
+	b.n += len(b.flush) + len(b.sets)
+	return b.n, b.err
+}
+
+// program queues on c, for one transaction, the changes that turn have
+// into want. It returns the number of changes.
+func (d *Dataplane) program(c *nftables.Conn, have *content, want content, fresh bool) (int, error) {
+	b := &batch{c: c, t: d.tableRef()}
+	if fresh {
+		c.AddTable(b.t)
+		b.n++
+	}
+	shared := sharedSets(LoadBalance)
+	for _, name := range slices.Sorted(maps.Keys(want.shared)) {
+		if _, ok := have.shared[name]; !ok && !have.sets[name] {
+			b.addSet(name, shared[name])
+		}
+	}
+	claimedChains, claimedSets := map[string]bool{}, map[string]bool{}
+	for _, h := range slices.Sorted(maps.Keys(want.svcs)) {
+		b.service(have, have.svcs[h], want.svcs[h], claimedChains, claimedSets)
+	}
+	for _, name := range slices.Sorted(maps.Keys(want.base)) {
+		if !have.base[name] {
+			b.baseChain(name)
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(want.shared)) {
+		h, w := have.shared[name], want.shared[name]
+		var del, add []nftables.SetElement
+		if h == nil && have.sets[name] { // after a restart: rewritten whole
+			c := b.c
+			set := shared[name].nftSet(b.t, name)
+			b.elems = append(b.elems, func() { c.FlushSet(set) })
+		}
+		for id, e := range h {
+			if we, ok := w[id]; !ok || !we.equal(e) {
+				del = append(del, toElement(e))
+			}
+		}
+		for id, e := range w {
+			if he, ok := h[id]; !ok || !he.equal(e) {
+				add = append(add, toElement(e))
+			}
+		}
+		if len(del)+len(add) > 0 {
+			b.elements(shared[name].nftSet(b.t, name), del, add)
+		}
+	}
+	// What goes: services no longer wanted, base chains and shared sets of
+	// another mode, and names found in the kernel that nothing claimed.
+	for h, old := range have.svcs {
+		if _, ok := want.svcs[h]; !ok && old != nil {
+			b.flush = append(b.flush, old.chain)
+			b.flush = append(b.flush, slices.Collect(maps.Keys(old.bes))...)
+			b.sets = append(b.sets, old.maglev)
+			b.sets = append(b.sets, old.pins...)
 		}
 	}
 	for name := range have.base {
 		if !want.base[name] {
-			gone = append(gone, name)
+			b.flush = append(b.flush, name)
 		}
 	}
-	slices.Sort(gone)
-	for _, name := range gone {
-		c.FlushChain(chain(name))
-	}
-	for _, name := range slices.Sorted(maps.Keys(have.sets)) {
-		if _, ok := want.sets[name]; !ok {
-			c.DelSet(&nftables.Set{Table: t, Name: name})
-			n++
+	for name := range have.chains {
+		if !claimedChains[name] && !want.base[name] {
+			b.flush = append(b.flush, name)
 		}
 	}
-	for _, name := range gone {
-		c.DelChain(chain(name))
-		n++
+	for name := range have.sets {
+		if _, ok := want.shared[name]; !ok && !claimedSets[name] {
+			b.sets = append(b.sets, name)
+		}
 	}
-	return n, nil
+	for name := range have.shared {
+		if _, ok := want.shared[name]; !ok {
+			b.sets = append(b.sets, name)
+		}
+	}
+	slices.Sort(b.flush)
+	b.flush = slices.Compact(b.flush)
+	slices.Sort(b.sets)
+	b.sets = slices.Compact(b.sets)
+	return b.run()
+}
+
+// service queues the changes of one service: old is what the kernel
+// holds (nil: nothing known; names found in the kernel are in have).
+func (b *batch) service(have *content, old, s *service, chains, sets map[string]bool) {
+	if old == s {
+		return
+	}
+	if old == nil {
+		old = &service{bes: map[string]beSpec{}}
+	}
+	exists := func(name string, known bool) bool { return known || have.chains[name] }
+	chains[s.chain] = true
+	sets[s.maglev] = true
+	for _, p := range s.pins {
+		sets[p] = true
+		if !slices.Contains(old.pins, p) && !have.sets[p] {
+			b.addSet(p, setDef{kindPin, s.vs.Key.Family})
+		}
+	}
+	for _, p := range old.pins {
+		if !slices.Contains(s.pins, p) {
+			b.sets = append(b.sets, p)
+		}
+	}
+	maglevKnown := old.maglev == s.maglev
+	if !maglevKnown {
+		if have.sets[s.maglev] {
+			set := setDef{kindMaglev, s.vs.Key.Family}.nftSet(b.t, s.maglev)
+			c := b.c
+			b.elems = append(b.elems, func() { c.FlushSet(set) })
+		} else {
+			b.addSet(s.maglev, setDef{kindMaglev, s.vs.Key.Family})
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(s.bes)) {
+		chains[name] = true
+		spec := s.bes[name]
+		if o, ok := old.bes[name]; ok && o == spec {
+			continue
+		}
+		_, known := old.bes[name]
+		b.writeChain(name, exists(name, known), func(ch *nftables.Chain) []*nftables.Rule { return backendRules(b.t, ch, &spec) })
+	}
+	for name := range old.bes {
+		if _, ok := s.bes[name]; !ok {
+			b.flush = append(b.flush, name)
+		}
+	}
+	if !old.spec.equal(s.spec) {
+		spec := s.spec
+		b.writeChain(s.chain, exists(s.chain, old.chain != ""), func(ch *nftables.Chain) []*nftables.Rule { return serviceRules(b.t, ch, &spec) })
+	}
+	// Slots: only those whose backend changed.
+	var del, add []nftables.SetElement
+	for slot := range max(len(old.slots), len(s.slots)) {
+		var was, is string
+		if slot < len(old.slots) && maglevKnown {
+			was = old.slots[slot]
+		}
+		if slot < len(s.slots) {
+			is = s.slots[slot]
+		}
+		if was == is {
+			continue
+		}
+		if was != "" {
+			del = append(del, toElement(elem{key: u32(uint32(slot)), jump: was}))
+		}
+		if is != "" {
+			add = append(add, toElement(elem{key: u32(uint32(slot)), jump: is}))
+		}
+	}
+	if len(del)+len(add) > 0 {
+		b.elements(setDef{kindMaglev, s.vs.Key.Family}.nftSet(b.t, s.maglev), del, add)
+	}
 }
 
 func toElement(e elem) nftables.SetElement {
