@@ -11,30 +11,32 @@ cleanup() {
 	ip netns del "$ns" 2>/dev/null || true
 	rm -rf "$work"
 }
-trap cleanup EXIT INT TERM
-ip netns add "$ns"
+trap cleanup EXIT INT
+# keepalived signals stray processes when it starts; the capture carries on.
+trap "" TERM
 x() { ip netns exec "$ns" "$@"; }
-x sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
-x ip link add eth0 type veth peer name eth1
-x ip link set lo up
-x ip link set eth1 up
-x ip addr add 192.0.2.1/24 dev eth0
-x ip addr add 2001:db8::1/64 dev eth0 nodad
-x ip link set eth0 up
 
-capture() { # name config
-	cat >"$work/k.conf"
-	x tcpdump -i eth1 -nn -U -c 2 -w "$out/$1.pcap" ip proto 112 or ip6 proto 112 2>/dev/null &
-	tp=$!
-	sleep 1
-	x keepalived -n -l -D --vrrp -f "$work/k.conf" -p "$work/k.pid" -r "$work/v.pid" >"$work/k.log" 2>&1 &
-	kp=$!
-	wait "$tp" || true
-	ip netns pids "$ns" | xargs -r kill -9 2>/dev/null || true
-	wait "$kp" 2>/dev/null || true
-	x ip addr flush dev eth0 scope global
+# capture NAME < keepalived.conf: two adverts of a fresh keepalived in a
+# fresh namespace, written to OUTDIR/NAME.pcap.
+capture() {
+	cat >"$work/$1.conf"
+	ip netns add "$ns"
+	x sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
+	x ip link add eth0 type veth peer name eth1
+	x ip link set lo up
+	x ip link set eth1 up
 	x ip addr add 192.0.2.1/24 dev eth0
 	x ip addr add 2001:db8::1/64 dev eth0 nodad
+	x ip link set eth0 up
+	x ip neigh add 192.0.2.2 lladdr 02:00:00:00:00:02 dev eth0
+	x timeout 10 tcpdump -i eth1 -nn -U -c 2 -w "$out/$1.pcap" ip proto 112 or ip6 proto 112 2>/dev/null &
+	tp=$!
+	sleep 1
+	setsid ip netns exec "$ns" keepalived -n -l -D --vrrp -f "$work/$1.conf" \
+		-p "$work/$1.pid" -r "$work/$1.vrrp.pid" >"$work/$1.log" 2>&1 &
+	wait "$tp" || true
+	ip netns pids "$ns" | xargs -r kill -9 2>/dev/null || true
+	ip netns del "$ns"
 }
 
 capture keepalived-v2-ipv4 <<'C'
