@@ -45,7 +45,7 @@ const (
 	chainMark    = "mark"     // prerouting, mangle: sets marks
 	chainBalance = "balance"  // prerouting, dstnat: dispatches to service chains
 	svcPrefix    = "svc-"     // svc-<h>: a service's chain
-	maglevPrefix = "maglev-"  // maglev-<h>: slot → goto backend chain
+	maglevPrefix = "maglev-"  // maglev-<h>: slot → address . port; -a: address; -p: goto backend chain
 	bePrefix     = "be-"      // be-<h>-<b>: DNAT to one backend
 	pinPrefix    = "pin-"     // pin-<h>-<b>: client prefixes pinned to a backend
 	markPriority = -150       // mangle: before IPVS and before the NAT chain
@@ -56,11 +56,13 @@ const (
 type setKind int
 
 const (
-	kindMarks   setKind = iota // tuple → mark
-	kindSvc                    // tuple → verdict
-	kindSvcMark                // mark → verdict
-	kindMaglev                 // slot → verdict
-	kindPin                    // client prefixes, dynamic, with timeouts
+	kindMarks      setKind = iota // tuple → mark
+	kindSvc                       // tuple → verdict
+	kindSvcMark                   // mark → verdict
+	kindMaglev                    // slot → verdict (persistence)
+	kindMaglevNAT                 // slot → address . port
+	kindMaglevAddr                // slot → address (the packet keeps its port)
+	kindPin                       // client prefixes, dynamic, with timeouts
 )
 
 // setDef is what it takes to create a set.
@@ -89,10 +91,13 @@ type service struct {
 	vs     dataplane.VirtualService
 	chain  string  // svc-<h>
 	spec   svcSpec // the rules of chain
-	maglev string  // maglev-<h>: slot → backend chain
-	slots  []string
-	bes    map[string]beSpec // backend chains by name
-	pins   []string          // pin sets, one per backend (persistence)
+	maglev string  // the map of slots
+	kind   setKind // of the map
+	// slots holds each slot's value: a backend chain (persistence), or
+	// the backend's address (. port) as map data.
+	slots []string
+	bes   map[string]beSpec // backend chains by name
+	pins  []string          // pin sets, one per backend (persistence)
 	// dispatch is the element of svcN or svcmarkN that jumps to chain.
 	dispatchSet string
 	dispatch    elem
@@ -102,7 +107,8 @@ type service struct {
 // first (persistence), then the Maglev slot of the flow's hash.
 type svcSpec struct {
 	family  int
-	maglev  string // the map of slots
+	maglev  string  // the map of slots
+	nat     setKind // kindMaglev: goto backend chains; else DNAT from the map
 	size    int
 	seed    uint32
 	persist time.Duration
@@ -112,7 +118,7 @@ type svcSpec struct {
 }
 
 func (s svcSpec) equal(o svcSpec) bool {
-	return s.family == o.family && s.maglev == o.maglev && s.size == o.size && s.seed == o.seed &&
+	return s.family == o.family && s.maglev == o.maglev && s.nat == o.nat && s.size == o.size && s.seed == o.seed &&
 		s.persist == o.persist && s.netmask == o.netmask && slices.Equal(s.pins, o.pins) && s.label == o.label
 }
 
@@ -210,10 +216,20 @@ func newService(h string, vs dataplane.VirtualService) (*service, error) {
 		size = maglev.DefaultSize(len(vs.Reals))
 	}
 	vs.Reals, vs.Flags = slices.Clone(vs.Reals), slices.Clone(vs.Flags) // kept to compare with the next state
-	s := &service{vs: vs, chain: svcPrefix + h, maglev: maglevPrefix + h, bes: map[string]beSpec{}}
+	s := &service{vs: vs, chain: svcPrefix + h, bes: map[string]beSpec{}}
+	withPort := slices.ContainsFunc(vs.Reals, func(r dataplane.Real) bool { return r.Port != 0 })
+	switch {
+	case vs.Persistence > 0:
+		s.kind, s.maglev = kindMaglev, maglevPrefix+h+"-p"
+	case withPort:
+		s.kind, s.maglev = kindMaglevNAT, maglevPrefix+h
+	default:
+		s.kind, s.maglev = kindMaglevAddr, maglevPrefix+h+"-a"
+	}
 	s.spec = svcSpec{
 		family:  vs.Key.Family,
 		maglev:  s.maglev,
+		nat:     s.kind,
 		size:    size,
 		seed:    Seed(vs.Key),
 		persist: vs.Persistence,
@@ -234,6 +250,9 @@ func newService(h string, vs dataplane.VirtualService) (*service, error) {
 		if family(r.Addr) != vs.Key.Family {
 			return nil, fmt.Errorf("real %s is not IPv%d", r.Addr, vs.Key.Family)
 		}
+		if withPort && r.Port == 0 {
+			return nil, fmt.Errorf("real %s keeps the destination port while others set one: give all or none a port", r.Addr)
+		}
 		id := r.AddrPort().String()
 		b := shortHash(id, 8)
 		be := bePrefix + h + "-" + b
@@ -241,12 +260,14 @@ func newService(h string, vs dataplane.VirtualService) (*service, error) {
 			return nil, fmt.Errorf("backend hash of %s collides with another backend's", id)
 		}
 		bs = append(bs, maglev.Backend{ID: id, Weight: r.Weight})
+		if s.kind != kindMaglev {
+			chainOf[id] = string(backendData(r, withPort))
+			continue
+		}
 		chainOf[id] = be
 		spec := beSpec{addr: r.Addr, port: r.Port}
-		if vs.Persistence > 0 {
-			spec.pin, spec.persist, spec.netmask = pinPrefix+h+"-"+b, vs.Persistence, s.spec.netmask
-			s.pins = append(s.pins, spec.pin)
-		}
+		spec.pin, spec.persist, spec.netmask = pinPrefix+h+"-"+b, vs.Persistence, s.spec.netmask
+		s.pins = append(s.pins, spec.pin)
 		s.bes[be] = spec
 	}
 	tab, err := maglev.New(bs, size)
@@ -275,6 +296,14 @@ func newService(h string, vs dataplane.VirtualService) (*service, error) {
 	s.dispatchSet = pick(vs.Key.Addr, setSvc4, setSvc6)
 	s.dispatch = elem{key: tuple(vs.Key.Addr, p, vs.Key.Port), jump: s.chain}
 	return s, nil
+}
+
+// backendData is a backend as map data: address . port, or the address.
+func backendData(r dataplane.Real, withPort bool) []byte {
+	if !withPort {
+		return r.Addr.AsSlice()
+	}
+	return append(r.Addr.AsSlice(), byte(r.Port>>8), byte(r.Port), 0, 0)
 }
 
 // Seed returns the jhash seed of a virtual service: derived from its key

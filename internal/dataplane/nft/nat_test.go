@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -325,6 +326,40 @@ func TestNATReloadUnderLoad(t *testing.T) {
 	for i, err := range failures {
 		if i < 5 {
 			t.Errorf("connection failed during reloads: %v", err)
+		}
+	}
+}
+
+// TestNATPortTranslation: servers with their own port (8080) behind a
+// service on port 80, and a service whose servers keep the packet's port.
+func TestNATPortTranslation(t *testing.T) {
+	l := newNATLab(t, 2)
+	for i, h := range l.backends {
+		addr := fmt.Sprintf("198.51.100.%d", 21+i)
+		serveNames(t, h, addr+":8080", addr+"/8080")
+	}
+	st := dataplane.State{Services: []dataplane.VirtualService{
+		{Key: dataplane.ServiceKey{Family: 4, Protocol: "tcp", Addr: netip.MustParseAddr("203.0.113.10"), Port: 80}, Service: "alt",
+			Reals: []dataplane.Real{
+				{Addr: netip.MustParseAddr("198.51.100.21"), Port: 8080, Weight: 1, Forward: "nat"},
+				{Addr: netip.MustParseAddr("198.51.100.22"), Port: 8080, Weight: 1, Forward: "nat"}}},
+		{Key: dataplane.ServiceKey{Family: 4, Protocol: "tcp", Addr: netip.MustParseAddr("203.0.113.10"), Port: 8080}, Service: "keep",
+			Reals: []dataplane.Real{
+				{Addr: netip.MustParseAddr("198.51.100.21"), Weight: 1, Forward: "nat"},
+				{Addr: netip.MustParseAddr("198.51.100.22"), Weight: 1, Forward: "nat"}}},
+	}}
+	st.Sort()
+	reconcile(t, nsDataplane(t, l.lb, WithMode(LoadBalance)), st)
+	cl := newDialer(t, l.client)
+	for _, port := range []string{"80", "8080"} {
+		for range 10 {
+			name, err := cl.hit("", "203.0.113.10:"+port)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.HasSuffix(name, "/8080") {
+				t.Fatalf("VIP port %s reached %s, want a server's port 8080", port, name)
+			}
 		}
 	}
 }

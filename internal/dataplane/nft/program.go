@@ -218,14 +218,18 @@ func (b *batch) service(have *content, old, s *service, chains, sets map[string]
 			b.sets = append(b.sets, p)
 		}
 	}
+	maglevDef := setDef{s.kind, s.vs.Key.Family}
 	maglevKnown := old.maglev == s.maglev
 	if !maglevKnown {
 		if have.sets[s.maglev] {
-			set := setDef{kindMaglev, s.vs.Key.Family}.nftSet(b.t, s.maglev)
+			set := maglevDef.nftSet(b.t, s.maglev)
 			c := b.c
 			b.elems = append(b.elems, func() { c.FlushSet(set) })
 		} else {
-			b.addSet(s.maglev, setDef{kindMaglev, s.vs.Key.Family})
+			b.addSet(s.maglev, maglevDef)
+		}
+		if old.maglev != "" {
+			b.sets = append(b.sets, old.maglev)
 		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(s.bes)) {
@@ -260,15 +264,24 @@ func (b *batch) service(have *content, old, s *service, chains, sets map[string]
 			continue
 		}
 		if was != "" {
-			del = append(del, toElement(elem{key: u32(uint32(slot)), jump: was}))
+			del = append(del, slotElement(s.kind, slot, was))
 		}
 		if is != "" {
-			add = append(add, toElement(elem{key: u32(uint32(slot)), jump: is}))
+			add = append(add, slotElement(s.kind, slot, is))
 		}
 	}
 	if len(del)+len(add) > 0 {
-		b.elements(setDef{kindMaglev, s.vs.Key.Family}.nftSet(b.t, s.maglev), del, add)
+		b.elements(maglevDef.nftSet(b.t, s.maglev), del, add)
 	}
+}
+
+// slotElement is one slot of a Maglev map: a goto to a backend chain, or
+// the backend as data.
+func slotElement(kind setKind, slot int, v string) nftables.SetElement {
+	if kind == kindMaglev {
+		return toElement(elem{key: u32(uint32(slot)), jump: v})
+	}
+	return nftables.SetElement{Key: u32(uint32(slot)), Val: []byte(v)}
 }
 
 func toElement(e elem) nftables.SetElement {

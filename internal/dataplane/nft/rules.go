@@ -40,6 +40,10 @@ func (d setDef) nftSet(t *nftables.Table, name string) *nftables.Set {
 		s.KeyType, s.DataType, s.IsMap = nftables.TypeMark, nftables.TypeVerdict, true
 	case kindMaglev:
 		s.KeyType, s.DataType, s.IsMap, s.KeyByteOrder = nftables.TypeMark, nftables.TypeVerdict, true, binaryutil.NativeEndian
+	case kindMaglevNAT:
+		s.KeyType, s.DataType, s.IsMap, s.KeyByteOrder = nftables.TypeMark, nftables.MustConcatSetType(addr, nftables.TypeInetService), true, binaryutil.NativeEndian
+	case kindMaglevAddr:
+		s.KeyType, s.DataType, s.IsMap, s.KeyByteOrder = nftables.TypeMark, addr, true, binaryutil.NativeEndian
 	case kindPin:
 		s.KeyType, s.Dynamic, s.HasTimeout, s.Size = addr, true, true, pinSetSize
 	}
@@ -119,11 +123,16 @@ func balanceRules(t *nftables.Table, c *nftables.Chain) []*nftables.Rule {
 	return out
 }
 
-// serviceRules are the rules of one service chain:
+// serviceRules are the rules of one service chain, without persistence:
 //
-//	ip saddr & MASK @pin-H-B goto be-H-B     (persistence, per live backend)
-//	jhash <flow, or client prefix> mod M seed S vmap @maglev-H
+//	dnat ip addr . port to jhash <flow> mod M seed S map @maglev-H
 //	counter drop                             (no live backend)
+//
+// and with persistence (a backend chain pins the client and DNATs):
+//
+//	ip saddr & MASK @pin-H-B goto be-H-B     (per live backend)
+//	jhash ip saddr & MASK mod M seed S vmap @maglev-H-p
+//	counter drop
 func serviceRules(t *nftables.Table, c *nftables.Chain, s *svcSpec) []*nftables.Rule {
 	f := fams[s.family]
 	var rules [][]expr.Any
@@ -149,7 +158,16 @@ func serviceRules(t *nftables.Table, c *nftables.Chain, s *svcSpec) []*nftables.
 			&expr.Hash{SourceRegister: r, DestRegister: reg1, Length: 4 * (2*ar + 2), Modulus: uint32(s.size), Seed: s.seed, Type: expr.HashTypeJenkins},
 		)
 	}
-	hash = append(hash, &expr.Lookup{SourceRegister: reg1, DestRegister: regVerdict, IsDestRegSet: true, SetName: s.maglev})
+	if s.nat == kindMaglev {
+		hash = append(hash, &expr.Lookup{SourceRegister: reg1, DestRegister: regVerdict, IsDestRegSet: true, SetName: s.maglev})
+	} else {
+		// The backend's address lands in register 1, its port right after.
+		nat := &expr.NAT{Type: expr.NATTypeDestNAT, Family: uint32(f.nfproto), RegAddrMin: reg1}
+		if s.nat == kindMaglevNAT {
+			nat.RegProtoMin = reg32 + regs(f.alen)
+		}
+		hash = append(hash, &expr.Lookup{SourceRegister: reg1, DestRegister: reg1, IsDestRegSet: true, SetName: s.maglev}, nat)
+	}
 	rules = append(rules, hash, []expr.Any{&expr.Counter{}, &expr.Verdict{Kind: expr.VerdictDrop}})
 	return ruleList(t, c, rules, s.label)
 }
