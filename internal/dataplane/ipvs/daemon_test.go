@@ -112,6 +112,7 @@ func TestParseConns(t *testing.T) {
 	text := `Pro FromIP   FPrt ToIP     TPrt DestIP   DPrt State       Expires PEName PEData
 TCP C0000201 9C40 C0000209 0050 C633640B 0050 ESTABLISHED      899
 TCP C0000201 0000 C0000209 0000 C633640B 0000 NONE             299
+IP  C0000201 0000 1BD026A3 0000 C633640B 0000 ASSURED          299
 TCP 2001:0db8:0000:0000:0000:0000:0000:0001 9C41 2001:0db8:0000:0000:0000:0000:0000:0009 01BB 2001:0db8:0001:0000:0000:0000:0000:0011 01BB SYN_RECV 59
 `
 	got, err := ParseConns(strings.NewReader(text))
@@ -123,13 +124,15 @@ TCP 2001:0db8:0000:0000:0000:0000:0000:0001 9C41 2001:0db8:0000:0000:0000:0000:0
 			Real: netip.MustParseAddrPort("198.51.100.11:80"), State: "ESTABLISHED", Expires: 899 * time.Second},
 		{Protocol: "tcp", Client: netip.MustParseAddrPort("192.0.2.1:0"), Virtual: netip.MustParseAddrPort("192.0.2.9:0"),
 			Real: netip.MustParseAddrPort("198.51.100.11:0"), State: "NONE", Expires: 299 * time.Second},
+		{Protocol: "ip", Client: netip.MustParseAddrPort("192.0.2.1:0"), Virtual: netip.MustParseAddrPort("27.208.38.163:0"),
+			Real: netip.MustParseAddrPort("198.51.100.11:0"), State: "ASSURED", Expires: 299 * time.Second},
 		{Protocol: "tcp", Client: netip.MustParseAddrPort("[2001:db8::1]:40001"), Virtual: netip.MustParseAddrPort("[2001:db8::9]:443"),
 			Real: netip.MustParseAddrPort("[2001:db8:1::11]:443"), State: "SYN_RECV", Expires: 59 * time.Second},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %+v\nwant %+v", got, want)
 	}
-	if got[0].Template() || !got[1].Template() {
+	if got[0].Template() || !got[1].Template() || !got[2].Template() || got[3].Template() {
 		t.Error("Template() wrong")
 	}
 }

@@ -88,8 +88,9 @@ type Conn struct {
 }
 
 // Template reports whether the entry is a persistence template rather
-// than a connection.
-func (c Conn) Template() bool { return c.Client.Port() == 0 && c.State == "NONE" }
+// than a connection (a connection never has client port 0). A fwmark
+// service's template has protocol "ip" and the mark in Virtual's address.
+func (c Conn) Template() bool { return c.Client.Port() == 0 }
 
 // ConnTablePath is the kernel's IPVS connection table (/proc/net/ip_vs_conn)
 // of the reading thread's network namespace.

@@ -63,16 +63,24 @@ func TestGuestSite(t *testing.T) {
 		t.Errorf("http counted %d connections before the change, %d after: it was recreated", httpBefore, got)
 	}
 
-	// A restart with the same config writes nothing; counters and
-	// connections stay.
-	stats := ipvsadm(t, lb, "-Ln", "--stats")
+	// A restart with the same config writes nothing: the services, their
+	// counters and the connections stay.
+	saved, counts := ipvsadm(t, lb, "-Sn"), connCounts(t, n)
 	restarted := newNode(t, lb, dir)
 	restarted.apply(t, changed)
 	if r, w := restarted.ipvs.Messages(); w != 0 {
 		t.Errorf("restart: %d writes (after %d reads), want none", w, r)
 	}
-	if after := ipvsadm(t, lb, "-Ln", "--stats"); after != stats {
-		t.Errorf("restart changed the kernel:\nbefore\n%s\nafter\n%s", stats, after)
+	if after := ipvsadm(t, lb, "-Sn"); after != saved {
+		t.Errorf("restart changed the kernel:\nbefore\n%s\nafter\n%s", saved, after)
+	}
+	for k, c := range connCounts(t, restarted) {
+		if c < counts[k] {
+			t.Errorf("%s counted %d connections before the restart, %d after", k, counts[k], c)
+		}
+	}
+	if left, err := restarted.ipvs.Conns(); err != nil || len(left) < 4 {
+		t.Errorf("connection table after the restart: %d entries (%v), want at least 4", len(left), err)
 	}
 
 	// Sysctls are set in the load balancer's namespace and reported.
@@ -91,6 +99,18 @@ func TestGuestSite(t *testing.T) {
 	if got := ipvsadm(t, lb, "-Ln"); !strings.Contains(got, foreign) || strings.Count(got, "FWM") != 0 {
 		t.Errorf("after removing the site:\n%s", got)
 	}
+}
+
+// connCounts returns the connections counted per virtual service.
+func connCounts(t *testing.T, n *node) map[dataplane.ServiceKey]uint64 {
+	t.Helper()
+	st, err := n.ipvs.Status()
+	must(t, err)
+	out := map[dataplane.ServiceKey]uint64{}
+	for _, s := range st {
+		out[s.Key] = s.Connections
+	}
+	return out
 }
 
 func countReals(st dataplane.State) int {
