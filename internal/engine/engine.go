@@ -26,18 +26,18 @@ type Engine struct {
 	retry     time.Duration
 
 	// Owned by the Run goroutine.
-	cfg       *config.Config
-	vrrp      map[string]event.VRRP
-	health    map[ServerRef]event.Health
-	quorum    map[string]bool
-	eval      Evaluation
-	last      api.Reconcile
-	started   time.Time
-	reloaded  time.Time
-	requests  chan func()
-	history   []event.Record
-	seq       uint64
-	sinks     []func(event.Record)
+	cfg      *config.Config
+	vrrp     map[string]event.VRRP
+	health   map[ServerRef]event.Health
+	quorum   map[string]bool
+	eval     Evaluation
+	last     api.Reconcile
+	started  time.Time
+	reloaded time.Time
+	requests chan func()
+	history  []event.Record
+	seq      uint64
+	sinks    []func(event.Record)
 }
 
 // Option configures an Engine.
