@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Builds halb's Debian package: the static binary, the systemd unit, the
+# commented default configuration, man pages, bash completion and the
+# example site. Prints the path of the .deb.
+#
+#   packaging/build-deb.sh [OUTDIR]      (default OUTDIR: out/)
+#   VERSION=1.2.3 packaging/build-deb.sh
+set -euo pipefail
+umask 022
+root=$(cd "$(dirname "$0")/.." && pwd)
+out=$(mkdir -p "${1:-$root/out}" && cd "${1:-$root/out}" && pwd)
+export PATH=/usr/local/go/bin:$PATH
+cd "$root"
+
+if [ -z "${VERSION:-}" ]; then
+  VERSION="0.0~git$(git log -1 --format=%cd --date=format:%Y%m%d 2>/dev/null || date +%Y%m%d).$(git rev-parse --short=10 HEAD 2>/dev/null || echo 0)"
+fi
+goarch=$(go env GOARCH)
+case $goarch in
+  386) arch=i386 ;;
+  arm) arch=armhf ;;
+  *) arch=$goarch ;;
+esac
+
+stage=$(mktemp -d)
+trap 'rm -rf "$stage"' EXIT
+pkg=$stage/halb
+doc=$pkg/usr/share/doc/halb
+install -d "$pkg/DEBIAN" "$pkg/usr/sbin" "$pkg/lib/systemd/system" "$pkg/etc/halb" \
+  "$pkg/usr/share/man/man8" "$pkg/usr/share/man/man5" "$pkg/usr/share/bash-completion/completions" "$doc/examples"
+
+CGO_ENABLED=0 go build -trimpath -buildvcs=false -buildmode=pie -ldflags "-s -w -X main.version=$VERSION" -o "$pkg/usr/sbin/halb" ./cmd/halb
+install -m 0644 packaging/halb.service "$pkg/lib/systemd/system/halb.service"
+install -m 0644 packaging/halb.yaml "$pkg/etc/halb/halb.yaml"
+gzip -9n <packaging/man/halb.8 >"$pkg/usr/share/man/man8/halb.8.gz"
+gzip -9n <packaging/man/halb.yaml.5 >"$pkg/usr/share/man/man5/halb.yaml.5.gz"
+install -m 0644 packaging/halb.bash-completion "$pkg/usr/share/bash-completion/completions/halb"
+install -m 0644 examples/*.yaml "$doc/examples/"
+install -m 0644 packaging/debian/copyright "$doc/copyright"
+{
+  echo "halb ($VERSION) unstable; urgency=medium"
+  echo
+  echo "  * Built from the halb source tree, commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)."
+  echo
+  echo " -- halb developers <halb@example.org>  $(date -R -d "@$(git log -1 --format=%ct 2>/dev/null || date +%s)")"
+} | gzip -9n >"$doc/changelog.gz"
+chmod 0644 "$doc/changelog.gz" "$pkg"/usr/share/man/man*/*.gz
+
+for s in postinst prerm postrm; do
+  install -m 0755 "packaging/debian/$s" "$pkg/DEBIAN/$s"
+done
+echo /etc/halb/halb.yaml >"$pkg/DEBIAN/conffiles"
+size=$(du -sk --exclude=DEBIAN "$pkg" | cut -f1)
+sed -e "s/@VERSION@/$VERSION/" -e "s/@ARCH@/$arch/" -e "s/@SIZE@/$size/" packaging/debian/control.in >"$pkg/DEBIAN/control"
+(cd "$pkg" && find . -path ./DEBIAN -prune -o -path ./etc -prune -o -type f -printf '%P\0' | sort -z | xargs -0 md5sum) >"$pkg/DEBIAN/md5sums"
+chmod 0644 "$pkg/DEBIAN/control" "$pkg/DEBIAN/conffiles" "$pkg/DEBIAN/md5sums"
+
+deb="$out/halb_${VERSION}_${arch}.deb"
+dpkg-deb --root-owner-group -Zxz --build "$pkg" "$deb" >/dev/null
+echo "$deb"
