@@ -153,17 +153,22 @@ func upDown(up bool) string {
 
 // shortReason trims a health reason for a subject line: the first clause,
 // without the server's own address ("HTTP 503 from 198.51.100.12:80
-// /healthz, 3rd failure in a row" → "HTTP 503 /healthz").
+// /healthz, 3rd failure in a row" → "HTTP 503 /healthz"; "HTTP
+// 198.51.100.12:80 /: connection refused" → "HTTP /: connection refused").
 func shortReason(h *event.Health) string {
 	r, _, _ := strings.Cut(h.Reason, ", ")
+	own := func(w string) bool { return strings.HasPrefix(strings.Trim(w, "[]:"), h.Addr.String()) }
+	var out []string
 	f := strings.Fields(r)
-	for i := 0; i+1 < len(f); i++ {
-		if f[i] == "from" && strings.HasPrefix(strings.Trim(f[i+1], "[]"), h.Addr.String()) {
-			f = append(f[:i:i], f[i+2:]...)
-			break
+	for i := 0; i < len(f); i++ {
+		switch {
+		case f[i] == "from" && i+1 < len(f) && own(f[i+1]):
+			i++
+		case !own(f[i]):
+			out = append(out, f[i])
 		}
 	}
-	return strings.Join(f, " ")
+	return strings.Join(out, " ")
 }
 
 func poolCount(pools map[string]PoolState, name string) string {

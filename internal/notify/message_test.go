@@ -77,3 +77,18 @@ func TestComposeWithoutStatus(t *testing.T) {
 		t.Errorf("message without status: %+v", m)
 	}
 }
+
+func TestShortReason(t *testing.T) {
+	h := healthEvent(1, t0, 12, false).Health
+	for reason, want := range map[string]string{
+		"HTTP 503 from 198.51.100.12:80 /healthz, 3rd failure in a row":      "HTTP 503 /healthz",
+		"HTTP 198.51.100.12:80 /index.html: connection refused, 2nd failure": "HTTP /index.html: connection refused",
+		"connect timeout after 1s": "connect timeout after 1s",
+		"":                         "",
+	} {
+		h.Reason = reason
+		if got := shortReason(h); got != want {
+			t.Errorf("shortReason(%q) = %q, want %q", reason, got, want)
+		}
+	}
+}

@@ -59,6 +59,8 @@ type Notifier struct {
 	in     chan event.Record
 	hookq  chan event.Record
 	queues map[string]chan Message
+	// seen is each server's last known health (Run's goroutine only).
+	seen map[serverKey]bool
 
 	mu    sync.Mutex
 	stats map[string]*Stats
@@ -85,7 +87,7 @@ func New(o Options) *Notifier {
 		o.Log = slog.Default()
 	}
 	n := &Notifier{o: o, in: make(chan event.Record, 1024), hookq: make(chan event.Record, 256),
-		queues: map[string]chan Message{}, stats: map[string]*Stats{intake: {Name: intake}}}
+		queues: map[string]chan Message{}, seen: map[serverKey]bool{}, stats: map[string]*Stats{intake: {Name: intake}}}
 	for _, s := range o.Senders {
 		n.queues[s.Name()] = make(chan Message, 8)
 		n.stats[s.Name()] = &Stats{Name: s.Name()}
@@ -202,7 +204,8 @@ func (n *Notifier) Run(ctx context.Context) {
 				n.take(g, <-n.in)
 			}
 			if b, ok := g.Flush(n.o.Clock.Now()); ok {
-				n.dispatch(sendCtx, b)
+				// The engine has stopped: no status to read.
+				n.send(Compose(n.o.Node, b, api.Status{}, n.o.Clock.Now()))
 			}
 			for _, q := range n.queues {
 				close(q)
@@ -222,7 +225,9 @@ func (n *Notifier) Run(ctx context.Context) {
 }
 
 func (n *Notifier) take(g *Grouper, r event.Record) {
-	g.Add(r, n.o.Clock.Now())
+	if n.notable(r) {
+		g.Add(r, n.o.Clock.Now())
+	}
 	if n.o.Hook == nil {
 		return
 	}
@@ -233,10 +238,26 @@ func (n *Notifier) take(g *Grouper, r event.Record) {
 	}
 }
 
+// notable tells whether an event deserves a message: a server's first
+// health result confirming it up (halb starting) does not.
+func (n *Notifier) notable(r event.Record) bool {
+	h := r.Health
+	if h == nil {
+		return true
+	}
+	k := serverKey{h.Pool, h.Addr, h.Port}
+	_, seen := n.seen[k]
+	n.seen[k] = h.Up
+	return seen || !h.Up
+}
+
 // dispatch composes the batch's message and queues it for every sender.
 func (n *Notifier) dispatch(ctx context.Context, b Batch) {
-	st := n.status(ctx)
-	m := Compose(n.o.Node, b, st, n.o.Clock.Now())
+	n.send(Compose(n.o.Node, b, n.status(ctx), n.o.Clock.Now()))
+}
+
+// send queues m for every sender; a busy sender's copy is dropped.
+func (n *Notifier) send(m Message) {
 	for _, s := range n.o.Senders {
 		select {
 		case n.queues[s.Name()] <- m:

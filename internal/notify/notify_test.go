@@ -135,3 +135,21 @@ func TestNotifierNeverBlocks(t *testing.T) {
 		}
 	})
 }
+
+// TestStartupConfirmationsAreQuiet: a server's first result confirming it
+// up is no news; a first DOWN and a recovery are.
+func TestStartupConfirmationsAreQuiet(t *testing.T) {
+	n := New(Options{Node: "lb-a"})
+	for i, c := range []struct {
+		last byte
+		up   bool
+		want bool
+	}{{11, true, false}, {12, false, true}, {11, false, true}, {11, true, true}, {12, true, true}} {
+		if got := n.notable(healthEvent(uint64(i), t0, c.last, c.up)); got != c.want {
+			t.Errorf("event %d (.%d up=%v): notable %v, want %v", i, c.last, c.up, got, c.want)
+		}
+	}
+	if !n.notable(vrrpEvent(9, t0, "web-a", "INIT", "BACKUP", "startup")) {
+		t.Error("VRRP transition not notable")
+	}
+}
