@@ -1,6 +1,7 @@
 package notify
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -78,5 +79,60 @@ func TestHookRunsAsUnprivilegedUser(t *testing.T) {
 	}
 	if _, err := NewHook(script, "no-such-user-here", time.Second); err == nil {
 		t.Error("unknown user accepted")
+	}
+}
+
+// TestNotifierRunsHookPerEvent: through the notifier, the program gets
+// every event in order, keepalived's INSTANCE lines and the GROUP line
+// once the whole sync group is MASTER, each with its JSON.
+func TestNotifierRunsHookPerEvent(t *testing.T) {
+	labtest.RequireRoot(t)
+	dir, err := os.MkdirTemp("", "halb-hook-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o777)
+	script := filepath.Join(dir, "notify.sh")
+	os.WriteFile(script, []byte("#!/bin/sh\necho \"$*\" >> "+dir+"/calls\ncat >> "+dir+"/stdin\necho >> "+dir+"/stdin\n"), 0o755)
+	h, err := NewHook(script, "nobody", 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := New(Options{Node: "lb-a", Status: statusOK, Log: quiet(), Wait: time.Hour, MinInterval: time.Hour, Hook: h,
+		SyncGroups: []config.SyncGroup{{Name: "web", Instances: []string{"web-a", "gw-a"}}}})
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { n.Run(ctx); close(done) }()
+	n.Sink(vrrpEvent(1, t0, "web-a", "BACKUP", "MASTER", "master down timer expired"))
+	n.Sink(vrrpEvent(2, t0, "gw-a", "BACKUP", "MASTER", "master down timer expired"))
+	n.Sink(healthEvent(3, t0, 12, false))
+	want := "INSTANCE web-a MASTER 100\nINSTANCE gw-a MASTER 100\nGROUP web MASTER 0\nHEALTH www 198.51.100.12 DOWN\n"
+	var calls string
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		b, _ := os.ReadFile(filepath.Join(dir, "calls"))
+		if calls = string(b); calls == want {
+			break
+		}
+	}
+	if calls != want {
+		t.Errorf("calls:\n%s\nwant:\n%s", calls, want)
+	}
+	cancel()
+	<-done
+	b, _ := os.ReadFile(filepath.Join(dir, "stdin"))
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) != 4 {
+		t.Fatalf("%d JSON documents on stdin, want 4:\n%s", len(lines), b)
+	}
+	var in HookInput
+	if err := json.Unmarshal([]byte(lines[3]), &in); err != nil || in.Pool == nil || in.Pool.Up != 2 || in.Event.Health == nil {
+		t.Errorf("health event's stdin %s: %v", lines[3], err)
+	}
+	if err := json.Unmarshal([]byte(lines[0]), &in); err != nil || in.Instance == nil || in.Instance.Name != "web-a" {
+		t.Errorf("vrrp event's stdin %s: %v", lines[0], err)
+	}
+	if s := n.Stats(); s[0].Name != "exec "+script || s[0].Sent != 4 || s[0].Failed != 0 {
+		t.Errorf("stats %+v", s)
 	}
 }
