@@ -14,6 +14,7 @@ import (
 	"halb/internal/api"
 	"halb/internal/config"
 	"halb/internal/engine"
+	"halb/internal/sdnotify"
 )
 
 func init() {
@@ -39,7 +40,7 @@ func runDaemon(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "halb run: bad --log-level %q\n", *level)
 		return 2
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
+	log := slog.New(sdnotify.LogHandler(stderr, &slog.HandlerOptions{Level: lvl}))
 
 	cfg, diags := loadConfig(*cfgPath)
 	io.WriteString(stderr, diags.String())

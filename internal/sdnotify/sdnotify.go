@@ -1,6 +1,8 @@
-// Package sdnotify speaks systemd's notification protocol (sd_notify):
-// READY, RELOADING, STOPPING, STATUS and the watchdog keep-alive, sent as
-// datagrams to $NOTIFY_SOCKET. Outside systemd every call does nothing.
+// Package sdnotify fits halb to systemd. It speaks the notification
+// protocol (sd_notify): READY, RELOADING, STOPPING, STATUS and the
+// watchdog keep-alive, sent as datagrams to $NOTIFY_SOCKET (outside
+// systemd every call does nothing); and it writes logs the journal reads
+// with their priorities.
 package sdnotify
 
 import (
