@@ -590,41 +590,59 @@ func (m *mapper) poolFrom(vs *Node, pool *config.Pool, rss []realServer, forward
 		}
 		pool.Servers = append(pool.Servers, srv)
 	}
-	// The check list of each server, with ports that are the server's own
-	// left out so that one list fits every server.
-	norm := func(rs realServer, srvPort uint16) config.Checks {
-		out := config.Checks(slices.Clone(rs.checks))
-		own := srvPort
-		if own == 0 {
-			own = ownPort
+	// One check list for every server: a check connects to each server's
+	// own port (port left out) when every server's check does, else to
+	// the one port they all name.
+	own := func(i int) uint16 {
+		if pool.Servers[i].Port != 0 {
+			return pool.Servers[i].Port
 		}
-		for i := range out {
-			if own != 0 && out[i].Port == own {
-				out[i].Port = 0
-			}
-		}
-		return out
+		return ownPort
 	}
-	for i, rs := range rss {
-		checks := norm(rs, pool.Servers[i].Port)
-		for j, ch := range checks {
-			if ch.Port == 0 && pool.Servers[i].Port == 0 && ownPort == 0 && ch.Type != "exec" && ch.Type != "ping" {
-				// A fwmark or multi-port service: nothing says which port.
-				m.errorf(rs.chkAt[j], "the %s check of real_server %s has no port to check: add connect_port (or a port to the real_server)", ch.Type, rs.addr)
+	// effective is the port a server's check connects to.
+	effective := func(i int, ch config.Check) uint16 {
+		if ch.Port != 0 {
+			return ch.Port
+		}
+		return own(i)
+	}
+	if len(rss) > 0 {
+		checks := config.Checks(slices.Clone(rss[0].checks))
+		allOwn := make([]bool, len(checks))
+		for j := range checks {
+			allOwn[j] = true
+			for i, rs := range rss {
+				if j < len(rs.checks) && effective(i, rs.checks[j]) != own(i) {
+					allOwn[j] = false
+				}
+			}
+			checks[j].Port = effective(0, checks[j])
+			if allOwn[j] {
+				checks[j].Port = 0
 			}
 		}
-		if i == 0 {
-			pool.Checks = checks
-			for j := range checks {
-				cp := fmt.Sprintf("%s.check[%d]", p, j)
-				m.set(cp, rs.chkAt[j])
-				m.setCheck(cp, checks[j], rs.chkAt[j])
+		for i, rs := range rss {
+			mine := config.Checks(slices.Clone(rs.checks))
+			for j := range mine {
+				if effective(i, mine[j]) == 0 && mine[j].Type != "exec" && mine[j].Type != "ping" {
+					// A fwmark or multi-port service: nothing says which port.
+					m.errorf(rs.chkAt[j], "the %s check of real_server %s has no port to check: add connect_port (or a port to the real_server)", mine[j].Type, rs.addr)
+				}
+				mine[j].Port = effective(i, mine[j])
+				if j < len(allOwn) && allOwn[j] {
+					mine[j].Port = 0
+				}
 			}
-			continue
+			if i > 0 && !reflect.DeepEqual(mine, checks) {
+				m.errorf(rs.at, "real_server %s: its checks differ from those of real_server %s: halb runs one list of checks for every server of a pool; give every real_server of this virtual_server the same checkers",
+					rs.addr, rss[0].addr)
+			}
 		}
-		if !reflect.DeepEqual(checks, pool.Checks) {
-			m.errorf(rs.at, "real_server %s: its checks differ from those of real_server %s: halb runs one list of checks for every server of a pool; give every real_server of this virtual_server the same checkers",
-				rs.addr, rss[0].addr)
+		pool.Checks = checks
+		for j := range checks {
+			cp := fmt.Sprintf("%s.check[%d]", p, j)
+			m.set(cp, rss[0].chkAt[j])
+			m.setCheck(cp, checks[j], rss[0].chkAt[j])
 		}
 	}
 	m.cfg.Pools[name] = *pool
