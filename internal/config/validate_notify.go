@@ -25,28 +25,17 @@ func (v *validator) notifyDelivery() {
 			v.errorf("notify.smtp.ca_file", "notify.smtp.ca_file: %q must be an absolute path", s.CAFile)
 		}
 		if s.Username != "" && s.StartTLS == "never" {
-			v.warnf("notify.smtp.starttls", "notify.smtp.starttls: never with a username sends the password in clear unless the server is on loopback")
+			v.warnf("notify.smtp.starttls", "notify.smtp.starttls: never with a username: halb sends a password unencrypted only to a relay on localhost")
 		}
 	}
 	for i, w := range n.Webhooks {
 		p := fmt.Sprintf("notify.webhooks[%d]", i)
-		if w.Timeout < 0 {
-			v.errorf(p+".timeout", "%s.timeout: must not be negative", p)
-		}
 		if w.Retries < -1 || w.Retries > 10 {
 			v.errorf(p+".retries", "%s.retries: %d is not from -1 (none) to 10", p, w.Retries)
 		}
 	}
 	if n.ExecUser != "" && n.Exec == "" {
 		v.warnf("notify.exec_user", "notify.exec_user: set without notify.exec")
-	}
-	for _, d := range []struct {
-		key string
-		d   Duration
-	}{{"exec_timeout", n.ExecTimeout}, {"group_wait", n.GroupWait}, {"min_interval", n.MinInterval}} {
-		if d.d < 0 {
-			v.errorf("notify."+d.key, "notify.%s: must not be negative", d.key)
-		}
 	}
 	if n.GroupWait.D() > 10*time.Minute {
 		v.errorf("notify.group_wait", "notify.group_wait: %s delays every notification; at most 10m", n.GroupWait)
