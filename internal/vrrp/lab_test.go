@@ -1,0 +1,337 @@
+package vrrp
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"halb/internal/config"
+	"halb/internal/event"
+	"halb/internal/lab/labtest"
+	"halb/internal/lab/netns"
+)
+
+const helperEnv = "HALB_VRRP_TEST_NODE"
+
+// TestMain doubles as a VRRP node for lab tests: started inside a
+// namespace with helperEnv naming a config file, the test binary runs the
+// runner until SIGTERM, reloads on SIGHUP and prints events as JSON lines.
+func TestMain(m *testing.M) {
+	if path := os.Getenv(helperEnv); path != "" {
+		os.Exit(helperNode(path))
+	}
+	os.Exit(m.Run())
+}
+
+func helperNode(path string) int {
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	cfg, diags := config.Load(path, config.Options{Hostname: "lab"})
+	if cfg == nil {
+		fmt.Fprint(os.Stderr, diags.String())
+		return 1
+	}
+	n := New(cfg, WithLogger(log))
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		for range hup {
+			next, diags := config.Load(path, config.Options{Hostname: "lab"})
+			if next == nil {
+				log.Error("reload refused", "diags", diags.String())
+				continue
+			}
+			if err := n.Reload(next); err != nil {
+				log.Error("reload", "err", err)
+			}
+		}
+	}()
+	events := make(chan event.VRRP, 16)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		enc := json.NewEncoder(os.Stdout)
+		for ev := range events {
+			enc.Encode(ev)
+		}
+	})
+	err := n.Run(ctx, events)
+	close(events)
+	wg.Wait()
+	if err != nil {
+		log.Error("vrrp stopped", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// node is a VRRP daemon running in a lab host: this test binary, the
+// halb binary, or keepalived.
+type node struct {
+	t      *testing.T
+	host   *netns.Host
+	cmd    *exec.Cmd
+	logs   *syncBuffer
+	events chan event.VRRP
+	exited chan struct{}
+	conf   string
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// startHelper runs this test binary as a VRRP node in host with the YAML
+// configuration.
+func startHelper(t *testing.T, host *netns.Host, yaml string) *node {
+	t.Helper()
+	conf := filepath.Join(t.TempDir(), "halb.yaml")
+	if err := os.WriteFile(conf, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := host.Command(context.Background(), os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), helperEnv+"="+conf)
+	return startNode(t, host, cmd, conf, true)
+}
+
+// startKeepalived runs keepalived (VRRP only) in host with the config.
+func startKeepalived(t *testing.T, host *netns.Host, conf string) *node {
+	t.Helper()
+	labtest.RequireTool(t, "keepalived")
+	dir := t.TempDir()
+	path := filepath.Join(dir, "keepalived.conf")
+	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := host.Command(context.Background(), "keepalived", "-n", "-l", "-D", "--vrrp", "-f", path,
+		"-p", filepath.Join(dir, "k.pid"), "-r", filepath.Join(dir, "v.pid"))
+	return startNode(t, host, cmd, path, false)
+}
+
+func startNode(t *testing.T, host *netns.Host, cmd *exec.Cmd, conf string, jsonEvents bool) *node {
+	t.Helper()
+	n := &node{t: t, host: host, cmd: cmd, logs: &syncBuffer{}, events: make(chan event.VRRP, 256), exited: make(chan struct{}), conf: conf}
+	// keepalived signals its process group; give each node its own.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Stderr = n.logs
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if !jsonEvents {
+				n.logs.Write(append(sc.Bytes(), '\n'))
+				continue
+			}
+			var ev event.VRRP
+			if json.Unmarshal(sc.Bytes(), &ev) == nil {
+				n.events <- ev
+			}
+		}
+		cmd.Wait()
+		close(n.exited)
+	}()
+	t.Cleanup(func() {
+		n.kill()
+		if t.Failed() {
+			t.Logf("logs of %s in %s:\n%s", filepath.Base(cmd.Path), host.Name, n.logs.String())
+		}
+	})
+	return n
+}
+
+// kill stops the node with SIGKILL (its whole process group).
+func (n *node) kill() {
+	if n.cmd.Process != nil {
+		syscall.Kill(-n.cmd.Process.Pid, syscall.SIGKILL)
+		<-n.exited
+	}
+}
+
+// term stops the node with SIGTERM and waits for it.
+func (n *node) term() {
+	n.t.Helper()
+	syscall.Kill(n.cmd.Process.Pid, syscall.SIGTERM)
+	select {
+	case <-n.exited:
+	case <-time.After(10 * time.Second):
+		n.t.Fatalf("%s did not stop on SIGTERM", n.host.Name)
+	}
+}
+
+// hasAddr reports whether host has addr on any interface.
+func hasAddr(t *testing.T, host *netns.Host, addr string) bool {
+	t.Helper()
+	out, err := host.Run("ip", "-o", "addr", "show")
+	if err != nil {
+		t.Fatalf("ip addr: %v: %s", err, out)
+	}
+	for _, f := range strings.Fields(string(out)) {
+		if strings.HasPrefix(f, addr+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// waitVIP waits until the VIP is on exactly the want host of hosts, and
+// returns how long that took.
+func waitVIP(t *testing.T, vip string, within time.Duration, want *netns.Host, hosts ...*netns.Host) time.Duration {
+	t.Helper()
+	start := time.Now()
+	deadline := start.Add(within)
+	for {
+		ok := true
+		var holders []string
+		for _, h := range hosts {
+			has := hasAddr(t, h, vip)
+			if has {
+				holders = append(holders, h.Name)
+			}
+			if has != (h == want) {
+				ok = false
+			}
+		}
+		if ok {
+			return time.Since(start)
+		}
+		if time.Now().After(deadline) {
+			name := "nobody"
+			if want != nil {
+				name = want.Name
+			}
+			t.Fatalf("after %s, %s held by %v; want %s only", within, vip, holders, name)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// holdVIP checks that the VIP stays on want only for d.
+func holdVIP(t *testing.T, vip string, d time.Duration, want *netns.Host, hosts ...*netns.Host) {
+	t.Helper()
+	end := time.Now().Add(d)
+	for time.Now().Before(end) {
+		for _, h := range hosts {
+			if hasAddr(t, h, vip) != (h == want) {
+				t.Fatalf("%s moved: %s holds it = %v", vip, h.Name, h != want)
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// pair is two lab nodes a (192.0.2.1, 2001:db8::1) and b (.2) on one
+// switch; aPort and bPort are their switch ports.
+type pair struct {
+	lab          *netns.Lab
+	sw, a, b     *netns.Host
+	aPort, bPort string
+}
+
+func newPair(t *testing.T) *pair {
+	t.Helper()
+	lab := labtest.NewLab(t)
+	p := &pair{lab: lab}
+	var err error
+	must := func(e error) {
+		t.Helper()
+		if e != nil {
+			t.Fatal(e)
+		}
+	}
+	p.sw, err = lab.AddSwitch("sw")
+	must(err)
+	p.a, err = lab.AddHost("a")
+	must(err)
+	p.b, err = lab.AddHost("b")
+	must(err)
+	for _, h := range []*netns.Host{p.a, p.b} {
+		_, err := h.Run("sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0")
+		must(err)
+	}
+	p.aPort, err = lab.Connect(p.a, p.sw, "eth0", "192.0.2.1/24", "2001:db8::1/64")
+	must(err)
+	p.bPort, err = lab.Connect(p.b, p.sw, "eth0", "192.0.2.2/24", "2001:db8::2/64")
+	must(err)
+	return p
+}
+
+// masterDown is the protocol bound for a crash: 3 × advert + skew.
+func masterDown(interval time.Duration, prio int) time.Duration {
+	return 3*interval + time.Duration(256-prio)*interval/256
+}
+
+// generous is the test bound: twice the protocol bound plus a second.
+func generous(d time.Duration) time.Duration { return 2*d + time.Second }
+
+func halbConf(name string, vrid, prio int, extra string, vips ...string) string {
+	return fmt.Sprintf(`node: %s
+vrrp:
+  instances:
+    - name: vi%d
+      interface: eth0
+      vrid: %d
+      priority: %d
+      advert_interval: 100ms
+      garp: {count: 1, second_burst: 0s}
+      vips: [%s]
+%s`, name, vrid, vrid, prio, strings.Join(vips, ", "), extra)
+}
+
+// TestLabHalbPair: election by priority, kill -9 of the master, preemption
+// on its return, SIGTERM (priority 0), in VRRPv3 over IPv4 multicast.
+func TestLabHalbPair(t *testing.T) {
+	p := newPair(t)
+	const vip = "192.0.2.100"
+	iv := 100 * time.Millisecond
+	a := startHelper(t, p.a, halbConf("a", 10, 150, "", vip+"/24"))
+	b := startHelper(t, p.b, halbConf("b", 10, 100, "", vip+"/24"))
+	waitVIP(t, vip, generous(masterDown(iv, 100)), p.a, p.a, p.b)
+	holdVIP(t, vip, 5*iv, p.a, p.a, p.b)
+
+	a.kill() // its VIP stays behind on a, as on a crashed node
+	took := waitVIP(t, vip, generous(masterDown(iv, 100)), p.b, p.b)
+	t.Logf("kill -9 of the master: VIP moved in %s (bound %s)", took, masterDown(iv, 100))
+	// The killed node left its VIP behind: the restarted node removes the
+	// stale VIP at start, then preempts.
+	if !hasAddr(t, p.a, vip) {
+		t.Fatal("the killed node's VIP is gone")
+	}
+	a = startHelper(t, p.a, halbConf("a", 10, 150, "", vip+"/24"))
+	waitVIP(t, vip, generous(masterDown(iv, 150)), p.a, p.a, p.b)
+
+	a.term()
+	took = waitVIP(t, vip, generous(iv*106/256), p.b, p.a, p.b)
+	t.Logf("SIGTERM of the master: VIP moved in %s", took)
+	_ = b
+}

@@ -1,0 +1,517 @@
+package vrrp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"reflect"
+	"slices"
+	"time"
+
+	"halb/internal/config"
+	"halb/internal/event"
+	"halb/internal/netif"
+)
+
+// Clock tells the time and makes timers; tests may replace it.
+type Clock interface {
+	Now() time.Time
+	After(d time.Duration) <-chan time.Time
+}
+
+type realClock struct{}
+
+func (realClock) Now() time.Time                         { return time.Now() }
+func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
+// Net is what the runner does to interfaces (package netif by default).
+type Net interface {
+	AddAddrs(ifname string, p []netip.Prefix) error
+	RemoveAddrs(ifname string, p []netip.Prefix) error
+	Announce(ifname string, addrs []netip.Addr) error
+	PrimaryAddr(ifname string, family int, vips []netip.Prefix) (netip.Addr, error)
+	LinkUp(ifname string) (bool, error)
+	WatchLinks(ctx context.Context, out chan<- netif.LinkChange) error
+}
+
+type kernelNet struct{}
+
+func (kernelNet) AddAddrs(i string, p []netip.Prefix) error    { return netif.AddAddrs(i, p) }
+func (kernelNet) RemoveAddrs(i string, p []netip.Prefix) error { return netif.RemoveAddrs(i, p) }
+func (kernelNet) Announce(i string, a []netip.Addr) error      { return netif.Announce(i, a) }
+func (kernelNet) PrimaryAddr(i string, f int, v []netip.Prefix) (netip.Addr, error) {
+	return netif.PrimaryAddr(i, f, v)
+}
+func (kernelNet) LinkUp(i string) (bool, error) { return netif.LinkUp(i) }
+func (kernelNet) WatchLinks(ctx context.Context, out chan<- netif.LinkChange) error {
+	return netif.WatchLinks(ctx, out)
+}
+
+// Option configures a Node.
+type Option func(*Node)
+
+// WithLogger sets the logger.
+func WithLogger(l *slog.Logger) Option { return func(n *Node) { n.log = l } }
+
+// WithClock sets the clock.
+func WithClock(c Clock) Option { return func(n *Node) { n.clock = c } }
+
+// WithNet replaces what the runner does to interfaces.
+func WithNet(nt Net) Option { return func(n *Node) { n.net = nt } }
+
+// Node runs every VRRP instance of a configuration. It implements the
+// engine's Announcer.
+type Node struct {
+	cfg    *config.Config
+	log    *slog.Logger
+	clock  Clock
+	net    Net
+	reload chan reloadReq
+}
+
+type reloadReq struct {
+	cfg  *config.Config
+	done chan error
+}
+
+// New returns a node for cfg; nothing starts before Run.
+func New(cfg *config.Config, opts ...Option) *Node {
+	n := &Node{cfg: cfg, log: slog.New(slog.DiscardHandler), clock: realClock{}, net: kernelNet{}, reload: make(chan reloadReq)}
+	for _, o := range opts {
+		o(n)
+	}
+	return n
+}
+
+// Reload switches to cfg: unchanged instances keep their state and VIPs,
+// removed ones are released, new or changed ones (re)start.
+func (n *Node) Reload(cfg *config.Config) error {
+	req := reloadReq{cfg: cfg, done: make(chan error, 1)}
+	select {
+	case n.reload <- req:
+		return <-req.done
+	case <-time.After(10 * time.Second):
+		return errors.New("vrrp reload: the runner is not running")
+	}
+}
+
+// Run runs every instance until ctx is done, then sends priority-0
+// adverts for what it is master of and removes the VIPs.
+func (n *Node) Run(ctx context.Context, events chan<- event.VRRP) error {
+	r := &runner{
+		log: n.log, clock: n.clock, net: n.net, events: events,
+		sockets:   map[sockKey]*socket{},
+		instances: map[string]*instance{},
+		rx:        make(chan received, 64),
+		scriptRes: make(chan scriptResult, 16),
+		done:      make(chan struct{}),
+		scripts:   map[string]*scriptRun{},
+		linkUp:    map[string]bool{},
+	}
+	defer close(r.done)
+	links := make(chan netif.LinkChange, 64)
+	wctx, stopWatch := context.WithCancel(context.Background())
+	defer stopWatch()
+	watchErr := make(chan error, 1)
+	go func() { watchErr <- n.net.WatchLinks(wctx, links) }()
+
+	r.apply(n.cfg)
+	for {
+		var timer <-chan time.Time
+		if d := r.nextDeadline(); !d.IsZero() {
+			timer = r.clock.After(max(d.Sub(r.clock.Now()), 0))
+		}
+		select {
+		case <-ctx.Done():
+			r.shutdown()
+			return nil
+		case req := <-n.reload:
+			r.apply(req.cfg)
+			req.done <- nil
+		case p := <-r.rx:
+			r.receive(p)
+		case lc := <-links:
+			r.link(lc)
+		case sr := <-r.scriptRes:
+			r.script(sr)
+		case err := <-watchErr:
+			if err != nil {
+				r.log.Error("link watch stopped; interface tracking is off", "err", err)
+			}
+			watchErr = nil
+		case <-timer:
+		}
+		r.tick()
+	}
+}
+
+type sockKey struct {
+	ifname string
+	family int
+}
+
+// instance is one running VRRP instance.
+type instance struct {
+	cfg      config.Instance
+	m        Machine
+	sock     *socket
+	src      netip.Addr
+	dsts     []netip.Addr
+	peers    map[netip.Addr]bool
+	form     Checksum
+	vipAddrs []netip.Addr
+	group    string
+	// faults are the active reasons for FAULT, by source.
+	faults map[string]string
+	// weights are the active tracking weights, by source.
+	weights map[string]int
+	// announce timers: second burst and periodic refresh (zero: off).
+	burstAt, refreshAt time.Time
+	// reported is what the engine last heard.
+	reported         Machine
+	mismatchReported bool
+}
+
+type runner struct {
+	log       *slog.Logger
+	clock     Clock
+	net       Net
+	events    chan<- event.VRRP
+	cfg       *config.Config
+	sockets   map[sockKey]*socket
+	instances map[string]*instance
+	rx        chan received
+	scriptRes chan scriptResult
+	done      chan struct{}
+	scripts   map[string]*scriptRun
+	linkUp    map[string]bool
+}
+
+// apply starts, keeps, restarts or stops instances to match cfg.
+func (r *runner) apply(cfg *config.Config) {
+	old := r.cfg
+	r.cfg = cfg
+	want := map[string]config.Instance{}
+	for _, in := range cfg.VRRP.Instances {
+		want[in.Name] = in
+	}
+	for name, ins := range r.instances {
+		if w, ok := want[name]; !ok || !reflect.DeepEqual(w, ins.cfg) || groupOf(old, name) != groupOf(cfg, name) {
+			r.stop(ins, "removed or changed by reload")
+			delete(r.instances, name)
+		}
+	}
+	r.syncScripts(cfg)
+	for _, in := range cfg.VRRP.Instances {
+		if _, ok := r.instances[in.Name]; ok {
+			continue
+		}
+		if err := r.start(in, groupOf(cfg, in.Name)); err != nil {
+			r.log.Error("VRRP instance not started", "instance", in.Name, "err", err)
+		}
+	}
+	r.closeUnusedSockets()
+	r.syncGroups()
+}
+
+func groupOf(cfg *config.Config, name string) string {
+	if cfg == nil {
+		return ""
+	}
+	for _, g := range cfg.VRRP.SyncGroups {
+		if slices.Contains(g.Instances, name) {
+			return g.Name
+		}
+	}
+	return ""
+}
+
+func (r *runner) start(in config.Instance, group string) error {
+	fam := in.Family()
+	key := sockKey{in.Interface, fam}
+	s := r.sockets[key]
+	if s == nil {
+		var err error
+		if s, err = openSocket(in.Interface, fam); err != nil {
+			return err
+		}
+		r.sockets[key] = s
+		go s.read(r.rx, r.done)
+	}
+	ins := &instance{cfg: in, sock: s, group: group, faults: map[string]string{}, weights: map[string]int{},
+		peers: map[netip.Addr]bool{}}
+	for _, v := range in.VIPs {
+		ins.vipAddrs = append(ins.vipAddrs, v.Addr())
+	}
+	if in.Unicast() {
+		ins.dsts = in.UnicastPeers
+		for _, p := range in.UnicastPeers {
+			ins.peers[p] = true
+		}
+	} else {
+		if err := s.join(); err != nil {
+			return err
+		}
+		ins.dsts = []netip.Addr{GroupIPv4}
+		if fam == 6 {
+			ins.dsts = []netip.Addr{GroupIPv6}
+		}
+	}
+	ins.src = in.UnicastSource
+	if !ins.src.IsValid() || fam == 6 && !in.Unicast() {
+		src, err := r.net.PrimaryAddr(in.Interface, fam, in.VIPs)
+		if err != nil {
+			return err
+		}
+		ins.src = src
+	}
+	if in.IPv4Checksum == "message" {
+		ins.form = ChecksumMessage
+	}
+	// Stale VIPs: this node is not master of them yet.
+	if in.Priority != 255 {
+		if err := r.net.RemoveAddrs(in.Interface, in.VIPs); err != nil {
+			r.log.Warn("removing stale VIPs failed", "instance", in.Name, "err", err)
+		}
+	}
+	ins.m = NewMachine(Params{Version: in.Version, Priority: in.Priority, Interval: in.AdvertInterval.D(),
+		Preempt: in.Preempt, PreemptDelay: in.PreemptDelay.D(), Self: ins.src})
+	ins.reported = ins.m
+	r.instances[in.Name] = ins
+	r.log.Info("VRRP instance starting", "instance", in.Name, "interface", in.Interface, "vrid", in.VRID,
+		"priority", in.Priority, "version", in.Version, "source", ins.src, "unicast", in.Unicast())
+	now := r.clock.Now()
+	r.initTracking(ins)
+	r.step(ins, Event{Effective: r.effective(ins)}, now)
+	r.step(ins, Event{Start: true}, now)
+	return nil
+}
+
+func (r *runner) stop(ins *instance, why string) {
+	now := r.clock.Now()
+	r.step(ins, Event{Stop: true}, now)
+	ins.m.Reason = why
+}
+
+func (r *runner) closeUnusedSockets() {
+	for key, s := range r.sockets {
+		used := false
+		for _, ins := range r.instances {
+			used = used || ins.sock == s
+		}
+		if !used {
+			s.close()
+			delete(r.sockets, key)
+		}
+	}
+}
+
+func (r *runner) shutdown() {
+	for _, ins := range r.instances {
+		r.stop(ins, "halb stopping")
+		if err := r.net.RemoveAddrs(ins.cfg.Interface, ins.cfg.VIPs); err != nil {
+			r.log.Error("removing VIPs at shutdown failed", "instance", ins.cfg.Name, "err", err)
+		}
+	}
+	for key, s := range r.sockets {
+		s.close()
+		delete(r.sockets, key)
+	}
+}
+
+// step feeds one event to an instance's machine, performs the actions and
+// reports what changed.
+func (r *runner) step(ins *instance, ev Event, now time.Time) {
+	before := ins.m.State
+	m, acts := Step(ins.m, ev, now)
+	ins.m = m
+	for _, a := range acts {
+		r.perform(ins, a, now)
+	}
+	r.report(ins, now)
+	if ins.group != "" && before != m.State {
+		r.syncGroups()
+	}
+}
+
+func (r *runner) perform(ins *instance, a Action, now time.Time) {
+	in := ins.cfg
+	switch a {
+	case SendAdvert, SendPriority0:
+		prio := ins.m.Effective
+		if a == SendPriority0 {
+			prio = 0
+		}
+		r.send(ins, prio)
+	case AddVIPs:
+		if err := r.net.AddAddrs(in.Interface, in.VIPs); err != nil {
+			r.log.Error("adding VIPs failed", "instance", in.Name, "err", err)
+			return
+		}
+		r.announce(ins)
+		if in.GARP.SecondBurst > 0 {
+			ins.burstAt = now.Add(in.GARP.SecondBurst.D())
+		}
+		if in.GARP.Refresh > 0 {
+			ins.refreshAt = now.Add(in.GARP.Refresh.D())
+		}
+	case RemoveVIPs:
+		ins.burstAt, ins.refreshAt = time.Time{}, time.Time{}
+		if err := r.net.RemoveAddrs(in.Interface, in.VIPs); err != nil {
+			r.log.Error("removing VIPs failed", "instance", in.Name, "err", err)
+		}
+	}
+}
+
+func (r *runner) announce(ins *instance) {
+	for range ins.cfg.GARP.Count {
+		if err := r.net.Announce(ins.cfg.Interface, ins.vipAddrs); err != nil {
+			r.log.Warn("announcing VIPs failed", "instance", ins.cfg.Name, "err", err)
+			return
+		}
+	}
+}
+
+func (r *runner) send(ins *instance, prio int) {
+	in := ins.cfg
+	a := Advert{Version: in.Version, VRID: uint8(in.VRID), Priority: uint8(prio), Interval: in.AdvertInterval.D(),
+		Addrs: ins.vipAddrs}
+	if in.Version == 2 && in.AuthPassword != "" {
+		a.AuthType, a.Auth = AuthSimple, Password(in.AuthPassword)
+	}
+	for _, dst := range ins.dsts {
+		b, err := a.Marshal(ins.src, dst, ins.form)
+		if err == nil {
+			err = ins.sock.send(b, ins.src, dst)
+		}
+		if err != nil {
+			r.log.Warn("advert not sent", "instance", in.Name, "err", err)
+		}
+	}
+}
+
+// report sends an event when the state, effective priority or master
+// changed since the last report.
+func (r *runner) report(ins *instance, now time.Time) {
+	m, was := ins.m, ins.reported
+	if m.State == was.State && m.Effective == was.Effective && m.Master == was.Master {
+		return
+	}
+	why := m.Reason
+	switch {
+	case m.State != was.State:
+	case m.Effective != was.Effective:
+		why = fmt.Sprintf("effective priority %d → %d: %s", was.Effective, m.Effective, r.weightWhy(ins))
+	default:
+		why = fmt.Sprintf("master is now %s", m.Master)
+		if !m.Master.IsValid() {
+			why = "master unknown"
+		}
+	}
+	ins.reported = m
+	ev := event.VRRP{At: now, Instance: ins.cfg.Name, VRID: ins.cfg.VRID, Interface: ins.cfg.Interface,
+		Old: was.State.String(), New: m.State.String(), Priority: ins.cfg.Priority, EffectivePriority: m.Effective,
+		Master: m.Master, Reason: why}
+	if m.State != was.State {
+		r.log.Info("VRRP transition", "instance", ev.Instance, "from", ev.Old, "to", ev.New, "reason", why)
+		r.notify(ins, ev)
+	}
+	r.events <- ev
+}
+
+// receive checks an advert and gives it to its instance.
+func (r *runner) receive(p received) {
+	var ins *instance
+	if len(p.msg) >= 2 {
+		for _, c := range r.instances {
+			if c.sock == p.sock && c.cfg.VRID == int(p.msg[1]) {
+				ins = c
+				break
+			}
+		}
+	}
+	if ins == nil {
+		return
+	}
+	if p.hdr.Src == ins.src {
+		return // our own
+	}
+	if len(ins.peers) > 0 && !ins.peers[p.hdr.Src] {
+		r.log.Debug("advert from an unknown source dropped", "instance", ins.cfg.Name, "src", p.hdr.Src)
+		return
+	}
+	a, err := Decode(p.hdr, p.msg)
+	if err != nil {
+		r.log.Debug("advert dropped", "instance", ins.cfg.Name, "src", p.hdr.Src, "err", err)
+		return
+	}
+	in := ins.cfg
+	if a.Version != in.Version {
+		r.log.Debug("advert of another VRRP version dropped", "instance", in.Name, "src", p.hdr.Src, "version", a.Version)
+		return
+	}
+	if in.Version == 2 {
+		want := uint8(AuthNone)
+		if in.AuthPassword != "" {
+			want = AuthSimple
+		}
+		if a.AuthType != want || want == AuthSimple && a.Auth != Password(in.AuthPassword) {
+			r.log.Warn("advert with wrong authentication dropped", "instance", in.Name, "src", p.hdr.Src)
+			return
+		}
+		if a.Interval != in.AdvertInterval.D() {
+			r.log.Warn("advert with another interval dropped", "instance", in.Name, "src", p.hdr.Src, "interval", a.Interval)
+			return
+		}
+	}
+	if !ins.mismatchReported && !sameAddrs(a.Addrs, ins.vipAddrs) {
+		ins.mismatchReported = true
+		r.log.Warn("peer advertises other VIPs", "instance", in.Name, "src", p.hdr.Src, "theirs", a.Addrs, "ours", ins.vipAddrs)
+	}
+	r.step(ins, Event{Advert: a, Src: p.hdr.Src}, r.clock.Now())
+}
+
+func sameAddrs(a, b []netip.Addr) bool {
+	x, y := slices.Clone(a), slices.Clone(b)
+	slices.SortFunc(x, netip.Addr.Compare)
+	slices.SortFunc(y, netip.Addr.Compare)
+	return slices.Equal(x, y)
+}
+
+// nextDeadline is the earliest timer of all instances.
+func (r *runner) nextDeadline() time.Time {
+	var next time.Time
+	consider := func(t time.Time) {
+		if !t.IsZero() && (next.IsZero() || t.Before(next)) {
+			next = t
+		}
+	}
+	for _, ins := range r.instances {
+		consider(ins.m.Deadline())
+		consider(ins.burstAt)
+		consider(ins.refreshAt)
+	}
+	return next
+}
+
+// tick runs the timers that are due.
+func (r *runner) tick() {
+	now := r.clock.Now()
+	for _, ins := range r.instances {
+		if d := ins.m.Deadline(); !d.IsZero() && !now.Before(d) {
+			r.step(ins, Event{Tick: true}, now)
+		}
+		if !ins.burstAt.IsZero() && !now.Before(ins.burstAt) {
+			ins.burstAt = time.Time{}
+			r.announce(ins)
+		}
+		if !ins.refreshAt.IsZero() && !now.Before(ins.refreshAt) {
+			ins.refreshAt = now.Add(ins.cfg.GARP.Refresh.D())
+			if err := r.net.Announce(ins.cfg.Interface, ins.vipAddrs); err != nil {
+				r.log.Warn("refreshing VIP announcement failed", "instance", ins.cfg.Name, "err", err)
+			}
+		}
+	}
+}

@@ -1,0 +1,185 @@
+package vrrp
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"syscall"
+
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
+	"golang.org/x/sys/unix"
+)
+
+// received is one advert's bytes with what its IP header and ancillary
+// data said.
+type received struct {
+	sock *socket
+	hdr  Header
+	msg  []byte
+}
+
+// socket is a raw protocol-112 socket bound to one interface and family.
+type socket struct {
+	ifname string
+	ifi    *net.Interface
+	family int
+	c      net.PacketConn
+	p4     *ipv4.PacketConn
+	p6     *ipv6.PacketConn
+	joined bool
+}
+
+// openSocket opens a raw VRRP socket bound to ifname (SO_BINDTODEVICE),
+// sending with TTL/hop limit 255 and receiving the TTL, destination and
+// arrival interface of each packet.
+func openSocket(ifname string, family int) (*socket, error) {
+	ifi, err := net.InterfaceByName(ifname)
+	if err != nil {
+		return nil, fmt.Errorf("open VRRP socket on %s: %w", ifname, err)
+	}
+	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		err := rc.Control(func(fd uintptr) {
+			serr = unix.SetsockoptString(int(fd), unix.SOL_SOCKET, unix.SO_BINDTODEVICE, ifname)
+		})
+		if err != nil {
+			return err
+		}
+		return serr
+	}}
+	s := &socket{ifname: ifname, ifi: ifi, family: family}
+	network, laddr := "ip4:112", "0.0.0.0"
+	if family == 6 {
+		network, laddr = "ip6:112", "::"
+	}
+	s.c, err = lc.ListenPacket(context.Background(), network, laddr)
+	if err != nil {
+		return nil, fmt.Errorf("open VRRP socket on %s: %w", ifname, err)
+	}
+	if family == 4 {
+		s.p4 = ipv4.NewPacketConn(s.c)
+		err = firstErr(
+			s.p4.SetControlMessage(ipv4.FlagTTL|ipv4.FlagDst|ipv4.FlagInterface, true),
+			s.p4.SetMulticastInterface(ifi),
+			s.p4.SetMulticastTTL(255),
+			s.p4.SetTTL(255),
+			s.p4.SetMulticastLoopback(false),
+		)
+	} else {
+		s.p6 = ipv6.NewPacketConn(s.c)
+		err = firstErr(
+			s.p6.SetControlMessage(ipv6.FlagHopLimit|ipv6.FlagDst|ipv6.FlagInterface, true),
+			s.p6.SetMulticastInterface(ifi),
+			s.p6.SetMulticastHopLimit(255),
+			s.p6.SetHopLimit(255),
+			s.p6.SetMulticastLoopback(false),
+		)
+	}
+	if err != nil {
+		s.c.Close()
+		return nil, fmt.Errorf("set up VRRP socket on %s: %w", ifname, err)
+	}
+	return s, nil
+}
+
+func firstErr(errs ...error) error {
+	for _, e := range errs {
+		if e != nil {
+			return e
+		}
+	}
+	return nil
+}
+
+// join subscribes the socket to the VRRP group of its family on its
+// interface (only there).
+func (s *socket) join() error {
+	if s.joined {
+		return nil
+	}
+	var err error
+	if s.family == 4 {
+		err = s.p4.JoinGroup(s.ifi, &net.IPAddr{IP: GroupIPv4.AsSlice()})
+	} else {
+		err = s.p6.JoinGroup(s.ifi, &net.IPAddr{IP: GroupIPv6.AsSlice()})
+	}
+	if err != nil {
+		return fmt.Errorf("join VRRP group on %s: %w", s.ifname, err)
+	}
+	s.joined = true
+	return nil
+}
+
+// send writes one advert from src to dst out of the socket's interface.
+func (s *socket) send(b []byte, src, dst netip.Addr) error {
+	var err error
+	if s.family == 4 {
+		_, err = s.p4.WriteTo(b, &ipv4.ControlMessage{IfIndex: s.ifi.Index, Src: src.AsSlice()}, &net.IPAddr{IP: dst.AsSlice()})
+	} else {
+		_, err = s.p6.WriteTo(b, &ipv6.ControlMessage{IfIndex: s.ifi.Index, Src: src.AsSlice(), HopLimit: 255},
+			&net.IPAddr{IP: dst.AsSlice(), Zone: s.ifname})
+	}
+	if err != nil {
+		return fmt.Errorf("send advert on %s to %s: %w", s.ifname, dst, err)
+	}
+	return nil
+}
+
+// read delivers the adverts that arrive on the socket's own interface
+// until the socket is closed.
+func (s *socket) read(out chan<- received, done <-chan struct{}) {
+	buf := make([]byte, 1500)
+	for {
+		var (
+			n       int
+			ifindex int
+			h       Header
+			err     error
+		)
+		if s.family == 4 {
+			var cm *ipv4.ControlMessage
+			var src net.Addr
+			n, cm, src, err = s.p4.ReadFrom(buf)
+			if err == nil && cm != nil {
+				ifindex, h.TTL = cm.IfIndex, cm.TTL
+				h.Dst, _ = netip.AddrFromSlice(cm.Dst.To4())
+				h.Src = addrOf(src)
+			}
+		} else {
+			var cm *ipv6.ControlMessage
+			var src net.Addr
+			n, cm, src, err = s.p6.ReadFrom(buf)
+			if err == nil && cm != nil {
+				ifindex, h.TTL = cm.IfIndex, cm.HopLimit
+				h.Dst, _ = netip.AddrFromSlice(cm.Dst)
+				h.Src = addrOf(src)
+			}
+		}
+		if err != nil {
+			return // closed
+		}
+		if ifindex != s.ifi.Index || !h.Src.IsValid() {
+			continue
+		}
+		msg := make([]byte, n)
+		copy(msg, buf[:n])
+		select {
+		case out <- received{sock: s, hdr: h, msg: msg}:
+		case <-done:
+			return
+		}
+	}
+}
+
+func addrOf(a net.Addr) netip.Addr {
+	ip, ok := a.(*net.IPAddr)
+	if !ok {
+		return netip.Addr{}
+	}
+	ad, _ := netip.AddrFromSlice(ip.IP)
+	return ad.Unmap()
+}
+
+func (s *socket) close() error { return s.c.Close() }

@@ -1,0 +1,309 @@
+package vrrp
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"reflect"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"halb/internal/config"
+	"halb/internal/event"
+	"halb/internal/netif"
+)
+
+// Tracking: an instance's own interface and its track_interfaces put it
+// in FAULT (weight 0) or move its priority (weight ≠ 0); so do its track
+// scripts; and a FAULT of one member of a sync group puts the others in
+// FAULT too.
+
+const groupSource = "sync group"
+
+// initTracking reads the current link states and script results into a
+// new instance.
+func (r *runner) initTracking(ins *instance) {
+	names := []string{ins.cfg.Interface}
+	for _, t := range ins.cfg.TrackInterface {
+		names = append(names, t.Name)
+	}
+	for _, name := range names {
+		if _, known := r.linkUp[name]; !known {
+			up, err := r.net.LinkUp(name)
+			if err != nil {
+				r.log.Warn("tracked interface not found; counted as down", "instance", ins.cfg.Name, "interface", name, "err", err)
+			}
+			r.linkUp[name] = up
+		}
+	}
+	r.track(ins, r.clock.Now())
+}
+
+// track recomputes an instance's faults and weights from the link and
+// script states, stepping the machine when they changed.
+func (r *runner) track(ins *instance, now time.Time) {
+	faults := map[string]string{}
+	weights := map[string]int{}
+	in := ins.cfg
+	if !r.linkUp[in.Interface] {
+		faults["interface "+in.Interface] = fmt.Sprintf("interface %s down", in.Interface)
+	}
+	for _, t := range in.TrackInterface {
+		r.apply1(faults, weights, "interface "+t.Name, t.Weight, r.linkUp[t.Name], fmt.Sprintf("tracked interface %s down", t.Name))
+	}
+	for _, t := range in.TrackScripts {
+		sr := r.scripts[t.Name]
+		if sr == nil {
+			continue
+		}
+		w := t.Weight
+		if w == 0 {
+			w = sr.cfg.Weight
+		}
+		r.apply1(faults, weights, "script "+t.Name, w, sr.up, fmt.Sprintf("tracking script %s failing", t.Name))
+	}
+	if why, ok := ins.faults[groupSource]; ok {
+		faults[groupSource] = why
+	}
+	r.setFaults(ins, faults, now)
+	if ins.group != "" {
+		r.syncGroups()
+	}
+	if !reflect.DeepEqual(weights, ins.weights) {
+		ins.weights = weights
+		r.step(ins, Event{Effective: r.effective(ins)}, now)
+	}
+}
+
+func (r *runner) apply1(faults map[string]string, weights map[string]int, src string, w int, up bool, why string) {
+	switch {
+	case w == 0 && !up:
+		faults[src] = why
+	case w > 0 && up:
+		weights[src] = w
+	case w < 0 && !up:
+		weights[src] = w
+	}
+}
+
+// setFaults steps the machine into or out of FAULT as the set of fault
+// reasons becomes non-empty or empty.
+func (r *runner) setFaults(ins *instance, faults map[string]string, now time.Time) {
+	was, is := len(ins.faults) > 0, len(faults) > 0
+	old := ins.faults
+	ins.faults = faults
+	switch {
+	case is && !was:
+		on := true
+		r.step(ins, Event{Fault: &on, Why: faultWhy(faults)}, now)
+	case was && !is:
+		off := false
+		why := "recovered"
+		for src := range old {
+			why = strings.TrimSuffix(src, " down") + " recovered"
+		}
+		r.step(ins, Event{Fault: &off, Why: why}, now)
+	}
+}
+
+func faultWhy(faults map[string]string) string {
+	var w []string
+	for _, v := range faults {
+		w = append(w, v)
+	}
+	sort.Strings(w)
+	return strings.Join(w, ", ")
+}
+
+// effective is the configured priority plus the active tracking weights.
+func (r *runner) effective(ins *instance) int {
+	p := ins.cfg.Priority
+	for _, w := range ins.weights {
+		p += w
+	}
+	return min(max(p, 1), 254)
+}
+
+func (r *runner) weightWhy(ins *instance) string {
+	if len(ins.weights) == 0 {
+		return "no tracking weight applies"
+	}
+	var w []string
+	for src, v := range ins.weights {
+		w = append(w, fmt.Sprintf("%s %+d", src, v))
+	}
+	sort.Strings(w)
+	return strings.Join(w, ", ")
+}
+
+// link handles an interface going up or down.
+func (r *runner) link(lc netif.LinkChange) {
+	if was, known := r.linkUp[lc.Name]; known && was == lc.Up {
+		return
+	}
+	r.linkUp[lc.Name] = lc.Up
+	now := r.clock.Now()
+	for _, ins := range r.instances {
+		r.track(ins, now)
+	}
+}
+
+// syncGroups puts every member of a group in FAULT while one member has a
+// fault of its own.
+func (r *runner) syncGroups() {
+	now := r.clock.Now()
+	for _, g := range r.cfg.VRRP.SyncGroups {
+		var bad []string
+		for _, name := range g.Instances {
+			if ins := r.instances[name]; ins != nil {
+				for src := range ins.faults {
+					if src != groupSource {
+						bad = append(bad, name)
+						break
+					}
+				}
+			}
+		}
+		for _, name := range g.Instances {
+			ins := r.instances[name]
+			if ins == nil {
+				continue
+			}
+			faults := map[string]string{}
+			for k, v := range ins.faults {
+				if k != groupSource {
+					faults[k] = v
+				}
+			}
+			others := slices.DeleteFunc(slices.Clone(bad), func(s string) bool { return s == name })
+			if len(others) > 0 {
+				faults[groupSource] = fmt.Sprintf("sync group %s: %s in FAULT", g.Name, strings.Join(others, ", "))
+			}
+			if !reflect.DeepEqual(faults, ins.faults) {
+				r.setFaults(ins, faults, now)
+			}
+		}
+	}
+}
+
+// scriptRun is a running tracking script.
+type scriptRun struct {
+	cfg    config.Script
+	stop   context.CancelFunc
+	up     bool
+	streak int // results in a row against the current state
+}
+
+type scriptResult struct {
+	name string
+	cfg  config.Script
+	ok   bool
+	out  string
+}
+
+// syncScripts starts the scripts cfg uses and stops those it no longer
+// does; an unchanged script keeps running with its state.
+func (r *runner) syncScripts(cfg *config.Config) {
+	used := map[string]bool{}
+	for _, in := range cfg.VRRP.Instances {
+		for _, t := range in.TrackScripts {
+			used[t.Name] = true
+		}
+	}
+	want := map[string]config.Script{}
+	for _, s := range cfg.VRRP.Scripts {
+		if used[s.Name] {
+			want[s.Name] = s
+		}
+	}
+	for name, sr := range r.scripts {
+		if w, ok := want[name]; !ok || !reflect.DeepEqual(w, sr.cfg) {
+			sr.stop()
+			delete(r.scripts, name)
+		}
+	}
+	for name, s := range want {
+		if r.scripts[name] != nil {
+			continue
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		// A script starts up (as keepalived's do) until fall failures.
+		sr := &scriptRun{cfg: s, stop: cancel, up: true}
+		r.scripts[name] = sr
+		go runScript(ctx, r.clock, s, r.scriptRes, r.done)
+	}
+}
+
+// runScript runs a tracking script every interval with its timeout.
+func runScript(ctx context.Context, clock Clock, s config.Script, out chan<- scriptResult, done <-chan struct{}) {
+	for {
+		cctx, cancel := context.WithTimeout(ctx, s.Timeout.D())
+		cmd := exec.CommandContext(cctx, s.Command[0], s.Command[1:]...)
+		cmd.WaitDelay = time.Second
+		b, err := cmd.CombinedOutput()
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		res := scriptResult{name: s.Name, cfg: s, ok: err == nil, out: strings.TrimSpace(string(b))}
+		if err != nil && cctx.Err() != nil {
+			res.out = fmt.Sprintf("timed out after %s", s.Timeout)
+		}
+		select {
+		case out <- res:
+		case <-done:
+			return
+		case <-ctx.Done():
+			return
+		}
+		select {
+		case <-clock.After(s.Interval.D()):
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// script applies one result with rise/fall counting.
+func (r *runner) script(res scriptResult) {
+	sr := r.scripts[res.name]
+	if sr == nil || !reflect.DeepEqual(sr.cfg, res.cfg) {
+		return
+	}
+	if res.ok == sr.up {
+		sr.streak = 0
+		return
+	}
+	sr.streak++
+	need := sr.cfg.Fall
+	if !sr.up {
+		need = sr.cfg.Rise
+	}
+	if sr.streak < need {
+		return
+	}
+	sr.up, sr.streak = res.ok, 0
+	r.log.Info("tracking script changed", "script", res.name, "up", sr.up, "output", res.out)
+	now := r.clock.Now()
+	for _, ins := range r.instances {
+		r.track(ins, now)
+	}
+}
+
+// notify runs the instance's notify executable with the instance name,
+// old state, new state and reason; it does not wait for it.
+func (r *runner) notify(ins *instance, ev event.VRRP) {
+	if ins.cfg.Notify == "" {
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, ins.cfg.Notify, ev.Instance, ev.Old, ev.New, ev.Reason).CombinedOutput()
+		if err != nil {
+			r.log.Warn("notify executable failed", "instance", ev.Instance, "cmd", ins.cfg.Notify, "err", err, "output", string(out))
+		}
+	}()
+}
