@@ -335,3 +335,139 @@ func TestLabHalbPair(t *testing.T) {
 	t.Logf("SIGTERM of the master: VIP moved in %s", took)
 	_ = b
 }
+
+// mode is one protocol variant of a failover scenario.
+type mode struct {
+	name     string
+	version  int
+	interval time.Duration
+	v6       bool
+	unicast  bool
+	auth     string
+}
+
+func (m mode) vip() string {
+	if m.v6 {
+		return "2001:db8::100"
+	}
+	return "192.0.2.100"
+}
+
+func (m mode) self(host int) string {
+	if m.v6 {
+		return fmt.Sprintf("2001:db8::%d", host)
+	}
+	return fmt.Sprintf("192.0.2.%d", host)
+}
+
+func (m mode) plen() string {
+	if m.v6 {
+		return "/64"
+	}
+	return "/24"
+}
+
+// halbYAML is a halb configuration of one instance for host (1 or 2).
+func (m mode) halbYAML(host, prio int, preempt bool, extra string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "node: n%d\nvrrp:\n  instances:\n    - name: vi\n      interface: eth0\n      vrid: 10\n", host)
+	fmt.Fprintf(&b, "      priority: %d\n      version: %d\n      advert_interval: %s\n      preempt: %v\n", prio, m.version, m.interval, preempt)
+	fmt.Fprintf(&b, "      garp: {count: 1, second_burst: 0s}\n      vips: [%s%s]\n", m.vip(), m.plen())
+	if m.unicast {
+		fmt.Fprintf(&b, "      unicast_source: %s\n      unicast_peers: [%s]\n", m.self(host), m.self(3-host))
+	}
+	if m.auth != "" {
+		fmt.Fprintf(&b, "      auth_password: %s\n", m.auth)
+	}
+	b.WriteString(extra)
+	return b.String()
+}
+
+// keepalivedConf is the same instance for keepalived.
+func (m mode) keepalivedConf(host, prio int, preempt bool) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "global_defs {\n  router_id n%d\n  vrrp_garp_master_repeat 1\n  vrrp_garp_master_refresh 0\n}\n", host)
+	fmt.Fprintf(&b, "vrrp_instance vi {\n  state BACKUP\n  interface eth0\n  virtual_router_id 10\n  priority %d\n", prio)
+	fmt.Fprintf(&b, "  advert_int %g\n  version %d\n", m.interval.Seconds(), m.version)
+	if !preempt {
+		b.WriteString("  nopreempt\n")
+	}
+	if m.unicast {
+		fmt.Fprintf(&b, "  unicast_src_ip %s\n  unicast_peer {\n    %s\n  }\n", m.self(host), m.self(3-host))
+	}
+	if m.auth != "" {
+		fmt.Fprintf(&b, "  authentication {\n    auth_type PASS\n    auth_pass %s\n  }\n", m.auth)
+	}
+	fmt.Fprintf(&b, "  virtual_ipaddress {\n    %s%s\n  }\n}\n", m.vip(), m.plen())
+	return b.String()
+}
+
+var modes = []mode{
+	{name: "v3-ipv4", version: 3, interval: 100 * time.Millisecond},
+	{name: "v3-ipv6", version: 3, interval: 100 * time.Millisecond, v6: true},
+	{name: "v3-ipv4-unicast", version: 3, interval: 100 * time.Millisecond, unicast: true},
+	{name: "v3-ipv6-unicast", version: 3, interval: 100 * time.Millisecond, v6: true, unicast: true},
+	{name: "v2-ipv4-auth", version: 2, interval: time.Second, auth: "s3cret"},
+}
+
+// start runs kind ("halb" or "keepalived") on host number n of the pair.
+func (p *pair) start(t *testing.T, kind string, m mode, n, prio int, preempt bool) *node {
+	t.Helper()
+	host := p.a
+	if n == 2 {
+		host = p.b
+	}
+	if kind == "keepalived" {
+		return startKeepalived(t, host, m.keepalivedConf(n, prio, preempt))
+	}
+	return startHelper(t, host, m.halbYAML(n, prio, preempt, ""))
+}
+
+// TestLabFailover runs, for every protocol variant and with halb or
+// keepalived on either side: election by priority, kill -9 of the
+// master, preemption when it returns, and SIGTERM of the master
+// (priority 0).
+func TestLabFailover(t *testing.T) {
+	labtest.RequireRoot(t)
+	for _, m := range modes {
+		for _, kinds := range [][2]string{{"halb", "halb"}, {"halb", "keepalived"}, {"keepalived", "halb"}} {
+			t.Run(fmt.Sprintf("%s/%s-%s", m.name, kinds[0], kinds[1]), func(t *testing.T) {
+				p := newPair(t)
+				vip := m.vip()
+				crash := generous(masterDown(m.interval, 100))
+				a := p.start(t, kinds[0], m, 1, 150, true)
+				p.start(t, kinds[1], m, 2, 100, true)
+				waitVIP(t, vip, crash, p.a, p.a, p.b)
+				holdVIP(t, vip, 3*m.interval, p.a, p.a, p.b)
+
+				a.kill()
+				took := waitVIP(t, vip, crash, p.b, p.b)
+				t.Logf("kill -9: %s moved in %s", vip, took)
+
+				p.a.IP("addr", "del", vip+m.plen(), "dev", "eth0")
+				a = p.start(t, kinds[0], m, 1, 150, true)
+				waitVIP(t, vip, generous(masterDown(m.interval, 150)), p.a, p.a, p.b)
+
+				a.term()
+				took = waitVIP(t, vip, generous(m.interval), p.b, p.a, p.b)
+				t.Logf("SIGTERM: %s moved in %s", vip, took)
+			})
+		}
+	}
+}
+
+// TestLabNoPreempt: a higher-priority node with preempt off does not take
+// the VIP back from a running master (halb or keepalived).
+func TestLabNoPreempt(t *testing.T) {
+	labtest.RequireRoot(t)
+	m := modes[0]
+	for _, peer := range []string{"halb", "keepalived"} {
+		t.Run(peer, func(t *testing.T) {
+			p := newPair(t)
+			p.start(t, peer, m, 2, 100, true)
+			waitVIP(t, m.vip(), generous(masterDown(m.interval, 100)), p.b, p.a, p.b)
+			p.start(t, "halb", m, 1, 150, false)
+			holdVIP(t, m.vip(), 3*masterDown(m.interval, 150), p.b, p.a, p.b)
+		})
+	}
+}
