@@ -170,6 +170,8 @@ func startNode(t *testing.T, host *netns.Host, cmd *exec.Cmd, conf string, jsonE
 	return n
 }
 
+func (n *node) confPath() string { return n.conf }
+
 // kill stops the node with SIGKILL (its whole process group).
 func (n *node) kill() {
 	if n.cmd.Process != nil {

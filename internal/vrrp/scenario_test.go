@@ -1,0 +1,256 @@
+package vrrp
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"halb/internal/lab/labtest"
+)
+
+// TestLabLinkDown: the master's interface goes down → it goes FAULT and
+// drops its VIP, the backup (halb or keepalived) takes over; link up → it
+// returns to BACKUP and preempts.
+func TestLabLinkDown(t *testing.T) {
+	labtest.RequireRoot(t)
+	m := modes[0]
+	for _, peer := range []string{"halb", "keepalived"} {
+		t.Run(peer, func(t *testing.T) {
+			p := newPair(t)
+			a := p.start(t, "halb", m, 1, 150, true)
+			p.start(t, peer, m, 2, 100, true)
+			waitVIP(t, m.vip(), generous(masterDown(m.interval, 100)), p.a, p.a, p.b)
+			if err := p.a.IP("link", "set", "eth0", "down"); err != nil {
+				t.Fatal(err)
+			}
+			waitVIP(t, m.vip(), generous(masterDown(m.interval, 100)), p.b, p.a, p.b)
+			waitEvent(t, a, "vi", "FAULT", time.Second)
+			if err := p.a.IP("link", "set", "eth0", "up"); err != nil {
+				t.Fatal(err)
+			}
+			waitVIP(t, m.vip(), generous(masterDown(m.interval, 150)), p.a, p.a, p.b)
+		})
+	}
+}
+
+// waitEvent waits for a halb node to report an instance in state.
+func waitEvent(t *testing.T, n *node, instance, state string, within time.Duration) {
+	t.Helper()
+	deadline := time.After(within)
+	for {
+		select {
+		case ev := <-n.events:
+			if ev.Instance == instance && ev.New == state {
+				if ev.Reason == "" {
+					t.Fatalf("event %+v has no reason", ev)
+				}
+				return
+			}
+		case <-deadline:
+			t.Fatalf("%s: no %s event for %s within %s", n.host.Name, state, instance, within)
+		}
+	}
+}
+
+// TestLabSplitBrain: with the two switch ports isolated from each other
+// (links stay up), both nodes become master; healed, one master remains.
+func TestLabSplitBrain(t *testing.T) {
+	labtest.RequireRoot(t)
+	labtest.RequireTool(t, "bridge")
+	m := modes[0]
+	for _, peer := range []string{"halb", "keepalived"} {
+		t.Run(peer, func(t *testing.T) {
+			p := newPair(t)
+			p.start(t, "halb", m, 1, 150, true)
+			p.start(t, peer, m, 2, 100, true)
+			waitVIP(t, m.vip(), generous(masterDown(m.interval, 100)), p.a, p.a, p.b)
+			for _, port := range []string{p.aPort, p.bPort} {
+				if out, err := p.sw.Run("bridge", "link", "set", "dev", port, "isolated", "on"); err != nil {
+					t.Fatalf("%v: %s", err, out)
+				}
+			}
+			deadline := time.Now().Add(generous(masterDown(m.interval, 100)))
+			for !(hasAddr(t, p.a, m.vip()) && hasAddr(t, p.b, m.vip())) {
+				if time.Now().After(deadline) {
+					t.Fatal("no split brain: the ports are not isolated")
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			for _, port := range []string{p.aPort, p.bPort} {
+				if out, err := p.sw.Run("bridge", "link", "set", "dev", port, "isolated", "off"); err != nil {
+					t.Fatalf("%v: %s", err, out)
+				}
+			}
+			waitVIP(t, m.vip(), generous(masterDown(m.interval, 100)), p.a, p.a, p.b)
+			holdVIP(t, m.vip(), 5*m.interval, p.a, p.a, p.b)
+		})
+	}
+}
+
+// TestLabActiveActive: two instances, each node master of one; when a
+// node dies the other holds both.
+func TestLabActiveActive(t *testing.T) {
+	p := newPair(t)
+	conf := func(n, p1, p2 int) string {
+		return halbConf("n", 10, p1, `    - name: vi11
+      interface: eth0
+      vrid: 11
+      priority: `+strconv.Itoa(p2)+`
+      advert_interval: 100ms
+      garp: {count: 1, second_burst: 0s}
+      vips: [192.0.2.101/24]
+`, "192.0.2.100/24")
+	}
+	iv := 100 * time.Millisecond
+	a := startHelper(t, p.a, conf(1, 150, 100))
+	startHelper(t, p.b, conf(2, 100, 150))
+	waitVIP(t, "192.0.2.100", generous(masterDown(iv, 100)), p.a, p.a, p.b)
+	waitVIP(t, "192.0.2.101", generous(masterDown(iv, 100)), p.b, p.a, p.b)
+	a.term()
+	waitVIP(t, "192.0.2.100", generous(masterDown(iv, 100)), p.b, p.a, p.b)
+	waitVIP(t, "192.0.2.101", time.Second, p.b, p.a, p.b)
+}
+
+
+// TestLabSyncGroupTrackingNotify: on a, instance vi10 tracks an interface
+// (weight 0) and is in a sync group with vi11. Tracked interface down →
+// vi10 FAULT → vi11 FAULT too → b holds both VIPs. A tracking script with
+// a negative weight lowers a's priority below b's, so b preempts. The
+// notify executable gets instance, old state, new state and reason.
+func TestLabSyncGroupTrackingNotify(t *testing.T) {
+	p := newPair(t)
+	for _, args := range [][]string{{"link", "add", "trk0", "type", "veth", "peer", "name", "trk1"},
+		{"link", "set", "trk1", "up"}, {"link", "set", "trk0", "up"}} {
+		if err := p.a.IP(args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := t.TempDir()
+	flag := filepath.Join(dir, "healthy")
+	notifyLog := filepath.Join(dir, "notify.log")
+	notify := filepath.Join(dir, "notify.sh")
+	if err := os.WriteFile(notify, []byte("#!/bin/sh\necho \"$1|$2|$3|$4\" >> "+notifyLog+"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(flag, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	aConf := `node: a
+vrrp:
+  scripts:
+    - {name: chk, command: [test, -e, ` + flag + `], interval: 100ms, timeout: 100ms, rise: 2, fall: 2, weight: -100}
+  sync_groups:
+    - {name: web, instances: [vi10, vi11]}
+  instances:
+    - name: vi10
+      interface: eth0
+      vrid: 10
+      priority: 150
+      advert_interval: 100ms
+      garp: {count: 1, second_burst: 0s}
+      vips: [192.0.2.100/24]
+      track_interfaces: [{name: trk0}]
+      track_scripts: [{name: chk}]
+      notify: ` + notify + `
+    - name: vi11
+      interface: eth0
+      vrid: 11
+      priority: 150
+      advert_interval: 100ms
+      garp: {count: 1, second_burst: 0s}
+      vips: [192.0.2.101/24]
+`
+	bConf := halbConf("b", 10, 100, `    - name: vi11
+      interface: eth0
+      vrid: 11
+      priority: 100
+      advert_interval: 100ms
+      garp: {count: 1, second_burst: 0s}
+      vips: [192.0.2.101/24]
+`, "192.0.2.100/24")
+	iv := 100 * time.Millisecond
+	a := startHelper(t, p.a, aConf)
+	startHelper(t, p.b, bConf)
+	bound := generous(masterDown(iv, 100))
+	waitVIP(t, "192.0.2.100", bound, p.a, p.a, p.b)
+	waitVIP(t, "192.0.2.101", bound, p.a, p.a, p.b)
+
+	// Tracked interface down: the whole group fails over.
+	if err := p.a.IP("link", "set", "trk0", "down"); err != nil {
+		t.Fatal(err)
+	}
+	waitVIP(t, "192.0.2.100", bound, p.b, p.a, p.b)
+	waitVIP(t, "192.0.2.101", bound, p.b, p.a, p.b)
+	if err := p.a.IP("link", "set", "trk0", "up"); err != nil {
+		t.Fatal(err)
+	}
+	waitVIP(t, "192.0.2.100", bound, p.a, p.a, p.b)
+	waitVIP(t, "192.0.2.101", bound, p.a, p.a, p.b)
+
+	// The script fails twice (fall 2): priority 50 < 100, b preempts vi10.
+	os.Remove(flag)
+	waitVIP(t, "192.0.2.100", bound+time.Second, p.b, p.a, p.b)
+	holdVIP(t, "192.0.2.101", 3*iv, p.a, p.a, p.b)
+	os.WriteFile(flag, nil, 0o644)
+	waitVIP(t, "192.0.2.100", bound+time.Second, p.a, p.a, p.b)
+
+	a.term()
+	data, err := os.ReadFile(notifyLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := string(data)
+	for _, want := range []string{
+		"vi10|INIT|BACKUP|started",
+		"vi10|MASTER|FAULT|tracked interface trk0 down",
+		"vi10|BACKUP|MASTER|",
+		"vi10|MASTER|BACKUP|higher priority 100 from 192.0.2.2",
+	} {
+		if !strings.Contains(log, want) {
+			t.Errorf("notify log lacks %q:\n%s", want, log)
+		}
+	}
+}
+
+// TestLabReload: SIGHUP with the same configuration leaves the master and
+// its VIP alone (no event, no flap); a changed priority restarts only
+// that instance.
+func TestLabReload(t *testing.T) {
+	p := newPair(t)
+	iv := 100 * time.Millisecond
+	a := startHelper(t, p.a, halbConf("a", 10, 150, `    - name: vi11
+      interface: eth0
+      vrid: 11
+      priority: 150
+      advert_interval: 100ms
+      vips: [192.0.2.101/24]
+`, "192.0.2.100/24"))
+	startHelper(t, p.b, halbConf("b", 10, 100, "", "192.0.2.100/24"))
+	waitVIP(t, "192.0.2.100", generous(masterDown(iv, 100)), p.a, p.a, p.b)
+	waitEvent(t, a, "vi11", "MASTER", generous(masterDown(iv, 150)))
+	for len(a.events) > 0 {
+		<-a.events
+	}
+	syscall.Kill(a.cmd.Process.Pid, syscall.SIGHUP)
+	holdVIP(t, "192.0.2.100", 10*iv, p.a, p.a, p.b)
+	holdVIP(t, "192.0.2.101", time.Millisecond, p.a, p.a)
+	select {
+	case ev := <-a.events:
+		t.Fatalf("an unchanged reload produced an event: %+v", ev)
+	default:
+	}
+	conf, _ := os.ReadFile(a.confPath())
+	changed := strings.Replace(string(conf), "priority: 150\n      advert_interval: 100ms\n      vips: [192.0.2.101/24]", "priority: 160\n      advert_interval: 100ms\n      vips: [192.0.2.101/24]", 1)
+	if changed == string(conf) {
+		t.Fatal("test config not as expected")
+	}
+	os.WriteFile(a.confPath(), []byte(changed), 0o644)
+	syscall.Kill(a.cmd.Process.Pid, syscall.SIGHUP)
+	waitEvent(t, a, "vi11", "INIT", 5*time.Second)
+	waitEvent(t, a, "vi11", "MASTER", generous(masterDown(iv, 160)))
+	holdVIP(t, "192.0.2.100", 3*iv, p.a, p.a, p.b)
+}
