@@ -115,7 +115,6 @@ func TestLabActiveActive(t *testing.T) {
 	waitVIP(t, "192.0.2.101", time.Second, p.b, p.a, p.b)
 }
 
-
 // TestLabSyncGroupTrackingNotify: on a, instance vi10 tracks an interface
 // (weight 0) and is in a sync group with vi11. Tracked interface down →
 // vi10 FAULT → vi11 FAULT too → b holds both VIPs. A tracking script with
