@@ -6,11 +6,13 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -35,11 +37,28 @@ func repoRoot() string {
 	return filepath.Dir(filepath.Dir(file))
 }
 
+var (
+	debOnce sync.Once
+	debPath string
+	debErr  string
+)
+
 // buildDeb runs the build script once per test binary.
 func buildDeb(t *testing.T) string {
 	t.Helper()
 	labtest.RequireTool(t, "dpkg-deb", "go")
-	out := t.TempDir()
+	debOnce.Do(func() { debPath, debErr = build() })
+	if debErr != "" {
+		t.Fatal(debErr)
+	}
+	return debPath
+}
+
+func build() (string, string) {
+	out, err := os.MkdirTemp("", "halb-deb-")
+	if err != nil {
+		return "", err.Error()
+	}
 	cmd := exec.Command(filepath.Join(repoRoot(), "packaging", "build-deb.sh"), out)
 	cmd.Env = append(os.Environ(), "VERSION=1.0.0~test")
 	b, err := cmd.Output()
@@ -48,13 +67,21 @@ func buildDeb(t *testing.T) string {
 		if ee, ok := err.(*exec.ExitError); ok {
 			stderr = ee.Stderr
 		}
-		t.Fatalf("build-deb.sh: %v\n%s", err, stderr)
+		return "", fmt.Sprintf("build-deb.sh: %v\n%s", err, stderr)
 	}
 	deb := strings.TrimSpace(string(b))
 	if !strings.HasPrefix(filepath.Base(deb), "halb_1.0.0~test_") {
-		t.Fatalf("build-deb.sh printed %q", deb)
+		return "", fmt.Sprintf("build-deb.sh printed %q", deb)
 	}
-	return deb
+	return deb, ""
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if debPath != "" {
+		os.RemoveAll(filepath.Dir(debPath))
+	}
+	os.Exit(code)
 }
 
 // TestDebPackage builds the package, checks its content and lintian's
@@ -168,4 +195,94 @@ inroot dpkg -r halb >/dev/null
 [ ! -e "$r/usr/sbin/halb" ] && [ -e "$r/etc/halb/halb.yaml" ] && echo "REMOVED conffile kept"
 inroot dpkg -P halb >/dev/null
 [ ! -e "$r/etc/halb/halb.yaml" ] && ! inroot dpkg-query -W halb >/dev/null 2>&1 && echo "PURGED"
+`
+
+// TestDebUnderSystemd boots systemd in a container (systemd-nspawn) on a
+// copy-on-write view of this system with the package installed, and
+// drives halb.service as an operator would: start (Type=notify, READY
+// and its status text), reload, the journal's view of the logs (priority,
+// no duplicate timestamp), the metrics listener, stop.
+func TestDebUnderSystemd(t *testing.T) {
+	labtest.RequireRoot(t)
+	labtest.RequireTool(t, "systemd-nspawn", "unshare", "chroot")
+	deb := buildDeb(t)
+	out := t.TempDir()
+	run(t, 3*time.Minute, "unshare", "--mount", "--propagation", "private", "bash", "-c", nspawnScript, "nspawn", deb, out)
+	read := func(name string) string { b, _ := os.ReadFile(filepath.Join(out, name)); return string(b) }
+	if t.Failed() || read("result") == "" {
+		t.Logf("console:\n%s", read("console"))
+	}
+	result, journal := read("result"), read("journal")
+	t.Logf("in the container:\n%s", result)
+	for _, want := range []string{
+		"active=active", "Type=notify", "NotifyAccess=main", "WatchdogUSec=30s",
+		"StatusText=node lb-test: 0 VRRP instances, 0 services",
+		"metrics=halb_status_up 1",
+		"reload=0", "StatusText=reloaded; node lb-test",
+		"stop=0", "Result=success", "ExecMainStatus=0",
+	} {
+		if !strings.Contains(result, want) {
+			t.Errorf("under systemd: %q missing", want)
+		}
+	}
+	// The journal keeps halb's priorities, and its own timestamps only.
+	for _, want := range []string{
+		"PRIORITY=6\n    MESSAGE=level=INFO msg=\"halb running\"",
+		"PRIORITY=4\n    MESSAGE=level=WARN msg=\"reload: /etc/halb/halb.yaml:",
+		"PRIORITY=6\n    MESSAGE=level=INFO msg=\"configuration reloaded\"",
+	} {
+		if !strings.Contains(journal, want) {
+			t.Errorf("journal lacks %q:\n%s", want, journal)
+		}
+	}
+	if strings.Contains(journal, "MESSAGE=time=") {
+		t.Errorf("journal lines carry a second timestamp:\n%s", journal)
+	}
+}
+
+// nspawnScript installs the package in an overlay of / and boots it with
+// systemd-nspawn into a target that runs only halb and a check unit.
+const nspawnScript = `set -u
+deb=$1; out=$2
+base=$(mktemp -d)
+mount -t tmpfs tmpfs "$base"
+mkdir "$base/upper" "$base/work" "$base/root"
+mount -t overlay overlay -o "lowerdir=/,upperdir=$base/upper,workdir=$base/work" "$base/root"
+r=$base/root
+# nspawn keeps state under /run/systemd/nspawn: give it a tmpfs here.
+mkdir -p /run/systemd/nspawn && mount -t tmpfs tmpfs /run/systemd/nspawn
+cp "$deb" "$r/tmp/halb.deb"
+chroot "$r" dpkg -i /tmp/halb.deb >/dev/null || { echo "dpkg -i failed"; exit 1; }
+sed -i 's/^#node: lb-a/node: lb-test/' "$r/etc/halb/halb.yaml"
+rm -f "$r/etc/machine-id"
+ln -sf /dev/null "$r/etc/systemd/system/systemd-networkd-wait-online.service"
+cat > "$r/usr/local/sbin/halb-check" <<'EOT'
+#!/bin/sh
+exec >/out/result 2>&1
+sleep 1
+echo "active=$(systemctl is-active halb)"
+systemctl show -p Type,NotifyAccess,StatusText,WatchdogUSec halb
+echo "metrics=$(curl -s --max-time 5 http://127.0.0.1:9470/metrics | grep '^halb_status_up')"
+printf 'notify:\n  exec_user: nobody\n' >> /etc/halb/halb.yaml   # valid, with a warning
+systemctl reload halb; echo "reload=$?"
+systemctl show -p StatusText halb
+journalctl -u halb -o verbose --no-pager | grep -E '^    (PRIORITY|MESSAGE)=' > /out/journal
+systemctl stop halb; echo "stop=$?"
+systemctl show -p Result,ExecMainStatus halb
+systemctl poweroff
+EOT
+chmod 755 "$r/usr/local/sbin/halb-check"
+cat > "$r/etc/systemd/system/halb-check.service" <<'EOT'
+[Unit]
+Description=drive halb.service as an operator would
+Wants=halb.service
+After=halb.service
+[Service]
+Type=oneshot
+ExecStart=/usr/local/sbin/halb-check
+EOT
+printf '[Unit]\nDescription=halb under systemd\nWants=halb-check.service\n' > "$r/etc/systemd/system/halb-check.target"
+timeout 120 systemd-nspawn -q --keep-unit --register=no --link-journal=no -D "$r" --bind="$out:/out" \
+  --private-network --boot systemd.unit=halb-check.target > "$out/console" 2>&1
+echo "nspawn exit $?"
 `
