@@ -95,11 +95,13 @@ type mapper struct {
 	garp       map[string]Pos // garp.count/second_burst/refresh written globally
 	globalGARP config.GARP
 
-	configID  string
-	groups    map[string]*Node // virtual_server_group by name
-	names     map[string]bool  // service and pool names in use
-	syncAt    Pos              // legacy lvs_sync_daemon_interface, per instance
-	instances map[string]int
+	configID string
+	// syncMembers are the instances of sync groups that ignore weights.
+	syncMembers []string
+	groups      map[string]*Node // virtual_server_group by name
+	names       map[string]bool  // service and pool names in use
+	syncAt      Pos              // legacy lvs_sync_daemon_interface, per instance
+	instances   map[string]int
 }
 
 func newMapper(path string) *mapper {
@@ -209,6 +211,7 @@ func (m *mapper) top(nodes []*Node) {
 		"linkbeat_use_polling": m.ignore("halb watches links over netlink"),
 		"SSL":                  m.ignore("give https checks client_cert, client_key and ca_file in halb's configuration"),
 	})
+	m.syncWeights()
 	if m.cfg.IPVSSync != nil && m.cfg.IPVSSync.Instance != "" {
 		if _, ok := m.instances[m.cfg.IPVSSync.Instance]; !ok {
 			m.errorf(m.syncAt, "lvs_sync_daemon: no vrrp_instance named %q", m.cfg.IPVSSync.Instance)

@@ -291,6 +291,7 @@ func writeConf(c *config.Config) []byte {
 	}
 	for _, g := range c.VRRP.SyncGroups {
 		w(0, "vrrp_sync_group %s {", g.Name)
+		w(1, "sync_group_tracking_weight")
 		w(1, "group {")
 		for _, n := range g.Instances {
 			w(2, "%s", n)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"halb/internal/config"
@@ -560,6 +561,7 @@ func (m *mapper) syncGroup(n *Node) {
 	m.origin(p, n)
 	m.set(p+".name", n.ArgPos(0))
 	notifyState := m.ignore("halb runs one notify program on every state change of each instance; move the group's scripts into it")
+	trackingWeight := false
 	m.walk("vrrp_sync_group", n.Children, map[string]handler{
 		"group": func(c *Node) {
 			for _, w := range words(c) {
@@ -575,11 +577,42 @@ func (m *mapper) syncGroup(n *Node) {
 		"notify":                     notifyState,
 		"smtp_alert":                 m.ignore("with notify.smtp set, halb mails every state change"),
 		"global_tracking":            m.ignore("halb applies each instance's own tracking"),
-		"sync_group_tracking_weight": m.ignore("halb applies each instance's own tracking"),
+		"sync_group_tracking_weight": func(*Node) { trackingWeight = true },
 		"track_interface":            m.reject("halb tracks interfaces per instance; move it into each vrrp_instance"),
 		"track_script":               m.reject("halb tracks scripts per instance; move it into each vrrp_instance"),
 		"track_file":                 m.reject("halb tracks interfaces and scripts only"),
 		"track_process":              m.reject("halb tracks interfaces and scripts only"),
 	})
+	if !trackingWeight {
+		m.syncMembers = append(m.syncMembers, g.Instances...)
+	}
 	m.cfg.VRRP.SyncGroups = append(m.cfg.VRRP.SyncGroups, g)
+}
+
+// syncWeights does what keepalived does to the members of a sync group
+// without sync_group_tracking_weight: tracked interfaces and scripts put
+// the instance in FAULT, their weights are ignored.
+func (m *mapper) syncWeights() {
+	for i, in := range m.cfg.VRRP.Instances {
+		if !slices.Contains(m.syncMembers, in.Name) {
+			continue
+		}
+		p := fmt.Sprintf("vrrp.instances[%d]", i)
+		for j := range in.TrackInterface {
+			m.zeroWeight(&in.TrackInterface[j], fmt.Sprintf("%s.track_interfaces[%d]", p, j))
+		}
+		for j := range in.TrackScripts {
+			m.zeroWeight(&in.TrackScripts[j], fmt.Sprintf("%s.track_scripts[%d]", p, j))
+		}
+	}
+}
+
+func (m *mapper) zeroWeight(t *config.TrackedObject, path string) {
+	if t.Weight == 0 {
+		return
+	}
+	loc := m.written[path]
+	m.diags = append(m.diags, config.Diagnostic{File: loc.File, Pos: loc.Pos, Severity: config.Warning,
+		Message: fmt.Sprintf("the weight %d of %s is ignored, as keepalived ignores it in a sync group: its failure puts the instance in FAULT (sync_group_tracking_weight keeps weights)", t.Weight, t.Name)})
+	t.Weight = 0
 }
