@@ -9,6 +9,7 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"halb/internal/config"
@@ -27,6 +28,9 @@ type Checker struct {
 	net   netEnv
 	// newProber builds the prober of a spec; tests replace it.
 	newProber func(probeSpec, netEnv) prober
+
+	checks   atomic.Uint64
+	failures atomic.Uint64
 
 	mu      sync.Mutex
 	cfg     *config.Config
@@ -117,10 +121,23 @@ func (c *Checker) Status() []ServerStatus {
 	return out
 }
 
+// Stats counts the checks run and failed since New.
+type Stats struct {
+	Checks, Failures uint64
+}
+
+// Stats returns the check counters.
+func (c *Checker) Stats() Stats {
+	return Stats{Checks: c.checks.Load(), Failures: c.failures.Load()}
+}
+
 // Run checks until ctx is done, sending every transition of a pool
 // server to events. It returns nil once every probe has stopped.
 func (c *Checker) Run(ctx context.Context, events chan<- event.Health) error {
+	tcp := &lazyConnector{}
+	defer tcp.close()
 	s := newScheduler(c, ctx, events)
+	s.net.tcp = tcp
 	s.apply(c.config())
 	timer := c.clock.NewTimer(time.Hour)
 	defer timer.Stop()
@@ -135,8 +152,10 @@ func (c *Checker) Run(ctx context.Context, events chan<- event.Health) error {
 			s.stop()
 			return nil
 		case <-timer.C():
-		case r := <-s.results:
-			s.onResult(r)
+		case <-s.ready:
+			for _, r := range s.takeResults() {
+				s.onResult(r)
+			}
 		case <-c.reload:
 			s.apply(c.config())
 		}

@@ -22,12 +22,12 @@ services:
 pools:
   www:
     initial_state: down
-    check: {type: http, path: /healthz, interval: 500ms, timeout: 300ms, rise: 2, fall: 3}
+    check: {type: http, path: /healthz, interval: 1s, timeout: 500ms, rise: 2, fall: 3}
     servers: [{address: 198.51.100.11, weight: 4}]
   www2:
     on_failure: remove
     initial_state: down
-    check: {type: http, path: /healthz, interval: 500ms, timeout: 300ms, rise: 2, fall: 3}
+    check: {type: http, path: /healthz, interval: 1s, timeout: 500ms, rise: 2, fall: 3}
     servers: [{address: 198.51.100.11, weight: 4}]
 `
 
@@ -41,7 +41,7 @@ func TestLabFailureModes(t *testing.T) {
 	n := r.startNginx()
 	cfg := parse(t, failureConfig)
 	rec := r.check(cfg)
-	const interval, timeout = 500 * time.Millisecond, 300 * time.Millisecond
+	const interval, timeout = time.Second, 500 * time.Millisecond
 	downBound := 2*(3*interval+timeout) + time.Second
 	upBound := 2*(2*interval+timeout) + time.Second
 
@@ -61,11 +61,11 @@ func TestLabFailureModes(t *testing.T) {
 		{"blackholed", func() {
 			r.run(r.be, "nft", "add table inet halbtest; add chain inet halbtest in { type filter hook input priority 0; policy accept; }; add rule inet halbtest in tcp dport 80 drop")
 		}, func() { r.run(r.be, "nft", "delete table inet halbtest") },
-			"HTTP 198.51.100.11:80 /healthz: connect timeout after 300ms, 3rd failure in a row"},
+			"HTTP 198.51.100.11:80 /healthz: connect timeout after 500ms, 3rd failure in a row"},
 		// The kernel here has no netem; a stopped nginx is the slow server:
 		// the kernel still accepts connections, the answer never comes in time.
 		{"hung", func() { n.signal(syscall.SIGSTOP) }, func() { n.signal(syscall.SIGCONT) },
-			"HTTP 198.51.100.11:80 /healthz: response timeout after 300ms, 3rd failure in a row"},
+			"HTTP 198.51.100.11:80 /healthz: response timeout after 500ms, 3rd failure in a row"},
 	}
 	for _, s := range steps {
 		from := rec.mark()

@@ -18,7 +18,7 @@ func TestLabHTTPAndTLSChecks(t *testing.T) {
 	n := r.startNginx()
 	sum := sha256.Sum256([]byte("status: green\n"))
 	ca := n.dir + "/ca.pem"
-	timing := "interval: 300ms, timeout: 250ms, rise: 1, fall: 1"
+	timing := "interval: 2s, timeout: 1500ms, rise: 1, fall: 1"
 	cases := []struct {
 		pool, check string
 		up          bool
@@ -60,7 +60,7 @@ func TestLabHTTPAndTLSChecks(t *testing.T) {
 	rec := r.check(parse(t, b.String()))
 	start := time.Now()
 	for _, c := range cases {
-		ev, _ := rec.wait(0, c.pool, c.up, 5*time.Second)
+		ev, _ := rec.wait(0, c.pool, c.up, 8*time.Second)
 		t.Logf("%-12s %s: %s", c.pool, upText(ev.Up), ev.Reason)
 		if !strings.Contains(ev.Reason, c.reason) {
 			t.Errorf("pool %s: reason %q does not contain %q", c.pool, ev.Reason, c.reason)

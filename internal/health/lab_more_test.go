@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -31,6 +32,8 @@ func startDaemon(t *testing.T, h *ns.Host, name string, args ...string) *daemon 
 	d := &daemon{t: t, name: name, out: &strings.Builder{}, done: make(chan struct{})}
 	d.cmd = h.Command(context.Background(), name, args...)
 	d.cmd.Stdout, d.cmd.Stderr = d.out, d.out
+	// Its own process group, so that kill takes forked children too.
+	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := d.cmd.Start(); err != nil {
 		t.Fatalf("starting %s: %v", name, err)
 	}
@@ -43,7 +46,7 @@ func (d *daemon) kill() {
 	if d.cmd == nil {
 		return
 	}
-	d.cmd.Process.Kill()
+	syscall.Kill(-d.cmd.Process.Pid, syscall.SIGKILL)
 	select {
 	case <-d.done:
 	case <-time.After(5 * time.Second):
@@ -140,7 +143,7 @@ sleep) sleep 5 ;;
 esac
 `), 0o755)
 
-	timing := "interval: 800ms, timeout: 600ms, rise: 1, fall: 1"
+	timing := "interval: 2s, timeout: 1500ms, rise: 1, fall: 1"
 	cases := []struct {
 		pool, check string
 		up          bool
@@ -165,11 +168,11 @@ esac
 		{"exec", fmt.Sprintf(`{type: exec, command: [%s], user: nobody}`, script), true, "exec check.sh: exit status 0"},
 		{"execweight", fmt.Sprintf(`{type: exec, command: [%s, weight], user: nobody}`, script), true, "exec check.sh: exit status 0, weight 7"},
 		{"execfail", fmt.Sprintf(`{type: exec, command: [%s, fail], user: nobody}`, script), false, "exec check.sh: exit status 1: backend says no"},
-		{"exectimeout", fmt.Sprintf(`{type: exec, command: [%s, sleep], user: nobody}`, script), false, "exec check.sh: timeout after 600ms, killed"},
+		{"exectimeout", fmt.Sprintf(`{type: exec, command: [%s, sleep], user: nobody}`, script), false, "exec check.sh: timeout after 1.5s, killed"},
 		{"mark", `{type: tcp, port: 2525, fwmark: 7, source: 198.51.100.1}`, true, "TCP connect to 198.51.100.11:2525"},
 		{"device", `{type: tcp, port: 2525, source: eth0}`, true, "TCP connect to 198.51.100.11:2525"},
 		{"nodevice", `{type: tcp, port: 2525, source: eth9}`, false, "binding to interface eth9"},
-		{"markdrop", `{type: tcp, port: 2525, fwmark: 9}`, false, "TCP 198.51.100.11:2525: connect timeout after 600ms"},
+		{"markdrop", `{type: tcp, port: 2525, fwmark: 9}`, false, "TCP 198.51.100.11:2525: connect timeout after 1.5s"},
 		{"badsource", `{type: tcp, port: 2525, source: 198.51.100.77}`, false, "cannot assign requested address"},
 	}
 	// Packets marked 9 are dropped on their way out: only a socket that
@@ -187,7 +190,7 @@ esac
 	}
 	rec := r.check(parse(t, b.String()))
 	for _, c := range cases {
-		ev, _ := rec.wait(0, c.pool, c.up, 5*time.Second)
+		ev, _ := rec.wait(0, c.pool, c.up, 8*time.Second)
 		t.Logf("%-12s %s: %s", c.pool, upText(ev.Up), ev.Reason)
 		if !strings.Contains(ev.Reason, c.reason) {
 			t.Errorf("pool %s: reason %q does not contain %q", c.pool, ev.Reason, c.reason)
@@ -212,16 +215,26 @@ esac
 	// The host goes off the network: ping notices.
 	from = rec.mark()
 	r.run(r.be, "ip", "link", "set", "eth0", "down")
-	waitDown(t, rec, from, map[string]string{"ping": "ping 198.51.100.11: no echo reply within 600ms"})
+	waitDown(t, rec, from, map[string]string{"ping": "ping 198.51.100.11: no echo reply within 1.5s"})
 }
 
 func waitDown(t *testing.T, rec *recorder, from int, reasons map[string]string) {
 	t.Helper()
 	for pool, reason := range reasons {
-		ev, _ := rec.wait(from, pool, false, 3*time.Second)
+		ev, _ := rec.wait(from, pool, false, 8*time.Second)
 		t.Logf("%-12s %s: %s", pool, upText(ev.Up), ev.Reason)
-		if ev.Reason != reason {
-			t.Errorf("pool %s: reason %q, want %q", pool, ev.Reason, reason)
+		// A check in flight when the server died may have timed out
+		// instead; the status shows the following checks' reason.
+		got := ev.Reason
+		for deadline := time.Now().Add(8 * time.Second); got != reason && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			for _, st := range rec.c.Status() {
+				if st.Pool == pool {
+					got = st.Last.Detail
+				}
+			}
+		}
+		if got != reason {
+			t.Errorf("pool %s: reason %q, want %q", pool, got, reason)
 		}
 	}
 }

@@ -68,7 +68,11 @@ type scheduler struct {
 	queue    probeHeap
 	waiting  []*probe
 	inflight int
-	results  chan probeResult
+	// Results are batched: probes append to done and poke ready, so a
+	// busy scheduler wakes once for many results.
+	doneMu sync.Mutex
+	done   []probeResult
+	ready  chan struct{}
 	wg       sync.WaitGroup
 	net      netEnv
 }
@@ -78,7 +82,7 @@ func newScheduler(c *Checker, ctx context.Context, events chan<- event.Health) *
 		c: c, ctx: ctx, events: events,
 		probes:  map[probeKey]*probe{},
 		members: map[memberKey]*member{},
-		results: make(chan probeResult, c.limit),
+		ready:   make(chan struct{}, 1),
 		net:     c.net,
 	}
 }
@@ -170,16 +174,22 @@ func (s *scheduler) nextDue() (time.Duration, bool) {
 	return max(s.queue[0].next.Sub(s.c.clock.Now()), 0), true
 }
 
-// dispatchDue starts the checks that are due, within the concurrency
-// limit; the others wait for a slot. A check still running when it is due
-// again skips that round.
+// batchWindow is how early a check may start to share a wake-up with
+// others: thousands of checks spread over an interval then cost a hundred
+// wake-ups a second, not thousands.
+const batchWindow = 10 * time.Millisecond
+
+// dispatchDue starts the checks that are due (within batchWindow), within
+// the concurrency limit; the others wait for a slot. A check still running
+// when it is due again skips that round.
 func (s *scheduler) dispatchDue() {
 	now := s.c.clock.Now()
-	for len(s.queue) > 0 && !s.queue[0].next.After(now) {
+	horizon := now.Add(batchWindow)
+	for len(s.queue) > 0 && !s.queue[0].next.After(horizon) {
 		p := heap.Pop(&s.queue).(*probe)
-		interval := p.spec.check.Interval.D()
+		interval := max(p.spec.check.Interval.D(), time.Millisecond)
 		p.next = p.next.Add(interval)
-		if !p.next.After(now) {
+		if p.next.Before(now) {
 			p.next = now.Add(interval)
 		}
 		heap.Push(&s.queue, p)
@@ -207,8 +217,23 @@ func (s *scheduler) start(p *probe) {
 		if r.Latency == 0 {
 			r.Latency = clock.Now().Sub(begin)
 		}
-		s.results <- probeResult{p: p, r: r}
+		s.doneMu.Lock()
+		s.done = append(s.done, probeResult{p: p, r: r})
+		s.doneMu.Unlock()
+		select {
+		case s.ready <- struct{}{}:
+		default:
+		}
 	})
+}
+
+// takeResults returns the results that arrived since the last call.
+func (s *scheduler) takeResults() []probeResult {
+	s.doneMu.Lock()
+	defer s.doneMu.Unlock()
+	out := s.done
+	s.done = nil
+	return out
 }
 
 // onResult folds a result into its probe and reports what changed for
@@ -223,6 +248,10 @@ func (s *scheduler) onResult(res probeResult) {
 	}
 	p := res.p
 	p.running = false
+	s.c.checks.Add(1)
+	if !res.r.OK {
+		s.c.failures.Add(1)
+	}
 	if s.probes[p.spec.key] != p {
 		return // removed by a reload while it ran
 	}

@@ -69,6 +69,9 @@ func TestRiseFall(t *testing.T) {
 		if calls := h.net.target(srv11).calls.Load(); calls < 15 || calls > 16 {
 			t.Errorf("%d checks in 16 intervals", calls)
 		}
+		if st := h.c.Stats(); st.Checks != uint64(h.net.target(srv11).calls.Load()) || st.Failures != 8 {
+			t.Errorf("stats %+v: want every check counted and 8 failures", st)
+		}
 	})
 }
 

@@ -9,10 +9,12 @@ type tcpProber struct {
 }
 
 func (p tcpProber) probe(ctx context.Context) Result {
-	conn, err := p.net.dial(ctx, p.spec.check, "tcp", p.spec.target.String())
+	c, err := p.net.tcp.get()
 	if err != nil {
+		return fail("TCP %s: %v", p.spec.target, err)
+	}
+	if err := c.connect(ctx, p.net, p.spec.check, p.spec.target); err != nil {
 		return fail("TCP %s: %s", p.spec.target, errText("connect", err, p.spec.check.Timeout.D()))
 	}
-	conn.Close()
 	return pass("TCP connect to %s", p.spec.target)
 }
