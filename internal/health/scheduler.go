@@ -73,8 +73,8 @@ type scheduler struct {
 	doneMu sync.Mutex
 	done   []probeResult
 	ready  chan struct{}
-	wg       sync.WaitGroup
-	net      netEnv
+	wg     sync.WaitGroup
+	net    netEnv
 }
 
 func newScheduler(c *Checker, ctx context.Context, events chan<- event.Health) *scheduler {
