@@ -15,11 +15,12 @@ for tool in ip haproxy nft; do command -v $tool >/dev/null || { echo "needs $too
 
 work=$(mktemp -d)
 p="hbench$$-"
-pids=()
 cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for ns in cli lb be1 be2 be3; do
+    for pid in $(ip netns pids "$p$ns" 2>/dev/null); do kill "$pid" 2>/dev/null || true; done
+  done
   wait 2>/dev/null || true
-  for ns nsx cli lb be1 be2 be3; do ip netns del "$p$ns" 2>/dev/null || true; done
+  for ns in cli lb be1 be2 be3; do ip netns del "$p$ns" 2>/dev/null || true; done
   rm -rf "$work"
 }
 trap cleanup EXIT INT TERM
@@ -28,22 +29,22 @@ CGO_ENABLED=0 go build -o "$work/halb" ./cmd/halb
 CGO_ENABLED=0 go build -o "$work/tcpbench" ./bench/nft/tcpbench
 nsx() { local ns=$1; shift; ip netns exec "$p$ns" "$@"; }
 
-for ns nsx cli lb be1 be2 be3; do ip netns add "$p$ns"; nsx $ns ip link set lo up; done
-ip link add "${p}c" type veth peer name "${p}l"
-ip link set "${p}c" netns "${p}cli" name eth0
-ip link set "${p}l" netns "${p}lb" name eth0
+for ns in cli lb be1 be2 be3; do ip netns add "$p$ns"; nsx $ns ip link set lo up; done
+ip link add "v$$c" type veth peer name "v$$l"
+ip link set "v$$c" netns "${p}cli" name eth0
+ip link set "v$$l" netns "${p}lb" name eth0
 nsx cli ip addr add 203.0.113.100/24 dev eth0; nsx cli ip link set eth0 up
 nsx cli ip route add 198.51.100.0/24 via 203.0.113.1
 nsx lb ip addr add 203.0.113.1/24 dev eth0; nsx lb ip addr add 203.0.113.10/24 dev eth0; nsx lb ip link set eth0 up
 nsx lb ip link add br0 type bridge; nsx lb ip addr add 198.51.100.1/24 dev br0; nsx lb ip link set br0 up
 for i in 1 2 3; do
-  ip link add "${p}b$i" type veth peer name "${p}p$i"
-  ip link set "${p}b$i" netns "${p}be$i" name eth0
-  ip link set "${p}p$i" netns "${p}lb" name "p$i"
+  ip link add "v$$b$i" type veth peer name "v$$p$i"
+  ip link set "v$$b$i" netns "${p}be$i" name eth0
+  ip link set "v$$p$i" netns "${p}lb" name "p$i"
   nsx lb ip link set "p$i" master br0 up
   nsx be$i ip addr add 198.51.100.2$i/24 dev eth0; nsx be$i ip link set eth0 up
   nsx be$i ip route add default via 198.51.100.1
-  nsx be$i "$work/tcpbench" serve 198.51.100.2$i:80 & pids+=($!)
+  nsx be$i "$work/tcpbench" serve 198.51.100.2$i:80 &
 done
 nsx lb sysctl -qw net.ipv4.ip_forward=1
 nsx cli sysctl -qw net.ipv4.tcp_tw_reuse=1
@@ -60,10 +61,10 @@ pools:
 dataplane: nftables
 api: {socket: $work/halb.sock}
 YAML
-nsx lb "$work/halb" run --config "$work/halb.yaml" --dataplane nftables 2>"$work/halb.log" & pids+=($!)
+nsx lb "$work/halb" run --config "$work/halb.yaml" --dataplane nftables 2>"$work/halb.log" &
 cat > "$work/haproxy.cfg" <<CFG
 global
-  maxconn 100000
+  maxconn 8000
 defaults
   mode tcp
   timeout connect 2s
@@ -78,9 +79,11 @@ backend b
   server s2 198.51.100.22:80
   server s3 198.51.100.23:80
 CFG
-nsx lb haproxy -f "$work/haproxy.cfg" -db >/dev/null 2>&1 & pids+=($!)
+nsx lb haproxy -f "$work/haproxy.cfg" -db >"$work/haproxy.log" 2>&1 &
 for _ in $(seq 50); do nsx lb nft list table inet halb >/dev/null 2>&1 && break; sleep 0.1; done
 nsx lb nft list chain inet halb balance >/dev/null || { echo "halb did not install its table:"; cat "$work/halb.log"; exit 1; }
+for _ in $(seq 50); do nsx lb ss -ltn | grep -q 203.0.113.1:8080 && break; sleep 0.1; done
+nsx lb ss -ltn | grep -q 203.0.113.1:8080 || { echo "haproxy did not start:"; cat "$work/haproxy.log"; exit 1; }
 
 echo "# $runs × ${secs}s runs, $conc concurrent clients, $(nproc) cores; each op = connect + request + reply + close"
 for r in $(seq "$runs"); do

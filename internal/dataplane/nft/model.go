@@ -88,6 +88,7 @@ func (e elem) equal(o elem) bool {
 // It is built from the VirtualService alone, so an unchanged service is
 // reused as is and costs nothing to reconcile.
 type service struct {
+	hash   string
 	vs     dataplane.VirtualService
 	chain  string  // svc-<h>
 	spec   svcSpec // the rules of chain
@@ -141,13 +142,14 @@ type content struct {
 	base   map[string]bool
 	shared map[string]map[string]elem // marks, svc and svcmark maps
 	svcs   map[string]*service        // by service hash
+	byKey  map[dataplane.ServiceKey]*service
 	chains map[string]bool
 	sets   map[string]bool
 }
 
 func emptyContent() content {
 	return content{base: map[string]bool{}, shared: map[string]map[string]elem{}, svcs: map[string]*service{},
-		chains: map[string]bool{}, sets: map[string]bool{}}
+		byKey: map[dataplane.ServiceKey]*service{}, chains: map[string]bool{}, sets: map[string]bool{}}
 }
 
 var protoNum = map[string]byte{"tcp": 6, "udp": 17, "sctp": 132}
@@ -183,23 +185,23 @@ func build(st dataplane.State, mode Mode, prev *content) (content, error) {
 	}
 	c.base[chainBalance] = true
 	for _, vs := range st.Services {
-		h := shortHash(vs.Key.String(), 12)
-		if _, dup := c.svcs[h]; dup {
-			return content{}, fmt.Errorf("service %s: its hash %s collides with another service's", vs.Key, h)
-		}
 		s := (*service)(nil)
 		if prev != nil {
-			if old := prev.svcs[h]; old != nil && sameService(old.vs, vs) {
+			if old := prev.byKey[vs.Key]; old != nil && sameService(old.vs, vs) {
 				s = old
 			}
 		}
 		if s == nil {
 			var err error
-			if s, err = newService(h, vs); err != nil {
+			if s, err = newService(shortHash(vs.Key.String(), 12), vs); err != nil {
 				return content{}, fmt.Errorf("service %s (%s): %w", vs.Key, vs.Service, err)
 			}
 		}
-		c.svcs[h] = s
+		if _, dup := c.svcs[s.hash]; dup {
+			return content{}, fmt.Errorf("service %s: its hash %s collides with another service's", vs.Key, s.hash)
+		}
+		c.svcs[s.hash] = s
+		c.byKey[vs.Key] = s
 		c.shared[s.dispatchSet][s.dispatch.id()] = s.dispatch
 	}
 	return c, nil
@@ -216,7 +218,7 @@ func newService(h string, vs dataplane.VirtualService) (*service, error) {
 		size = maglev.DefaultSize(len(vs.Reals))
 	}
 	vs.Reals, vs.Flags = slices.Clone(vs.Reals), slices.Clone(vs.Flags) // kept to compare with the next state
-	s := &service{vs: vs, chain: svcPrefix + h, bes: map[string]beSpec{}}
+	s := &service{hash: h, vs: vs, chain: svcPrefix + h, bes: map[string]beSpec{}}
 	withPort := slices.ContainsFunc(vs.Reals, func(r dataplane.Real) bool { return r.Port != 0 })
 	switch {
 	case vs.Persistence > 0:
