@@ -28,7 +28,8 @@ func RequireGuest(t testing.TB) {
 // RunTests boots the VM once and runs there the calling package's own test
 // binary, restricted to the tests matching pattern (those call
 // RequireGuest). Each guest test becomes a subtest of t with its output.
-// env is added to the guest's environment. With HALB_VM_KEEP set, the run
+// env is added to the guest's environment. HALB_VM_RUN replaces pattern
+// (to run fewer tests while developing). With HALB_VM_KEEP set, the run
 // directory (where guest tests may leave files) is kept and logged.
 func RunTests(t *testing.T, pattern string, env ...string) *Result {
 	t.Helper()
@@ -42,6 +43,9 @@ func RunTests(t *testing.T, pattern string, env ...string) *Result {
 	img, err := Prepare(ctx)
 	if err != nil {
 		t.Fatalf("the IPVS VM cannot be prepared: %v", err)
+	}
+	if p := os.Getenv("HALB_VM_RUN"); p != "" {
+		pattern = p
 	}
 	args := []string{os.Args[0], "-test.run", pattern, "-test.v", "-test.count=1", "-test.timeout=12m"}
 	res, err := Run(ctx, img, Spec{Command: args, Env: env, Timeout: 14 * time.Minute})
