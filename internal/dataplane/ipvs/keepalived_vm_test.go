@@ -15,8 +15,8 @@ import (
 
 	"halb/internal/config"
 	"halb/internal/lab/labtest"
-	"halb/internal/lab/vm"
 	"halb/internal/lab/netns"
+	"halb/internal/lab/vm"
 )
 
 // siteWithNAT is the seed's site plus a NAT service without a mark, with
