@@ -11,6 +11,7 @@ import (
 	"halb/internal/dataplane/none"
 	"halb/internal/engine"
 	"halb/internal/health"
+	"halb/internal/vrrp"
 )
 
 // newDataplane builds the data plane the configuration asks for; "auto"
@@ -49,9 +50,13 @@ func newDataplane(cfg *config.Config, log *slog.Logger) (dataplane.Dataplane, st
 }
 
 // newAnnouncer returns the VRRP announcer, or nil when no instance is
-// configured.
+// configured (then halb needs no raw sockets, and no root with
+// --dataplane none).
 func newAnnouncer(cfg *config.Config, log *slog.Logger) engine.Announcer {
-	return nil
+	if len(cfg.VRRP.Instances) == 0 {
+		return nil
+	}
+	return vrrp.New(cfg, vrrp.WithLogger(log.With("subsystem", "vrrp")))
 }
 
 // newHealthChecker returns the health checker; it idles while no pool has
