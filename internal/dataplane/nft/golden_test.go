@@ -56,14 +56,26 @@ func TestGoldenTables(t *testing.T) {
 		{"site-lb-a-marks", "../../../examples/site-lb-a.yaml", MarksOnly},
 		{"minimal-a-balance", "../../../examples/minimal-a.yaml", LoadBalance},
 		{"nat-gateway-a-balance", "../../../examples/nat-gateway-a.yaml", LoadBalance},
+		{"site-lb-a-balance", "../../../examples/site-lb-a.yaml", LoadBalance},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			_, h := labHost(t)
+			lab, h := labHost(t)
+			sw, err := lab.AddSwitch("sw")
+			if err != nil {
+				t.Fatal(err)
+			}
+			// A link to the real servers, for direct routing's device.
+			if _, err := lab.Connect(h, sw, "eth0", "198.51.100.2/24", "192.0.2.2/24"); err != nil {
+				t.Fatal(err)
+			}
 			_, st := loadState(t, c.config)
 			d := nsDataplane(t, h, WithMode(c.mode))
 			reconcile(t, d, st)
 			got := normalize(listTable(t, h, DefaultTable))
+			if out, err := h.Run("nft", "list", "table", "netdev", DefaultTable); err == nil {
+				got += "\n" + normalize(string(out))
+			}
 			file := filepath.Join("testdata", c.name+".nft")
 			if *update {
 				if err := os.WriteFile(file, []byte(got), 0o644); err != nil {

@@ -8,8 +8,10 @@
 // In load-balance mode it also balances: new connections are dispatched
 // by address, protocol and port (or by mark) to a chain per virtual
 // service, which picks the backend at slot jhash(flow) mod M of the
-// service's Maglev table and DNATs to it. Every seed and table is derived
-// from the configuration alone, so two nodes agree on every flow.
+// service's Maglev table and DNATs to it; direct-routing services go to a
+// netdev table of the same name instead (see dr.go). Every seed and table
+// is derived from the configuration alone, so two nodes agree on every
+// flow.
 package nft
 
 import (
@@ -44,6 +46,9 @@ type Dataplane struct {
 	// have is what the table holds after the last successful Reconcile;
 	// nil means unknown: read the kernel first.
 	have *content
+	// drApplied is the direct-routing script last applied (drKnown).
+	drApplied string
+	drKnown   bool
 }
 
 // Option configures a Dataplane.
@@ -142,6 +147,17 @@ func (d *Dataplane) Reconcile(ctx context.Context, want dataplane.State) error {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	var drScriptText string
+	if d.mode == LoadBalance {
+		dr, rest, err := drServices(want)
+		if err != nil {
+			return fmt.Errorf("nftables: %w", err)
+		}
+		if drScriptText, err = drScript(d.table, dr, want.MarkRules, d.routeDevice); err != nil {
+			return fmt.Errorf("nftables: direct routing: %w", err)
+		}
+		want.Services = rest
+	}
 	next, err := build(want, d.mode, d.have)
 	if err != nil {
 		return fmt.Errorf("nftables: %w", err)
@@ -168,6 +184,11 @@ func (d *Dataplane) Reconcile(ctx context.Context, want dataplane.State) error {
 		return fmt.Errorf("nftables: apply %d changes to table %s: %w", n, d.table, err)
 	}
 	d.have = &next
+	if d.mode == LoadBalance {
+		if err := d.applyDR(ctx, c, drScriptText); err != nil {
+			return fmt.Errorf("nftables: %w", err)
+		}
+	}
 	if n > 0 {
 		d.log.Debug("nftables table updated", "table", d.table, "changes", n)
 	}
@@ -185,15 +206,15 @@ func (d *Dataplane) Close() error {
 	if err != nil {
 		return err
 	}
-	t, err := c.ListTableOfFamily(d.table, nftables.TableFamilyINet)
-	if err != nil || t == nil {
-		return nil // no table: nothing to remove
+	for _, fam := range []nftables.TableFamily{nftables.TableFamilyINet, nftables.TableFamilyNetdev} {
+		if t, err := c.ListTableOfFamily(d.table, fam); err == nil && t != nil {
+			c.DelTable(t)
+		}
 	}
-	c.DelTable(d.tableRef())
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("nftables: delete table %s: %w", d.table, err)
 	}
-	d.have = nil
+	d.have, d.drKnown = nil, false
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/google/nftables"
@@ -73,7 +74,7 @@ func TestBuildRejectsDR(t *testing.T) {
 	st := bigState(1)
 	st.Services[0].Reals[0].Forward = "dr"
 	if _, err := build(st, LoadBalance, nil); err == nil {
-		t.Fatal("a DR real was accepted by the NAT data plane")
+		t.Fatal("a DR real was accepted by the NAT chains (DR services go to the netdev table)")
 	}
 	if _, err := build(st, MarksOnly, nil); err != nil {
 		t.Fatalf("marks-only mode must not care about forwarding: %v", err)
@@ -88,5 +89,34 @@ func TestSeedIsFixedAndNonZero(t *testing.T) {
 	// Pinned: a changed seed moves every established flow on upgrade.
 	if got := fmt.Sprintf("%#x", Seed(k)); got != "0xda644a77" {
 		t.Errorf("seed of %s is %s, want 0xda644a77", k, got)
+	}
+}
+
+func TestDRScript(t *testing.T) {
+	st := bigState(1)
+	for i := range st.Services[0].Reals {
+		st.Services[0].Reals[i].Forward = "dr"
+	}
+	dr, rest, err := drServices(st)
+	if err != nil || len(dr) != 1 || len(rest) != 0 {
+		t.Fatalf("drServices: %v %d %d", err, len(dr), len(rest))
+	}
+	oneDevice := func(netip.Addr) (string, error) { return "eth0", nil }
+	script, err := drScript("halb", dr, nil, oneDevice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`device "eth0"`, "seed 0x", `chain in-eth0`, "goto dr-", "delete table netdev halb"} {
+		if !strings.Contains(script, want) {
+			t.Errorf("script lacks %q:\n%s", want, script)
+		}
+	}
+	twoDevices := func(a netip.Addr) (string, error) { return fmt.Sprintf("eth%d", a.As4()[3]%2), nil }
+	if _, err := drScript("halb", dr, nil, twoDevices); err == nil {
+		t.Error("backends behind two devices were accepted")
+	}
+	st.Services[0].Reals[0].Forward = "nat"
+	if _, _, err := drServices(st); err == nil {
+		t.Error("a service mixing dr and nat was accepted")
 	}
 }

@@ -1,0 +1,146 @@
+package nft
+
+import (
+	"fmt"
+	"math"
+	"net"
+	"strings"
+	"testing"
+
+	"halb/internal/config"
+	"halb/internal/dataplane"
+	"halb/internal/engine"
+	"halb/internal/lab/netns"
+)
+
+const drConfig = `
+node: lb
+services:
+  - name: web
+    protocol: tcp
+    vips: [192.0.2.9]
+    ports: [80]
+    mark: shared
+    forward: dr
+    pool: web
+pools:
+  web:
+    servers:
+      - {address: 192.0.2.21, weight: 1}
+      - {address: 192.0.2.22, weight: 2}
+      - {address: 192.0.2.23, weight: 3}
+`
+
+func drState(t testing.TB) dataplane.State {
+	t.Helper()
+	cfg, diags := config.Parse("dr.yaml", []byte(drConfig), config.Options{Hostname: "lb"})
+	if cfg == nil {
+		t.Fatal(diags)
+	}
+	return engine.Desired(engine.Inputs{Config: cfg}).State
+}
+
+// TestDirectRouting: on one link, two LB nodes carry a DR service (a
+// firewall-mark service, so its packets are classified by the mark
+// rules' tuples) with the same netdev table. Connections to the VIP
+// spread 1:2:3 over backends that answer the client directly; then the
+// VIP moves from node A to node B and twenty long-lived connections go
+// on, on the same backends, with no state shared between the nodes.
+func TestDirectRouting(t *testing.T) {
+	lab, lbA := labHost(t)
+	lbB, err := lab.AddHost("lbb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lan, err := lab.AddSwitch("lan")
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := lab.AddHost("client")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lab.Connect(client, lan, "eth0", "192.0.2.100/24"); err != nil {
+		t.Fatal(err)
+	}
+	portA, err := lab.Connect(lbA, lan, "eth0", "192.0.2.2/24", "192.0.2.9/24")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lab.Connect(lbB, lan, "eth0", "192.0.2.3/24"); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		h, err := lab.AddHost(fmt.Sprintf("be%d", i+1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := fmt.Sprintf("192.0.2.%d", 21+i)
+		if _, err := lab.Connect(h, lan, "eth0", addr+"/24"); err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range []string{"net.ipv4.conf.all.arp_ignore=1", "net.ipv4.conf.all.arp_announce=2",
+			"net.ipv4.conf.eth0.arp_ignore=1", "net.ipv4.conf.eth0.arp_announce=2"} {
+			must(t, h, "sysctl", "-qw", s)
+		}
+		if err := h.IP("addr", "add", "192.0.2.9/32", "dev", "lo"); err != nil {
+			t.Fatal(err)
+		}
+		serveNames(t, h, "192.0.2.9:80", addr)
+	}
+	st := drState(t)
+	for _, lb := range []*netns.Host{lbA, lbB} {
+		reconcile(t, nsDataplane(t, lb, WithMode(LoadBalance)), st)
+	}
+	out, err := lbA.Run("nft", "list", "table", "netdev", DefaultTable)
+	if err != nil {
+		t.Fatalf("nft list table netdev: %v: %s", err, out)
+	}
+	if !strings.Contains(string(out), `fwd ip to jhash`) {
+		t.Fatalf("no fwd rule in the netdev table:\n%s", out)
+	}
+
+	cl := newDialer(t, client)
+	const n = 600
+	count := map[string]int{}
+	for i := range n {
+		name, err := cl.hit("", "192.0.2.9:80")
+		if err != nil {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+		count[name]++
+	}
+	t.Logf("distribution over %d connections: %v", n, count)
+	for i, w := range []float64{1, 2, 3} {
+		name := fmt.Sprintf("192.0.2.%d", 21+i)
+		if got, want := float64(count[name]), n*w/6; math.Abs(got-want) > 0.07*n {
+			t.Errorf("%s (weight %v) got %v connections, want %v ± %v", name, w, got, want, 0.07*n)
+		}
+	}
+
+	conns := make([]net.Conn, 20)
+	on := make([]string, len(conns))
+	for i := range conns {
+		c, name, err := cl.dial("", "192.0.2.9:80")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		conns[i], on[i] = c, name
+	}
+	if err := lan.IP("link", "set", portA, "down"); err != nil {
+		t.Fatal(err)
+	}
+	if err := lbB.IP("addr", "add", "192.0.2.9/24", "dev", "eth0"); err != nil {
+		t.Fatal(err)
+	}
+	must(t, client, "ip", "neigh", "flush", "all")
+	for i, c := range conns {
+		name, err := echoFrom(c, "after failover")
+		if err != nil {
+			t.Errorf("connection %d (on %s) did not survive the failover: %v", i, on[i], err)
+		} else if name != on[i] {
+			t.Errorf("connection %d moved from %s to %s", i, on[i], name)
+		}
+	}
+}
