@@ -231,7 +231,7 @@ func (e *Engine) onVRRP(ev event.VRRP) {
 	prev, had := e.vrrp[ev.Instance]
 	e.vrrp[ev.Instance] = ev
 	if !had || prev.New != ev.New {
-		e.log.Info("vrrp transition", "instance", ev.Instance, "from", ev.Old, "to", ev.New, "reason", ev.Reason)
+		// The announcer logs its own transitions.
 		e.record(event.Record{At: ev.At, Kind: "vrrp", Summary: vrrpSummary(ev), VRRP: &ev})
 	}
 }
