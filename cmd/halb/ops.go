@@ -223,7 +223,7 @@ func (h healthResults) CheckResults() []metrics.CheckResult {
 		if a, err := netip.ParseAddr(s.Addr); err == nil && s.Port != 0 {
 			server = netip.AddrPortFrom(a, s.Port).String()
 		}
-		out = append(out, metrics.CheckResult{Pool: s.Pool, Server: server, Check: s.Check, Up: s.Up, Latency: s.Latency})
+		out = append(out, metrics.CheckResult{Pool: s.Pool, Server: server, Latency: s.Latency})
 	}
 	return out
 }

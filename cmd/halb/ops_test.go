@@ -282,6 +282,9 @@ notify:
 	if v := sample("halb_server_up", "server", "198.51.100.11"); v != 1 {
 		t.Errorf("halb_server_up for a live server = %v", v)
 	}
+	if v := sample("halb_server_check_latency_seconds", "server", "198.51.100.11"); v <= 0 || v > 1 {
+		t.Errorf("last check latency of a live server = %vs", v)
+	}
 	if v := sample("halb_notifications_sent_total", "notifier", "smtp 127.0.0.1:"+mta.Port); v != 1 {
 		t.Errorf("mails sent = %v", v)
 	}

@@ -62,8 +62,6 @@ type CheckSource interface {
 type CheckResult struct {
 	Pool    string
 	Server  string // address or address:port, as events name it
-	Check   string
-	Up      bool
 	Latency time.Duration
 }
 

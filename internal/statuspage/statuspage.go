@@ -46,7 +46,7 @@ var tmpl = template.Must(template.New("page").Funcs(template.FuncMap{
 		return now.Sub(t).Round(time.Second).String() + " ago"
 	},
 	"clock": func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05") },
-	"ms":    func(v float64) string { return template.HTMLEscapeString(formatMS(v)) },
+	"ms":    formatMS,
 }).Parse(pageHTML))
 
 func formatMS(v float64) string {
