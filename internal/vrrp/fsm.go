@@ -78,7 +78,8 @@ type Event struct {
 	Src    netip.Addr
 	// Effective sets the effective priority (tracking weights changed).
 	Effective int
-	// Fault sets (true) or clears (false) a fault, with Why in words.
+	// Fault sets (true) or clears (false) a fault, with Why in words
+	// (Why also says why a Stop happens).
 	Fault *bool
 	Why   string
 }
@@ -147,7 +148,11 @@ func Step(m Machine, ev Event, now time.Time) (Machine, []Action) {
 		if m.State == Master {
 			acts = []Action{SendPriority0, RemoveVIPs}
 		}
-		m.enter(Init, now, "stopped")
+		why := "stopped"
+		if ev.Why != "" {
+			why = ev.Why
+		}
+		m.enter(Init, now, why)
 		m.Master = netip.Addr{}
 		return m, acts
 	case ev.Advert != nil:

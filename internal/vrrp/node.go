@@ -291,8 +291,7 @@ func (r *runner) start(in config.Instance, group string) error {
 
 func (r *runner) stop(ins *instance, why string) {
 	now := r.clock.Now()
-	r.step(ins, Event{Stop: true}, now)
-	ins.m.Reason = why
+	r.step(ins, Event{Stop: true, Why: why}, now)
 }
 
 func (r *runner) closeUnusedSockets() {

@@ -253,3 +253,18 @@ func TestLabReload(t *testing.T) {
 	waitEvent(t, a, "vi11", "MASTER", generous(masterDown(iv, 160)))
 	holdVIP(t, "192.0.2.100", 3*iv, p.a, p.a, p.b)
 }
+
+// TestLabUnicastUnknownSource: with unicast peers configured, adverts
+// from any other source are dropped: b, whose only peer is an absent
+// address, ignores a and makes itself master too.
+func TestLabUnicastUnknownSource(t *testing.T) {
+	p := newPair(t)
+	iv := 100 * time.Millisecond
+	startHelper(t, p.a, halbConf("a", 10, 150, "", "192.0.2.100/24")+
+		"      unicast_source: 192.0.2.1\n      unicast_peers: [192.0.2.2]\n")
+	startHelper(t, p.b, halbConf("b", 10, 100, "", "192.0.2.100/24")+
+		"      unicast_source: 192.0.2.2\n      unicast_peers: [192.0.2.9]\n")
+	waitVIP(t, "192.0.2.100", generous(masterDown(iv, 100)), p.a, p.a)
+	waitVIP(t, "192.0.2.100", generous(masterDown(iv, 100)), p.b, p.b)
+	holdVIP(t, "192.0.2.100", 5*iv, p.b, p.b)
+}
