@@ -22,7 +22,7 @@ type corpusFile struct {
 // corpus lists keepalived's own samples (read where Debian's keepalived
 // package installs them), the configurations under testdata/corpus
 // (written after common public deployments) and the site's example pair.
-func corpus(t *testing.T) []corpusFile {
+func corpus(t testing.TB) []corpusFile {
 	t.Helper()
 	var out []corpusFile
 	samples, _ := filepath.Glob(filepath.Join(samplesDir, "keepalived.conf.*"))

@@ -5,11 +5,14 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"halb/internal/config"
 )
 
-// FuzzRead feeds arbitrary text to the reader as a file that may include
-// itself and a second file that includes it back: the reader must not
-// panic, must finish, and must bound include recursion.
+// FuzzRead feeds arbitrary text to the reader, and the mapping after it,
+// as a file that may include itself and a second file that includes it
+// back: they must not panic, must finish, and must bound include
+// recursion.
 func FuzzRead(f *testing.F) {
 	seeds, _ := filepath.Glob(filepath.Join(samplesDir, "keepalived.conf.*"))
 	for _, s := range seeds {
@@ -23,6 +26,7 @@ func FuzzRead(f *testing.F) {
 	f.Add([]byte("$M= \\\n$M \\\n$M\n$M\n"))
 	f.Add([]byte("~SEQ(N, 0, 1, 99999999) $M\n"))
 	f.Add([]byte("a \"b\\x4g\\c\" 'c\n}{{\n@x y\n@^x z {\n"))
+	f.Add([]byte("virtual_server_group g { 192.0.2.1-3 80\nfwmark 3 }\nvirtual_server group g { real_server 198.51.100.1 { HTTP_GET { url { path / } } } }\n"))
 	dir := f.TempDir()
 	other := filepath.Join(dir, "other.conf")
 	if err := os.WriteFile(other, []byte("include k.conf\n"), 0o644); err != nil {
@@ -39,7 +43,7 @@ func FuzzRead(f *testing.F) {
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			Read(path, Options{ConfigID: "x"})
+			Load(path, Options{ConfigID: "x"}, config.Options{Hostname: "h"})
 		}()
 		select {
 		case <-done:
