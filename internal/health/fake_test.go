@@ -171,7 +171,9 @@ func startHarness(t *testing.T, cfg *config.Config, opts ...Option) *harness {
 func startHarnessWith(t *testing.T, cfg *config.Config, fn *fakeNet, opts ...Option) *harness {
 	h := &harness{t: t, clk: newFakeClock(), net: fn, done: make(chan error, 1)}
 	h.c = New(cfg, append([]Option{WithClock(h.clk)}, opts...)...)
-	h.c.newProber = h.net.newProber
+	if fn != nil {
+		h.c.newProber = fn.newProber
+	}
 	ctx, cancel := context.WithCancel(t.Context())
 	h.cancel = cancel
 	evc := make(chan event.Health)

@@ -93,9 +93,11 @@ func (s *scheduler) apply(cfg *config.Config) {
 	specs, mspecs := plan(cfg)
 	now := s.c.clock.Now()
 	s.net.scriptUser = cfg.ScriptUser
+	removed, added := 0, 0
 	for key, p := range s.probes {
 		if _, ok := specs[key]; !ok {
 			s.remove(p)
+			removed++
 		}
 	}
 	for key, spec := range specs {
@@ -105,9 +107,14 @@ func (s *scheduler) apply(cfg *config.Config) {
 		ctx, cancel := context.WithCancel(s.ctx)
 		p := &probe{spec: spec, prober: s.c.newProber(spec, s.net), ctx: ctx, cancel: cancel,
 			next: now.Add(spread(key, spec.check.Interval.D()))}
+		if b, ok := p.prober.(brokenProber); ok {
+			s.c.log.Warn("health check cannot run", "check", spec.describe(), "reason", string(b))
+		}
 		s.probes[key] = p
 		heap.Push(&s.queue, p)
+		added++
 	}
+	s.c.log.Info("health checks configured", "checks", len(specs), "pool_servers", len(mspecs), "added", added, "removed", removed)
 	for _, p := range s.probes {
 		p.members = p.members[:0]
 	}

@@ -2,6 +2,7 @@ package health
 
 import (
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"strings"
 	"testing"
@@ -316,5 +317,26 @@ func TestOrdinal(t *testing.T) {
 		if got := ordinal(n); got != want {
 			t.Errorf("ordinal(%d) = %q, want %q", n, got, want)
 		}
+	}
+}
+
+func TestCheckThatCannotRunIsLoggedAndFails(t *testing.T) {
+	var logs strings.Builder
+	cfg := parse(t, `
+pools:
+  p:
+    check: {type: exec, command: [/bin/true], user: halb-no-such-user, interval: 1s, timeout: 500ms, rise: 1, fall: 1}
+    servers: [{address: 198.51.100.11}]
+`)
+	synctest.Test(t, func(t *testing.T) {
+		h := startHarnessWith(t, cfg, nil, WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+		h.advance(time.Second)
+		evs := h.take()
+		if len(evs) != 1 || evs[0].Up || !strings.Contains(evs[0].Reason, `user "halb-no-such-user"`) {
+			t.Fatalf("want one down event naming the unknown user, got %+v", evs)
+		}
+	})
+	if !strings.Contains(logs.String(), "health check cannot run") || !strings.Contains(logs.String(), "health checks configured") {
+		t.Errorf("log does not say the check cannot run:\n%s", logs.String())
 	}
 }
