@@ -303,7 +303,6 @@ func (m *mapper) vrrpInstance(n *Node) {
 		m.set(p+".garp."+field, at)
 	}
 	versionSet := false
-	var excluded []*Node
 	addVIPs := func(c *Node) {
 		for _, v := range words(c) {
 			if pfx, ok := m.vip(v, &in); ok {
@@ -380,10 +379,8 @@ func (m *mapper) vrrpInstance(n *Node) {
 				m.set(fmt.Sprintf("%s.unicast_peers[%d]", p, len(in.UnicastPeers)-1), w.Pos)
 			}
 		},
-		"virtual_ipaddress": addVIPs,
-		"virtual_ipaddress_excluded": func(c *Node) {
-			excluded = append(excluded, c)
-		},
+		"virtual_ipaddress":          addVIPs,
+		"virtual_ipaddress_excluded": m.reject("halb lists every address it carries in its adverts, and keepalived peers ignore adverts whose addresses differ from their own; move the addresses to virtual_ipaddress on every node"),
 		"track_interface": func(c *Node) {
 			for _, w := range words(c) {
 				t := config.TrackedObject{Name: w.Name}
@@ -473,10 +470,6 @@ func (m *mapper) vrrpInstance(n *Node) {
 		"down_timer_adverts":      m.ignore("halb waits the RFC's master-down interval"),
 		"old_unicast_checksum":    m.reject("halb computes unicast checksums as current keepalived does; a peer expecting the old form would drop them"),
 	})
-	for _, c := range excluded {
-		m.warnf(c.Pos, "virtual_ipaddress_excluded: halb has no excluded addresses; they are carried as VIPs and listed in the adverts (keepalived peers elect normally, and log a different address count)")
-		addVIPs(c)
-	}
 	if !versionSet && in.Family() == 6 {
 		in.Version = 3 // keepalived uses version 3 for IPv6 whatever vrrp_version says
 	}
