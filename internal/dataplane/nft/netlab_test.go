@@ -50,8 +50,9 @@ func inNS(host *netns.Host, f func()) error {
 }
 
 // serveNames listens on addr inside host; every connection is greeted
-// with name and then echoes lines until the client closes.
-func serveNames(t testing.TB, host *netns.Host, addr, name string) {
+// with name and then echoes lines until the client closes. It returns a
+// function that stops listening.
+func serveNames(t testing.TB, host *netns.Host, addr, name string) (stop func()) {
 	t.Helper()
 	var ln net.Listener
 	var lerr error
@@ -59,6 +60,7 @@ func serveNames(t testing.TB, host *netns.Host, addr, name string) {
 		t.Fatalf("listen %s in %s: %v %v", addr, host.Name, err, lerr)
 	}
 	t.Cleanup(func() { ln.Close() })
+
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -81,6 +83,7 @@ func serveNames(t testing.TB, host *netns.Host, addr, name string) {
 			}()
 		}
 	}()
+	return func() { ln.Close() }
 }
 
 // dialer makes TCP connections from inside a namespace.
@@ -168,6 +171,23 @@ type natLab struct {
 	client   *netns.Host
 	lb       *netns.Host
 	backends []*netns.Host
+	stops    map[string]func() // by listening address
+}
+
+// stopServer stops the backend server listening on addr.
+func (l *natLab) stopServer(addr string) { l.stops[addr]() }
+
+// restartServer starts the backend server on addr again.
+func (l *natLab) restartServer(t testing.TB, addr string) {
+	t.Helper()
+	for i, h := range l.backends {
+		ip := fmt.Sprintf("198.51.100.%d", 21+i)
+		if strings.HasPrefix(addr, ip+":") {
+			l.stops[addr] = serveNames(t, h, addr, ip)
+			return
+		}
+	}
+	t.Fatalf("no backend for %s", addr)
 }
 
 func newNATLab(t testing.TB, nBackends int) *natLab {
@@ -195,7 +215,7 @@ func newNATLab(t testing.TB, nBackends int) *natLab {
 		t.Fatal(err)
 	}
 	must(t, lb, "sysctl", "-qw", "net.ipv4.ip_forward=1")
-	l := &natLab{lab: lab, client: client, lb: lb}
+	l := &natLab{lab: lab, client: client, lb: lb, stops: map[string]func(){}}
 	for i := range nBackends {
 		h, err := lab.AddHost(fmt.Sprintf("be%d", i+1))
 		if err != nil {
@@ -208,7 +228,7 @@ func newNATLab(t testing.TB, nBackends int) *natLab {
 		if err := h.IP("route", "add", "default", "via", "198.51.100.1"); err != nil {
 			t.Fatal(err)
 		}
-		serveNames(t, h, addr+":80", addr)
+		l.stops[addr+":80"] = serveNames(t, h, addr+":80", addr)
 		l.backends = append(l.backends, h)
 	}
 	return l
