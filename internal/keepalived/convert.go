@@ -144,11 +144,31 @@ type handler func(n *Node)
 func (m *mapper) walk(what string, nodes []*Node, hs map[string]handler) {
 	for _, n := range nodes {
 		if h, ok := hs[n.Name]; ok {
+			if n.Block && !blockKeywords[n.Name] {
+				m.warnf(n.Pos, "%s takes no block; what the block holds is ignored", n.Name)
+			}
 			h(n)
 			continue
 		}
 		m.warnf(n.Pos, "%s: keyword %q is not known to halb; ignored", what, n.Name)
 	}
+}
+
+// blockKeywords are the statements whose block halb reads.
+var blockKeywords = map[string]bool{
+	"global_defs": true, "vrrp_script": true, "vrrp_instance": true, "vrrp_sync_group": true,
+	"virtual_server_group": true, "virtual_server": true, "real_server": true,
+	"notification_email": true, "authentication": true, "unicast_peer": true,
+	"virtual_ipaddress": true, "virtual_ipaddress_excluded": true, "track_interface": true,
+	"track_script": true, "group": true, "url": true, "host": true,
+	"TCP_CHECK": true, "HTTP_GET": true, "SSL_GET": true, "SMTP_CHECK": true, "DNS_CHECK": true,
+	"UDP_CHECK": true, "PING_CHECK": true, "ICMP_CHECK": true, "MISC_CHECK": true,
+	"FILE_CHECK": true, "BFD_CHECK": true,
+	// Blocks halb rejects or ignores as a whole.
+	"static_ipaddress": true, "static_routes": true, "static_rules": true, "virtual_routes": true,
+	"virtual_rules": true, "linkbeat_interfaces": true, "track_file": true, "track_process": true,
+	"vrrp_track_process": true, "vrrp_track_file": true, "bfd_instance": true, "garp_group": true,
+	"SSL": true, "track_bfd": true, "track_src_ip": true,
 }
 
 // ignore is a handler for a keyword halb leaves aside: a warning saying

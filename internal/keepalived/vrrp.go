@@ -384,10 +384,10 @@ func (m *mapper) vrrpInstance(n *Node) {
 		"track_interface": func(c *Node) {
 			for _, w := range words(c) {
 				t := config.TrackedObject{Name: w.Name}
-				if w.Arg(0) == "weight" {
+				if w.Arg(0) == "weight" && len(w.Args) == 2 {
 					t.Weight, _ = m.intArg(w, 1, -254, 254)
 				} else if len(w.Args) > 0 {
-					m.errorf(w.ArgPos(0), "track_interface: expected \"weight N\", got %q", w.Arg(0))
+					m.errorf(w.ArgPos(0), "track_interface: expected \"weight N\", got %q (weight reverse is not supported)", strings.Join(argVals(w.Args), " "))
 				}
 				in.TrackInterface = append(in.TrackInterface, t)
 				m.set(fmt.Sprintf("%s.track_interfaces[%d]", p, len(in.TrackInterface)-1), w.Pos)
@@ -396,9 +396,12 @@ func (m *mapper) vrrpInstance(n *Node) {
 		"track_script": func(c *Node) {
 			for _, w := range words(c) {
 				t := config.TrackedObject{Name: w.Name}
-				if w.Arg(0) == "weight" {
+				switch {
+				case w.Arg(0) == "weight" && len(w.Args) == 2:
 					t.Weight, _ = m.intArg(w, 1, -254, 254)
-				} else {
+				case len(w.Args) > 0:
+					m.errorf(w.ArgPos(0), "track_script: expected \"weight N\", got %q (weight reverse is not supported)", strings.Join(argVals(w.Args), " "))
+				default:
 					for _, s := range m.cfg.VRRP.Scripts {
 						if s.Name == w.Name {
 							t.Weight = s.Weight

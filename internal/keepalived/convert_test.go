@@ -1,0 +1,123 @@
+package keepalived
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"halb/internal/config"
+)
+
+func loadString(t *testing.T, conf string) (*config.Config, config.Diagnostics, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "keepalived.conf")
+	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, diags := Load(path, Options{ConfigID: "x"}, config.Options{Hostname: "h"})
+	return cfg, diags, path
+}
+
+// TestKeepalivedDefaultsAreKept: where keepalived's defaults differ from
+// halb's, the converted configuration says keepalived's.
+func TestKeepalivedDefaultsAreKept(t *testing.T) {
+	cfg, diags, _ := loadString(t, `
+vrrp_instance A {
+    interface eth0
+    virtual_router_id 1
+    virtual_ipaddress {
+        192.0.2.1
+    }
+}
+virtual_server 192.0.2.1 53 {
+    persistence_timeout
+    persistence_granularity 255.255.255.0
+    real_server 198.51.100.1 5353 {
+        DNS_CHECK {
+            name example.org
+        }
+        MISC_CHECK {
+            misc_path "/usr/bin/check 'an arg'"
+            user nobody
+        }
+    }
+}
+`)
+	if cfg == nil {
+		t.Fatalf("does not load:\n%s", diags)
+	}
+	in := cfg.VRRP.Instances[0]
+	svc := cfg.Services[0]
+	pool := cfg.Pools[svc.Pool]
+	checks := []struct {
+		what      string
+		got, want any
+	}{
+		{"VRRP version", in.Version, 2},
+		{"priority", in.Priority, 100},
+		{"VIP without length", in.VIPs[0].String(), "192.0.2.1/32"},
+		{"protocol without protocol", svc.Protocol, "udp"},
+		{"forwarding", svc.Forward, "nat"},
+		{"scheduler", svc.Scheduler, "wlc"},
+		{"persistence_timeout alone", svc.Persistence.Timeout.D(), 360 * time.Second},
+		{"granularity", svc.Persistence.Netmask, 24},
+		{"on failure", pool.OnFailure, "remove"},
+		{"server port", pool.Servers[0].Port, uint16(5353)},
+		{"dns check port", pool.Checks[0].Port, uint16(0)},
+		{"dns query type", pool.Checks[0].QueryType, "SOA"},
+		{"dns fall (retry 3)", pool.Checks[0].Fall, 4},
+		{"dns interval (delay_loop 60)", pool.Checks[0].Interval.D(), time.Minute},
+		{"dns timeout (connect_timeout 5)", pool.Checks[0].Timeout.D(), 5 * time.Second},
+		{"check rise", pool.Checks[0].Rise, 1},
+		{"misc fall (retry 0)", pool.Checks[1].Fall, 1},
+		{"misc timeout (delay_loop)", pool.Checks[1].Timeout.D(), time.Minute},
+		{"misc command", strings.Join(pool.Checks[1].Command, "|"), "/usr/bin/check|an arg"},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s: %v, want %v", c.what, c.got, c.want)
+		}
+	}
+	if !strings.Contains(diags.String(), "without protocol: keepalived 2.2 makes it UDP") {
+		t.Errorf("the UDP default is not pointed out:\n%s", diags)
+	}
+}
+
+// TestDiagnosticsPointIntoParameters: a problem in a multi-line parameter
+// is reported at the definition's line; in a single-line one at the
+// reference.
+func TestDiagnosticsPointIntoParameters(t *testing.T) {
+	_, diags, path := loadString(t, `$CHECK= \
+    TCP_CHECK { \
+        connect_port 80 \
+        bind_port 999 \
+    }
+$W=-1
+virtual_server fwmark 3 {
+    protocol TCP
+    real_server 198.51.100.1 {
+        weight $W
+        $CHECK
+    }
+}
+`)
+	for _, want := range []string{
+		path + ":4:9: warning: bind_port is not supported",
+		path + ":10:16: weight: \"-1\" is not a number from 0 to 65535",
+	} {
+		if !strings.Contains(diags.String(), want) {
+			t.Errorf("diagnostics lack %q:\n%s", want, diags)
+		}
+	}
+}
+
+// TestUnexpectedBlockIsNamed: a block after a keyword that takes none is
+// reported, not silently dropped.
+func TestUnexpectedBlockIsNamed(t *testing.T) {
+	_, diags, path := loadString(t, "global_defs {\n  router_id lb {\n    x\n  }\n}\n")
+	if want := path + ":2:3: warning: router_id takes no block"; !strings.Contains(diags.String(), want) {
+		t.Errorf("diagnostics lack %q:\n%s", want, diags)
+	}
+}
