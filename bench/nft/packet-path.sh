@@ -98,4 +98,4 @@ awk '{rate[$1]=rate[$1]" "$3; p50[$1]=p50[$1]" "$5; p99[$1]=p99[$1]" "$8}
     for (k in rate) order[k] = 1
     n = split("direct halb haproxy", names, " ")
     for (i = 1; i <= n; i++) { k = names[i]
-      printf "%-8s conn/s %8.0f (%5.1f%% of direct)  p50 %7.1f µs  p99 %7.1f µs (+%.1f µs over direct)\n", k, med(rate[k]), 100 * med(rate[k]) / d, med(p50[k]), med(p99[k]), med(p99[k]) - dp99 } }' "$work/results"
+      printf "%-8s conn/s %8.0f (%5.1f%% of direct)  p50 %7.1f µs  p99 %7.1f µs (%+.1f µs vs direct)\n", k, med(rate[k]), 100 * med(rate[k]) / d, med(p50[k]), med(p99[k]), med(p99[k]) - dp99 } }' "$work/results"
