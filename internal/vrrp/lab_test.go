@@ -310,14 +310,21 @@ vrrp:
 %s`, name, vrid, vrid, prio, strings.Join(vips, ", "), extra)
 }
 
-// TestLabHalbPair: election by priority, kill -9 of the master, preemption
-// on its return, SIGTERM (priority 0), in VRRPv3 over IPv4 multicast.
+// TestLabHalbPair: stale VIP removal at start, election by priority,
+// kill -9 of the master, preemption on its return, SIGTERM (priority 0),
+// in VRRPv3 over IPv4 multicast.
 func TestLabHalbPair(t *testing.T) {
 	p := newPair(t)
 	const vip = "192.0.2.100"
 	iv := 100 * time.Millisecond
+	// b holds a stale VIP from an earlier life: it removes it at start.
+	if err := p.b.IP("addr", "add", vip+"/24", "dev", "eth0"); err != nil {
+		t.Fatal(err)
+	}
 	a := startHelper(t, p.a, halbConf("a", 10, 150, "", vip+"/24"))
 	b := startHelper(t, p.b, halbConf("b", 10, 100, "", vip+"/24"))
+	waitVIP(t, vip, 5*iv, p.a, p.b) // gone from b before any election
+	waitEvent(t, b, "vi10", "BACKUP", time.Second)
 	waitVIP(t, vip, generous(masterDown(iv, 100)), p.a, p.a, p.b)
 	holdVIP(t, vip, 5*iv, p.a, p.a, p.b)
 

@@ -1,6 +1,7 @@
 package vrrp
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -267,4 +268,45 @@ func TestLabUnicastUnknownSource(t *testing.T) {
 	waitVIP(t, "192.0.2.100", generous(masterDown(iv, 100)), p.a, p.a)
 	waitVIP(t, "192.0.2.100", generous(masterDown(iv, 100)), p.b, p.b)
 	holdVIP(t, "192.0.2.100", 5*iv, p.b, p.b)
+}
+
+// TestLabOwnerGARPBursts: an address owner (priority 255) is master at
+// once and announces its VIP with a burst of garp.count gratuitous ARPs,
+// then a second burst after garp.second_burst.
+func TestLabOwnerGARPBursts(t *testing.T) {
+	labtest.RequireTool(t, "tcpdump")
+	p := newPair(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	capture := p.b.Command(ctx, "tcpdump", "-i", "eth0", "-nn", "-l", "--time-stamp-precision=micro", "-tt",
+		"arp and arp[6:2] == 1 and arp[14:4] == arp[24:4]")
+	var out syncBuffer
+	capture.Stdout = &out
+	if err := capture.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cancel(); capture.Wait() }()
+	time.Sleep(time.Second) // tcpdump listens
+	conf := strings.Replace(halbConf("a", 10, 255, "", "192.0.2.100/24"),
+		"garp: {count: 1, second_burst: 0s}", "garp: {count: 3, second_burst: 1s}", 1)
+	start := time.Now()
+	startHelper(t, p.a, conf)
+	waitVIP(t, "192.0.2.100", time.Second, p.a, p.a, p.b)
+	time.Sleep(2500*time.Millisecond - time.Since(start))
+	var times []float64
+	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		if f := strings.Fields(line); len(f) > 0 && strings.Contains(line, "who-has 192.0.2.100 tell 192.0.2.100") {
+			ts, err := strconv.ParseFloat(f[0], 64)
+			if err != nil {
+				t.Fatalf("bad line %q", line)
+			}
+			times = append(times, ts)
+		}
+	}
+	if len(times) != 6 {
+		t.Fatalf("%d gratuitous ARPs in 2.5s, want 3 + 3:\n%s", len(times), out.String())
+	}
+	if gap := times[3] - times[2]; gap < 0.8 || gap > 2 {
+		t.Fatalf("second burst %.3fs after the first, want about 1s", gap)
+	}
 }
