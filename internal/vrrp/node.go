@@ -204,6 +204,10 @@ func (r *runner) apply(cfg *config.Config) {
 		}
 	}
 	r.syncScripts(cfg)
+	now := r.clock.Now()
+	for _, ins := range r.instances {
+		r.track(ins, now) // a restarted script starts up again
+	}
 	for _, in := range cfg.VRRP.Instances {
 		if _, ok := r.instances[in.Name]; ok {
 			continue
