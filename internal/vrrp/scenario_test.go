@@ -310,3 +310,16 @@ func TestLabOwnerGARPBursts(t *testing.T) {
 		t.Fatalf("second burst %.3fs after the first, want about 1s", gap)
 	}
 }
+
+// TestLabChecksumForms: a sends VRRPv3 IPv4 adverts with the message-only
+// checksum (RFC 9568 routers), b with keepalived's pseudo-header form;
+// each accepts the other's, so there is one master.
+func TestLabChecksumForms(t *testing.T) {
+	p := newPair(t)
+	iv := 100 * time.Millisecond
+	startHelper(t, p.a, strings.Replace(halbConf("a", 10, 150, "", "192.0.2.100/24"),
+		"      vips:", "      ipv4_checksum: message\n      vips:", 1))
+	startHelper(t, p.b, halbConf("b", 10, 100, "", "192.0.2.100/24"))
+	waitVIP(t, "192.0.2.100", generous(masterDown(iv, 100)), p.a, p.a, p.b)
+	holdVIP(t, "192.0.2.100", 10*iv, p.a, p.a, p.b)
+}
