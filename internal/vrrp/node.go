@@ -26,7 +26,7 @@ type realClock struct{}
 func (realClock) Now() time.Time                         { return time.Now() }
 func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
 
-// Net is what the runner does to interfaces (package netif by default).
+// Net is what the runner does to interfaces (package netif).
 type Net interface {
 	AddAddrs(ifname string, p []netip.Prefix) error
 	RemoveAddrs(ifname string, p []netip.Prefix) error
@@ -57,9 +57,6 @@ func WithLogger(l *slog.Logger) Option { return func(n *Node) { n.log = l } }
 
 // WithClock sets the clock.
 func WithClock(c Clock) Option { return func(n *Node) { n.clock = c } }
-
-// WithNet replaces what the runner does to interfaces.
-func WithNet(nt Net) Option { return func(n *Node) { n.net = nt } }
 
 // Node runs every VRRP instance of a configuration. It implements the
 // engine's Announcer.
