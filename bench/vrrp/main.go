@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"log"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -407,6 +408,9 @@ func (l *lab) trial(ctx context.Context, self, kind string, iv time.Duration, st
 			break
 		}
 	}
+	// Die at a random point of the advert cycle, so that neither daemon
+	// gains from the phase of its adverts.
+	time.Sleep(rand.N(iv))
 	start := time.Now()
 	switch stop {
 	case "kill":
