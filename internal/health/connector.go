@@ -28,8 +28,9 @@ type connector struct {
 }
 
 type pending struct {
-	fd  int
-	res chan error
+	fd   int
+	done func(error)
+	stop func() bool // releases the abort on ctx's end
 }
 
 func newConnector() (*connector, error) {
@@ -54,8 +55,8 @@ func newConnector() (*connector, error) {
 	return c, nil
 }
 
-// close stops the loop and releases its descriptors. Every connect must
-// have returned.
+// close stops the loop and releases its descriptors. Every started
+// connect must have reported.
 func (c *connector) close() {
 	unix.Write(c.wakefd, []byte{1, 0, 0, 0, 0, 0, 0, 0})
 	<-c.done
@@ -87,25 +88,27 @@ func (c *connector) loop() {
 			if t == 0 {
 				return
 			}
-			c.mu.Lock()
-			p := c.waiting[t]
-			delete(c.waiting, t)
-			c.mu.Unlock()
+			p := c.take(t)
 			if p == nil {
 				continue // the check timed out and took its socket back
+			}
+			if p.stop != nil {
+				p.stop()
 			}
 			soerr, err := unix.GetsockoptInt(p.fd, unix.SOL_SOCKET, unix.SO_ERROR)
 			if err == nil && soerr != 0 {
 				err = unix.Errno(soerr)
 			}
-			p.res <- err
+			resetClose(p.fd)
+			p.done(err)
 		}
 	}
 }
 
-// connect opens a TCP connection to target for a check, then resets it.
-// It returns nil once the handshake completed.
-func (c *connector) connect(ctx context.Context, env netEnv, ch config.Check, target netip.AddrPort) error {
+// start opens a TCP connection to target for a check and returns; done
+// gets nil once the handshake completed, else the error, and the socket
+// is reset. No goroutine waits: the loop (or ctx's end) calls done.
+func (c *connector) start(ctx context.Context, env netEnv, ch config.Check, target netip.AddrPort, done func(error)) {
 	family := unix.AF_INET6
 	if target.Addr().Is4() {
 		family = unix.AF_INET
@@ -117,20 +120,20 @@ func (c *connector) connect(ctx context.Context, env netEnv, ch config.Check, ta
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("socket: %w", err)
+		done(fmt.Errorf("socket: %w", err))
+		return
 	}
-	defer resetClose(fd)
 	if err := prepare(fd, ch, family); err != nil {
-		return err
+		resetClose(fd)
+		done(err)
+		return
 	}
-	err = rawConnect(fd, target)
-	if err == nil {
-		return nil
+	if err := rawConnect(fd, target); err != unix.EINPROGRESS {
+		resetClose(fd)
+		done(err)
+		return
 	}
-	if err != unix.EINPROGRESS {
-		return err
-	}
-	p := &pending{fd: fd, res: make(chan error, 1)}
+	p := &pending{fd: fd, done: done}
 	c.mu.Lock()
 	t := c.next
 	c.next++
@@ -139,26 +142,33 @@ func (c *connector) connect(ctx context.Context, env netEnv, ch config.Check, ta
 	ev := unix.EpollEvent{Events: unix.EPOLLOUT | unix.EPOLLONESHOT}
 	setToken(&ev, t)
 	if err := unix.EpollCtl(c.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
-		c.mu.Lock()
-		delete(c.waiting, t)
-		c.mu.Unlock()
-		return fmt.Errorf("epoll_ctl: %w", err)
+		c.take(t)
+		resetClose(fd)
+		done(fmt.Errorf("epoll_ctl: %w", err))
+		return
 	}
-	select {
-	case err := <-p.res:
-		return err
-	case <-ctx.Done():
-		c.mu.Lock()
-		_, mine := c.waiting[t]
-		delete(c.waiting, t)
-		c.mu.Unlock()
-		if !mine {
-			// The loop took it just now: its answer is on the way.
-			return <-p.res
-		}
-		unix.EpollCtl(c.epfd, unix.EPOLL_CTL_DEL, fd, nil)
-		return ctx.Err()
+	// Until the loop answers, the end of ctx (timeout, removal) aborts.
+	c.mu.Lock()
+	if _, ok := c.waiting[t]; ok {
+		p.stop = context.AfterFunc(ctx, func() {
+			if c.take(t) != nil {
+				unix.EpollCtl(c.epfd, unix.EPOLL_CTL_DEL, fd, nil)
+				resetClose(fd)
+				done(ctx.Err())
+			}
+		})
 	}
+	c.mu.Unlock()
+}
+
+// take removes and returns a pending connect, or nil when another path
+// (the loop, a timeout) took it first.
+func (c *connector) take(t uint64) *pending {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p := c.waiting[t]
+	delete(c.waiting, t)
+	return p
 }
 
 // prepare applies the check's firewall mark, interface and source address.

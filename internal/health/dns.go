@@ -51,7 +51,7 @@ func newDNSProber(spec probeSpec, env netEnv) prober {
 	if !ok {
 		return brokenProber(fmt.Sprintf("dns query_type %q is not supported", ch.QueryType))
 	}
-	return dnsProber{spec: spec, net: env, name: name, qtype: qt, what: strings.ToUpper(ch.QueryType) + " " + ch.Query}
+	return onGoroutine{dnsProber{spec: spec, net: env, name: name, qtype: qt, what: strings.ToUpper(ch.QueryType) + " " + ch.Query}}
 }
 
 func (p dnsProber) probe(ctx context.Context) Result {

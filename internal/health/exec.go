@@ -44,7 +44,7 @@ func newExecProber(spec probeSpec, env netEnv) prober {
 		return brokenProber(fmt.Sprintf("%s: user %q is root or has no numeric ids", cmdName, name))
 	}
 	cred := &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}
-	return execProber{spec: spec, net: env, cred: cred, name: cmdName}
+	return onGoroutine{execProber{spec: spec, net: env, cred: cred, name: cmdName}}
 }
 
 func (p execProber) probe(ctx context.Context) Result {

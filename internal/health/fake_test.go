@@ -124,7 +124,7 @@ func (n *fakeNet) target(ap netip.AddrPort) *fakeTarget {
 }
 
 func (n *fakeNet) newProber(spec probeSpec, _ netEnv) prober {
-	return fakeProber{spec: spec, t: n.target(spec.target)}
+	return onGoroutine{fakeProber{spec: spec, t: n.target(spec.target)}}
 }
 
 type fakeProber struct {

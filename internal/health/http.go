@@ -61,7 +61,7 @@ func newHTTPProber(spec probeSpec, env netEnv) prober {
 		}
 		p.digest = d
 	}
-	return p
+	return onGoroutine{p}
 }
 
 func (p *httpProber) probe(ctx context.Context) Result {
@@ -148,7 +148,7 @@ func newTLSProber(spec probeSpec, env netEnv) prober {
 	if err != nil {
 		return brokenProber(fmt.Sprintf("tls %s: %v", spec.target, err))
 	}
-	return tlsProber{spec: spec, net: env, tls: conf}
+	return onGoroutine{tlsProber{spec: spec, net: env, tls: conf}}
 }
 
 func (p tlsProber) probe(ctx context.Context) Result {

@@ -21,7 +21,7 @@ type pingProber struct {
 }
 
 func newPingProber(spec probeSpec, env netEnv) prober {
-	return pingProber{spec: spec, net: env, id: int(rand.Uint32() & 0xffff), seq: new(int)}
+	return onGoroutine{pingProber{spec: spec, net: env, id: int(rand.Uint32() & 0xffff), seq: new(int)}}
 }
 
 func (p pingProber) probe(ctx context.Context) Result {

@@ -19,7 +19,7 @@ func newProber(spec probeSpec, env netEnv) prober {
 	case "dns":
 		return newDNSProber(spec, env)
 	case "udp":
-		return udpProber{spec: spec, net: env}
+		return onGoroutine{udpProber{spec: spec, net: env}}
 	case "ping":
 		return newPingProber(spec, env)
 	case "exec":
@@ -32,4 +32,4 @@ func newProber(spec probeSpec, env netEnv) prober {
 // (a CA file that does not load, an unknown user…).
 type brokenProber string
 
-func (b brokenProber) probe(context.Context) Result { return fail("%s", string(b)) }
+func (b brokenProber) start(_ context.Context, done func(Result)) { done(fail("%s", string(b))) }

@@ -11,10 +11,24 @@ import (
 	"halb/internal/event"
 )
 
-// prober runs one check against one target. It returns when done or when
-// ctx (which carries the check's timeout) ends.
+// prober runs one check against one target. start begins the check and
+// returns; done is called exactly once with the result, from any
+// goroutine, at the latest soon after ctx (which carries the check's
+// timeout) ends.
 type prober interface {
+	start(ctx context.Context, done func(Result))
+}
+
+// blockingProber is a check written as a function that returns when done.
+type blockingProber interface {
 	probe(ctx context.Context) Result
+}
+
+// onGoroutine runs a blocking check on a goroutine of its own.
+type onGoroutine struct{ p blockingProber }
+
+func (g onGoroutine) start(ctx context.Context, done func(Result)) {
+	go func() { done(g.p.probe(ctx)) }()
 }
 
 // probe is one scheduled check with its rise/fall state and the pool
@@ -215,11 +229,11 @@ func (s *scheduler) dispatchDue() {
 func (s *scheduler) start(p *probe) {
 	s.inflight++
 	p.running = true
-	clock, timeout, pr, pctx := s.c.clock, p.spec.check.Timeout.D(), p.prober, p.ctx
-	s.wg.Go(func() {
-		begin := clock.Now()
-		ctx, cancel := context.WithTimeout(pctx, timeout)
-		r := pr.probe(ctx)
+	clock := s.c.clock
+	s.wg.Add(1)
+	begin := clock.Now()
+	ctx, cancel := context.WithTimeout(p.ctx, p.spec.check.Timeout.D())
+	p.prober.start(ctx, func(r Result) {
 		cancel()
 		if r.Latency == 0 {
 			r.Latency = clock.Now().Sub(begin)
@@ -231,6 +245,7 @@ func (s *scheduler) start(p *probe) {
 		case s.ready <- struct{}{}:
 		default:
 		}
+		s.wg.Done()
 	})
 }
 

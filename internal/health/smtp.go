@@ -24,7 +24,7 @@ func newSMTPProber(spec probeSpec, env netEnv) prober {
 	if helo == "" {
 		helo = "localhost"
 	}
-	return smtpProber{spec: spec, net: env, helo: helo}
+	return onGoroutine{smtpProber{spec: spec, net: env, helo: helo}}
 }
 
 func (p smtpProber) probe(ctx context.Context) Result {
