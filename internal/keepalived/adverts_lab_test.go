@@ -97,7 +97,7 @@ func captureKeepalived(t *testing.T, sw, h *netns.Host, path, id string, instanc
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	dump := sw.Command(ctx, "tcpdump", "-i", "br0", "-U", "-n", "-w", pcap, "ip proto 112 or ip6 proto 112")
-	var dumpOut strings.Builder
+	var dumpOut safeBuffer
 	dump.Stderr = &dumpOut
 	must(t, dump.Start())
 	defer func() {
@@ -114,7 +114,7 @@ func captureKeepalived(t *testing.T, sw, h *netns.Host, path, id string, instanc
 	must(t, err)
 	ka := h.Command(ctx, "keepalived", "--dont-fork", "--log-console", "--vrrp", "--use-file", abs, "--config-id", id,
 		"--pid", filepath.Join(dir, "k.pid"), "--vrrp_pid", filepath.Join(dir, "v.pid"))
-	var kaOut strings.Builder
+	var kaOut safeBuffer
 	ka.Stdout, ka.Stderr = &kaOut, &kaOut
 	must(t, ka.Start())
 	defer func() {
