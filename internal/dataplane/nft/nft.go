@@ -89,16 +89,6 @@ func New(opts ...Option) (*Dataplane, error) {
 	return d, nil
 }
 
-// Available reports whether the kernel has nf_tables (a table list works).
-func Available() bool {
-	c, err := nftables.New()
-	if err != nil {
-		return false
-	}
-	_, err = c.ListTablesOfFamily(nftables.TableFamilyINet)
-	return err == nil
-}
-
 func (d *Dataplane) conn() (*nftables.Conn, error) {
 	opts := []nftables.ConnOption{nftables.WithSockOptions(bigBuffers)}
 	if d.netns != 0 {
