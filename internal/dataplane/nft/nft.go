@@ -39,7 +39,6 @@ type Dataplane struct {
 	netns       int
 	log         *slog.Logger
 	removeOnEnd bool
-	dial        func(...nftables.ConnOption) (*nftables.Conn, error)
 	extraOpts   []nftables.ConnOption
 
 	mu sync.Mutex
@@ -79,7 +78,7 @@ func WithConnOptions(opts ...nftables.ConnOption) Option {
 
 // New returns a data plane; it does not touch the kernel until Reconcile.
 func New(opts ...Option) (*Dataplane, error) {
-	d := &Dataplane{table: DefaultTable, log: slog.New(slog.DiscardHandler), dial: nftables.New}
+	d := &Dataplane{table: DefaultTable, log: slog.New(slog.DiscardHandler)}
 	for _, o := range opts {
 		o(d)
 	}
@@ -94,7 +93,7 @@ func (d *Dataplane) conn() (*nftables.Conn, error) {
 	if d.netns != 0 {
 		opts = append(opts, nftables.WithNetNSFd(d.netns))
 	}
-	c, err := d.dial(append(opts, d.extraOpts...)...)
+	c, err := nftables.New(append(opts, d.extraOpts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("nftables connection: %w", err)
 	}
