@@ -23,7 +23,6 @@ type inherited struct {
 	inhibitAt      Pos
 	alpha          bool
 	forward        string
-	forwardAt      Pos
 }
 
 // vsEntry is one address, range or mark of a virtual server or group.
@@ -54,7 +53,7 @@ func (m *mapper) virtualServer(n *Node) {
 	svc := config.Service{Protocol: "udp", Scheduler: "wlc"}
 	protocolSet := false
 	pool := config.Pool{Quorum: 1, OnFailure: "remove", InitialState: "up"}
-	inh := inherited{delayLoop: config.Duration(60e9), connectTimeout: config.Duration(5e9), retry: -1, forward: "nat", forwardAt: n.Pos}
+	inh := inherited{delayLoop: config.Duration(60e9), connectTimeout: config.Duration(5e9), retry: -1, forward: "nat"}
 	// Paths written at the virtual_server go to every service made of it.
 	svcWritten := map[string]Pos{"": n.Pos, ".forward": n.Pos, ".scheduler": n.Pos, ".protocol": n.Pos}
 	poolWritten := map[string]Pos{"": n.Pos, ".on_failure": n.Pos}
@@ -71,7 +70,7 @@ func (m *mapper) virtualServer(n *Node) {
 	}
 	method := func(c *Node) {
 		if f, ok := m.forwardArg(c); ok {
-			inh.forward, inh.forwardAt = f, c.ArgPos(0)
+			inh.forward = f
 			svcWritten[".forward"] = c.ArgPos(0)
 		}
 	}
@@ -199,7 +198,7 @@ func (m *mapper) virtualServer(n *Node) {
 		ownPort = services[0].Ports[0].Lo
 	}
 	m.poolFrom(n, &pool, m.realServers(servers, inh), svc.Forward, ownPort, poolWritten)
-	for i, s := range services {
+	for _, s := range services {
 		idx := len(m.cfg.Services)
 		p := fmt.Sprintf("services[%d]", idx)
 		for k, at := range svcWritten {
@@ -209,23 +208,16 @@ func (m *mapper) virtualServer(n *Node) {
 		m.set(p+".pool", n.Pos)
 		m.origin(p, n)
 		if s.Mark.Mode == config.MarkExternal {
-			m.set(p+".mark", entries[0].at)
+			m.set(p+".mark", s.at)
 		}
 		for j := range s.VIPs {
-			m.set(fmt.Sprintf("%s.vips[%d]", p, j), entryAt(entries, i))
+			m.set(fmt.Sprintf("%s.vips[%d]", p, j), s.at)
 		}
 		for j := range s.Ports {
-			m.set(fmt.Sprintf("%s.ports[%d]", p, j), entryAt(entries, i))
+			m.set(fmt.Sprintf("%s.ports[%d]", p, j), s.at)
 		}
-		m.cfg.Services = append(m.cfg.Services, s)
+		m.cfg.Services = append(m.cfg.Services, s.Service)
 	}
-}
-
-func entryAt(entries []vsEntry, i int) Pos {
-	if i < len(entries) {
-		return entries[i].at
-	}
-	return entries[0].at
 }
 
 const retryInstead = "halb checks again at the next interval and marks a server down after retry+1 failures in a row"
@@ -358,25 +350,31 @@ func expandRange(s string) ([]netip.Addr, error) {
 	return out, nil
 }
 
+// placedService is a service made of a virtual server, with where its
+// VIPs and ports (or its mark) were written.
+type placedService struct {
+	config.Service
+	at Pos
+}
+
 // servicesFrom makes halb services of a virtual server's entries: each
 // mark is a service; addresses are grouped by port into services of the
 // same VIPs.
-func (m *mapper) servicesFrom(name string, base config.Service, entries []vsEntry) []config.Service {
-	var out []config.Service
-	type vipsKey string
-	byVIPs := map[vipsKey]*config.Service{}
-	var order []vipsKey
+func (m *mapper) servicesFrom(name string, base config.Service, entries []vsEntry) []placedService {
+	var marks []placedService
 	portVIPs := map[uint16][]netip.Addr{}
+	portAt := map[uint16]Pos{}
 	var ports []uint16
 	for _, e := range entries {
 		if e.mark != 0 {
 			s := base
 			s.Mark = config.Mark{Mode: config.MarkExternal, Value: e.mark}
-			out = append(out, s)
+			marks = append(marks, placedService{s, e.at})
 			continue
 		}
 		if _, seen := portVIPs[e.port]; !seen {
 			ports = append(ports, e.port)
+			portAt[e.port] = e.at
 		}
 		for _, a := range e.addrs {
 			if !slices.Contains(portVIPs[e.port], a) {
@@ -384,25 +382,23 @@ func (m *mapper) servicesFrom(name string, base config.Service, entries []vsEntr
 			}
 		}
 	}
+	var all []placedService
+	byVIPs := map[string]int{} // VIP list → index in all
 	for _, port := range ports {
 		vips := portVIPs[port]
-		k := vipsKey(fmt.Sprint(vips))
-		s, ok := byVIPs[k]
+		k := fmt.Sprint(vips)
+		i, ok := byVIPs[k]
 		if !ok {
-			s = &config.Service{}
-			*s = base
+			s := base
 			s.VIPs = vips
 			s.Mark = config.Mark{Mode: config.MarkNone}
-			byVIPs[k] = s
-			order = append(order, k)
+			i = len(all)
+			byVIPs[k] = i
+			all = append(all, placedService{s, portAt[port]})
 		}
-		s.Ports = append(s.Ports, config.PortRange{Lo: port, Hi: port})
+		all[i].Ports = append(all[i].Ports, config.PortRange{Lo: port, Hi: port})
 	}
-	addr := make([]config.Service, 0, len(order))
-	for _, k := range order {
-		addr = append(addr, *byVIPs[k])
-	}
-	all := append(addr, out...)
+	all = append(all, marks...)
 	for i := range all {
 		all[i].Name = name
 		if len(all) > 1 {
