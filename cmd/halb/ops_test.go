@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"github.com/vishvananda/netns"
@@ -244,27 +245,43 @@ notify:
 		t.Errorf("halb events lacks the DOWN of 198.51.100.12:\n%s", evOut)
 	}
 
-	// Metrics, scraped inside the lab and parsed.
-	var body []byte
-	err = inNetns(lb.Name, func() error {
-		c, err := net.Dial("tcp", "127.0.0.1:9470")
-		if err != nil {
+	// Metrics, scraped inside the lab and parsed. The mail counts as sent
+	// once halb has its relay's answer to QUIT, which may come after the
+	// delivery: scrape until it does.
+	var fams map[string]*dto.MetricFamily
+	scrape := func() map[string]*dto.MetricFamily {
+		var body []byte
+		err := inNetns(lb.Name, func() error {
+			c, err := net.Dial("tcp", "127.0.0.1:9470")
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			fmt.Fprintf(c, "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+			body, err = io.ReadAll(c)
 			return err
+		})
+		if err != nil {
+			t.Fatal(err)
 		}
-		defer c.Close()
-		fmt.Fprintf(c, "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
-		body, err = io.ReadAll(c)
-		return err
+		_, payload, _ := strings.Cut(string(body), "\r\n\r\n")
+		parser := expfmt.NewTextParser(model.UTF8Validation)
+		f, err := parser.TextToMetricFamilies(strings.NewReader(payload))
+		if err != nil {
+			t.Fatalf("metrics: %v", err)
+		}
+		return f
+	}
+	smtpName := "smtp 127.0.0.1:" + mta.Port
+	waitFor(t, ctx, "the mail counted as sent", func() bool {
+		fams = scrape()
+		for _, m := range fams["halb_notifications_sent_total"].GetMetric() {
+			if m.GetLabel()[0].GetValue() == smtpName && m.GetCounter().GetValue() > 0 {
+				return true
+			}
+		}
+		return false
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, payload, _ := strings.Cut(string(body), "\r\n\r\n")
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := parser.TextToMetricFamilies(strings.NewReader(payload))
-	if err != nil {
-		t.Fatalf("metrics: %v", err)
-	}
 	sample := func(name, label, value string) float64 {
 		for _, m := range fams[name].GetMetric() {
 			for _, l := range m.Label {
@@ -285,7 +302,7 @@ notify:
 	if v := sample("halb_server_check_latency_seconds", "server", "198.51.100.11"); v <= 0 || v > 1 {
 		t.Errorf("last check latency of a live server = %vs", v)
 	}
-	if v := sample("halb_notifications_sent_total", "notifier", "smtp 127.0.0.1:"+mta.Port); v != 1 {
+	if v := sample("halb_notifications_sent_total", "notifier", smtpName); v != 1 {
 		t.Errorf("mails sent = %v", v)
 	}
 
