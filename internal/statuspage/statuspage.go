@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"halb/internal/api"
@@ -47,6 +48,12 @@ var tmpl = template.Must(template.New("page").Funcs(template.FuncMap{
 	},
 	"clock": func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05") },
 	"ms":    formatMS,
+	"vip": func(addr string, port uint16) string {
+		if strings.Contains(addr, ":") {
+			return "[" + addr + "]:" + strconv.Itoa(int(port))
+		}
+		return addr + ":" + strconv.Itoa(int(port))
+	},
 }).Parse(pageHTML))
 
 func formatMS(v float64) string {
