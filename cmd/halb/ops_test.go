@@ -343,3 +343,77 @@ notify:
 		t.Errorf("halb after SIGTERM: %v", err)
 	}
 }
+
+// TestFailoverOfSixIsOneMail: a node taking over six VRRP instances at
+// once (real VRRP in a lab) sends one mail, not twelve.
+func TestFailoverOfSixIsOneMail(t *testing.T) {
+	labtest.RequireTool(t, "exim4")
+	lab := labtest.NewLab(t)
+	sw, err := lab.AddSwitch("sw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lb, err := lab.AddHost("lb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lab.Connect(lb, sw, "eth0", "192.0.2.2/24"); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	mta := notifytest.Start(t, lb.Name)
+	var instances strings.Builder
+	for i := 1; i <= 6; i++ {
+		fmt.Fprintf(&instances, "    - {name: v%d, interface: eth0, vrid: %d, priority: 100, advert_interval: 100ms, vips: [192.0.2.%d/24]}\n", i, 10+i, 10+i)
+	}
+	dir := t.TempDir()
+	cfgPath, sock := filepath.Join(dir, "halb.yaml"), filepath.Join(dir, "halb.sock")
+	os.WriteFile(cfgPath, []byte(fmt.Sprintf(`node: lb-b
+vrrp:
+  instances:
+%snotify:
+  smtp: {server: "127.0.0.1:%s", from: "halb@lb-b.example.org", to: ["oncall@example.org"],
+         ca_file: %q, username: halb, password_file: %q}
+  group_wait: 2s
+  min_interval: 30s
+`, instances.String(), mta.Port, mta.CA, mta.PasswordFile)), 0o644)
+	halb := lb.Command(ctx, labtest.HalbBinary(t), "run", "--config", cfgPath, "--dataplane", "none", "--socket", sock)
+	logf, _ := os.Create(filepath.Join(dir, "halb.log"))
+	halb.Stdout, halb.Stderr = logf, logf
+	if err := halb.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		halb.Process.Kill()
+		halb.Wait()
+		if t.Failed() {
+			b, _ := os.ReadFile(filepath.Join(dir, "halb.log"))
+			t.Logf("halb log:\n%s", b)
+		}
+	})
+	// Alone on the link, the node becomes master of all six after the
+	// master-down interval (0.36 s at 100 ms adverts).
+	mails := mta.Wait(t, "oncall", 1, 20*time.Second)
+	time.Sleep(3 * time.Second) // anything more would have come by now
+	mails = mta.Mailbox(t, "oncall")
+	if len(mails) != 1 {
+		for _, m := range mails {
+			t.Logf("mail: %s", m.Subject)
+		}
+		t.Fatalf("%d mails for one takeover of six instances, want 1", len(mails))
+	}
+	t.Logf("the one mail: %s", mails[0].Subject)
+	if want := "lb-b: v1, v2, v3 +3 now MASTER"; !strings.HasPrefix(mails[0].Subject, want) {
+		t.Errorf("subject %q, want it to start with %q", mails[0].Subject, want)
+	}
+	for i := 1; i <= 6; i++ {
+		if !strings.Contains(mails[0].Body, fmt.Sprintf("v%d (VRID %d): BACKUP -> MASTER", i, 10+i)) {
+			t.Errorf("body lacks v%d's takeover:\n%s", i, mails[0].Body)
+		}
+	}
+	halb.Process.Signal(syscall.SIGTERM)
+	if err := halb.Wait(); err != nil {
+		t.Errorf("halb after SIGTERM: %v", err)
+	}
+}
