@@ -84,6 +84,14 @@ func (e elem) equal(o elem) bool {
 	return bytes.Equal(e.val, o.val) && e.jump == o.jump && bytes.Equal(e.keyEnd, o.keyEnd)
 }
 
+// slot returns the value of slot i, "" past the end.
+func (s *service) slot(i int) string {
+	if i >= len(s.slots) {
+		return ""
+	}
+	return s.values[s.slots[i]]
+}
+
 // service is everything one balanced virtual service puts in the table.
 // It is built from the VirtualService alone, so an unchanged service is
 // reused as is and costs nothing to reconcile.
@@ -94,11 +102,14 @@ type service struct {
 	spec   svcSpec // the rules of chain
 	maglev string  // the map of slots
 	kind   setKind // of the map
-	// slots holds each slot's value: a backend chain (persistence), or
-	// the backend's address (. port) as map data.
-	slots []string
-	bes   map[string]beSpec // backend chains by name
-	pins  []string          // pin sets, one per backend (persistence)
+	// values are the backends as the map holds them: a backend chain
+	// (persistence), or the backend's address (. port) as map data;
+	// slots[i] indexes values (no pointers: a large table costs the
+	// garbage collector nothing to scan).
+	values []string
+	slots  []int32
+	bes    map[string]beSpec // backend chains by name
+	pins   []string          // pin sets, one per backend (persistence)
 	// dispatch is the element of svcN or svcmarkN that jumps to chain.
 	dispatchSet string
 	dispatch    elem
@@ -282,10 +293,10 @@ func newService(h string, vs dataplane.VirtualService) (*service, error) {
 			s.spec.pins = append(s.spec.pins, pinRule{set: s.bes[be].pin, chain: be})
 		}
 	}
-	s.slots = make([]string, len(tab.Entries))
-	for slot, e := range tab.Entries {
-		s.slots[slot] = chainOf[tab.Backends[e].ID]
+	for _, b := range tab.Backends {
+		s.values = append(s.values, chainOf[b.ID])
 	}
+	s.slots = tab.Entries
 	if vs.Key.Mark != 0 {
 		s.dispatchSet = pickFam(vs.Key.Family, setSvcMark4, setSvcMark6)
 		s.dispatch = elem{key: u32(vs.Key.Mark), jump: s.chain}

@@ -253,13 +253,11 @@ func (b *batch) service(have *content, old, s *service, chains, sets map[string]
 	// Slots: only those whose backend changed.
 	var del, add []nftables.SetElement
 	for slot := range max(len(old.slots), len(s.slots)) {
-		var was, is string
-		if slot < len(old.slots) && maglevKnown {
-			was = old.slots[slot]
+		var was string
+		if maglevKnown {
+			was = old.slot(slot)
 		}
-		if slot < len(s.slots) {
-			is = s.slots[slot]
-		}
+		is := s.slot(slot)
 		if was == is {
 			continue
 		}
