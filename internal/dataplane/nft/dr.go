@@ -172,18 +172,14 @@ func drChain(vs dataplane.VirtualService, device func(netip.Addr) (string, error
 	return fmt.Sprintf("fwd %s to jhash %s mod %d seed %#x map { %s } device %q", ip, key, size, Seed(vs.Key), slots.String(), dev), dev, nil
 }
 
-// prefixMask renders a prefix length as an address mask.
+// prefixMask renders a prefix length as an address mask (0: the whole
+// address).
 func prefixMask(fam, bits int) string {
 	n := 8 * addrLen(fam)
 	if bits == 0 || bits > n {
 		bits = n
 	}
-	p := netip.PrefixFrom(netip.IPv6Unspecified(), bits)
-	if fam == 4 {
-		p = netip.PrefixFrom(netip.IPv4Unspecified(), bits)
-	}
-	mask := net.CIDRMask(p.Bits(), n)
-	a, _ := netip.AddrFromSlice(mask)
+	a, _ := netip.AddrFromSlice(net.CIDRMask(bits, n))
 	return a.String()
 }
 
