@@ -50,7 +50,7 @@ func Bench(ctx context.Context, opts BenchOptions) ([]BenchResult, error) {
 	for _, sc := range []struct {
 		name string
 		sig  syscall.Signal
-	}{{"kill -9 of the master", syscall.SIGKILL}, {"graceful stop of the master", syscall.SIGTERM}} {
+	}{{"master dies (kill -9, link cut)", syscall.SIGKILL}, {"graceful stop of the master", syscall.SIGTERM}} {
 		res := BenchResult{Scenario: sc.name}
 		for i := range opts.Trials {
 			gap, alive, kept, err := r.failoverTrial(ctx, sc.sig)
@@ -96,6 +96,12 @@ func (r *runner) failoverTrial(ctx context.Context, sig syscall.Signal) (time.Du
 	if err := s.LBs[0].Signal(sig, 5*time.Second); err != nil {
 		return 0, 0, 0, err
 	}
+	if sig == syscall.SIGKILL {
+		if err := s.Cut(0, true); err != nil {
+			return 0, 0, 0, err
+		}
+		defer s.Cut(0, false)
+	}
 	if err := r.waitOwners(ctx, map[string]string{"web-a": "lb-b"}, 20*time.Second); err != nil {
 		return 0, 0, 0, err
 	}
@@ -103,6 +109,11 @@ func (r *runner) failoverTrial(ctx context.Context, sig syscall.Signal) (time.Du
 	w := gen.Summary(from, time.Now())
 	total, broken, _ = gen.LongLived()
 	kept := total - broken
+	if sig == syscall.SIGKILL {
+		if err := s.Cut(0, false); err != nil {
+			return 0, 0, 0, err
+		}
+	}
 	if err := s.StartLB(ctx, 0); err != nil {
 		return 0, 0, 0, err
 	}

@@ -122,8 +122,11 @@ func (r *runner) run(ctx context.Context) error {
 	// 3. A load balancer dies.
 	from = time.Now()
 	before = r.longLivedAlive()
-	r.sayf("kill -9 of halb on lb-a, the master of %s", strings.Join(site.VIPsA, ", "))
+	r.sayf("lb-a, the master of %s, dies: halb is killed (kill -9) and its link cut, as in a power loss", strings.Join(site.VIPsA, ", "))
 	if err := s.LBs[0].Signal(syscall.SIGKILL, 5*time.Second); err != nil {
+		return err
+	}
+	if err := s.Cut(0, true); err != nil {
 		return err
 	}
 	took, err := r.waitOwnersTimed(ctx, map[string]string{"web-a": "lb-b"}, 30*time.Second)
@@ -132,14 +135,17 @@ func (r *runner) run(ctx context.Context) error {
 	}
 	r.sayf("lb-b took over web-a after %.2fs (VRRP bound for a crash: 3 × 1s + (256−100)/256 × 1s = 3.61s)", took.Seconds())
 	r.sleep(ctx, 3*time.Second)
-	r.recordLong("3. lb-a killed (kill -9)", from, before, "")
+	r.recordLong("3. lb-a dies", from, before, "")
 	r.showOwners(ctx)
 
 	// 4. Everything comes back.
 	from = time.Now()
 	before = r.longLivedAlive()
-	r.sayf("restarting web2's servers and halb on lb-a")
+	r.sayf("restarting web2's servers, reconnecting lb-a and restarting halb there")
 	if err := s.Backends[1].StartServers(); err != nil {
+		return err
+	}
+	if err := s.Cut(0, false); err != nil {
 		return err
 	}
 	if err := s.StartLB(ctx, 0); err != nil {

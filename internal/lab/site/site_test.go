@@ -143,10 +143,15 @@ func TestSiteEndToEnd(t *testing.T) {
 		}
 	})
 
-	t.Run("killing the master under load: new connections resume, long-lived ones survive", func(t *testing.T) {
+	t.Run("the master dying under load: new connections resume, long-lived ones survive", func(t *testing.T) {
 		_, brokenBefore, _ := gen.LongLived()
 		from := time.Now()
+		// A node's death: halb killed and the node cut off the network (its
+		// kernel would otherwise keep forwarding with the tables it has).
 		if err := s.LBs[0].Signal(syscall.SIGKILL, 5*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Cut(0, true); err != nil {
 			t.Fatal(err)
 		}
 		waitMasters(t, ctx, s, map[string]string{"web-a": "lb-b"}, 2*vrrpBound+time.Second)
