@@ -175,6 +175,10 @@ esac
 		{"markdrop", `{type: tcp, port: 2525, fwmark: 9}`, false, "TCP 198.51.100.11:2525: connect timeout after 1.5s"},
 		{"badsource", `{type: tcp, port: 2525, source: 198.51.100.77}`, false, "cannot assign requested address"},
 	}
+	// Several udp and dns checks to one host draw ICMP port unreachables
+	// from it: lift the kernel's rate limit (one a second by default), or
+	// some checks see silence instead.
+	r.run(r.be, "sysctl", "-q", "-w", "net.ipv4.icmp_ratelimit=0", "net.ipv6.icmp.ratelimit=0")
 	// Packets marked 9 are dropped on their way out: only a socket that
 	// really carries the mark is affected.
 	r.run(r.lb, "nft", "add table inet halbtest; add chain inet halbtest out { type filter hook output priority 0; policy accept; }; add rule inet halbtest out meta mark 9 drop")
