@@ -9,7 +9,9 @@ import (
 
 // udpProber sends the payload and wants a reply containing expect_reply,
 // or (no_icmp_unreachable) no ICMP port unreachable within the timeout,
-// or else any reply.
+// or else any reply. A server rate-limits its ICMP errors (Linux: one a
+// second per peer by default), so no_icmp_unreachable can pass for a dead
+// port when several checks hit one host within a second.
 type udpProber struct {
 	spec probeSpec
 	net  netEnv
