@@ -332,8 +332,12 @@ func (r *runner) showProtocols(ctx context.Context) {
 		seen = append(seen, strings.TrimSpace(string(out)))
 	}
 	r.sayf("HTTPS to 192.0.2.9 three times from one client (persistent): %s", strings.Join(seen, ", "))
-	for _, mode := range []struct{ name, flag string }{{"passive", "--ftp-pasv"}, {"active", "--ftp-port=192.0.2.100"}} {
-		out, err := c.Run("curl", "-s", "--max-time", "5", mode.flag, "ftp://192.0.2.10/whoami")
+	for _, mode := range []struct {
+		name string
+		flag []string
+	}{{"passive", []string{"--ftp-pasv"}}, {"active", []string{"--ftp-port", site.ClientIP}}} {
+		args := append([]string{"-s", "--max-time", "5"}, mode.flag...)
+		out, err := c.Run("curl", append(args, "ftp://192.0.2.10/whoami")...)
 		res := strings.TrimSpace(string(out))
 		if err != nil {
 			res = "failed: " + err.Error()
