@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"slices"
 	"sync"
 
@@ -142,7 +143,18 @@ func (d *Dataplane) Reconcile(ctx context.Context, want dataplane.State) error {
 		if err != nil {
 			return fmt.Errorf("nftables: %w", err)
 		}
-		if drScriptText, err = drScript(d.table, dr, want.MarkRules, d.routeDevice); err != nil {
+		devices := map[netip.Addr]string{} // one route lookup per backend address
+		device := func(a netip.Addr) (string, error) {
+			if dev, ok := devices[a]; ok {
+				return dev, nil
+			}
+			dev, err := d.routeDevice(a)
+			if err == nil {
+				devices[a] = dev
+			}
+			return dev, err
+		}
+		if drScriptText, err = drScript(d.table, dr, want.MarkRules, device); err != nil {
 			return fmt.Errorf("nftables: direct routing: %w", err)
 		}
 		want.Services = rest
