@@ -108,8 +108,26 @@ func Prepare(ctx context.Context) (*Image, error) {
 }
 
 // kernelPackage names the kernel package linux-image-amd64 depends on
-// today, or the cached one when the archive cannot be asked.
+// today (refreshing the package lists when they lack it), or the cached
+// one when the archive cannot be asked.
 func kernelPackage(ctx context.Context) (string, error) {
+	if name, err := dependency(ctx); err == nil {
+		return name, nil
+	}
+	if err := cmd(ctx, "/", "apt-get", "update", "-q"); err == nil {
+		if name, err := dependency(ctx); err == nil {
+			return name, nil
+		}
+	}
+	matches, _ := filepath.Glob(filepath.Join(CacheDir(), "linux-image-*", "ready"))
+	if len(matches) > 0 {
+		return filepath.Base(filepath.Dir(matches[len(matches)-1])), nil
+	}
+	_, err := dependency(ctx)
+	return "", err
+}
+
+func dependency(ctx context.Context) (string, error) {
 	out, err := exec.CommandContext(ctx, "apt-cache", "depends", "linux-image-amd64").Output()
 	if err == nil {
 		sc := bufio.NewScanner(bytes.NewReader(out))
@@ -119,10 +137,6 @@ func kernelPackage(ctx context.Context) (string, error) {
 				return f[1], nil
 			}
 		}
-	}
-	matches, _ := filepath.Glob(filepath.Join(CacheDir(), "linux-image-*", "ready"))
-	if len(matches) > 0 {
-		return filepath.Base(filepath.Dir(matches[len(matches)-1])), nil
 	}
 	return "", fmt.Errorf("find kernel package: apt-cache depends linux-image-amd64: %v: %s", err, out)
 }
