@@ -89,7 +89,7 @@ func (n *Node) Reload(cfg *config.Config) error {
 	select {
 	case n.reload <- req:
 		return <-req.done
-	case <-time.After(10 * time.Second):
+	case <-n.clock.After(10 * time.Second):
 		return errors.New("vrrp reload: the runner is not running")
 	}
 }
