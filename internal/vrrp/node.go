@@ -114,7 +114,10 @@ func (n *Node) Run(ctx context.Context, events chan<- event.VRRP) error {
 	watchErr := make(chan error, 1)
 	go func() { watchErr <- n.net.WatchLinks(wctx, links) }()
 
-	r.apply(n.cfg)
+	if err := r.apply(n.cfg); err != nil {
+		// The other instances run; a reload may fix these.
+		r.log.Error("VRRP instances not started", "err", err)
+	}
 	for {
 		var timer <-chan time.Time
 		if d := r.nextDeadline(); !d.IsZero() {
@@ -125,8 +128,7 @@ func (n *Node) Run(ctx context.Context, events chan<- event.VRRP) error {
 			r.shutdown()
 			return nil
 		case req := <-n.reload:
-			r.apply(req.cfg)
-			req.done <- nil
+			req.done <- r.apply(req.cfg)
 		case p := <-r.rx:
 			r.receive(p)
 		case lc := <-links:
@@ -186,8 +188,9 @@ type runner struct {
 	linkUp    map[string]bool
 }
 
-// apply starts, keeps, restarts or stops instances to match cfg.
-func (r *runner) apply(cfg *config.Config) {
+// apply starts, keeps, restarts or stops instances to match cfg; it
+// returns the instances that could not start.
+func (r *runner) apply(cfg *config.Config) error {
 	old := r.cfg
 	r.cfg = cfg
 	want := map[string]config.Instance{}
@@ -201,6 +204,7 @@ func (r *runner) apply(cfg *config.Config) {
 		}
 	}
 	r.syncScripts(cfg)
+	var errs []error
 	now := r.clock.Now()
 	for _, ins := range r.instances {
 		r.track(ins, now) // a restarted script starts up again
@@ -210,11 +214,12 @@ func (r *runner) apply(cfg *config.Config) {
 			continue
 		}
 		if err := r.start(in, groupOf(cfg, in.Name)); err != nil {
-			r.log.Error("VRRP instance not started", "instance", in.Name, "err", err)
+			errs = append(errs, fmt.Errorf("start VRRP instance %s: %w", in.Name, err))
 		}
 	}
 	r.closeUnusedSockets()
 	r.syncGroups()
+	return errors.Join(errs...)
 }
 
 func groupOf(cfg *config.Config, name string) string {
