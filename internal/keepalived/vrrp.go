@@ -317,7 +317,7 @@ func (m *mapper) vrrpInstance(n *Node) {
 			m.set(p+".garp."+field, c.ArgPos(0))
 		}
 	}
-	notifyState := m.ignore("halb runs one notify program on every state change (the instance's notify, or notify.exec), with the new state as an argument; move the per-state scripts into it")
+	notifyState := m.ignore(notifyInstead)
 	notTracked := m.reject("halb tracks interfaces and scripts only; the instance would elect without this input")
 	m.walk("vrrp_instance", n.Children, map[string]handler{
 		"state": func(c *Node) {
@@ -412,15 +412,7 @@ func (m *mapper) vrrpInstance(n *Node) {
 				m.set(fmt.Sprintf("%s.track_scripts[%d]", p, len(in.TrackScripts)-1), w.Pos)
 			}
 		},
-		"notify": func(c *Node) {
-			if m.needArgs(c, 1) {
-				in.Notify = c.Arg(0)
-				m.set(p+".notify", c.ArgPos(0))
-				if len(c.Args) > 1 || len(splitCommand(c.Arg(0))) > 1 {
-					m.errorf(c.ArgPos(0), "notify: halb runs the program with the instance and state as arguments; it takes a program without arguments or a user")
-				}
-			}
-		},
+		"notify":                     m.notifyExec,
 		"notify_master":              notifyState,
 		"notify_backup":              notifyState,
 		"notify_fault":               notifyState,
@@ -481,6 +473,39 @@ func (m *mapper) vrrpInstance(n *Node) {
 		in.AuthPassword = ""
 	}
 	m.cfg.VRRP.Instances = append(m.cfg.VRRP.Instances, in)
+}
+
+const notifyInstead = "halb runs no per-state scripts; one keepalived-style notify program (notify SCRIPT, which gets the state as its third argument) can do their work"
+
+// notifyExec maps "notify SCRIPT [USER [GROUP]]" of an instance or sync
+// group to notify.exec, which halb runs with keepalived's arguments for
+// VRRP changes. It is one program for the whole node.
+func (m *mapper) notifyExec(c *Node) {
+	if !m.needArgs(c, 1) {
+		return
+	}
+	words := splitCommand(c.Arg(0))
+	if len(words) != 1 || !strings.HasPrefix(words[0], "/") {
+		m.errorf(c.ArgPos(0), "notify %s is not supported: halb runs one program, named by its absolute path, without arguments", c.Arg(0))
+		return
+	}
+	n := &m.cfg.Notify
+	if n.Exec != "" && n.Exec != words[0] {
+		m.errorf(c.ArgPos(0), "notify %s is not supported: halb runs one notify program for all instances and groups, and %s comes first", words[0], n.Exec)
+		return
+	}
+	user := m.cfg.ScriptUser
+	if len(c.Args) > 1 {
+		user = c.Arg(1)
+	}
+	if n.Exec == "" {
+		m.warnf(c.Pos, "notify %s: halb runs it as notify.exec for every instance, with keepalived's arguments for VRRP changes (INSTANCE|GROUP name STATE priority), and also for health, quorum and reload events (HEALTH, QUORUM or RELOAD first)", words[0])
+		n.Exec, n.ExecUser = words[0], user
+		m.set("notify.exec", c.ArgPos(0))
+		if len(c.Args) > 1 {
+			m.set("notify.exec_user", c.ArgPos(1))
+		}
+	}
 }
 
 // vip reads one line of virtual_ipaddress:
@@ -556,7 +581,7 @@ func (m *mapper) syncGroup(n *Node) {
 	m.set(p, n.Pos)
 	m.origin(p, n)
 	m.set(p+".name", n.ArgPos(0))
-	notifyState := m.ignore("halb runs one notify program on every state change of each instance; move the group's scripts into it")
+	notifyState := m.ignore(notifyInstead)
 	trackingWeight := false
 	m.walk("vrrp_sync_group", n.Children, map[string]handler{
 		"group": func(c *Node) {
@@ -570,7 +595,7 @@ func (m *mapper) syncGroup(n *Node) {
 		"notify_backup":              notifyState,
 		"notify_fault":               notifyState,
 		"notify_stop":                notifyState,
-		"notify":                     notifyState,
+		"notify":                     m.notifyExec,
 		"smtp_alert":                 m.ignore("with notify.smtp set, halb mails every state change"),
 		"global_tracking":            m.ignore("halb applies each instance's own tracking"),
 		"sync_group_tracking_weight": func(*Node) { trackingWeight = true },
