@@ -90,7 +90,11 @@ func serve(cfg *config.Config, path string, log *slog.Logger) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	go api.Serve(ctx, ln, api.Handler(eng.Status, eng.Events), log)
+	go func() {
+		if err := api.Serve(ctx, ln, api.Handler(eng.Status, eng.Events)); err != nil {
+			log.Error("status socket stopped", "err", err)
+		}
+	}()
 	defer os.Remove(cfg.API.Socket)
 	stopOps, err := o.start(ctx, eng)
 	if err != nil {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -86,7 +85,7 @@ func ListenUnix(path string) (net.Listener, error) {
 }
 
 // Serve serves h on ln until ctx is done.
-func Serve(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logger) error {
+func Serve(ctx context.Context, ln net.Listener, h http.Handler) error {
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		<-ctx.Done()
