@@ -31,6 +31,7 @@ type Checker struct {
 
 	checks   atomic.Uint64
 	failures atomic.Uint64
+	hook     func(CheckResult)
 
 	mu      sync.Mutex
 	cfg     *config.Config
@@ -56,6 +57,27 @@ func WithConcurrency(n int) Option { return func(c *Checker) { c.limit = max(n, 
 // network namespace around it.
 func WithSocketHook(hook func(create func() error) error) Option {
 	return func(c *Checker) { c.net.hook = hook }
+}
+
+// WithResultHook calls hook with every result of a configured check, not
+// only with transitions. It is called on the scheduler's goroutine, so it
+// must return at once (count, don't wait).
+func WithResultHook(hook func(CheckResult)) Option { return func(c *Checker) { c.hook = hook } }
+
+// CheckResult is one check's result as a result hook sees it.
+type CheckResult struct {
+	Type   string // the check's type: "tcp", "http", …
+	Check  string // the check as events name it: "http 198.51.100.12:80 /healthz"
+	Result Result
+	// Servers are the pool servers the check decides. The slice is the
+	// checker's own: read it during the call only.
+	Servers []PoolServer
+}
+
+// PoolServer names one server of one pool.
+type PoolServer struct {
+	Pool   string
+	Server string // address, or address:port when the pool names a port
 }
 
 // New returns a Checker for cfg. It starts nothing until Run.

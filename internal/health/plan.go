@@ -24,6 +24,8 @@ type probeSpec struct {
 	target netip.AddrPort // where to connect (port 0 for ping)
 	// server is the real server's address, which exec checks are told.
 	server netip.Addr
+	// name is the check as events and status name it (describe).
+	name string
 }
 
 // memberKey names one server of one pool, as the engine does.
@@ -36,7 +38,10 @@ type memberKey struct {
 // memberSpec is one pool server and the probes that decide its health
 // (all must pass).
 type memberSpec struct {
-	key       memberKey
+	key memberKey
+	// server is the server as events name it: address, or address:port
+	// when the pool names a port.
+	server    string
 	weight    int
 	initialUp bool
 	slowStart time.Duration
@@ -61,6 +66,7 @@ func plan(cfg *config.Config) (map[probeKey]probeSpec, []memberSpec) {
 		for _, srv := range pool.Servers {
 			m := memberSpec{
 				key:       memberKey{Pool: name, Addr: srv.Address, Port: srv.Port},
+				server:    serverName(srv.Address, srv.Port),
 				weight:    srv.Weight,
 				initialUp: pool.InitialState != "down",
 				slowStart: pool.SlowStart.D(),
@@ -124,7 +130,17 @@ func newSpec(ch config.Check, server netip.Addr, port uint16) probeSpec {
 	}
 	canon, _ := json.Marshal(ch) // a Check always marshals
 	key := probeKey(server.String() + "|" + addr.String() + "|" + strconv.Itoa(int(port)) + "|" + string(canon))
-	return probeSpec{key: key, check: ch, target: netip.AddrPortFrom(addr, port), server: server}
+	spec := probeSpec{key: key, check: ch, target: netip.AddrPortFrom(addr, port), server: server}
+	spec.name = spec.describe()
+	return spec
+}
+
+// serverName names a pool server as events do.
+func serverName(a netip.Addr, port uint16) string {
+	if port == 0 {
+		return a.String()
+	}
+	return netip.AddrPortFrom(a, port).String()
 }
 
 // describe names a check for events and status: "http 198.51.100.12:80 /healthz".

@@ -38,6 +38,7 @@ type probe struct {
 	prober  prober
 	state   probeState
 	members []*member
+	servers []PoolServer // of members, for the result hook
 	next    time.Time
 	index   int // in the scheduler's heap, -1 when out
 	running bool
@@ -122,7 +123,7 @@ func (s *scheduler) apply(cfg *config.Config) {
 		p := &probe{spec: spec, prober: s.c.newProber(spec, s.net), ctx: ctx, cancel: cancel,
 			next: now.Add(spread(key, spec.check.Interval.D()))}
 		if b, ok := p.prober.(brokenProber); ok {
-			s.c.log.Warn("health check cannot run", "check", spec.describe(), "reason", string(b))
+			s.c.log.Warn("health check cannot run", "check", spec.name, "reason", string(b))
 		}
 		s.probes[key] = p
 		heap.Push(&s.queue, p)
@@ -131,6 +132,7 @@ func (s *scheduler) apply(cfg *config.Config) {
 	s.c.log.Info("health checks configured", "checks", len(specs), "pool_servers", len(mspecs), "added", added, "removed", removed)
 	for _, p := range s.probes {
 		p.members = p.members[:0]
+		p.servers = p.servers[:0]
 	}
 	old := s.members
 	s.members = make(map[memberKey]*member, len(mspecs))
@@ -145,6 +147,7 @@ func (s *scheduler) apply(cfg *config.Config) {
 			p := s.probes[k]
 			m.probes = append(m.probes, p)
 			p.members = append(p.members, m)
+			p.servers = append(p.servers, PoolServer{Pool: ms.key.Pool, Server: ms.server})
 		}
 		s.members[ms.key] = m
 	}
@@ -277,6 +280,9 @@ func (s *scheduler) onResult(res probeResult) {
 	if s.probes[p.spec.key] != p {
 		return // removed by a reload while it ran
 	}
+	if s.c.hook != nil {
+		s.c.hook(CheckResult{Type: p.spec.check.Type, Check: p.spec.name, Result: res.r, Servers: p.servers})
+	}
 	ch := p.spec.check
 	now := s.c.clock.Now()
 	initialUp := len(p.members) == 0 || p.members[0].spec.initialUp
@@ -348,7 +354,7 @@ func (s *scheduler) evaluate(m *member, cause *probe, now time.Time) {
 	s.record(m, cause, up)
 	ev := event.Health{
 		At: now, Pool: m.spec.key.Pool, Addr: m.spec.key.Addr, Port: m.spec.key.Port,
-		Check: cause.spec.describe(), Up: up, Weight: weight,
+		Check: cause.spec.name, Up: up, Weight: weight,
 		Reason: cause.state.reason, Consecutive: cause.state.consecutive(), Latency: cause.state.last.Latency,
 	}
 	select {
@@ -361,7 +367,7 @@ func (s *scheduler) evaluate(m *member, cause *probe, now time.Time) {
 func (s *scheduler) record(m *member, cause *probe, up bool) {
 	st := ServerStatus{
 		Pool: m.spec.key.Pool, Addr: m.spec.key.Addr.String(), Port: m.spec.key.Port,
-		Up: up, Known: m.emitted, Check: cause.spec.describe(), Last: cause.state.last,
+		Up: up, Known: m.emitted, Check: cause.spec.name, Last: cause.state.last,
 		Since: m.since, Reason: cause.state.reason, Latency: cause.state.last.Latency,
 	}
 	if m.emitted {
