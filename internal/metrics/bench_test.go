@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"halb/internal/api"
 	"halb/internal/event"
@@ -43,5 +44,25 @@ func BenchmarkOnEvent(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		m.OnEvent(r)
+	}
+}
+
+// BenchmarkCheck is what the metrics cost the health scheduler per check
+// result, cycling over 10,000 servers.
+func BenchmarkCheck(b *testing.B) {
+	m := New(nil)
+	type srv struct{ server, check string }
+	servers := make([]srv, 10000)
+	for i := range servers {
+		addr := fmt.Sprintf("198.51.%d.%d", 100+i/250, 1+i%250)
+		servers[i] = srv{addr, "http " + addr + ":80 /healthz"}
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		s := servers[i%len(servers)]
+		m.ObserveCheck("http", 2*time.Millisecond)
+		m.CountCheck("www", s.server, s.check, i%7 != 0)
+		i++
 	}
 }

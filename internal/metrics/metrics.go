@@ -44,7 +44,15 @@ type Metrics struct {
 	reconciles        prometheus.Counter
 	reconcileErrors   prometheus.Counter
 	reconcileDuration prometheus.Histogram
+	checkRuns         *prometheus.CounterVec
+	checkDuration     *prometheus.HistogramVec
+	// checkCounters caches checkRuns' counters: a map lookup per check
+	// result costs a fraction of WithLabelValues.
+	checkMu       sync.Mutex
+	checkCounters map[checkKey][2]prometheus.Counter // fail, ok
 }
+
+type checkKey struct{ pool, server, check string }
 
 // New returns the registry for a node whose status is read by status.
 func New(status StatusFunc) *Metrics {
@@ -62,7 +70,14 @@ func New(status StatusFunc) *Metrics {
 		reconcileDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "halb_reconcile_duration_seconds",
 			Help: "Duration of data plane reconcile runs.", Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10)}),
 	}
+	m.checkCounters = map[checkKey][2]prometheus.Counter{}
+	m.checkRuns = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "halb_health_checks_total",
+		Help: "Health checks run, by pool, server, check and result (ok or fail)."}, []string{"pool", "server", "check", "result"})
+	m.checkDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "halb_health_check_duration_seconds",
+		Help:    "Duration of health checks, by check type.",
+		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}}, []string{"check_type"})
 	m.reg.MustRegister(m.vrrpTransitions, m.healthTransitions, m.events, m.reconciles, m.reconcileErrors, m.reconcileDuration,
+		m.checkRuns, m.checkDuration,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), (*state)(m))
 	return m
 }
@@ -103,6 +118,29 @@ func (m *Metrics) OnEvent(r event.Record) {
 			to = "up"
 		}
 		m.healthTransitions.WithLabelValues(r.Health.Pool, serverLabel(r.Health.Addr, r.Health.Port), to).Inc()
+	}
+}
+
+// ObserveCheck records the duration of one health check by its type.
+func (m *Metrics) ObserveCheck(checkType string, d time.Duration) {
+	m.checkDuration.WithLabelValues(checkType).Observe(d.Seconds())
+}
+
+// CountCheck counts one health check result for one pool server.
+func (m *Metrics) CountCheck(pool, server, check string, ok bool) {
+	k := checkKey{pool, server, check}
+	m.checkMu.Lock()
+	c, found := m.checkCounters[k]
+	if !found {
+		c = [2]prometheus.Counter{m.checkRuns.WithLabelValues(pool, server, check, "fail"),
+			m.checkRuns.WithLabelValues(pool, server, check, "ok")}
+		m.checkCounters[k] = c
+	}
+	m.checkMu.Unlock()
+	if ok {
+		c[1].Inc()
+	} else {
+		c[0].Inc()
 	}
 }
 
