@@ -1,0 +1,265 @@
+// Command ipvs-bench measures halb's IPVS data plane against keepalived on
+// a real kernel: it boots the IPVS VM (internal/lab/vm) and, inside it,
+// times building N virtual services × 4 real servers from empty, a
+// one-server change on top, and a restart with nothing to change, with
+// the netlink requests each takes; then keepalived's startup with an
+// equivalent keepalived.conf, in the same VM run, and prints the ratio.
+//
+//	go run ./bench/ipvs [-services 10000] [-changes 21]
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"halb/internal/dataplane"
+	"halb/internal/dataplane/ipvs"
+	"halb/internal/lab/netns"
+	"halb/internal/lab/vm"
+)
+
+func main() {
+	services := flag.Int("services", 10000, "virtual services (4 real servers each)")
+	changes := flag.Int("changes", 21, "one-server changes to time (the median is printed)")
+	flag.DurationVar(&kaTimeout, "keepalived-timeout", 10*time.Minute, "how long keepalived may take")
+	flag.Parse()
+	if vm.InGuest() {
+		if err := bench(*services, *changes); err != nil {
+			log.Fatal(err)
+		}
+		return
+	}
+	ctx := context.Background()
+	img, err := vm.Prepare(ctx)
+	if err != nil {
+		log.Fatalf("the IPVS VM cannot be prepared: %v", err)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		log.Fatal(err)
+	}
+	res, err := vm.Run(ctx, img, vm.Spec{Command: append([]string{exe}, os.Args[1:]...), MemoryMB: 2048, CPUs: 2, Timeout: 30 * time.Minute})
+	if res != nil {
+		defer os.RemoveAll(res.RunDir)
+		os.Stdout.Write(res.Output)
+	}
+	if err != nil {
+		log.Fatal(err)
+	}
+	if res.ExitCode != 0 {
+		log.Fatalf("the benchmark failed in the VM (exit %d)", res.ExitCode)
+	}
+}
+
+// state is n TCP services on 192.0.2.x:port, each to the same 4 real
+// servers, DR, wlc.
+func state(n int, weight0 int) dataplane.State {
+	var st dataplane.State
+	for i := range n {
+		vs := dataplane.VirtualService{
+			Key:       dataplane.ServiceKey{Family: 4, Protocol: "tcp", Addr: vip(i), Port: port(i)},
+			Scheduler: "wlc",
+		}
+		for j := range 4 {
+			vs.Reals = append(vs.Reals, dataplane.Real{Addr: real(j), Port: port(i), Weight: 1, Forward: "dr"})
+		}
+		st.Services = append(st.Services, vs)
+	}
+	st.Services[0].Reals[0].Weight = weight0
+	return st
+}
+
+func vip(i int) netip.Addr  { return netip.AddrFrom4([4]byte{192, 0, 2, byte(1 + i/50)}) }
+func port(i int) uint16     { return uint16(1000 + i%50) }
+func real(j int) netip.Addr { return netip.AddrFrom4([4]byte{198, 51, 100, byte(11 + j)}) }
+
+func bench(n, changes int) error {
+	if n > 250*50 {
+		return fmt.Errorf("at most %d services", 250*50)
+	}
+	lab := netns.New("halbb")
+	defer lab.Close()
+	hosts := map[string]*netns.Host{}
+	for _, name := range []string{"halb", "ka"} {
+		h, err := lab.AddHost(name)
+		if err != nil {
+			return err
+		}
+		for _, args := range [][]string{{"link", "add", "d0", "up", "type", "dummy"}, {"addr", "add", "198.51.100.1/24", "dev", "d0"}} {
+			if err := h.IP(args...); err != nil {
+				return err
+			}
+		}
+		hosts[name] = h
+	}
+	fd, err := os.Open(filepath.Join("/run/netns", hosts["halb"].Name))
+	if err != nil {
+		return err
+	}
+	defer fd.Close()
+	stateDir, err := os.MkdirTemp("", "halb-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(stateDir)
+	ctx := context.Background()
+	newDP := func() (*ipvs.Dataplane, error) {
+		return ipvs.New(ipvs.WithNetNS(int(fd.Fd())), ipvs.WithStateDir(stateDir), ipvs.WithProcSys(""))
+	}
+
+	log.Printf("halb: building %d services from empty", n)
+	// halb: from empty.
+	d, err := newDP()
+	if err != nil {
+		return err
+	}
+	full := state(n, 1)
+	start := time.Now()
+	if err := d.Reconcile(ctx, full); err != nil {
+		return err
+	}
+	halbFull := time.Since(start)
+	fullReads, fullWrites := d.Messages()
+
+	// halb: one server's weight changes, again and again.
+	var times []time.Duration
+	r0, w0 := d.Messages()
+	for i := range changes {
+		st := state(n, 2+i%2)
+		start := time.Now()
+		if err := d.Reconcile(ctx, st); err != nil {
+			return err
+		}
+		times = append(times, time.Since(start))
+	}
+	r1, w1 := d.Messages()
+	d.Close()
+
+	// halb: restart with the last state: reads, no writes.
+	d2, err := newDP()
+	if err != nil {
+		return err
+	}
+	start = time.Now()
+	if err := d2.Reconcile(ctx, state(n, 2+(changes-1)%2)); err != nil {
+		return err
+	}
+	restart := time.Since(start)
+	rr, rw := d2.Messages()
+	d2.Close()
+
+	log.Printf("keepalived: starting with %d services", n)
+	// keepalived: the same services from an equivalent keepalived.conf.
+	kaFull, err := keepalived(hosts["ka"], stateDir, n)
+	if err != nil {
+		return err
+	}
+
+	slices.Sort(times)
+	fmt.Printf("services=%d reals=%d (kernel IPVS in the VM, TCG)\n", n, 4*n)
+	fmt.Printf("halb full build:        %8.3f s  netlink requests: %d writes, %d reads\n", halbFull.Seconds(), fullWrites, fullReads)
+	fmt.Printf("halb one-server change: %8.3f ms median of %d (min %.3f, max %.3f)  netlink requests per change: %.1f writes, %.1f reads\n",
+		ms(times[len(times)/2]), len(times), ms(times[0]), ms(times[len(times)-1]),
+		float64(w1-w0)/float64(changes), float64(r1-r0)/float64(changes))
+	fmt.Printf("halb restart, no change:%8.3f s  netlink requests: %d writes, %d reads\n", restart.Seconds(), rw, rr)
+	fmt.Printf("keepalived startup:     %8.3f s  (until the kernel holds all %d services and %d reals)\n", kaFull.Seconds(), n, 4*n)
+	fmt.Printf("ratio keepalived/halb full build: %.2f\n", kaFull.Seconds()/halbFull.Seconds())
+	return nil
+}
+
+var kaTimeout time.Duration
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// keepalived starts keepalived's checker with n virtual services and
+// returns the time until the kernel has all of them and their reals.
+func keepalived(h *netns.Host, dir string, n int) (time.Duration, error) {
+	var b strings.Builder
+	b.WriteString("global_defs {\n  router_id bench\n}\n")
+	for i := range n {
+		fmt.Fprintf(&b, "virtual_server %s %d {\n  lb_algo wlc\n  lb_kind DR\n  protocol TCP\n", vip(i), port(i))
+		for j := range 4 {
+			fmt.Fprintf(&b, "  real_server %s %d {\n    weight 1\n  }\n", real(j), port(i))
+		}
+		b.WriteString("}\n")
+	}
+	conf := filepath.Join(dir, "keepalived.conf")
+	if err := os.WriteFile(conf, []byte(b.String()), 0o644); err != nil {
+		return 0, err
+	}
+	logf, err := os.Create(filepath.Join(dir, "keepalived.log"))
+	if err != nil {
+		return 0, err
+	}
+	defer logf.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := h.Command(ctx, "keepalived", "-n", "-l", "-D", "-C", "-f", conf,
+		"-p", filepath.Join(dir, "ka.pid"), "-c", filepath.Join(dir, "checker.pid"))
+	cmd.Stdout, cmd.Stderr = logf, logf
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		cancel()
+		return 0, err
+	}
+	defer func() {
+		cancel()
+		cmd.Wait()
+	}()
+	// Count real servers in the namespace's /proc/net/ip_vs (the table
+	// ipvsadm -Ln prints) until all are there.
+	fd, err := os.Open(filepath.Join("/run/netns", h.Name))
+	if err != nil {
+		return 0, err
+	}
+	defer fd.Close()
+	done := make(chan error, 1)
+	var took time.Duration
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+		if err := unix.Setns(int(fd.Fd()), unix.CLONE_NEWNET); err != nil {
+			done <- err
+			return
+		}
+		for {
+			b, err := os.ReadFile("/proc/thread-self/net/ip_vs")
+			if err != nil {
+				done <- err
+				return
+			}
+			reals := strings.Count(string(b), "\n  -> ") - 1
+			if reals >= 4*n {
+				took = time.Since(start)
+				done <- nil
+				return
+			}
+			if time.Since(start) > kaTimeout {
+				log, _ := os.ReadFile(logf.Name())
+				done <- fmt.Errorf("keepalived did not program %d services in %s; it has %d reals; it said:\n%s", n, kaTimeout, reals, log)
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}()
+	if err := <-done; err != nil {
+		return 0, err
+	}
+	all, err := h.Run("ipvsadm", "-Sn")
+	if err != nil {
+		return 0, fmt.Errorf("ipvsadm -Sn: %v: %s", err, all)
+	}
+	if got := strings.Count(string(all), "\n"); got != 5*n {
+		return 0, fmt.Errorf("keepalived programmed %d lines, want %d", got, 5*n)
+	}
+	return took, nil
+}
