@@ -20,7 +20,8 @@ import (
 )
 
 // TestKeepalivedAdvertsMatchConversion runs keepalived (VRRP only) on
-// corpus files in a lab, captures its adverts on the wire, and checks that
+// corpus files in a lab (the site's own files are in
+// TestSiteAdvertsSameAsKeepalived), captures its adverts on the wire, and checks that
 // the configuration halb reads from the same file says the same: VRID,
 // version, priority, interval, addresses, authentication, source and
 // destination of every instance.
@@ -34,8 +35,6 @@ func TestKeepalivedAdvertsMatchConversion(t *testing.T) {
 		// them leave the host.
 		neighbours map[string]string
 	}{
-		{name: "examples/lb-a", path: "../../examples/keepalived/lb-a.conf", id: "lb-a",
-			ifaces: map[string][]string{"eth0": {"192.0.2.2/24"}}},
 		{name: "corpus/haproxy-unicast-pair.conf", path: "testdata/corpus/haproxy-unicast-pair.conf", id: "lb1",
 			ifaces:     map[string][]string{"ens3": {"198.51.100.21/24"}},
 			neighbours: map[string]string{"198.51.100.22": "ens3"}},

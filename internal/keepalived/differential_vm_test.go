@@ -138,7 +138,8 @@ func keepalivedIPVS(t *testing.T, h *netns.Host, f corpusFile, lines int) string
 		cmd.Wait()
 	}()
 	var table string
-	for deadline := time.Now().Add(40 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+	// The guest has one CPU: poll gently, keepalived needs it.
+	for deadline := time.Now().Add(40 * time.Second); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
 		table = ipvsSave(t, h)
 		if table != "" && strings.Count(table, "\n")+1 >= lines {
 			return table
