@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
 	"os/exec"
+	"reflect"
 	"slices"
 	"strings"
 
@@ -50,26 +52,31 @@ func drServices(st dataplane.State) (dr []dataplane.VirtualService, rest []datap
 	return dr, rest, nil
 }
 
-// drScript renders the nft script that replaces the netdev table with the
-// DR services' rules ("" when there are none). device returns the device
-// that leads to a backend.
-func drScript(table string, dr []dataplane.VirtualService, marks []dataplane.MarkRule, device func(netip.Addr) (string, error)) (string, error) {
-	if len(dr) == 0 {
-		return "", nil
-	}
-	var chains, dispatch4, dispatch6 []string
+// drFlowTimeout is how long a DR flow stays on its backend after its last
+// packet (IPVS's TCP established timeout).
+const drFlowTimeout = "15m"
+
+// drPlan is the netdev table's wanted content.
+type drPlan struct {
+	sets     map[string]string   // name → definition
+	chains   map[string][]string // regular chains → rules
+	ingress  []string            // devices with an ingress chain
+	dr4, dr6 []string            // dispatch elements
+}
+
+// drBuild plans the netdev table of the DR services. device returns the
+// device that leads to a backend.
+func drBuild(dr []dataplane.VirtualService, marks []dataplane.MarkRule, device func(netip.Addr) (string, error)) (drPlan, error) {
+	p := drPlan{sets: map[string]string{}, chains: map[string][]string{}}
 	devices := map[string]bool{}
 	for _, vs := range dr {
-		h := shortHash(vs.Key.String(), 12)
-		chain := "dr-" + h
-		body, dev, err := drChain(vs, device)
+		chain, dev, err := p.service(vs, device)
 		if err != nil {
-			return "", fmt.Errorf("service %s (%s): %w", vs.Key, vs.Service, err)
+			return drPlan{}, fmt.Errorf("service %s (%s): %w", vs.Key, vs.Service, err)
 		}
 		if dev != "" {
 			devices[dev] = true
 		}
-		chains = append(chains, fmt.Sprintf("\tchain %s {\n\t\t%s comment %q\n\t}\n", chain, body, vs.Service+" "+vs.Key.String()))
 		add := func(vip netip.Addr, proto string, lo, hi uint16) {
 			ports := fmt.Sprint(lo)
 			if hi != lo {
@@ -77,9 +84,9 @@ func drScript(table string, dr []dataplane.VirtualService, marks []dataplane.Mar
 			}
 			e := fmt.Sprintf("%s . %s . %s : goto %s", vip, proto, ports, chain)
 			if vip.Is4() {
-				dispatch4 = append(dispatch4, e)
+				p.dr4 = append(p.dr4, e)
 			} else {
-				dispatch6 = append(dispatch6, e)
+				p.dr6 = append(p.dr6, e)
 			}
 		}
 		if vs.Key.Mark == 0 {
@@ -92,60 +99,40 @@ func drScript(table string, dr []dataplane.VirtualService, marks []dataplane.Mar
 			}
 		}
 	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "table netdev %s {}\ndelete table netdev %s\ntable netdev %s {\n", table, table, table)
-	for _, m := range []struct {
-		name, addr string
-		elems      []string
-	}{{"dr4", "ipv4_addr", dispatch4}, {"dr6", "ipv6_addr", dispatch6}} {
-		fmt.Fprintf(&b, "\tmap %s {\n\t\ttype %s . inet_proto . inet_service : verdict\n\t\tflags interval\n", m.name, m.addr)
-		if len(m.elems) > 0 {
-			slices.Sort(m.elems)
-			fmt.Fprintf(&b, "\t\telements = { %s }\n", strings.Join(m.elems, ",\n\t\t\t"))
-		}
-		b.WriteString("\t}\n")
-	}
-	for _, c := range chains {
-		b.WriteString(c)
-	}
-	for _, dev := range slices.Sorted(func(yield func(string) bool) {
-		for d := range devices {
-			if !yield(d) {
-				return
-			}
-		}
-	}) {
-		fmt.Fprintf(&b, "\tchain in-%s {\n\t\ttype filter hook ingress device %q priority filter; policy accept;\n", dev, dev)
-		b.WriteString("\t\tmeta protocol ip ip daddr . meta l4proto . th dport vmap @dr4\n")
-		b.WriteString("\t\tmeta protocol ip6 ip6 daddr . meta l4proto . th dport vmap @dr6\n\t}\n")
-	}
-	b.WriteString("}\n")
-	return b.String(), nil
+	slices.Sort(p.dr4)
+	slices.Sort(p.dr6)
+	p.ingress = slices.Sorted(maps.Keys(devices))
+	return p, nil
 }
 
-// drChain renders the rule of one DR service and the device it sends on.
-func drChain(vs dataplane.VirtualService, device func(netip.Addr) (string, error)) (string, string, error) {
+// service plans one DR service: a chain that sends a known flow (or a
+// pinned client) to its backend and a new one to its Maglev slot's, and a
+// chain per backend that records the flow and forwards the packet. The
+// flow sets keep established connections on their backend when the table
+// changes (no conntrack here); they last because the table is changed in
+// place.
+func (p drPlan) service(vs dataplane.VirtualService, device func(netip.Addr) (string, error)) (string, string, error) {
+	h := shortHash(vs.Key.String(), 12)
+	chain := "dr-" + h
 	size := vs.MaglevSize
 	if size == 0 {
 		size = maglev.DefaultSize(len(vs.Reals))
 	}
+	ip, addrType := "ip", "ipv4_addr"
+	if vs.Key.Family == 6 {
+		ip, addrType = "ip6", "ipv6_addr"
+	}
+	flow := fmt.Sprintf("%s saddr . th sport . %s daddr . th dport", ip, ip)
+	prefix := fmt.Sprintf("%s saddr & %s", ip, prefixMask(vs.Key.Family, vs.Netmask))
 	var bs []maglev.Backend
-	addrOf := map[string]netip.Addr{}
-	for _, r := range vs.Reals {
-		id := r.AddrPort().String()
-		bs = append(bs, maglev.Backend{ID: id, Weight: r.Weight})
-		addrOf[id] = r.Addr
-	}
-	tab, err := maglev.New(bs, size)
-	if err != nil {
-		return "", "", err
-	}
-	if len(tab.Entries) == 0 {
-		return "counter drop", "", nil
-	}
+	beChain := map[string]string{}
+	var rules, pins []string
 	dev := ""
-	for _, b := range tab.Backends {
-		d, err := device(addrOf[b.ID])
+	for _, r := range slices.SortedFunc(slices.Values(vs.Reals), func(a, b dataplane.Real) int { return a.AddrPort().Compare(b.AddrPort()) }) {
+		id := r.AddrPort().String()
+		b := shortHash(id, 8)
+		be, flows, pin := "drbe-"+h+"-"+b, "flow-"+h+"-"+b, "drpin-"+h+"-"+b
+		d, err := device(r.Addr)
 		if err != nil {
 			return "", "", err
 		}
@@ -153,23 +140,105 @@ func drChain(vs dataplane.VirtualService, device func(netip.Addr) (string, error
 			return "", "", fmt.Errorf("backends behind two devices (%s, %s); direct routing sends from one", dev, d)
 		}
 		dev = d
-	}
-	ip := "ip"
-	if vs.Key.Family == 6 {
-		ip = "ip6"
-	}
-	key := fmt.Sprintf("%s saddr . th sport . %s daddr . th dport", ip, ip)
-	if vs.Persistence > 0 {
-		key = fmt.Sprintf("%s saddr & %s", ip, prefixMask(vs.Key.Family, vs.Netmask))
-	}
-	var slots bytes.Buffer
-	for slot, e := range tab.Entries {
-		if slot > 0 {
-			slots.WriteString(", ")
+		bs = append(bs, maglev.Backend{ID: id, Weight: r.Weight})
+		beChain[id] = be
+		p.sets[flows] = fmt.Sprintf("type %s . inet_service . %s . inet_service; flags dynamic,timeout; timeout %s; size %d;", addrType, addrType, drFlowTimeout, pinSetSize)
+		rules = append(rules, fmt.Sprintf("%s @%s goto %s", flow, flows, be))
+		body := []string{fmt.Sprintf("update @%s { %s }", flows, flow)}
+		if vs.Persistence > 0 {
+			p.sets[pin] = fmt.Sprintf("type %s; flags dynamic,timeout; size %d;", addrType, pinSetSize)
+			body = append(body, fmt.Sprintf("update @%s { %s timeout %ds }", pin, prefix, int(vs.Persistence.Seconds())))
+			if r.Weight > 0 {
+				pins = append(pins, fmt.Sprintf("%s @%s goto %s", prefix, pin, be))
+			}
 		}
-		fmt.Fprintf(&slots, "%d : %s", slot, addrOf[tab.Backends[e].ID])
+		p.chains[be] = append(body, fmt.Sprintf("fwd %s to %s device %q", ip, r.Addr, d))
 	}
-	return fmt.Sprintf("fwd %s to jhash %s mod %d seed %#x map { %s } device %q", ip, key, size, Seed(vs.Key), slots.String(), dev), dev, nil
+	tab, err := maglev.New(bs, size)
+	if err != nil {
+		return "", "", err
+	}
+	rules = append(rules, pins...)
+	if len(tab.Entries) == 0 {
+		rules = append(rules, fmt.Sprintf("counter drop comment %q", vs.Service+" "+vs.Key.String()))
+	} else {
+		key := flow
+		if vs.Persistence > 0 {
+			key = prefix
+		}
+		var slots strings.Builder
+		for slot, e := range tab.Entries {
+			if slot > 0 {
+				slots.WriteString(", ")
+			}
+			fmt.Fprintf(&slots, "%d : goto %s", slot, beChain[tab.Backends[e].ID])
+		}
+		rules = append(rules, fmt.Sprintf("jhash %s mod %d seed %#x vmap { %s } comment %q", key, size, Seed(vs.Key), slots.String(), vs.Service+" "+vs.Key.String()))
+	}
+	p.chains[chain] = rules
+	return chain, dev, nil
+}
+
+// script renders the nft commands that bring the netdev table from the
+// chains and sets it has to the plan, in place, in one transaction.
+func (p drPlan) script(table string, haveChains, haveSets map[string]bool) string {
+	var b strings.Builder
+	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
+	w("add table netdev %s", table)
+	for _, name := range slices.Sorted(maps.Keys(p.sets)) {
+		w("add set netdev %s %s { %s }", table, name, p.sets[name])
+	}
+	w("add map netdev %s dr4 { type ipv4_addr . inet_proto . inet_service : verdict; flags interval; }", table)
+	w("add map netdev %s dr6 { type ipv6_addr . inet_proto . inet_service : verdict; flags interval; }", table)
+	names := slices.Sorted(maps.Keys(p.chains))
+	for _, name := range names {
+		w("add chain netdev %s %s", table, name)
+	}
+	for _, name := range names {
+		w("flush chain netdev %s %s", table, name)
+		for _, r := range p.chains[name] {
+			w("add rule netdev %s %s %s", table, name, r)
+		}
+	}
+	for _, m := range []struct {
+		name  string
+		elems []string
+	}{{"dr4", p.dr4}, {"dr6", p.dr6}} {
+		w("flush map netdev %s %s", table, m.name)
+		if len(m.elems) > 0 {
+			w("add element netdev %s %s { %s }", table, m.name, strings.Join(m.elems, ", "))
+		}
+	}
+	wanted := map[string]bool{}
+	for _, dev := range p.ingress {
+		in := "in-" + dev
+		wanted[in] = true
+		if !haveChains[in] { // a hooked chain is declared once: again would be EBUSY
+			w("add chain netdev %s %s { type filter hook ingress device %q priority filter; policy accept; }", table, in, dev)
+		}
+		w("flush chain netdev %s %s", table, in)
+		w("add rule netdev %s %s meta protocol ip ip daddr . meta l4proto . th dport vmap @dr4", table, in)
+		w("add rule netdev %s %s meta protocol ip6 ip6 daddr . meta l4proto . th dport vmap @dr6", table, in)
+	}
+	var gone []string
+	for name := range haveChains {
+		if _, ok := p.chains[name]; !ok && !wanted[name] {
+			gone = append(gone, name)
+		}
+	}
+	slices.Sort(gone)
+	for _, name := range gone {
+		w("flush chain netdev %s %s", table, name)
+	}
+	for _, name := range slices.Sorted(maps.Keys(haveSets)) {
+		if _, ok := p.sets[name]; !ok && name != "dr4" && name != "dr6" {
+			w("delete set netdev %s %s", table, name)
+		}
+	}
+	for _, name := range gone {
+		w("delete chain netdev %s %s", table, name)
+	}
+	return b.String()
 }
 
 // prefixMask renders a prefix length as an address mask (0: the whole
@@ -209,34 +278,59 @@ func (d *Dataplane) routeDevice(a netip.Addr) (string, error) {
 	return link.Attrs().Name, nil
 }
 
-// applyDR brings the netdev table to the script ("": no table) with the
-// nft tool, in the data plane's namespace; c removes a table no longer
-// wanted without the tool.
-func (d *Dataplane) applyDR(ctx context.Context, c *nftables.Conn, script string) error {
-	if d.drKnown && script == d.drApplied {
+// applyDR brings the netdev table to the plan (nil: no table) with the
+// nft tool, in the data plane's namespace; c reads what the table holds
+// and removes a table no longer wanted without the tool.
+func (d *Dataplane) applyDR(ctx context.Context, c *nftables.Conn, p *drPlan) error {
+	if d.drKnown && reflect.DeepEqual(p, d.drApplied) {
 		return nil
 	}
-	if script == "" {
-		t, err := c.ListTableOfFamily(d.table, nftables.TableFamilyNetdev)
-		if err == nil && t != nil {
+	t := &nftables.Table{Name: d.table, Family: nftables.TableFamilyNetdev}
+	exists := false
+	if tables, err := c.ListTablesOfFamily(nftables.TableFamilyNetdev); err == nil {
+		exists = slices.ContainsFunc(tables, func(x *nftables.Table) bool { return x.Name == d.table })
+	}
+	if p == nil {
+		if exists {
 			c.DelTable(t)
 			if err := c.Flush(); err != nil {
 				return fmt.Errorf("delete direct routing table: %w", err)
 			}
 		}
-		d.drApplied, d.drKnown = "", true
+		d.drApplied, d.drKnown = nil, true
 		return nil
+	}
+	haveChains, haveSets := map[string]bool{}, map[string]bool{}
+	if exists {
+		chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyNetdev)
+		if err != nil {
+			return fmt.Errorf("list direct routing chains: %w", err)
+		}
+		for _, ch := range chains {
+			if ch.Table.Name == d.table {
+				haveChains[ch.Name] = true
+			}
+		}
+		sets, err := c.GetSets(t)
+		if err != nil {
+			return fmt.Errorf("list direct routing sets: %w", err)
+		}
+		for _, s := range sets {
+			if !s.Anonymous && !strings.HasPrefix(s.Name, "__") { // a rule's own map goes with the rule
+				haveSets[s.Name] = true
+			}
+		}
 	}
 	args := []string{"nft", "-f", "-"}
 	if d.netns != 0 {
 		args = append([]string{"nsenter", fmt.Sprintf("--net=/proc/%d/fd/%d", os.Getpid(), d.netns)}, args...)
 	}
 	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
-	cmd.Stdin = strings.NewReader(script)
+	cmd.Stdin = strings.NewReader(p.script(d.table, haveChains, haveSets))
 	if out, err := cmd.CombinedOutput(); err != nil {
 		d.drKnown = false
 		return fmt.Errorf("nft -f (direct routing table): %w: %s", err, bytes.TrimSpace(out))
 	}
-	d.drApplied, d.drKnown = script, true
+	d.drApplied, d.drKnown = p, true
 	return nil
 }

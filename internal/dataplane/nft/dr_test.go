@@ -89,14 +89,16 @@ func TestDirectRouting(t *testing.T) {
 		serveNames(t, h, "192.0.2.9:80", addr)
 	}
 	st := drState(t)
+	dps := map[*netns.Host]*Dataplane{}
 	for _, lb := range []*netns.Host{lbA, lbB} {
-		reconcile(t, nsDataplane(t, lb, WithMode(LoadBalance)), st)
+		dps[lb] = nsDataplane(t, lb, WithMode(LoadBalance))
+		reconcile(t, dps[lb], st)
 	}
 	out, err := lbA.Run("nft", "list", "table", "netdev", DefaultTable)
 	if err != nil {
 		t.Fatalf("nft list table netdev: %v: %s", err, out)
 	}
-	if !strings.Contains(string(out), `fwd ip to jhash`) {
+	if !strings.Contains(string(out), `fwd ip to 192.0.2.21 device "eth0"`) {
 		t.Fatalf("no fwd rule in the netdev table:\n%s", out)
 	}
 
@@ -135,12 +137,24 @@ func TestDirectRouting(t *testing.T) {
 		t.Fatal(err)
 	}
 	must(t, client, "ip", "neigh", "flush", "all")
-	for i, c := range conns {
-		name, err := echoFrom(c, "after failover")
-		if err != nil {
-			t.Errorf("connection %d (on %s) did not survive the failover: %v", i, on[i], err)
-		} else if name != on[i] {
-			t.Errorf("connection %d moved from %s to %s", i, on[i], name)
+	check := func(when string) {
+		t.Helper()
+		for i, c := range conns {
+			name, err := echoFrom(c, when)
+			if err != nil {
+				t.Errorf("connection %d (on %s) did not survive %s: %v", i, on[i], when, err)
+			} else if name != on[i] {
+				t.Errorf("connection %d moved from %s to %s at %s", i, on[i], name, when)
+			}
 		}
 	}
+	check("the failover")
+	// Node B now carries the flows and has recorded them: new weights move
+	// Maglev slots, but no established connection.
+	changed := drState(t)
+	for i := range changed.Services[0].Reals {
+		changed.Services[0].Reals[i].Weight = 3 - i
+	}
+	reconcile(t, dps[lbB], changed)
+	check("a weight change")
 }

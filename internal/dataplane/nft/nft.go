@@ -46,8 +46,8 @@ type Dataplane struct {
 	// have is what the table holds after the last successful Reconcile;
 	// nil means unknown: read the kernel first.
 	have *content
-	// drApplied is the direct-routing script last applied (drKnown).
-	drApplied string
+	// drApplied is the direct-routing plan last applied (drKnown).
+	drApplied *drPlan
 	drKnown   bool
 }
 
@@ -137,7 +137,7 @@ func (d *Dataplane) Reconcile(ctx context.Context, want dataplane.State) error {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	var drScriptText string
+	var drWant *drPlan
 	if d.mode == LoadBalance {
 		dr, rest, err := drServices(want)
 		if err != nil {
@@ -154,8 +154,12 @@ func (d *Dataplane) Reconcile(ctx context.Context, want dataplane.State) error {
 			}
 			return dev, err
 		}
-		if drScriptText, err = drScript(d.table, dr, want.MarkRules, device); err != nil {
-			return fmt.Errorf("nftables: direct routing: %w", err)
+		if len(dr) > 0 {
+			p, err := drBuild(dr, want.MarkRules, device)
+			if err != nil {
+				return fmt.Errorf("nftables: direct routing: %w", err)
+			}
+			drWant = &p
 		}
 		want.Services = rest
 	}
@@ -186,7 +190,7 @@ func (d *Dataplane) Reconcile(ctx context.Context, want dataplane.State) error {
 	}
 	d.have = &next
 	if d.mode == LoadBalance {
-		if err := d.applyDR(ctx, c, drScriptText); err != nil {
+		if err := d.applyDR(ctx, c, drWant); err != nil {
 			return fmt.Errorf("nftables: %w", err)
 		}
 	}

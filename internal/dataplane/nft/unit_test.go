@@ -102,17 +102,22 @@ func TestDRScript(t *testing.T) {
 		t.Fatalf("drServices: %v %d %d", err, len(dr), len(rest))
 	}
 	oneDevice := func(netip.Addr) (string, error) { return "eth0", nil }
-	script, err := drScript("halb", dr, nil, oneDevice)
+	p, err := drBuild(dr, nil, oneDevice)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{`device "eth0"`, "seed 0x", `chain in-eth0`, "goto dr-", "delete table netdev halb"} {
+	script := p.script("halb", map[string]bool{"dr-gone": true}, map[string]bool{"flow-gone": true})
+	for _, want := range []string{`device "eth0"`, "seed 0x", "in-eth0", "goto drbe-", "update @flow-",
+		"delete chain netdev halb dr-gone", "delete set netdev halb flow-gone"} {
 		if !strings.Contains(script, want) {
 			t.Errorf("script lacks %q:\n%s", want, script)
 		}
 	}
+	if strings.Contains(script, "delete table") {
+		t.Error("the script replaces the table, which would forget the flows")
+	}
 	twoDevices := func(a netip.Addr) (string, error) { return fmt.Sprintf("eth%d", a.As4()[3]%2), nil }
-	if _, err := drScript("halb", dr, nil, twoDevices); err == nil {
+	if _, err := drBuild(dr, nil, twoDevices); err == nil {
 		t.Error("backends behind two devices were accepted")
 	}
 	st.Services[0].Reals[0].Forward = "nat"
