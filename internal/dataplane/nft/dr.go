@@ -105,8 +105,9 @@ func drBuild(dr []dataplane.VirtualService, marks []dataplane.MarkRule, device f
 	return p, nil
 }
 
-// service plans one DR service: a chain that sends a known flow (or a
-// pinned client) to its backend and a new one to its Maglev slot's, and a
+// service plans one DR service: a chain that sends a packet of a known
+// flow to its backend, a chain for new connections that sends a pinned
+// client to its backend and the others to their Maglev slot's, and a
 // chain per backend that records the flow and forwards the packet. The
 // flow sets keep established connections on their backend when the table
 // changes (no conntrack here); they last because the table is changed in
@@ -158,7 +159,13 @@ func (p drPlan) service(vs dataplane.VirtualService, device func(netip.Addr) (st
 	if err != nil {
 		return "", "", err
 	}
-	rules = append(rules, pins...)
+	// A TCP SYN opens a new connection, even from a reused port: it skips
+	// the flow sets and is balanced anew.
+	newChain := "drnew-" + h
+	rules = append([]string{"tcp flags & (syn | ack) == syn goto " + newChain}, rules...)
+	rules = append(rules, "goto "+newChain)
+	p.chains[chain] = rules
+	rules = pins
 	if len(tab.Entries) == 0 {
 		rules = append(rules, fmt.Sprintf("counter drop comment %q", vs.Service+" "+vs.Key.String()))
 	} else {
@@ -175,7 +182,7 @@ func (p drPlan) service(vs dataplane.VirtualService, device func(netip.Addr) (st
 		}
 		rules = append(rules, fmt.Sprintf("jhash %s mod %d seed %#x vmap { %s } comment %q", key, size, Seed(vs.Key), slots.String(), vs.Service+" "+vs.Key.String()))
 	}
-	p.chains[chain] = rules
+	p.chains[newChain] = rules
 	return chain, dev, nil
 }
 
