@@ -89,6 +89,16 @@ func (o *ops) dataplane(dp dataplane.Dataplane) dataplane.Dataplane {
 	return o.metrics.Instrument(dp)
 }
 
+// healthOptions counts every check result in the metrics.
+func (o *ops) healthOptions() []health.Option {
+	return []health.Option{health.WithResultHook(func(r health.CheckResult) {
+		o.metrics.ObserveCheck(r.Type, r.Result.Latency)
+		for _, s := range r.Servers {
+			o.metrics.CountCheck(s.Pool, s.Server, r.Check, r.Result.OK)
+		}
+	})}
+}
+
 // watch adds what a subsystem can tell the metrics (check results,
 // VRRP advert counters).
 func (o *ops) watch(x any) {

@@ -77,7 +77,7 @@ func serve(cfg *config.Config, path string, log *slog.Logger) error {
 		opts = append(opts, engine.WithAnnouncer(a))
 		o.watch(a)
 	}
-	if h := newHealthChecker(cfg, log); h != nil {
+	if h := newHealthChecker(cfg, log, o.healthOptions()...); h != nil {
 		opts = append(opts, engine.WithHealthChecker(h))
 		o.watch(h)
 	}

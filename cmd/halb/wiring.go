@@ -61,6 +61,6 @@ func newAnnouncer(cfg *config.Config, log *slog.Logger) engine.Announcer {
 
 // newHealthChecker returns the health checker; it idles while no pool has
 // a check, and a reload may add some.
-func newHealthChecker(cfg *config.Config, log *slog.Logger) engine.HealthChecker {
-	return health.New(cfg, health.WithLogger(log.With("subsystem", "health")))
+func newHealthChecker(cfg *config.Config, log *slog.Logger, opts ...health.Option) engine.HealthChecker {
+	return health.New(cfg, append([]health.Option{health.WithLogger(log.With("subsystem", "health"))}, opts...)...)
 }
