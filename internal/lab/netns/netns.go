@@ -21,10 +21,11 @@ type Lab struct {
 
 	mu         sync.Mutex
 	namespaces []string
-	vethSeq    int
 }
 
-var labSeq atomic.Int64
+// labSeq numbers labs and vethSeq veth pairs within this process, so that
+// several labs in one process never reuse a name.
+var labSeq, vethSeq atomic.Int64
 
 // New starts an empty lab whose namespaces are named "<prefix><pid>x<n>-…".
 // The prefix should say who made the lab ("halbt" for tests).
@@ -78,11 +79,9 @@ func (l *Lab) AddSwitch(name string) (*Host, error) {
 // returns the name of the switch-side port, which can be set down to cut
 // the host off.
 func (l *Lab) Connect(host, sw *Host, ifname string, addrs ...string) (string, error) {
-	l.mu.Lock()
-	l.vethSeq++
-	tmp := fmt.Sprintf("hv%dx%d", os.Getpid()%100000, l.vethSeq)
-	port := fmt.Sprintf("p%d-%s", l.vethSeq, ifname)
-	l.mu.Unlock()
+	seq := vethSeq.Add(1)
+	tmp := fmt.Sprintf("hv%dx%d", os.Getpid()%100000, seq)
+	port := fmt.Sprintf("p%d-%s", seq, ifname)
 	if len(port) > 15 {
 		port = port[:15]
 	}
