@@ -42,6 +42,8 @@ const (
 	setSvc6      = "svc6"     // ipv6_addr . inet_proto . inet_service → goto service chain
 	setSvcMark4  = "svcmark4" // mark → goto service chain (IPv4 mark services)
 	setSvcMark6  = "svcmark6" // mark → goto service chain (IPv6 mark services)
+	setNATSrc4   = "natsrc4"  // addresses of IPv4 NAT backends
+	setNATSrc6   = "natsrc6"  // addresses of IPv6 NAT backends
 	chainMark    = "mark"     // prerouting, mangle: sets marks
 	chainBalance = "balance"  // prerouting, dstnat: dispatches to service chains
 	svcPrefix    = "svc-"     // svc-<h>: a service's chain
@@ -63,6 +65,7 @@ const (
 	kindMaglevNAT                 // slot → address . port
 	kindMaglevAddr                // slot → address (the packet keeps its port)
 	kindPin                       // client prefixes, dynamic, with timeouts
+	kindAddr                      // addresses
 )
 
 // setDef is what it takes to create a set.
@@ -171,6 +174,7 @@ func sharedSets(mode Mode) map[string]setDef {
 	if mode == LoadBalance {
 		m[setSvc4], m[setSvc6] = setDef{kindSvc, 4}, setDef{kindSvc, 6}
 		m[setSvcMark4], m[setSvcMark6] = setDef{kindSvcMark, 4}, setDef{kindSvcMark, 6}
+		m[setNATSrc4], m[setNATSrc6] = setDef{kindAddr, 4}, setDef{kindAddr, 6}
 	}
 	return m
 }
@@ -214,6 +218,10 @@ func build(st dataplane.State, mode Mode, prev *content) (content, error) {
 		c.svcs[s.hash] = s
 		c.byKey[vs.Key] = s
 		c.shared[s.dispatchSet][s.dispatch.id()] = s.dispatch
+		for _, r := range vs.Reals {
+			e := elem{key: r.Addr.AsSlice()}
+			c.shared[pick(r.Addr, setNATSrc4, setNATSrc6)][e.id()] = e
+		}
 	}
 	return c, nil
 }

@@ -46,6 +46,8 @@ func (d setDef) nftSet(t *nftables.Table, name string) *nftables.Set {
 		s.KeyType, s.DataType, s.IsMap, s.KeyByteOrder = nftables.TypeMark, addr, true, binaryutil.NativeEndian
 	case kindPin:
 		s.KeyType, s.Dynamic, s.HasTimeout, s.Size = addr, true, true, pinSetSize
+	case kindAddr:
+		s.KeyType = addr
 	}
 	return s
 }
@@ -103,9 +105,29 @@ func markRules(t *nftables.Table, c *nftables.Chain) []*nftables.Rule {
 }
 
 // balanceRules dispatch new connections to the service chains: by
-// address, protocol and port, then by mark.
+// address, protocol and port, then by mark. First they drop a TCP segment
+// from a NAT backend that is neither SYN nor RST and has no conntrack
+// entry: after a failover, a backend's retransmission reaching the new
+// node before the client's next packet would otherwise create the entry
+// backwards, and the client's packet would then clash with it. Dropped,
+// it is retransmitted once the client's packet has set the entry up.
 func balanceRules(t *nftables.Table, c *nftables.Chain) []*nftables.Rule {
 	var out []*nftables.Rule
+	for _, fam := range []int{4, 6} {
+		f := fams[fam]
+		ex := append(isFamily(f),
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{unix.IPPROTO_TCP}},
+			&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseTransportHeader, Offset: 13, Len: 1},
+			&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 1, Mask: []byte{0x06}, Xor: []byte{0}},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{0}},
+			&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseNetworkHeader, Offset: f.saddr, Len: f.alen},
+			&expr.Lookup{SourceRegister: reg1, SetName: pickFam(fam, setNATSrc4, setNATSrc6)},
+			&expr.Counter{},
+			&expr.Verdict{Kind: expr.VerdictDrop},
+		)
+		out = append(out, &nftables.Rule{Table: t, Chain: c, Exprs: ex})
+	}
 	for _, fam := range []int{4, 6} {
 		f := fams[fam]
 		ex := append(isFamily(f), loadTuple(f)...)
