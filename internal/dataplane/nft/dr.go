@@ -224,8 +224,10 @@ func (p drPlan) script(table string, haveChains, haveSets map[string]bool) strin
 			w("add chain netdev %s %s { type filter hook ingress device %q priority filter; policy accept; }", table, in, dev)
 		}
 		w("flush chain netdev %s %s", table, in)
-		w("add rule netdev %s %s meta protocol ip ip daddr . meta l4proto . th dport vmap @dr4", table, in)
-		w("add rule netdev %s %s meta protocol ip6 ip6 daddr . meta l4proto . th dport vmap @dr6", table, in)
+		// Only frames addressed to this node: a switch floods unknown
+		// unicast, and a node must not forward what another node owns.
+		w("add rule netdev %s %s meta pkttype host meta protocol ip ip daddr . meta l4proto . th dport vmap @dr4", table, in)
+		w("add rule netdev %s %s meta pkttype host meta protocol ip6 ip6 daddr . meta l4proto . th dport vmap @dr6", table, in)
 	}
 	var gone []string
 	for name := range haveChains {
