@@ -24,7 +24,9 @@ func startHalbRun(t *testing.T, host *netns.Host, yaml string) (*node, string) {
 		t.Fatal(err)
 	}
 	cmd := host.Command(context.Background(), bin, "run", "--config", conf, "--dataplane", "none", "--socket", sock)
-	return startNode(t, host, cmd, conf, false), sock
+	n := startNode(t, host, cmd, conf, false)
+	n.waitReady(halbReady)
+	return n, sock
 }
 
 // vrrpStatus reads the vrrp section of halb status --json.

@@ -56,7 +56,9 @@ func helperNode(path string) int {
 			}
 			if err := n.Reload(next); err != nil {
 				log.Error("reload", "err", err)
+				continue
 			}
+			log.Info(reloadDone)
 		}
 	}()
 	events := make(chan event.VRRP, 16)
@@ -116,7 +118,59 @@ func startHelper(t *testing.T, host *netns.Host, yaml string) *node {
 	}
 	cmd := host.Command(context.Background(), os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), helperEnv+"="+conf)
-	return startNode(t, host, cmd, conf, true)
+	n := startNode(t, host, cmd, conf, true)
+	n.waitReady(halbReady)
+	return n
+}
+
+// Log lines that show a daemon has started its instances.
+const (
+	halbReady       = "VRRP instance starting"
+	keepalivedReady = "Entering BACKUP STATE"
+)
+
+// reloadDone is the helper's log line once a SIGHUP reload is applied.
+const reloadDone = "reload applied"
+
+// reload sends SIGHUP to a helper node and waits until the reload is
+// applied, calling check (which fails the test on a violation) meanwhile.
+func (n *node) reload(check func()) {
+	n.t.Helper()
+	before := strings.Count(n.logs.String(), reloadDone)
+	if err := syscall.Kill(n.cmd.Process.Pid, syscall.SIGHUP); err != nil {
+		n.t.Fatal(err)
+	}
+	deadline := time.Now().Add(startupAllowance)
+	for strings.Count(n.logs.String(), reloadDone) == before {
+		check()
+		if time.Now().After(deadline) {
+			n.t.Fatalf("%s: reload not applied within %s", n.host.Name, startupAllowance)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	check()
+}
+
+// startupAllowance bounds a daemon's start-up (a race-instrumented binary
+// on a loaded machine can take seconds); protocol timings are measured
+// from readiness, so this bound proves nothing about VRRP itself.
+const startupAllowance = 30 * time.Second
+
+// waitReady waits until the node's log shows line: protocol timers run
+// from there, so timing bounds do not include process start-up.
+func (n *node) waitReady(line string) {
+	n.t.Helper()
+	deadline := time.Now().Add(startupAllowance)
+	for !strings.Contains(n.logs.String(), line) {
+		select {
+		case <-n.exited:
+			n.t.Fatalf("%s exited before it was ready", n.host.Name)
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			n.t.Fatalf("%s not ready (%q) within %s", n.host.Name, line, startupAllowance)
+		}
+	}
 }
 
 // startKeepalived runs keepalived (VRRP only) in host with the config.
@@ -130,7 +184,9 @@ func startKeepalived(t *testing.T, host *netns.Host, conf string) *node {
 	}
 	cmd := host.Command(context.Background(), "keepalived", "-n", "-l", "-D", "--vrrp", "-f", path,
 		"-p", filepath.Join(dir, "k.pid"), "-r", filepath.Join(dir, "v.pid"))
-	return startNode(t, host, cmd, path, false)
+	n := startNode(t, host, cmd, path, false)
+	n.waitReady(keepalivedReady)
+	return n
 }
 
 func startNode(t *testing.T, host *netns.Host, cmd *exec.Cmd, conf string, jsonEvents bool) *node {
@@ -238,15 +294,19 @@ func waitVIP(t *testing.T, vip string, within time.Duration, want *netns.Host, h
 	}
 }
 
-// holdVIP checks that the VIP stays on want only for d.
+// holdVIP checks that the VIP stays on want only for d (at least once,
+// so d = 0 checks now).
 func holdVIP(t *testing.T, vip string, d time.Duration, want *netns.Host, hosts ...*netns.Host) {
 	t.Helper()
 	end := time.Now().Add(d)
-	for time.Now().Before(end) {
+	for {
 		for _, h := range hosts {
 			if hasAddr(t, h, vip) != (h == want) {
 				t.Fatalf("%s moved: %s holds it = %v", vip, h.Name, h != want)
 			}
+		}
+		if !time.Now().Before(end) {
+			return
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -357,7 +357,9 @@ func (r *runner) perform(ins *instance, a Action, now time.Time) {
 		}
 		r.announce(ins)
 		if in.GARP.SecondBurst > 0 {
-			ins.burstAt = now.Add(in.GARP.SecondBurst.D())
+			// From the end of the first burst, which takes a while on a
+			// loaded machine.
+			ins.burstAt = r.clock.Now().Add(in.GARP.SecondBurst.D())
 		}
 		if in.GARP.Refresh > 0 {
 			ins.refreshAt = now.Add(in.GARP.Refresh.D())
