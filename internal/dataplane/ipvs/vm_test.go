@@ -14,7 +14,7 @@ import (
 // TestVM boots the IPVS VM once and runs this package's TestGuest* tests
 // in it: the data plane against the real kernel.
 func TestVM(t *testing.T) {
-	vm.RunTests(t, "^TestGuest")
+	vm.RunTests(t, "^TestGuest", "HALB_BINARY="+labtest.HalbBinary(t))
 }
 
 // TestGuestSite applies the seed's site, changes it, and restarts.
