@@ -52,8 +52,10 @@ type Machine struct {
 	Effective int
 	// MasterInterval is the master's advert interval (learnt in v3).
 	MasterInterval time.Duration
-	// Master is the current master's address, invalid when unknown.
-	Master netip.Addr
+	// Master is the current master's address, invalid when unknown;
+	// MasterPriority is its advertised priority.
+	Master         netip.Addr
+	MasterPriority int
 	// Since is when State was entered; Reason says why.
 	Since  time.Time
 	Reason string
@@ -82,6 +84,9 @@ type Event struct {
 	// (Why also says why a Stop happens).
 	Fault *bool
 	Why   string
+	// Follow is the state (Master or Backup) another member of the sync
+	// group moved to; the machine follows it when it can.
+	Follow State
 }
 
 // Action is something the runner must do, in order.
@@ -159,8 +164,31 @@ func Step(m Machine, ev Event, now time.Time) (Machine, []Action) {
 		return m.advert(ev.Advert, ev.Src, now)
 	case ev.Tick:
 		return m.tick(now)
+	case ev.Follow == Master:
+		if m.State != Backup || m.Outranked(now) {
+			return m, nil
+		}
+		return m.becomeMaster(now, ev.Why)
+	case ev.Follow == Backup:
+		if m.State != Master || m.Priority == 255 {
+			return m, nil
+		}
+		m.enter(Backup, now, ev.Why)
+		m.Master = netip.Addr{}
+		m.downAt = now.Add(m.MasterDown())
+		return m, []Action{SendPriority0, RemoveVIPs}
 	}
 	return m, nil
+}
+
+// Outranked reports whether the machine is a backup of a live master it
+// accepts on its own merits: one of higher or equal priority, or any
+// master while it may not preempt.
+func (m Machine) Outranked(now time.Time) bool {
+	if m.State != Backup || !m.Master.IsValid() || m.downWhy != "" {
+		return false
+	}
+	return !m.Preempt || m.MasterPriority >= m.Effective || now.Before(m.noPreemptUntil)
 }
 
 func (m *Machine) enter(s State, now time.Time, why string) {
@@ -198,7 +226,7 @@ func (m *Machine) learn(a *Advert, src netip.Addr) {
 	if m.Version == 3 {
 		m.MasterInterval = a.Interval
 	}
-	m.Master = src
+	m.Master, m.MasterPriority = src, int(a.Priority)
 }
 
 func (m Machine) fault(on bool, why string, now time.Time) (Machine, []Action) {
@@ -237,7 +265,7 @@ func (m Machine) advert(a *Advert, src netip.Addr, now time.Time) (Machine, []Ac
 		lower := int(a.Priority) < m.Effective
 		if m.Preempt && lower && !now.Before(m.noPreemptUntil) {
 			// Discard: the master-down timer runs out and this node preempts.
-			m.Master = src
+			m.Master, m.MasterPriority = src, int(a.Priority)
 			m.downWhy = fmt.Sprintf("preempting lower priority %d from %s", a.Priority, src)
 			return m, nil
 		}

@@ -219,6 +219,11 @@ func (r *runner) apply(cfg *config.Config) error {
 	}
 	r.closeUnusedSockets()
 	r.syncGroups()
+	for _, ins := range r.instances {
+		if ins.group != "" {
+			r.step(ins, Event{Effective: r.effective(ins)}, now) // the group's priority
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -326,17 +331,35 @@ func (r *runner) shutdown() {
 	}
 }
 
-// step feeds one event to an instance's machine, performs the actions and
-// reports what changed.
+// step feeds one event to an instance's machine (and, through its sync
+// group, to the members that follow it), performs the actions and reports
+// what changed.
 func (r *runner) step(ins *instance, ev Event, now time.Time) {
-	before := ins.m.State
-	m, acts := Step(ins.m, ev, now)
-	ins.m = m
-	for _, a := range acts {
-		r.perform(ins, a, now)
+	group := []*instance{ins}
+	if ins.group != "" {
+		for _, o := range r.members(ins.group) {
+			if o != ins {
+				group = append(group, o)
+			}
+		}
 	}
-	r.report(ins, now)
-	if ins.group != "" && before != m.State {
+	ms := make([]Machine, len(group))
+	names := make([]string, len(group))
+	before := make([]State, len(group))
+	for k, o := range group {
+		ms[k], names[k], before[k] = o.m, o.cfg.Name, o.m.State
+	}
+	acts := StepGroup(ins.group, names, ms, 0, ev, now)
+	changed := false
+	for k, o := range group {
+		o.m = ms[k]
+		for _, a := range acts[k] {
+			r.perform(o, a, now)
+		}
+		r.report(o, now)
+		changed = changed || before[k] != o.m.State
+	}
+	if ins.group != "" && changed {
 		r.syncGroups()
 	}
 }

@@ -2,6 +2,7 @@ package vrrp
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -195,11 +196,16 @@ vrrp:
 	waitVIP(t, "192.0.2.100", bound, p.a, p.a, p.b)
 	waitVIP(t, "192.0.2.101", bound, p.a, p.a, p.b)
 
-	// The script fails twice (fall 2): priority 50 < 100, b preempts vi10.
+	// The script fails twice (fall 2): vi10's priority 50 < 100 is the
+	// group's, b preempts both members, and they stay there.
 	os.Remove(flag)
 	waitVIP(t, "192.0.2.100", bound+time.Second, p.b, p.a, p.b)
+	waitVIP(t, "192.0.2.101", bound+time.Second, p.b, p.a, p.b)
+	holdVIP(t, "192.0.2.100", 10*iv, p.b, p.a, p.b)
+	holdVIP(t, "192.0.2.101", 0, p.b, p.a, p.b)
 	os.WriteFile(flag, nil, 0o644)
 	waitVIP(t, "192.0.2.100", bound+time.Second, p.a, p.a, p.b)
+	waitVIP(t, "192.0.2.101", bound+time.Second, p.a, p.a, p.b)
 
 	a.term()
 	data, err := os.ReadFile(notifyLog)
@@ -211,13 +217,113 @@ vrrp:
 		"vi10|INIT|BACKUP|started",
 		"vi10|MASTER|FAULT|tracked interface trk0 down",
 		"vi10|BACKUP|MASTER|",
-		"vi10|MASTER|BACKUP|higher priority 100 from 192.0.2.2",
+		"vi10|MASTER|BACKUP|",
 	} {
 		if !strings.Contains(log, want) {
 			t.Errorf("notify log lacks %q:\n%s", want, log)
 		}
 	}
 }
+
+// TestLabSyncGroupFollow: both nodes run a sync group of vi10 and vi11
+// (b is halb or keepalived). On a, a tracking script with weight -100 on
+// vi10 lowers the group's priority to 50, below b's 100: b takes both
+// members over and keeps them (no flapping although a's vi11 alone would
+// still outrank b); the script recovered, a takes both back.
+func TestLabSyncGroupFollow(t *testing.T) {
+	labtest.RequireRoot(t)
+	for _, peer := range []string{"halb", "keepalived"} {
+		t.Run(peer, func(t *testing.T) {
+			p := newPair(t)
+			flag := filepath.Join(t.TempDir(), "healthy")
+			if err := os.WriteFile(flag, nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			member := func(vrid, prio int, extra string) string {
+				return fmt.Sprintf(`    - name: vi%d
+      interface: eth0
+      vrid: %d
+      priority: %d
+      advert_interval: 100ms
+      garp: {count: 1, second_burst: 0s}
+      vips: [192.0.2.%d/24]
+%s`, vrid, vrid, prio, vrid+90, extra)
+			}
+			startHelper(t, p.a, `node: a
+vrrp:
+  scripts:
+    - {name: chk, command: [test, -e, `+flag+`], interval: 100ms, timeout: 100ms, rise: 2, fall: 2, weight: -100}
+  sync_groups:
+    - {name: web, instances: [vi10, vi11]}
+  instances:
+`+member(10, 150, "      track_scripts: [{name: chk}]\n")+member(11, 150, ""))
+			if peer == "keepalived" {
+				startKeepalived(t, p.b, keepalivedGroupConf)
+			} else {
+				startHelper(t, p.b, "node: b\nvrrp:\n  sync_groups:\n    - {name: web, instances: [vi10, vi11]}\n  instances:\n"+
+					member(10, 100, "")+member(11, 100, ""))
+			}
+			iv := 100 * time.Millisecond
+			bound := generous(masterDown(iv, 100))
+			vips := []string{"192.0.2.100", "192.0.2.101"}
+			for _, v := range vips {
+				waitVIP(t, v, bound, p.a, p.a, p.b)
+			}
+			os.Remove(flag)
+			for _, v := range vips {
+				waitVIP(t, v, bound+time.Second, p.b, p.a, p.b) // + fall 2 × 100ms, generously
+			}
+			for _, v := range vips {
+				holdVIP(t, v, 10*iv, p.b, p.a, p.b)
+			}
+			if err := os.WriteFile(flag, nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			for _, v := range vips {
+				waitVIP(t, v, bound+time.Second, p.a, p.a, p.b)
+			}
+			for _, v := range vips {
+				holdVIP(t, v, 10*iv, p.a, p.a, p.b)
+			}
+		})
+	}
+}
+
+// keepalivedGroupConf is b's side of TestLabSyncGroupFollow for keepalived.
+const keepalivedGroupConf = `global_defs {
+  router_id b
+  vrrp_garp_master_repeat 1
+  vrrp_garp_master_refresh 0
+}
+vrrp_sync_group web {
+  group {
+    vi10
+    vi11
+  }
+}
+vrrp_instance vi10 {
+  state BACKUP
+  interface eth0
+  virtual_router_id 10
+  priority 100
+  advert_int 0.1
+  version 3
+  virtual_ipaddress {
+    192.0.2.100/24
+  }
+}
+vrrp_instance vi11 {
+  state BACKUP
+  interface eth0
+  virtual_router_id 11
+  priority 100
+  advert_int 0.1
+  version 3
+  virtual_ipaddress {
+    192.0.2.101/24
+  }
+}
+`
 
 // TestLabReload: SIGHUP with the same configuration leaves the master and
 // its VIP alone (no event, no flap); a changed priority restarts only

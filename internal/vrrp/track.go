@@ -74,6 +74,14 @@ func (r *runner) track(ins *instance, now time.Time) {
 	if !reflect.DeepEqual(weights, ins.weights) {
 		ins.weights = weights
 		r.step(ins, Event{Effective: r.effective(ins)}, now)
+		if ins.group != "" {
+			// The group's priority may have moved with this member's.
+			for _, o := range r.members(ins.group) {
+				if o != ins {
+					r.step(o, Event{Effective: r.effective(o)}, now)
+				}
+			}
+		}
 	}
 }
 
@@ -117,8 +125,18 @@ func faultWhy(faults map[string]string) string {
 	return strings.Join(w, ", ")
 }
 
-// effective is the configured priority plus the active tracking weights.
+// effective is the configured priority plus the active tracking
+// weights, lowered to the group's priority: the lowest such priority
+// among the members of its sync group (address owners aside).
 func (r *runner) effective(ins *instance) int {
+	p := ownEffective(ins)
+	if g, who := r.groupLimit(ins); who != "" && g < p {
+		p = g
+	}
+	return p
+}
+
+func ownEffective(ins *instance) int {
 	p := ins.cfg.Priority
 	for _, w := range ins.weights {
 		p += w
@@ -126,15 +144,37 @@ func (r *runner) effective(ins *instance) int {
 	return min(max(p, 1), 254)
 }
 
-func (r *runner) weightWhy(ins *instance) string {
-	if len(ins.weights) == 0 {
-		return "no tracking weight applies"
+// groupLimit is the lowest own effective priority among the other
+// members of ins's sync group and the member that has it (0 and "" when
+// there is none).
+func (r *runner) groupLimit(ins *instance) (int, string) {
+	low, who := 0, ""
+	if ins.group == "" {
+		return low, who
 	}
+	for _, o := range r.members(ins.group) {
+		if o == ins || o.cfg.Priority == 255 {
+			continue
+		}
+		if p := ownEffective(o); who == "" || p < low || p == low && o.cfg.Name < who {
+			low, who = p, o.cfg.Name
+		}
+	}
+	return low, who
+}
+
+func (r *runner) weightWhy(ins *instance) string {
 	var w []string
 	for src, v := range ins.weights {
 		w = append(w, fmt.Sprintf("%s %+d", src, v))
 	}
 	sort.Strings(w)
+	if g, who := r.groupLimit(ins); who != "" && g < ownEffective(ins) {
+		w = append(w, fmt.Sprintf("sync group %s: %s at %d", ins.group, who, g))
+	}
+	if len(w) == 0 {
+		return "no tracking weight applies"
+	}
 	return strings.Join(w, ", ")
 }
 
@@ -306,4 +346,15 @@ func (r *runner) notify(ins *instance, ev event.VRRP) {
 			r.log.Warn("notify executable failed", "instance", ev.Instance, "cmd", ins.cfg.Notify, "err", err, "output", string(out))
 		}
 	}()
+}
+
+// members are the running instances of a sync group.
+func (r *runner) members(group string) []*instance {
+	var ms []*instance
+	for _, ins := range r.instances {
+		if ins.group == group {
+			ms = append(ms, ins)
+		}
+	}
+	return ms
 }
