@@ -106,8 +106,16 @@ func (n *Node) Run(ctx context.Context, events chan<- event.VRRP) error {
 		done:      make(chan struct{}),
 		scripts:   map[string]*scriptRun{},
 		linkUp:    map[string]bool{},
+		netq:      make(chan func(), 256),
 	}
 	defer close(r.done)
+	netDone := make(chan struct{})
+	go func() {
+		for f := range r.netq {
+			f()
+		}
+		close(netDone)
+	}()
 	links := make(chan netif.LinkChange, 64)
 	wctx, stopWatch := context.WithCancel(context.Background())
 	defer stopWatch()
@@ -125,7 +133,7 @@ func (n *Node) Run(ctx context.Context, events chan<- event.VRRP) error {
 		}
 		select {
 		case <-ctx.Done():
-			r.shutdown()
+			r.shutdown(netDone)
 			return nil
 		case req := <-n.reload:
 			req.done <- r.apply(req.cfg)
@@ -186,6 +194,11 @@ type runner struct {
 	done      chan struct{}
 	scripts   map[string]*scriptRun
 	linkUp    map[string]bool
+	// netq runs VIP changes and announcements in order, off the loop, so
+	// that a slow kernel or a long GARP burst does not hold back the
+	// adverts of other instances (which would let their backups take
+	// over).
+	netq chan func()
 }
 
 // apply starts, keeps, restarts or stops instances to match cfg; it
@@ -283,8 +296,10 @@ func (r *runner) start(in config.Instance, group string) error {
 	}
 	// Stale VIPs: this node is not master of them yet.
 	if in.Priority != 255 {
-		if err := r.net.RemoveAddrs(in.Interface, in.VIPs); err != nil {
-			r.log.Warn("removing stale VIPs failed", "instance", in.Name, "err", err)
+		r.netq <- func() {
+			if err := r.net.RemoveAddrs(in.Interface, in.VIPs); err != nil {
+				r.log.Warn("removing stale VIPs failed", "instance", in.Name, "err", err)
+			}
 		}
 	}
 	ins.m = NewMachine(Params{Version: in.Version, Priority: in.Priority, Interval: in.AdvertInterval.D(),
@@ -318,9 +333,15 @@ func (r *runner) closeUnusedSockets() {
 	}
 }
 
-func (r *runner) shutdown() {
+// shutdown stops every instance and, once the queued interface changes
+// are done (netDone), removes the VIPs.
+func (r *runner) shutdown(netDone <-chan struct{}) {
 	for _, ins := range r.instances {
 		r.stop(ins, "halb stopping")
+	}
+	close(r.netq)
+	<-netDone
+	for _, ins := range r.instances {
 		if err := r.net.RemoveAddrs(ins.cfg.Interface, ins.cfg.VIPs); err != nil {
 			r.log.Error("removing VIPs at shutdown failed", "instance", ins.cfg.Name, "err", err)
 		}
@@ -374,31 +395,35 @@ func (r *runner) perform(ins *instance, a Action, now time.Time) {
 		}
 		r.send(ins, prio)
 	case AddVIPs:
-		if err := r.net.AddAddrs(in.Interface, in.VIPs); err != nil {
-			r.log.Error("adding VIPs failed", "instance", in.Name, "err", err)
-			return
+		addrs := ins.vipAddrs
+		r.netq <- func() {
+			if err := r.net.AddAddrs(in.Interface, in.VIPs); err != nil {
+				r.log.Error("adding VIPs failed", "instance", in.Name, "err", err)
+				return
+			}
+			r.announce(in, addrs)
 		}
-		r.announce(ins)
 		if in.GARP.SecondBurst > 0 {
-			// From the end of the first burst, which takes a while on a
-			// loaded machine.
-			ins.burstAt = r.clock.Now().Add(in.GARP.SecondBurst.D())
+			ins.burstAt = now.Add(in.GARP.SecondBurst.D())
 		}
 		if in.GARP.Refresh > 0 {
 			ins.refreshAt = now.Add(in.GARP.Refresh.D())
 		}
 	case RemoveVIPs:
 		ins.burstAt, ins.refreshAt = time.Time{}, time.Time{}
-		if err := r.net.RemoveAddrs(in.Interface, in.VIPs); err != nil {
-			r.log.Error("removing VIPs failed", "instance", in.Name, "err", err)
+		r.netq <- func() {
+			if err := r.net.RemoveAddrs(in.Interface, in.VIPs); err != nil {
+				r.log.Error("removing VIPs failed", "instance", in.Name, "err", err)
+			}
 		}
 	}
 }
 
-func (r *runner) announce(ins *instance) {
-	for range ins.cfg.GARP.Count {
-		if err := r.net.Announce(ins.cfg.Interface, ins.vipAddrs); err != nil {
-			r.log.Warn("announcing VIPs failed", "instance", ins.cfg.Name, "err", err)
+// announce sends a burst of GARP.Count announcements; it runs on netq.
+func (r *runner) announce(in config.Instance, addrs []netip.Addr) {
+	for range in.GARP.Count {
+		if err := r.net.Announce(in.Interface, addrs); err != nil {
+			r.log.Warn("announcing VIPs failed", "instance", in.Name, "err", err)
 			return
 		}
 	}
@@ -535,12 +560,16 @@ func (r *runner) tick() {
 		}
 		if !ins.burstAt.IsZero() && !now.Before(ins.burstAt) {
 			ins.burstAt = time.Time{}
-			r.announce(ins)
+			in, addrs := ins.cfg, ins.vipAddrs
+			r.netq <- func() { r.announce(in, addrs) }
 		}
 		if !ins.refreshAt.IsZero() && !now.Before(ins.refreshAt) {
 			ins.refreshAt = now.Add(ins.cfg.GARP.Refresh.D())
-			if err := r.net.Announce(ins.cfg.Interface, ins.vipAddrs); err != nil {
-				r.log.Warn("refreshing VIP announcement failed", "instance", ins.cfg.Name, "err", err)
+			in, addrs := ins.cfg, ins.vipAddrs
+			r.netq <- func() {
+				if err := r.net.Announce(in.Interface, addrs); err != nil {
+					r.log.Warn("refreshing VIP announcement failed", "instance", in.Name, "err", err)
+				}
 			}
 		}
 	}
