@@ -127,7 +127,7 @@ func (p drPlan) service(vs dataplane.VirtualService, device func(netip.Addr) (st
 	prefix := fmt.Sprintf("%s saddr & %s", ip, prefixMask(vs.Key.Family, vs.Netmask))
 	var bs []maglev.Backend
 	beChain := map[string]string{}
-	var rules, pins []string
+	var rules, pins, forget []string
 	dev := ""
 	for _, r := range slices.SortedFunc(slices.Values(vs.Reals), func(a, b dataplane.Real) int { return a.AddrPort().Compare(b.AddrPort()) }) {
 		id := r.AddrPort().String()
@@ -145,6 +145,7 @@ func (p drPlan) service(vs dataplane.VirtualService, device func(netip.Addr) (st
 		beChain[id] = be
 		p.sets[flows] = fmt.Sprintf("type %s . inet_service . %s . inet_service; flags dynamic,timeout; timeout %s; size %d;", addrType, addrType, drFlowTimeout, pinSetSize)
 		rules = append(rules, fmt.Sprintf("%s @%s goto %s", flow, flows, be))
+		forget = append(forget, fmt.Sprintf("delete @%s { %s }", flows, flow))
 		body := []string{fmt.Sprintf("update @%s { %s }", flows, flow)}
 		if vs.Persistence > 0 {
 			p.sets[pin] = fmt.Sprintf("type %s; flags dynamic,timeout; size %d;", addrType, pinSetSize)
@@ -160,11 +161,14 @@ func (p drPlan) service(vs dataplane.VirtualService, device func(netip.Addr) (st
 		return "", "", err
 	}
 	// A TCP SYN opens a new connection, even from a reused port: it skips
-	// the flow sets and is balanced anew.
-	newChain := "drnew-" + h
-	rules = append([]string{"tcp flags & (syn | ack) == syn goto " + newChain}, rules...)
+	// the flow sets and is balanced anew, and forgets the port's old flow
+	// first, or the next segment would follow the stale entry to the old
+	// backend when the table changed in between.
+	newChain, synChain := "drnew-"+h, "drsyn-"+h
+	rules = append([]string{"tcp flags & (syn | ack) == syn goto " + synChain}, rules...)
 	rules = append(rules, "goto "+newChain)
 	p.chains[chain] = rules
+	p.chains[synChain] = append(forget, "goto "+newChain)
 	rules = pins
 	if len(tab.Entries) == 0 {
 		rules = append(rules, fmt.Sprintf("counter drop comment %q", vs.Service+" "+vs.Key.String()))

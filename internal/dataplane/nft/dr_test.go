@@ -157,4 +157,33 @@ func TestDirectRouting(t *testing.T) {
 	}
 	reconcile(t, dps[lbB], changed)
 	check("a weight change")
+
+	// A client port reused for a new connection after the table changed:
+	// its SYN is balanced anew, and the next segments must follow it, not
+	// the port's stale flow entry from before the change.
+	must(t, client, "sysctl", "-qw", "net.ipv4.tcp_tw_reuse=1")
+	before := map[int]string{}
+	for port := 40000; port < 40060; port++ {
+		name, err := cl.hit(fmt.Sprintf("192.0.2.100:%d", port), "192.0.2.9:80")
+		if err != nil {
+			t.Fatalf("port %d: %v", port, err)
+		}
+		before[port] = name
+	}
+	reconcile(t, dps[lbB], drState(t))
+	moved := 0
+	for port := 40000; port < 40060; port++ {
+		name, err := cl.hit(fmt.Sprintf("192.0.2.100:%d", port), "192.0.2.9:80")
+		if err != nil {
+			t.Errorf("port %d reused after a table change: %v", port, err)
+			continue
+		}
+		if name != before[port] {
+			moved++
+		}
+	}
+	if moved == 0 {
+		t.Fatal("no reused port hashed to another backend: the test proves nothing")
+	}
+	t.Logf("%d of 60 reused ports went to another backend after the change, all connected", moved)
 }

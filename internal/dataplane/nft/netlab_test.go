@@ -4,10 +4,12 @@ import (
 	"bufio"
 	"fmt"
 	"net"
+	"net/netip"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -112,7 +114,15 @@ func newDialer(t testing.TB, host *netns.Host) *dialer {
 			ready <- nil
 			for r := range d.reqs {
 				nd := net.Dialer{Timeout: 3 * time.Second}
-				if r.src != "" {
+				if ap, err := netip.ParseAddrPort(r.src); err == nil {
+					// A fixed source port, reusable while in TIME_WAIT.
+					nd.LocalAddr = net.TCPAddrFromAddrPort(ap)
+					nd.Control = func(_, _ string, c syscall.RawConn) error {
+						return c.Control(func(fd uintptr) {
+							unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
+						})
+					}
+				} else if r.src != "" {
 					nd.LocalAddr = &net.TCPAddr{IP: net.ParseIP(r.src)}
 				}
 				c, err := nd.Dial("tcp", r.dst)
@@ -127,7 +137,7 @@ func newDialer(t testing.TB, host *netns.Host) *dialer {
 	return d
 }
 
-// dial connects from src (empty: any) to dst and returns the connection
+// dial connects from src (empty: any; an address, or address:port) to dst and returns the connection
 // and the backend's greeting.
 func (d *dialer) dial(src, dst string) (net.Conn, string, error) {
 	resp := make(chan dialResp, 1)
