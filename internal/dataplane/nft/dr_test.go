@@ -158,12 +158,13 @@ func TestDirectRouting(t *testing.T) {
 	reconcile(t, dps[lbB], changed)
 	check("a weight change")
 
-	// A client port reused for a new connection after the table changed:
+	// A client port (below the ephemeral range) reused for a new connection
+	// after the table changed:
 	// its SYN is balanced anew, and the next segments must follow it, not
 	// the port's stale flow entry from before the change.
 	must(t, client, "sysctl", "-qw", "net.ipv4.tcp_tw_reuse=1")
 	before := map[int]string{}
-	for port := 40000; port < 40060; port++ {
+	for port := 20000; port < 20060; port++ {
 		name, err := cl.hit(fmt.Sprintf("192.0.2.100:%d", port), "192.0.2.9:80")
 		if err != nil {
 			t.Fatalf("port %d: %v", port, err)
@@ -172,7 +173,7 @@ func TestDirectRouting(t *testing.T) {
 	}
 	reconcile(t, dps[lbB], drState(t))
 	moved := 0
-	for port := 40000; port < 40060; port++ {
+	for port := 20000; port < 20060; port++ {
 		name, err := cl.hit(fmt.Sprintf("192.0.2.100:%d", port), "192.0.2.9:80")
 		if err != nil {
 			t.Errorf("port %d reused after a table change: %v", port, err)
