@@ -9,6 +9,8 @@ export PATH=/usr/local/go/bin:$PATH
 echo "== gofmt"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
 if [ -n "$unformatted" ]; then echo "not gofmt-ed:"; echo "$unformatted"; exit 1; fi
+echo "== go mod tidy"
+go mod tidy -diff
 echo "== go vet"
 go vet ./...
 echo "== go test"
