@@ -40,11 +40,20 @@ func RequireTool(t testing.TB, names ...string) {
 	}
 }
 
+var sweepOnce sync.Once
+
 // NewLab returns a lab that is removed when the test ends, pass or fail.
+// The first call also removes the labs of test processes that died
+// without cleaning up.
 func NewLab(t testing.TB) *netns.Lab {
 	t.Helper()
 	RequireRoot(t)
 	RequireTool(t, "ip")
+	sweepOnce.Do(func() {
+		if err := netns.RemoveOrphans("halbt"); err != nil {
+			t.Logf("removing orphaned labs: %v", err)
+		}
+	})
 	l := netns.New("halbt")
 	t.Cleanup(func() {
 		if err := l.Close(); err != nil {

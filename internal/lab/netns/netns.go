@@ -10,7 +10,9 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
+	"syscall"
 	"sync"
 	"sync/atomic"
 )
@@ -172,6 +174,26 @@ func RemoveLeftovers(prefix string) error {
 		return err
 	}
 	for _, n := range names {
+		if err := remove(n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// RemoveOrphans removes the namespaces of labs named "<prefix><pid>x…"
+// whose process no longer exists.
+func RemoveOrphans(prefix string) error {
+	names, err := Leftovers(prefix)
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		pidText, _, ok := strings.Cut(strings.TrimPrefix(n, prefix), "x")
+		pid, err := strconv.Atoi(pidText)
+		if !ok || err != nil || pid <= 0 || syscall.Kill(pid, 0) == nil || pid == os.Getpid() {
+			continue
+		}
 		if err := remove(n); err != nil {
 			return err
 		}
