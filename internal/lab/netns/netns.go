@@ -12,9 +12,9 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"syscall"
 	"sync"
 	"sync/atomic"
+	"syscall"
 )
 
 // Lab is a set of namespaces created together and removed together.
