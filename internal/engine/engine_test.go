@@ -150,6 +150,12 @@ func TestEngineLoop(t *testing.T) {
 
 	src.vrrp <- event.VRRP{Instance: "web-a", VRID: 9, Old: StateBackup, New: StateMaster, Priority: 150,
 		EffectivePriority: 150, Master: netip.MustParseAddr("192.0.2.11"), Reason: "master down timer expired"}
+	// The two sources are independent; wait for the first so that the
+	// event order below is known.
+	eventually(t, "the VRRP event", func() bool {
+		st, err := eng.Status(ctx)
+		return err == nil && st.VRRP[0].State == StateMaster
+	})
 	src.health <- event.Health{Pool: "www", Addr: netip.MustParseAddr("198.51.100.12"), Up: false, Weight: -1,
 		Reason: "connect refused by 198.51.100.12:80"}
 	eventually(t, "the health change in the data plane", func() bool {
