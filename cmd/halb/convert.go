@@ -55,9 +55,7 @@ func runConvert(args []string, stdout, stderr io.Writer) int {
 	}
 	// Validate as halb would load it; this completes conv.Config with
 	// halb's defaults, so it comes after rendering.
-	_, diags := config.Build(conv.Config, conv.Written, config.Options{Hostname: hostname()})
-	diags = append(diags, conv.Diags...)
-	diags.Sort()
+	_, diags := conv.Build(config.Options{Hostname: hostname()})
 	warnings := len(diags) - len(diags.Errors())
 	fmt.Fprintf(stdout, "# halb configuration converted from %s (keepalived.conf, config-id %q).\n", file, opts.ConfigID)
 	fmt.Fprintf(stdout, "# %d warning(s) and %d error(s), listed on stderr as FILE:LINE:COL.\n", warnings, len(diags.Errors()))

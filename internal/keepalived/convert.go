@@ -19,6 +19,14 @@ func Load(path string, opts Options, cfgOpts config.Options) (*config.Config, co
 	if conv.Config == nil {
 		return nil, conv.Diags
 	}
+	return conv.Build(cfgOpts)
+}
+
+// Build completes the mapped Config with halb's defaults and validates it,
+// returning every diagnostic (the mapping's and the validation's, without
+// repeating a place the mapping already reported). The Config is nil when
+// any diagnostic is an error.
+func (conv *Conversion) Build(cfgOpts config.Options) (*config.Config, config.Diagnostics) {
 	cfg, diags := config.Build(conv.Config, conv.Written, cfgOpts)
 	diags = append(dropRepeated(diags, conv.Diags), conv.Diags...)
 	diags.Sort()
