@@ -69,3 +69,23 @@ func labHost(t testing.TB) (*netns.Lab, *netns.Host) {
 	}
 	return lab, h
 }
+
+// frontAndBack adds a client-side and a server-side switch to a lab, and a
+// client on the front one with the given addresses.
+func frontAndBack(t testing.TB, lab *netns.Lab, clientAddrs ...string) (front, back, client *netns.Host) {
+	t.Helper()
+	var err error
+	if front, err = lab.AddSwitch("front"); err != nil {
+		t.Fatal(err)
+	}
+	if back, err = lab.AddSwitch("back"); err != nil {
+		t.Fatal(err)
+	}
+	if client, err = lab.AddHost("client"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lab.Connect(client, front, "eth0", clientAddrs...); err != nil {
+		t.Fatal(err)
+	}
+	return front, back, client
+}

@@ -28,21 +28,7 @@ pools:
 // through a mark service whose servers listen on another port.
 func TestNATIPv6(t *testing.T) {
 	lab, lb := labHost(t)
-	front, err := lab.AddSwitch("front")
-	if err != nil {
-		t.Fatal(err)
-	}
-	back, err := lab.AddSwitch("back")
-	if err != nil {
-		t.Fatal(err)
-	}
-	client, err := lab.AddHost("client")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := lab.Connect(client, front, "eth0", "2001:db8:1::100/64", "2001:db8:1::101/64"); err != nil {
-		t.Fatal(err)
-	}
+	front, back, client := frontAndBack(t, lab, "2001:db8:1::100/64", "2001:db8:1::101/64")
 	if _, err := lab.Connect(lb, front, "eth0", "2001:db8:1::2/64", "2001:db8:1::10/64"); err != nil {
 		t.Fatal(err)
 	}

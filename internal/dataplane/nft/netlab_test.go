@@ -203,21 +203,7 @@ func (l *natLab) restartServer(t testing.TB, addr string) {
 func newNATLab(t testing.TB, nBackends int) *natLab {
 	t.Helper()
 	lab, lb := labHost(t)
-	front, err := lab.AddSwitch("front")
-	if err != nil {
-		t.Fatal(err)
-	}
-	back, err := lab.AddSwitch("back")
-	if err != nil {
-		t.Fatal(err)
-	}
-	client, err := lab.AddHost("client")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := lab.Connect(client, front, "eth0", "203.0.113.100/24"); err != nil {
-		t.Fatal(err)
-	}
+	front, back, client := frontAndBack(t, lab, "203.0.113.100/24")
 	if _, err := lab.Connect(lb, front, "eth0", "203.0.113.2/24", "203.0.113.10/24"); err != nil {
 		t.Fatal(err)
 	}

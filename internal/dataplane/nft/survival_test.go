@@ -41,21 +41,7 @@ func failover(t *testing.T, stA, stB dataplane.State) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	front, err := lab.AddSwitch("front")
-	if err != nil {
-		t.Fatal(err)
-	}
-	back, err := lab.AddSwitch("back")
-	if err != nil {
-		t.Fatal(err)
-	}
-	client, err := lab.AddHost("client")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := lab.Connect(client, front, "eth0", "203.0.113.100/24"); err != nil {
-		t.Fatal(err)
-	}
+	front, back, client := frontAndBack(t, lab, "203.0.113.100/24")
 	var cut [][2]string // switch side ports of node A: front, back
 	for i, lb := range []*netns.Host{lbA, lbB} {
 		fp, err := lab.Connect(lb, front, "eth0", fmt.Sprintf("203.0.113.%d/24", 2+i))
