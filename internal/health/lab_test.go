@@ -8,20 +8,16 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"fmt"
 	"math/big"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/vishvananda/netns"
 
 	"halb/internal/config"
 	"halb/internal/event"
@@ -61,36 +57,6 @@ func newRig(t *testing.T) *rig {
 	return &rig{t: t, lb: lb, be: be, bePort: port}
 }
 
-// inNetns returns a socket hook that creates sockets inside namespace name:
-// the creating thread enters it, and the socket stays there.
-func inNetns(name string) func(func() error) error {
-	return func(create func() error) error {
-		target, err := netns.GetFromName(name)
-		if err != nil {
-			return fmt.Errorf("namespace %s: %w", name, err)
-		}
-		defer target.Close()
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			return fmt.Errorf("current namespace: %w", err)
-		}
-		defer orig.Close()
-		if err := netns.Set(target); err != nil {
-			runtime.UnlockOSThread()
-			return fmt.Errorf("entering namespace %s: %w", name, err)
-		}
-		cerr := create()
-		if err := netns.Set(orig); err != nil {
-			// Leave the thread locked: the runtime drops it with the goroutine.
-			return fmt.Errorf("leaving namespace %s: %w", name, err)
-		}
-		runtime.UnlockOSThread()
-		return cerr
-	}
-}
-
 // run runs a command in a namespace and fails the test if it fails.
 func (r *rig) run(h *ns.Host, name string, args ...string) {
 	r.t.Helper()
@@ -110,7 +76,7 @@ type recorder struct {
 
 func (r *rig) check(cfg *config.Config, opts ...Option) *recorder {
 	rec := &recorder{t: r.t}
-	rec.c = New(cfg, append([]Option{WithSocketHook(inNetns(r.lb.Name))}, opts...)...)
+	rec.c = New(cfg, append([]Option{WithSocketHook(r.lb.Do)}, opts...)...)
 	ctx, cancel := context.WithCancel(context.Background())
 	evc := make(chan event.Health, 64)
 	done := make(chan error, 1)
@@ -303,7 +269,7 @@ func (n *nginx) stop() {
 // waitListening waits until addr accepts connections inside h.
 func waitListening(t *testing.T, h *ns.Host, addr string, exited <-chan struct{}, logs func() string) {
 	t.Helper()
-	hook := inNetns(h.Name)
+	hook := h.Do
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		select {
