@@ -24,24 +24,9 @@ import (
 func TestHealthCheckMetrics(t *testing.T) {
 	labtest.RequireTool(t, "busybox")
 	lab := labtest.NewLab(t)
-	sw, err := lab.AddSwitch("sw")
-	if err != nil {
-		t.Fatal(err)
-	}
-	lb, err := lab.AddHost("lb")
-	if err != nil {
-		t.Fatal(err)
-	}
-	be, err := lab.AddHost("be")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := lab.Connect(lb, sw, "eth0", "198.51.100.1/24"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := lab.Connect(be, sw, "eth0", "198.51.100.11/24", "198.51.100.12/24"); err != nil {
-		t.Fatal(err)
-	}
+	sw := labtest.Switch(t, lab, "sw")
+	lb := labtest.Join(t, lab, sw, "lb", "198.51.100.1/24")
+	be := labtest.Join(t, lab, sw, "be", "198.51.100.11/24", "198.51.100.12/24")
 	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
 	defer cancel()
 

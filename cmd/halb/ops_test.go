@@ -119,24 +119,9 @@ func expectNotify(t *testing.T, ch <-chan string, prefix string, timeout time.Du
 func TestKilledBackendIsReported(t *testing.T) {
 	labtest.RequireTool(t, "busybox", "exim4", "chromium")
 	lab := labtest.NewLab(t)
-	sw, err := lab.AddSwitch("sw")
-	if err != nil {
-		t.Fatal(err)
-	}
-	lb, err := lab.AddHost("lb")
-	if err != nil {
-		t.Fatal(err)
-	}
-	be, err := lab.AddHost("be")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := lab.Connect(lb, sw, "eth0", "198.51.100.1/24"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := lab.Connect(be, sw, "eth0", "198.51.100.11/24", "198.51.100.12/24", "198.51.100.13/24"); err != nil {
-		t.Fatal(err)
-	}
+	sw := labtest.Switch(t, lab, "sw")
+	lb := labtest.Join(t, lab, sw, "lb", "198.51.100.1/24")
+	be := labtest.Join(t, lab, sw, "be", "198.51.100.11/24", "198.51.100.12/24", "198.51.100.13/24")
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
 
@@ -349,17 +334,8 @@ notify:
 func TestFailoverOfSixIsOneMail(t *testing.T) {
 	labtest.RequireTool(t, "exim4")
 	lab := labtest.NewLab(t)
-	sw, err := lab.AddSwitch("sw")
-	if err != nil {
-		t.Fatal(err)
-	}
-	lb, err := lab.AddHost("lb")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := lab.Connect(lb, sw, "eth0", "192.0.2.2/24"); err != nil {
-		t.Fatal(err)
-	}
+	sw := labtest.Switch(t, lab, "sw")
+	lb := labtest.Join(t, lab, sw, "lb", "192.0.2.2/24")
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	mta := notifytest.Start(t, lb.Name)

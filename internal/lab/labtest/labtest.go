@@ -95,3 +95,28 @@ func moduleRoot() string {
 	_, file, _, _ := runtime.Caller(0)
 	return filepath.Join(filepath.Dir(file), "..", "..", "..")
 }
+
+// Switch adds a switch (a namespace with a bridge) to lab, failing the test
+// on error.
+func Switch(t testing.TB, lab *netns.Lab, name string) *netns.Host {
+	t.Helper()
+	sw, err := lab.AddSwitch(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sw
+}
+
+// Join adds a host to lab, linked to the switch sw by its eth0 with the
+// given addresses, failing the test on error.
+func Join(t testing.TB, lab *netns.Lab, sw *netns.Host, name string, addrs ...string) *netns.Host {
+	t.Helper()
+	h, err := lab.AddHost(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lab.Connect(h, sw, "eth0", addrs...); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
