@@ -66,6 +66,8 @@ type Node struct {
 	clock  Clock
 	net    Net
 	reload chan reloadReq
+	// counters count each instance's adverts (VRRPCounters).
+	counters counterSet
 }
 
 type reloadReq struct {
@@ -98,7 +100,7 @@ func (n *Node) Reload(cfg *config.Config) error {
 // adverts for what it is master of and removes the VIPs.
 func (n *Node) Run(ctx context.Context, events chan<- event.VRRP) error {
 	r := &runner{
-		log: n.log, clock: n.clock, net: n.net, events: events,
+		log: n.log, clock: n.clock, net: n.net, events: events, counters: &n.counters,
 		sockets:   map[sockKey]*socket{},
 		instances: map[string]*instance{},
 		rx:        make(chan received, 64),
@@ -170,6 +172,7 @@ type instance struct {
 	form     Checksum
 	vipAddrs []netip.Addr
 	group    string
+	cnt      *counters
 	// faults are the active reasons for FAULT, by source.
 	faults map[string]string
 	// weights are the active tracking weights, by source.
@@ -194,6 +197,7 @@ type runner struct {
 	done      chan struct{}
 	scripts   map[string]*scriptRun
 	linkUp    map[string]bool
+	counters  *counterSet
 	// netq runs VIP changes and announcements in order, off the loop, so
 	// that a slow kernel or a long GARP burst does not hold back the
 	// adverts of other instances (which would let their backups take
@@ -216,6 +220,11 @@ func (r *runner) apply(cfg *config.Config) error {
 			delete(r.instances, name)
 		}
 	}
+	names := map[string]bool{}
+	for name := range want {
+		names[name] = true
+	}
+	r.counters.keep(names)
 	r.syncScripts(cfg)
 	var errs []error
 	now := r.clock.Now()
@@ -265,7 +274,7 @@ func (r *runner) start(in config.Instance, group string) error {
 		go s.read(r.rx, r.done)
 	}
 	ins := &instance{cfg: in, sock: s, group: group, faults: map[string]string{}, weights: map[string]int{},
-		peers: map[netip.Addr]bool{}}
+		peers: map[netip.Addr]bool{}, cnt: r.counters.of(in.Name)}
 	for _, v := range in.VIPs {
 		ins.vipAddrs = append(ins.vipAddrs, v.Addr())
 	}
@@ -443,7 +452,9 @@ func (r *runner) send(ins *instance, prio int) {
 		}
 		if err != nil {
 			r.log.Warn("advert not sent", "instance", in.Name, "err", err)
+			continue
 		}
+		ins.cnt.sent.Add(1)
 	}
 }
 
@@ -476,7 +487,8 @@ func (r *runner) report(ins *instance, now time.Time) {
 	r.events <- ev
 }
 
-// receive checks an advert and gives it to its instance.
+// receive checks an advert and gives it to its instance, counting it as
+// received or rejected with a reason.
 func (r *runner) receive(p received) {
 	var ins *instance
 	if len(p.msg) >= 2 {
@@ -495,16 +507,19 @@ func (r *runner) receive(p received) {
 	}
 	if len(ins.peers) > 0 && !ins.peers[p.hdr.Src] {
 		r.log.Debug("advert from an unknown source dropped", "instance", ins.cfg.Name, "src", p.hdr.Src)
+		ins.cnt.reject(RejectUnknownSource)
 		return
 	}
 	a, err := Decode(p.hdr, p.msg)
 	if err != nil {
 		r.log.Debug("advert dropped", "instance", ins.cfg.Name, "src", p.hdr.Src, "err", err)
+		ins.cnt.reject(decodeReason(err))
 		return
 	}
 	in := ins.cfg
 	if a.Version != in.Version {
 		r.log.Debug("advert of another VRRP version dropped", "instance", in.Name, "src", p.hdr.Src, "version", a.Version)
+		ins.cnt.reject(RejectVersion)
 		return
 	}
 	if in.Version == 2 {
@@ -514,10 +529,12 @@ func (r *runner) receive(p received) {
 		}
 		if a.AuthType != want || want == AuthSimple && a.Auth != Password(in.AuthPassword) {
 			r.log.Warn("advert with wrong authentication dropped", "instance", in.Name, "src", p.hdr.Src)
+			ins.cnt.reject(RejectAuth)
 			return
 		}
 		if a.Interval != in.AdvertInterval.D() {
 			r.log.Warn("advert with another interval dropped", "instance", in.Name, "src", p.hdr.Src, "interval", a.Interval)
+			ins.cnt.reject(RejectInterval)
 			return
 		}
 	}
@@ -525,6 +542,7 @@ func (r *runner) receive(p received) {
 		ins.mismatchReported = true
 		r.log.Warn("peer advertises other VIPs", "instance", in.Name, "src", p.hdr.Src, "theirs", a.Addrs, "ours", ins.vipAddrs)
 	}
+	ins.cnt.received.Add(1)
 	r.step(ins, Event{Advert: a, Src: p.hdr.Src}, r.clock.Now())
 }
 

@@ -1,0 +1,115 @@
+package vrrp
+
+import (
+	"cmp"
+	"errors"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"halb/internal/metrics"
+)
+
+// Reasons a received advert is dropped, as the rejected counters name them.
+const (
+	RejectLength        = "length"
+	RejectVersion       = "version"
+	RejectChecksum      = "checksum"
+	RejectTTL           = "ttl"
+	RejectAddressCount  = "address count"
+	RejectInterval      = "interval"
+	RejectAuth          = "auth"
+	RejectUnknownSource = "unknown source"
+	RejectOther         = "other"
+)
+
+var rejectReasons = [...]string{RejectLength, RejectVersion, RejectChecksum, RejectTTL, RejectAddressCount,
+	RejectInterval, RejectAuth, RejectUnknownSource, RejectOther}
+
+// decodeReason names the reason of a Decode error.
+func decodeReason(err error) string {
+	switch {
+	case errors.Is(err, ErrLength):
+		return RejectLength
+	case errors.Is(err, ErrVersion):
+		return RejectVersion
+	case errors.Is(err, ErrChecksum):
+		return RejectChecksum
+	case errors.Is(err, ErrTTL):
+		return RejectTTL
+	case errors.Is(err, ErrCount):
+		return RejectAddressCount
+	case errors.Is(err, ErrField):
+		return RejectInterval // the only field Decode checks
+	}
+	return RejectOther
+}
+
+// counters counts one instance's adverts. The runner writes them, a
+// scrape reads them.
+type counters struct {
+	sent, received atomic.Uint64
+	rejected       [len(rejectReasons)]atomic.Uint64
+}
+
+func (c *counters) reject(reason string) {
+	i := slices.Index(rejectReasons[:], reason)
+	if i < 0 {
+		i = len(rejectReasons) - 1
+	}
+	c.rejected[i].Add(1)
+}
+
+// counterSet holds the counters of a node's instances by name; they
+// survive reloads that restart an instance.
+type counterSet struct {
+	mu sync.Mutex
+	m  map[string]*counters
+}
+
+// of returns the counters of instance name, making them if need be.
+func (s *counterSet) of(name string) *counters {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m == nil {
+		s.m = map[string]*counters{}
+	}
+	c := s.m[name]
+	if c == nil {
+		c = &counters{}
+		s.m[name] = c
+	}
+	return c
+}
+
+// keep forgets the counters of instances not in names.
+func (s *counterSet) keep(names map[string]bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for name := range s.m {
+		if !names[name] {
+			delete(s.m, name)
+		}
+	}
+}
+
+// VRRPCounters returns each instance's advert counters, sorted by
+// instance: adverts sent, adverts received and accepted, and adverts
+// received and dropped by reason (only reasons seen).
+func (n *Node) VRRPCounters() []metrics.VRRPCounters {
+	n.counters.mu.Lock()
+	defer n.counters.mu.Unlock()
+	out := make([]metrics.VRRPCounters, 0, len(n.counters.m))
+	for name, c := range n.counters.m {
+		vc := metrics.VRRPCounters{Instance: name, AdvertsSent: c.sent.Load(), AdvertsReceived: c.received.Load(),
+			Rejected: map[string]uint64{}}
+		for i, reason := range rejectReasons {
+			if v := c.rejected[i].Load(); v > 0 {
+				vc.Rejected[reason] = v
+			}
+		}
+		out = append(out, vc)
+	}
+	slices.SortFunc(out, func(a, b metrics.VRRPCounters) int { return cmp.Compare(a.Instance, b.Instance) })
+	return out
+}
