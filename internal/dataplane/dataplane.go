@@ -119,7 +119,12 @@ type SyncDaemons struct {
 func (s *State) Sort() {
 	slices.SortFunc(s.Services, func(a, b VirtualService) int { return a.Key.Compare(b.Key) })
 	for i := range s.Services {
-		slices.SortFunc(s.Services[i].Reals, func(a, b Real) int { return a.AddrPort().Compare(b.AddrPort()) })
+		SortReals(s.Services[i].Reals)
 	}
 	slices.SortFunc(s.MarkRules, MarkRule.Compare)
+}
+
+// SortReals puts reals in their canonical order (by address and port).
+func SortReals(rs []Real) {
+	slices.SortFunc(rs, func(a, b Real) int { return a.AddrPort().Compare(b.AddrPort()) })
 }

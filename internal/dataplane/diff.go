@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 )
@@ -73,60 +74,79 @@ func SameAttributes(a, b VirtualService) bool {
 
 // Compute returns the changes that turn have into want. Reals of a deleted
 // service are not listed (they go with it); reals of an added one are.
+//
+// States in the same order (the usual case: one state and its successor)
+// are compared element by element without building indexes, so a small
+// change on a large state costs a walk over it and no allocations.
 func Compute(have, want State) Diff {
 	var d Diff
-	haveSvc := map[ServiceKey]VirtualService{}
-	for _, s := range have.Services {
-		haveSvc[s.Key] = s
-	}
-	wantKeys := map[ServiceKey]bool{}
-	for _, w := range want.Services {
-		wantKeys[w.Key] = true
-		h, ok := haveSvc[w.Key]
-		switch {
-		case !ok:
-			d.Services = append(d.Services, ServiceChange{Op: Add, Want: w})
-		case !SameAttributes(h, w):
-			d.Services = append(d.Services, ServiceChange{Op: Update, Have: h, Want: w})
-		}
-		d.Reals = append(d.Reals, diffReals(w.Key, h.Reals, w.Reals)...)
-	}
-	for _, h := range have.Services {
-		if !wantKeys[h.Key] {
-			d.Services = append(d.Services, ServiceChange{Op: Delete, Have: h})
-		}
-	}
-	haveRules := map[MarkRule]bool{}
-	for _, r := range have.MarkRules {
-		haveRules[r] = true
-	}
-	wantRules := map[MarkRule]bool{}
-	for _, r := range want.MarkRules {
-		wantRules[r] = true
-		if !haveRules[r] {
-			d.Rules = append(d.Rules, RuleChange{Op: Add, Rule: r})
-		}
-	}
-	for _, r := range have.MarkRules {
-		if !wantRules[r] {
-			d.Rules = append(d.Rules, RuleChange{Op: Delete, Rule: r})
-		}
-	}
+	d.Services, d.Reals = diffServices(have.Services, want.Services)
+	d.Rules = diffRules(have.MarkRules, want.MarkRules)
 	if !syncEqual(have.Sync, want.Sync) {
 		d.Sync, d.SyncWant = true, want.Sync
 	}
 	return d
 }
 
-func diffReals(key ServiceKey, have, want []Real) []RealChange {
-	var out []RealChange
-	h := map[string]Real{}
-	for _, r := range have {
-		h[r.AddrPort().String()] = r
+func diffServices(have, want []VirtualService) ([]ServiceChange, []RealChange) {
+	var svcs []ServiceChange
+	var reals []RealChange
+	var haveIndex map[ServiceKey]int // built only when the orders differ
+	aligned := len(have) == len(want)
+	for i, w := range want {
+		var h VirtualService
+		ok := i < len(have) && have[i].Key == w.Key
+		if ok {
+			h = have[i]
+		} else {
+			aligned = false
+			if haveIndex == nil {
+				haveIndex = make(map[ServiceKey]int, len(have))
+				for j, s := range have {
+					haveIndex[s.Key] = j
+				}
+			}
+			var j int
+			if j, ok = haveIndex[w.Key]; ok {
+				h = have[j]
+			}
+		}
+		switch {
+		case !ok:
+			svcs = append(svcs, ServiceChange{Op: Add, Want: w})
+		case !SameAttributes(h, w):
+			svcs = append(svcs, ServiceChange{Op: Update, Have: h, Want: w})
+		}
+		reals = appendRealChanges(reals, w.Key, h.Reals, w.Reals)
 	}
-	w := map[string]bool{}
+	if aligned {
+		return svcs, reals // same keys in the same order: nothing to delete
+	}
+	wantKeys := make(map[ServiceKey]bool, len(want))
+	for _, w := range want {
+		wantKeys[w.Key] = true
+	}
+	for _, h := range have {
+		if !wantKeys[h.Key] {
+			svcs = append(svcs, ServiceChange{Op: Delete, Have: h})
+		}
+	}
+	return svcs, reals
+}
+
+// appendRealChanges appends the changes that turn one service's reals from
+// have into want.
+func appendRealChanges(out []RealChange, key ServiceKey, have, want []Real) []RealChange {
+	if slices.Equal(have, want) {
+		return out
+	}
+	h := make(map[netip.AddrPort]Real, len(have))
+	for _, r := range have {
+		h[r.AddrPort()] = r
+	}
+	w := make(map[netip.AddrPort]bool, len(want))
 	for _, r := range want {
-		id := r.AddrPort().String()
+		id := r.AddrPort()
 		w[id] = true
 		old, ok := h[id]
 		switch {
@@ -137,8 +157,32 @@ func diffReals(key ServiceKey, have, want []Real) []RealChange {
 		}
 	}
 	for _, r := range have {
-		if !w[r.AddrPort().String()] {
+		if !w[r.AddrPort()] {
 			out = append(out, RealChange{Op: Delete, Service: key, Have: r})
+		}
+	}
+	return out
+}
+
+func diffRules(have, want []MarkRule) []RuleChange {
+	if slices.Equal(have, want) {
+		return nil
+	}
+	var out []RuleChange
+	haveRules := make(map[MarkRule]bool, len(have))
+	for _, r := range have {
+		haveRules[r] = true
+	}
+	wantRules := make(map[MarkRule]bool, len(want))
+	for _, r := range want {
+		wantRules[r] = true
+		if !haveRules[r] {
+			out = append(out, RuleChange{Op: Add, Rule: r})
+		}
+	}
+	for _, r := range have {
+		if !wantRules[r] {
+			out = append(out, RuleChange{Op: Delete, Rule: r})
 		}
 	}
 	return out

@@ -53,6 +53,8 @@ type PoolStatus struct {
 	QuorumUp      bool
 	HealthyWeight int
 	SorryActive   bool
+	// Servers are the states of the pool's servers, in its order.
+	Servers []ServerStatus
 }
 
 // ServerStatus is the evaluated state of one pool server.
@@ -66,18 +68,20 @@ type ServerStatus struct {
 // Evaluation is the result of Desired: the data plane state and the pool
 // and server states it was derived from.
 type Evaluation struct {
-	State   dataplane.State
-	Pools   map[string]PoolStatus
-	Servers map[ServerRef]ServerStatus
+	State dataplane.State
+	Pools map[string]PoolStatus
+	// at lists, per configuration service, the indexes of its virtual
+	// services in State.Services.
+	at map[string][]int
 }
 
 // Desired computes the data plane's desired state. It is pure: the same
 // inputs always give the same output.
 func Desired(in Inputs) Evaluation {
 	cfg := in.Config
-	ev := Evaluation{Pools: map[string]PoolStatus{}, Servers: map[ServerRef]ServerStatus{}}
+	ev := Evaluation{Pools: make(map[string]PoolStatus, len(cfg.Pools)), at: make(map[string][]int, len(cfg.Services))}
 	for name, pool := range cfg.Pools {
-		ev.Pools[name] = evalPool(in, pool, ev.Servers)
+		ev.Pools[name] = evalPool(in, pool)
 	}
 	for _, s := range cfg.Services {
 		ev.State.Services = append(ev.State.Services, virtualServices(s, cfg.Pools[s.Pool], ev)...)
@@ -95,12 +99,48 @@ func Desired(in Inputs) Evaluation {
 	}
 	ev.State.Sync = syncDaemons(cfg, in.VRRP)
 	ev.State.Sort()
+	for i, vs := range ev.State.Services {
+		ev.at[vs.Service] = append(ev.at[vs.Service], i)
+	}
 	return ev
 }
 
-func evalPool(in Inputs, pool config.Pool, servers map[ServerRef]ServerStatus) PoolStatus {
+// Update brings ev, computed by Desired, up to date for inputs that
+// differ from its own (with the same configuration) only in VRRP states
+// and in the health of servers of the pools named in changed: it
+// evaluates those pools and the services that use them again. Pools are
+// updated in place; State is replaced, never changed, as the previous one
+// may still be in use. Afterwards ev equals Desired(in).
+func (ev *Evaluation) Update(in Inputs, changed []string) {
+	cfg := in.Config
+	ev.State.Sync = syncDaemons(cfg, in.VRRP)
+	dirty := map[string]bool{}
+	for _, name := range changed {
+		if pool, ok := cfg.Pools[name]; ok {
+			ev.Pools[name] = evalPool(in, pool)
+			dirty[name] = true
+		}
+	}
+	if len(dirty) == 0 {
+		return
+	}
+	ev.State.Services = slices.Clone(ev.State.Services)
+	for _, s := range cfg.Services {
+		if !dirty[s.Pool] {
+			continue
+		}
+		for _, i := range ev.at[s.Name] {
+			vs := &ev.State.Services[i]
+			vs.Reals = reals(vs.Key, s, cfg.Pools[s.Pool], *ev)
+			dataplane.SortReals(vs.Reals)
+		}
+	}
+}
+
+func evalPool(in Inputs, pool config.Pool) PoolStatus {
 	sum := 0
-	for _, srv := range pool.Servers {
+	servers := make([]ServerStatus, len(pool.Servers))
+	for i, srv := range pool.Servers {
 		ref := ServerRef{Pool: pool.Name, Addr: srv.Address, Port: srv.Port}
 		st := ServerStatus{Healthy: pool.InitialState != "down", Reason: "initial state " + pool.InitialState}
 		weight := srv.Weight
@@ -116,7 +156,7 @@ func evalPool(in Inputs, pool config.Pool, servers map[ServerRef]ServerStatus) P
 			st.EffectiveWeight = weight
 			sum += weight
 		}
-		servers[ref] = st
+		servers[i] = st
 	}
 	prev, ok := in.QuorumUp[pool.Name]
 	if !ok {
@@ -124,7 +164,7 @@ func evalPool(in Inputs, pool config.Pool, servers map[ServerRef]ServerStatus) P
 	}
 	up := quorumState(prev, sum, pool.Quorum, pool.Hysteresis)
 	_, hasSorry := pool.Sorry()
-	return PoolStatus{QuorumUp: up, HealthyWeight: sum, SorryActive: !up && hasSorry}
+	return PoolStatus{QuorumUp: up, HealthyWeight: sum, SorryActive: !up && hasSorry, Servers: servers}
 }
 
 // quorumState applies keepalived's quorum rule with hysteresis: quorum is
@@ -199,11 +239,14 @@ func reals(k dataplane.ServiceKey, s config.Service, pool config.Pool, ev Evalua
 		return []dataplane.Real{{Addr: sorry.Addr(), Port: port(sorry.Port()), Weight: 1, Forward: s.Forward}}
 	}
 	out := []dataplane.Real{}
-	for _, srv := range pool.Servers {
+	for i, srv := range pool.Servers {
 		if family(srv.Address) != k.Family {
 			continue
 		}
-		st := ev.Servers[ServerRef{Pool: pool.Name, Addr: srv.Address, Port: srv.Port}]
+		var st ServerStatus
+		if i < len(ps.Servers) {
+			st = ps.Servers[i]
+		}
 		if !st.Healthy && pool.OnFailure == "remove" {
 			continue
 		}

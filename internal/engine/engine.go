@@ -3,7 +3,10 @@ package engine
 import (
 	"context"
 	"errors"
+	"iter"
 	"log/slog"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -26,11 +29,17 @@ type Engine struct {
 	retry     time.Duration
 
 	// Owned by the Run goroutine.
-	cfg      *config.Config
-	vrrp     map[string]event.VRRP
-	health   map[ServerRef]event.Health
-	quorum   map[string]bool
-	eval     Evaluation
+	cfg    *config.Config
+	vrrp   map[string]event.VRRP
+	health map[ServerRef]event.Health
+	// serverHealth is health as Desired takes it.
+	serverHealth map[ServerRef]ServerHealth
+	quorum       map[string]bool
+	eval         Evaluation
+	// changed names the pools whose health changed since eval; stale is
+	// set when eval must be computed anew (start, reload).
+	changed  map[string]bool
+	stale    bool
 	last     api.Reconcile
 	started  time.Time
 	reloaded time.Time
@@ -68,6 +77,7 @@ func New(cfg *config.Config, dp dataplane.Dataplane, dpName string, opts ...Opti
 	e := &Engine{
 		log: slog.Default(), now: time.Now, dp: dp, dpName: dpName, cfg: cfg, retry: time.Second,
 		vrrp: map[string]event.VRRP{}, health: map[ServerRef]event.Health{}, quorum: map[string]bool{},
+		serverHealth: map[ServerRef]ServerHealth{}, changed: map[string]bool{}, stale: true,
 		requests: make(chan func()),
 	}
 	for _, o := range opts {
@@ -123,6 +133,7 @@ func (e *Engine) reload(cfg *config.Config) error {
 	}
 	e.cfg = cfg
 	e.reloaded = e.now()
+	e.stale = true
 	e.forgetRemoved()
 	before := e.eval.State
 	e.apply(context.Background())
@@ -143,6 +154,7 @@ func (e *Engine) forgetRemoved() {
 	for ref := range e.health {
 		if !e.cfg.HasServer(ref.Pool, ref.Addr, ref.Port) {
 			delete(e.health, ref)
+			delete(e.serverHealth, ref)
 		}
 	}
 }
@@ -210,6 +222,9 @@ func (e *Engine) Run(ctx context.Context) error {
 			e.apply(ctx)
 		case ev := <-healthEvents:
 			e.onHealth(ev)
+			for queued := len(healthEvents); queued > 0; queued-- {
+				e.onHealth(<-healthEvents) // one update for a burst
+			}
 			e.apply(ctx)
 		case f := <-e.requests:
 			f()
@@ -240,6 +255,8 @@ func (e *Engine) onHealth(ev event.Health) {
 	ref := ServerRef{Pool: ev.Pool, Addr: ev.Addr, Port: ev.Port}
 	prev, had := e.health[ref]
 	e.health[ref] = ev
+	e.serverHealth[ref] = ServerHealth{Up: ev.Up, Weight: ev.Weight, Reason: ev.Reason}
+	e.changed[ev.Pool] = true
 	if !had || prev.Up != ev.Up {
 		state := "DOWN"
 		if ev.Up {
@@ -252,34 +269,54 @@ func (e *Engine) onHealth(ev event.Health) {
 
 // inputs gathers the state Desired depends on.
 func (e *Engine) inputs() Inputs {
-	in := Inputs{Config: e.cfg, VRRP: map[string]string{}, Health: map[ServerRef]ServerHealth{}, QuorumUp: e.quorum}
+	in := Inputs{Config: e.cfg, VRRP: map[string]string{}, Health: e.serverHealth, QuorumUp: e.quorum}
 	for name, ev := range e.vrrp {
 		in.VRRP[name] = ev.New
-	}
-	for ref, ev := range e.health {
-		in.Health[ref] = ServerHealth{Up: ev.Up, Weight: ev.Weight, Reason: ev.Reason}
 	}
 	return in
 }
 
-// apply computes the desired state and reconciles the data plane.
-func (e *Engine) apply(ctx context.Context) {
-	ev := Desired(e.inputs())
-	quorum := map[string]bool{}
-	for name, ps := range ev.Pools {
-		quorum[name] = ps.QuorumUp
+// evaluate brings e.eval up to date: anew after a start or reload, else
+// only for the pools whose health changed.
+func (e *Engine) evaluate() {
+	if e.stale {
+		e.stale = false
+		clear(e.changed)
+		e.eval = Desired(e.inputs())
+		e.foldQuorum(maps.Keys(e.eval.Pools))
+		maps.DeleteFunc(e.quorum, func(name string, _ bool) bool { _, ok := e.eval.Pools[name]; return !ok })
+		return
+	}
+	changed := slices.Collect(maps.Keys(e.changed))
+	clear(e.changed)
+	e.eval.Update(e.inputs(), changed)
+	e.foldQuorum(slices.Values(changed))
+}
+
+// foldQuorum records the pools among names whose quorum changed, and
+// remembers their quorum for the hysteresis of the next evaluation.
+func (e *Engine) foldQuorum(names iter.Seq[string]) {
+	for name := range names {
+		ps, ok := e.eval.Pools[name]
+		if !ok {
+			continue
+		}
 		if prev, ok := e.quorum[name]; ok && prev != ps.QuorumUp {
 			q := event.Quorum{At: e.now(), Pool: name, Up: ps.QuorumUp, HealthyWeight: ps.HealthyWeight,
 				Quorum: e.cfg.Pools[name].Quorum, SorryActive: ps.SorryActive}
 			e.log.Warn(quorumSummary(q))
 			e.record(event.Record{Kind: "quorum", Summary: quorumSummary(q), Quorum: &q})
 		}
+		e.quorum[name] = ps.QuorumUp
 	}
-	e.quorum = quorum
-	changes := dataplane.Compute(e.eval.State, ev.State).Size()
-	e.eval = ev
-	e.last = api.Reconcile{At: e.now(), Changes: changes}
-	if err := e.dp.Reconcile(ctx, ev.State); err != nil {
+}
+
+// apply computes the desired state and reconciles the data plane.
+func (e *Engine) apply(ctx context.Context) {
+	before := e.eval.State
+	e.evaluate()
+	e.last = api.Reconcile{At: e.now(), Changes: dataplane.Compute(before, e.eval.State).Size()}
+	if err := e.dp.Reconcile(ctx, e.eval.State); err != nil {
 		e.last.Error = err.Error()
 		e.log.Error("data plane update failed; retrying", "err", err)
 		e.record(event.Record{Kind: "dataplane", Summary: "data plane update failed: " + err.Error(),

@@ -66,11 +66,11 @@ func (e *Engine) serviceStatus(s config.Service) []api.Service {
 			if !p.Single() {
 				as.PortEnd = p.Hi
 			}
-			for _, srv := range pool.Servers {
+			for i, srv := range pool.Servers {
 				if srv.Address.Is4() != vip.Is4() {
 					continue
 				}
-				as.Servers = append(as.Servers, e.serverStatus(pool.Name, srv))
+				as.Servers = append(as.Servers, e.serverStatus(pool.Name, i, srv))
 			}
 			out = append(out, as)
 		}
@@ -78,9 +78,13 @@ func (e *Engine) serviceStatus(s config.Service) []api.Service {
 	return out
 }
 
-func (e *Engine) serverStatus(pool string, srv config.Server) api.Server {
+// serverStatus reports the i-th server of a pool.
+func (e *Engine) serverStatus(pool string, i int, srv config.Server) api.Server {
 	ref := ServerRef{Pool: pool, Addr: srv.Address, Port: srv.Port}
-	ss := e.eval.Servers[ref]
+	var ss ServerStatus
+	if servers := e.eval.Pools[pool].Servers; i < len(servers) {
+		ss = servers[i]
+	}
 	out := api.Server{Address: srv.Address.String(), Port: srv.Port, Weight: srv.Weight,
 		EffectiveWeight: ss.EffectiveWeight, Healthy: ss.Healthy, Reason: ss.Reason}
 	if h, ok := e.health[ref]; ok {

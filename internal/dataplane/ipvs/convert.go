@@ -2,7 +2,6 @@ package ipvs
 
 import (
 	"fmt"
-	"slices"
 	"time"
 
 	cfipvs "github.com/cloudflare/ipvs"
@@ -39,10 +38,36 @@ func flagNames(sched string, f cfipvs.Flags) []string {
 
 var protocols = map[string]cfipvs.Protocol{"tcp": cfipvs.TCP, "udp": cfipvs.UDP, "sctp": cfipvs.SCTP}
 
-var forwards = map[string]cfipvs.ForwardType{"dr": cfipvs.DirectRoute, "nat": cfipvs.Masquerade, "tun": cfipvs.Tunnel}
+// forwardMethod is the kernel's forwarding method of a configuration name.
+func forwardMethod(name string) (cfipvs.ForwardType, bool) {
+	switch name {
+	case "dr":
+		return cfipvs.DirectRoute, true
+	case "nat":
+		return cfipvs.Masquerade, true
+	case "tun":
+		return cfipvs.Tunnel, true
+	}
+	return 0, false
+}
+
+// forwardName names a kernel forwarding method the way the configuration
+// does ("fwd-<kernel name>" for one it has no name for).
+func forwardName(f cfipvs.ForwardType) string {
+	switch f {
+	case cfipvs.DirectRoute:
+		return "dr"
+	case cfipvs.Masquerade:
+		return "nat"
+	case cfipvs.Tunnel:
+		return "tun"
+	}
+	return "fwd-" + f.String()
+}
 
 // normalize puts a wanted service in the form the kernel reports it:
 // default netmask spelled out, flags named for the scheduler and sorted.
+// The reals are checked, not copied.
 func normalize(s dataplane.VirtualService) (dataplane.VirtualService, error) {
 	var bits cfipvs.Flags
 	for _, f := range s.Flags {
@@ -64,9 +89,8 @@ func normalize(s dataplane.VirtualService) (dataplane.VirtualService, error) {
 	if _, ok := protocols[s.Key.Protocol]; !ok && s.Key.Mark == 0 {
 		return s, fmt.Errorf("service %s: unknown protocol %q", s.Key, s.Key.Protocol)
 	}
-	s.Reals = slices.Clone(s.Reals)
 	for _, r := range s.Reals {
-		if _, ok := forwards[r.Forward]; !ok {
+		if _, ok := forwardMethod(r.Forward); !ok {
 			return s, fmt.Errorf("service %s: real %s: unknown forwarding method %q", s.Key, r.AddrPort(), r.Forward)
 		}
 	}
@@ -144,15 +168,10 @@ func realToKernel(r dataplane.Real) cfipvs.Destination {
 	if r.Addr.Is6() {
 		fam = cfipvs.INET6
 	}
-	return cfipvs.Destination{Address: r.Addr, Port: r.Port, Family: fam, Weight: uint32(r.Weight), FwdMethod: forwards[r.Forward]}
+	fwd, _ := forwardMethod(r.Forward)
+	return cfipvs.Destination{Address: r.Addr, Port: r.Port, Family: fam, Weight: uint32(r.Weight), FwdMethod: fwd}
 }
 
 func realFromKernel(d cfipvs.Destination) dataplane.Real {
-	r := dataplane.Real{Addr: d.Address, Port: d.Port, Weight: int(d.Weight), Forward: "fwd-" + d.FwdMethod.String()}
-	for name, f := range forwards {
-		if f == d.FwdMethod {
-			r.Forward = name
-		}
-	}
-	return r
+	return dataplane.Real{Addr: d.Address, Port: d.Port, Weight: int(d.Weight), Forward: forwardName(d.FwdMethod)}
 }

@@ -39,12 +39,18 @@ type Dataplane struct {
 	dial     func() (kernel, error)
 	netns    int
 
-	mu      sync.Mutex
-	k       *counting
-	owned   owned
-	have    *dataplane.State // what the kernel has, of what halb manages; nil: read it
-	daemons []Daemon         // running sync daemons, when have is set
-	sysctl  map[string]string
+	mu    sync.Mutex
+	k     *counting
+	owned owned
+	have  *dataplane.State // what the kernel has, of what halb manages; nil: read it
+	// bufs hold the normalized states; bufs[applied] is have's memory
+	// when have is a state that was applied.
+	bufs    [2]stateBuffer
+	applied int
+	// ownedExact is set when owned lists exactly the services of have.
+	ownedExact bool
+	daemons    []Daemon // running sync daemons, when have is set
+	sysctl     map[string]string
 }
 
 // Option configures a Dataplane.
@@ -157,7 +163,8 @@ func (d *Dataplane) Reconcile(ctx context.Context, want dataplane.State) error {
 	if err := d.connect(); err != nil {
 		return err
 	}
-	w, err := normalizeState(want)
+	next := 1 - d.applied
+	w, err := normalizeState(want, &d.bufs[next])
 	if err != nil {
 		return fmt.Errorf("ipvs reconcile: %w", err)
 	}
@@ -167,8 +174,12 @@ func (d *Dataplane) Reconcile(ctx context.Context, want dataplane.State) error {
 		}
 	}
 	diff := dataplane.Compute(*d.have, w)
-	if err := d.recordOwned(w, want.Sync != nil); err != nil {
-		return err
+	ownership := !d.ownedExact || d.owned.Sync != (want.Sync != nil) ||
+		slices.ContainsFunc(diff.Services, func(c dataplane.ServiceChange) bool { return c.Op != dataplane.Update })
+	if ownership {
+		if err := d.recordOwned(w, want.Sync != nil); err != nil {
+			return err
+		}
 	}
 	var errs []error
 	errs = append(errs, d.setSysctls(w)...)
@@ -177,11 +188,14 @@ func (d *Dataplane) Reconcile(ctx context.Context, want dataplane.State) error {
 	if len(errs) > 0 {
 		d.have, d.daemons = nil, nil // read the kernel again next time
 	} else {
-		d.have = &w
+		d.have, d.applied = &w, next
 	}
-	if err := d.finishOwned(w, want.Sync != nil, len(errs) == 0); err != nil {
-		errs = append(errs, err)
+	if ownership {
+		if err := d.finishOwned(w, want.Sync != nil, len(errs) == 0); err != nil {
+			errs = append(errs, err)
+		}
 	}
+	d.ownedExact = len(errs) == 0
 	if len(errs) > 0 {
 		return fmt.Errorf("ipvs reconcile: %d of %d changes failed: %w", len(errs), diff.Size(), errors.Join(errs...))
 	}
@@ -192,22 +206,60 @@ func (d *Dataplane) Reconcile(ctx context.Context, want dataplane.State) error {
 }
 
 // normalizeState keeps what IPVS implements (services; the sync daemons
-// are handled apart) in the form the kernel reports.
-func normalizeState(want dataplane.State) (dataplane.State, error) {
-	out := dataplane.State{Services: make([]dataplane.VirtualService, 0, len(want.Services))}
-	seen := map[dataplane.ServiceKey]bool{}
+// are handled apart) in the form the kernel reports. The result is built
+// in buf's memory, so that the caller may reuse want, and a state that
+// follows another allocates nothing.
+func normalizeState(want dataplane.State, buf *stateBuffer) (dataplane.State, error) {
+	if dup, ok := duplicateKey(want.Services); ok {
+		return dataplane.State{}, fmt.Errorf("service %s is wanted twice", dup)
+	}
+	n := 0
 	for _, s := range want.Services {
+		n += len(s.Reals)
+	}
+	svcs := slices.Grow(buf.services[:0], len(want.Services))
+	reals := slices.Grow(buf.reals[:0], n)
+	for _, s := range want.Services {
+		ns, err := normalize(s)
+		if err != nil {
+			return dataplane.State{}, err
+		}
+		start := len(reals)
+		reals = append(reals, s.Reals...)
+		ns.Reals = reals[start:len(reals):len(reals)]
+		svcs = append(svcs, ns)
+	}
+	buf.services, buf.reals = svcs, reals
+	return dataplane.State{Services: svcs}, nil
+}
+
+// stateBuffer is memory for one normalized state. The data plane has two:
+// one holds the state last applied, the other the next one.
+type stateBuffer struct {
+	services []dataplane.VirtualService
+	reals    []dataplane.Real
+}
+
+// duplicateKey finds a key that two services share. Sorted input (the
+// engine's) is checked without an index.
+func duplicateKey(svcs []dataplane.VirtualService) (dataplane.ServiceKey, bool) {
+	byKey := func(a, b dataplane.VirtualService) int { return a.Key.Compare(b.Key) }
+	if slices.IsSortedFunc(svcs, byKey) {
+		for i := 1; i < len(svcs); i++ {
+			if svcs[i].Key == svcs[i-1].Key {
+				return svcs[i].Key, true
+			}
+		}
+		return dataplane.ServiceKey{}, false
+	}
+	seen := make(map[dataplane.ServiceKey]bool, len(svcs))
+	for _, s := range svcs {
 		if seen[s.Key] {
-			return out, fmt.Errorf("service %s is wanted twice", s.Key)
+			return s.Key, true
 		}
 		seen[s.Key] = true
-		n, err := normalize(s)
-		if err != nil {
-			return out, err
-		}
-		out.Services = append(out.Services, n)
 	}
-	return out, nil
+	return dataplane.ServiceKey{}, false
 }
 
 // read loads what the kernel has of the services halb manages: those it
@@ -253,12 +305,12 @@ func (d *Dataplane) apply(ctx context.Context, diff dataplane.Diff) []error {
 	for _, c := range diff.Services {
 		switch c.Op {
 		case dataplane.Add:
-			if err := d.try(ctx, "add service "+c.Want.Key.String(), func() error { return d.k.CreateService(toKernel(c.Want)) }); err != nil {
+			if err := d.try(ctx, func() error { return d.k.CreateService(toKernel(c.Want)) }, "add service %s", c.Want.Key); err != nil {
 				errs = append(errs, err)
 				failed[c.Want.Key] = true
 			}
 		case dataplane.Update:
-			if err := d.try(ctx, "update service "+c.Want.Key.String(), func() error { return d.k.UpdateService(toKernel(c.Want)) }); err != nil {
+			if err := d.try(ctx, func() error { return d.k.UpdateService(toKernel(c.Want)) }, "update service %s", c.Want.Key); err != nil {
 				errs = append(errs, err)
 			}
 		}
@@ -271,17 +323,17 @@ func (d *Dataplane) apply(ctx context.Context, diff dataplane.Diff) []error {
 		var err error
 		switch c.Op {
 		case dataplane.Add:
-			err = d.try(ctx, fmt.Sprintf("add real %s to %s", c.Want.AddrPort(), c.Service), func() error {
+			err = d.try(ctx, func() error {
 				return d.k.CreateDestination(svc, realToKernel(c.Want))
-			})
+			}, "add real %s to %s", c.Want.AddrPort(), c.Service)
 		case dataplane.Update:
-			err = d.try(ctx, fmt.Sprintf("update real %s of %s", c.Want.AddrPort(), c.Service), func() error {
+			err = d.try(ctx, func() error {
 				return d.k.UpdateDestination(svc, realToKernel(c.Want))
-			})
+			}, "update real %s of %s", c.Want.AddrPort(), c.Service)
 		case dataplane.Delete:
-			err = d.try(ctx, fmt.Sprintf("remove real %s from %s", c.Have.AddrPort(), c.Service), func() error {
+			err = d.try(ctx, func() error {
 				return d.k.RemoveDestination(svc, realToKernel(c.Have))
-			})
+			}, "remove real %s from %s", c.Have.AddrPort(), c.Service)
 		}
 		if err != nil {
 			errs = append(errs, err)
@@ -289,7 +341,7 @@ func (d *Dataplane) apply(ctx context.Context, diff dataplane.Diff) []error {
 	}
 	for _, c := range diff.Services {
 		if c.Op == dataplane.Delete {
-			if err := d.try(ctx, "remove service "+c.Have.Key.String(), func() error { return d.k.RemoveService(toKernel(c.Have)) }); err != nil {
+			if err := d.try(ctx, func() error { return d.k.RemoveService(toKernel(c.Have)) }, "remove service %s", c.Have.Key); err != nil {
 				errs = append(errs, err)
 			}
 		}
@@ -297,8 +349,10 @@ func (d *Dataplane) apply(ctx context.Context, diff dataplane.Diff) []error {
 	return errs
 }
 
-// try runs one netlink request, retrying with a doubling backoff.
-func (d *Dataplane) try(ctx context.Context, what string, f func() error) error {
+// try runs one netlink request, retrying with a doubling backoff. The
+// request's name (format and args) is rendered only if it fails.
+func (d *Dataplane) try(ctx context.Context, f func() error, format string, args ...any) error {
+	what := func() string { return fmt.Sprintf(format, args...) }
 	wait := d.backoff
 	var err error
 	for i := range d.attempts {
@@ -308,13 +362,13 @@ func (d *Dataplane) try(ctx context.Context, what string, f func() error) error 
 		if i == d.attempts-1 {
 			break
 		}
-		d.log.Warn("ipvs request failed, retrying", "op", what, "err", err, "wait", wait)
+		d.log.Warn("ipvs request failed, retrying", "op", what(), "err", err, "wait", wait)
 		if serr := d.sleep(ctx, wait); serr != nil {
-			return fmt.Errorf("%s: %w (then %w)", what, err, serr)
+			return fmt.Errorf("%s: %w (then %w)", what(), err, serr)
 		}
 		wait *= 2
 	}
-	return fmt.Errorf("%s: %w", what, err)
+	return fmt.Errorf("%s: %w", what(), err)
 }
 
 // wantedDaemons lists the daemons a sync state asks for, master first.
@@ -363,7 +417,7 @@ func (d *Dataplane) applySync(ctx context.Context, s *dataplane.SyncDaemons) []e
 		}
 		if hi >= 0 {
 			h := running[hi]
-			if err := d.try(ctx, "stop "+h.Role()+" sync daemon", func() error { return d.k.DelDaemon(h) }); err != nil {
+			if err := d.try(ctx, func() error { return d.k.DelDaemon(h) }, "stop %s sync daemon", h.Role()); err != nil {
 				errs = append(errs, err)
 				continue
 			}
@@ -372,7 +426,7 @@ func (d *Dataplane) applySync(ctx context.Context, s *dataplane.SyncDaemons) []e
 		}
 		if wi >= 0 {
 			w := want[wi]
-			if err := d.try(ctx, "start "+w.Role()+" sync daemon", func() error { return d.k.NewDaemon(w) }); err != nil {
+			if err := d.try(ctx, func() error { return d.k.NewDaemon(w) }, "start %s sync daemon", w.Role()); err != nil {
 				errs = append(errs, err)
 				continue
 			}

@@ -36,7 +36,7 @@ type tb interface {
 // comparable strips what the kernel does not keep.
 func comparable(t tb, s dataplane.State) dataplane.State {
 	t.Helper()
-	n, err := normalizeState(s)
+	n, err := normalizeState(s, &stateBuffer{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -365,8 +365,8 @@ func TestPropertyReconcile(t *testing.T) {
 			rt.Fatal(err)
 		}
 		assertKernel(rt, k, b)
-		na, _ := normalizeState(a)
-		nb, _ := normalizeState(b)
+		na, _ := normalizeState(a, &stateBuffer{})
+		nb, _ := normalizeState(b, &stateBuffer{})
 		if got, want := k.writes()-before, dataplane.Compute(na, nb).Size(); got != want {
 			rt.Fatalf("A→B made %d requests, the difference has %d changes", got, want)
 		}
