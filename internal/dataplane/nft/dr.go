@@ -62,12 +62,14 @@ type drPlan struct {
 	chains   map[string][]string // regular chains → rules
 	ingress  []string            // devices with an ingress chain
 	dr4, dr6 []string            // dispatch elements
+	counters map[string]owner    // named counters → their backend
+	svcs     []owner             // the services counted
 }
 
 // drBuild plans the netdev table of the DR services. device returns the
 // device that leads to a backend.
 func drBuild(dr []dataplane.VirtualService, marks []dataplane.MarkRule, device func(netip.Addr) (string, error)) (drPlan, error) {
-	p := drPlan{sets: map[string]string{}, chains: map[string][]string{}}
+	p := drPlan{sets: map[string]string{}, chains: map[string][]string{}, counters: map[string]owner{}}
 	devices := map[string]bool{}
 	for _, vs := range dr {
 		chain, dev, err := p.service(vs, device)
@@ -77,6 +79,7 @@ func drBuild(dr []dataplane.VirtualService, marks []dataplane.MarkRule, device f
 		if dev != "" {
 			devices[dev] = true
 		}
+		p.svcs = append(p.svcs, owner{vs: vs.Key, service: vs.Service})
 		add := func(vip netip.Addr, proto string, lo, hi uint16) {
 			ports := fmt.Sprint(lo)
 			if hi != lo {
@@ -146,7 +149,7 @@ func (p drPlan) service(vs dataplane.VirtualService, device func(netip.Addr) (st
 		p.sets[flows] = fmt.Sprintf("type %s . inet_service . %s . inet_service; flags dynamic,timeout; timeout %s; size %d;", addrType, addrType, drFlowTimeout, pinSetSize)
 		rules = append(rules, fmt.Sprintf("%s @%s goto %s", flow, flows, be))
 		forget = append(forget, fmt.Sprintf("delete @%s { %s }", flows, flow))
-		body := []string{fmt.Sprintf("update @%s { %s }", flows, flow)}
+		body := append(p.drCounters(h, b, flow, flows, owner{vs.Key, vs.Service, r.Addr, r.Port}), fmt.Sprintf("update @%s { %s }", flows, flow))
 		if vs.Persistence > 0 {
 			p.sets[pin] = fmt.Sprintf("type %s; flags dynamic,timeout; size %d;", addrType, pinSetSize)
 			body = append(body, fmt.Sprintf("update @%s { %s timeout %ds }", pin, prefix, int(vs.Persistence.Seconds())))
@@ -192,10 +195,12 @@ func (p drPlan) service(vs dataplane.VirtualService, device func(netip.Addr) (st
 
 // script renders the nft commands that bring the netdev table from the
 // chains and sets it has to the plan, in place, in one transaction.
-func (p drPlan) script(table string, haveChains, haveSets map[string]bool) string {
+func (p drPlan) script(table string, haveChains, haveSets, haveCounters map[string]bool) string {
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
 	w("add table netdev %s", table)
+	declare, remove := p.drCounterScript(table, haveCounters)
+	b.WriteString(declare)
 	for _, name := range slices.Sorted(maps.Keys(p.sets)) {
 		w("add set netdev %s %s { %s }", table, name, p.sets[name])
 	}
@@ -251,6 +256,7 @@ func (p drPlan) script(table string, haveChains, haveSets map[string]bool) strin
 	for _, name := range gone {
 		w("delete chain netdev %s %s", table, name)
 	}
+	b.WriteString(remove)
 	return b.String()
 }
 
@@ -313,7 +319,7 @@ func (d *Dataplane) applyDR(ctx context.Context, c *nftables.Conn, p *drPlan) er
 		d.drApplied, d.drKnown = nil, true
 		return nil
 	}
-	haveChains, haveSets := map[string]bool{}, map[string]bool{}
+	haveChains, haveSets, haveCounters := map[string]bool{}, map[string]bool{}, map[string]bool{}
 	if exists {
 		chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyNetdev)
 		if err != nil {
@@ -333,13 +339,22 @@ func (d *Dataplane) applyDR(ctx context.Context, c *nftables.Conn, p *drPlan) er
 				haveSets[s.Name] = true
 			}
 		}
+		objs, err := c.GetObjects(t)
+		if err != nil {
+			return fmt.Errorf("list direct routing counters: %w", err)
+		}
+		for _, o := range objs {
+			if co, ok := o.(*nftables.CounterObj); ok {
+				haveCounters[co.Name] = true
+			}
+		}
 	}
 	args := []string{"nft", "-f", "-"}
 	if d.netns != 0 {
 		args = append([]string{"nsenter", fmt.Sprintf("--net=/proc/%d/fd/%d", os.Getpid(), d.netns)}, args...)
 	}
 	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
-	cmd.Stdin = strings.NewReader(p.script(d.table, haveChains, haveSets))
+	cmd.Stdin = strings.NewReader(p.script(d.table, haveChains, haveSets, haveCounters))
 	if out, err := cmd.CombinedOutput(); err != nil {
 		d.drKnown = false
 		return fmt.Errorf("nft -f (direct routing table): %w: %s", err, bytes.TrimSpace(out))

@@ -73,8 +73,10 @@ func TestGoldenTables(t *testing.T) {
 			d := nsDataplane(t, h, WithMode(c.mode))
 			reconcile(t, d, st)
 			got := normalize(listTable(t, h, DefaultTable))
-			if out, err := h.Run("nft", "list", "table", "netdev", DefaultTable); err == nil {
-				got += "\n" + normalize(string(out))
+			for _, table := range []string{"netdev " + DefaultTable, "inet " + DefaultTable + countSuffix} {
+				if out, err := h.Run("nft", append([]string{"list", "table"}, strings.Fields(table)...)...); err == nil {
+					got += "\n" + normalize(string(out))
+				}
 			}
 			file := filepath.Join("testdata", c.name+".nft")
 			if *update {

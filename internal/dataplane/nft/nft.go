@@ -49,6 +49,10 @@ type Dataplane struct {
 	// drApplied is the direct-routing plan last applied (drKnown).
 	drApplied *drPlan
 	drKnown   bool
+	// noCounters turns the traffic counters off; counted is the counters
+	// table's content after the last write (nil: unknown). See counters.go.
+	noCounters bool
+	counted    *countPlan
 }
 
 // Option configures a Dataplane.
@@ -83,8 +87,8 @@ func New(opts ...Option) (*Dataplane, error) {
 	for _, o := range opts {
 		o(d)
 	}
-	if d.table == "" || len(d.table) > unix.NFT_TABLE_MAXNAMELEN-1 {
-		return nil, fmt.Errorf("nftables table name %q: empty or longer than %d", d.table, unix.NFT_TABLE_MAXNAMELEN-1)
+	if d.table == "" || len(d.countTable()) > unix.NFT_TABLE_MAXNAMELEN-1 {
+		return nil, fmt.Errorf("nftables table name %q: empty or longer than %d", d.table, unix.NFT_TABLE_MAXNAMELEN-1-len(countSuffix))
 	}
 	return d, nil
 }
@@ -189,6 +193,9 @@ func (d *Dataplane) Reconcile(ctx context.Context, want dataplane.State) error {
 		return fmt.Errorf("nftables: apply %d changes to table %s: %w", n, d.table, err)
 	}
 	d.have = &next
+	if d.counting() {
+		d.syncCounters(ctx, c, want)
+	}
 	if d.mode == LoadBalance {
 		if err := d.applyDR(ctx, c, drWant); err != nil {
 			return fmt.Errorf("nftables: %w", err)
@@ -216,10 +223,13 @@ func (d *Dataplane) Close() error {
 			c.DelTable(t)
 		}
 	}
+	if t, err := c.ListTableOfFamily(d.countTable(), nftables.TableFamilyINet); err == nil && t != nil {
+		c.DelTable(t)
+	}
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("nftables: delete table %s: %w", d.table, err)
 	}
-	d.have, d.drKnown = nil, false
+	d.have, d.drKnown, d.counted = nil, false, nil
 	return nil
 }
 

@@ -106,9 +106,10 @@ func TestDRScript(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	script := p.script("halb", map[string]bool{"dr-gone": true}, map[string]bool{"flow-gone": true})
+	script := p.script("halb", map[string]bool{"dr-gone": true}, map[string]bool{"flow-gone": true}, map[string]bool{"drc-gone": true})
 	for _, want := range []string{`device "eth0"`, "seed 0x", "in-eth0", "goto drbe-", "update @flow-",
-		"delete chain netdev halb dr-gone", "delete set netdev halb flow-gone"} {
+		"delete chain netdev halb dr-gone", "delete set netdev halb flow-gone",
+		"add counter netdev halb drc-", "add counter netdev halb drn-", `counter name "drc-`, "delete counter netdev halb drc-gone"} {
 		if !strings.Contains(script, want) {
 			t.Errorf("script lacks %q:\n%s", want, script)
 		}

@@ -1,0 +1,432 @@
+package nft
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"fmt"
+	"maps"
+	"net/netip"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+
+	"github.com/google/nftables"
+
+	"halb/internal/dataplane"
+	"halb/internal/metrics"
+)
+
+// Traffic counters, per virtual service and backend, as IPVS keeps them.
+//
+// NAT services are counted by a table of their own, inet <table>-counters,
+// with a filter chain on the forward hook. Its sets hold one element per
+// backend of a service, keyed by what conntrack says of a forwarded
+// packet: the VIP the client asked for (ct original daddr), the protocol,
+// the backend's address and port (the packet's destination when it goes
+// to the backend, its source when it comes back). Each element carries
+// its own counter: new4/new6 count new connections, in4/in6 the packets
+// to the backend, out4/out6 those from it. An element comes and goes with
+// its backend, so a reconcile writes only the backends that changed.
+// google/nftables cannot express "ct original ip daddr" (the kernel wants
+// a direction the library does not send for it), so the table's rules are
+// written once by the nft tool; the elements by netlink.
+//
+// The key has no VIP port (nft cannot put ct original proto-dst in a
+// concatenation): two services of one VIP and protocol that send to the
+// same backend address and port share a key; the first counts, the
+// second's backend is left out. Mark services have one element per mark
+// rule, with the rule's port range when the backend keeps the port.
+//
+// Direct-routing services are counted in their netdev table by named
+// counters per backend: drc-<h>-<b> counts every packet forwarded to the
+// backend, drn-<h>-<b> the packets that start a flow.
+
+const (
+	countSuffix = "-counters"
+	chainCount  = "count"
+)
+
+// countSets are the counting sets by family: new connections, packets to
+// and from the backends.
+var countSets = map[int][3]string{4: {"new4", "in4", "out4"}, 6: {"new6", "in6", "out6"}}
+
+// WithCounters turns the traffic counters on or off (default on in
+// load-balance mode). They are off with WithConnOptions: the nft tool
+// they need cannot follow a netlink connection elsewhere.
+func WithCounters(on bool) Option { return func(d *Dataplane) { d.noCounters = !on } }
+
+func (d *Dataplane) countTable() string { return d.table + countSuffix }
+
+func (d *Dataplane) counting() bool {
+	return d.mode == LoadBalance && !d.noCounters && len(d.extraOpts) == 0
+}
+
+// owner is the backend a counter belongs to.
+type owner struct {
+	vs      dataplane.ServiceKey
+	service string
+	addr    netip.Addr
+	port    uint16
+}
+
+// countElem is one element of the counting sets.
+type countElem struct {
+	fam         int
+	key, keyEnd []byte
+	owner
+}
+
+func (e countElem) id() string { return string(e.key) + "\x00" + string(e.keyEnd) }
+
+// countPlan is what the counters table holds for a state: its elements by
+// id and the services counted (also those without a backend).
+type countPlan struct {
+	elems map[string]countElem
+	svcs  []owner // vs and service only
+}
+
+// planCounters derives the counting elements of the NAT services of a
+// state; skipped lists the backends whose key another one holds. It is
+// pure.
+func planCounters(st dataplane.State) (p countPlan, skipped []string) {
+	p.elems = map[string]countElem{}
+	type group struct {
+		fam         int
+		vip, backend string
+		proto       byte
+	}
+	ranges := map[group][][2]uint16{}
+	svcs := slices.SortedFunc(slices.Values(st.Services), func(a, b dataplane.VirtualService) int {
+		return strings.Compare(a.Key.String(), b.Key.String())
+	})
+	for _, vs := range svcs {
+		p.svcs = append(p.svcs, owner{vs: vs.Key, service: vs.Service})
+		type front struct {
+			vip    netip.Addr
+			proto  byte
+			lo, hi uint16
+		}
+		var fronts []front
+		if vs.Key.Mark == 0 {
+			fronts = append(fronts, front{vs.Key.Addr, protoNum[vs.Key.Protocol], vs.Key.Port, vs.Key.Port})
+		} else {
+			for _, m := range st.MarkRules {
+				if m.Mark == vs.Key.Mark && family(m.VIP) == vs.Key.Family {
+					fronts = append(fronts, front{m.VIP, protoNum[m.Protocol], m.PortLo, m.PortHi})
+				}
+			}
+		}
+		for _, r := range vs.Reals {
+			if family(r.Addr) != vs.Key.Family {
+				continue
+			}
+			for _, f := range fronts {
+				lo, hi := r.Port, r.Port
+				if r.Port == 0 {
+					lo, hi = f.lo, f.hi
+				}
+				g := group{vs.Key.Family, f.vip.String(), r.Addr.String(), f.proto}
+				if slices.ContainsFunc(ranges[g], func(x [2]uint16) bool { return lo <= x[1] && x[0] <= hi }) {
+					skipped = append(skipped, fmt.Sprintf("%s of %s", r.AddrPort(), vs.Key))
+					continue
+				}
+				ranges[g] = append(ranges[g], [2]uint16{lo, hi})
+				e := countElem{fam: vs.Key.Family, owner: owner{vs.Key, vs.Service, r.Addr, r.Port},
+					key: countKey(f.vip, f.proto, r.Addr, lo), keyEnd: countKey(f.vip, f.proto, r.Addr, hi)}
+				p.elems[e.id()] = e
+			}
+		}
+	}
+	return p, skipped
+}
+
+// countKey is vip . proto . backend . port, each field padded to 32 bits.
+func countKey(vip netip.Addr, proto byte, backend netip.Addr, port uint16) []byte {
+	return bytes.Join([][]byte{vip.AsSlice(), {proto, 0, 0, 0}, backend.AsSlice(), {byte(port >> 8), byte(port), 0, 0}}, nil)
+}
+
+// countScript declares the counters table, its sets and its rules; it
+// can run again without touching the elements or their counts.
+func countScript(table string) string {
+	var b strings.Builder
+	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
+	w("add table inet %s", table)
+	for _, fam := range []int{4, 6} {
+		addr := "ipv4_addr"
+		if fam == 6 {
+			addr = "ipv6_addr"
+		}
+		for _, s := range countSets[fam] {
+			w("add set inet %s %s { type %s . inet_proto . %s . inet_service; flags interval; counter; }", table, s, addr, addr)
+		}
+	}
+	w("add chain inet %s %s { type filter hook forward priority filter; policy accept; }", table, chainCount)
+	w("flush chain inet %s %s", table, chainCount)
+	for _, fam := range []int{4, 6} {
+		ip, sets := "ip", countSets[fam]
+		if fam == 6 {
+			ip = "ip6"
+		}
+		to := fmt.Sprintf("ct original %s daddr . meta l4proto . %s daddr . th dport", ip, ip)
+		from := fmt.Sprintf("ct original %s daddr . meta l4proto . %s saddr . th sport", ip, ip)
+		w("add rule inet %s %s ct state new %s @%s", table, chainCount, to, sets[0])
+		w("add rule inet %s %s ct direction original %s @%s", table, chainCount, to, sets[1])
+		w("add rule inet %s %s ct direction reply %s @%s", table, chainCount, from, sets[2])
+	}
+	return b.String()
+}
+
+// runNFT runs an nft script in the data plane's namespace.
+func (d *Dataplane) runNFT(ctx context.Context, script string) error {
+	args := []string{"nft", "-f", "-"}
+	if d.netns != 0 {
+		args = append([]string{"nsenter", fmt.Sprintf("--net=/proc/%d/fd/%d", os.Getpid(), d.netns)}, args...)
+	}
+	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
+	cmd.Stdin = strings.NewReader(script)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("nft -f: %w: %s", err, bytes.TrimSpace(out))
+	}
+	return nil
+}
+
+func (d *Dataplane) countSet(fam int, name string) *nftables.Set {
+	addr := nftables.TypeIPAddr
+	if fam == 6 {
+		addr = nftables.TypeIP6Addr
+	}
+	return &nftables.Set{Table: &nftables.Table{Name: d.countTable(), Family: nftables.TableFamilyINet}, Name: name,
+		KeyType:  nftables.MustConcatSetType(addr, nftables.TypeInetProto, addr, nftables.TypeInetService),
+		Interval: true, Concatenation: true, Counter: true}
+}
+
+// syncCounters brings the counters table's elements to the NAT services
+// of st, in a transaction of their own after the table's: a counter that
+// cannot be written never holds up the traffic. It logs what fails and
+// tries again at the next reconcile.
+func (d *Dataplane) syncCounters(ctx context.Context, c *nftables.Conn, st dataplane.State) {
+	want, skipped := planCounters(st)
+	if d.counted != nil && samePlan(*d.counted, want) {
+		return
+	}
+	if len(skipped) > 0 {
+		d.log.Warn("nftables counters: these backends share their counter key with another service's and are not counted",
+			"backends", strings.Join(skipped, ", "))
+	}
+	if err := d.writeCounters(ctx, c, want); err != nil {
+		d.counted = nil
+		d.log.Warn("nftables counters not updated; will retry", "table", d.countTable(), "err", err)
+		return
+	}
+	d.counted = &want
+}
+
+func samePlan(a, b countPlan) bool {
+	return maps.EqualFunc(a.elems, b.elems, func(x, y countElem) bool { return x.owner == y.owner }) && slices.Equal(a.svcs, b.svcs)
+}
+
+func (d *Dataplane) writeCounters(ctx context.Context, c *nftables.Conn, want countPlan) error {
+	have := map[string]countElem{}
+	if d.counted != nil {
+		have = d.counted.elems
+	} else {
+		if err := d.runNFT(ctx, countScript(d.countTable())); err != nil {
+			return fmt.Errorf("declare table: %w", err)
+		}
+		for _, fam := range []int{4, 6} {
+			els, err := c.GetSetElements(d.countSet(fam, countSets[fam][0]))
+			if err != nil {
+				return fmt.Errorf("read elements of %s: %w", countSets[fam][0], err)
+			}
+			for _, e := range els {
+				ce := countElem{fam: fam, key: e.Key, keyEnd: e.KeyEnd}
+				have[ce.id()] = ce
+			}
+		}
+	}
+	n := 0
+	for _, fam := range []int{4, 6} {
+		var del, add []nftables.SetElement
+		for id, e := range have {
+			if _, ok := want.elems[id]; !ok && e.fam == fam {
+				del = append(del, nftables.SetElement{Key: e.key, KeyEnd: e.keyEnd})
+			}
+		}
+		for id, e := range want.elems {
+			if _, ok := have[id]; !ok && e.fam == fam {
+				add = append(add, nftables.SetElement{Key: e.key, KeyEnd: e.keyEnd})
+			}
+		}
+		for _, name := range countSets[fam] {
+			set := d.countSet(fam, name)
+			for part := range slices.Chunk(del, elemsPerMessage) {
+				if err := c.SetDeleteElements(set, part); err != nil {
+					return fmt.Errorf("delete elements of %s: %w", name, err)
+				}
+			}
+			for part := range slices.Chunk(add, elemsPerMessage) {
+				if err := c.SetAddElements(set, part); err != nil {
+					return fmt.Errorf("add elements to %s: %w", name, err)
+				}
+			}
+		}
+		n += len(del) + len(add)
+	}
+	if n == 0 {
+		return nil
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("apply %d element changes: %w", n, err)
+	}
+	return nil
+}
+
+// Counters reads the kernel's counters of every balanced service and its
+// backends; it implements metrics.CounterSource. In marks-only mode it has
+// none (IPVS counts).
+func (d *Dataplane) Counters(ctx context.Context) ([]metrics.ServiceCounters, error) {
+	if !d.counting() {
+		return nil, nil
+	}
+	d.mu.Lock()
+	nat, dr := d.counted, d.drApplied
+	d.mu.Unlock()
+	if nat == nil && dr == nil {
+		if d.have == nil {
+			return nil, nil // nothing programmed yet
+		}
+		return nil, fmt.Errorf("nftables counters: table %s not written", d.countTable())
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	c, err := d.conn()
+	if err != nil {
+		return nil, err
+	}
+	byKey := map[dataplane.ServiceKey]*metrics.ServiceCounters{}
+	var order []dataplane.ServiceKey
+	service := func(o owner) *metrics.ServiceCounters {
+		s := byKey[o.vs]
+		if s == nil {
+			s = &metrics.ServiceCounters{Key: o.vs, Service: o.service, HasPackets: true}
+			byKey[o.vs] = s
+			order = append(order, o.vs)
+		}
+		return s
+	}
+	real := func(o owner) *metrics.RealCounters {
+		s := service(o)
+		i := slices.IndexFunc(s.Reals, func(r metrics.RealCounters) bool { return r.Addr == o.addr && r.Port == o.port })
+		if i < 0 {
+			s.Reals = append(s.Reals, metrics.RealCounters{Addr: o.addr, Port: o.port})
+			i = len(s.Reals) - 1
+		}
+		return &s.Reals[i]
+	}
+	if nat != nil {
+		for _, o := range nat.svcs {
+			service(o)
+		}
+		for _, fam := range []int{4, 6} {
+			for i, name := range countSets[fam] {
+				els, err := c.GetSetElements(d.countSet(fam, name))
+				if err != nil {
+					return nil, fmt.Errorf("nftables counters: read %s: %w", name, err)
+				}
+				for _, e := range els {
+					ce, ok := nat.elems[string(e.Key)+"\x00"+string(e.KeyEnd)]
+					if !ok || e.Counter == nil {
+						continue
+					}
+					r := real(ce.owner)
+					switch i {
+					case 0:
+						r.Connections += e.Counter.Packets
+					case 1:
+						r.PacketsIn += e.Counter.Packets
+						r.BytesIn += e.Counter.Bytes
+					case 2:
+						r.PacketsOut += e.Counter.Packets
+						r.BytesOut += e.Counter.Bytes
+					}
+				}
+			}
+		}
+	}
+	if dr != nil {
+		for _, o := range dr.svcs {
+			service(o)
+		}
+		objs, err := c.GetObjects(&nftables.Table{Name: d.table, Family: nftables.TableFamilyNetdev})
+		if err != nil {
+			return nil, fmt.Errorf("nftables counters: read direct routing counters: %w", err)
+		}
+		for _, obj := range objs {
+			co, ok := obj.(*nftables.CounterObj)
+			if !ok {
+				continue
+			}
+			o, ok := dr.counters[co.Name]
+			if !ok {
+				continue
+			}
+			r := real(o)
+			if strings.HasPrefix(co.Name, drNewPrefix) {
+				r.Connections += co.Packets
+			} else {
+				r.PacketsIn += co.Packets
+				r.BytesIn += co.Bytes
+			}
+		}
+	}
+	out := make([]metrics.ServiceCounters, 0, len(order))
+	for _, k := range order {
+		s := byKey[k]
+		for _, r := range s.Reals {
+			s.Connections += r.Connections
+			s.PacketsIn += r.PacketsIn
+			s.PacketsOut += r.PacketsOut
+			s.BytesIn += r.BytesIn
+			s.BytesOut += r.BytesOut
+		}
+		slices.SortFunc(s.Reals, func(a, b metrics.RealCounters) int {
+			return cmp.Or(a.Addr.Compare(b.Addr), cmp.Compare(a.Port, b.Port))
+		})
+		out = append(out, *s)
+	}
+	return out, nil
+}
+
+// Names of the direct-routing counters of one backend.
+const (
+	drPktPrefix = "drc-"
+	drNewPrefix = "drn-"
+)
+
+// drCounters adds a backend's counters to a direct-routing plan and
+// returns the rules that count in its chain (before the flow is
+// recorded); flow is the flow's key, flows its set.
+func (p drPlan) drCounters(h, b, flow, flows string, o owner) []string {
+	pkt, nw := drPktPrefix+h+"-"+b, drNewPrefix+h+"-"+b
+	p.counters[pkt], p.counters[nw] = o, o
+	return []string{fmt.Sprintf("counter name %q", pkt), fmt.Sprintf("%s != @%s counter name %q", flow, flows, nw)}
+}
+
+// drCounterScript declares the plan's counters (kept when they exist) and
+// deletes those in have that the plan no longer holds, once no rule uses
+// them.
+func (p drPlan) drCounterScript(table string, have map[string]bool) (declare, remove string) {
+	var a, r strings.Builder
+	for _, name := range slices.Sorted(maps.Keys(p.counters)) {
+		fmt.Fprintf(&a, "add counter netdev %s %s\n", table, name)
+	}
+	for _, name := range slices.Sorted(maps.Keys(have)) {
+		if _, ok := p.counters[name]; !ok {
+			fmt.Fprintf(&r, "delete counter netdev %s %s\n", table, name)
+		}
+	}
+	return a.String(), r.String()
+}

@@ -1,0 +1,307 @@
+package nft
+
+import (
+	"context"
+	"fmt"
+	"net/http/httptest"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"halb/internal/api"
+	"halb/internal/dataplane"
+	"halb/internal/metrics"
+)
+
+func TestPlanCounters(t *testing.T) {
+	vip, b1, b2 := netip.MustParseAddr("203.0.113.10"), netip.MustParseAddr("198.51.100.21"), netip.MustParseAddr("198.51.100.22")
+	st := dataplane.State{
+		Services: []dataplane.VirtualService{
+			{Key: dataplane.ServiceKey{Family: 4, Protocol: "tcp", Addr: vip, Port: 80}, Service: "web",
+				Reals: []dataplane.Real{{Addr: b1, Port: 8080, Weight: 1}, {Addr: b2, Weight: 1}}},
+			// Same VIP, protocol and backend address and port: no key of its own.
+			{Key: dataplane.ServiceKey{Family: 4, Protocol: "tcp", Addr: vip, Port: 81}, Service: "alt",
+				Reals: []dataplane.Real{{Addr: b1, Port: 8080, Weight: 1}}},
+			{Key: dataplane.ServiceKey{Family: 4, Mark: 7}, Service: "range", Reals: []dataplane.Real{{Addr: b1, Weight: 1}}},
+			{Key: dataplane.ServiceKey{Family: 4, Protocol: "tcp", Addr: vip, Port: 443}, Service: "empty"},
+		},
+		MarkRules: []dataplane.MarkRule{{Mark: 7, VIP: vip, Protocol: "udp", PortLo: 5000, PortHi: 5010}},
+	}
+	p, skipped := planCounters(st)
+	if len(p.elems) != 3 || len(p.svcs) != 4 {
+		t.Fatalf("%d elements for 4 backends (one shadowed), %d services counted; want 3, 4", len(p.elems), len(p.svcs))
+	}
+	if len(skipped) != 1 || !strings.Contains(skipped[0], "203.0.113.10:81") {
+		t.Errorf("skipped %q, want the backend of 203.0.113.10:81", skipped)
+	}
+	want := map[string][2]uint16{"198.51.100.21:8080": {8080, 8080}, "198.51.100.22:0": {80, 80}, "198.51.100.21:0": {5000, 5010}}
+	for _, e := range p.elems {
+		ap := netip.AddrPortFrom(e.addr, e.port).String()
+		r, ok := want[ap]
+		if !ok {
+			t.Errorf("unexpected element for %s", ap)
+			continue
+		}
+		if e.key[0] != 203 || e.key[len(e.key)-4] != byte(r[0]>>8) || e.key[len(e.key)-3] != byte(r[0]) ||
+			e.keyEnd[len(e.keyEnd)-4] != byte(r[1]>>8) || e.keyEnd[len(e.keyEnd)-3] != byte(r[1]) {
+			t.Errorf("%s: key %x-%x, want ports %d-%d", ap, e.key, e.keyEnd, r[0], r[1])
+		}
+	}
+	again, _ := planCounters(st)
+	if !samePlan(p, again) {
+		t.Error("the plan of the same state differs")
+	}
+}
+
+// realCounters finds one backend's counters in a read.
+func realCounters(t testing.TB, cs []metrics.ServiceCounters, vs string, addr string) (metrics.RealCounters, bool) {
+	t.Helper()
+	for _, s := range cs {
+		if s.Key.String() != vs {
+			continue
+		}
+		for _, r := range s.Reals {
+			if r.Addr.String() == addr {
+				return r, true
+			}
+		}
+	}
+	return metrics.RealCounters{}, false
+}
+
+func readCounters(t testing.TB, d *Dataplane) []metrics.ServiceCounters {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cs, err := d.Counters(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cs
+}
+
+// scrape returns the samples of /metrics for a registry reading d.
+func scrape(t testing.TB, d *Dataplane) map[string]float64 {
+	t.Helper()
+	m := metrics.New(func(context.Context) (api.Status, error) { return api.Status{}, fmt.Errorf("no engine in this test") })
+	m.Watch(d)
+	srv := httptest.NewServer(m.Handler())
+	defer srv.Close()
+	resp, err := srv.Client().Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for name, f := range fams {
+		if !strings.HasPrefix(name, "halb_real_") && !strings.HasPrefix(name, "halb_service_") && name != "halb_kernel_counters_up" {
+			continue
+		}
+		for _, m := range f.Metric {
+			var labels []string
+			for _, l := range m.Label {
+				labels = append(labels, l.GetName()+"="+l.GetValue())
+			}
+			v := m.GetGauge().GetValue()
+			if m.Counter != nil {
+				v = m.Counter.GetValue()
+			}
+			out[name+"{"+strings.Join(labels, ",")+"}"] = v
+		}
+	}
+	return out
+}
+
+// TestCountersNAT sends connections through a NAT service and checks each
+// backend's kernel counters (connections exactly, packets and bytes both
+// ways), /metrics, and that a removed backend's counters go with it.
+func TestCountersNAT(t *testing.T) {
+	l := newNATLab(t, 3)
+	d := nsDataplane(t, l.lb, WithMode(LoadBalance))
+	reconcile(t, d, natState(t, "", "inhibit"))
+	const vs = "tcp 203.0.113.10:80"
+	for _, r := range readCounters(t, d)[0].Reals {
+		if r.Connections+r.PacketsIn+r.PacketsOut != 0 {
+			t.Fatalf("counters before any traffic: %+v", r)
+		}
+	}
+	cl := newDialer(t, l.client)
+	const n = 60
+	count := map[string]uint64{}
+	for i := range n {
+		name, err := cl.hit("", "203.0.113.10:80")
+		if err != nil {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+		count[name]++
+	}
+	t.Logf("connections per backend: %v", count)
+	cs := readCounters(t, d)
+	if len(cs) != 1 || cs[0].Key.String() != vs || cs[0].Service != "web" || !cs[0].HasPackets {
+		t.Fatalf("counters of %+v, want one service %s (web) with packets", cs, vs)
+	}
+	var sum uint64
+	for i := range 3 {
+		addr := fmt.Sprintf("198.51.100.%d", 21+i)
+		r, ok := realCounters(t, cs, vs, addr)
+		if !ok {
+			t.Fatalf("no counters for backend %s", addr)
+		}
+		t.Logf("%s: %+v", addr, r)
+		// A lost SYN would be counted twice; the lab loses none.
+		if r.Connections != count[addr] {
+			t.Errorf("%s: %d connections counted, %d made", addr, r.Connections, count[addr])
+		}
+		// Each connection: at least SYN, ACK, FIN to the backend; SYN-ACK,
+		// greeting, FIN from it.
+		if r.PacketsIn < 3*count[addr] || r.PacketsOut < 3*count[addr] || r.BytesIn < 40*r.PacketsIn || r.BytesOut < 40*r.PacketsOut {
+			t.Errorf("%s: counters %+v for %d connections", addr, r, count[addr])
+		}
+		sum += r.Connections
+	}
+	if cs[0].Connections != sum || sum != n {
+		t.Errorf("service counts %d connections, backends %d, made %d", cs[0].Connections, sum, n)
+	}
+
+	got := scrape(t, d)
+	if got["halb_kernel_counters_up{}"] != 1 {
+		t.Errorf("halb_kernel_counters_up = %v", got["halb_kernel_counters_up{}"])
+	}
+	for i := range 3 {
+		addr := fmt.Sprintf("198.51.100.%d", 21+i)
+		key := fmt.Sprintf("halb_real_connections_total{server=%s:80,vs=%s}", addr, vs)
+		if got[key] != float64(count[addr]) {
+			t.Errorf("%s = %v, want %d", key, got[key], count[addr])
+		}
+	}
+	if v := got["halb_service_packets_total{direction=out,service=web,vs="+vs+"}"]; v < 3*n {
+		t.Errorf("service packets out = %v for %d connections", v, n)
+	}
+
+	// 198.51.100.23 leaves: its counters go, the others keep theirs.
+	st := natState(t, "", "inhibit")
+	st.Services[0].Reals = slices.DeleteFunc(st.Services[0].Reals, func(r dataplane.Real) bool { return r.Addr.String() == "198.51.100.23" })
+	reconcile(t, d, st)
+	cs = readCounters(t, d)
+	if _, ok := realCounters(t, cs, vs, "198.51.100.23"); ok {
+		t.Error("the removed backend still has counters")
+	}
+	if r, _ := realCounters(t, cs, vs, "198.51.100.22"); r.Connections != count["198.51.100.22"] {
+		t.Errorf("a remaining backend's counters changed with the table: %d, want %d", r.Connections, count["198.51.100.22"])
+	}
+	if _, ok := scrape(t, d)["halb_real_connections_total{server=198.51.100.23:80,vs="+vs+"}"]; ok {
+		t.Error("/metrics still shows the removed backend")
+	}
+	// A restart reads the table back and keeps the counts.
+	d2 := nsDataplane(t, l.lb, WithMode(LoadBalance))
+	reconcile(t, d2, st)
+	if r, _ := realCounters(t, readCounters(t, d2), vs, "198.51.100.21"); r.Connections != count["198.51.100.21"] {
+		t.Errorf("after a restart 198.51.100.21 counts %d connections, want %d", r.Connections, count["198.51.100.21"])
+	}
+}
+
+// TestCountersDR sends connections through a direct-routing service and
+// checks each backend's flows and packets, and that they survive a table
+// change.
+func TestCountersDR(t *testing.T) {
+	lab, lb := labHost(t)
+	lan, err := lab.AddSwitch("lan")
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := lab.AddHost("client")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lab.Connect(client, lan, "eth0", "192.0.2.100/24"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lab.Connect(lb, lan, "eth0", "192.0.2.2/24", "192.0.2.9/24"); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		h, err := lab.AddHost(fmt.Sprintf("be%d", i+1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := fmt.Sprintf("192.0.2.%d", 21+i)
+		if _, err := lab.Connect(h, lan, "eth0", addr+"/24"); err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range []string{"net.ipv4.conf.all.arp_ignore=1", "net.ipv4.conf.all.arp_announce=2"} {
+			must(t, h, "sysctl", "-qw", s)
+		}
+		if err := h.IP("addr", "add", "192.0.2.9/32", "dev", "lo"); err != nil {
+			t.Fatal(err)
+		}
+		serveNames(t, h, "192.0.2.9:80", addr)
+	}
+	d := nsDataplane(t, lb, WithMode(LoadBalance))
+	st := drState(t)
+	reconcile(t, d, st)
+	vs := st.Services[0].Key.String()
+	cl := newDialer(t, client)
+	const n = 60
+	count := map[string]uint64{}
+	for i := range n {
+		name, err := cl.hit("", "192.0.2.9:80")
+		if err != nil {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+		count[name]++
+	}
+	t.Logf("connections per backend: %v", count)
+	cs := readCounters(t, d)
+	for i := range 3 {
+		addr := fmt.Sprintf("192.0.2.%d", 21+i)
+		r, ok := realCounters(t, cs, vs, addr)
+		if !ok {
+			t.Fatalf("no counters for backend %s in %+v", addr, cs)
+		}
+		t.Logf("%s: %+v", addr, r)
+		if r.Connections != count[addr] {
+			t.Errorf("%s: %d flows counted, %d connections made", addr, r.Connections, count[addr])
+		}
+		if r.PacketsIn < 3*count[addr] || r.BytesIn < 40*r.PacketsIn || r.PacketsOut != 0 {
+			t.Errorf("%s: counters %+v for %d connections (DR sees the client's packets only)", addr, r, count[addr])
+		}
+	}
+	if got := scrape(t, d)[fmt.Sprintf("halb_real_connections_total{server=192.0.2.21,vs=%s}", vs)]; got != float64(count["192.0.2.21"]) {
+		t.Errorf("/metrics shows %v connections to 192.0.2.21, want %d", got, count["192.0.2.21"])
+	}
+	// A change of the table (one backend less) keeps the others' counts
+	// and removes the gone backend's counters.
+	st.Services[0].Reals = st.Services[0].Reals[:2]
+	reconcile(t, d, st)
+	cs = readCounters(t, d)
+	if r, _ := realCounters(t, cs, vs, "192.0.2.21"); r.Connections != count["192.0.2.21"] {
+		t.Errorf("after a table change 192.0.2.21 counts %d flows, want %d", r.Connections, count["192.0.2.21"])
+	}
+	if _, ok := realCounters(t, cs, vs, "192.0.2.23"); ok {
+		t.Error("the removed backend still has counters")
+	}
+	if out := listNetdev(t, lb); strings.Contains(out, "192.0.2.23") || strings.Count(out, "counter drc-") != 2 {
+		t.Errorf("netdev table after the change:\n%s", out)
+	}
+}
+
+func listNetdev(t testing.TB, h interface {
+	Run(string, ...string) ([]byte, error)
+}) string {
+	t.Helper()
+	out, err := h.Run("nft", "list", "table", "netdev", DefaultTable)
+	if err != nil {
+		t.Fatalf("nft list table netdev: %v: %s", err, out)
+	}
+	return string(out)
+}
