@@ -93,9 +93,9 @@ type countPlan struct {
 func planCounters(st dataplane.State) (p countPlan, skipped []string) {
 	p.elems = map[string]countElem{}
 	type group struct {
-		fam         int
+		fam          int
 		vip, backend string
-		proto       byte
+		proto        byte
 	}
 	ranges := map[group][][2]uint16{}
 	svcs := slices.SortedFunc(slices.Values(st.Services), func(a, b dataplane.VirtualService) int {
