@@ -16,6 +16,7 @@ import (
 	"halb/internal/dataplane"
 	"halb/internal/dataplane/ipvs"
 	"halb/internal/engine"
+	"halb/internal/event"
 	"halb/internal/health"
 	"halb/internal/metrics"
 	"halb/internal/notify"
@@ -24,32 +25,50 @@ import (
 )
 
 // ops wires what operators use around the engine: notifications, the
-// metrics and status page listener, and systemd's notifications.
+// metrics and status page listener, and systemd's notifications. A reload
+// replaces the notifier and moves the listener (see reload.go).
 type ops struct {
-	cfg      *config.Config
-	log      *slog.Logger
-	metrics  *metrics.Metrics
-	notifier *notify.Notifier
-	sd       *sdnotify.Notifier
+	log     *slog.Logger
+	metrics *metrics.Metrics
+	sd      *sdnotify.Notifier
+	// retiring counts the replaced notifiers still sending what they had.
+	retiring sync.WaitGroup
 
 	mu       sync.Mutex
+	cfg      *config.Config
 	eng      *engine.Engine
 	counters metrics.CounterSource
+	notifier *notify.Notifier
+	stopNote func() // stops the running notifier and waits for it
+	srv      *http.Server
+	closed   bool // stop was called: a late reload applies nothing
 }
 
 // newOps builds the notifiers and the metrics registry; it starts nothing.
 func newOps(cfg *config.Config, log *slog.Logger) (*ops, error) {
 	o := &ops{cfg: cfg, log: log, sd: sdnotify.FromEnv()}
 	o.metrics = metrics.New(o.status)
-	n, err := notify.FromConfig(cfg, o.status, log.With("subsystem", "notify"), version)
+	n, err := o.newNotifier(cfg)
 	if err != nil {
 		return nil, err
 	}
 	o.notifier = n
-	if n != nil {
-		o.metrics.Watch(notifierCounts{n})
-	}
+	o.metrics.Watch(notifierCounts{o})
 	return o, nil
+}
+
+func (o *ops) newNotifier(cfg *config.Config) (*notify.Notifier, error) {
+	return notify.FromConfig(cfg, o.status, o.log.With("subsystem", "notify"), version)
+}
+
+// sink hands an event to the current notifier; it never blocks.
+func (o *ops) sink(r event.Record) {
+	o.mu.Lock()
+	n := o.notifier
+	o.mu.Unlock()
+	if n != nil {
+		n.Sink(r)
+	}
 }
 
 // status reads the engine's status once start has been called.
@@ -65,11 +84,7 @@ func (o *ops) status(ctx context.Context) (api.Status, error) {
 
 // engineOptions sends the engine's events to the metrics and notifiers.
 func (o *ops) engineOptions() []engine.Option {
-	opts := []engine.Option{engine.WithEventSink(o.metrics.OnEvent)}
-	if o.notifier != nil {
-		opts = append(opts, engine.WithEventSink(o.notifier.Sink))
-	}
-	return opts
+	return []engine.Option{engine.WithEventSink(o.metrics.OnEvent), engine.WithEventSink(o.sink)}
 }
 
 // dataplane instruments dp (reconcile runs, errors, duration) and reads
@@ -113,44 +128,79 @@ func (o *ops) watch(x any) {
 // function flushes the notifications and closes the listener; call it
 // after the engine has stopped.
 func (o *ops) start(ctx context.Context, eng *engine.Engine) (stop func(), err error) {
-	o.mu.Lock()
-	o.eng = eng
-	o.mu.Unlock()
-	var srv *http.Server
+	var ln net.Listener
 	if addr := o.cfg.API.Metrics; addr != "" {
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
+		if ln, err = net.Listen("tcp", addr); err != nil {
 			return nil, fmt.Errorf("metrics listener: %w", err)
 		}
-		mux := http.NewServeMux()
-		mux.Handle("GET /metrics", o.metrics.Handler())
-		mux.Handle("/{$}", statuspage.New(o.status, func() metrics.CounterSource { return o.counters }, 5*time.Second, time.Now))
-		srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(o.log.Handler(), slog.LevelWarn)}
-		go func() {
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				o.log.Error("metrics listener stopped", "err", err)
-			}
-		}()
-		o.log.Info("metrics and status page", "url", "http://"+ln.Addr().String()+"/")
 	}
-	nctx, cancelNotify := context.WithCancel(context.Background())
-	notified := make(chan struct{})
-	go func() {
-		defer close(notified)
-		if o.notifier != nil {
-			o.notifier.Run(nctx)
-		}
-	}()
+	o.mu.Lock()
+	o.eng = eng
+	o.srv = o.serve(ln)
+	o.stopNote = o.runNotifier(o.notifier)
+	o.mu.Unlock()
 	go o.systemd(ctx)
 	return func() {
-		cancelNotify()
-		<-notified
-		if srv != nil {
-			sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			defer cancel()
-			srv.Shutdown(sctx)
-		}
+		o.mu.Lock()
+		stopNote, srv := o.stopNote, o.srv
+		o.closed = true
+		o.mu.Unlock()
+		stopNote()
+		o.retiring.Wait()
+		shutdown(srv)
 	}, nil
+}
+
+// serve serves metrics and the status page on ln (nil: no listener).
+func (o *ops) serve(ln net.Listener) *http.Server {
+	if ln == nil {
+		return nil
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", o.metrics.Handler())
+	mux.Handle("/{$}", statuspage.New(o.status, o.counterSource, 5*time.Second, time.Now))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(o.log.Handler(), slog.LevelWarn)}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			o.log.Error("metrics listener stopped", "err", err)
+		}
+	}()
+	o.log.Info("metrics and status page", "url", "http://"+ln.Addr().String()+"/")
+	return srv
+}
+
+func (o *ops) counterSource() metrics.CounterSource {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.counters
+}
+
+// shutdown closes a listener's server, giving requests in flight a moment.
+func shutdown(srv *http.Server) {
+	if srv == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	srv.Shutdown(ctx)
+}
+
+// runNotifier runs n (nil: none) until the returned function is called;
+// that function waits until n has sent what it had queued.
+func (o *ops) runNotifier(n *notify.Notifier) (stop func()) {
+	if n == nil {
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		n.Run(ctx)
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
 }
 
 // systemd says READY once the engine answers, keeps the watchdog fed
@@ -199,7 +249,10 @@ func (o *ops) systemd(ctx context.Context) {
 }
 
 func (o *ops) readyStatus() string {
-	return fmt.Sprintf("node %s: %d VRRP instances, %d services", o.cfg.Node, len(o.cfg.VRRP.Instances), len(o.cfg.Services))
+	o.mu.Lock()
+	cfg := o.cfg
+	o.mu.Unlock()
+	return fmt.Sprintf("node %s: %d VRRP instances, %d services", cfg.Node, len(cfg.VRRP.Instances), len(cfg.Services))
 }
 
 // reloading and reloaded frame a SIGHUP reload for systemd.
@@ -212,12 +265,18 @@ func (o *ops) notifySD(err error) {
 	}
 }
 
-// notifierCounts gives the notifiers' outcomes to the metrics.
-type notifierCounts struct{ n *notify.Notifier }
+// notifierCounts gives the current notifiers' outcomes to the metrics.
+type notifierCounts struct{ o *ops }
 
 func (c notifierCounts) NotifierCounts() []metrics.NotifierCount {
+	c.o.mu.Lock()
+	n := c.o.notifier
+	c.o.mu.Unlock()
+	if n == nil {
+		return nil
+	}
 	var out []metrics.NotifierCount
-	for _, s := range c.n.Stats() {
+	for _, s := range n.Stats() {
 		out = append(out, metrics.NotifierCount{Name: s.Name, Sent: s.Sent, Failed: s.Failed, Dropped: s.Dropped})
 	}
 	return out

@@ -113,7 +113,7 @@ func serve(cfg *config.Config, path string, log *slog.Logger) error {
 				return
 			case <-hup:
 				o.reloading()
-				reload(ctx, eng, cfg, path, log)
+				reload(ctx, eng, o, cfg, path, log)
 				o.reloaded()
 			}
 		}
@@ -127,8 +127,9 @@ func serve(cfg *config.Config, path string, log *slog.Logger) error {
 }
 
 // reload re-reads the configuration; a bad one is refused with its errors
-// and the running one stays.
-func reload(ctx context.Context, eng *engine.Engine, running *config.Config, path string, log *slog.Logger) {
+// and the running one stays. What ops runs (notifiers, metrics listener)
+// follows the new configuration.
+func reload(ctx context.Context, eng *engine.Engine, o *ops, running *config.Config, path string, log *slog.Logger) {
 	next, diags := loadConfig(path)
 	if next == nil {
 		errs := strings.Split(strings.TrimSpace(diags.Errors().String()), "\n")
@@ -141,7 +142,17 @@ func reload(ctx context.Context, eng *engine.Engine, running *config.Config, pat
 	}
 	// What the command line overrode stays overridden.
 	next.Dataplane, next.API.Socket = running.Dataplane, running.API.Socket
+	apply, errs := o.prepareReload(next)
+	if len(errs) > 0 {
+		log.Error("reload refused: the running configuration stays", "errors", strings.Join(errs, "; "))
+		eng.ReloadRefused(ctx, path, errs)
+		return
+	}
+	apply()
 	if err := eng.Reload(ctx, next); err != nil {
 		log.Error("reload applied with errors", "err", err)
+	}
+	if st, err := eng.Status(ctx); err == nil {
+		o.metrics.Retain(st)
 	}
 }
