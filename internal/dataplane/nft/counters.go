@@ -85,24 +85,65 @@ func (e countElem) id() string { return string(e.key) + "\x00" + string(e.keyEnd
 type countPlan struct {
 	elems map[string]countElem
 	svcs  []owner // vs and service only
+	// from is what the plan was derived from: the services' keys, names
+	// and backends, and the mark rules (not the weights, which change
+	// often and do not matter here).
+	from []countInput
+	mark []dataplane.MarkRule
+}
+
+// countInput is what of a service its counters depend on.
+type countInput struct {
+	owner
+	reals []netip.AddrPort
+}
+
+// derivedFrom tells whether st would give the same plan: true when its
+// services, backends and mark rules are those the plan was made of. It
+// allocates nothing, so an unchanged set of backends costs a reconcile
+// one pass over the state.
+func (p *countPlan) derivedFrom(st dataplane.State) bool {
+	if len(p.from) != len(st.Services) || !slices.Equal(p.mark, st.MarkRules) {
+		return false
+	}
+	for i, vs := range st.Services {
+		in := p.from[i]
+		if in.vs != vs.Key || in.service != vs.Service || len(in.reals) != len(vs.Reals) {
+			return false
+		}
+		for j, r := range vs.Reals {
+			if in.reals[j] != netip.AddrPortFrom(r.Addr, r.Port) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // planCounters derives the counting elements of the NAT services of a
-// state; skipped lists the backends whose key another one holds. It is
-// pure.
+// state; skipped counts the backends whose key another one holds, and
+// names the first few. It is pure.
 func planCounters(st dataplane.State) (p countPlan, skipped []string) {
 	p.elems = map[string]countElem{}
+	p.mark = slices.Clone(st.MarkRules)
 	type group struct {
-		fam          int
-		vip, backend string
+		vip, backend netip.Addr
 		proto        byte
 	}
 	ranges := map[group][][2]uint16{}
-	svcs := slices.SortedFunc(slices.Values(st.Services), func(a, b dataplane.VirtualService) int {
-		return strings.Compare(a.Key.String(), b.Key.String())
-	})
-	for _, vs := range svcs {
+	extra := 0
+	defer func() {
+		if extra > 0 {
+			skipped = append(skipped, fmt.Sprintf("%d more", extra))
+		}
+	}()
+	for _, vs := range st.Services { // in the state's order: the first of two alike counts
 		p.svcs = append(p.svcs, owner{vs: vs.Key, service: vs.Service})
+		in := countInput{owner: owner{vs: vs.Key, service: vs.Service}}
+		for _, r := range vs.Reals {
+			in.reals = append(in.reals, netip.AddrPortFrom(r.Addr, r.Port))
+		}
+		p.from = append(p.from, in)
 		type front struct {
 			vip    netip.Addr
 			proto  byte
@@ -127,9 +168,13 @@ func planCounters(st dataplane.State) (p countPlan, skipped []string) {
 				if r.Port == 0 {
 					lo, hi = f.lo, f.hi
 				}
-				g := group{vs.Key.Family, f.vip.String(), r.Addr.String(), f.proto}
+				g := group{f.vip, r.Addr, f.proto}
 				if slices.ContainsFunc(ranges[g], func(x [2]uint16) bool { return lo <= x[1] && x[0] <= hi }) {
-					skipped = append(skipped, fmt.Sprintf("%s of %s", r.AddrPort(), vs.Key))
+					if len(skipped) < maxNamed {
+						skipped = append(skipped, fmt.Sprintf("%s of %s", r.AddrPort(), vs.Key))
+					} else {
+						extra++
+					}
 					continue
 				}
 				ranges[g] = append(ranges[g], [2]uint16{lo, hi})
@@ -141,6 +186,9 @@ func planCounters(st dataplane.State) (p countPlan, skipped []string) {
 	}
 	return p, skipped
 }
+
+// maxNamed bounds the backends a warning names.
+const maxNamed = 5
 
 // countKey is vip . proto . backend . port, each field padded to 32 bits.
 func countKey(vip netip.Addr, proto byte, backend netip.Addr, port uint16) []byte {
@@ -207,10 +255,10 @@ func (d *Dataplane) countSet(fam int, name string) *nftables.Set {
 // cannot be written never holds up the traffic. It logs what fails and
 // tries again at the next reconcile.
 func (d *Dataplane) syncCounters(ctx context.Context, c *nftables.Conn, st dataplane.State) {
-	want, skipped := planCounters(st)
-	if d.counted != nil && samePlan(*d.counted, want) {
+	if d.counted != nil && d.counted.derivedFrom(st) {
 		return
 	}
+	want, skipped := planCounters(st)
 	if len(skipped) > 0 {
 		d.log.Warn("nftables counters: these backends share their counter key with another service's and are not counted",
 			"backends", strings.Join(skipped, ", "))
@@ -291,10 +339,10 @@ func (d *Dataplane) Counters(ctx context.Context) ([]metrics.ServiceCounters, er
 		return nil, nil
 	}
 	d.mu.Lock()
-	nat, dr := d.counted, d.drApplied
+	nat, dr, programmed := d.counted, d.drApplied, d.have != nil
 	d.mu.Unlock()
 	if nat == nil && dr == nil {
-		if d.have == nil {
+		if !programmed {
 			return nil, nil // nothing programmed yet
 		}
 		return nil, fmt.Errorf("nftables counters: table %s not written", d.countTable())
