@@ -34,10 +34,11 @@ import (
 // written once by the nft tool; the elements by netlink.
 //
 // The key has no VIP port (nft cannot put ct original proto-dst in a
-// concatenation): two services of one VIP and protocol that send to the
-// same backend address and port share a key; the first counts, the
-// second's backend is left out. Mark services have one element per mark
-// rule, with the rule's port range when the backend keeps the port.
+// concatenation, nor list a rule that does): two services of one VIP and
+// protocol that send to the same backend address and port would count
+// each other's traffic, so neither backend is counted there (a warning
+// names them). Mark services have one element per mark rule, with the
+// rule's port range when the backend keeps the port.
 //
 // Direct-routing services are counted in their netdev table by named
 // counters per backend: drc-<h>-<b> counts every packet forwarded to the
@@ -121,25 +122,41 @@ func (p *countPlan) derivedFrom(st dataplane.State) bool {
 }
 
 // planCounters derives the counting elements of the NAT services of a
-// state; skipped counts the backends whose key another one holds, and
-// names the first few. It is pure.
+// state. Backends whose keys overlap would count each other's traffic:
+// none of them is counted, and skipped names the first few. It is pure.
 func planCounters(st dataplane.State) (p countPlan, skipped []string) {
-	p.elems = map[string]countElem{}
+	n := 0
+	for _, vs := range st.Services {
+		n += len(vs.Reals)
+	}
+	p.elems = make(map[string]countElem, n)
+	p.svcs, p.from = make([]owner, 0, len(st.Services)), make([]countInput, 0, len(st.Services))
 	p.mark = slices.Clone(st.MarkRules)
 	type group struct {
 		vip, backend netip.Addr
 		proto        byte
 	}
-	ranges := map[group][][2]uint16{}
+	type span struct {
+		lo, hi uint16
+		id     string
+	}
+	ranges := make(map[group][]span, n)
 	extra := 0
+	skip := func(o owner) {
+		if len(skipped) < maxNamed {
+			skipped = append(skipped, fmt.Sprintf("%s of %s", netip.AddrPortFrom(o.addr, o.port), o.vs))
+		} else {
+			extra++
+		}
+	}
 	defer func() {
 		if extra > 0 {
 			skipped = append(skipped, fmt.Sprintf("%d more", extra))
 		}
 	}()
-	for _, vs := range st.Services { // in the state's order: the first of two alike counts
+	for _, vs := range st.Services {
 		p.svcs = append(p.svcs, owner{vs: vs.Key, service: vs.Service})
-		in := countInput{owner: owner{vs: vs.Key, service: vs.Service}}
+		in := countInput{owner: owner{vs: vs.Key, service: vs.Service}, reals: make([]netip.AddrPort, 0, len(vs.Reals))}
 		for _, r := range vs.Reals {
 			in.reals = append(in.reals, netip.AddrPortFrom(r.Addr, r.Port))
 		}
@@ -169,18 +186,25 @@ func planCounters(st dataplane.State) (p countPlan, skipped []string) {
 					lo, hi = f.lo, f.hi
 				}
 				g := group{f.vip, r.Addr, f.proto}
-				if slices.ContainsFunc(ranges[g], func(x [2]uint16) bool { return lo <= x[1] && x[0] <= hi }) {
-					if len(skipped) < maxNamed {
-						skipped = append(skipped, fmt.Sprintf("%s of %s", r.AddrPort(), vs.Key))
-					} else {
-						extra++
-					}
-					continue
-				}
-				ranges[g] = append(ranges[g], [2]uint16{lo, hi})
 				e := countElem{fam: vs.Key.Family, owner: owner{vs.Key, vs.Service, r.Addr, r.Port},
 					key: countKey(f.vip, f.proto, r.Addr, lo), keyEnd: countKey(f.vip, f.proto, r.Addr, hi)}
-				p.elems[e.id()] = e
+				overlap := false
+				for _, x := range ranges[g] {
+					if lo <= x.hi && x.lo <= hi {
+						overlap = true
+						if o, ok := p.elems[x.id]; ok {
+							delete(p.elems, x.id)
+							skip(o.owner)
+						}
+					}
+				}
+				id := e.id()
+				ranges[g] = append(ranges[g], span{lo, hi, id})
+				if overlap {
+					skip(e.owner)
+					continue
+				}
+				p.elems[id] = e
 			}
 		}
 	}
@@ -192,7 +216,9 @@ const maxNamed = 5
 
 // countKey is vip . proto . backend . port, each field padded to 32 bits.
 func countKey(vip netip.Addr, proto byte, backend netip.Addr, port uint16) []byte {
-	return bytes.Join([][]byte{vip.AsSlice(), {proto, 0, 0, 0}, backend.AsSlice(), {byte(port >> 8), byte(port), 0, 0}}, nil)
+	b := make([]byte, 0, 2*16+8)
+	b = append(append(b, vip.AsSlice()...), proto, 0, 0, 0)
+	return append(append(b, backend.AsSlice()...), byte(port>>8), byte(port), 0, 0)
 }
 
 // countScript declares the counters table, its sets and its rules; it
