@@ -129,31 +129,19 @@ func planCounters(st dataplane.State) (p countPlan, skipped []string) {
 	for _, vs := range st.Services {
 		n += len(vs.Reals)
 	}
-	p.elems = make(map[string]countElem, n)
 	p.svcs, p.from = make([]owner, 0, len(st.Services)), make([]countInput, 0, len(st.Services))
 	p.mark = slices.Clone(st.MarkRules)
 	type group struct {
 		vip, backend netip.Addr
 		proto        byte
 	}
-	type span struct {
-		lo, hi uint16
+	type cand struct {
+		countElem
 		id     string
+		g      group
+		lo, hi uint16
 	}
-	ranges := make(map[group][]span, n)
-	extra := 0
-	skip := func(o owner) {
-		if len(skipped) < maxNamed {
-			skipped = append(skipped, fmt.Sprintf("%s of %s", netip.AddrPortFrom(o.addr, o.port), o.vs))
-		} else {
-			extra++
-		}
-	}
-	defer func() {
-		if extra > 0 {
-			skipped = append(skipped, fmt.Sprintf("%d more", extra))
-		}
-	}()
+	cands := make([]cand, 0, n)
 	for _, vs := range st.Services {
 		p.svcs = append(p.svcs, owner{vs: vs.Key, service: vs.Service})
 		in := countInput{owner: owner{vs: vs.Key, service: vs.Service}, reals: make([]netip.AddrPort, 0, len(vs.Reals))}
@@ -185,28 +173,50 @@ func planCounters(st dataplane.State) (p countPlan, skipped []string) {
 				if r.Port == 0 {
 					lo, hi = f.lo, f.hi
 				}
-				g := group{f.vip, r.Addr, f.proto}
 				e := countElem{fam: vs.Key.Family, owner: owner{vs.Key, vs.Service, r.Addr, r.Port},
 					key: countKey(f.vip, f.proto, r.Addr, lo), keyEnd: countKey(f.vip, f.proto, r.Addr, hi)}
-				overlap := false
-				for _, x := range ranges[g] {
-					if lo <= x.hi && x.lo <= hi {
-						overlap = true
-						if o, ok := p.elems[x.id]; ok {
-							delete(p.elems, x.id)
-							skip(o.owner)
-						}
-					}
-				}
-				id := e.id()
-				ranges[g] = append(ranges[g], span{lo, hi, id})
-				if overlap {
-					skip(e.owner)
-					continue
-				}
-				p.elems[id] = e
+				cands = append(cands, cand{e, e.id(), group{f.vip, r.Addr, f.proto}, lo, hi})
 			}
 		}
+	}
+	// Overlaps: equal keys, found by id; and port ranges (mark services
+	// whose backends keep the port, usually few), checked by group.
+	drop := make([]bool, len(cands))
+	first := make(map[string]int, len(cands))
+	ranged := map[group][]int{}
+	for i, c := range cands {
+		if j, dup := first[c.id]; dup {
+			drop[i], drop[j] = true, true
+		} else {
+			first[c.id] = i
+		}
+		if c.lo != c.hi {
+			ranged[c.g] = append(ranged[c.g], i)
+		}
+	}
+	if len(ranged) > 0 {
+		for i, c := range cands {
+			for _, j := range ranged[c.g] {
+				if j != i && c.lo <= cands[j].hi && cands[j].lo <= c.hi {
+					drop[i], drop[j] = true, true
+				}
+			}
+		}
+	}
+	p.elems = make(map[string]countElem, len(cands))
+	extra := 0
+	for i, c := range cands {
+		switch {
+		case !drop[i]:
+			p.elems[c.id] = c.countElem
+		case len(skipped) < maxNamed:
+			skipped = append(skipped, fmt.Sprintf("%s of %s", netip.AddrPortFrom(c.addr, c.port), c.vs))
+		default:
+			extra++
+		}
+	}
+	if extra > 0 {
+		skipped = append(skipped, fmt.Sprintf("%d more", extra))
 	}
 	return p, skipped
 }
