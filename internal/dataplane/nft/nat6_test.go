@@ -3,9 +3,11 @@ package nft
 import (
 	"fmt"
 	"math"
+	"slices"
 	"testing"
 
 	"halb/internal/config"
+	"halb/internal/dataplane"
 	"halb/internal/engine"
 )
 
@@ -54,7 +56,9 @@ func TestNATIPv6(t *testing.T) {
 	if cfg == nil {
 		t.Fatal(diags)
 	}
-	reconcile(t, nsDataplane(t, lb, WithMode(LoadBalance)), engine.Desired(engine.Inputs{Config: cfg}).State)
+	d := nsDataplane(t, lb, WithMode(LoadBalance))
+	st := engine.Desired(engine.Inputs{Config: cfg}).State
+	reconcile(t, d, st)
 	cl := newDialer(t, client)
 	const n = 400
 	count := map[string]int{}
@@ -84,5 +88,32 @@ func TestNATIPv6(t *testing.T) {
 	}
 	if len(pinned) != 1 {
 		t.Errorf("one client /64 went to %v, want one backend", pinned)
+	}
+
+	// The counters: web6 and tls6 send to the same backend port, so
+	// their keys overlap and neither is counted; without tls6, web6's
+	// backends count their IPv6 connections.
+	for _, s := range readCounters(t, d) {
+		if len(s.Reals) != 0 {
+			t.Errorf("%s counted though its backends share their keys with another service's: %+v", s.Key, s.Reals)
+		}
+	}
+	st.Services = slices.DeleteFunc(st.Services, func(vs dataplane.VirtualService) bool { return vs.Service != "web6" })
+	reconcile(t, d, st)
+	count = map[string]int{}
+	for range 20 {
+		name, err := cl.hit("", "[2001:db8:1::10]:80")
+		if err != nil {
+			t.Fatal(err)
+		}
+		count[name]++
+	}
+	cs := readCounters(t, d)
+	for i := range 3 {
+		addr := fmt.Sprintf("2001:db8:2::%d", 21+i)
+		r, ok := realCounters(t, cs, "tcp [2001:db8:1::10]:80", addr)
+		if !ok || r.Connections != uint64(count[addr]) || r.PacketsIn < 3*r.Connections || r.PacketsOut < 3*r.Connections {
+			t.Errorf("%s: counters %+v (found %v) for %d connections", addr, r, ok, count[addr])
+		}
 	}
 }
