@@ -29,6 +29,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -539,7 +540,20 @@ func runChild(path string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	events := make(chan event.Health, 1024)
-	c := health.New(cfg)
+	// Failures by what went wrong (the reason after the target).
+	var whyMu sync.Mutex
+	why := map[string]int{}
+	c := health.New(cfg, health.WithResultHook(func(r health.CheckResult) {
+		if !r.Result.OK {
+			d := r.Result.Detail
+			if i := strings.LastIndex(d, ": "); i >= 0 {
+				d = d[i+2:]
+			}
+			whyMu.Lock()
+			why[d]++
+			whyMu.Unlock()
+		}
+	}))
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx, events) }()
 	w := bufio.NewWriter(os.Stdout)
@@ -559,6 +573,11 @@ func runChild(path string) error {
 			w.Flush()
 			st := c.Stats()
 			fmt.Fprintf(os.Stderr, "halb: %d checks, %d failed\n", st.Checks, st.Failures)
+			whyMu.Lock()
+			for d, n := range why {
+				fmt.Fprintf(os.Stderr, "halb: %d× %s\n", n, d)
+			}
+			whyMu.Unlock()
 			return err
 		}
 	}

@@ -36,7 +36,14 @@ type Checker struct {
 	mu      sync.Mutex
 	cfg     *config.Config
 	reload  chan struct{}
-	servers map[memberKey]ServerStatus
+	servers map[memberKey]serverRecord
+}
+
+// serverRecord is a pool server's status and the count of results in a
+// row that agree with the last one, from which Status words the reason.
+type serverRecord struct {
+	st    ServerStatus
+	count int
 }
 
 // Option configures a Checker.
@@ -90,7 +97,7 @@ func New(cfg *config.Config, opts ...Option) *Checker {
 		newProber: newProber,
 		cfg:       cfg,
 		reload:    make(chan struct{}, 1),
-		servers:   map[memberKey]ServerStatus{},
+		servers:   map[memberKey]serverRecord{},
 	}
 	for _, o := range opts {
 		o(c)
@@ -137,8 +144,10 @@ func (c *Checker) Status() []ServerStatus {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	out := make([]ServerStatus, 0, len(c.servers))
-	for _, s := range c.servers {
-		out = append(out, s)
+	for _, r := range c.servers {
+		st := r.st
+		st.Reason = st.Last.Detail + countText(st.Last.OK, r.count)
+		out = append(out, st)
 	}
 	return out
 }

@@ -1,7 +1,6 @@
 package health
 
 import (
-	"bufio"
 	"context"
 	"crypto/md5"
 	"crypto/sha1"
@@ -14,9 +13,9 @@ import (
 	"hash"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -27,7 +26,9 @@ import (
 const maxBody = 1 << 20
 
 // httpProber sends one GET per check (no keep-alive) and judges the
-// status code and, when asked, the body.
+// status code and, when asked, the body. Plain HTTP runs on the
+// connector's loop, which keeps its timeout; HTTPS on a goroutine of its
+// own.
 type httpProber struct {
 	spec   probeSpec
 	net    netEnv
@@ -35,11 +36,20 @@ type httpProber struct {
 	re     *regexp.Regexp
 	digest digestSpec
 	name   string // "HTTP" or "HTTPS"
+	where  string // "198.51.100.12:80 /healthz"
+	req    []byte
+
+	// State of the check in flight (one at a time per probe).
+	resp respParser
+	done func(Result)
+	// The last pass or status text, kept: most checks see the same.
+	lastCode int
+	lastText string
 }
 
 func newHTTPProber(spec probeSpec, env netEnv) prober {
 	ch := spec.check
-	p := &httpProber{spec: spec, net: env, name: "HTTP"}
+	p := &httpProber{spec: spec, net: env, name: "HTTP", where: spec.target.String() + " " + ch.Path}
 	if ch.Type == "https" {
 		conf, err := tlsConfig(spec)
 		if err != nil {
@@ -60,67 +70,140 @@ func newHTTPProber(spec probeSpec, env netEnv) prober {
 			return brokenProber(fmt.Sprintf("body_digest: %v", err))
 		}
 		p.digest = d
+		p.resp.hash = d.h()
 	}
-	return onGoroutine{p}
-}
-
-func (p *httpProber) probe(ctx context.Context) Result {
-	ch, target := p.spec.check, p.spec.target
-	timeout := ch.Timeout.D()
-	where := fmt.Sprintf("%s %s", target, ch.Path)
-	conn, err := p.net.dial(ctx, ch, "tcp", target.String())
-	if err != nil {
-		return fail("%s %s: %s", p.name, where, errText("connect", err, timeout))
-	}
-	defer conn.Close()
-	if p.tls != nil {
-		tc := tls.Client(conn, p.tls)
-		if err := tc.HandshakeContext(ctx); err != nil {
-			return fail("%s %s: %s", p.name, where, handshakeText(err, timeout))
-		}
-		conn = tc
-	}
+	p.resp.expect, p.resp.keepBody = ch.ExpectStatus, p.re != nil
 	host := ch.Host
 	if host == "" && p.tls != nil {
 		host = ch.SNI
 	}
 	if host == "" {
-		host = target.String()
+		host = spec.target.String()
 	}
-	req := "GET " + ch.Path + " HTTP/1.1\r\nHost: " + host + "\r\nUser-Agent: halb-health\r\nAccept: */*\r\nConnection: close\r\n\r\n"
-	if _, err := io.WriteString(conn, req); err != nil {
-		return fail("%s %s: %s", p.name, where, errText("request", err, timeout))
+	p.req = []byte("GET " + ch.Path + " HTTP/1.1\r\nHost: " + host + "\r\nUser-Agent: halb-health\r\nAccept: */*\r\nConnection: close\r\n\r\n")
+	if p.tls != nil {
+		return onGoroutine{p}
 	}
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	return p
+}
+
+// start runs a plain HTTP check on the connector.
+func (p *httpProber) start(_ context.Context, done func(Result)) {
+	c, err := p.net.tcp.get()
 	if err != nil {
-		if err == io.EOF || err == io.ErrUnexpectedEOF {
-			return fail("%s %s: connection closed without a response", p.name, where)
+		done(fail("%s %s: %v", p.name, p.where, err))
+		return
+	}
+	p.done = done
+	p.resp.reset()
+	c.start(p.net, p.spec.check, p.spec.target, p)
+}
+
+func (p *httpProber) request() []byte { return p.req }
+
+func (p *httpProber) received(b []byte, eof bool) bool {
+	if eof {
+		p.resp.eof()
+		return true
+	}
+	return p.resp.feed(b)
+}
+
+func (p *httpProber) finish(err error, ph phase, latency time.Duration) {
+	var r Result
+	switch {
+	case err == nil:
+		r = p.judge()
+	case ph == phaseConnect:
+		r = fail("%s %s: %s", p.name, p.where, errText("connect", err, p.spec.check.Timeout.D()))
+	case ph == phaseRequest:
+		r = fail("%s %s: %s", p.name, p.where, errText("request", err, p.spec.check.Timeout.D()))
+	default:
+		r = p.readFailure(err)
+	}
+	r.Latency = latency
+	p.done(r)
+}
+
+// probe runs an HTTPS check.
+func (p *httpProber) probe(ctx context.Context) Result {
+	ch := p.spec.check
+	timeout := ch.Timeout.D()
+	conn, err := p.net.dial(ctx, ch, "tcp", p.spec.target.String())
+	if err != nil {
+		return fail("%s %s: %s", p.name, p.where, errText("connect", err, timeout))
+	}
+	defer conn.Close()
+	tc := tls.Client(conn, p.tls)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		return fail("%s %s: %s", p.name, p.where, handshakeText(err, timeout))
+	}
+	if _, err := tc.Write(p.req); err != nil {
+		return fail("%s %s: %s", p.name, p.where, errText("request", err, timeout))
+	}
+	p.resp.reset()
+	buf := make([]byte, 4096)
+	for {
+		n, err := tc.Read(buf)
+		if n > 0 && p.resp.feed(buf[:n]) {
+			break
 		}
-		return fail("%s %s: %s", p.name, where, errText("response", err, timeout))
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			p.resp.eof()
+			break
+		}
+		if err != nil {
+			return p.readFailure(err)
+		}
 	}
-	defer resp.Body.Close()
-	got := fmt.Sprintf("%s %d from %s", p.name, resp.StatusCode, where)
-	if !statusOK(ch.ExpectStatus, resp.StatusCode) {
-		return fail("%s", got)
+	return p.judge()
+}
+
+// readFailure is a check whose response could not be read to its end.
+func (p *httpProber) readFailure(err error) Result {
+	timeout := p.spec.check.Timeout.D()
+	if p.resp.headersRead() {
+		return fail("%s, body: %s", p.statusText(), errText("body", err, timeout))
 	}
-	if p.re == nil && p.digest.h == nil {
-		return pass("%s", got)
+	return fail("%s %s: %s", p.name, p.where, errText("response", err, timeout))
+}
+
+// judge decides a check on the response read.
+func (p *httpProber) judge() Result {
+	ch := p.spec.check
+	resp := &p.resp
+	if !resp.headersRead() {
+		if resp.err == errEarlyClose {
+			return fail("%s %s: connection closed without a response", p.name, p.where)
+		}
+		return fail("%s %s: response: %v", p.name, p.where, resp.err)
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
-	if err != nil {
-		return fail("%s, body: %s", got, errText("body", err, timeout))
+	got := p.statusText()
+	if !statusOK(ch.ExpectStatus, resp.status) || !resp.wantsBody() {
+		return Result{OK: statusOK(ch.ExpectStatus, resp.status), Detail: got, Weight: -1}
 	}
-	if p.re != nil && !p.re.Match(body) {
+	if resp.err != nil {
+		return fail("%s, body: %v", got, resp.err)
+	}
+	if p.re != nil && !p.re.Match(resp.body) {
 		return fail("%s, body does not match %q", got, ch.BodyRegex)
 	}
 	if p.digest.h != nil {
-		h := p.digest.h()
-		h.Write(body)
-		if sum := hex.EncodeToString(h.Sum(nil)); sum != p.digest.sum {
+		if sum := hex.EncodeToString(resp.hash.Sum(nil)); sum != p.digest.sum {
 			return fail("%s, body %s digest %s, expected %s", got, p.digest.alg, sum, p.digest.sum)
 		}
 	}
-	return pass("%s", got)
+	return Result{OK: true, Detail: got, Weight: -1}
+}
+
+// statusText says which status came from where: "HTTP 200 from
+// 198.51.100.12:80 /healthz".
+func (p *httpProber) statusText() string {
+	if p.resp.status != p.lastCode || p.lastText == "" {
+		p.lastCode = p.resp.status
+		p.lastText = p.name + " " + strconv.Itoa(p.resp.status) + " from " + p.where
+	}
+	return p.lastText
 }
 
 func statusOK(ranges []config.StatusRange, code int) bool {

@@ -4,6 +4,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +19,7 @@ func TestLabHTTPAndTLSChecks(t *testing.T) {
 	r := newRig(t)
 	n := r.startNginx()
 	sum := sha256.Sum256([]byte("status: green\n"))
+	bigSum := sha256.Sum256([]byte(bigBody))
 	ca := n.dir + "/ca.pem"
 	timing := "interval: 2s, timeout: 1500ms, rise: 1, fall: 1"
 	cases := []struct {
@@ -34,6 +37,9 @@ func TestLabHTTPAndTLSChecks(t *testing.T) {
 		{"regex", `{type: http, port: 80, path: /body, body_regex: "status: (green|yellow)"}`, true, "HTTP 200"},
 		{"regexbad", `{type: http, port: 80, path: /body, body_regex: "status: red"}`, false, `HTTP 200 from 198.51.100.11:80 /body, body does not match "status: red"`},
 		{"digest", fmt.Sprintf(`{type: http, port: 80, path: /body, body_digest: "sha256:%s"}`, hex.EncodeToString(sum[:])), true, "HTTP 200"},
+		{"chunked", fmt.Sprintf(`{type: http, port: 80, path: /ssi/body, body_regex: "^status: green\\n$", body_digest: "sha256:%s"}`, hex.EncodeToString(sum[:])), true, "HTTP 200 from 198.51.100.11:80 /ssi/body"},
+		{"big", fmt.Sprintf(`{type: http, port: 80, path: /big, body_digest: "%s"}`, hex.EncodeToString(bigSum[:])), true, "HTTP 200 from 198.51.100.11:80 /big"},
+		{"bigbad", `{type: http, port: 80, path: /big, body_regex: "fedcba"}`, false, `HTTP 200 from 198.51.100.11:80 /big, body does not match "fedcba"`},
 		{"digestbad", `{type: http, port: 80, path: /body, body_digest: "md5:00000000000000000000000000000000"}`, false, "body md5 digest"},
 		{"https", `{type: https, port: 443, path: /}`, true, "HTTPS 200 from 198.51.100.11:443 /"},
 		{"sni", fmt.Sprintf(`{type: https, port: 443, path: /, sni: b.example.org, verify: true, ca_file: %q, body_regex: "tls b"}`, ca), true, "HTTPS 200"},
@@ -57,6 +63,10 @@ func TestLabHTTPAndTLSChecks(t *testing.T) {
 		check := strings.TrimSuffix(c.check, "}") + ", " + timing + "}"
 		fmt.Fprintf(&b, "  %s:\n    initial_state: %s\n    check: %s\n    servers: [{address: 198.51.100.11}]\n", c.pool, initial, check)
 	}
+	// The chunked case must be one: SSI output has no length.
+	if head := rawGet(t, r, "198.51.100.11:80", "/ssi/body"); !strings.Contains(head, "Transfer-Encoding: chunked") {
+		t.Fatalf("/ssi/body is not sent chunked:\n%s", head)
+	}
 	rec := r.check(parse(t, b.String()))
 	start := time.Now()
 	for _, c := range cases {
@@ -70,4 +80,27 @@ func TestLabHTTPAndTLSChecks(t *testing.T) {
 		}
 	}
 	t.Logf("%d checks decided in %s", len(cases), time.Since(start))
+}
+
+// rawGet sends a GET from the load balancer namespace and returns the
+// whole response.
+func rawGet(t *testing.T, r *rig, addr, path string) string {
+	t.Helper()
+	var c net.Conn
+	err := r.lb.Do(func() error {
+		var err error
+		c, err = net.DialTimeout("tcp", addr, 2*time.Second)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(2 * time.Second))
+	fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", path)
+	b, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

@@ -152,6 +152,7 @@ esac
 		{"smtp", `{type: smtp, port: 2525, helo_name: lb.example.org}`, true, "SMTP 198.51.100.11:2525: banner and EHLO lb.example.org accepted"},
 		{"smtpbanner", `{type: smtp, port: 2526}`, false, "SMTP 198.51.100.11:2526: banner refused: 55"},
 		{"smtphelo", `{type: smtp, port: 2525, helo_name: bad.example.org}`, false, "SMTP 198.51.100.11:2525: EHLO bad.example.org refused: 550"},
+		{"httpsmtp", `{type: http, port: 2525, path: /}`, false, `HTTP 198.51.100.11:2525 /: response: malformed status line "220 `},
 		{"dnsa", `{type: dns, port: 53, query: www.example.org, expect: 198.51.100.21}`, true, "DNS A www.example.org from 198.51.100.11:53/udp: 198.51.100.21"},
 		{"dnsaaaa", `{type: dns, port: 53, query: www.example.org, query_type: AAAA, tcp: true}`, true, "DNS AAAA www.example.org from 198.51.100.11:53/tcp: 2001:db8:1::21"},
 		{"dnstxt", `{type: dns, port: 53, query: example.org, query_type: TXT, expect: v=halb-ok}`, true, "v=halb-ok"},

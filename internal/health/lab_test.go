@@ -172,6 +172,7 @@ http {
     listen [2001:db8:1::11]:80 default_server;
     root DIR/www;
     location = /fail { return 503 "down\n"; }
+    location /ssi/ { ssi on; ssi_types text/plain; }
   }
   server {
     listen 198.51.100.11:80;
@@ -203,12 +204,15 @@ http {
 }
 `
 
+// bigBody is a response body that takes many reads.
+var bigBody = strings.Repeat("0123456789abcdef", 20000)
+
 // startNginx writes certificates, content and configuration to a fresh
 // directory and starts nginx in the backend namespace.
 func (r *rig) startNginx() *nginx {
 	labtest.RequireTool(r.t, "nginx")
 	dir := r.t.TempDir()
-	for _, d := range []string{"tmp", "www", "www-api"} {
+	for _, d := range []string{"tmp", "www", "www/ssi", "www-api"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
 			r.t.Fatal(err)
 		}
@@ -217,6 +221,8 @@ func (r *rig) startNginx() *nginx {
 	files := map[string]string{
 		"www/healthz":      "ok\n",
 		"www/body":         "status: green\n",
+		"www/ssi/body":     "status: <!--# echo var=\"none\" default=\"green\" -->\n", // sent chunked
+		"www/big":          bigBody,
 		"www-api/api-only": "api\n",
 		"nginx.conf":       strings.ReplaceAll(nginxConf, "DIR", dir),
 	}

@@ -42,6 +42,7 @@ type memberSpec struct {
 	// server is the server as events name it: address, or address:port
 	// when the pool names a port.
 	server    string
+	addr      string // key.Addr in text, for Status
 	weight    int
 	initialUp bool
 	slowStart time.Duration
@@ -67,6 +68,7 @@ func plan(cfg *config.Config) (map[probeKey]probeSpec, []memberSpec) {
 			m := memberSpec{
 				key:       memberKey{Pool: name, Addr: srv.Address, Port: srv.Port},
 				server:    serverName(srv.Address, srv.Port),
+				addr:      srv.Address.String(),
 				weight:    srv.Weight,
 				initialUp: pool.InitialState != "down",
 				slowStart: pool.SlowStart.D(),

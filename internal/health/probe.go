@@ -9,7 +9,7 @@ import (
 func newProber(spec probeSpec, env netEnv) prober {
 	switch spec.check.Type {
 	case "tcp":
-		return tcpProber{spec: spec, net: env}
+		return newTCPProber(spec, env)
 	case "http", "https":
 		return newHTTPProber(spec, env)
 	case "tls":

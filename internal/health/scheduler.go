@@ -14,7 +14,9 @@ import (
 // prober runs one check against one target. start begins the check and
 // returns; done is called exactly once with the result, from any
 // goroutine, at the latest soon after ctx (which carries the check's
-// timeout) ends.
+// timeout) ends. A prober that is also a job runs on the connector's
+// loop, which keeps its timeout: its ctx is the probe's, which ends when
+// the probe is removed, and its check ends by its timeout.
 type prober interface {
 	start(ctx context.Context, done func(Result))
 }
@@ -45,6 +47,13 @@ type probe struct {
 	waiting bool
 	ctx     context.Context
 	cancel  context.CancelFunc
+	// selfTimed probers (jobs) keep their own timeout.
+	selfTimed bool
+	// Of the check in flight: when it began and what cancels its
+	// context; finish is the done function of every check.
+	began       time.Time
+	cancelCheck context.CancelFunc
+	finish      func(Result)
 }
 
 // effectiveUp is the probe's state, or the initial state while unknown.
@@ -87,6 +96,7 @@ type scheduler struct {
 	// busy scheduler wakes once for many results.
 	doneMu sync.Mutex
 	done   []probeResult
+	spare  []probeResult // the batch taken before, reused
 	ready  chan struct{}
 	wg     sync.WaitGroup
 	net    netEnv
@@ -122,6 +132,8 @@ func (s *scheduler) apply(cfg *config.Config) {
 		ctx, cancel := context.WithCancel(s.ctx)
 		p := &probe{spec: spec, prober: s.c.newProber(spec, s.net), ctx: ctx, cancel: cancel,
 			next: now.Add(spread(key, spec.check.Interval.D()))}
+		_, p.selfTimed = p.prober.(job)
+		p.finish = func(r Result) { s.finished(p, r) }
 		if b, ok := p.prober.(brokenProber); ok {
 			s.c.log.Warn("health check cannot run", "check", spec.name, "reason", string(b))
 		}
@@ -210,13 +222,13 @@ func (s *scheduler) dispatchDue() {
 	now := s.c.clock.Now()
 	horizon := now.Add(batchWindow)
 	for len(s.queue) > 0 && !s.queue[0].next.After(horizon) {
-		p := heap.Pop(&s.queue).(*probe)
+		p := s.queue[0]
 		interval := max(p.spec.check.Interval.D(), time.Millisecond)
 		p.next = p.next.Add(interval)
 		if p.next.Before(now) {
 			p.next = now.Add(interval)
 		}
-		heap.Push(&s.queue, p)
+		heap.Fix(&s.queue, 0)
 		if p.running || p.waiting {
 			continue
 		}
@@ -232,32 +244,42 @@ func (s *scheduler) dispatchDue() {
 func (s *scheduler) start(p *probe) {
 	s.inflight++
 	p.running = true
-	clock := s.c.clock
 	s.wg.Add(1)
-	begin := clock.Now()
-	ctx, cancel := context.WithTimeout(p.ctx, p.spec.check.Timeout.D())
-	p.prober.start(ctx, func(r Result) {
-		cancel()
-		if r.Latency == 0 {
-			r.Latency = clock.Now().Sub(begin)
-		}
-		s.doneMu.Lock()
-		s.done = append(s.done, probeResult{p: p, r: r})
-		s.doneMu.Unlock()
-		select {
-		case s.ready <- struct{}{}:
-		default:
-		}
-		s.wg.Done()
-	})
+	p.began = s.c.clock.Now()
+	ctx := p.ctx
+	if !p.selfTimed {
+		ctx, p.cancelCheck = context.WithTimeout(p.ctx, p.spec.check.Timeout.D())
+	}
+	p.prober.start(ctx, p.finish)
 }
 
-// takeResults returns the results that arrived since the last call.
+// finished takes the result of p's check in flight, from any goroutine.
+func (s *scheduler) finished(p *probe, r Result) {
+	if p.cancelCheck != nil {
+		p.cancelCheck()
+		p.cancelCheck = nil
+	}
+	if r.Latency == 0 {
+		r.Latency = s.c.clock.Now().Sub(p.began)
+	}
+	s.doneMu.Lock()
+	s.done = append(s.done, probeResult{p: p, r: r})
+	s.doneMu.Unlock()
+	select {
+	case s.ready <- struct{}{}:
+	default:
+	}
+	s.wg.Done()
+}
+
+// takeResults returns the results that arrived since the last call; the
+// slice is valid until the next call.
 func (s *scheduler) takeResults() []probeResult {
+	clear(s.spare)
 	s.doneMu.Lock()
 	defer s.doneMu.Unlock()
 	out := s.done
-	s.done = nil
+	s.done, s.spare = s.spare[:0], out
 	return out
 }
 
@@ -355,7 +377,7 @@ func (s *scheduler) evaluate(m *member, cause *probe, now time.Time) {
 	ev := event.Health{
 		At: now, Pool: m.spec.key.Pool, Addr: m.spec.key.Addr, Port: m.spec.key.Port,
 		Check: cause.spec.name, Up: up, Weight: weight,
-		Reason: cause.state.reason, Consecutive: cause.state.consecutive(), Latency: cause.state.last.Latency,
+		Reason: cause.state.reason(), Consecutive: cause.state.consecutive(), Latency: cause.state.last.Latency,
 	}
 	select {
 	case s.events <- ev:
@@ -365,16 +387,17 @@ func (s *scheduler) evaluate(m *member, cause *probe, now time.Time) {
 
 // record keeps a member's last result for Status.
 func (s *scheduler) record(m *member, cause *probe, up bool) {
+	// The reason is put in words when Status asks.
 	st := ServerStatus{
-		Pool: m.spec.key.Pool, Addr: m.spec.key.Addr.String(), Port: m.spec.key.Port,
+		Pool: m.spec.key.Pool, Addr: m.spec.addr, Port: m.spec.key.Port,
 		Up: up, Known: m.emitted, Check: cause.spec.name, Last: cause.state.last,
-		Since: m.since, Reason: cause.state.reason, Latency: cause.state.last.Latency,
+		Since: m.since, Latency: cause.state.last.Latency,
 	}
 	if m.emitted {
 		st.Up = m.up
 	}
 	s.c.mu.Lock()
-	s.c.servers[m.spec.key] = st
+	s.c.servers[m.spec.key] = serverRecord{st, cause.state.consecutive()}
 	s.c.mu.Unlock()
 }
 
@@ -383,6 +406,7 @@ func (s *scheduler) stop() {
 	for _, p := range s.probes {
 		p.cancel()
 	}
+	s.net.tcp.abort()
 	s.wg.Wait()
 }
 

@@ -23,8 +23,6 @@ type probeState struct {
 	okRun  int // successes in a row
 	badRun int // failures in a row
 	last   Result
-	// reason is the last result in words, with its count.
-	reason string
 }
 
 // observe folds one result into the state with the given rise and fall
@@ -39,7 +37,6 @@ func (s *probeState) observe(r Result, rise, fall int, initialUp bool) bool {
 		s.okRun = 0
 	}
 	s.last = r
-	s.reason = r.Detail + countText(r.OK, s.consecutive())
 	if !s.known {
 		s.up = initialUp
 	}
@@ -55,6 +52,11 @@ func (s *probeState) observe(r Result, rise, fall int, initialUp bool) bool {
 		s.known = true
 	}
 	return s.known && (!wasKnown || was != s.up)
+}
+
+// reason is the last result in words, with its count.
+func (s *probeState) reason() string {
+	return s.last.Detail + countText(s.last.OK, s.consecutive())
 }
 
 // consecutive is the number of results in a row that agree with the last.
