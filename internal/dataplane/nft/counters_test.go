@@ -171,9 +171,9 @@ func TestCountersNAT(t *testing.T) {
 		if r.Connections != count[addr] {
 			t.Errorf("%s: %d connections counted, %d made", addr, r.Connections, count[addr])
 		}
-		// Each connection: at least SYN, ACK, FIN to the backend; SYN-ACK,
-		// greeting, FIN from it.
-		if r.PacketsIn < 3*count[addr] || r.PacketsOut < 3*count[addr] || r.BytesIn < 40*r.PacketsIn || r.BytesOut < 40*r.PacketsOut {
+		// Each connection: at least SYN, ACK, FIN to the backend; SYN-ACK
+		// and the greeting from it (its FIN may ride on the greeting).
+		if r.PacketsIn < 3*count[addr] || r.PacketsOut < 2*count[addr] || r.BytesIn < 40*r.PacketsIn || r.BytesOut < 40*r.PacketsOut {
 			t.Errorf("%s: counters %+v for %d connections", addr, r, count[addr])
 		}
 		sum += r.Connections
@@ -193,7 +193,7 @@ func TestCountersNAT(t *testing.T) {
 			t.Errorf("%s = %v, want %d", key, got[key], count[addr])
 		}
 	}
-	if v := got["halb_service_packets_total{direction=out,service=web,vs="+vs+"}"]; v < 3*n {
+	if v := got["halb_service_packets_total{direction=out,service=web,vs="+vs+"}"]; v < 2*n {
 		t.Errorf("service packets out = %v for %d connections", v, n)
 	}
 
