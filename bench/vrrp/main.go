@@ -10,6 +10,7 @@
 //
 //	go run ./bench/vrrp [-trials 20] [-intervals 1s,100ms] [-soak 30s] [-soak-intervals 50ms,20ms]
 //	go run ./bench/vrrp -trials 0 -soak 5m    # the 5-minute soak only
+//	go run ./bench/vrrp -trials 0 -soak 5m -rt 10    # with real-time scheduling
 package main
 
 import (
@@ -48,6 +49,7 @@ var (
 	soak          = flag.Duration("soak", 30*time.Second, "soak duration per daemon and interval (0: no soak; 5m for the full run)")
 	soakIntervals = flag.String("soak-intervals", "50ms,20ms", "advert intervals of the soak")
 	hogs          = flag.Bool("hogs", true, "soak with a CPU hog in each node")
+	rtPrio        = flag.Int("rt", 0, "real-time priority (1..99) and locked memory for both daemons: vrrp.realtime_priority and lock_memory, keepalived's vrrp_rt_priority and vrrp_no_swap (0: normal scheduling)")
 	halbBin       = flag.String("halb", "", "run this halb binary (halb run --dataplane none) instead of the VRRP runner built in")
 	role          = flag.String("role", "", "internal: node CONFIG | serve NAME | probe ADDR | hog")
 )
@@ -245,9 +247,13 @@ func (l *lab) start(ctx context.Context, self, kind string, h *netns.Host, n, pr
 	switch kind {
 	case "halb":
 		conf := filepath.Join(dir, "halb.yaml")
+		sched := ""
+		if *rtPrio > 0 {
+			sched = fmt.Sprintf("  realtime_priority: %d\n  lock_memory: true\n", *rtPrio)
+		}
 		y := fmt.Sprintf(`node: n%d
 vrrp:
-  instances:
+%s  instances:
     - name: vi
       interface: eth0
       vrid: 10
@@ -255,7 +261,7 @@ vrrp:
       advert_interval: %s
       garp: {count: 1, second_burst: 0s}
       vips: [%s/24]
-`, n, prio, iv, vip)
+`, n, sched, prio, iv, vip)
 		if err := os.WriteFile(conf, []byte(y), 0o644); err != nil {
 			return nil, err
 		}
@@ -279,11 +285,15 @@ vrrp:
 		}
 	case "keepalived":
 		conf := filepath.Join(dir, "keepalived.conf")
+		sched := ""
+		if *rtPrio > 0 {
+			sched = fmt.Sprintf("  vrrp_rt_priority %d\n  vrrp_no_swap\n", *rtPrio)
+		}
 		k := fmt.Sprintf(`global_defs {
   router_id n%d
   vrrp_garp_master_repeat 1
   vrrp_garp_master_refresh 0
-}
+%s}
 vrrp_instance vi {
   state BACKUP
   interface eth0
@@ -295,7 +305,7 @@ vrrp_instance vi {
     %s/24
   }
 }
-`, n, prio, iv.Seconds(), vip)
+`, n, sched, prio, iv.Seconds(), vip)
 		if err := os.WriteFile(conf, []byte(k), 0o644); err != nil {
 			return nil, err
 		}

@@ -33,6 +33,12 @@ type VRRP struct {
 	Instances  []Instance  `yaml:"instances"`
 	SyncGroups []SyncGroup `yaml:"sync_groups"`
 	Scripts    []Script    `yaml:"scripts"`
+	// RealtimePriority, 1 to 99, runs halb with real-time scheduling
+	// (SCHED_RR) at that priority, so that adverts are sent and heard on
+	// time on a busy machine (0: off, the default).
+	RealtimePriority int `yaml:"realtime_priority"`
+	// LockMemory keeps halb's memory from being swapped out (mlockall).
+	LockMemory bool `yaml:"lock_memory"`
 }
 
 // Instance is one VRRP virtual router: a set of VIPs owned by one node.

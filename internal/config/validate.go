@@ -67,6 +67,7 @@ func validate(c *Config) Diagnostics {
 		}
 	}
 	v.vrrp()
+	v.vrrpScheduling()
 	v.pools()
 	v.services()
 	v.ipvsSync()

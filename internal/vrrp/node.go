@@ -198,6 +198,7 @@ type runner struct {
 	scripts   map[string]*scriptRun
 	linkUp    map[string]bool
 	counters  *counterSet
+	sched     scheduling
 	// netq runs VIP changes and announcements in order, off the loop, so
 	// that a slow kernel or a long GARP burst does not hold back the
 	// adverts of other instances (which would let their backups take
@@ -210,6 +211,9 @@ type runner struct {
 func (r *runner) apply(cfg *config.Config) error {
 	old := r.cfg
 	r.cfg = cfg
+	if err := r.sched.set(cfg.VRRP.RealtimePriority, cfg.VRRP.LockMemory, r.clock.Now()); err != nil {
+		r.log.Error("VRRP scheduling not applied", "err", err)
+	}
 	want := map[string]config.Instance{}
 	for _, in := range cfg.VRRP.Instances {
 		want[in.Name] = in
@@ -358,6 +362,9 @@ func (r *runner) shutdown(netDone <-chan struct{}) {
 	for key, s := range r.sockets {
 		s.close()
 		delete(r.sockets, key)
+	}
+	if err := r.sched.set(0, false, r.clock.Now()); err != nil {
+		r.log.Error("VRRP scheduling not reset", "err", err)
 	}
 }
 
@@ -566,12 +573,18 @@ func (r *runner) nextDeadline() time.Time {
 		consider(ins.burstAt)
 		consider(ins.refreshAt)
 	}
+	consider(r.sched.next)
 	return next
 }
 
 // tick runs the timers that are due.
 func (r *runner) tick() {
 	now := r.clock.Now()
+	if !r.sched.next.IsZero() && !now.Before(r.sched.next) {
+		if err := r.sched.refresh(now); err != nil {
+			r.log.Error("VRRP scheduling not applied to new threads", "err", err)
+		}
+	}
 	for _, ins := range r.instances {
 		if d := ins.m.Deadline(); !d.IsZero() && !now.Before(d) {
 			r.step(ins, Event{Tick: true}, now)
