@@ -1,14 +1,16 @@
 // Command vrrp benchmarks VRRP failover of halb against keepalived in a
 // network-namespace lab: nodes a (priority 150) and b (priority 100) hold
 // a VIP; a client namespace connects to a TCP listener on the VIP every
-// 10 ms. Failover time is from the master's death (kill -9 plus its link
-// cut, as a crashed node; or a graceful stop with SIGTERM) to the first
-// connection answered by b. It prints p50/p99 per daemon, interval and
+// 10 ms. The master dies half an interval after one of its adverts
+// (seen by the client, on the same switch), so every daemon is stopped at
+// the same phase of its advert cycle. Failover time is from the master's
+// death (kill -9 plus its link cut, as a crashed node; or a graceful stop
+// with SIGTERM) to the first connection answered by b. It prints p50/p99 per daemon, interval and
 // stop mode side by side, with the protocol bound. The soak mode then
 // runs each daemon at short intervals with a CPU hog in each node and
 // counts spurious state changes. It needs root, iproute2 and keepalived.
 //
-//	go run ./bench/vrrp [-trials 20] [-intervals 1s,100ms] [-soak 30s] [-soak-intervals 50ms,20ms]
+//	go run ./bench/vrrp [-trials 20] [-intervals 1s,100ms] [-phase advert|random] [-soak 30s] [-soak-intervals 50ms,20ms]
 //	go run ./bench/vrrp -trials 0 -soak 5m    # the 5-minute soak only
 //	go run ./bench/vrrp -trials 0 -soak 5m -rt 10    # with real-time scheduling
 package main
@@ -35,6 +37,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/net/ipv4"
+
 	"halb/internal/config"
 	"halb/internal/event"
 	"halb/internal/lab/netns"
@@ -49,6 +53,7 @@ var (
 	soak          = flag.Duration("soak", 30*time.Second, "soak duration per daemon and interval (0: no soak; 5m for the full run)")
 	soakIntervals = flag.String("soak-intervals", "50ms,20ms", "advert intervals of the soak")
 	hogs          = flag.Bool("hogs", true, "soak with a CPU hog in each node")
+	phase         = flag.String("phase", "advert", "when the master dies: advert (half an interval after an advert of the master seen on the switch, the same phase for every daemon) or random (a random point of the advert cycle)")
 	rtPrio        = flag.Int("rt", 0, "real-time priority (1..99) and locked memory for both daemons: vrrp.realtime_priority and lock_memory, keepalived's vrrp_rt_priority and vrrp_no_swap (0: normal scheduling)")
 	halbBin       = flag.String("halb", "", "run this halb binary (halb run --dataplane none) instead of the VRRP runner built in")
 	role          = flag.String("role", "", "internal: node CONFIG | serve NAME | probe ADDR | hog")
@@ -77,8 +82,10 @@ func main() {
 // lab is the bench topology.
 type lab struct {
 	l            *netns.Lab
+	adverts      chan time.Time // when c saw an advert of a
 	sw, a, b, c  *netns.Host
 	aPort, bPort string
+	sniffer      net.PacketConn
 	dir          string
 	seq          int // names each daemon's own directory (keepalived trips over old pid files)
 }
@@ -99,6 +106,7 @@ func newLab() (*lab, error) {
 	step(func() (e error) { l.bPort, e = l.l.Connect(l.b, l.sw, "eth0", "192.0.2.2/24"); return })
 	step(func() (e error) { _, e = l.l.Connect(l.c, l.sw, "eth0", "192.0.2.50/24"); return })
 	step(func() (e error) { l.dir, e = os.MkdirTemp("", "halb-bench-vrrp-"); return })
+	step(l.sniff)
 	if err != nil {
 		l.close()
 		return nil, err
@@ -106,7 +114,70 @@ func newLab() (*lab, error) {
 	return l, nil
 }
 
+// sniff reports, on l.adverts, each VRRP advert that c hears from a.
+func (l *lab) sniff() error {
+	var (
+		c   net.PacketConn
+		ifi *net.Interface
+	)
+	err := l.c.Do(func() (err error) {
+		if ifi, err = net.InterfaceByName("eth0"); err != nil {
+			return err
+		}
+		c, err = net.ListenPacket("ip4:112", "0.0.0.0")
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("advert sniffer: %w", err)
+	}
+	p := ipv4.NewPacketConn(c)
+	if err := p.JoinGroup(ifi, &net.IPAddr{IP: vrrp.GroupIPv4.AsSlice()}); err != nil {
+		c.Close()
+		return fmt.Errorf("advert sniffer: %w", err)
+	}
+	l.sniffer = c
+	l.adverts = make(chan time.Time, 1)
+	go func() {
+		buf := make([]byte, 1500)
+		for {
+			_, src, err := c.ReadFrom(buf)
+			if err != nil {
+				return // closed
+			}
+			if src.String() != "192.0.2.1" {
+				continue
+			}
+			select {
+			case <-l.adverts: // keep only the latest
+			default:
+			}
+			l.adverts <- time.Now()
+		}
+	}()
+	return nil
+}
+
+// afterAdvert returns delay after the next advert of a.
+func (l *lab) afterAdvert(ctx context.Context, delay, within time.Duration) error {
+	select {
+	case <-l.adverts: // an older one
+	default:
+	}
+	select {
+	case at := <-l.adverts:
+		time.Sleep(time.Until(at.Add(delay)))
+		return nil
+	case <-time.After(within):
+		return errors.New("no advert of the master seen")
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 func (l *lab) close() {
+	if l.sniffer != nil {
+		l.sniffer.Close()
+	}
 	l.l.Close()
 	if l.dir != "" {
 		os.RemoveAll(l.dir)
@@ -418,9 +489,18 @@ func (l *lab) trial(ctx context.Context, self, kind string, iv time.Duration, st
 			break
 		}
 	}
-	// Die at a random point of the advert cycle, so that neither daemon
-	// gains from the phase of its adverts.
-	time.Sleep(rand.N(iv))
+	// Die at the same phase of the advert cycle for every daemon, or at a
+	// random one.
+	switch *phase {
+	case "advert":
+		if err := l.afterAdvert(ctx, iv/2, 2*iv+time.Second); err != nil {
+			return 0, err
+		}
+	case "random":
+		time.Sleep(rand.N(iv))
+	default:
+		return 0, fmt.Errorf("unknown phase %q", *phase)
+	}
 	start := time.Now()
 	switch stop {
 	case "kill":
