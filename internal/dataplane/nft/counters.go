@@ -91,6 +91,8 @@ type countPlan struct {
 	// often and do not matter here).
 	from []countInput
 	mark []dataplane.MarkRule
+	// declared: the table exists (there is a NAT service to count).
+	declared bool
 }
 
 // countInput is what of a service its counters depend on.
@@ -299,7 +301,7 @@ func (d *Dataplane) syncCounters(ctx context.Context, c *nftables.Conn, st datap
 		d.log.Warn("nftables counters: these backends share their counter key with another service's and are not counted",
 			"backends", strings.Join(skipped, ", "))
 	}
-	if err := d.writeCounters(ctx, c, want); err != nil {
+	if err := d.writeCounters(ctx, c, &want); err != nil {
 		d.counted = nil
 		d.log.Warn("nftables counters not updated; will retry", "table", d.countTable(), "err", err)
 		return
@@ -307,13 +309,23 @@ func (d *Dataplane) syncCounters(ctx context.Context, c *nftables.Conn, st datap
 	d.counted = &want
 }
 
-func samePlan(a, b countPlan) bool {
-	return maps.EqualFunc(a.elems, b.elems, func(x, y countElem) bool { return x.owner == y.owner }) && slices.Equal(a.svcs, b.svcs)
-}
-
-func (d *Dataplane) writeCounters(ctx context.Context, c *nftables.Conn, want countPlan) error {
+// writeCounters brings the table to want; without NAT services there is
+// no table, so that forwarded packets pay nothing for it.
+func (d *Dataplane) writeCounters(ctx context.Context, c *nftables.Conn, want *countPlan) error {
+	if len(want.svcs) == 0 {
+		if d.counted == nil || d.counted.declared {
+			if t, err := c.ListTableOfFamily(d.countTable(), nftables.TableFamilyINet); err == nil && t != nil {
+				c.DelTable(t)
+				if err := c.Flush(); err != nil {
+					return fmt.Errorf("delete table: %w", err)
+				}
+			}
+		}
+		return nil
+	}
+	want.declared = true
 	have := map[string]countElem{}
-	if d.counted != nil {
+	if d.counted != nil && d.counted.declared {
 		have = d.counted.elems
 	} else {
 		if err := d.runNFT(ctx, countScript(d.countTable())); err != nil {
@@ -410,7 +422,7 @@ func (d *Dataplane) Counters(ctx context.Context) ([]metrics.ServiceCounters, er
 		}
 		return &s.Reals[i]
 	}
-	if nat != nil {
+	if nat != nil && nat.declared {
 		for _, o := range nat.svcs {
 			service(o)
 		}

@@ -3,6 +3,7 @@ package nft
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/http/httptest"
 	"net/netip"
 	"slices"
@@ -258,6 +259,9 @@ func TestCountersDR(t *testing.T) {
 	d := nsDataplane(t, lb, WithMode(LoadBalance))
 	st := drState(t)
 	reconcile(t, d, st)
+	if out, err := lb.Run("nft", "list", "table", "inet", DefaultTable+countSuffix); err == nil {
+		t.Errorf("a NAT counters table without NAT services, on every forwarded packet's path:\n%s", out)
+	}
 	vs := st.Services[0].Key.String()
 	cl := newDialer(t, client)
 	const n = 60
@@ -347,4 +351,8 @@ func BenchmarkPlanCounters(b *testing.B) {
 			planCounters(st)
 		}
 	})
+}
+
+func samePlan(a, b countPlan) bool {
+	return maps.EqualFunc(a.elems, b.elems, func(x, y countElem) bool { return x.owner == y.owner }) && slices.Equal(a.svcs, b.svcs)
 }
