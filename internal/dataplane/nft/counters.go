@@ -20,8 +20,9 @@ import (
 
 // Traffic counters, per virtual service and backend, as IPVS keeps them.
 //
-// NAT services are counted by a table of their own, inet <table>-counters,
-// with a filter chain on the forward hook. Its sets hold one element per
+// NAT services are counted by a table of their own, inet <table>-counters
+// (there while there are NAT services), with a filter chain on the forward
+// hook. Its sets hold one element per
 // backend of a service, keyed by what conntrack says of a forwarded
 // packet: the VIP the client asked for (ct original daddr), the protocol,
 // the backend's address and port (the packet's destination when it goes
@@ -413,7 +414,7 @@ func (d *Dataplane) Counters(ctx context.Context) ([]metrics.ServiceCounters, er
 		}
 		return s
 	}
-	real := func(o owner) *metrics.RealCounters {
+	backend := func(o owner) *metrics.RealCounters {
 		s := service(o)
 		i := slices.IndexFunc(s.Reals, func(r metrics.RealCounters) bool { return r.Addr == o.addr && r.Port == o.port })
 		if i < 0 {
@@ -437,7 +438,7 @@ func (d *Dataplane) Counters(ctx context.Context) ([]metrics.ServiceCounters, er
 					if !ok || e.Counter == nil {
 						continue
 					}
-					r := real(ce.owner)
+					r := backend(ce.owner)
 					switch i {
 					case 0:
 						r.Connections += e.Counter.Packets
@@ -469,7 +470,7 @@ func (d *Dataplane) Counters(ctx context.Context) ([]metrics.ServiceCounters, er
 			if !ok {
 				continue
 			}
-			r := real(o)
+			r := backend(o)
 			if strings.HasPrefix(co.Name, drNewPrefix) {
 				r.Connections += co.Packets
 			} else {
