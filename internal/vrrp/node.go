@@ -101,7 +101,8 @@ func (n *Node) Reload(cfg *config.Config) error {
 func (n *Node) Run(ctx context.Context, events chan<- event.VRRP) error {
 	r := &runner{
 		log: n.log, clock: n.clock, net: n.net, events: events, counters: &n.counters,
-		sockets:   map[sockKey]*socket{},
+		open:      openConn,
+		sockets:   map[sockKey]conn{},
 		instances: map[string]*instance{},
 		rx:        make(chan received, 64),
 		scriptRes: make(chan scriptResult, 16),
@@ -165,7 +166,7 @@ type sockKey struct {
 type instance struct {
 	cfg      config.Instance
 	m        Machine
-	sock     *socket
+	sock     conn
 	src      netip.Addr
 	dsts     []netip.Addr
 	peers    map[netip.Addr]bool
@@ -190,7 +191,8 @@ type runner struct {
 	net       Net
 	events    chan<- event.VRRP
 	cfg       *config.Config
-	sockets   map[sockKey]*socket
+	open      func(ifname string, family int) (conn, error)
+	sockets   map[sockKey]conn
 	instances map[string]*instance
 	rx        chan received
 	scriptRes chan scriptResult
@@ -271,7 +273,7 @@ func (r *runner) start(in config.Instance, group string) error {
 	s := r.sockets[key]
 	if s == nil {
 		var err error
-		if s, err = openSocket(in.Interface, fam); err != nil {
+		if s, err = r.open(in.Interface, fam); err != nil {
 			return err
 		}
 		r.sockets[key] = s

@@ -12,10 +12,22 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// conn is what the runner needs of a VRRP socket: the kernel's (socket),
+// or a fake in tests.
+type conn interface {
+	join() error
+	send(b []byte, src, dst netip.Addr) error
+	read(out chan<- received, done <-chan struct{})
+	close() error
+}
+
+// openConn opens a kernel socket.
+func openConn(ifname string, family int) (conn, error) { return openSocket(ifname, family) }
+
 // received is one advert's bytes with what its IP header and ancillary
 // data said.
 type received struct {
-	sock *socket
+	sock conn
 	hdr  Header
 	msg  []byte
 }

@@ -1,0 +1,352 @@
+package vrrp
+
+import (
+	"context"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"halb/internal/config"
+	"halb/internal/event"
+	"halb/internal/netif"
+)
+
+// stepClock is moved by the test; its timers never fire (the test runs
+// the runner's ticks itself).
+type stepClock struct{ t time.Time }
+
+func (c *stepClock) Now() time.Time                       { return c.t }
+func (c *stepClock) After(time.Duration) <-chan time.Time { return nil }
+
+// sentAdvert is an advert a fakeConn was asked to send.
+type sentAdvert struct {
+	at       time.Time
+	priority int
+}
+
+// fakeConn records the adverts sent through it.
+type fakeConn struct {
+	clock *stepClock
+	sent  []sentAdvert
+}
+
+func (c *fakeConn) join() error                           { return nil }
+func (c *fakeConn) read(chan<- received, <-chan struct{}) {}
+func (c *fakeConn) close() error                          { return nil }
+func (c *fakeConn) send(b []byte, src, dst netip.Addr) error {
+	a, err := Decode(Header{Src: src, Dst: dst, TTL: 255}, b)
+	if err != nil {
+		return err
+	}
+	c.sent = append(c.sent, sentAdvert{c.clock.t, int(a.Priority)})
+	return nil
+}
+
+// fakeNet keeps link states and records VIP changes and announcements.
+type fakeNet struct {
+	clock     *stepClock
+	up        map[string]bool
+	hasVIPs   bool
+	announced []time.Time
+}
+
+func (n *fakeNet) AddAddrs(string, []netip.Prefix) error    { n.hasVIPs = true; return nil }
+func (n *fakeNet) RemoveAddrs(string, []netip.Prefix) error { n.hasVIPs = false; return nil }
+func (n *fakeNet) Announce(string, []netip.Addr) error {
+	n.announced = append(n.announced, n.clock.t)
+	return nil
+}
+func (n *fakeNet) PrimaryAddr(string, int, []netip.Prefix) (netip.Addr, error) {
+	return netip.MustParseAddr("192.0.2.1"), nil
+}
+func (n *fakeNet) LinkUp(name string) (bool, error) { return n.up[name], nil }
+func (n *fakeNet) WatchLinks(ctx context.Context, _ chan<- netif.LinkChange) error {
+	<-ctx.Done()
+	return nil
+}
+
+// testRunner is a runner on a fake clock, socket and kernel, driven by
+// the test as Run's loop would drive it.
+type testRunner struct {
+	*runner
+	clock  *stepClock
+	net    *fakeNet
+	conn   *fakeConn
+	evc    chan event.VRRP
+	events []event.VRRP
+}
+
+func newTestRunner(t *testing.T, yaml string, up ...string) *testRunner {
+	t.Helper()
+	cfg, diags := config.Parse("t.yaml", []byte(yaml), config.Options{})
+	if cfg == nil || len(diags.Errors()) > 0 {
+		t.Fatalf("config: %s", diags)
+	}
+	clock := &stepClock{time.Unix(1_000_000, 0)}
+	tr := &testRunner{clock: clock, net: &fakeNet{clock: clock, up: map[string]bool{}}, conn: &fakeConn{clock: clock},
+		evc: make(chan event.VRRP, 1024)}
+	for _, name := range up {
+		tr.net.up[name] = true
+	}
+	tr.runner = &runner{
+		log: slog.New(slog.DiscardHandler), clock: clock, net: tr.net, events: tr.evc,
+		open:      func(string, int) (conn, error) { return tr.conn, nil },
+		sockets:   map[sockKey]conn{},
+		instances: map[string]*instance{},
+		scriptRes: make(chan scriptResult, 16),
+		done:      make(chan struct{}),
+		scripts:   map[string]*scriptRun{},
+		linkUp:    map[string]bool{},
+		counters:  &counterSet{},
+		netq:      make(chan func(), 256),
+	}
+	t.Cleanup(func() {
+		close(tr.done)
+		for _, sr := range tr.scripts {
+			sr.stop()
+		}
+	})
+	if err := tr.apply(cfg); err != nil {
+		t.Fatal(err)
+	}
+	tr.flush()
+	return tr
+}
+
+// flush runs the queued interface changes and collects the events.
+func (tr *testRunner) flush() {
+	for {
+		select {
+		case f := <-tr.netq:
+			f()
+		case ev := <-tr.evc:
+			tr.events = append(tr.events, ev)
+		default:
+			return
+		}
+	}
+}
+
+// advance moves the clock by d, running every timer that falls due on
+// the way at its time.
+func (tr *testRunner) advance(d time.Duration) {
+	end := tr.clock.t.Add(d)
+	for {
+		next := tr.nextDeadline()
+		if next.IsZero() || next.After(end) {
+			break
+		}
+		tr.clock.t = next
+		tr.tick()
+		tr.flush()
+	}
+	tr.clock.t = end
+}
+
+func (tr *testRunner) state(name string) State { return tr.instances[name].m.State }
+
+// lastEvent is the last event reported, failing the test if none.
+func (tr *testRunner) lastEvent(t *testing.T) event.VRRP {
+	t.Helper()
+	if len(tr.events) == 0 {
+		t.Fatal("no event reported")
+	}
+	return tr.events[len(tr.events)-1]
+}
+
+// lastPriority is the priority of the last advert sent.
+func (tr *testRunner) lastPriority(t *testing.T) int {
+	t.Helper()
+	if len(tr.conn.sent) == 0 {
+		t.Fatal("no advert sent")
+	}
+	return tr.conn.sent[len(tr.conn.sent)-1].priority
+}
+
+const oneInstance = `node: n
+vrrp:
+  instances:
+    - name: vi
+      interface: eth0
+      vrid: 10
+      priority: 100
+      advert_interval: 1s
+      vips: [192.0.2.100/24]
+`
+
+// TestRunnerTrackInterfaceWeights: tracked interfaces with weights move
+// the advertised priority as they go down and up; the instance's own
+// interface going down is a FAULT that releases the VIPs.
+func TestRunnerTrackInterfaceWeights(t *testing.T) {
+	tr := newTestRunner(t, oneInstance+`      track_interfaces: [{name: eth1, weight: -30}, {name: eth2, weight: 20}]
+`, "eth0", "eth1", "eth2")
+	if got := tr.instances["vi"].m.Effective; got != 120 {
+		t.Fatalf("effective priority %d at start, want 100 + 20", got)
+	}
+	tr.advance(4 * time.Second) // master down: 3 s + skew, nobody else
+	if tr.state("vi") != Master || !tr.net.hasVIPs || tr.lastPriority(t) != 120 {
+		t.Fatalf("after 4 s: %s, VIPs %v, adverts %v", tr.state("vi"), tr.net.hasVIPs, tr.conn.sent)
+	}
+	for _, step := range []struct {
+		link string
+		up   bool
+		want int
+	}{{"eth1", false, 90}, {"eth2", false, 70}, {"eth1", true, 100}, {"eth2", true, 120}} {
+		tr.link(netif.LinkChange{Name: step.link, Up: step.up})
+		tr.flush()
+		ev := tr.lastEvent(t)
+		if ev.EffectivePriority != step.want || !strings.Contains(ev.Reason, "effective priority") {
+			t.Errorf("%s up=%v: event %+v, want effective priority %d", step.link, step.up, ev, step.want)
+		}
+		tr.advance(time.Second)
+		if got := tr.lastPriority(t); got != step.want {
+			t.Errorf("%s up=%v: advertised %d, want %d", step.link, step.up, got, step.want)
+		}
+	}
+	// The same state again changes nothing.
+	n := len(tr.events)
+	tr.link(netif.LinkChange{Name: "eth2", Up: true})
+	tr.flush()
+	if len(tr.events) != n {
+		t.Errorf("a repeated link state reported %+v", tr.events[n:])
+	}
+
+	tr.link(netif.LinkChange{Name: "eth0", Up: false})
+	tr.flush()
+	if tr.state("vi") != Fault || tr.net.hasVIPs || tr.lastPriority(t) != 0 {
+		t.Fatalf("eth0 down: %s, VIPs %v, last advert priority %d; want FAULT, no VIPs, priority 0",
+			tr.state("vi"), tr.net.hasVIPs, tr.lastPriority(t))
+	}
+	sent := len(tr.conn.sent)
+	tr.advance(5 * time.Second)
+	if len(tr.conn.sent) != sent {
+		t.Errorf("adverts sent in FAULT: %v", tr.conn.sent[sent:])
+	}
+	tr.link(netif.LinkChange{Name: "eth0", Up: true})
+	tr.flush()
+	if tr.state("vi") != Backup {
+		t.Errorf("eth0 up: %s, want BACKUP", tr.state("vi"))
+	}
+}
+
+// TestRunnerScriptFallRise: a tracking script of weight 0 puts the
+// instance in FAULT after fall failures and out of it after rise
+// successes, not before.
+func TestRunnerScriptFallRise(t *testing.T) {
+	tr := newTestRunner(t, oneInstance+`      track_scripts: [{name: chk}]
+  scripts:
+    - {name: chk, command: ["true"], interval: 1h, timeout: 1s, rise: 2, fall: 3}
+`, "eth0")
+	tr.advance(4 * time.Second)
+	if tr.state("vi") != Master {
+		t.Fatalf("%s, want MASTER", tr.state("vi"))
+	}
+	res := func(ok bool) {
+		tr.script(scriptResult{name: "chk", cfg: tr.scripts["chk"].cfg, ok: ok, out: "x"})
+		tr.flush()
+	}
+	for _, step := range []struct {
+		ok   bool
+		want State
+	}{{false, Master}, {false, Master}, {true, Master}, {false, Master}, {false, Master}, {false, Fault},
+		{true, Fault}, {false, Fault}, {true, Fault}, {true, Backup}} {
+		res(step.ok)
+		if got := tr.state("vi"); got != step.want {
+			t.Fatalf("after a result ok=%v: %s, want %s", step.ok, got, step.want)
+		}
+	}
+	if ev := tr.events[len(tr.events)-1]; ev.New != "BACKUP" || !strings.Contains(ev.Reason, "recovered") {
+		t.Errorf("recovery event %+v", ev)
+	}
+	// A result for another version of the script is ignored.
+	stale := tr.scripts["chk"].cfg
+	stale.Fall = 1
+	tr.script(scriptResult{name: "chk", cfg: stale, ok: false})
+	if tr.scripts["chk"].streak != 0 {
+		t.Errorf("a stale result counted")
+	}
+}
+
+// TestRunScriptTimeout runs a real script that outlives its timeout: it
+// is killed and reported as failed, with the timeout as its output.
+func TestRunScriptTimeout(t *testing.T) {
+	out := make(chan scriptResult, 1)
+	done := make(chan struct{})
+	defer close(done)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s := config.Script{Name: "slow", Command: []string{"sleep", "30"}, Interval: config.Duration(time.Hour),
+		Timeout: config.Duration(200 * time.Millisecond)}
+	start := time.Now()
+	go runScript(ctx, &stepClock{}, s, out, done)
+	select {
+	case res := <-out:
+		if res.ok || res.out != "timed out after 200ms" || res.name != "slow" {
+			t.Errorf("result %+v, want a failure that timed out after 200ms", res)
+		}
+		if took := time.Since(start); took > 200*time.Millisecond+2*time.Second {
+			t.Errorf("the result took %s", took)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no result within 10 s of a 200 ms timeout")
+	}
+}
+
+// TestRunnerGARPRefresh: on becoming master the VIPs are announced
+// count times, again after second_burst, then once every refresh while
+// master; nothing more once it is backup.
+func TestRunnerGARPRefresh(t *testing.T) {
+	tr := newTestRunner(t, oneInstance+`      garp: {count: 3, second_burst: 5s, refresh: 10s}
+`, "eth0")
+	tr.advance(4 * time.Second)
+	if tr.state("vi") != Master {
+		t.Fatalf("%s, want MASTER", tr.state("vi"))
+	}
+	became := tr.instances["vi"].m.Since
+	tr.advance(36 * time.Second) // until 36 s after start, 32+ s as master
+	var offsets []time.Duration
+	for _, at := range tr.net.announced {
+		offsets = append(offsets, at.Sub(became))
+	}
+	want := []time.Duration{0, 0, 0, 5 * time.Second, 5 * time.Second, 5 * time.Second,
+		10 * time.Second, 20 * time.Second, 30 * time.Second}
+	if len(offsets) != len(want) {
+		t.Fatalf("announcements at %v after becoming master, want %v", offsets, want)
+	}
+	for i := range want {
+		if offsets[i] != want[i] {
+			t.Fatalf("announcements at %v after becoming master, want %v", offsets, want)
+		}
+	}
+	// A higher priority takes over: no more announcements while it is
+	// heard.
+	peer := mustMarshal(t, Advert{Version: 3, VRID: 10, Priority: 200, Interval: time.Second,
+		Addrs: []netip.Addr{netip.MustParseAddr("192.0.2.100")}}, "192.0.2.2")
+	hear := func() {
+		tr.receive(received{sock: tr.conn, hdr: Header{Src: netip.MustParseAddr("192.0.2.2"), Dst: GroupIPv4, TTL: 255}, msg: peer})
+		tr.flush()
+	}
+	hear()
+	if tr.state("vi") != Backup || tr.net.hasVIPs {
+		t.Fatalf("after a higher priority: %s, VIPs %v", tr.state("vi"), tr.net.hasVIPs)
+	}
+	n := len(tr.net.announced)
+	for range 30 {
+		tr.advance(time.Second)
+		hear()
+	}
+	if tr.state("vi") != Backup || len(tr.net.announced) != n {
+		t.Errorf("%s, announced as backup at %v", tr.state("vi"), tr.net.announced[n:])
+	}
+}
+
+func mustMarshal(t *testing.T, a Advert, src string) []byte {
+	t.Helper()
+	b, err := a.Marshal(netip.MustParseAddr(src), GroupIPv4, ChecksumPseudoHeader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
