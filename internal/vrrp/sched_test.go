@@ -1,10 +1,13 @@
 package vrrp
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -79,5 +82,51 @@ func TestSchedulingRealKernel(t *testing.T) {
 	}
 	if !s.next.IsZero() {
 		t.Errorf("refresh still planned at %v", s.next)
+	}
+}
+
+// TestLabHalbRunRealtime runs halb run with vrrp.realtime_priority and
+// lock_memory: every thread of the daemon is SCHED_RR at that priority,
+// its memory is locked, and its tracking script runs with normal
+// scheduling.
+func TestLabHalbRunRealtime(t *testing.T) {
+	labtest.RequireRoot(t)
+	m := modes[0]
+	p := newPair(t)
+	out := filepath.Join(t.TempDir(), "policy")
+	yaml := strings.Replace(m.halbYAML(1, 150, true, fmt.Sprintf(`      track_scripts: [{name: chk}]
+  scripts:
+    - {name: chk, command: ["sh", "-c", "grep ^policy /proc/$$/sched > %s"], interval: 1s, timeout: 1s, rise: 1, fall: 1}
+`, out)), "vrrp:\n", "vrrp:\n  realtime_priority: 5\n  lock_memory: true\n", 1)
+	n, _ := startHalbRun(t, p.a, yaml)
+	waitVIP(t, m.vip(), generous(masterDown(m.interval, 150)), p.a, p.a)
+	pid := strconv.Itoa(n.cmd.Process.Pid)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		b, _ := os.ReadFile(out)
+		pol := policies(t, pid)
+		rr := 0
+		for _, p := range pol {
+			if p == [2]uint32{unix.SCHED_RR, 5} {
+				rr++
+			}
+		}
+		if len(b) > 0 && rr == len(pol) {
+			if f := strings.Fields(string(b)); len(f) != 3 || f[2] != "0" {
+				t.Errorf("the tracking script ran with %q, want policy 0", b)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 5 s: %d of %d threads SCHED_RR 5 (%v), script wrote %q", rr, len(pol), pol, b)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	status, err := os.ReadFile("/proc/" + pid + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := regexp.MustCompile(`VmLck:\s+(\d+)`).FindSubmatch(status); m == nil || string(m[1]) == "0" {
+		t.Errorf("halb's memory is not locked: %q", m)
 	}
 }
