@@ -20,6 +20,8 @@ import (
 	"strings"
 	"time"
 
+	cfipvs "github.com/cloudflare/ipvs"
+
 	"halb/internal/dataplane"
 	"halb/internal/dataplane/ipvs"
 	"halb/internal/lab/netns"
@@ -129,6 +131,12 @@ func bench(n, changes int) error {
 	halbFull := time.Since(start)
 	fullReads, fullWrites := d.Messages()
 
+	// The kernel's share of a change, before halb's changes (which then
+	// set the weight the way halb wants it).
+	kernelShare, err := oneRequest(hosts["halb"], changes)
+	if err != nil {
+		return err
+	}
 	// halb: one server's weight changes, again and again.
 	var times []time.Duration
 	r0, w0 := d.Messages()
@@ -162,6 +170,7 @@ func bench(n, changes int) error {
 	fmt.Printf("halb one-server change: %8.3f ms median of %d (min %.3f, max %.3f)  netlink requests per change: %.1f writes, %.1f reads\n",
 		ms(times[len(times)/2]), len(times), ms(times[0]), ms(times[len(times)-1]),
 		float64(w1-w0)/float64(changes), float64(r1-r0)/float64(changes))
+	fmt.Printf("  of which the kernel:  %8.3f ms median (the same request sent alone); the rest is halb's userspace under TCG emulation\n", ms(kernelShare))
 	fmt.Printf("halb restart, no change:%8.3f s  netlink requests: %d writes, %d reads\n", restart.Seconds(), rw, rr)
 	log.Printf("keepalived: starting with %d services", n)
 	// keepalived: the same services from an equivalent keepalived.conf.
@@ -176,6 +185,31 @@ func bench(n, changes int) error {
 }
 
 var kaTimeout time.Duration
+
+// oneRequest times the kernel's share of a one-server change: the weight
+// request halb sends, alone, on a netlink connection of its own. It
+// returns the median of n.
+func oneRequest(h *netns.Host, n int) (time.Duration, error) {
+	var c cfipvs.Client
+	if err := h.Do(func() (err error) { c, err = cfipvs.New(); return err }); err != nil {
+		return 0, err
+	}
+	if cl, ok := c.(interface{ Close() error }); ok {
+		defer cl.Close()
+	}
+	svc := cfipvs.Service{Address: vip(0), Port: port(0), Family: cfipvs.INET, Protocol: cfipvs.TCP}
+	var times []time.Duration
+	for i := range n {
+		dst := cfipvs.Destination{Address: real(0), Port: port(0), Family: cfipvs.INET, Weight: uint32(4 + i%2), FwdMethod: cfipvs.DirectRoute}
+		start := time.Now()
+		if err := c.UpdateDestination(svc, dst); err != nil {
+			return 0, fmt.Errorf("update real %s of %s: %w", real(0), vip(0), err)
+		}
+		times = append(times, time.Since(start))
+	}
+	slices.Sort(times)
+	return times[len(times)/2], nil
+}
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 

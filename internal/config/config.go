@@ -127,6 +127,18 @@ type Service struct {
 	// MaglevSize is the lookup-table size of the nftables data plane
 	// (a prime); 0 picks one suited to the pool size.
 	MaglevSize int `yaml:"maglev_size"`
+	// Tunnel is the encapsulation of forward: tun.
+	Tunnel Tunnel `yaml:"tunnel"`
+}
+
+// Tunnel is how IPVS encapsulates packets to the real servers of a
+// forward: tun service.
+type Tunnel struct {
+	Type string `yaml:"type"` // ipip (default) | gue | gre
+	// Port is the UDP destination port of GUE.
+	Port uint16 `yaml:"port"`
+	// Checksum is none (default), csum, or remcsum (GUE only).
+	Checksum string `yaml:"checksum"`
 }
 
 // PortRange is an inclusive range of ports; a single port has Lo == Hi.

@@ -70,6 +70,7 @@ func validate(c *Config) Diagnostics {
 	v.vrrpScheduling()
 	v.pools()
 	v.services()
+	v.tunnels()
 	v.ipvsSync()
 	v.notify()
 	v.notifyDelivery()

@@ -81,6 +81,27 @@ type Real struct {
 	Port    uint16     `json:"port"`
 	Weight  int        `json:"weight"`
 	Forward string     `json:"forward"` // dr | nat | tun
+	// Tunnel is the encapsulation of forward tun (zero otherwise).
+	Tunnel Tunnel `json:"tunnel,omitzero"`
+}
+
+// Tunnel is an IPVS tunnel encapsulation.
+type Tunnel struct {
+	Type     string `json:"type"`           // ipip | gue | gre
+	Port     uint16 `json:"port,omitempty"` // GUE's UDP port
+	Checksum string `json:"checksum"`       // none | csum | remcsum
+}
+
+// String renders "gue:6080 csum", or "ipip".
+func (t Tunnel) String() string {
+	s := t.Type
+	if t.Port != 0 {
+		s += fmt.Sprintf(":%d", t.Port)
+	}
+	if t.Checksum != "" && t.Checksum != "none" {
+		s += " " + t.Checksum
+	}
+	return s
 }
 
 // AddrPort returns the real server's address and port.

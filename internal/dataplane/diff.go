@@ -216,10 +216,10 @@ func (d Diff) Lines() []string {
 	for _, c := range d.Reals {
 		switch c.Op {
 		case Add:
-			out = append(out, fmt.Sprintf("+ real %s -> %s weight %d %s", c.Service, c.Want.AddrPort(), c.Want.Weight, c.Want.Forward))
+			out = append(out, fmt.Sprintf("+ real %s -> %s weight %d %s", c.Service, c.Want.AddrPort(), c.Want.Weight, forwardString(c.Want)))
 		case Update:
 			out = append(out, fmt.Sprintf("~ real %s -> %s weight %d %s (was weight %d %s)", c.Service, c.Want.AddrPort(),
-				c.Want.Weight, c.Want.Forward, c.Have.Weight, c.Have.Forward))
+				c.Want.Weight, forwardString(c.Want), c.Have.Weight, forwardString(c.Have)))
 		case Delete:
 			out = append(out, fmt.Sprintf("- real %s -> %s", c.Service, c.Have.AddrPort()))
 		}
@@ -237,6 +237,15 @@ func (d Diff) Lines() []string {
 		}
 	}
 	return out
+}
+
+// forwardString is "dr", "nat", or "tun" with its tunnel when it is not
+// plain ipip ("tun gue:6080 csum").
+func forwardString(r Real) string {
+	if r.Tunnel == (Tunnel{}) || r.Tunnel == (Tunnel{Type: "ipip", Checksum: "none"}) {
+		return r.Forward
+	}
+	return r.Forward + " " + r.Tunnel.String()
 }
 
 func ruleString(r MarkRule) string {

@@ -4,6 +4,7 @@
 package engine
 
 import (
+	"cmp"
 	"net/netip"
 	"slices"
 
@@ -235,8 +236,9 @@ func reals(k dataplane.ServiceKey, s config.Service, pool config.Pool, ev Evalua
 		}
 		return k.Port // the service port, or 0 for mark services
 	}
+	tunnel := tunnelOf(s)
 	if sorry, ok := pool.Sorry(); ok && ps.SorryActive && family(sorry.Addr()) == k.Family {
-		return []dataplane.Real{{Addr: sorry.Addr(), Port: port(sorry.Port()), Weight: 1, Forward: s.Forward}}
+		return []dataplane.Real{{Addr: sorry.Addr(), Port: port(sorry.Port()), Weight: 1, Forward: s.Forward, Tunnel: tunnel}}
 	}
 	out := []dataplane.Real{}
 	for i, srv := range pool.Servers {
@@ -250,9 +252,18 @@ func reals(k dataplane.ServiceKey, s config.Service, pool config.Pool, ev Evalua
 		if !st.Healthy && pool.OnFailure == "remove" {
 			continue
 		}
-		out = append(out, dataplane.Real{Addr: srv.Address, Port: port(srv.Port), Weight: st.EffectiveWeight, Forward: s.Forward})
+		out = append(out, dataplane.Real{Addr: srv.Address, Port: port(srv.Port), Weight: st.EffectiveWeight, Forward: s.Forward, Tunnel: tunnel})
 	}
 	return out
+}
+
+// tunnelOf is the encapsulation of a forward: tun service with its
+// defaults spelled out (ipip, no checksum); zero for other services.
+func tunnelOf(s config.Service) dataplane.Tunnel {
+	if s.Forward != "tun" {
+		return dataplane.Tunnel{}
+	}
+	return dataplane.Tunnel{Type: cmp.Or(s.Tunnel.Type, "ipip"), Port: s.Tunnel.Port, Checksum: cmp.Or(s.Tunnel.Checksum, "none")}
 }
 
 func family(a netip.Addr) int {

@@ -23,6 +23,7 @@ type inherited struct {
 	inhibitAt      Pos
 	alpha          bool
 	forward        string
+	tunnel         config.Tunnel
 }
 
 // vsEntry is one address, range or mark of a virtual server or group.
@@ -69,9 +70,12 @@ func (m *mapper) virtualServer(n *Node) {
 		}
 	}
 	method := func(c *Node) {
-		if f, ok := m.forwardArg(c); ok {
-			inh.forward = f
+		if f, t, ok := m.forwardArg(c); ok {
+			inh.forward, inh.tunnel = f, t
 			svcWritten[".forward"] = c.ArgPos(0)
+			if t.Type != "" {
+				svcWritten[".tunnel"] = c.ArgPos(1)
+			}
 		}
 	}
 	quorumScript := m.ignore("halb does not run quorum scripts; its notifications (notify.exec, webhooks, smtp) report quorum changes")
@@ -172,7 +176,7 @@ func (m *mapper) virtualServer(n *Node) {
 	case !protocolSet:
 		m.warnf(n.Pos, "virtual_server without protocol: keepalived 2.2 makes it UDP, and so does halb; write protocol TCP if TCP is meant")
 	}
-	svc.Forward = inh.forward
+	svc.Forward, svc.Tunnel = inh.forward, inh.tunnel
 	svc.SchedulerFlags = m.schedulerFlags(svc.Scheduler, svc.SchedulerFlags, svcWritten[".scheduler_flags"])
 	if inh.inhibit {
 		pool.OnFailure = "inhibit"
@@ -408,23 +412,78 @@ func (m *mapper) servicesFrom(name string, base config.Service, entries []vsEntr
 	return all
 }
 
-func (m *mapper) forwardArg(c *Node) (string, bool) {
+// forwardArg reads "NAT", "DR" or "TUN [type ipip|gue port N [nocsum|csum|remcsum]|gre [nocsum|csum]]".
+func (m *mapper) forwardArg(c *Node) (string, config.Tunnel, bool) {
 	if !m.needArgs(c, 1) {
-		return "", false
+		return "", config.Tunnel{}, false
 	}
 	switch strings.ToUpper(c.Arg(0)) {
 	case "NAT":
-		return "nat", true
+		return "nat", config.Tunnel{}, m.noMoreArgs(c, 1)
 	case "DR":
-		return "dr", true
+		return "dr", config.Tunnel{}, m.noMoreArgs(c, 1)
 	case "TUN":
-		if len(c.Args) > 1 && !(c.Arg(1) == "type" && c.Arg(2) == "ipip" && len(c.Args) == 3) {
-			m.errorf(c.ArgPos(1), "%s TUN %s is not supported: halb tunnels with ipip only", c.Name, strings.Join(argVals(c.Args[1:]), " "))
-		}
-		return "tun", true
+		t, ok := m.tunnelArgs(c)
+		return "tun", t, ok
 	}
 	m.errorf(c.ArgPos(0), "%s: %q is not NAT, DR or TUN", c.Name, c.Arg(0))
-	return "", false
+	return "", config.Tunnel{}, false
+}
+
+// tunnelArgs reads the tunnel that follows TUN.
+func (m *mapper) tunnelArgs(c *Node) (config.Tunnel, bool) {
+	var t config.Tunnel
+	if len(c.Args) == 1 {
+		return t, true
+	}
+	if c.Arg(1) != "type" || len(c.Args) < 3 {
+		m.errorf(c.ArgPos(1), "%s TUN: expected \"type ipip|gue|gre\", got %q", c.Name, strings.Join(argVals(c.Args[1:]), " "))
+		return t, false
+	}
+	t.Type = c.Arg(2)
+	next := 3
+	switch t.Type {
+	case "ipip":
+		return config.Tunnel{}, m.noMoreArgs(c, next) // the default
+	case "gue":
+		if c.Arg(next) != "port" {
+			m.errorf(c.ArgPos(2), "%s TUN type gue: the tunnel needs \"port N\"", c.Name)
+			return t, false
+		}
+		p, ok := m.intArg(c, next+1, 1, 65535)
+		if !ok {
+			return t, false
+		}
+		t.Port, next = uint16(p), next+2
+	case "gre":
+	default:
+		m.errorf(c.ArgPos(2), "%s TUN: tunnel type %q is not ipip, gue or gre", c.Name, t.Type)
+		return t, false
+	}
+	if next < len(c.Args) {
+		switch c.Arg(next) {
+		case "nocsum":
+			t.Checksum = "none"
+		case "csum":
+			t.Checksum = "csum"
+		case "remcsum":
+			t.Checksum = "remcsum"
+		default:
+			m.errorf(c.ArgPos(next), "%s TUN type %s: %q is not nocsum, csum or remcsum", c.Name, t.Type, c.Arg(next))
+			return t, false
+		}
+		next++
+	}
+	return t, m.noMoreArgs(c, next)
+}
+
+// noMoreArgs reports arguments after the i-th as an error.
+func (m *mapper) noMoreArgs(c *Node, i int) bool {
+	if len(c.Args) > i {
+		m.errorf(c.ArgPos(i), "%s: unexpected %q", c.Name, strings.Join(argVals(c.Args[i:]), " "))
+		return false
+	}
+	return true
 }
 
 func argVals(ts []Token) []string {
@@ -508,8 +567,9 @@ func (m *mapper) realServers(nodes []*Node, vs inherited) []realServer {
 				rs.wAt = c.ArgPos(0)
 			},
 			"lvs_method": func(c *Node) {
-				if f, ok := m.forwardArg(c); ok && f != vs.forward {
-					m.errorf(c.ArgPos(0), "lvs_method %s differs from the virtual server's (%s): halb forwards every server of a service alike", c.Arg(0), strings.ToUpper(vs.forward))
+				if f, t, ok := m.forwardArg(c); ok && (f != vs.forward || t != vs.tunnel) {
+					m.errorf(c.ArgPos(0), "lvs_method %s differs from the virtual server's (%s): halb forwards every server of a service alike",
+						strings.Join(argVals(c.Args), " "), strings.ToUpper(vs.forward))
 				}
 			},
 			"inhibit_on_failure": func(c *Node) {

@@ -1,6 +1,7 @@
 package ipvs
 
 import (
+	"cmp"
 	"fmt"
 	"time"
 
@@ -49,6 +50,54 @@ func forwardMethod(name string) (cfipvs.ForwardType, bool) {
 		return cfipvs.Tunnel, true
 	}
 	return 0, false
+}
+
+var tunnelTypes = map[string]cfipvs.TunnelType{"ipip": cfipvs.IPIP, "gue": cfipvs.GUE, "gre": cfipvs.GRE}
+
+var tunnelChecksums = map[string]cfipvs.TunnelFlags{
+	"none": cfipvs.TunnelEncapNoChecksum, "csum": cfipvs.TunnelEncapChecksum, "remcsum": cfipvs.TunnelEncapRemoteChecksum,
+}
+
+// normalizeTunnel spells out a real's tunnel as the kernel reports it
+// (ipip without checksum unless said otherwise; nothing for the other
+// forwarding methods) and checks that the kernel knows it.
+func normalizeTunnel(r *dataplane.Real) error {
+	if r.Forward != "tun" {
+		r.Tunnel = dataplane.Tunnel{}
+		return nil
+	}
+	r.Tunnel.Type = cmp.Or(r.Tunnel.Type, "ipip")
+	r.Tunnel.Checksum = cmp.Or(r.Tunnel.Checksum, "none")
+	if r.Tunnel.Type != "gue" {
+		r.Tunnel.Port = 0
+	}
+	if _, ok := tunnelTypes[r.Tunnel.Type]; !ok {
+		return fmt.Errorf("real %s: unknown tunnel type %q", r.AddrPort(), r.Tunnel.Type)
+	}
+	if _, ok := tunnelChecksums[r.Tunnel.Checksum]; !ok {
+		return fmt.Errorf("real %s: unknown tunnel checksum %q", r.AddrPort(), r.Tunnel.Checksum)
+	}
+	return nil
+}
+
+// tunnelFromKernel names a kernel tunnel the way the configuration does.
+func tunnelFromKernel(d cfipvs.Destination) dataplane.Tunnel {
+	t := dataplane.Tunnel{Type: fmt.Sprintf("type-%d", d.TunnelType), Port: d.TunnelPort,
+		Checksum: fmt.Sprintf("flags-%#x", uint16(d.TunnelFlags))}
+	for name, k := range tunnelTypes {
+		if k == d.TunnelType {
+			t.Type = name
+		}
+	}
+	for name, f := range tunnelChecksums {
+		if f == d.TunnelFlags {
+			t.Checksum = name
+		}
+	}
+	if t.Type != "gue" {
+		t.Port = 0
+	}
+	return t
 }
 
 // forwardName names a kernel forwarding method the way the configuration
@@ -169,9 +218,14 @@ func realToKernel(r dataplane.Real) cfipvs.Destination {
 		fam = cfipvs.INET6
 	}
 	fwd, _ := forwardMethod(r.Forward)
-	return cfipvs.Destination{Address: r.Addr, Port: r.Port, Family: fam, Weight: uint32(r.Weight), FwdMethod: fwd}
+	return cfipvs.Destination{Address: r.Addr, Port: r.Port, Family: fam, Weight: uint32(r.Weight), FwdMethod: fwd,
+		TunnelType: tunnelTypes[r.Tunnel.Type], TunnelPort: r.Tunnel.Port, TunnelFlags: tunnelChecksums[r.Tunnel.Checksum]}
 }
 
 func realFromKernel(d cfipvs.Destination) dataplane.Real {
-	return dataplane.Real{Addr: d.Address, Port: d.Port, Weight: int(d.Weight), Forward: forwardName(d.FwdMethod)}
+	r := dataplane.Real{Addr: d.Address, Port: d.Port, Weight: int(d.Weight), Forward: forwardName(d.FwdMethod)}
+	if d.FwdMethod == cfipvs.Tunnel {
+		r.Tunnel = tunnelFromKernel(d)
+	}
+	return r
 }

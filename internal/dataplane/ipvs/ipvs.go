@@ -227,6 +227,11 @@ func normalizeState(want dataplane.State, buf *stateBuffer) (dataplane.State, er
 		start := len(reals)
 		reals = append(reals, s.Reals...)
 		ns.Reals = reals[start:len(reals):len(reals)]
+		for i := range ns.Reals {
+			if err := normalizeTunnel(&ns.Reals[i]); err != nil {
+				return dataplane.State{}, fmt.Errorf("service %s: %w", s.Key, err)
+			}
+		}
 		svcs = append(svcs, ns)
 	}
 	buf.services, buf.reals = svcs, reals
