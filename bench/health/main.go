@@ -283,6 +283,7 @@ func (l *lab) measure(ctx context.Context, mode, dir string, start func(context.
 	if err != nil {
 		return r, err
 	}
+
 	syn0, err := l.synCount()
 	if err != nil {
 		return r, err
@@ -326,6 +327,7 @@ func (l *lab) measure(ctx context.Context, mode, dir string, start func(context.
 	if err != nil {
 		return r, err
 	}
+
 	syn1, err := l.synCount()
 	if err != nil {
 		return r, err
@@ -363,8 +365,36 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// cpuTime returns the user+system CPU time of a process.
+// cpuTime returns the CPU time of a process: the sum of its threads'
+// run time as the scheduler counts it (schedstat, to the nanosecond),
+// else user+system time from stat (sampled at the clock tick).
 func cpuTime(pid int) (time.Duration, error) {
+	if tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid)); err == nil {
+		var sum time.Duration
+		ok := true
+		for _, t := range tasks {
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/schedstat", pid, t.Name()))
+			if err != nil {
+				ok = false
+				break
+			}
+			f := strings.Fields(string(b))
+			ns, err := strconv.ParseInt(f[0], 10, 64)
+			if err != nil {
+				ok = false
+				break
+			}
+			sum += time.Duration(ns)
+		}
+		if ok {
+			return sum, nil
+		}
+	}
+	return tickCPUTime(pid)
+}
+
+// tickCPUTime returns the user+system CPU time of a process from stat.
+func tickCPUTime(pid int) (time.Duration, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0, err

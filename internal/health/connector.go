@@ -32,21 +32,17 @@ type connector struct {
 	slots    []*conn // by token; a conn keeps its slot
 	free     []uint32
 	timeouts connHeap
+	// idle holds sockets that are connected nowhere (see end), still
+	// registered with epoll, by how they were set up; the most recently
+	// used last.
+	idle map[sockKey][]*conn
 	// sleeping is set while the loop waits in epoll_wait until wakeAt
 	// (forever when negative).
 	sleeping         bool
 	wakeAt           time.Duration
 	aborting, closed bool
 	done             chan struct{}
-	expired          []ended // the loop's scratch list
-}
-
-// ended is a connection taken off the loop, to be closed and reported.
-type ended struct {
-	fd    int
-	j     job
-	ph    phase
-	begin time.Time
+	expired          []*conn // the loop's scratch list
 }
 
 // job is one check on the connector.
@@ -72,12 +68,26 @@ const (
 	phaseResponse
 )
 
-// conn is one check's connection on the loop.
+// sockKey is how a socket was set up: the checks that can reuse it.
+type sockKey struct {
+	family int
+	mark   uint32
+	source string
+}
+
+// idleTime is how long an unused socket is kept for reuse.
+const idleTime = time.Second
+
+// conn is one check's connection on the loop, and the socket it keeps
+// between checks.
 type conn struct {
 	slot     uint32
 	gen      uint32 // counts the slot's uses, so stale tokens miss
 	active   bool
-	fd       int
+	fd       int  // -1 when the slot has no socket
+	polled   bool // the socket is registered with epoll
+	key      sockKey
+	idleFrom time.Duration // since epoch, while idle
 	ph       phase
 	req      []byte
 	sent     int
@@ -104,7 +114,8 @@ func newConnector() (*connector, error) {
 		unix.Close(wakefd)
 		return nil, fmt.Errorf("epoll_ctl: %w", err)
 	}
-	c := &connector{epfd: epfd, wakefd: wakefd, epoch: time.Now(), buf: make([]byte, 16<<10), done: make(chan struct{})}
+	c := &connector{epfd: epfd, wakefd: wakefd, epoch: time.Now(), buf: make([]byte, 16<<10),
+		idle: map[sockKey][]*conn{}, done: make(chan struct{})}
 	go c.loop()
 	return c, nil
 }
@@ -126,6 +137,11 @@ func (c *connector) close() {
 	c.mu.Unlock()
 	c.wake()
 	<-c.done
+	for _, list := range c.idle {
+		for _, cn := range list {
+			unix.Close(cn.fd)
+		}
+	}
 	unix.Close(c.epfd)
 	unix.Close(c.wakefd)
 }
@@ -148,10 +164,80 @@ func token(ev *unix.EpollEvent) uint64 {
 // when the check's timeout expires.
 func (c *connector) start(env netEnv, ch config.Check, target netip.AddrPort, j job) {
 	begin := time.Now()
-	family := unix.AF_INET6
+	key := sockKey{family: unix.AF_INET6, mark: ch.Mark, source: ch.Source}
 	if target.Addr().Is4() {
-		family = unix.AF_INET
+		key.family = unix.AF_INET
 	}
+	c.mu.Lock()
+	if c.aborting {
+		c.mu.Unlock()
+		j.finish(context.Canceled, phaseConnect, time.Since(begin))
+		return
+	}
+	cn := c.alloc(key)
+	// Until the epoll registration below carries the new token, events
+	// for the socket miss (stale token): the conn is this function's.
+	cn.gen++
+	cn.ph, cn.req, cn.sent, cn.job, cn.begin = phaseConnect, j.request(), 0, j, begin
+	c.mu.Unlock()
+	if cn.fd < 0 {
+		fd, err := newSocket(env, ch, key.family)
+		if err != nil {
+			c.abandon(cn, false, err, time.Since(begin))
+			return
+		}
+		cn.fd, cn.polled = fd, false
+	}
+	// No quick ACK of the server's SYN-ACK: a connect-only check then
+	// resets the connection before completing the handshake (SYN,
+	// SYN-ACK, RST: the server's application never sees it), and an HTTP
+	// check's request carries the ACK.
+	setsockoptInt(cn.fd, unix.IPPROTO_TCP, unix.TCP_QUICKACK, 0)
+	if err := rawConnect(cn.fd, target); err != nil && err != unix.EINPROGRESS {
+		c.abandon(cn, true, err, time.Since(begin))
+		return
+	}
+	c.mu.Lock()
+	cn.deadline = begin.Sub(c.epoch) + ch.Timeout.D()
+	heap.Push(&c.timeouts, cn)
+	fd, gen, op := cn.fd, cn.gen, unix.EPOLL_CTL_MOD
+	if !cn.polled {
+		op, cn.polled = unix.EPOLL_CTL_ADD, true
+	}
+	wake := c.sleeping && (c.wakeAt < 0 || cn.deadline < c.wakeAt)
+	if wake {
+		c.sleeping = false
+	}
+	c.mu.Unlock()
+	if wake {
+		c.wake()
+	}
+	// The registration reports the socket's state now and on every
+	// change: the loop owns the conn from here.
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET}
+	setToken(&ev, uint64(cn.slot+1)<<32|uint64(gen))
+	err := unix.EpollCtl(c.epfd, op, fd, &ev)
+	if err == unix.ENOENT {
+		err = unix.EpollCtl(c.epfd, unix.EPOLL_CTL_ADD, fd, &ev)
+	}
+	if err == nil {
+		return
+	}
+	c.mu.Lock()
+	mine := cn.active && cn.gen == gen // else its timeout already ended it
+	if mine {
+		heap.Remove(&c.timeouts, cn.hidx)
+	}
+	c.mu.Unlock()
+	if mine {
+		closeSocket(fd, true)
+		cn.fd = -1
+		c.abandon(cn, false, fmt.Errorf("epoll_ctl: %w", err), time.Since(begin))
+	}
+}
+
+// newSocket opens a non-blocking TCP socket set up for a check.
+func newSocket(env netEnv, ch config.Check, family int) (int, error) {
 	var fd int
 	err := env.hook(func() error {
 		var err error
@@ -159,82 +245,97 @@ func (c *connector) start(env netEnv, ch config.Check, target netip.AddrPort, j 
 		return err
 	})
 	if err != nil {
-		j.finish(fmt.Errorf("socket: %w", err), phaseConnect, time.Since(begin))
-		return
+		return -1, fmt.Errorf("socket: %w", err)
 	}
 	if err := prepare(fd, ch, family); err != nil {
-		closeSocket(fd, false)
-		j.finish(err, phaseConnect, time.Since(begin))
-		return
+		unix.Close(fd)
+		return -1, err
 	}
-	// No quick ACK of the server's SYN-ACK: a connect-only check then
-	// resets the connection before completing the handshake (SYN,
-	// SYN-ACK, RST: the server's application never sees it), and an HTTP
-	// check's request carries the ACK.
-	setsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_QUICKACK, 0)
-	if err := rawConnect(fd, target); err != nil && err != unix.EINPROGRESS {
-		closeSocket(fd, false)
-		j.finish(err, phaseConnect, time.Since(begin))
-		return
-	}
-	c.mu.Lock()
-	if c.aborting {
-		c.mu.Unlock()
-		closeSocket(fd, false)
-		j.finish(context.Canceled, phaseConnect, time.Since(begin))
-		return
-	}
-	cn := c.alloc()
-	cn.fd, cn.ph, cn.req, cn.sent, cn.job, cn.begin = fd, phaseConnect, j.request(), 0, j, begin
-	cn.deadline = begin.Sub(c.epoch) + ch.Timeout.D()
-	heap.Push(&c.timeouts, cn)
-	wake := c.sleeping && (c.wakeAt < 0 || cn.deadline < c.wakeAt)
-	if wake {
-		c.sleeping = false
-	}
-	gen := cn.gen
-	tok := uint64(cn.slot+1)<<32 | uint64(gen)
-	c.mu.Unlock()
-	if wake {
-		c.wake()
-	}
-	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET}
-	setToken(&ev, tok)
-	if err := unix.EpollCtl(c.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
-		c.mu.Lock()
-		mine := cn.active && cn.gen == gen // else the loop timed it out
-		if mine {
-			c.release(cn)
-		}
-		c.mu.Unlock()
-		if mine {
-			closeSocket(fd, false)
-			j.finish(fmt.Errorf("epoll_ctl: %w", err), phaseConnect, time.Since(begin))
-		}
-	}
+	return fd, nil
 }
 
-// alloc returns a free conn in its slot, marked active. c.mu is held.
-func (c *connector) alloc() *conn {
+// abandon ends a check that start could not hand to the loop: its socket
+// is kept for reuse (when keep is set and it can be) and j told err.
+func (c *connector) abandon(cn *conn, keep bool, err error, latency time.Duration) {
+	j := cn.job
+	if keep {
+		c.recycle(cn)
+	}
+	c.mu.Lock()
+	c.release(cn)
+	c.mu.Unlock()
+	j.finish(err, phaseConnect, latency)
+}
+
+// alloc returns a conn marked active, with an idle socket set up as key
+// asks when there is one, else with none. c.mu is held.
+func (c *connector) alloc(key sockKey) *conn {
 	var cn *conn
-	if n := len(c.free); n > 0 {
+	if list := c.idle[key]; len(list) > 0 {
+		cn = list[len(list)-1]
+		list[len(list)-1] = nil
+		c.idle[key] = list[:len(list)-1]
+	} else if n := len(c.free); n > 0 {
 		cn = c.slots[c.free[n-1]]
 		c.free = c.free[:n-1]
 	} else {
-		cn = &conn{slot: uint32(len(c.slots))}
+		cn = &conn{slot: uint32(len(c.slots)), fd: -1}
 		c.slots = append(c.slots, cn)
 	}
-	cn.active = true
+	cn.active, cn.key, cn.hidx = true, key, -1
 	return cn
 }
 
-// release frees an active conn's slot and timeout. c.mu is held.
+// recycle ends a conn's connection, resetting it when established, so
+// that its socket can be connected again; when that fails the socket is
+// closed.
+func (c *connector) recycle(cn *conn) {
+	if rawDisconnect(cn.fd) != nil {
+		closeSocket(cn.fd, true)
+		cn.fd = -1
+	}
+}
+
+// release takes an active conn off the loop; its socket, if it has one,
+// goes idle. c.mu is held.
 func (c *connector) release(cn *conn) {
-	heap.Remove(&c.timeouts, cn.hidx)
+	if cn.hidx >= 0 {
+		heap.Remove(&c.timeouts, cn.hidx)
+	}
 	cn.active = false
 	cn.gen++
 	cn.job, cn.req = nil, nil
-	c.free = append(c.free, cn.slot)
+	if cn.fd < 0 {
+		c.free = append(c.free, cn.slot)
+		return
+	}
+	cn.idleFrom = time.Since(c.epoch)
+	c.idle[cn.key] = append(c.idle[cn.key], cn)
+}
+
+// trim closes the sockets idle for longer than idleTime and returns when
+// the next one will be, or -1. c.mu is held.
+func (c *connector) trim(now time.Duration) time.Duration {
+	next := time.Duration(-1)
+	for key, list := range c.idle {
+		n := 0
+		for n < len(list) && now-list[n].idleFrom >= idleTime {
+			cn := list[n]
+			unix.Close(cn.fd)
+			cn.fd = -1
+			c.free = append(c.free, cn.slot)
+			n++
+		}
+		if n == len(list) {
+			delete(c.idle, key)
+			continue
+		}
+		c.idle[key] = append(list[:0], list[n:]...)
+		if at := list[0].idleFrom + idleTime; next < 0 || at < next {
+			next = at
+		}
+	}
+	return next
 }
 
 // lookup returns the active conn of an epoll token, or nil.
@@ -260,12 +361,14 @@ func (c *connector) loop() {
 			c.mu.Unlock()
 			return
 		}
-		timeout := -1
-		c.wakeAt = -1
-		if len(c.timeouts) > 0 {
+		now := time.Since(c.epoch)
+		c.wakeAt = c.trim(now)
+		if len(c.timeouts) > 0 && (c.wakeAt < 0 || c.timeouts[0].deadline < c.wakeAt) {
 			c.wakeAt = c.timeouts[0].deadline
-			wait := c.wakeAt - time.Since(c.epoch)
-			timeout = int(max((wait+time.Millisecond-1)/time.Millisecond, 0))
+		}
+		timeout := -1
+		if c.wakeAt >= 0 {
+			timeout = int(max((c.wakeAt-now+time.Millisecond-1)/time.Millisecond, 0))
 		}
 		c.sleeping = true
 		c.mu.Unlock()
@@ -352,13 +455,13 @@ func (c *connector) handle(cn *conn, ev uint32) {
 	}
 }
 
-// end closes an active connection and reports how its check ended.
+// end ends an active connection and reports how its check ended.
 func (c *connector) end(cn *conn, err error) {
-	fd, j, ph, lat := cn.fd, cn.job, cn.ph, time.Since(cn.begin)
+	j, ph, lat := cn.job, cn.ph, time.Since(cn.begin)
+	c.recycle(cn)
 	c.mu.Lock()
 	c.release(cn)
 	c.mu.Unlock()
-	closeSocket(fd, ph != phaseConnect)
 	j.finish(err, ph, lat)
 }
 
@@ -375,14 +478,19 @@ func (c *connector) expire() {
 	list := c.expired[:0]
 	for len(c.timeouts) > 0 && c.timeouts[0].deadline <= now {
 		cn := c.timeouts[0]
-		list = append(list, ended{fd: cn.fd, j: cn.job, ph: cn.ph, begin: cn.begin})
-		c.release(cn)
+		heap.Pop(&c.timeouts)
+		list = append(list, cn)
 	}
 	c.mu.Unlock()
-	for i, e := range list {
-		closeSocket(e.fd, e.ph != phaseConnect)
-		e.j.finish(why, e.ph, time.Since(e.begin))
-		list[i] = ended{}
+	// Only the loop releases a conn on the heap: these are still active.
+	for i, cn := range list {
+		j, ph, lat := cn.job, cn.ph, time.Since(cn.begin)
+		c.recycle(cn)
+		c.mu.Lock()
+		c.release(cn)
+		c.mu.Unlock()
+		j.finish(why, ph, lat)
+		list[i] = nil
 	}
 	c.expired = list[:0]
 }
@@ -432,6 +540,17 @@ func rawConnect(fd int, target netip.AddrPort) error {
 		p[0], p[1] = byte(port>>8), byte(port)
 		_, _, e = unix.RawSyscall(unix.SYS_CONNECT, uintptr(fd), uintptr(unsafe.Pointer(&sa)), unsafe.Sizeof(sa))
 	}
+	if e != 0 {
+		return e
+	}
+	return nil
+}
+
+// rawDisconnect dissolves a socket's connection (connect to AF_UNSPEC):
+// one past the handshake is reset, and the socket can connect again.
+func rawDisconnect(fd int) error {
+	sa := unix.RawSockaddrInet4{Family: unix.AF_UNSPEC}
+	_, _, e := unix.RawSyscall(unix.SYS_CONNECT, uintptr(fd), uintptr(unsafe.Pointer(&sa)), unsafe.Sizeof(sa))
 	if e != 0 {
 		return e
 	}
