@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -77,31 +78,98 @@ type VirtualService struct {
 
 // Real is one real server of a virtual service.
 type Real struct {
-	Addr    netip.Addr `json:"addr"`
-	Port    uint16     `json:"port"`
-	Weight  int        `json:"weight"`
-	Forward string     `json:"forward"` // dr | nat | tun
-	// Tunnel is the encapsulation of forward tun (zero otherwise).
-	Tunnel Tunnel `json:"tunnel,omitzero"`
+	Addr netip.Addr `json:"addr"`
+	Port uint16     `json:"port"`
+	// Tunnel is the encapsulation of forward tun (zero otherwise). It
+	// packs next to Port.
+	Tunnel  Tunnel `json:"tunnel,omitzero"`
+	Weight  int    `json:"weight"`
+	Forward string `json:"forward"` // dr | nat | tun
 }
 
 // Tunnel is an IPVS tunnel encapsulation.
 type Tunnel struct {
-	Type     string `json:"type"`           // ipip | gue | gre
-	Port     uint16 `json:"port,omitempty"` // GUE's UDP port
-	Checksum string `json:"checksum"`       // none | csum | remcsum
+	Type     TunnelType     `json:"type"`
+	Port     uint16         `json:"port,omitempty"` // GUE's UDP port
+	Checksum TunnelChecksum `json:"checksum"`
 }
 
 // String renders "gue:6080 csum", or "ipip".
 func (t Tunnel) String() string {
-	s := t.Type
+	s := t.Type.String()
 	if t.Port != 0 {
 		s += fmt.Sprintf(":%d", t.Port)
 	}
-	if t.Checksum != "" && t.Checksum != "none" {
-		s += " " + t.Checksum
+	if t.Checksum > NoChecksum {
+		s += " " + t.Checksum.String()
 	}
 	return s
+}
+
+// TunnelType is a tunnel's encapsulation; zero is unset.
+type TunnelType uint8
+
+// Tunnel types.
+const (
+	IPIP TunnelType = iota + 1
+	GUE
+	GRE
+)
+
+// TunnelChecksum is a tunnel's checksum mode; zero is unset.
+type TunnelChecksum uint8
+
+// Checksum modes.
+const (
+	NoChecksum TunnelChecksum = iota + 1
+	Checksum
+	RemoteChecksum
+)
+
+var (
+	tunnelTypeNames = []string{"", "ipip", "gue", "gre"}
+	checksumNames   = []string{"", "none", "csum", "remcsum"}
+)
+
+func (t TunnelType) String() string                   { return enumName(tunnelTypeNames, t) }
+func (t TunnelType) MarshalText() ([]byte, error)     { return []byte(t.String()), nil }
+func (t *TunnelType) UnmarshalText(b []byte) error    { return enumParse(tunnelTypeNames, t, string(b)) }
+func (c TunnelChecksum) String() string               { return enumName(checksumNames, c) }
+func (c TunnelChecksum) MarshalText() ([]byte, error) { return []byte(c.String()), nil }
+func (c *TunnelChecksum) UnmarshalText(b []byte) error {
+	return enumParse(checksumNames, c, string(b))
+}
+
+// ParseTunnel reads a tunnel as the configuration writes it; empty names
+// give the defaults, ipip without checksum.
+func ParseTunnel(typ string, port uint16, checksum string) (Tunnel, error) {
+	t := Tunnel{Type: IPIP, Port: port, Checksum: NoChecksum}
+	if typ != "" {
+		if err := t.Type.UnmarshalText([]byte(typ)); err != nil {
+			return t, err
+		}
+	}
+	if checksum != "" {
+		if err := t.Checksum.UnmarshalText([]byte(checksum)); err != nil {
+			return t, err
+		}
+	}
+	return t, nil
+}
+
+func enumName[T ~uint8](names []string, v T) string {
+	if int(v) < len(names) {
+		return names[v]
+	}
+	return fmt.Sprintf("%d", v)
+}
+
+func enumParse[T ~uint8](names []string, v *T, s string) error {
+	if i := slices.Index(names, s); i > 0 {
+		*v = T(i)
+		return nil
+	}
+	return fmt.Errorf("%q is not one of %s", s, strings.Join(names[1:], ", "))
 }
 
 // AddrPort returns the real server's address and port.

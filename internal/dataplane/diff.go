@@ -137,7 +137,7 @@ func diffServices(have, want []VirtualService) ([]ServiceChange, []RealChange) {
 // appendRealChanges appends the changes that turn one service's reals from
 // have into want.
 func appendRealChanges(out []RealChange, key ServiceKey, have, want []Real) []RealChange {
-	if slices.Equal(have, want) {
+	if sameSlice(have, want) || slices.Equal(have, want) {
 		return out
 	}
 	h := make(map[netip.AddrPort]Real, len(have))
@@ -162,6 +162,12 @@ func appendRealChanges(out []RealChange, key ServiceKey, have, want []Real) []Re
 		}
 	}
 	return out
+}
+
+// sameSlice reports whether a and b are the same memory: a state and its
+// successor share the reals of the services that did not change.
+func sameSlice(a, b []Real) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
 }
 
 func diffRules(have, want []MarkRule) []RuleChange {
@@ -242,7 +248,7 @@ func (d Diff) Lines() []string {
 // forwardString is "dr", "nat", or "tun" with its tunnel when it is not
 // plain ipip ("tun gue:6080 csum").
 func forwardString(r Real) string {
-	if r.Tunnel == (Tunnel{}) || r.Tunnel == (Tunnel{Type: "ipip", Checksum: "none"}) {
+	if r.Tunnel.Type <= IPIP && r.Tunnel.Checksum <= NoChecksum {
 		return r.Forward
 	}
 	return r.Forward + " " + r.Tunnel.String()

@@ -4,7 +4,6 @@
 package engine
 
 import (
-	"cmp"
 	"net/netip"
 	"slices"
 
@@ -263,7 +262,8 @@ func tunnelOf(s config.Service) dataplane.Tunnel {
 	if s.Forward != "tun" {
 		return dataplane.Tunnel{}
 	}
-	return dataplane.Tunnel{Type: cmp.Or(s.Tunnel.Type, "ipip"), Port: s.Tunnel.Port, Checksum: cmp.Or(s.Tunnel.Checksum, "none")}
+	t, _ := dataplane.ParseTunnel(s.Tunnel.Type, s.Tunnel.Port, s.Tunnel.Checksum) // validated with the configuration
+	return t
 }
 
 func family(a netip.Addr) int {

@@ -52,10 +52,11 @@ func forwardMethod(name string) (cfipvs.ForwardType, bool) {
 	return 0, false
 }
 
-var tunnelTypes = map[string]cfipvs.TunnelType{"ipip": cfipvs.IPIP, "gue": cfipvs.GUE, "gre": cfipvs.GRE}
+var tunnelTypes = map[dataplane.TunnelType]cfipvs.TunnelType{dataplane.IPIP: cfipvs.IPIP, dataplane.GUE: cfipvs.GUE, dataplane.GRE: cfipvs.GRE}
 
-var tunnelChecksums = map[string]cfipvs.TunnelFlags{
-	"none": cfipvs.TunnelEncapNoChecksum, "csum": cfipvs.TunnelEncapChecksum, "remcsum": cfipvs.TunnelEncapRemoteChecksum,
+var tunnelChecksums = map[dataplane.TunnelChecksum]cfipvs.TunnelFlags{
+	dataplane.NoChecksum: cfipvs.TunnelEncapNoChecksum, dataplane.Checksum: cfipvs.TunnelEncapChecksum,
+	dataplane.RemoteChecksum: cfipvs.TunnelEncapRemoteChecksum,
 }
 
 // normalizeTunnel spells out a real's tunnel as the kernel reports it
@@ -66,36 +67,36 @@ func normalizeTunnel(r *dataplane.Real) error {
 		r.Tunnel = dataplane.Tunnel{}
 		return nil
 	}
-	r.Tunnel.Type = cmp.Or(r.Tunnel.Type, "ipip")
-	r.Tunnel.Checksum = cmp.Or(r.Tunnel.Checksum, "none")
-	if r.Tunnel.Type != "gue" {
+	r.Tunnel.Type = cmp.Or(r.Tunnel.Type, dataplane.IPIP)
+	r.Tunnel.Checksum = cmp.Or(r.Tunnel.Checksum, dataplane.NoChecksum)
+	if r.Tunnel.Type != dataplane.GUE {
 		r.Tunnel.Port = 0
 	}
 	if _, ok := tunnelTypes[r.Tunnel.Type]; !ok {
-		return fmt.Errorf("real %s: unknown tunnel type %q", r.AddrPort(), r.Tunnel.Type)
+		return fmt.Errorf("real %s: unknown tunnel type %s", r.AddrPort(), r.Tunnel.Type)
 	}
 	if _, ok := tunnelChecksums[r.Tunnel.Checksum]; !ok {
-		return fmt.Errorf("real %s: unknown tunnel checksum %q", r.AddrPort(), r.Tunnel.Checksum)
+		return fmt.Errorf("real %s: unknown tunnel checksum %s", r.AddrPort(), r.Tunnel.Checksum)
 	}
 	return nil
 }
 
-// tunnelFromKernel names a kernel tunnel the way the configuration does.
+// tunnelFromKernel reads a kernel tunnel; what halb has no name for reads
+// as unset, so that it differs from anything wanted.
 func tunnelFromKernel(d cfipvs.Destination) dataplane.Tunnel {
-	t := dataplane.Tunnel{Type: fmt.Sprintf("type-%d", d.TunnelType), Port: d.TunnelPort,
-		Checksum: fmt.Sprintf("flags-%#x", uint16(d.TunnelFlags))}
-	for name, k := range tunnelTypes {
+	var t dataplane.Tunnel
+	for typ, k := range tunnelTypes {
 		if k == d.TunnelType {
-			t.Type = name
+			t.Type = typ
 		}
 	}
-	for name, f := range tunnelChecksums {
+	for c, f := range tunnelChecksums {
 		if f == d.TunnelFlags {
-			t.Checksum = name
+			t.Checksum = c
 		}
 	}
-	if t.Type != "gue" {
-		t.Port = 0
+	if t.Type == dataplane.GUE {
+		t.Port = d.TunnelPort
 	}
 	return t
 }
@@ -218,8 +219,11 @@ func realToKernel(r dataplane.Real) cfipvs.Destination {
 		fam = cfipvs.INET6
 	}
 	fwd, _ := forwardMethod(r.Forward)
-	return cfipvs.Destination{Address: r.Addr, Port: r.Port, Family: fam, Weight: uint32(r.Weight), FwdMethod: fwd,
-		TunnelType: tunnelTypes[r.Tunnel.Type], TunnelPort: r.Tunnel.Port, TunnelFlags: tunnelChecksums[r.Tunnel.Checksum]}
+	d := cfipvs.Destination{Address: r.Addr, Port: r.Port, Family: fam, Weight: uint32(r.Weight), FwdMethod: fwd}
+	if fwd == cfipvs.Tunnel {
+		d.TunnelType, d.TunnelPort, d.TunnelFlags = tunnelTypes[r.Tunnel.Type], r.Tunnel.Port, tunnelChecksums[r.Tunnel.Checksum]
+	}
+	return d
 }
 
 func realFromKernel(d cfipvs.Destination) dataplane.Real {

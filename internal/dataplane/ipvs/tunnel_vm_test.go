@@ -26,8 +26,8 @@ func TestGuestTunnelTypes(t *testing.T) {
 	}
 	st := dataplane.State{Services: []dataplane.VirtualService{
 		tun(80, dataplane.Tunnel{}), // ipip, no checksum: the defaults
-		tun(81, dataplane.Tunnel{Type: "gue", Port: 6080, Checksum: "remcsum"}),
-		tun(82, dataplane.Tunnel{Type: "gre", Checksum: "csum"}),
+		tun(81, dataplane.Tunnel{Type: dataplane.GUE, Port: 6080, Checksum: dataplane.RemoteChecksum}),
+		tun(82, dataplane.Tunnel{Type: dataplane.GRE, Checksum: dataplane.Checksum}),
 	}}
 	d, err := New(WithNetNS(nsFD(t, lb)), WithStateDir(t.TempDir()), WithProcSys(""))
 	must(t, err)
@@ -52,7 +52,7 @@ func TestGuestTunnelTypes(t *testing.T) {
 		t.Fatalf("reading back differs from what was written: %d writes\n%s", w, out)
 	}
 	// Another GUE port is one request, and the kernel has it.
-	st.Services[1] = tun(81, dataplane.Tunnel{Type: "gue", Port: 7080, Checksum: "none"})
+	st.Services[1] = tun(81, dataplane.Tunnel{Type: dataplane.GUE, Port: 7080, Checksum: dataplane.NoChecksum})
 	must(t, d2.Reconcile(context.Background(), st))
 	if _, w := d2.Messages(); w != 1 {
 		t.Errorf("changing a tunnel took %d writes, want 1", w)
