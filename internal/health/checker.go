@@ -36,7 +36,7 @@ type Checker struct {
 	mu      sync.Mutex
 	cfg     *config.Config
 	reload  chan struct{}
-	servers map[memberKey]serverRecord
+	servers map[memberKey]*serverRecord
 }
 
 // serverRecord is a pool server's status and the count of results in a
@@ -97,7 +97,7 @@ func New(cfg *config.Config, opts ...Option) *Checker {
 		newProber: newProber,
 		cfg:       cfg,
 		reload:    make(chan struct{}, 1),
-		servers:   map[memberKey]serverRecord{},
+		servers:   map[memberKey]*serverRecord{},
 	}
 	for _, o := range opts {
 		o(c)

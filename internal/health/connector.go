@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"sync"
+	"syscall"
 	"time"
 	"unsafe"
 
@@ -25,8 +27,13 @@ import (
 // the raw system calls.)
 type connector struct {
 	epfd, wakefd int
-	epoch        time.Time // deadlines count from here
-	buf          []byte    // the loop's read buffer
+	// The loop waits for epfd through the runtime's poller, so that no
+	// thread blocks in epoll_wait holding a P (which the runtime then
+	// hands off, again and again).
+	poll     *os.File
+	pollConn syscall.RawConn
+	epoch    time.Time // deadlines count from here
+	buf      []byte    // the loop's read buffer
 
 	mu       sync.Mutex
 	slots    []*conn // by token; a conn keeps its slot
@@ -114,8 +121,20 @@ func newConnector() (*connector, error) {
 		unix.Close(wakefd)
 		return nil, fmt.Errorf("epoll_ctl: %w", err)
 	}
-	c := &connector{epfd: epfd, wakefd: wakefd, epoch: time.Now(), buf: make([]byte, 16<<10),
-		idle: map[sockKey][]*conn{}, done: make(chan struct{})}
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		unix.Close(epfd)
+		unix.Close(wakefd)
+		return nil, fmt.Errorf("epoll fd: %w", err)
+	}
+	poll := os.NewFile(uintptr(epfd), "health-epoll")
+	pollConn, err := poll.SyscallConn()
+	if err != nil {
+		poll.Close()
+		unix.Close(wakefd)
+		return nil, fmt.Errorf("epoll fd: %w", err)
+	}
+	c := &connector{epfd: epfd, wakefd: wakefd, poll: poll, pollConn: pollConn, epoch: time.Now(),
+		buf: make([]byte, 16<<10), idle: map[sockKey][]*conn{}, done: make(chan struct{})}
 	go c.loop()
 	return c, nil
 }
@@ -142,7 +161,7 @@ func (c *connector) close() {
 			unix.Close(cn.fd)
 		}
 	}
-	unix.Close(c.epfd)
+	c.poll.Close()
 	unix.Close(c.wakefd)
 }
 
@@ -355,6 +374,7 @@ func (c *connector) lookup(tok uint64) *conn {
 func (c *connector) loop() {
 	defer close(c.done)
 	events := make([]unix.EpollEvent, 256)
+	deadline := time.Duration(-1) // set on poll
 	for {
 		c.mu.Lock()
 		if c.closed {
@@ -366,18 +386,30 @@ func (c *connector) loop() {
 		if len(c.timeouts) > 0 && (c.wakeAt < 0 || c.timeouts[0].deadline < c.wakeAt) {
 			c.wakeAt = c.timeouts[0].deadline
 		}
-		timeout := -1
-		if c.wakeAt >= 0 {
-			timeout = int(max((c.wakeAt-now+time.Millisecond-1)/time.Millisecond, 0))
+		if c.wakeAt != deadline {
+			deadline = c.wakeAt
+			var t time.Time // none
+			if deadline >= 0 {
+				t = c.epoch.Add(deadline)
+			}
+			c.poll.SetReadDeadline(t)
 		}
 		c.sleeping = true
 		c.mu.Unlock()
-		n, err := unix.EpollWait(c.epfd, events, timeout)
+		n := 0
+		var werr error
+		err := c.pollConn.Read(func(fd uintptr) bool {
+			n, werr = epollWaitNow(int(fd), events)
+			return n > 0 || (werr != nil && werr != unix.EINTR)
+		})
 		c.mu.Lock()
 		c.sleeping = false
 		c.mu.Unlock()
-		if err != nil && err != unix.EINTR {
-			panic(fmt.Sprintf("health connector: epoll_wait: %v", err)) // a bad descriptor: a bug
+		if werr != nil && werr != unix.EINTR {
+			panic(fmt.Sprintf("health connector: epoll_wait: %v", werr)) // a bad descriptor: a bug
+		}
+		if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+			panic(fmt.Sprintf("health connector: waiting for epoll: %v", err))
 		}
 		for i := range n {
 			t := token(&events[i])
@@ -544,6 +576,15 @@ func rawConnect(fd int, target netip.AddrPort) error {
 		return e
 	}
 	return nil
+}
+
+// epollWaitNow returns the events ready now, without waiting.
+func epollWaitNow(epfd int, events []unix.EpollEvent) (int, error) {
+	n, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(epfd), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 0, 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(n), nil
 }
 
 // rawDisconnect dissolves a socket's connection (connect to AF_UNSPEC):

@@ -1,7 +1,6 @@
 package health
 
 import (
-	"container/heap"
 	"context"
 	"hash/fnv"
 	"sync"
@@ -42,7 +41,7 @@ type probe struct {
 	members []*member
 	servers []PoolServer // of members, for the result hook
 	next    time.Time
-	index   int // in the scheduler's heap, -1 when out
+	removed bool // by a reload; the queue drops it when it comes up
 	running bool
 	waiting bool
 	ctx     context.Context
@@ -74,6 +73,7 @@ type member struct {
 	ramping bool
 	upSince time.Time
 	since   time.Time
+	rec     *serverRecord // in the checker's servers once recorded
 }
 
 type probeResult struct {
@@ -89,7 +89,8 @@ type scheduler struct {
 	events   chan<- event.Health
 	probes   map[probeKey]*probe
 	members  map[memberKey]*member
-	queue    probeHeap
+	queue    probeQueue
+	epoch    time.Time // the queue's times count from here
 	waiting  []*probe
 	inflight int
 	// Results are batched: probes append to done and poke ready, so a
@@ -109,6 +110,7 @@ func newScheduler(c *Checker, ctx context.Context, events chan<- event.Health) *
 		members: map[memberKey]*member{},
 		ready:   make(chan struct{}, 1),
 		net:     c.net,
+		epoch:   c.clock.Now(),
 	}
 }
 
@@ -138,7 +140,7 @@ func (s *scheduler) apply(cfg *config.Config) {
 			s.c.log.Warn("health check cannot run", "check", spec.name, "reason", string(b))
 		}
 		s.probes[key] = p
-		heap.Push(&s.queue, p)
+		s.queue.push(p, p.next.Sub(s.epoch))
 		added++
 	}
 	s.c.log.Info("health checks configured", "checks", len(specs), "pool_servers", len(mspecs), "added", added, "removed", removed)
@@ -188,9 +190,7 @@ func spread(key probeKey, interval time.Duration) time.Duration {
 
 func (s *scheduler) remove(p *probe) {
 	p.cancel()
-	if p.index >= 0 {
-		heap.Remove(&s.queue, p.index)
-	}
+	p.removed = true
 	if p.waiting {
 		for i, w := range s.waiting {
 			if w == p {
@@ -207,7 +207,7 @@ func (s *scheduler) nextDue() (time.Duration, bool) {
 	if len(s.queue) == 0 {
 		return 0, false
 	}
-	return max(s.queue[0].next.Sub(s.c.clock.Now()), 0), true
+	return max(s.queue[0].due-s.c.clock.Now().Sub(s.epoch), 0), true
 }
 
 // batchWindow is how early a check may start to share a wake-up with
@@ -220,15 +220,19 @@ const batchWindow = 10 * time.Millisecond
 // when it is due again skips that round.
 func (s *scheduler) dispatchDue() {
 	now := s.c.clock.Now()
-	horizon := now.Add(batchWindow)
-	for len(s.queue) > 0 && !s.queue[0].next.After(horizon) {
-		p := s.queue[0]
+	horizon := now.Add(batchWindow).Sub(s.epoch)
+	for len(s.queue) > 0 && s.queue[0].due <= horizon {
+		p := s.queue[0].p
+		if p.removed {
+			s.queue.pop()
+			continue
+		}
 		interval := max(p.spec.check.Interval.D(), time.Millisecond)
 		p.next = p.next.Add(interval)
 		if p.next.Before(now) {
 			p.next = now.Add(interval)
 		}
-		heap.Fix(&s.queue, 0)
+		s.queue.fixTop(p.next.Sub(s.epoch))
 		if p.running || p.waiting {
 			continue
 		}
@@ -299,8 +303,8 @@ func (s *scheduler) onResult(res probeResult) {
 	if !res.r.OK {
 		s.c.failures.Add(1)
 	}
-	if s.probes[p.spec.key] != p {
-		return // removed by a reload while it ran
+	if p.removed {
+		return // by a reload while it ran
 	}
 	if s.c.hook != nil {
 		s.c.hook(CheckResult{Type: p.spec.check.Type, Check: p.spec.name, Result: res.r, Servers: p.servers})
@@ -397,7 +401,11 @@ func (s *scheduler) record(m *member, cause *probe, up bool) {
 		st.Up = m.up
 	}
 	s.c.mu.Lock()
-	s.c.servers[m.spec.key] = serverRecord{st, cause.state.consecutive()}
+	if m.rec == nil {
+		m.rec = &serverRecord{}
+		s.c.servers[m.spec.key] = m.rec
+	}
+	*m.rec = serverRecord{st, cause.state.consecutive()}
 	s.c.mu.Unlock()
 }
 
@@ -410,25 +418,59 @@ func (s *scheduler) stop() {
 	s.wg.Wait()
 }
 
-// probeHeap orders probes by their next check.
-type probeHeap []*probe
+// probeQueue orders probes by their next check: a binary heap whose
+// keys sit in the array, so that ordering touches no probe.
+type probeQueue []queued
 
-func (h probeHeap) Len() int           { return len(h) }
-func (h probeHeap) Less(i, j int) bool { return h[i].next.Before(h[j].next) }
-func (h probeHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].index, h[j].index = i, j
+type queued struct {
+	due time.Duration // since the scheduler's epoch
+	p   *probe
 }
-func (h *probeHeap) Push(x any) {
-	p := x.(*probe)
-	p.index = len(*h)
-	*h = append(*h, p)
+
+func (q *probeQueue) push(p *probe, due time.Duration) {
+	*q = append(*q, queued{due, p})
+	h := *q
+	for i := len(h) - 1; i > 0; {
+		parent := (i - 1) / 2
+		if h[parent].due <= h[i].due {
+			break
+		}
+		h[parent], h[i] = h[i], h[parent]
+		i = parent
+	}
 }
-func (h *probeHeap) Pop() any {
-	old := *h
-	p := old[len(old)-1]
-	old[len(old)-1] = nil
-	p.index = -1
-	*h = old[:len(old)-1]
-	return p
+
+// fixTop gives the first probe a new due time.
+func (q probeQueue) fixTop(due time.Duration) {
+	q[0].due = due
+	q.down(0)
+}
+
+func (q *probeQueue) pop() {
+	h := *q
+	n := len(h) - 1
+	h[0] = h[n]
+	h[n] = queued{}
+	*q = h[:n]
+	if n > 0 {
+		q.down(0)
+	}
+}
+
+func (q probeQueue) down(i int) {
+	for {
+		l := 2*i + 1
+		if l >= len(q) {
+			return
+		}
+		m := l
+		if r := l + 1; r < len(q) && q[r].due < q[l].due {
+			m = r
+		}
+		if q[i].due <= q[m].due {
+			return
+		}
+		q[i], q[m] = q[m], q[i]
+		i = m
+	}
 }
