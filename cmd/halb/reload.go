@@ -82,9 +82,20 @@ func notifyChanged(cur, next *config.Config) bool {
 }
 
 // restartNeeded lists the changes a running halb cannot apply: the data
-// plane is built once, with its table and state directory.
+// plane is built once, with its table and state directory; the status
+// socket is bound once; VRRP runs only if instances were configured at
+// start.
 func restartNeeded(cur, next *config.Config) []string {
 	var out []string
+	if cur.Dataplane != next.Dataplane {
+		out = append(out, fmt.Sprintf("dataplane: changed from %s to %s; restart halb to apply it", cur.Dataplane, next.Dataplane))
+	}
+	if cur.API.Socket != next.API.Socket {
+		out = append(out, fmt.Sprintf("api.socket: changed from %s to %s; restart halb to apply it", cur.API.Socket, next.API.Socket))
+	}
+	if len(cur.VRRP.Instances) == 0 && len(next.VRRP.Instances) > 0 {
+		out = append(out, "vrrp.instances: this node started without VRRP; restart halb to start it")
+	}
 	if !reflect.DeepEqual(cur.NFTables, next.NFTables) {
 		out = append(out, "nftables: changed; restart halb to apply it")
 	}

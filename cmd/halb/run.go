@@ -47,21 +47,30 @@ func runDaemon(args []string, stdout, stderr io.Writer) int {
 	if cfg == nil {
 		return 1
 	}
-	if *dpFlag != "" {
-		cfg.Dataplane = *dpFlag
-	}
-	if *socket != "" {
-		cfg.API.Socket = *socket
-	}
-	if err := serve(cfg, *cfgPath, log); err != nil {
+	ov := overrides{dataplane: *dpFlag, socket: *socket}
+	ov.apply(cfg)
+	if err := serve(cfg, *cfgPath, ov, log); err != nil {
 		log.Error("halb stopped", "err", err)
 		return 1
 	}
 	return 0
 }
 
+// overrides are the settings the command line gives in place of the
+// file's; they hold across reloads.
+type overrides struct{ dataplane, socket string }
+
+func (ov overrides) apply(c *config.Config) {
+	if ov.dataplane != "" {
+		c.Dataplane = ov.dataplane
+	}
+	if ov.socket != "" {
+		c.API.Socket = ov.socket
+	}
+}
+
 // serve runs the daemon until SIGTERM or SIGINT, reloading on SIGHUP.
-func serve(cfg *config.Config, path string, log *slog.Logger) error {
+func serve(cfg *config.Config, path string, ov overrides, log *slog.Logger) error {
 	dp, dpName, err := newDataplane(cfg, log)
 	if err != nil {
 		return err
@@ -113,7 +122,7 @@ func serve(cfg *config.Config, path string, log *slog.Logger) error {
 				return
 			case <-hup:
 				o.reloading()
-				reload(ctx, eng, o, cfg, path, log)
+				reload(ctx, eng, o, ov, path, log)
 				o.reloaded()
 			}
 		}
@@ -129,7 +138,7 @@ func serve(cfg *config.Config, path string, log *slog.Logger) error {
 // reload re-reads the configuration; a bad one is refused with its errors
 // and the running one stays. What ops runs (notifiers, metrics listener)
 // follows the new configuration.
-func reload(ctx context.Context, eng *engine.Engine, o *ops, running *config.Config, path string, log *slog.Logger) {
+func reload(ctx context.Context, eng *engine.Engine, o *ops, ov overrides, path string, log *slog.Logger) {
 	next, diags := loadConfig(path)
 	if next == nil {
 		errs := strings.Split(strings.TrimSpace(diags.Errors().String()), "\n")
@@ -140,8 +149,7 @@ func reload(ctx context.Context, eng *engine.Engine, o *ops, running *config.Con
 	for _, d := range diags {
 		log.Warn("reload: " + d.String())
 	}
-	// What the command line overrode stays overridden.
-	next.Dataplane, next.API.Socket = running.Dataplane, running.API.Socket
+	ov.apply(next) // what the command line overrode stays overridden
 	apply, errs := o.prepareReload(next)
 	if len(errs) > 0 {
 		log.Error("reload refused: the running configuration stays", "errors", strings.Join(errs, "; "))
