@@ -204,3 +204,29 @@ func waitFor(t *testing.T, ctx context.Context, what string, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestValidateConfigID: --config-id picks a keepalived.conf's @ lines,
+// so that one file serves both nodes.
+func TestValidateConfigID(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "keepalived.conf")
+	os.WriteFile(f, []byte(`vrrp_instance web {
+    interface eth0
+    virtual_router_id 9
+    @lb-a priority 150
+    @lb-b priority 100
+    @broken priority 300
+    virtual_ipaddress {
+        192.0.2.9/24
+    }
+}
+`), 0o644)
+	for _, id := range []string{"lb-a", "lb-b"} {
+		if code, _, stderr := runCLI("validate", "--config-id", id, f); code != 0 {
+			t.Errorf("--config-id %s: exit %d, stderr:\n%s", id, code, stderr)
+		}
+	}
+	code, _, stderr := runCLI("validate", "--config-id", "broken", f)
+	if code != 1 || !strings.Contains(stderr, f+":6:22: ") || !strings.Contains(stderr, "300") {
+		t.Errorf("--config-id broken: exit %d, stderr:\n%s", code, stderr)
+	}
+}

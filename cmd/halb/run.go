@@ -27,12 +27,13 @@ func runDaemon(args []string, stdout, stderr io.Writer) int {
 	cfgPath := fs.String("config", "", "configuration `FILE` (YAML, or a keepalived.conf)")
 	dpFlag := fs.String("dataplane", "", "data plane: auto, ipvs, nftables or none (overrides the config)")
 	socket := fs.String("socket", "", "status socket `PATH` (overrides api.socket)")
+	configID := fs.String("config-id", "", "select a keepalived.conf's @`ID` lines (default: the host name up to its first dot)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	if *cfgPath == "" || fs.NArg() != 0 {
-		fmt.Fprintln(stderr, "usage: halb run --config FILE [--dataplane auto|ipvs|nftables|none] [--socket PATH]")
+		fmt.Fprintln(stderr, "usage: halb run --config FILE [--dataplane auto|ipvs|nftables|none] [--socket PATH] [--config-id ID]")
 		return 2
 	}
 	var lvl slog.Level
@@ -42,12 +43,12 @@ func runDaemon(args []string, stdout, stderr io.Writer) int {
 	}
 	log := slog.New(sdnotify.LogHandler(stderr, &slog.HandlerOptions{Level: lvl}))
 
-	cfg, diags := loadConfig(*cfgPath)
+	ov := overrides{dataplane: *dpFlag, socket: *socket, configID: *configID}
+	cfg, diags := loadConfig(*cfgPath, ov.configID)
 	io.WriteString(stderr, diags.String())
 	if cfg == nil {
 		return 1
 	}
-	ov := overrides{dataplane: *dpFlag, socket: *socket}
 	ov.apply(cfg)
 	if err := serve(cfg, *cfgPath, ov, log); err != nil {
 		log.Error("halb stopped", "err", err)
@@ -56,9 +57,10 @@ func runDaemon(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// overrides are the settings the command line gives in place of the
-// file's; they hold across reloads.
-type overrides struct{ dataplane, socket string }
+// overrides are what the command line sets in place of the file
+// (dataplane, socket) or for reading it (a keepalived.conf's config-id);
+// they hold across reloads.
+type overrides struct{ dataplane, socket, configID string }
 
 func (ov overrides) apply(c *config.Config) {
 	if ov.dataplane != "" {
@@ -139,7 +141,7 @@ func serve(cfg *config.Config, path string, ov overrides, log *slog.Logger) erro
 // and the running one stays. What ops runs (notifiers, metrics listener)
 // follows the new configuration.
 func reload(ctx context.Context, eng *engine.Engine, o *ops, ov overrides, path string, log *slog.Logger) {
-	next, diags := loadConfig(path)
+	next, diags := loadConfig(path, ov.configID)
 	if next == nil {
 		errs := strings.Split(strings.TrimSpace(diags.Errors().String()), "\n")
 		log.Error("reload refused: the new configuration has errors; the running one stays", "errors", strings.Join(errs, "; "))

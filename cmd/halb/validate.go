@@ -14,7 +14,8 @@ func init() {
 func runValidate(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprintln(stderr, "usage: halb validate FILE...") }
+	configID := fs.String("config-id", "", "select a keepalived.conf's @`ID` lines (default: the host name up to its first dot)")
+	fs.Usage = func() { fmt.Fprintln(stderr, "usage: halb validate [--config-id ID] FILE...") }
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -24,7 +25,7 @@ func runValidate(args []string, stdout, stderr io.Writer) int {
 	}
 	failed := false
 	for _, file := range fs.Args() {
-		_, diags := loadConfig(file)
+		_, diags := loadConfig(file, *configID)
 		io.WriteString(stderr, diags.String())
 		if diags.HasErrors() {
 			failed = true
