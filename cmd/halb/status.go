@@ -162,8 +162,12 @@ func groupServices(entries []api.Service) []serviceGroup {
 		if a, err := netip.ParseAddr(e.VIP); err == nil && a.Is6() {
 			vip = "[" + e.VIP + "]"
 		}
+		endpoint := vip + ":" + port
+		if e.VIP == "" {
+			endpoint = fmt.Sprintf("fwmark %d ipv%d", e.Mark, e.Family)
+		}
 		groups[i].entries = append(groups[i].entries, e)
-		groups[i].endpoints = append(groups[i].endpoints, vip+":"+port)
+		groups[i].endpoints = append(groups[i].endpoints, endpoint)
 	}
 	return groups
 }

@@ -44,7 +44,8 @@ type Instance struct {
 type Service struct {
 	Name      string   `json:"name"`
 	Protocol  string   `json:"protocol"`
-	VIP       string   `json:"vip"`
+	VIP       string   `json:"vip"` // "" for a mark service without VIPs
+	Family    int      `json:"family"`
 	Port      uint16   `json:"port"`
 	PortEnd   uint16   `json:"port_end,omitempty"`
 	Mark      uint32   `json:"mark"`

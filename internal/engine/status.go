@@ -50,6 +50,19 @@ func (e *Engine) status() api.Status {
 func (e *Engine) serviceStatus(s config.Service) []api.Service {
 	pool := e.cfg.Pools[s.Pool]
 	var out []api.Service
+	if len(s.VIPs) == 0 { // an external mark: rules outside halb pick its packets
+		for _, fam := range poolFamilies(pool) {
+			as := api.Service{Name: s.Name, Protocol: s.Protocol, Family: fam, Mark: s.Mark.Value,
+				Scheduler: s.Scheduler, Forward: s.Forward, Pool: s.Pool, Servers: []api.Server{}}
+			for i, srv := range pool.Servers {
+				if family(srv.Address) == fam {
+					as.Servers = append(as.Servers, e.serverStatus(pool.Name, i, srv))
+				}
+			}
+			out = append(out, as)
+		}
+		return out
+	}
 	for _, vip := range s.VIPs {
 		mark := uint32(0)
 		switch s.Mark.Mode {
@@ -61,7 +74,7 @@ func (e *Engine) serviceStatus(s config.Service) []api.Service {
 			mark = s.Mark.Value
 		}
 		for _, p := range s.Ports {
-			as := api.Service{Name: s.Name, Protocol: s.Protocol, VIP: vip.String(), Port: p.Lo, Mark: mark,
+			as := api.Service{Name: s.Name, Protocol: s.Protocol, VIP: vip.String(), Family: family(vip), Port: p.Lo, Mark: mark,
 				Scheduler: s.Scheduler, Forward: s.Forward, Pool: s.Pool, Servers: []api.Server{}}
 			if !p.Single() {
 				as.PortEnd = p.Hi

@@ -106,7 +106,10 @@ func serviceLine(s api.Service) string {
 		port += fmt.Sprintf("-%d", s.PortEnd)
 	}
 	l := fmt.Sprintf("%s %s %s", s.Name, s.Protocol, hostPort(s.VIP, port))
-	if s.Mark != 0 {
+	switch {
+	case s.VIP == "":
+		l = fmt.Sprintf("%s fwmark %d ipv%d", s.Name, s.Mark, s.Family)
+	case s.Mark != 0:
 		l += fmt.Sprintf(" fwmark %d", s.Mark)
 	}
 	return l + fmt.Sprintf(" (%s, %s)", s.Scheduler, s.Forward)

@@ -156,12 +156,8 @@ func (p *Page) services(ctx context.Context, st api.Status) []serviceView {
 // serviceKey is the data plane's key of a status service entry.
 func serviceKey(s api.Service) dataplane.ServiceKey {
 	a, _ := netip.ParseAddr(s.VIP)
-	fam := 4
-	if a.Is6() {
-		fam = 6
-	}
 	if s.Mark != 0 {
-		return dataplane.ServiceKey{Family: fam, Mark: s.Mark}
+		return dataplane.ServiceKey{Family: s.Family, Mark: s.Mark}
 	}
-	return dataplane.ServiceKey{Family: fam, Protocol: s.Protocol, Addr: a, Port: s.Port}
+	return dataplane.ServiceKey{Family: s.Family, Protocol: s.Protocol, Addr: a, Port: s.Port}
 }
