@@ -55,22 +55,7 @@ pools:
     servers: [{address: 198.51.100.11}]
 api: {metrics: "127.0.0.1:9470"}
 `), 0o644)
-	halb := lb.Command(ctx, labtest.HalbBinary(t), "run", "--config", cfgPath, "--dataplane", "none", "--socket", sock)
-	logf, _ := os.Create(filepath.Join(dir, "halb.log"))
-	halb.Stdout, halb.Stderr = logf, logf
-	if err := halb.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { halb.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		halb.Process.Kill()
-		<-exited
-		if t.Failed() {
-			b, _ := os.ReadFile(filepath.Join(dir, "halb.log"))
-			t.Logf("halb log:\n%s", b)
-		}
-	})
+	halb, exited := startDryRun(ctx, t, lb, cfgPath, sock, dir)
 
 	// scrape reads /metrics on the listener inside the lab and parses it.
 	scrape := func() map[string]*dto.MetricFamily {

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -15,6 +16,7 @@ import (
 
 	"halb/internal/api"
 	"halb/internal/lab/labtest"
+	"halb/internal/lab/netns"
 	"halb/internal/notify"
 )
 
@@ -106,22 +108,7 @@ api: {metrics: %q}
 	cfgPath := filepath.Join(dir, "halb.yaml")
 	sock := filepath.Join(dir, "halb.sock")
 	os.WriteFile(cfgPath, []byte(config(urls[0], oldMetrics, both, "halb")), 0o644)
-	halb := lb.Command(ctx, labtest.HalbBinary(t), "run", "--config", cfgPath, "--dataplane", "none", "--socket", sock)
-	logf, _ := os.Create(filepath.Join(dir, "halb.log"))
-	halb.Stdout, halb.Stderr = logf, logf
-	if err := halb.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { halb.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		halb.Process.Kill()
-		<-exited
-		if t.Failed() {
-			b, _ := os.ReadFile(filepath.Join(dir, "halb.log"))
-			t.Logf("halb log:\n%s", b)
-		}
-	})
+	halb, _ := startDryRun(ctx, t, lb, cfgPath, sock, dir)
 	series := func(addr, name, server string) bool {
 		body, err := getIn(lb.Name, addr, "/metrics")
 		if err != nil {
@@ -191,4 +178,32 @@ api: {metrics: %q}
 	if n := len(hooks[0].messages()); n != n0 {
 		t.Errorf("the old receiver got %d more messages", n-n0)
 	}
+}
+
+// startDryRun runs "halb run --dataplane none" with cfgPath in host h,
+// its log in dir. It is killed when the test ends, and its log shown if
+// the test failed; exited closes when it exits.
+func startDryRun(ctx context.Context, t *testing.T, h *netns.Host, cfgPath, sock, dir string) (halb *exec.Cmd, exited <-chan struct{}) {
+	t.Helper()
+	halb = h.Command(ctx, labtest.HalbBinary(t), "run", "--config", cfgPath, "--dataplane", "none", "--socket", sock)
+	logf, err := os.Create(filepath.Join(dir, "halb.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	halb.Stdout, halb.Stderr = logf, logf
+	if err := halb.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { halb.Wait(); close(done) }()
+	t.Cleanup(func() {
+		halb.Process.Kill()
+		<-done
+		logf.Close()
+		if t.Failed() {
+			b, _ := os.ReadFile(filepath.Join(dir, "halb.log"))
+			t.Logf("halb log:\n%s", b)
+		}
+	})
+	return halb, done
 }

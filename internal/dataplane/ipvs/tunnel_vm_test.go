@@ -6,8 +6,6 @@ import (
 	"testing"
 
 	"halb/internal/dataplane"
-	"halb/internal/lab/labtest"
-	"halb/internal/lab/vm"
 )
 
 // TestGuestTunnelTypes programs TUN real servers with each tunnel type
@@ -15,11 +13,7 @@ import (
 // checksum), reads them back unchanged, and changes one tunnel with one
 // request.
 func TestGuestTunnelTypes(t *testing.T) {
-	vm.RequireGuest(t)
-	lb, err := labtest.NewLab(t).AddHost("lb")
-	must(t, err)
-	must(t, lb.IP("link", "add", "d0", "up", "type", "dummy"))
-	must(t, lb.IP("addr", "add", "198.51.100.1/24", "dev", "d0"))
+	lb := routedLB(t)
 	tun := func(port uint16, tunnel dataplane.Tunnel) dataplane.VirtualService {
 		return dataplane.VirtualService{Key: dataplane.ServiceKey{Family: 4, Protocol: "tcp", Addr: vip4, Port: port}, Scheduler: "wlc",
 			Reals: []dataplane.Real{{Addr: rs1, Port: port, Weight: 1, Forward: "tun", Tunnel: tunnel}}}

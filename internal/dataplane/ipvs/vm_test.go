@@ -8,6 +8,7 @@ import (
 
 	"halb/internal/dataplane"
 	"halb/internal/lab/labtest"
+	"halb/internal/lab/netns"
 	"halb/internal/lab/vm"
 )
 
@@ -165,13 +166,7 @@ func serviceStats(t *testing.T, n *node, name string) uint64 {
 // kernel offers, and the mh/sh flags, IPv4 and IPv6, all forwarding
 // methods; reading back gives what was asked.
 func TestGuestAllSchedulers(t *testing.T) {
-	vm.RequireGuest(t)
-	lb, err := labtest.NewLab(t).AddHost("lb")
-	must(t, err)
-	// Real servers must be routable: a dummy interface on their subnets.
-	must(t, lb.IP("link", "add", "d0", "up", "type", "dummy"))
-	must(t, lb.IP("addr", "add", "198.51.100.1/24", "dev", "d0"))
-	must(t, lb.IP("-6", "addr", "add", "2001:db8:1::1/64", "dev", "d0", "nodad"))
+	lb := routedLB(t)
 	d, err := New(WithNetNS(nsFD(t, lb)), WithStateDir(t.TempDir()))
 	must(t, err)
 	defer d.Close()
@@ -211,4 +206,17 @@ func TestGuestAllSchedulers(t *testing.T) {
 			t.Errorf("ipvsadm -Ln lacks %q:\n%s", want, out)
 		}
 	}
+}
+
+// routedLB is a guest namespace whose real servers are routable: a dummy
+// interface on their subnets.
+func routedLB(t *testing.T) *netns.Host {
+	t.Helper()
+	vm.RequireGuest(t)
+	lb, err := labtest.NewLab(t).AddHost("lb")
+	must(t, err)
+	must(t, lb.IP("link", "add", "d0", "up", "type", "dummy"))
+	must(t, lb.IP("addr", "add", "198.51.100.1/24", "dev", "d0"))
+	must(t, lb.IP("-6", "addr", "add", "2001:db8:1::1/64", "dev", "d0", "nodad"))
+	return lb
 }
