@@ -24,4 +24,13 @@ func TestVRRPSchedulingKeys(t *testing.T) {
 	if len(diags.Errors()) != 0 || !strings.Contains(diags.String(), "warning: vrrp: realtime_priority and lock_memory apply only") {
 		t.Errorf("no instances: %q", diags)
 	}
+	short := strings.Replace(base, "      priority: 150\n", "      priority: 150\n      advert_interval: 50ms\n", 1)
+	_, diags = Parse("n.yaml", []byte(short), Options{})
+	if len(diags.Errors()) != 0 || !strings.Contains(diags.String(), "warning: vrrp.instances[0].advert_interval: 50ms without vrrp.realtime_priority") {
+		t.Errorf("50 ms without real time: %q", diags)
+	}
+	_, diags = Parse("n.yaml", []byte(strings.Replace(short, "vrrp:\n", "vrrp:\n  realtime_priority: 1\n", 1)), Options{})
+	if len(diags) != 0 {
+		t.Errorf("50 ms in real time: %q", diags)
+	}
 }
