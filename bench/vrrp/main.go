@@ -55,6 +55,7 @@ var (
 	hogs          = flag.Bool("hogs", true, "soak with a CPU hog in each node")
 	phase         = flag.String("phase", "advert", "when the master dies: advert (half an interval after an advert of the master seen on the switch, the same phase for every daemon) or random (a random point of the advert cycle)")
 	rtPrio        = flag.Int("rt", 0, "real-time priority (1..99) and locked memory for both daemons: vrrp.realtime_priority and lock_memory, keepalived's vrrp_rt_priority and vrrp_no_swap (0: normal scheduling)")
+	verbose       = flag.Bool("v", false, "copy every line the daemons log to stderr")
 	halbBin       = flag.String("halb", "", "run this halb binary (halb run --dataplane none) instead of the VRRP runner built in")
 	role          = flag.String("role", "", "internal: node CONFIG | serve NAME | probe ADDR | hog")
 )
@@ -409,6 +410,9 @@ vrrp_instance vi {
 		wg.Go(func() {
 			sc := bufio.NewScanner(r)
 			for sc.Scan() {
+				if *verbose {
+					fmt.Fprintf(os.Stderr, "%s %d: %s\n", kind, n, sc.Text())
+				}
 				if t, ok := parse(sc.Text()); ok {
 					select {
 					case d.transitions <- t:
