@@ -21,7 +21,8 @@ import (
 // would: raw non-blocking sockets, one epoll loop that also keeps the
 // checks' timeouts (in a heap), and no goroutine, timer or thread
 // hand-off per check, so that thousands of checks a second cost a few
-// system calls each. (A connect to a local namespace does the whole
+// system calls each. A check's socket is dissolved rather than closed
+// (connect to AF_UNSPEC) and kept for the next check. (A connect to a local namespace does the whole
 // handshake inside the system call, long enough for Go's runtime to hand
 // the thread off when it goes through the ordinary syscall path; hence
 // the raw system calls.)
@@ -39,11 +40,11 @@ type connector struct {
 	slots    []*conn // by token; a conn keeps its slot
 	free     []uint32
 	timeouts connHeap
-	// idle holds sockets that are connected nowhere (see end), still
+	// idle holds sockets that are connected nowhere (see recycle), still
 	// registered with epoll, by how they were set up; the most recently
 	// used last.
 	idle map[sockKey][]*conn
-	// sleeping is set while the loop waits in epoll_wait until wakeAt
+	// sleeping is set while the loop waits for events until wakeAt
 	// (forever when negative).
 	sleeping         bool
 	wakeAt           time.Duration
