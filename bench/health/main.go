@@ -176,6 +176,12 @@ func newLab(dir string) (*lab, error) {
 		{"ip", "-n", l.be, "link", "set", "lo", "up"},
 		{"ip", "-n", l.lb, "link", "set", "eth0", "up"},
 		{"ip", "-n", l.be, "link", "set", "eth0", "up"},
+		// Static neighbours: on a fresh link, neighbour discovery takes
+		// a second, which the first checker's first checks would pay.
+		{"ip", "-n", l.lb, "link", "set", "eth0", "address", "02:00:00:00:01:01"},
+		{"ip", "-n", l.be, "link", "set", "eth0", "address", "02:00:00:00:01:02"},
+		{"ip", "-n", l.lb, "neigh", "replace", "2001:db8:100::2", "lladdr", "02:00:00:00:01:02", "dev", "eth0", "nud", "permanent"},
+		{"ip", "-n", l.be, "neigh", "replace", "2001:db8:100::1", "lladdr", "02:00:00:00:01:01", "dev", "eth0", "nud", "permanent"},
 		{"ip", "-n", l.lb, "-6", "route", "add", pfx, "via", "2001:db8:100::2"},
 		{"ip", "-n", l.be, "-6", "route", "add", "local", pfx, "dev", "lo"},
 		{"ip", "netns", "exec", l.be, "nft", "add table inet halbbench; " +
@@ -482,6 +488,7 @@ func startHAProxy(ctx context.Context, mode, base string) (*target, error) {
   maxconn 2000
 defaults
   log global
+  option log-health-checks
   mode tcp
   timeout connect %[1]dms
   timeout check %[1]dms
