@@ -3,9 +3,11 @@
 // in a backend network namespace) checked every second over TCP and HTTP,
 // one checker after the other in the same run. It prints, per checker and
 // check type, the checks per second the backend saw, the checker's CPU and
-// RSS, and how long it took to take down servers that started refusing
-// connections (p50/p99). It needs root, iproute2, nftables, nginx and
-// haproxy.
+// RSS, how long it took to take down servers that started refusing
+// connections (p50/p99), and how many other servers it took down. Both
+// ends of every check run on this machine, so the CPU figures include the
+// backend's kernel work for the connections (the SYNs and resets it
+// handles). It needs root, iproute2, nftables, nginx and haproxy.
 //
 //	go run ./bench/health [-servers 10000] [-duration 20s] [-modes tcp,http]
 package main
