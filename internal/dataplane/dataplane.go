@@ -17,7 +17,8 @@ import (
 type Dataplane interface {
 	// Reconcile reads what the kernel has, and applies only the difference
 	// to want. It never flushes. Objects the data plane did not create are
-	// left alone.
+	// left alone. It may keep want until its next call, not longer: the
+	// caller then reuses older states' memory.
 	Reconcile(ctx context.Context, want State) error
 	// Close releases the data plane's resources; installed state stays.
 	Close() error
@@ -52,13 +53,19 @@ func (k ServiceKey) String() string {
 // Compare orders keys by mark (address services first), family,
 // protocol, address and port.
 func (k ServiceKey) Compare(o ServiceKey) int {
-	return cmp.Or(
-		cmp.Compare(k.Mark, o.Mark),
-		cmp.Compare(k.Family, o.Family),
-		cmp.Compare(k.Protocol, o.Protocol),
-		k.Addr.Compare(o.Addr),
-		cmp.Compare(k.Port, o.Port),
-	)
+	if c := cmp.Compare(k.Mark, o.Mark); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(k.Family, o.Family); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(k.Protocol, o.Protocol); c != 0 {
+		return c
+	}
+	if c := k.Addr.Compare(o.Addr); c != 0 {
+		return c
+	}
+	return cmp.Compare(k.Port, o.Port)
 }
 
 // VirtualService is one IPVS-style virtual service.

@@ -73,6 +73,9 @@ type Evaluation struct {
 	// at lists, per configuration service, the indexes of its virtual
 	// services in State.Services.
 	at map[string][]int
+	// spare is the memory of the state before State, which the next
+	// Update reuses.
+	spare []dataplane.VirtualService
 }
 
 // Desired computes the data plane's desired state. It is pure: the same
@@ -109,8 +112,10 @@ func Desired(in Inputs) Evaluation {
 // differ from its own (with the same configuration) only in VRRP states
 // and in the health of servers of the pools named in changed: it
 // evaluates those pools and the services that use them again. Pools are
-// updated in place; State is replaced, never changed, as the previous one
-// may still be in use. Afterwards ev equals Desired(in).
+// updated in place; State is replaced, never changed: the state before
+// stays valid until the next Update, which reuses its memory (so a data
+// plane may keep the last state it was given). Afterwards ev equals
+// Desired(in).
 func (ev *Evaluation) Update(in Inputs, changed []string) {
 	cfg := in.Config
 	ev.State.Sync = syncDaemons(cfg, in.VRRP)
@@ -124,7 +129,8 @@ func (ev *Evaluation) Update(in Inputs, changed []string) {
 	if len(dirty) == 0 {
 		return
 	}
-	ev.State.Services = slices.Clone(ev.State.Services)
+	ev.spare = append(ev.spare[:0], ev.State.Services...)
+	ev.State.Services, ev.spare = ev.spare, ev.State.Services
 	for _, s := range cfg.Services {
 		if !dirty[s.Pool] {
 			continue

@@ -39,6 +39,10 @@ func flagNames(sched string, f cfipvs.Flags) []string {
 
 var protocols = map[string]cfipvs.Protocol{"tcp": cfipvs.TCP, "udp": cfipvs.UDP, "sctp": cfipvs.SCTP}
 
+// knownProtocol reports whether IPVS balances a protocol (without a map
+// lookup: it is asked for every service of every state).
+func knownProtocol(name string) bool { return name == "tcp" || name == "udp" || name == "sctp" }
+
 // forwardMethod is the kernel's forwarding method of a configuration name.
 func forwardMethod(name string) (cfipvs.ForwardType, bool) {
 	switch name {
@@ -136,7 +140,7 @@ func normalize(s dataplane.VirtualService) (dataplane.VirtualService, error) {
 	} else {
 		s.Netmask = 0
 	}
-	if _, ok := protocols[s.Key.Protocol]; !ok && s.Key.Mark == 0 {
+	if s.Key.Mark == 0 && !knownProtocol(s.Key.Protocol) {
 		return s, fmt.Errorf("service %s: unknown protocol %q", s.Key, s.Key.Protocol)
 	}
 	for _, r := range s.Reals {
