@@ -208,11 +208,6 @@ func (c *connector) start(env netEnv, ch config.Check, target netip.AddrPort, j 
 		}
 		cn.fd, cn.polled = fd, false
 	}
-	// No quick ACK of the server's SYN-ACK: a connect-only check then
-	// resets the connection before completing the handshake (SYN,
-	// SYN-ACK, RST: the server's application never sees it), and an HTTP
-	// check's request carries the ACK.
-	setsockoptInt(cn.fd, unix.IPPROTO_TCP, unix.TCP_QUICKACK, 0)
 	if err := rawConnect(cn.fd, target); err != nil && err != unix.EINPROGRESS {
 		c.abandon(cn, true, err, time.Since(begin))
 		return
@@ -270,6 +265,16 @@ func newSocket(env netEnv, ch config.Check, family int) (int, error) {
 	if err := prepare(fd, ch, family); err != nil {
 		unix.Close(fd)
 		return -1, err
+	}
+	// No ACK of the server's SYN-ACK until there is data to carry it: a
+	// connect-only check then resets the connection before completing the
+	// handshake (SYN, SYN-ACK, RST: the server's application never sees
+	// it), and an HTTP check's request carries the ACK. On a connecting
+	// socket TCP_DEFER_ACCEPT does this and, unlike TCP_QUICKACK, outlives
+	// the socket's connections, so it is set once.
+	if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_DEFER_ACCEPT, 1); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("setting TCP_DEFER_ACCEPT: %w", err)
 	}
 	return fd, nil
 }
@@ -613,11 +618,6 @@ func rawRead(fd int, b []byte) (int, error) {
 		return 0, e
 	}
 	return int(n), nil
-}
-
-func setsockoptInt(fd, level, opt, value int) {
-	v := int32(value)
-	unix.RawSyscall6(unix.SYS_SETSOCKOPT, uintptr(fd), uintptr(level), uintptr(opt), uintptr(unsafe.Pointer(&v)), 4, 0)
 }
 
 // closeSocket closes a check's socket; one past the handshake is reset,

@@ -6,7 +6,7 @@ import (
 )
 
 // tcpProber passes when the server answers the TCP handshake; the
-// connection is reset before it completes (see connector.start). It runs
+// connection is reset before it completes (see newSocket). It runs
 // on the connector's loop, which keeps its timeout.
 type tcpProber struct {
 	spec     probeSpec
