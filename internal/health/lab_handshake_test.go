@@ -1,13 +1,8 @@
 package health
 
 import (
-	"regexp"
-	"strconv"
-	"sync"
 	"testing"
 	"time"
-
-	"halb/internal/lab/labtest"
 )
 
 // TestLabTCPCheckNeverAcksSynAck runs TCP checks often enough that the
@@ -17,43 +12,23 @@ import (
 // application never sees it.
 func TestLabTCPCheckNeverAcksSynAck(t *testing.T) {
 	r := newRig(t)
-	labtest.RequireTool(t, "nft")
 	r.startNginx()
-	r.run(r.lb, "nft", "add table inet halbtest; add chain inet halbtest out { type filter hook output priority 0; policy accept; }; "+
-		"add rule inet halbtest out ip daddr 198.51.100.11 tcp dport 80 tcp flags & (fin | syn | rst | psh | ack) == syn counter; "+
-		"add rule inet halbtest out ip daddr 198.51.100.11 tcp dport 80 tcp flags & (fin | syn | rst | psh | ack) == ack counter")
+	r.countOutgoing("ip daddr 198.51.100.11 tcp dport 80 tcp flags & (fin | syn | rst | psh | ack) == syn",
+		"ip daddr 198.51.100.11 tcp dport 80 tcp flags & (fin | syn | rst | psh | ack) == ack")
 	cfg := parse(t, `pools:
   tcp:
     initial_state: down
     check: {type: tcp, port: 80, interval: 100ms, timeout: 90ms, rise: 1, fall: 1}
     servers: [{address: 198.51.100.11}]
 `)
-	var mu sync.Mutex
-	passed := 0
-	var failures []string
-	rec := r.check(cfg, WithResultHook(func(res CheckResult) {
-		mu.Lock()
-		defer mu.Unlock()
-		if res.Result.OK {
-			passed++
-		} else {
-			failures = append(failures, res.Result.Detail)
-		}
-	}))
+	var tl tally
+	rec := r.check(cfg, WithResultHook(tl.add))
 	rec.wait(0, "tcp", true, 5*time.Second)
 	time.Sleep(2 * time.Second)
-	out, err := r.lb.Run("nft", "list", "chain", "inet", "halbtest", "out")
-	if err != nil {
-		t.Fatalf("nft: %v: %s", err, out)
-	}
-	m := regexp.MustCompile(`counter packets (\d+)`).FindAllSubmatch(out, -1)
-	if len(m) != 2 {
-		t.Fatalf("want two counters in %s", out)
-	}
-	syns, _ := strconv.Atoi(string(m[0][1]))
-	acks, _ := strconv.Atoi(string(m[1][1]))
-	mu.Lock()
-	defer mu.Unlock()
+	counts := r.outgoingCounts(2)
+	syns, acks := counts[0], counts[1]
+	ok, failures := tl.result()
+	passed := ok["tcp"]
 	t.Logf("%d TCP checks passed; %d SYNs, %d pure ACKs sent", passed, syns, acks)
 	if len(failures) > 0 {
 		t.Errorf("%d checks failed, the first: %s", len(failures), failures[0])
