@@ -225,36 +225,9 @@ func TestCountersNAT(t *testing.T) {
 // change.
 func TestCountersDR(t *testing.T) {
 	lab, lb := labHost(t)
-	lan, err := lab.AddSwitch("lan")
-	if err != nil {
-		t.Fatal(err)
-	}
-	client, err := lab.AddHost("client")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := lab.Connect(client, lan, "eth0", "192.0.2.100/24"); err != nil {
-		t.Fatal(err)
-	}
+	lan, client := drLAN(t, lab)
 	if _, err := lab.Connect(lb, lan, "eth0", "192.0.2.2/24", "192.0.2.9/24"); err != nil {
 		t.Fatal(err)
-	}
-	for i := range 3 {
-		h, err := lab.AddHost(fmt.Sprintf("be%d", i+1))
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := fmt.Sprintf("192.0.2.%d", 21+i)
-		if _, err := lab.Connect(h, lan, "eth0", addr+"/24"); err != nil {
-			t.Fatal(err)
-		}
-		for _, s := range []string{"net.ipv4.conf.all.arp_ignore=1", "net.ipv4.conf.all.arp_announce=2"} {
-			must(t, h, "sysctl", "-qw", s)
-		}
-		if err := h.IP("addr", "add", "192.0.2.9/32", "dev", "lo"); err != nil {
-			t.Fatal(err)
-		}
-		serveNames(t, h, "192.0.2.9:80", addr)
 	}
 	d := nsDataplane(t, lb, WithMode(LoadBalance))
 	st := drState(t)

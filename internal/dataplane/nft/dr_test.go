@@ -52,41 +52,13 @@ func TestDirectRouting(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lan, err := lab.AddSwitch("lan")
-	if err != nil {
-		t.Fatal(err)
-	}
-	client, err := lab.AddHost("client")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := lab.Connect(client, lan, "eth0", "192.0.2.100/24"); err != nil {
-		t.Fatal(err)
-	}
+	lan, client := drLAN(t, lab)
 	portA, err := lab.Connect(lbA, lan, "eth0", "192.0.2.2/24", "192.0.2.9/24")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := lab.Connect(lbB, lan, "eth0", "192.0.2.3/24"); err != nil {
 		t.Fatal(err)
-	}
-	for i := range 3 {
-		h, err := lab.AddHost(fmt.Sprintf("be%d", i+1))
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := fmt.Sprintf("192.0.2.%d", 21+i)
-		if _, err := lab.Connect(h, lan, "eth0", addr+"/24"); err != nil {
-			t.Fatal(err)
-		}
-		for _, s := range []string{"net.ipv4.conf.all.arp_ignore=1", "net.ipv4.conf.all.arp_announce=2",
-			"net.ipv4.conf.eth0.arp_ignore=1", "net.ipv4.conf.eth0.arp_announce=2"} {
-			must(t, h, "sysctl", "-qw", s)
-		}
-		if err := h.IP("addr", "add", "192.0.2.9/32", "dev", "lo"); err != nil {
-			t.Fatal(err)
-		}
-		serveNames(t, h, "192.0.2.9:80", addr)
 	}
 	st := drState(t)
 	dps := map[*netns.Host]*Dataplane{}
@@ -187,4 +159,41 @@ func TestDirectRouting(t *testing.T) {
 		t.Fatal("no reused port hashed to another backend: the test proves nothing")
 	}
 	t.Logf("%d of 60 reused ports went to another backend after the change, all connected", moved)
+}
+
+// drLAN is the one-armed network of the direct-routing tests: a switch
+// with a client (192.0.2.100) and three backends (192.0.2.21–23) that hold
+// the VIP 192.0.2.9 on lo without answering ARP for it, each answering
+// HTTP on the VIP with its own address. The load balancers join the switch.
+func drLAN(t *testing.T, lab *netns.Lab) (lan, client *netns.Host) {
+	t.Helper()
+	lan, err := lab.AddSwitch("lan")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if client, err = lab.AddHost("client"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lab.Connect(client, lan, "eth0", "192.0.2.100/24"); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		h, err := lab.AddHost(fmt.Sprintf("be%d", i+1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := fmt.Sprintf("192.0.2.%d", 21+i)
+		if _, err := lab.Connect(h, lan, "eth0", addr+"/24"); err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range []string{"net.ipv4.conf.all.arp_ignore=1", "net.ipv4.conf.all.arp_announce=2",
+			"net.ipv4.conf.eth0.arp_ignore=1", "net.ipv4.conf.eth0.arp_announce=2"} {
+			must(t, h, "sysctl", "-qw", s)
+		}
+		if err := h.IP("addr", "add", "192.0.2.9/32", "dev", "lo"); err != nil {
+			t.Fatal(err)
+		}
+		serveNames(t, h, "192.0.2.9:80", addr)
+	}
+	return lan, client
 }
