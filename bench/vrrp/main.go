@@ -446,26 +446,37 @@ func waitFor(ctx context.Context, within time.Duration, cond func() bool) error 
 	return nil
 }
 
-// trial starts a and b, waits for a to be master and b to follow it,
-// stops a and measures until the client's first connection answered by b.
-func (l *lab) trial(ctx context.Context, self, kind string, iv time.Duration, stop string) (time.Duration, error) {
+// elect clears the VIP from both nodes, starts a (priority 150) and b
+// (100), and waits until a alone holds the VIP. The caller kills both.
+func (l *lab) elect(ctx context.Context, self, kind string, iv time.Duration) (a, b *daemon, err error) {
 	for _, h := range []*netns.Host{l.a, l.b} {
 		h.IP("addr", "del", vip+"/24", "dev", "eth0")
 	}
+	if a, err = l.start(ctx, self, kind, l.a, 1, 150, iv); err != nil {
+		return nil, nil, err
+	}
+	if b, err = l.start(ctx, self, kind, l.b, 2, 100, iv); err != nil {
+		a.kill()
+		return nil, nil, err
+	}
+	if err := waitFor(ctx, 20*iv+5*time.Second, func() bool { return hasVIP(l.a) && !hasVIP(l.b) }); err != nil {
+		a.kill()
+		b.kill()
+		return nil, nil, fmt.Errorf("a never became the only master: %w", err)
+	}
+	return a, b, nil
+}
+
+// trial starts a and b, waits for a to be master and b to follow it,
+// stops a and measures until the client's first connection answered by b.
+func (l *lab) trial(ctx context.Context, self, kind string, iv time.Duration, stop string) (time.Duration, error) {
 	defer l.sw.IP("link", "set", l.aPort, "up")
-	a, err := l.start(ctx, self, kind, l.a, 1, 150, iv)
+	a, b, err := l.elect(ctx, self, kind, iv)
 	if err != nil {
 		return 0, err
 	}
 	defer a.kill()
-	b, err := l.start(ctx, self, kind, l.b, 2, 100, iv)
-	if err != nil {
-		return 0, err
-	}
 	defer b.kill()
-	if err := waitFor(ctx, 20*iv+5*time.Second, func() bool { return hasVIP(l.a) && !hasVIP(l.b) }); err != nil {
-		return 0, fmt.Errorf("a never became the only master: %w", err)
-	}
 	// Let b hear a few adverts, and the client reach the VIP on a.
 	time.Sleep(5 * iv)
 	probe := l.c.Command(ctx, self, "-role", "probe", net.JoinHostPort(vip, port))
@@ -537,22 +548,12 @@ func (l *lab) trial(ctx context.Context, self, kind string, iv time.Duration, st
 // soak runs a and b with a CPU hog in each node for d and counts state
 // changes after the initial election.
 func (l *lab) soak(ctx context.Context, self, kind string, iv, d time.Duration) (int, error) {
-	for _, h := range []*netns.Host{l.a, l.b} {
-		h.IP("addr", "del", vip+"/24", "dev", "eth0")
-	}
-	a, err := l.start(ctx, self, kind, l.a, 1, 150, iv)
+	a, b, err := l.elect(ctx, self, kind, iv)
 	if err != nil {
 		return 0, err
 	}
 	defer a.kill()
-	b, err := l.start(ctx, self, kind, l.b, 2, 100, iv)
-	if err != nil {
-		return 0, err
-	}
 	defer b.kill()
-	if err := waitFor(ctx, 20*iv+5*time.Second, func() bool { return hasVIP(l.a) && !hasVIP(l.b) }); err != nil {
-		return 0, fmt.Errorf("a never became the only master: %w", err)
-	}
 	time.Sleep(10 * iv)
 	drain := func(ch chan string) {
 		for len(ch) > 0 {
