@@ -171,21 +171,7 @@ notify:
 `, mta.Port, mta.CA, mta.PasswordFile)), 0o644)
 
 	notifyPath, sd := notifySocket(t)
-	halb := lb.Command(ctx, labtest.HalbBinary(t), "run", "--config", cfgPath, "--dataplane", "none", "--socket", sock)
-	halb.Env = append(os.Environ(), "NOTIFY_SOCKET="+notifyPath)
-	logf, _ := os.Create(filepath.Join(dir, "halb.log"))
-	halb.Stdout, halb.Stderr = logf, logf
-	if err := halb.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		halb.Process.Kill()
-		halb.Wait()
-		if t.Failed() {
-			b, _ := os.ReadFile(filepath.Join(dir, "halb.log"))
-			t.Logf("halb log:\n%s", b)
-		}
-	})
+	halb, exited := startDryRun(ctx, t, lb, cfgPath, sock, dir, "NOTIFY_SOCKET="+notifyPath)
 	expectNotify(t, sd, "READY=1", 10*time.Second)
 
 	status := func() string {
@@ -324,8 +310,9 @@ notify:
 	expectNotify(t, sd, "READY=1", 10*time.Second)
 	halb.Process.Signal(syscall.SIGTERM)
 	expectNotify(t, sd, "STOPPING=1", 10*time.Second)
-	if err := halb.Wait(); err != nil {
-		t.Errorf("halb after SIGTERM: %v", err)
+	<-exited
+	if !halb.ProcessState.Success() {
+		t.Errorf("halb after SIGTERM: %v", halb.ProcessState)
 	}
 }
 
@@ -354,20 +341,7 @@ vrrp:
   group_wait: 2s
   min_interval: 30s
 `, instances.String(), mta.Port, mta.CA, mta.PasswordFile)), 0o644)
-	halb := lb.Command(ctx, labtest.HalbBinary(t), "run", "--config", cfgPath, "--dataplane", "none", "--socket", sock)
-	logf, _ := os.Create(filepath.Join(dir, "halb.log"))
-	halb.Stdout, halb.Stderr = logf, logf
-	if err := halb.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		halb.Process.Kill()
-		halb.Wait()
-		if t.Failed() {
-			b, _ := os.ReadFile(filepath.Join(dir, "halb.log"))
-			t.Logf("halb log:\n%s", b)
-		}
-	})
+	halb, exited := startDryRun(ctx, t, lb, cfgPath, sock, dir)
 	// Alone on the link, the node becomes master of all six after the
 	// master-down interval (0.36 s at 100 ms adverts).
 	mails := mta.Wait(t, "oncall", 1, 20*time.Second)
@@ -389,7 +363,8 @@ vrrp:
 		}
 	}
 	halb.Process.Signal(syscall.SIGTERM)
-	if err := halb.Wait(); err != nil {
-		t.Errorf("halb after SIGTERM: %v", err)
+	<-exited
+	if !halb.ProcessState.Success() {
+		t.Errorf("halb after SIGTERM: %v", halb.ProcessState)
 	}
 }

@@ -181,11 +181,15 @@ api: {metrics: %q}
 }
 
 // startDryRun runs "halb run --dataplane none" with cfgPath in host h,
-// its log in dir. It is killed when the test ends, and its log shown if
-// the test failed; exited closes when it exits.
-func startDryRun(ctx context.Context, t *testing.T, h *netns.Host, cfgPath, sock, dir string) (halb *exec.Cmd, exited <-chan struct{}) {
+// its log in dir, env added to its environment. It is killed when the
+// test ends, and its log shown if the test failed; exited closes when it
+// exits.
+func startDryRun(ctx context.Context, t *testing.T, h *netns.Host, cfgPath, sock, dir string, env ...string) (halb *exec.Cmd, exited <-chan struct{}) {
 	t.Helper()
 	halb = h.Command(ctx, labtest.HalbBinary(t), "run", "--config", cfgPath, "--dataplane", "none", "--socket", sock)
+	if len(env) > 0 {
+		halb.Env = append(os.Environ(), env...)
+	}
 	logf, err := os.Create(filepath.Join(dir, "halb.log"))
 	if err != nil {
 		t.Fatal(err)
