@@ -522,12 +522,7 @@ func (c *connector) expire() {
 	c.mu.Unlock()
 	// Only the loop releases a conn on the heap: these are still active.
 	for i, cn := range list {
-		j, ph, lat := cn.job, cn.ph, time.Since(cn.begin)
-		c.recycle(cn)
-		c.mu.Lock()
-		c.release(cn)
-		c.mu.Unlock()
-		j.finish(why, ph, lat)
+		c.end(cn, why)
 		list[i] = nil
 	}
 	c.expired = list[:0]
