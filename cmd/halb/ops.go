@@ -15,6 +15,7 @@ import (
 	"halb/internal/config"
 	"halb/internal/dataplane"
 	"halb/internal/dataplane/ipvs"
+	"halb/internal/dataplane/nft"
 	"halb/internal/engine"
 	"halb/internal/event"
 	"halb/internal/health"
@@ -22,6 +23,7 @@ import (
 	"halb/internal/notify"
 	"halb/internal/sdnotify"
 	"halb/internal/statuspage"
+	"halb/internal/vrrp"
 )
 
 // ops wires what operators use around the engine: notifications, the
@@ -53,7 +55,7 @@ func newOps(cfg *config.Config, log *slog.Logger) (*ops, error) {
 		return nil, err
 	}
 	o.notifier = n
-	o.metrics.Watch(notifierCounts{o})
+	o.metrics.AddNotifierSource(notifierCounts{o})
 	return o, nil
 }
 
@@ -95,11 +97,11 @@ func (o *ops) dataplane(dp dataplane.Dataplane) dataplane.Dataplane {
 			o.counters = ipvsCounters{d}
 		}
 	}
-	if s, ok := dp.(metrics.CounterSource); ok {
-		o.counters = s
+	if d, ok := dp.(*nft.Dataplane); ok {
+		o.counters = nftCounters{d}
 	}
 	if o.counters != nil {
-		o.metrics.Watch(o.counters)
+		o.metrics.AddCounterSource(o.counters)
 	}
 	return o.metrics.Instrument(dp)
 }
@@ -117,10 +119,12 @@ func (o *ops) healthOptions() []health.Option {
 // watch adds what a subsystem can tell the metrics (check results,
 // VRRP advert counters).
 func (o *ops) watch(x any) {
-	if c, ok := x.(*health.Checker); ok {
-		o.metrics.Watch(healthResults{c})
+	switch x := x.(type) {
+	case *health.Checker:
+		o.metrics.AddCheckSource(healthResults{x})
+	case *vrrp.Node:
+		o.metrics.AddVRRPSource(vrrpCounters{x})
 	}
-	o.metrics.Watch(x)
 }
 
 // start serves metrics and the status page on api.metrics, runs the
@@ -318,4 +322,38 @@ func (c ipvsCounters) Counters(context.Context) ([]metrics.ServiceCounters, erro
 		out = append(out, sc)
 	}
 	return out, nil
+}
+
+// nftCounters reads the nftables data plane's counters.
+type nftCounters struct{ d *nft.Dataplane }
+
+func (c nftCounters) Counters(ctx context.Context) ([]metrics.ServiceCounters, error) {
+	cs, err := c.d.Counters(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]metrics.ServiceCounters, 0, len(cs))
+	for _, s := range cs {
+		ms := metrics.ServiceCounters{Key: s.Key, Service: s.Service, Connections: s.Connections, HasPackets: true,
+			PacketsIn: s.PacketsIn, PacketsOut: s.PacketsOut, BytesIn: s.BytesIn, BytesOut: s.BytesOut}
+		for _, r := range s.Reals {
+			ms.Reals = append(ms.Reals, metrics.RealCounters{Addr: r.Addr, Port: r.Port, Connections: r.Connections,
+				PacketsIn: r.PacketsIn, PacketsOut: r.PacketsOut, BytesIn: r.BytesIn, BytesOut: r.BytesOut})
+		}
+		out = append(out, ms)
+	}
+	return out, nil
+}
+
+// vrrpCounters reads the VRRP instances' advert counters.
+type vrrpCounters struct{ n *vrrp.Node }
+
+func (c vrrpCounters) VRRPCounters() []metrics.VRRPCounters {
+	cs := c.n.VRRPCounters()
+	out := make([]metrics.VRRPCounters, 0, len(cs))
+	for _, v := range cs {
+		out = append(out, metrics.VRRPCounters{Instance: v.Instance, AdvertsSent: v.AdvertsSent,
+			AdvertsReceived: v.AdvertsReceived, Rejected: v.Rejected})
+	}
+	return out
 }

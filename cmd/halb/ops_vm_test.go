@@ -75,7 +75,7 @@ func TestGuestOpsIPVSCounters(t *testing.T) {
 	}
 
 	m := metrics.New(func(context.Context) (api.Status, error) { return api.Status{}, nil })
-	m.Watch(ipvsCounters{d})
+	m.AddCounterSource(ipvsCounters{d})
 	srv := httptest.NewServer(m.Handler())
 	defer srv.Close()
 	// The kernel folds its per-CPU counters every 2 s.

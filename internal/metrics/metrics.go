@@ -33,10 +33,10 @@ type Metrics struct {
 	status StatusFunc
 
 	mu       sync.Mutex
-	counters CounterSource
-	vrrp     VRRPSource
-	checks   CheckSource
-	notifier NotifierSource
+	counters []CounterSource
+	vrrp     []VRRPSource
+	checks   []CheckSource
+	notifier []NotifierSource
 
 	vrrpTransitions   *prometheus.CounterVec
 	healthTransitions *prometheus.CounterVec
@@ -87,23 +87,33 @@ func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
 }
 
-// Watch adds whatever sources x implements (CounterSource, VRRPSource,
-// CheckSource, NotifierSource).
-func (m *Metrics) Watch(x any) {
+// AddCounterSource adds a reader of the data plane's kernel counters.
+func (m *Metrics) AddCounterSource(s CounterSource) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if s, ok := x.(CounterSource); ok {
-		m.counters = s
-	}
-	if s, ok := x.(VRRPSource); ok {
-		m.vrrp = s
-	}
-	if s, ok := x.(CheckSource); ok {
-		m.checks = s
-	}
-	if s, ok := x.(NotifierSource); ok {
-		m.notifier = s
-	}
+	m.counters = append(m.counters, s)
+}
+
+// AddVRRPSource adds a reader of VRRP advert counters.
+func (m *Metrics) AddVRRPSource(s VRRPSource) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.vrrp = append(m.vrrp, s)
+}
+
+// AddCheckSource adds a reader of the health checks' last results. Without
+// one, check latencies come from the status.
+func (m *Metrics) AddCheckSource(s CheckSource) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.checks = append(m.checks, s)
+}
+
+// AddNotifierSource adds a reader of the notifiers' outcomes.
+func (m *Metrics) AddNotifierSource(s NotifierSource) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.notifier = append(m.notifier, s)
 }
 
 // OnEvent counts an event; it is an engine event sink and never blocks.
@@ -152,7 +162,7 @@ func serverLabel(a netip.Addr, port uint16) string {
 }
 
 // Instrument wraps a data plane so that its reconcile runs are counted
-// and timed. The wrapper keeps the data plane's CounterSource.
+// and timed.
 func (m *Metrics) Instrument(dp dataplane.Dataplane) dataplane.Dataplane {
 	return &instrumented{Dataplane: dp, m: m}
 }
@@ -171,13 +181,6 @@ func (d *instrumented) Reconcile(ctx context.Context, want dataplane.State) erro
 		d.m.reconcileErrors.Inc()
 	}
 	return err
-}
-
-func (d *instrumented) Counters(ctx context.Context) ([]ServiceCounters, error) {
-	if s, ok := d.Dataplane.(CounterSource); ok {
-		return s.Counters(ctx)
-	}
-	return nil, nil
 }
 
 // state is the collector that reads the live state at scrape time.
@@ -250,11 +253,11 @@ func (s *state) Collect(ch chan<- prometheus.Metric) {
 	s.mu.Lock()
 	counters, vrrp, checks, notifier := s.counters, s.vrrp, s.checks, s.notifier
 	s.mu.Unlock()
-	if counters != nil {
+	if len(counters) > 0 {
 		collectCounters(ctx, counters, gauge, counter)
 	}
-	if vrrp != nil {
-		for _, c := range vrrp.VRRPCounters() {
+	for _, src := range vrrp {
+		for _, c := range src.VRRPCounters() {
 			counter(dAdvertsSent, c.AdvertsSent, c.Instance)
 			counter(dAdvertsRecv, c.AdvertsReceived, c.Instance)
 			for reason, n := range c.Rejected {
@@ -262,11 +265,12 @@ func (s *state) Collect(ch chan<- prometheus.Metric) {
 			}
 		}
 	}
-	if checks != nil {
-		for _, c := range checks.CheckResults() {
+	for _, src := range checks {
+		for _, c := range src.CheckResults() {
 			gauge(dCheckLatency, c.Latency.Seconds(), c.Pool, c.Server)
 		}
-	} else if err == nil {
+	}
+	if len(checks) == 0 && err == nil {
 		seen := map[[2]string]bool{}
 		for _, svc := range st.Services {
 			for _, srv := range svc.Servers {
@@ -278,8 +282,8 @@ func (s *state) Collect(ch chan<- prometheus.Metric) {
 			}
 		}
 	}
-	if notifier != nil {
-		for _, n := range notifier.NotifierCounts() {
+	for _, src := range notifier {
+		for _, n := range src.NotifierCounts() {
 			counter(dNotifySent, n.Sent, n.Name)
 			counter(dNotifyFailed, n.Failed, n.Name)
 			counter(dNotifyDropped, n.Dropped, n.Name)
@@ -358,11 +362,17 @@ func collectStatus(st api.Status, gauge func(*prometheus.Desc, float64, ...strin
 	}
 }
 
-func collectCounters(ctx context.Context, src CounterSource, gauge func(*prometheus.Desc, float64, ...string), counter func(*prometheus.Desc, uint64, ...string)) {
-	svcs, err := src.Counters(ctx)
-	if err != nil {
-		gauge(dCountersUp, 0)
-		return
+// collectCounters reads every counter source; the counters are up when
+// all of them could be read.
+func collectCounters(ctx context.Context, srcs []CounterSource, gauge func(*prometheus.Desc, float64, ...string), counter func(*prometheus.Desc, uint64, ...string)) {
+	var svcs []ServiceCounters
+	for _, src := range srcs {
+		s, err := src.Counters(ctx)
+		if err != nil {
+			gauge(dCountersUp, 0)
+			return
+		}
+		svcs = append(svcs, s...)
 	}
 	gauge(dCountersUp, 1)
 	for _, s := range svcs {

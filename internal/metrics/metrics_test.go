@@ -107,7 +107,7 @@ func TestMetricsFollowLiveState(t *testing.T) {
 		return m.Instrument(dp)
 	}, engine.WithEventSink(func(r event.Record) { m.OnEvent(r) }))
 	m.status = live.Engine.Status
-	m.Watch(kernel{})
+	m.AddCounterSource(kernel{})
 	srv := httptest.NewServer(m.Handler())
 	defer srv.Close()
 
@@ -183,7 +183,7 @@ func TestMetricsFollowLiveState(t *testing.T) {
 
 func TestMetricsWhenSourcesFail(t *testing.T) {
 	m := New(func(context.Context) (api.Status, error) { return api.Status{}, errors.New("engine is not running") })
-	m.Watch(kernel{fail: true})
+	m.AddCounterSource(kernel{fail: true})
 	srv := httptest.NewServer(m.Handler())
 	defer srv.Close()
 	f := scrape(t, srv.URL)

@@ -8,9 +8,8 @@ import (
 	"halb/internal/dataplane"
 )
 
-// CounterSource is implemented by data planes that can read the kernel's
-// traffic counters (IPVS service and destination stats, nftables
-// counters). Counters are read at scrape time.
+// CounterSource reads the data plane's kernel traffic counters (IPVS
+// service and destination stats, nftables counters) at scrape time.
 type CounterSource interface {
 	Counters(ctx context.Context) ([]ServiceCounters, error)
 }
@@ -36,8 +35,8 @@ type RealCounters struct {
 	BytesIn, BytesOut          uint64
 }
 
-// VRRPSource is implemented by the VRRP announcer: advert counters per
-// instance, read at scrape time.
+// VRRPSource reads the VRRP announcer's advert counters per instance at
+// scrape time.
 type VRRPSource interface {
 	VRRPCounters() []VRRPCounters
 }
@@ -52,8 +51,8 @@ type VRRPCounters struct {
 	Rejected map[string]uint64
 }
 
-// CheckSource is implemented by the health checker: each server's last
-// check result, read at scrape time.
+// CheckSource reads each server's last health check result at scrape
+// time.
 type CheckSource interface {
 	CheckResults() []CheckResult
 }

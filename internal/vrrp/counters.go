@@ -6,8 +6,6 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
-
-	"halb/internal/metrics"
 )
 
 // Reasons a received advert is dropped, as the rejected counters name them.
@@ -93,15 +91,25 @@ func (s *counterSet) keep(names map[string]bool) {
 	}
 }
 
+// InstanceCounters count one instance's adverts.
+type InstanceCounters struct {
+	Instance        string
+	AdvertsSent     uint64
+	AdvertsReceived uint64
+	// Rejected counts received adverts dropped, by reason (the Reject
+	// constants).
+	Rejected map[string]uint64
+}
+
 // VRRPCounters returns each instance's advert counters, sorted by
 // instance: adverts sent, adverts received and accepted, and adverts
 // received and dropped by reason (only reasons seen).
-func (n *Node) VRRPCounters() []metrics.VRRPCounters {
+func (n *Node) VRRPCounters() []InstanceCounters {
 	n.counters.mu.Lock()
 	defer n.counters.mu.Unlock()
-	out := make([]metrics.VRRPCounters, 0, len(n.counters.m))
+	out := make([]InstanceCounters, 0, len(n.counters.m))
 	for name, c := range n.counters.m {
-		vc := metrics.VRRPCounters{Instance: name, AdvertsSent: c.sent.Load(), AdvertsReceived: c.received.Load(),
+		vc := InstanceCounters{Instance: name, AdvertsSent: c.sent.Load(), AdvertsReceived: c.received.Load(),
 			Rejected: map[string]uint64{}}
 		for i, reason := range rejectReasons {
 			if v := c.rejected[i].Load(); v > 0 {
@@ -110,6 +118,6 @@ func (n *Node) VRRPCounters() []metrics.VRRPCounters {
 		}
 		out = append(out, vc)
 	}
-	slices.SortFunc(out, func(a, b metrics.VRRPCounters) int { return cmp.Compare(a.Instance, b.Instance) })
+	slices.SortFunc(out, func(a, b InstanceCounters) int { return cmp.Compare(a.Instance, b.Instance) })
 	return out
 }

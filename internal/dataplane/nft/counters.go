@@ -15,7 +15,6 @@ import (
 	"github.com/google/nftables"
 
 	"halb/internal/dataplane"
-	"halb/internal/metrics"
 )
 
 // Traffic counters, per virtual service and backend, as IPVS keeps them.
@@ -381,9 +380,9 @@ func (d *Dataplane) writeCounters(ctx context.Context, c *nftables.Conn, want *c
 }
 
 // Counters reads the kernel's counters of every balanced service and its
-// backends; it implements metrics.CounterSource. In marks-only mode it has
+// backends. In marks-only mode it has
 // none (IPVS counts).
-func (d *Dataplane) Counters(ctx context.Context) ([]metrics.ServiceCounters, error) {
+func (d *Dataplane) Counters(ctx context.Context) ([]ServiceCounters, error) {
 	if !d.counting() {
 		return nil, nil
 	}
@@ -403,22 +402,22 @@ func (d *Dataplane) Counters(ctx context.Context) ([]metrics.ServiceCounters, er
 	if err != nil {
 		return nil, err
 	}
-	byKey := map[dataplane.ServiceKey]*metrics.ServiceCounters{}
+	byKey := map[dataplane.ServiceKey]*ServiceCounters{}
 	var order []dataplane.ServiceKey
-	service := func(o owner) *metrics.ServiceCounters {
+	service := func(o owner) *ServiceCounters {
 		s := byKey[o.vs]
 		if s == nil {
-			s = &metrics.ServiceCounters{Key: o.vs, Service: o.service, HasPackets: true}
+			s = &ServiceCounters{Key: o.vs, Service: o.service}
 			byKey[o.vs] = s
 			order = append(order, o.vs)
 		}
 		return s
 	}
-	backend := func(o owner) *metrics.RealCounters {
+	backend := func(o owner) *RealCounters {
 		s := service(o)
-		i := slices.IndexFunc(s.Reals, func(r metrics.RealCounters) bool { return r.Addr == o.addr && r.Port == o.port })
+		i := slices.IndexFunc(s.Reals, func(r RealCounters) bool { return r.Addr == o.addr && r.Port == o.port })
 		if i < 0 {
-			s.Reals = append(s.Reals, metrics.RealCounters{Addr: o.addr, Port: o.port})
+			s.Reals = append(s.Reals, RealCounters{Addr: o.addr, Port: o.port})
 			i = len(s.Reals) - 1
 		}
 		return &s.Reals[i]
@@ -479,7 +478,7 @@ func (d *Dataplane) Counters(ctx context.Context) ([]metrics.ServiceCounters, er
 			}
 		}
 	}
-	out := make([]metrics.ServiceCounters, 0, len(order))
+	out := make([]ServiceCounters, 0, len(order))
 	for _, k := range order {
 		s := byKey[k]
 		for _, r := range s.Reals {
@@ -489,7 +488,7 @@ func (d *Dataplane) Counters(ctx context.Context) ([]metrics.ServiceCounters, er
 			s.BytesIn += r.BytesIn
 			s.BytesOut += r.BytesOut
 		}
-		slices.SortFunc(s.Reals, func(a, b metrics.RealCounters) int {
+		slices.SortFunc(s.Reals, func(a, b RealCounters) int {
 			return cmp.Or(a.Addr.Compare(b.Addr), cmp.Compare(a.Port, b.Port))
 		})
 		out = append(out, *s)
