@@ -81,7 +81,7 @@ func (o *ops) status(ctx context.Context) (api.Status, error) {
 	if eng == nil {
 		return api.Status{}, engine.ErrNotRunning
 	}
-	return eng.Status(ctx)
+	return api.EngineStatus(eng.Status)(ctx)
 }
 
 // engineOptions sends the engine's events to the metrics and notifiers.

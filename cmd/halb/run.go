@@ -102,7 +102,7 @@ func serve(cfg *config.Config, path string, ov overrides, log *slog.Logger) erro
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	go func() {
-		if err := api.Serve(ctx, ln, api.Handler(eng.Status, eng.Events)); err != nil {
+		if err := api.Serve(ctx, ln, api.Handler(api.EngineStatus(eng.Status), eng.Events)); err != nil {
 			log.Error("status socket stopped", "err", err)
 		}
 	}()
@@ -163,6 +163,6 @@ func reload(ctx context.Context, eng *engine.Engine, o *ops, ov overrides, path 
 		log.Error("reload applied with errors", "err", err)
 	}
 	if st, err := eng.Status(ctx); err == nil {
-		o.metrics.Retain(st)
+		o.metrics.Retain(api.FromEngine(st))
 	}
 }

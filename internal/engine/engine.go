@@ -10,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"halb/internal/api"
 	"halb/internal/config"
 	"halb/internal/dataplane"
 	"halb/internal/event"
@@ -40,7 +39,7 @@ type Engine struct {
 	// set when eval must be computed anew (start, reload).
 	changed  map[string]bool
 	stale    bool
-	last     api.Reconcile
+	last     Reconcile
 	started  time.Time
 	reloaded time.Time
 	requests chan func()
@@ -106,8 +105,8 @@ func (e *Engine) do(ctx context.Context, f func()) error {
 }
 
 // Status returns a snapshot of the running state.
-func (e *Engine) Status(ctx context.Context) (api.Status, error) {
-	var st api.Status
+func (e *Engine) Status(ctx context.Context) (Status, error) {
+	var st Status
 	err := e.do(ctx, func() { st = e.status() })
 	return st, err
 }
@@ -315,7 +314,7 @@ func (e *Engine) foldQuorum(names iter.Seq[string]) {
 func (e *Engine) apply(ctx context.Context) {
 	before := e.eval.State
 	e.evaluate()
-	e.last = api.Reconcile{At: e.now(), Changes: dataplane.Compute(before, e.eval.State).Size()}
+	e.last = Reconcile{At: e.now(), Changes: dataplane.Compute(before, e.eval.State).Size()}
 	if err := e.dp.Reconcile(ctx, e.eval.State); err != nil {
 		e.last.Error = err.Error()
 		e.log.Error("data plane update failed; retrying", "err", err)

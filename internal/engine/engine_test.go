@@ -163,7 +163,7 @@ func TestEngineLoop(t *testing.T) {
 		return weights(s) == "198.51.100.11=1 198.51.100.12=0"
 	})
 	st, _ = eng.Status(ctx)
-	if st.VRRP[0].State != StateMaster || st.VRRP[0].Master != "192.0.2.11" {
+	if st.VRRP[0].State != StateMaster || st.VRRP[0].Master.String() != "192.0.2.11" {
 		t.Errorf("vrrp status: %+v", st.VRRP[0])
 	}
 	srv := st.Services[0].Servers[1]

@@ -3,30 +3,87 @@ package engine
 import (
 	"net/netip"
 	"sort"
+	"time"
 
-	"halb/internal/api"
 	"halb/internal/config"
+	"halb/internal/event"
 )
 
+// Status is a snapshot of the running state.
+type Status struct {
+	Node, Version, Dataplane string
+	Config                   string // the configuration file
+	Started, Reloaded        time.Time
+	VRRP                     []InstanceState
+	Services                 []ServiceState
+	Pools                    []PoolState
+	// LastReconcile is the last attempt to bring the data plane to the
+	// desired state.
+	LastReconcile Reconcile
+	// Events are the most recent events, oldest first.
+	Events []event.Record
+}
+
+// InstanceState is one VRRP instance as this node sees it.
+type InstanceState struct {
+	Name, Interface             string
+	VRID                        int
+	State                       string
+	Priority, EffectivePriority int
+	Master                      netip.Addr // zero: not known
+	Since                       time.Time
+	Reason                      string
+	VIPs                        []netip.Prefix
+}
+
+// ServiceState is one (service, VIP, port item) of the configuration.
+type ServiceState struct {
+	Name, Protocol     string
+	VIP                netip.Addr // zero: a mark service without VIPs
+	Family             int
+	Port, PortEnd      uint16 // PortEnd: 0 unless a port range
+	Mark               uint32
+	Scheduler, Forward string
+	Pool               string
+	Servers            []ServerState
+}
+
+// ServerState is a real server of a service, with its health.
+type ServerState struct {
+	Address netip.Addr
+	Port    uint16
+	Weight  int
+	ServerStatus
+	LastChange time.Time     // zero: the health never changed
+	Latency    time.Duration // of the last check
+}
+
+// PoolState is the quorum state of one pool.
+type PoolState struct {
+	Name                  string
+	Quorum, HealthyWeight int
+	QuorumUp, SorryActive bool
+}
+
+// Reconcile is the outcome of a data plane update.
+type Reconcile struct {
+	At      time.Time
+	Changes int
+	Error   string
+}
+
 // status renders the running state as the status document.
-func (e *Engine) status() api.Status {
+func (e *Engine) status() Status {
 	cfg := e.cfg
-	st := api.Status{
+	st := Status{
 		Node: cfg.Node, Version: e.version, Dataplane: e.dpName, Config: cfg.File,
-		Started: e.started, Reloaded: e.reloaded, LastReconcile: e.last,
-		VRRP: []api.Instance{}, Services: []api.Service{}, Pools: []api.Pool{}, Events: e.recent(20),
+		Started: e.started, Reloaded: e.reloaded, LastReconcile: e.last, Events: e.recent(20),
 	}
 	for _, in := range cfg.VRRP.Instances {
-		ai := api.Instance{Name: in.Name, Interface: in.Interface, VRID: in.VRID, State: StateInit,
-			Priority: in.Priority, EffectivePriority: in.Priority, Since: e.started, VIPs: []string{}}
-		for _, v := range in.VIPs {
-			ai.VIPs = append(ai.VIPs, v.String())
-		}
+		ai := InstanceState{Name: in.Name, Interface: in.Interface, VRID: in.VRID, State: StateInit,
+			Priority: in.Priority, EffectivePriority: in.Priority, Since: e.started, VIPs: in.VIPs}
 		if ev, ok := e.vrrp[in.Name]; ok {
-			ai.State, ai.EffectivePriority, ai.Since, ai.Reason = ev.New, ev.EffectivePriority, ev.At, ev.Reason
-			if ev.Master.IsValid() {
-				ai.Master = ev.Master.String()
-			}
+			ai.State, ai.EffectivePriority, ai.Since, ai.Reason, ai.Master = ev.New, ev.EffectivePriority, ev.At, ev.Reason, ev.Master
 		}
 		st.VRRP = append(st.VRRP, ai)
 	}
@@ -40,20 +97,20 @@ func (e *Engine) status() api.Status {
 	sort.Strings(names)
 	for _, name := range names {
 		ps := e.eval.Pools[name]
-		st.Pools = append(st.Pools, api.Pool{Name: name, Quorum: cfg.Pools[name].Quorum,
+		st.Pools = append(st.Pools, PoolState{Name: name, Quorum: cfg.Pools[name].Quorum,
 			HealthyWeight: ps.HealthyWeight, QuorumUp: ps.QuorumUp, SorryActive: ps.SorryActive})
 	}
 	return st
 }
 
 // serviceStatus gives one entry per (VIP, port item) of a service.
-func (e *Engine) serviceStatus(s config.Service) []api.Service {
+func (e *Engine) serviceStatus(s config.Service) []ServiceState {
 	pool := e.cfg.Pools[s.Pool]
-	var out []api.Service
+	var out []ServiceState
 	if len(s.VIPs) == 0 { // an external mark: rules outside halb pick its packets
 		for _, fam := range poolFamilies(pool) {
-			as := api.Service{Name: s.Name, Protocol: s.Protocol, Family: fam, Mark: s.Mark.Value,
-				Scheduler: s.Scheduler, Forward: s.Forward, Pool: s.Pool, Servers: []api.Server{}}
+			as := ServiceState{Name: s.Name, Protocol: s.Protocol, Family: fam, Mark: s.Mark.Value,
+				Scheduler: s.Scheduler, Forward: s.Forward, Pool: s.Pool}
 			for i, srv := range pool.Servers {
 				if family(srv.Address) == fam {
 					as.Servers = append(as.Servers, e.serverStatus(pool.Name, i, srv))
@@ -74,8 +131,8 @@ func (e *Engine) serviceStatus(s config.Service) []api.Service {
 			mark = s.Mark.Value
 		}
 		for _, p := range s.Ports {
-			as := api.Service{Name: s.Name, Protocol: s.Protocol, VIP: vip.String(), Family: family(vip), Port: p.Lo, Mark: mark,
-				Scheduler: s.Scheduler, Forward: s.Forward, Pool: s.Pool, Servers: []api.Server{}}
+			as := ServiceState{Name: s.Name, Protocol: s.Protocol, VIP: vip, Family: family(vip), Port: p.Lo, Mark: mark,
+				Scheduler: s.Scheduler, Forward: s.Forward, Pool: s.Pool}
 			if !p.Single() {
 				as.PortEnd = p.Hi
 			}
@@ -92,17 +149,15 @@ func (e *Engine) serviceStatus(s config.Service) []api.Service {
 }
 
 // serverStatus reports the i-th server of a pool.
-func (e *Engine) serverStatus(pool string, i int, srv config.Server) api.Server {
+func (e *Engine) serverStatus(pool string, i int, srv config.Server) ServerState {
 	ref := ServerRef{Pool: pool, Addr: srv.Address, Port: srv.Port}
 	var ss ServerStatus
 	if servers := e.eval.Pools[pool].Servers; i < len(servers) {
 		ss = servers[i]
 	}
-	out := api.Server{Address: srv.Address.String(), Port: srv.Port, Weight: srv.Weight,
-		EffectiveWeight: ss.EffectiveWeight, Healthy: ss.Healthy, Reason: ss.Reason}
+	out := ServerState{Address: srv.Address, Port: srv.Port, Weight: srv.Weight, ServerStatus: ss}
 	if h, ok := e.health[ref]; ok {
-		out.LastChange = h.At
-		out.LatencyMS = float64(h.Latency.Microseconds()) / 1000
+		out.LastChange, out.Latency = h.At, h.Latency
 	}
 	return out
 }

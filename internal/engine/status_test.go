@@ -34,7 +34,7 @@ pools:
 	}
 	for i, want := range []struct{ family, servers int }{{4, 2}, {6, 1}} {
 		s := st.Services[i]
-		if s.Name != "fw" || s.Mark != 7 || s.VIP != "" || s.Family != want.family || len(s.Servers) != want.servers {
+		if s.Name != "fw" || s.Mark != 7 || s.VIP.IsValid() || s.Family != want.family || len(s.Servers) != want.servers {
 			t.Errorf("entry %d: %+v, want family %d with %d servers", i, s, want.family, want.servers)
 		}
 	}

@@ -106,7 +106,7 @@ func TestMetricsFollowLiveState(t *testing.T) {
 		m = New(nil)
 		return m.Instrument(dp)
 	}, engine.WithEventSink(func(r event.Record) { m.OnEvent(r) }))
-	m.status = live.Engine.Status
+	m.status = live.Status
 	m.AddCounterSource(kernel{})
 	srv := httptest.NewServer(m.Handler())
 	defer srv.Close()

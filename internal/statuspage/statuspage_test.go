@@ -57,7 +57,7 @@ func livePage(t *testing.T) *httptest.Server {
 	live.Health(event.Health{At: at, Pool: "www", Addr: netip.MustParseAddr("198.51.100.12"), Check: "http :80 /healthz",
 		Up: false, Weight: -1, Reason: "HTTP 503 from 198.51.100.12:80 /healthz, 3rd failure in a row", Consecutive: 3, Latency: 1500 * time.Microsecond})
 	live.Wait(t, func(st api.Status) bool { return len(st.Events) >= 2 })
-	page := New(live.Engine.Status, func() metrics.CounterSource { return kernel{} }, 5*time.Second, time.Now)
+	page := New(live.Status, func() metrics.CounterSource { return kernel{} }, 5*time.Second, time.Now)
 	srv := httptest.NewServer(page)
 	t.Cleanup(srv.Close)
 	return srv

@@ -74,13 +74,18 @@ func (l *Live) VRRP(ev event.VRRP) { l.vrrp <- ev }
 // Health sends a health event as the checker would.
 func (l *Live) Health(ev event.Health) { l.health <- ev }
 
+// Status reads the engine's status document.
+func (l *Live) Status(ctx context.Context) (api.Status, error) {
+	return api.EngineStatus(l.Engine.Status)(ctx)
+}
+
 // Wait polls the status until cond holds (at most 5 s) and returns it.
 func (l *Live) Wait(t testing.TB, cond func(api.Status) bool) api.Status {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		st, err := l.Engine.Status(ctx)
+		st, err := l.Status(ctx)
 		cancel()
 		if err == nil && cond(st) {
 			return st
