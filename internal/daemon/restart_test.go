@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"strings"
@@ -24,23 +24,23 @@ func TestRestartNeeded(t *testing.T) {
 	tests := []struct {
 		name      string
 		cur, next string
-		ov        overrides
+		ov        Overrides
 		want      string // "": the reload may go on
 	}{
-		{"nothing", base, base, overrides{}, ""},
-		{"dataplane", base, strings.Replace(base, "none", "nftables", 1), overrides{}, "dataplane: changed from none to nftables; restart halb"},
-		{"dataplane overridden", base, strings.Replace(base, "none", "nftables", 1), overrides{dataplane: "none"}, ""},
-		{"socket", base, strings.Replace(base, "a.sock", "b.sock", 1), overrides{}, "api.socket: changed from /run/halb/a.sock to /run/halb/b.sock"},
-		{"socket overridden", base, strings.Replace(base, "a.sock", "b.sock", 1), overrides{socket: "/run/halb/a.sock"}, ""},
-		{"vrrp added", base, base + vrrp, overrides{}, "vrrp.instances: this node started without VRRP; restart halb"},
-		{"vrrp removed", base + vrrp, base, overrides{}, ""},
+		{"nothing", base, base, Overrides{}, ""},
+		{"dataplane", base, strings.Replace(base, "none", "nftables", 1), Overrides{}, "dataplane: changed from none to nftables; restart halb"},
+		{"dataplane overridden", base, strings.Replace(base, "none", "nftables", 1), Overrides{Dataplane: "none"}, ""},
+		{"socket", base, strings.Replace(base, "a.sock", "b.sock", 1), Overrides{}, "api.socket: changed from /run/halb/a.sock to /run/halb/b.sock"},
+		{"socket overridden", base, strings.Replace(base, "a.sock", "b.sock", 1), Overrides{Socket: "/run/halb/a.sock"}, ""},
+		{"vrrp added", base, base + vrrp, Overrides{}, "vrrp.instances: this node started without VRRP; restart halb"},
+		{"vrrp removed", base + vrrp, base, Overrides{}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cur, next := parse(tt.cur), parse(tt.next)
-			tt.ov.apply(cur)
-			tt.ov.apply(next)
-			got := strings.Join(restartNeeded(cur, next), "; ")
+			tt.ov.Apply(cur)
+			tt.ov.Apply(next)
+			got := strings.Join(restartNeeded([]AnnouncerKind{VRRP}, cur, next), "; ")
 			if tt.want == "" && got != "" || !strings.Contains(got, tt.want) {
 				t.Errorf("restartNeeded = %q, want %q", got, tt.want)
 			}

@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"context"
@@ -23,14 +23,14 @@ import (
 	"halb/internal/metrics"
 )
 
-// TestVMOps boots the IPVS VM and runs TestGuestOps* there.
-func TestVMOps(t *testing.T) {
-	vm.RunTests(t, "^TestGuestOps")
+// TestVMDaemon boots the IPVS VM and runs TestGuestDaemon* there.
+func TestVMDaemon(t *testing.T) {
+	vm.RunTests(t, "^TestGuestDaemon")
 }
 
-// TestGuestOpsIPVSCounters: the metrics read the real kernel's IPVS
+// TestGuestDaemonIPVSCounters: the metrics read the real kernel's IPVS
 // counters through the data plane, after real connections.
-func TestGuestOpsIPVSCounters(t *testing.T) {
+func TestGuestDaemonIPVSCounters(t *testing.T) {
 	vm.RequireGuest(t)
 	for _, c := range [][]string{
 		{"ip", "link", "set", "lo", "up"},

@@ -1,0 +1,286 @@
+// Package daemon runs halb: it builds the parts a configuration asks for
+// around the engine — the data plane, the VIP announcers, the health
+// checker, the notifiers, the metrics and status page listener and the
+// status socket — runs them, and applies reloads, refusing what only a
+// restart can apply.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"halb/internal/api"
+	"halb/internal/config"
+	"halb/internal/engine"
+	"halb/internal/event"
+	"halb/internal/metrics"
+	"halb/internal/sdnotify"
+	"halb/internal/statuspage"
+)
+
+// Options configure a daemon.
+type Options struct {
+	// Config is the validated configuration to start with.
+	Config *config.Config
+	// Path is the configuration file, as logs and events name it.
+	Path string
+	// Load reads the configuration again, for a reload.
+	Load func() (*config.Config, config.Diagnostics)
+	// Overrides are what the command line sets in place of the file.
+	Overrides Overrides
+	Log       *slog.Logger
+	// Version is reported in status and notifications.
+	Version string
+	// Parts builds the parts; the zero value builds the real ones.
+	Parts Parts
+}
+
+// Overrides are what the command line sets in place of the file; they
+// hold across reloads.
+type Overrides struct{ Dataplane, Socket string }
+
+// Apply sets in c what ov overrides.
+func (ov Overrides) Apply(c *config.Config) {
+	if ov.Dataplane != "" {
+		c.Dataplane = ov.Dataplane
+	}
+	if ov.Socket != "" {
+		c.API.Socket = ov.Socket
+	}
+}
+
+// Daemon is a running halb: the engine and the parts around it.
+type Daemon struct {
+	opts    Options
+	parts   Parts
+	log     *slog.Logger
+	eng     *engine.Engine
+	dp      Plane
+	metrics *metrics.Metrics
+	sd      *sdnotify.Notifier
+	// reloadMu lets one reload run at a time.
+	reloadMu sync.Mutex
+	// retiring counts the replaced notifiers still sending what they had.
+	retiring sync.WaitGroup
+
+	mu       sync.Mutex
+	cfg      *config.Config
+	notifier Notifier
+	stopNote func() // stops the running notifier and waits for it
+	srv      *http.Server
+	closed   bool // Run has ended: a late reload applies nothing
+}
+
+// New builds the daemon for opts.Config (with opts.Overrides applied) and
+// starts nothing: call Run.
+func New(opts Options) (*Daemon, error) {
+	cfg := opts.Config
+	opts.Overrides.Apply(cfg)
+	if opts.Log == nil {
+		opts.Log = slog.Default()
+	}
+	log := opts.Log
+	d := &Daemon{opts: opts, parts: opts.Parts.withDefaults(), log: log, cfg: cfg, sd: sdnotify.FromEnv()}
+	d.metrics = metrics.New(d.status)
+	dp, err := d.parts.Dataplane(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	d.dp = dp
+	if d.notifier, err = d.parts.Notifier(cfg, d.status, log.With("subsystem", "notify"), opts.Version); err != nil {
+		dp.Close()
+		return nil, err
+	}
+	d.metrics.AddNotifierSource(notifierCounts{d})
+	if dp.Counters != nil {
+		d.metrics.AddCounterSource(dp.Counters)
+	}
+	eopts := []engine.Option{engine.WithLogger(log), engine.WithVersion(opts.Version),
+		engine.WithEventSink(d.metrics.OnEvent), engine.WithEventSink(d.sink)}
+	if a := newAnnouncers(d.parts.Announcers, cfg, log, d.metrics); a != nil {
+		eopts = append(eopts, engine.WithAnnouncer(a))
+	}
+	eopts = append(eopts, engine.WithHealthChecker(d.parts.HealthChecker(cfg, log, d.metrics)))
+	d.eng = engine.New(cfg, d.metrics.Instrument(dp.Dataplane), dp.Name, eopts...)
+	return d, nil
+}
+
+// Run serves the status socket, the metrics listener and the notifiers,
+// and runs the engine until ctx is done. Then the announcers release
+// their VIPs, the notifiers send what they had and the listeners close;
+// the data plane keeps its state.
+func (d *Daemon) Run(ctx context.Context) error {
+	cfg := d.config()
+	ln, err := d.parts.ListenAPI(cfg.API.Socket)
+	if err != nil {
+		d.dp.Close()
+		return err
+	}
+	defer os.Remove(cfg.API.Socket)
+	go func() {
+		if err := api.Serve(ctx, ln, api.Handler(d.status, d.eng.Events)); err != nil {
+			d.log.Error("status socket stopped", "err", err)
+		}
+	}()
+	var mln net.Listener
+	if addr := cfg.API.Metrics; addr != "" {
+		if mln, err = d.parts.Listen("tcp", addr); err != nil {
+			d.dp.Close()
+			return fmt.Errorf("metrics listener: %w", err)
+		}
+	}
+	d.mu.Lock()
+	d.srv = d.serve(mln)
+	d.stopNote = d.runNotifier(d.notifier)
+	d.mu.Unlock()
+	go d.systemd(ctx)
+	defer d.stop()
+
+	d.log.Info("halb running", "node", cfg.Node, "config", d.opts.Path, "dataplane", d.dp.Name, "socket", cfg.API.Socket,
+		"instances", len(cfg.VRRP.Instances), "services", len(cfg.Services))
+	err = d.eng.Run(ctx)
+	d.log.Info("halb stopped")
+	return err
+}
+
+// stop flushes the notifications and closes the metrics listener, once
+// the engine has stopped.
+func (d *Daemon) stop() {
+	d.mu.Lock()
+	stopNote, srv := d.stopNote, d.srv
+	d.closed = true
+	d.mu.Unlock()
+	stopNote()
+	d.retiring.Wait()
+	shutdown(srv)
+}
+
+func (d *Daemon) config() *config.Config {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.cfg
+}
+
+// status reads the engine's status document.
+func (d *Daemon) status(ctx context.Context) (api.Status, error) {
+	return api.EngineStatus(d.eng.Status)(ctx)
+}
+
+// sink hands an event to the current notifier; it never blocks.
+func (d *Daemon) sink(r event.Record) {
+	d.mu.Lock()
+	n := d.notifier
+	d.mu.Unlock()
+	if n != nil {
+		n.Sink(r)
+	}
+}
+
+// serve serves metrics and the status page on ln (nil: no listener).
+func (d *Daemon) serve(ln net.Listener) *http.Server {
+	if ln == nil {
+		return nil
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", d.metrics.Handler())
+	mux.Handle("/{$}", statuspage.New(d.status, func() metrics.CounterSource { return d.dp.Counters }, 5*time.Second, time.Now))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(d.log.Handler(), slog.LevelWarn)}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			d.log.Error("metrics listener stopped", "err", err)
+		}
+	}()
+	d.log.Info("metrics and status page", "url", "http://"+ln.Addr().String()+"/")
+	return srv
+}
+
+// shutdown closes a listener's server, giving requests in flight a moment.
+func shutdown(srv *http.Server) {
+	if srv == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	srv.Shutdown(ctx)
+}
+
+// runNotifier runs n (nil: none) until the returned function is called;
+// that function waits until n has sent what it had queued.
+func (d *Daemon) runNotifier(n Notifier) (stop func()) {
+	if n == nil {
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		n.Run(ctx)
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
+}
+
+// systemd says READY once the engine answers, keeps the watchdog fed
+// while it does, and says STOPPING when ctx ends.
+func (d *Daemon) systemd(ctx context.Context) {
+	if d.sd == nil {
+		return
+	}
+	for {
+		c, cancel := context.WithTimeout(ctx, time.Second)
+		_, err := d.eng.Status(c)
+		cancel()
+		if err == nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			d.notifySD(d.sd.Stopping())
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	d.notifySD(d.sd.Ready(d.readyStatus()))
+	var tick <-chan time.Time
+	interval, watchdog := sdnotify.WatchdogInterval()
+	if watchdog {
+		t := time.NewTicker(interval / 2)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			d.notifySD(d.sd.Stopping())
+			return
+		case <-tick:
+			// Only a live engine loop feeds the watchdog.
+			c, cancel := context.WithTimeout(ctx, interval/2)
+			_, err := d.eng.Status(c)
+			cancel()
+			if err == nil {
+				d.notifySD(d.sd.Watchdog())
+			}
+		}
+	}
+}
+
+func (d *Daemon) readyStatus() string {
+	cfg := d.config()
+	return fmt.Sprintf("node %s: %d VRRP instances, %d services", cfg.Node, len(cfg.VRRP.Instances), len(cfg.Services))
+}
+
+func (d *Daemon) notifySD(err error) {
+	if err != nil {
+		d.log.Warn("telling systemd", "err", err)
+	}
+}
