@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -95,8 +96,7 @@ func New(opts Options) (*Daemon, error) {
 	}
 	d.dp = dp
 	if d.notifier, err = d.parts.Notifier(cfg, d.status, log.With("subsystem", "notify"), opts.Version); err != nil {
-		dp.Close()
-		return nil, err
+		return nil, errors.Join(err, dp.Close())
 	}
 	d.metrics.AddNotifierSource(notifierCounts{d})
 	if dp.Counters != nil {
@@ -120,10 +120,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 	cfg := d.config()
 	ln, err := d.parts.ListenAPI(cfg.API.Socket)
 	if err != nil {
-		d.dp.Close()
-		return err
+		return errors.Join(err, d.dp.Close())
 	}
-	defer os.Remove(cfg.API.Socket)
+	defer func() {
+		if err := os.Remove(cfg.API.Socket); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			d.log.Warn("removing the status socket", "err", err)
+		}
+	}()
 	go func() {
 		if err := api.Serve(ctx, ln, api.Handler(d.status, d.eng.Events)); err != nil {
 			d.log.Error("status socket stopped", "err", err)
@@ -132,8 +135,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	var mln net.Listener
 	if addr := cfg.API.Metrics; addr != "" {
 		if mln, err = d.parts.Listen("tcp", addr); err != nil {
-			d.dp.Close()
-			return fmt.Errorf("metrics listener: %w", err)
+			return errors.Join(fmt.Errorf("metrics listener: %w", err), d.dp.Close())
 		}
 	}
 	d.mu.Lock()
@@ -159,7 +161,7 @@ func (d *Daemon) stop() {
 	d.mu.Unlock()
 	stopNote()
 	d.retiring.Wait()
-	shutdown(srv)
+	d.shutdown(srv)
 }
 
 func (d *Daemon) config() *config.Config {
@@ -202,13 +204,15 @@ func (d *Daemon) serve(ln net.Listener) *http.Server {
 }
 
 // shutdown closes a listener's server, giving requests in flight a moment.
-func shutdown(srv *http.Server) {
+func (d *Daemon) shutdown(srv *http.Server) {
 	if srv == nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	srv.Shutdown(ctx)
+	if err := srv.Shutdown(ctx); err != nil {
+		d.log.Warn("closing the metrics listener", "err", err)
+	}
 }
 
 // runNotifier runs n (nil: none) until the returned function is called;

@@ -104,7 +104,9 @@ func (d *Daemon) prepareReload(next *config.Config) (apply func(), errs []string
 		if d.closed {
 			d.mu.Unlock()
 			if ln != nil {
-				ln.Close()
+				if err := ln.Close(); err != nil {
+					d.log.Warn("closing the unused metrics listener", "err", err)
+				}
 			}
 			return
 		}
@@ -128,7 +130,7 @@ func (d *Daemon) prepareReload(next *config.Config) (apply func(), errs []string
 			}()
 		}
 		if move {
-			shutdown(old)
+			d.shutdown(old)
 			d.log.Info("reload: metrics listener moved", "from", cur.API.Metrics, "to", next.API.Metrics)
 		}
 	}, nil
