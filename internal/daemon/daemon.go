@@ -117,51 +117,68 @@ func New(opts Options) (*Daemon, error) {
 // their VIPs, the notifiers send what they had and the listeners close;
 // the data plane keeps its state.
 func (d *Daemon) Run(ctx context.Context) error {
+	if err := d.start(ctx); err != nil {
+		return errors.Join(err, d.dp.Close())
+	}
+	defer d.stop()
+	cfg := d.config()
+	d.log.Info("halb running", "node", cfg.Node, "config", d.opts.Path, "dataplane", d.dp.Name, "socket", cfg.API.Socket,
+		"instances", len(cfg.VRRP.Instances), "services", len(cfg.Services))
+	err := d.eng.Run(ctx)
+	d.log.Info("halb stopped")
+	return err
+}
+
+// start serves the status socket until ctx is done, opens the metrics
+// listener and runs the notifiers; a reload waits until it is done.
+func (d *Daemon) start(ctx context.Context) error {
+	d.reloadMu.Lock()
+	defer d.reloadMu.Unlock()
 	cfg := d.config()
 	ln, err := d.parts.ListenAPI(cfg.API.Socket)
 	if err != nil {
-		return errors.Join(err, d.dp.Close())
+		return err
 	}
-	defer func() {
-		if err := os.Remove(cfg.API.Socket); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			d.log.Warn("removing the status socket", "err", err)
+	var mln net.Listener
+	if addr := cfg.API.Metrics; addr != "" {
+		if mln, err = d.parts.Listen("tcp", addr); err != nil {
+			return errors.Join(fmt.Errorf("metrics listener: %w", err), ln.Close(), d.removeSocket(cfg.API.Socket))
 		}
-	}()
+	}
 	go func() {
 		if err := api.Serve(ctx, ln, api.Handler(d.status, d.eng.Events)); err != nil {
 			d.log.Error("status socket stopped", "err", err)
 		}
 	}()
-	var mln net.Listener
-	if addr := cfg.API.Metrics; addr != "" {
-		if mln, err = d.parts.Listen("tcp", addr); err != nil {
-			return errors.Join(fmt.Errorf("metrics listener: %w", err), d.dp.Close())
-		}
-	}
 	d.mu.Lock()
 	d.srv = d.serve(mln)
 	d.stopNote = d.runNotifier(d.notifier)
 	d.mu.Unlock()
 	go d.systemd(ctx)
-	defer d.stop()
-
-	d.log.Info("halb running", "node", cfg.Node, "config", d.opts.Path, "dataplane", d.dp.Name, "socket", cfg.API.Socket,
-		"instances", len(cfg.VRRP.Instances), "services", len(cfg.Services))
-	err = d.eng.Run(ctx)
-	d.log.Info("halb stopped")
-	return err
+	return nil
 }
 
-// stop flushes the notifications and closes the metrics listener, once
-// the engine has stopped.
+// removeSocket removes the status socket, if it is still there.
+func (d *Daemon) removeSocket(path string) error {
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove the status socket: %w", err)
+	}
+	return nil
+}
+
+// stop flushes the notifications and closes the listeners, once the
+// engine has stopped.
 func (d *Daemon) stop() {
 	d.mu.Lock()
-	stopNote, srv := d.stopNote, d.srv
+	stopNote, srv, cfg := d.stopNote, d.srv, d.cfg
 	d.closed = true
 	d.mu.Unlock()
 	stopNote()
 	d.retiring.Wait()
 	d.shutdown(srv)
+	if err := d.removeSocket(cfg.API.Socket); err != nil {
+		d.log.Warn("stopping", "err", err)
+	}
 }
 
 func (d *Daemon) config() *config.Config {
