@@ -135,7 +135,7 @@ func (d *Daemon) start(ctx context.Context) error {
 	d.reloadMu.Lock()
 	defer d.reloadMu.Unlock()
 	cfg := d.config()
-	ln, err := d.parts.ListenAPI(cfg.API.Socket)
+	ln, err := api.ListenUnix(cfg.API.Socket)
 	if err != nil {
 		return err
 	}

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net"
 
-	"halb/internal/api"
 	"halb/internal/config"
 	"halb/internal/dataplane"
 	"halb/internal/dataplane/ipvs"
@@ -32,8 +31,6 @@ type Parts struct {
 	Notifier func(cfg *config.Config, status notify.StatusFunc, log *slog.Logger, version string) (Notifier, error)
 	// Listen opens the metrics listener (network "tcp").
 	Listen func(network, addr string) (net.Listener, error)
-	// ListenAPI opens the status socket.
-	ListenAPI func(path string) (net.Listener, error)
 }
 
 // withDefaults fills the nil fields with the real parts.
@@ -52,9 +49,6 @@ func (p Parts) withDefaults() Parts {
 	}
 	if p.Listen == nil {
 		p.Listen = net.Listen
-	}
-	if p.ListenAPI == nil {
-		p.ListenAPI = api.ListenUnix
 	}
 	return p
 }
