@@ -200,3 +200,41 @@ func TestMetricsWhenSourcesFail(t *testing.T) {
 		t.Error("help text missing")
 	}
 }
+
+// adverts is a VRRPSource of one instance.
+type adverts string
+
+func (a adverts) VRRPCounters() []VRRPCounters {
+	return []VRRPCounters{{Instance: string(a), AdvertsSent: 3, Rejected: map[string]uint64{"ttl": 1}}}
+}
+
+// TestSourcesAddUp: every source added is read; the kernel counters are
+// up only when every counter source could be read.
+func TestSourcesAddUp(t *testing.T) {
+	m := New(func(context.Context) (api.Status, error) { return api.Status{}, errors.New("engine is not running") })
+	m.AddVRRPSource(adverts("a"))
+	m.AddVRRPSource(adverts("b"))
+	m.AddCounterSource(kernel{})
+	srv := httptest.NewServer(m.Handler())
+	defer srv.Close()
+	f := scrape(t, srv.URL)
+	for _, in := range []string{"a", "b"} {
+		if v := value(t, f, "halb_vrrp_adverts_sent_total", "instance", in); v != 3 {
+			t.Errorf("adverts sent by %s = %v, want 3", in, v)
+		}
+		if v := value(t, f, "halb_vrrp_adverts_rejected_total", "instance", in, "reason", "ttl"); v != 1 {
+			t.Errorf("adverts of %s rejected for ttl = %v, want 1", in, v)
+		}
+	}
+	if v := value(t, f, "halb_kernel_counters_up"); v != 1 {
+		t.Errorf("halb_kernel_counters_up = %v with one good source", v)
+	}
+	m.AddCounterSource(kernel{fail: true})
+	f = scrape(t, srv.URL)
+	if v := value(t, f, "halb_kernel_counters_up"); v != 0 {
+		t.Errorf("halb_kernel_counters_up = %v with a failing source among two", v)
+	}
+	if _, ok := f["halb_service_connections_total"]; ok {
+		t.Error("service counters shown when a source failed")
+	}
+}
