@@ -13,7 +13,9 @@ import (
 	"os"
 	"os/exec"
 	"os/user"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -118,7 +120,11 @@ func Run(ctx context.Context, c Cmd) Result {
 		ctx, cancel = context.WithTimeout(ctx, c.Timeout)
 		defer cancel()
 	}
-	cmd := exec.CommandContext(ctx, c.Path, c.Args...)
+	path, err := lookPath(c.Path)
+	if err != nil {
+		return Result{ExitCode: -1, Err: fmt.Errorf("start %s: %w", c.Path, err)}
+	}
+	cmd := exec.CommandContext(ctx, path, c.Args...)
 	cmd.Env = append([]string{"PATH=" + Path}, c.Env...)
 	cmd.Dir = "/"
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: c.User.cred}
@@ -140,12 +146,27 @@ func Run(ctx context.Context, c Cmd) Result {
 	if err := start(); err != nil {
 		return Result{ExitCode: -1, Err: fmt.Errorf("start %s: %w", c.Path, err)}
 	}
-	err := cmd.Wait()
+	err = cmd.Wait()
 	r := Result{ExitCode: cmd.ProcessState.ExitCode(), Output: out.buf.Bytes(), Truncated: out.dropped, Err: err}
 	if err != nil && ctx.Err() == context.DeadlineExceeded {
 		r.TimedOut = true
 	}
 	return r
+}
+
+// lookPath finds a program named without a slash in Path (not in halb's
+// own PATH), as the program's environment says.
+func lookPath(name string) (string, error) {
+	if strings.Contains(name, "/") {
+		return name, nil
+	}
+	for _, dir := range filepath.SplitList(Path) {
+		p := filepath.Join(dir, name)
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%s not found in %s", name, Path)
 }
 
 // limitedBuffer keeps the first limit bytes written to it.

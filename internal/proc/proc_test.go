@@ -3,6 +3,7 @@ package proc
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"os/user"
@@ -35,8 +36,15 @@ func sh(u User, script string) Cmd {
 	return Cmd{Path: "/bin/sh", Args: []string{"-c", script}, User: u, Timeout: 10 * time.Second}
 }
 
+// alive reports whether pid is a process that still runs (a killed one
+// may stay a zombie until its new parent reaps it).
 func alive(pid int) bool {
-	return syscall.Kill(pid, 0) == nil
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	_, after, _ := strings.Cut(string(b), ") ")
+	return !strings.HasPrefix(after, "Z") && !strings.HasPrefix(after, "X")
 }
 
 // TestTimeoutKillsGroup: a script that forks a grandchild and waits is
@@ -61,9 +69,8 @@ func TestTimeoutKillsGroup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The grandchild is our process's grandchild's orphan: reaped by
-	// init once killed, so it may take a moment to disappear.
-	for deadline := time.Now().Add(2 * time.Second); alive(pid) && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+	// SIGKILL takes effect at once, but give the kernel a moment.
+	for deadline := time.Now().Add(time.Second); alive(pid) && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 	}
 	if alive(pid) {
 		syscall.Kill(pid, syscall.SIGKILL)
@@ -154,6 +161,14 @@ func TestOutputAndExit(t *testing.T) {
 	}
 	if r := Run(t.Context(), Cmd{Path: "/no/such/program", User: u}); r.Err == nil || r.ExitCode != -1 {
 		t.Errorf("missing program: %+v", r)
+	}
+	// A name without a slash is looked up in the fixed PATH, not halb's.
+	t.Setenv("PATH", "/nonexistent")
+	if r := Run(t.Context(), Cmd{Path: "echo", Args: []string{"hi"}, User: u}); r.Err != nil || string(r.Output) != "hi\n" {
+		t.Errorf("echo by name: %+v", r)
+	}
+	if r := Run(t.Context(), Cmd{Path: "no-such-program-here", User: u}); r.Err == nil || !strings.Contains(r.Err.Error(), "not found in /usr/local/sbin:") {
+		t.Errorf("unknown program by name: %+v", r)
 	}
 }
 
