@@ -1,6 +1,6 @@
-// Package proc is the only place halb starts programs an operator
+// Package proc is the only place halb starts programs: those an operator
 // configured (exec health checks, VRRP tracking scripts, notify
-// programs). Every run has an explicit user, a clean environment, the
+// programs) and the system tools halb uses (nft). Every run has an explicit user, a clean environment, the
 // working directory "/", its own process group that is killed as a whole
 // at the timeout, and a bounded capture of its output.
 package proc
@@ -72,6 +72,10 @@ func LookupUser(name string) (User, error) {
 	}
 	return User{Name: name, cred: cred}, nil
 }
+
+// Self is the user halb runs as, for the system tools halb itself runs
+// (nft): no switch of credentials.
+func Self() User { return User{Name: "uid " + strconv.Itoa(os.Geteuid())} }
 
 // Cmd is one run of a program.
 type Cmd struct {

@@ -114,6 +114,9 @@ func TestLookupUser(t *testing.T) {
 			t.Error("switching to root without root accepted")
 		}
 	}
+	if r := Run(t.Context(), Cmd{Path: "id", Args: []string{"-u"}, User: Self()}); r.Err != nil || string(r.Output) != strconv.Itoa(os.Geteuid())+"\n" {
+		t.Errorf("a run as halb's own user: %+v", r)
+	}
 	if r := Run(t.Context(), Cmd{Path: "/bin/true"}); r.Err == nil || r.ExitCode != -1 {
 		t.Errorf("a run without a user: %+v", r)
 	}
