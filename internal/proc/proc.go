@@ -1,8 +1,10 @@
 // Package proc is the only place halb starts programs: those an operator
-// configured (exec health checks, VRRP tracking scripts, notify
-// programs) and the system tools halb uses (nft). Every run has an explicit user, a clean environment, the
-// working directory "/", its own process group that is killed as a whole
-// at the timeout, and a bounded capture of its output.
+// configured (exec health checks, VRRP tracking scripts, notify programs)
+// and the system tools halb uses (nft). Every run has an explicit user, a
+// clean environment, the working directory "/", its own process group
+// that is killed as a whole at the timeout or when its context ends, and
+// a bounded capture of its output. A Queue bounds how many run at once and
+// how many wait.
 package proc
 
 import (
