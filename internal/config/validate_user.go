@@ -30,9 +30,12 @@ func (v *validator) programUsers() {
 		check("a tracking script", p, p+".user", "user", s.User)
 	}
 	for i, in := range v.c.VRRP.Instances {
-		if in.Notify != "" {
-			p := fmt.Sprintf("vrrp.instances[%d]", i)
+		p := fmt.Sprintf("vrrp.instances[%d]", i)
+		switch {
+		case in.Notify != "":
 			check("the notify program", p+".notify", p+".notify_user", "notify_user", in.NotifyUser)
+		case in.NotifyUser != "":
+			v.warnf(p+".notify_user", "%s.notify_user: set without notify", p)
 		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(v.c.Pools)) {

@@ -70,6 +70,10 @@ func TestProgramUsers(t *testing.T) {
 	if got := diags.String(); c == nil || got != strings.Join(want, "\n")+"\n" {
 		t.Errorf("own users root:\n%s\nwant:\n%s", got, strings.Join(want, "\n")+"\n")
 	}
+	_, diags = Parse("p.yaml", []byte(strings.Replace(own, "      notify: /usr/local/sbin/vrrp-notify\n", "", 1)), Options{})
+	if want := "p.yaml:13:20: warning: vrrp.instances[0].notify_user: set without notify\n"; diags.String() != want {
+		t.Errorf("notify_user alone: %q, want %q", diags, want)
+	}
 	// A root script_user: one warning naming the programs that use it.
 	c, diags = Parse("p.yaml", []byte(fill("script_user: root", "", "notify_user: halb", "", "")), Options{})
 	want = []string{"p.yaml:2:14: warning: script_user: root: halb runs vrrp.scripts[0], pools.www.check[0], notify.exec as root, with every privilege"}
