@@ -13,8 +13,11 @@ type Config struct {
 	// File is the path the configuration was read from.
 	File string `yaml:"-"`
 
-	Node       string          `yaml:"node"`
-	StateDir   string          `yaml:"state_dir"`
+	Node     string `yaml:"node"`
+	StateDir string `yaml:"state_dir"`
+	// ScriptUser is the user halb runs configured programs as (exec
+	// checks, tracking scripts, notify programs) when they name none of
+	// their own; root only when written as such.
 	ScriptUser string          `yaml:"script_user"`
 	VRRP       VRRP            `yaml:"vrrp"`
 	Services   []Service       `yaml:"services"`
@@ -63,8 +66,10 @@ type Instance struct {
 	IPv4Checksum string `yaml:"ipv4_checksum"`
 	// Auth is VRRPv2 simple password authentication ("" = none).
 	AuthPassword string `yaml:"auth_password"`
-	// Notify is an executable run on every state change of this instance.
-	Notify string `yaml:"notify"`
+	// Notify is an executable run on every state change of this
+	// instance, as NotifyUser (or the top-level script_user).
+	Notify     string `yaml:"notify"`
+	NotifyUser string `yaml:"notify_user"`
 }
 
 // Family returns 4 or 6, the address family of the instance's VIPs.
@@ -100,10 +105,12 @@ type SyncGroup struct {
 	Instances []string `yaml:"instances"`
 }
 
-// Script is a tracking script run periodically; its exit code says up/down.
+// Script is a tracking script run periodically as User (or the
+// top-level script_user); its exit code says up/down.
 type Script struct {
 	Name     string   `yaml:"name"`
 	Command  []string `yaml:"command"`
+	User     string   `yaml:"user"`
 	Interval Duration `yaml:"interval"`
 	Timeout  Duration `yaml:"timeout"`
 	Rise     int      `yaml:"rise"`
@@ -278,8 +285,10 @@ type API struct {
 type Notify struct {
 	SMTP     *SMTP     `yaml:"smtp"`
 	Webhooks []Webhook `yaml:"webhooks"`
-	Exec     string    `yaml:"exec"`
-	ExecUser string    `yaml:"exec_user"`
+	// Exec is a program run for every event, as ExecUser (or the
+	// top-level script_user).
+	Exec     string `yaml:"exec"`
+	ExecUser string `yaml:"exec_user"`
 	// ExecTimeout bounds one run of Exec (0: 10s).
 	ExecTimeout Duration `yaml:"exec_timeout"`
 	// GroupWait is how long a notification waits for more events to

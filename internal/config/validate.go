@@ -75,6 +75,7 @@ func validate(c *Config) Diagnostics {
 	v.notify()
 	v.notifyDelivery()
 	v.health()
+	v.programUsers()
 	return v.diags
 }
 

@@ -48,18 +48,6 @@ func (v *validator) healthCheck(p string, ch Check) {
 	if ch.Type == "dns" && !slices.Contains(DNSQueryTypes, strings.ToUpper(ch.QueryType)) {
 		v.errorf(p+".query_type", "%s.query_type: %q is not one of %s", p, ch.QueryType, strings.Join(DNSQueryTypes, ", "))
 	}
-	if ch.Type == "exec" {
-		user := ch.User
-		if user == "" {
-			user = v.c.ScriptUser
-		}
-		switch user {
-		case "":
-			v.errorf(p, "%s: an exec check needs user (or the top-level script_user), the unprivileged user it runs as", p)
-		case "root", "0":
-			v.errorf(p+".user", "%s.user: exec checks do not run as root", p)
-		}
-	}
 	tlsKeys := ch.SNI != "" || ch.Verify || ch.CAFile != "" || ch.ClientCert != ""
 	if tlsKeys && ch.Type != "https" && ch.Type != "tls" {
 		v.warnf(p, "%s: sni, verify, ca_file and client_cert only apply to https and tls checks, not %s", p, ch.Type)

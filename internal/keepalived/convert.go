@@ -36,21 +36,23 @@ func (conv *Conversion) Build(cfgOpts config.Options) (*config.Config, config.Di
 	return cfg, diags
 }
 
-// dropRepeated leaves out validation errors at places where the mapping
-// already reported an error: a value it could not read is zero, and the
-// validator would say so again.
+// dropRepeated leaves out validation diagnostics at places where the
+// mapping already reported one as severe: a value it could not read is
+// zero, and the validator would say so again; a value it chose (a
+// script_user) it has already explained.
 func dropRepeated(diags, mapped config.Diagnostics) config.Diagnostics {
 	type key struct {
 		file string
 		pos  config.Pos
+		sev  config.Severity
 	}
 	seen := map[key]bool{}
-	for _, d := range mapped.Errors() {
-		seen[key{d.File, d.Pos}] = true
+	for _, d := range mapped {
+		seen[key{d.File, d.Pos, d.Severity}] = true
 	}
 	out := diags[:0:0]
 	for _, d := range diags {
-		if d.Severity == config.Error && seen[key{d.File, d.Pos}] {
+		if seen[key{d.File, d.Pos, d.Severity}] {
 			continue
 		}
 		out = append(out, d)
@@ -86,6 +88,7 @@ func Convert(path string, opts Options) Conversion {
 	}
 	m.diags = diags
 	m.top(nodes)
+	m.defaultScriptUser()
 	m.diags.Sort()
 	return Conversion{Config: m.cfg, Written: m.written, Origins: m.origins, Diags: m.diags}
 }

@@ -79,7 +79,7 @@ func (m *mapper) globalDefs(g *Node) {
 				}
 			}
 		},
-		"enable_script_security": m.ignore("halb never runs scripts as root and checks nothing else"),
+		"enable_script_security": m.ignore("halb runs scripts as their user or script_user (root only when written) and checks nothing else"),
 		"vrrp_version": func(n *Node) {
 			if v, ok := m.intArg(n, 0, 2, 3); ok {
 				m.version, m.versionAt = v, n.ArgPos(0)
@@ -270,8 +270,12 @@ func (m *mapper) vrrpScript(n *Node) {
 			m.set(p+".fall", c.ArgPos(0))
 		},
 		"user": func(c *Node) {
-			if m.needArgs(c, 1) && c.Arg(0) != m.cfg.ScriptUser {
-				m.errorf(c.ArgPos(0), "user is not supported per tracking script: halb runs every script as script_user (%q); set script_user in global_defs", m.cfg.ScriptUser)
+			if m.needArgs(c, 1) {
+				s.User = c.Arg(0)
+				m.set(p+".user", c.ArgPos(0))
+				if len(c.Args) > 1 {
+					m.warnf(c.ArgPos(1), "user: halb runs the script with the user's own group, not %q", c.Arg(1))
+				}
 			}
 		},
 		"init_fail": m.ignore("halb starts a tracked script as up until it has run"),

@@ -1,63 +1,33 @@
 package notify
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"os"
-	"os/exec"
-	"os/user"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"halb/internal/config"
 	"halb/internal/event"
+	"halb/internal/proc"
 )
 
 // Hook runs the notify program once per event, with keepalived-compatible
 // arguments for VRRP transitions and the event as JSON on stdin.
 type Hook struct {
 	path    string
-	cred    *syscall.Credential
+	user    proc.User
 	timeout time.Duration
 }
 
 // NewHook returns a hook running path as the named user (looked up now).
-// As root, the user must be given, and "root" only when asked for.
 func NewHook(path, userName string, timeout time.Duration) (*Hook, error) {
-	h := &Hook{path: path, timeout: timeout}
-	if userName == "" {
-		return h, nil
-	}
-	u, err := user.Lookup(userName)
+	u, err := proc.LookupUser(userName)
 	if err != nil {
-		return nil, fmt.Errorf("notify exec user: %w", err)
+		return nil, fmt.Errorf("notify exec: %w", err)
 	}
-	uid, err1 := strconv.ParseUint(u.Uid, 10, 32)
-	gid, err2 := strconv.ParseUint(u.Gid, 10, 32)
-	if err := errors.Join(err1, err2); err != nil {
-		return nil, fmt.Errorf("notify exec user %s: %w", userName, err)
-	}
-	if uint64(os.Geteuid()) == uid {
-		return h, nil
-	}
-	if os.Geteuid() != 0 {
-		return nil, fmt.Errorf("notify exec user %s: switching users needs root", userName)
-	}
-	cred := &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
-	if gids, err := u.GroupIds(); err == nil {
-		for _, g := range gids {
-			if n, err := strconv.ParseUint(g, 10, 32); err == nil {
-				cred.Groups = append(cred.Groups, uint32(n))
-			}
-		}
-	}
-	h.cred = cred
-	return h, nil
+	return &Hook{path: path, user: u, timeout: timeout}, nil
 }
 
 // Name identifies the hook in logs and metrics.
@@ -66,27 +36,17 @@ func (h *Hook) Name() string { return "exec " + h.path }
 // Run runs the program with args and stdin, killing it and its children
 // when the timeout passes.
 func (h *Hook) Run(ctx context.Context, args []string, stdin []byte) error {
-	ctx, cancel := context.WithTimeout(ctx, h.timeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, h.path, args...)
-	cmd.Dir = "/"
-	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8"}
-	cmd.Stdin = bytes.NewReader(stdin)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: h.cred}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = time.Second
-	err := cmd.Run()
-	if ctx.Err() == context.DeadlineExceeded {
+	r := proc.Run(ctx, proc.Cmd{Path: h.path, Args: args, User: h.user, Env: []string{"LANG=C.UTF-8"},
+		Stdin: stdin, Timeout: h.timeout, OutputLimit: 200})
+	if r.TimedOut {
 		return fmt.Errorf("%s %s: killed after %s", h.path, strings.Join(args, " "), h.timeout)
 	}
-	if err != nil {
-		msg := strings.TrimSpace(out.String())
-		if len(msg) > 200 {
-			msg = msg[:200] + "…"
+	if r.Err != nil {
+		msg := strings.TrimSpace(string(r.Output))
+		if r.Truncated {
+			msg += "…"
 		}
-		return fmt.Errorf("%s %s: %w: %s", h.path, strings.Join(args, " "), err, msg)
+		return fmt.Errorf("%s %s: %w: %s", h.path, strings.Join(args, " "), r.Err, msg)
 	}
 	return nil
 }

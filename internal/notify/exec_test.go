@@ -80,6 +80,9 @@ func TestHookRunsAsUnprivilegedUser(t *testing.T) {
 	if _, err := NewHook(script, "no-such-user-here", time.Second); err == nil {
 		t.Error("unknown user accepted")
 	}
+	if _, err := NewHook(script, "", time.Second); err == nil {
+		t.Error("no user accepted")
+	}
 }
 
 // TestNotifierRunsHookPerEvent: through the notifier, the program gets

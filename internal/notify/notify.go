@@ -121,9 +121,6 @@ func FromConfig(cfg *config.Config, status StatusFunc, log *slog.Logger, version
 		if u == "" {
 			u = cfg.ScriptUser
 		}
-		if u == "" {
-			u = "nobody"
-		}
 		h, err := NewHook(nc.Exec, u, or(nc.ExecTimeout.D(), DefaultExecTimeout))
 		if err != nil {
 			return nil, err

@@ -356,6 +356,19 @@ func masterDown(interval time.Duration, prio int) time.Duration {
 // generous is the test bound: twice the protocol bound plus a second.
 func generous(d time.Duration) time.Duration { return 2*d + time.Second }
 
+// scriptDir is a temporary directory that tracking and notify scripts,
+// which run as nobody, can read and write.
+func scriptDir(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := os.Chmod(d, 0o777); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
 func halbConf(name string, vrid, prio int, extra string, vips ...string) string {
 	return fmt.Sprintf(`node: %s
 vrrp:

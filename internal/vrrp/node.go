@@ -13,6 +13,7 @@ import (
 	"halb/internal/config"
 	"halb/internal/event"
 	"halb/internal/netif"
+	"halb/internal/proc"
 )
 
 // Clock tells the time and makes timers; tests may replace it.
@@ -110,6 +111,7 @@ func (n *Node) Run(ctx context.Context, events chan<- event.VRRP) error {
 		scripts:   map[string]*scriptRun{},
 		linkUp:    map[string]bool{},
 		netq:      make(chan func(), 256),
+		notifyq:   proc.NewQueue(1, notifyQueue),
 	}
 	defer close(r.done)
 	netDone := make(chan struct{})
@@ -206,7 +208,12 @@ type runner struct {
 	// adverts of other instances (which would let their backups take
 	// over).
 	netq chan func()
+	// notifyq runs the instances' notify executables.
+	notifyq *proc.Queue
 }
+
+// notifyQueue is how many notify runs may wait for the one running.
+const notifyQueue = 64
 
 // apply starts, keeps, restarts or stops instances to match cfg; it
 // returns the instances that could not start.

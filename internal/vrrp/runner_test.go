@@ -2,15 +2,24 @@ package vrrp
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/netip"
+	"os"
+	"os/user"
+	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"halb/internal/config"
 	"halb/internal/event"
+	"halb/internal/lab/labtest"
 	"halb/internal/netif"
+	"halb/internal/proc"
 )
 
 // stepClock is moved by the test; its timers never fire (the test runs
@@ -101,6 +110,7 @@ func newTestRunner(t *testing.T, yaml string, up ...string) *testRunner {
 		linkUp:    map[string]bool{},
 		counters:  &counterSet{},
 		netq:      make(chan func(), 256),
+		notifyq:   proc.NewQueue(1, notifyQueue),
 	}
 	t.Cleanup(func() {
 		close(tr.done)
@@ -237,7 +247,7 @@ func TestRunnerTrackInterfaceWeights(t *testing.T) {
 func TestRunnerScriptFallRise(t *testing.T) {
 	tr := newTestRunner(t, oneInstance+`      track_scripts: [{name: chk}]
   scripts:
-    - {name: chk, command: ["true"], interval: 1h, timeout: 1s, rise: 2, fall: 3}
+    - {name: chk, command: ["true"], user: nobody, interval: 1h, timeout: 1s, rise: 2, fall: 3}
 `, "eth0")
 	tr.advance(4 * time.Second)
 	if tr.state("vi") != Master {
@@ -269,16 +279,22 @@ func TestRunnerScriptFallRise(t *testing.T) {
 	}
 }
 
-// TestRunScriptTimeout runs a real script that outlives its timeout: it
-// is killed and reported as failed, with the timeout as its output.
+// TestRunScriptTimeout runs a real script that outlives its timeout and
+// leaves a grandchild: both are killed and the run is reported as failed,
+// with the timeout as its output.
 func TestRunScriptTimeout(t *testing.T) {
 	out := make(chan scriptResult, 1)
 	done := make(chan struct{})
 	defer close(done)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	s := config.Script{Name: "slow", Command: []string{"sleep", "30"}, Interval: config.Duration(time.Hour),
-		Timeout: config.Duration(200 * time.Millisecond)}
+	me, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	s := config.Script{Name: "slow", Command: []string{"sh", "-c", "sleep 30 & echo $! > " + pidFile + "; wait"}, User: me.Username,
+		Interval: config.Duration(time.Hour), Timeout: config.Duration(200 * time.Millisecond)}
 	start := time.Now()
 	go runScript(ctx, &stepClock{}, s, out, done)
 	select {
@@ -291,6 +307,104 @@ func TestRunScriptTimeout(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("no result within 10 s of a 200 ms timeout")
+	}
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	running := func() bool { // a killed process may stay a zombie a while
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		_, state, _ := strings.Cut(string(b), ") ")
+		return err == nil && !strings.HasPrefix(state, "Z")
+	}
+	for deadline := time.Now().Add(time.Second); running() && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+	}
+	if running() {
+		syscall.Kill(pid, syscall.SIGKILL)
+		t.Errorf("the script's child %d outlived the timeout", pid)
+	}
+}
+
+// TestRunScriptUser: a script runs as its user; one that cannot be
+// resolved fails every run, saying why.
+func TestRunScriptUser(t *testing.T) {
+	labtest.RequireRoot(t)
+	run := func(s config.Script) scriptResult {
+		out := make(chan scriptResult, 1)
+		done := make(chan struct{})
+		defer close(done)
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go runScript(ctx, &stepClock{}, s, out, done)
+		select {
+		case res := <-out:
+			return res
+		case <-time.After(10 * time.Second):
+			t.Fatal("no result")
+		}
+		return scriptResult{}
+	}
+	s := config.Script{Name: "id", Command: []string{"id", "-un"}, User: "nobody", Interval: config.Duration(time.Hour), Timeout: config.Duration(5 * time.Second)}
+	if res := run(s); !res.ok || res.out != "nobody" {
+		t.Errorf("as nobody: %+v", res)
+	}
+	s.User = "no-such-user-here"
+	if res := run(s); res.ok || !strings.Contains(res.out, "no-such-user-here") {
+		t.Errorf("unknown user: %+v", res)
+	}
+}
+
+// TestRunnerNotifyFlood: the notify executable runs one transition at a
+// time, in order; a flood of transitions while it is busy fills the
+// queue, the rest is dropped and counted, and no goroutine is added.
+func TestRunnerNotifyFlood(t *testing.T) {
+	me, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	log, release := filepath.Join(dir, "log"), filepath.Join(dir, "release")
+	script := filepath.Join(dir, "notify.sh")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\necho \"$1 $3\" >> "+log+"\nwhile [ ! -e "+release+" ]; do sleep 0.01; done\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tr := newTestRunner(t, oneInstance+"      notify: "+script+"\n      notify_user: "+me.Username+"\n", "eth0")
+	lines := func() []string {
+		b, _ := os.ReadFile(log)
+		return strings.Split(strings.TrimSpace(string(b)), "\n")
+	}
+	// The start's INIT → BACKUP runs and waits for the release.
+	for deadline := time.Now().Add(5 * time.Second); lines()[0] != "vi BACKUP"; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the first notification did not run: %q", lines())
+		}
+	}
+	before := runtime.NumGoroutine()
+	ins := tr.instances["vi"]
+	for i := range 10000 {
+		tr.notify(ins, event.VRRP{Instance: "vi", Old: "BACKUP", New: strconv.Itoa(i)})
+		if n := runtime.NumGoroutine(); n > before {
+			t.Fatalf("goroutines grew from %d to %d", before, n)
+		}
+	}
+	if d := tr.notifyq.Dropped(); d != 10000-notifyQueue {
+		t.Errorf("dropped %d, want %d", d, 10000-notifyQueue)
+	}
+	if err := os.WriteFile(release, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"vi BACKUP"}
+	for i := range notifyQueue {
+		want = append(want, "vi "+strconv.Itoa(i))
+	}
+	for deadline := time.Now().Add(20 * time.Second); len(lines()) < len(want) && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+	}
+	if got := lines(); strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("notified %q, want %q", got, want)
 	}
 }
 

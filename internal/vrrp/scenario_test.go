@@ -134,7 +134,7 @@ func TestLabSyncGroupTrackingNotify(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	dir := t.TempDir()
+	dir := scriptDir(t)
 	flag := filepath.Join(dir, "healthy")
 	notifyLog := filepath.Join(dir, "notify.log")
 	notify := filepath.Join(dir, "notify.sh")
@@ -145,6 +145,7 @@ func TestLabSyncGroupTrackingNotify(t *testing.T) {
 		t.Fatal(err)
 	}
 	aConf := `node: a
+script_user: nobody
 vrrp:
   scripts:
     - {name: chk, command: [test, -e, ` + flag + `], interval: 100ms, timeout: 100ms, rise: 2, fall: 2, weight: -100}
@@ -235,7 +236,7 @@ func TestLabSyncGroupFollow(t *testing.T) {
 	for _, peer := range []string{"halb", "keepalived"} {
 		t.Run(peer, func(t *testing.T) {
 			p := newPair(t)
-			flag := filepath.Join(t.TempDir(), "healthy")
+			flag := filepath.Join(scriptDir(t), "healthy")
 			if err := os.WriteFile(flag, nil, 0o644); err != nil {
 				t.Fatal(err)
 			}
@@ -250,6 +251,7 @@ func TestLabSyncGroupFollow(t *testing.T) {
 %s`, vrid, vrid, prio, vrid+90, extra)
 			}
 			startHelper(t, p.a, `node: a
+script_user: nobody
 vrrp:
   scripts:
     - {name: chk, command: [test, -e, `+flag+`], interval: 100ms, timeout: 100ms, rise: 2, fall: 2, weight: -100}

@@ -93,10 +93,10 @@ func TestLabHalbRunRealtime(t *testing.T) {
 	labtest.RequireRoot(t)
 	m := modes[0]
 	p := newPair(t)
-	out := filepath.Join(t.TempDir(), "policy")
+	out := filepath.Join(scriptDir(t), "policy")
 	yaml := strings.Replace(m.halbYAML(1, 150, true, fmt.Sprintf(`      track_scripts: [{name: chk}]
   scripts:
-    - {name: chk, command: ["sh", "-c", "grep ^policy /proc/$$/sched > %s"], interval: 1s, timeout: 1s, rise: 1, fall: 1}
+    - {name: chk, command: ["sh", "-c", "grep ^policy /proc/$$/sched > %s"], user: nobody, interval: 1s, timeout: 1s, rise: 1, fall: 1}
 `, out)), "vrrp:\n", "vrrp:\n  realtime_priority: 5\n  lock_memory: true\n", 1)
 	n, _ := startHalbRun(t, p.a, yaml)
 	waitVIP(t, m.vip(), generous(masterDown(m.interval, 150)), p.a, p.a)

@@ -3,7 +3,6 @@ package vrrp
 import (
 	"context"
 	"fmt"
-	"os/exec"
 	"reflect"
 	"slices"
 	"sort"
@@ -13,6 +12,7 @@ import (
 	"halb/internal/config"
 	"halb/internal/event"
 	"halb/internal/netif"
+	"halb/internal/proc"
 )
 
 // Tracking: an instance's own interface and its track_interfaces put it
@@ -255,6 +255,11 @@ func (r *runner) syncScripts(cfg *config.Config) {
 	want := map[string]config.Script{}
 	for _, s := range cfg.VRRP.Scripts {
 		if used[s.Name] {
+			// The user it runs as is part of what it is: a new
+			// script_user restarts it.
+			if s.User == "" {
+				s.User = cfg.ScriptUser
+			}
 			want[s.Name] = s
 		}
 	}
@@ -276,20 +281,23 @@ func (r *runner) syncScripts(cfg *config.Config) {
 	}
 }
 
-// runScript runs a tracking script every interval with its timeout.
+// runScript runs a tracking script every interval with its timeout, as
+// s.User; a user that cannot be resolved makes every run a failure.
 func runScript(ctx context.Context, clock Clock, s config.Script, out chan<- scriptResult, done <-chan struct{}) {
+	u, uerr := proc.LookupUser(s.User)
 	for {
-		cctx, cancel := context.WithTimeout(ctx, s.Timeout.D())
-		cmd := exec.CommandContext(cctx, s.Command[0], s.Command[1:]...)
-		cmd.WaitDelay = time.Second
-		b, err := cmd.CombinedOutput()
-		cancel()
-		if ctx.Err() != nil {
-			return
-		}
-		res := scriptResult{name: s.Name, cfg: s, ok: err == nil, out: strings.TrimSpace(string(b))}
-		if err != nil && cctx.Err() != nil {
-			res.out = fmt.Sprintf("timed out after %s", s.Timeout)
+		res := scriptResult{name: s.Name, cfg: s}
+		if uerr != nil {
+			res.out = uerr.Error()
+		} else {
+			r := proc.Run(ctx, proc.Cmd{Path: s.Command[0], Args: s.Command[1:], User: u, Timeout: s.Timeout.D()})
+			if ctx.Err() != nil {
+				return
+			}
+			res.ok, res.out = r.Err == nil, strings.TrimSpace(string(r.Output))
+			if r.TimedOut {
+				res.out = fmt.Sprintf("timed out after %s", s.Timeout)
+			}
 		}
 		select {
 		case out <- res:
@@ -332,20 +340,35 @@ func (r *runner) script(res scriptResult) {
 	}
 }
 
-// notify runs the instance's notify executable with the instance name,
-// old state, new state and reason; it does not wait for it.
+// notifyTimeout bounds one run of an instance's notify executable.
+const notifyTimeout = 30 * time.Second
+
+// notify queues a run of the instance's notify executable with the
+// instance name, old state, new state and reason, as its notify_user or
+// script_user; it does not wait for it. Runs happen one at a time in
+// order; when too many are waiting, the transition is not notified.
 func (r *runner) notify(ins *instance, ev event.VRRP) {
 	if ins.cfg.Notify == "" {
 		return
 	}
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		out, err := exec.CommandContext(ctx, ins.cfg.Notify, ev.Instance, ev.Old, ev.New, ev.Reason).CombinedOutput()
-		if err != nil {
-			r.log.Warn("notify executable failed", "instance", ev.Instance, "cmd", ins.cfg.Notify, "err", err, "output", string(out))
+	name := ins.cfg.NotifyUser
+	if name == "" {
+		name = r.cfg.ScriptUser
+	}
+	u, err := proc.LookupUser(name)
+	if err != nil {
+		r.log.Warn("notify executable not run", "instance", ev.Instance, "cmd", ins.cfg.Notify, "err", err)
+		return
+	}
+	cmd := proc.Cmd{Path: ins.cfg.Notify, Args: []string{ev.Instance, ev.Old, ev.New, ev.Reason}, User: u, Timeout: notifyTimeout}
+	queued := r.notifyq.Submit(context.Background(), cmd, func(res proc.Result) {
+		if res.Err != nil {
+			r.log.Warn("notify executable failed", "instance", ev.Instance, "cmd", ins.cfg.Notify, "err", res.Err, "output", string(res.Output))
 		}
-	}()
+	})
+	if !queued {
+		r.log.Warn("notify executable not run: too many transitions waiting", "instance", ev.Instance, "to", ev.New, "dropped", r.notifyq.Dropped())
+	}
 }
 
 // members are the running instances of a sync group.

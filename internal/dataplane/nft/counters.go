@@ -8,13 +8,13 @@ import (
 	"maps"
 	"net/netip"
 	"os"
-	"os/exec"
 	"slices"
 	"strings"
 
 	"github.com/google/nftables"
 
 	"halb/internal/dataplane"
+	"halb/internal/proc"
 )
 
 // Traffic counters, per virtual service and backend, as IPVS keeps them.
@@ -264,16 +264,18 @@ func countScript(table string) string {
 	return b.String()
 }
 
+// nftOutputLimit is how much of nft's messages an error keeps.
+const nftOutputLimit = 64 << 10
+
 // runNFT runs an nft script in the data plane's namespace.
 func (d *Dataplane) runNFT(ctx context.Context, script string) error {
 	args := []string{"nft", "-f", "-"}
 	if d.netns != 0 {
 		args = append([]string{"nsenter", fmt.Sprintf("--net=/proc/%d/fd/%d", os.Getpid(), d.netns)}, args...)
 	}
-	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
-	cmd.Stdin = strings.NewReader(script)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("nft -f: %w: %s", err, bytes.TrimSpace(out))
+	r := proc.Run(ctx, proc.Cmd{Path: args[0], Args: args[1:], User: proc.Self(), Stdin: []byte(script), OutputLimit: nftOutputLimit})
+	if r.Err != nil {
+		return fmt.Errorf("nft -f: %w: %s", r.Err, bytes.TrimSpace(r.Output))
 	}
 	return nil
 }

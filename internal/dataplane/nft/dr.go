@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"reflect"
 	"slices"
 	"strings"
@@ -19,6 +18,7 @@ import (
 
 	"halb/internal/dataplane"
 	"halb/internal/maglev"
+	"halb/internal/proc"
 )
 
 // Direct routing runs in a netdev table of the same name: an ingress
@@ -353,11 +353,11 @@ func (d *Dataplane) applyDR(ctx context.Context, c *nftables.Conn, p *drPlan) er
 	if d.netns != 0 {
 		args = append([]string{"nsenter", fmt.Sprintf("--net=/proc/%d/fd/%d", os.Getpid(), d.netns)}, args...)
 	}
-	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
-	cmd.Stdin = strings.NewReader(p.script(d.table, haveChains, haveSets, haveCounters))
-	if out, err := cmd.CombinedOutput(); err != nil {
+	r := proc.Run(ctx, proc.Cmd{Path: args[0], Args: args[1:], User: proc.Self(),
+		Stdin: []byte(p.script(d.table, haveChains, haveSets, haveCounters)), OutputLimit: nftOutputLimit})
+	if r.Err != nil {
 		d.drKnown = false
-		return fmt.Errorf("nft -f (direct routing table): %w: %s", err, bytes.TrimSpace(out))
+		return fmt.Errorf("nft -f (direct routing table): %w: %s", r.Err, bytes.TrimSpace(r.Output))
 	}
 	d.drApplied, d.drKnown = p, true
 	return nil
