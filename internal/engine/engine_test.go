@@ -12,6 +12,7 @@ import (
 	"halb/internal/config"
 	"halb/internal/dataplane"
 	"halb/internal/event"
+	"halb/internal/vrrp/fsm"
 )
 
 // fakeDataplane records every state it is given and fails on demand.
@@ -148,13 +149,13 @@ func TestEngineLoop(t *testing.T) {
 		t.Fatalf("status still shows the error after a successful retry: %q", st.LastReconcile.Error)
 	}
 
-	src.vrrp <- event.VRRP{Instance: "web-a", VRID: 9, Old: StateBackup, New: StateMaster, Priority: 150,
+	src.vrrp <- event.VRRP{Instance: "web-a", VRID: 9, Old: fsm.Backup.String(), New: fsm.Master.String(), Priority: 150,
 		EffectivePriority: 150, Master: netip.MustParseAddr("192.0.2.11"), Reason: "master down timer expired"}
 	// The two sources are independent; wait for the first so that the
 	// event order below is known.
 	eventually(t, "the VRRP event", func() bool {
 		st, err := eng.Status(ctx)
-		return err == nil && st.VRRP[0].State == StateMaster
+		return err == nil && st.VRRP[0].State == fsm.Master.String()
 	})
 	src.health <- event.Health{Pool: "www", Addr: netip.MustParseAddr("198.51.100.12"), Up: false, Weight: -1,
 		Reason: "connect refused by 198.51.100.12:80"}
@@ -163,7 +164,7 @@ func TestEngineLoop(t *testing.T) {
 		return weights(s) == "198.51.100.11=1 198.51.100.12=0"
 	})
 	st, _ = eng.Status(ctx)
-	if st.VRRP[0].State != StateMaster || st.VRRP[0].Master != "192.0.2.11" {
+	if st.VRRP[0].State != fsm.Master.String() || st.VRRP[0].Master != "192.0.2.11" {
 		t.Errorf("vrrp status: %+v", st.VRRP[0])
 	}
 	srv := st.Services[0].Servers[1]

@@ -6,6 +6,7 @@ import (
 
 	"halb/internal/api"
 	"halb/internal/config"
+	"halb/internal/vrrp/fsm"
 )
 
 // status renders the running state as the status document.
@@ -17,7 +18,7 @@ func (e *Engine) status() api.Status {
 		VRRP: []api.Instance{}, Services: []api.Service{}, Pools: []api.Pool{}, Events: e.recent(20),
 	}
 	for _, in := range cfg.VRRP.Instances {
-		ai := api.Instance{Name: in.Name, Interface: in.Interface, VRID: in.VRID, State: StateInit,
+		ai := api.Instance{Name: in.Name, Interface: in.Interface, VRID: in.VRID, State: fsm.Init.String(),
 			Priority: in.Priority, EffectivePriority: in.Priority, Since: e.started, VIPs: []string{}}
 		for _, v := range in.VIPs {
 			ai.VIPs = append(ai.VIPs, v.String())

@@ -11,6 +11,7 @@ import (
 
 	"halb/internal/api"
 	"halb/internal/event"
+	"halb/internal/vrrp/fsm"
 )
 
 // Message is one notification: what a mail says and what a webhook
@@ -227,7 +228,7 @@ func severity(r event.Record) int {
 		return 5
 	case r.Quorum != nil && !r.Quorum.Up:
 		return 5
-	case r.VRRP != nil && r.VRRP.New == "FAULT":
+	case r.VRRP != nil && r.VRRP.New == fsm.Fault.String():
 		return 4
 	case r.Health != nil && !r.Health.Up, r.Reload != nil && !r.Reload.Applied:
 		return 3

@@ -13,6 +13,7 @@ import (
 	"halb/internal/config"
 	"halb/internal/event"
 	"halb/internal/netif"
+	"halb/internal/vrrp/fsm"
 )
 
 // Tracking: an instance's own interface and its track_interfaces put it
@@ -73,12 +74,12 @@ func (r *runner) track(ins *instance, now time.Time) {
 	}
 	if !reflect.DeepEqual(weights, ins.weights) {
 		ins.weights = weights
-		r.step(ins, Event{Effective: r.effective(ins)}, now)
+		r.step(ins, fsm.Event{Effective: r.effective(ins)}, now)
 		if ins.group != "" {
 			// The group's priority may have moved with this member's.
 			for _, o := range r.members(ins.group) {
 				if o != ins {
-					r.step(o, Event{Effective: r.effective(o)}, now)
+					r.step(o, fsm.Event{Effective: r.effective(o)}, now)
 				}
 			}
 		}
@@ -105,14 +106,14 @@ func (r *runner) setFaults(ins *instance, faults map[string]string, now time.Tim
 	switch {
 	case is && !was:
 		on := true
-		r.step(ins, Event{Fault: &on, Why: faultWhy(faults)}, now)
+		r.step(ins, fsm.Event{Fault: &on, Why: faultWhy(faults)}, now)
 	case was && !is:
 		off := false
 		why := "recovered"
 		for src := range old {
 			why = strings.TrimSuffix(src, " down") + " recovered"
 		}
-		r.step(ins, Event{Fault: &off, Why: why}, now)
+		r.step(ins, fsm.Event{Fault: &off, Why: why}, now)
 	}
 }
 
