@@ -7,24 +7,19 @@ import (
 	"testing"
 	"time"
 
+	"halb/internal/clock/clocktest"
 	"halb/internal/config"
 	"halb/internal/event"
 	"halb/internal/vrrp/fsm"
 	"halb/internal/vrrp/packet"
 )
 
-// fixedClock is a clock that stands still.
-type fixedClock struct{ t time.Time }
-
-func (c fixedClock) Now() time.Time                         { return c.t }
-func (c fixedClock) After(d time.Duration) <-chan time.Time { return make(chan time.Time) }
-
 // counterRunner is a runner with backup instances on a socket that is
 // never opened: adverts are handed to receive directly.
 func counterRunner(t *testing.T, n *Node, ins ...config.Instance) (*runner, *socket) {
 	t.Helper()
 	s := &socket{}
-	r := &runner{log: slog.New(slog.DiscardHandler), clock: fixedClock{time.Unix(1000, 0)}, events: make(chan event.VRRP, 64),
+	r := &runner{log: slog.New(slog.DiscardHandler), clock: clocktest.New(time.Unix(1000, 0)), events: make(chan event.VRRP, 64),
 		instances: map[string]*instance{}, counters: &n.counters, netq: make(chan func(), 64)}
 	for _, in := range ins {
 		x := &instance{cfg: in, sock: s, src: addr("192.0.2.2"), peers: map[netip.Addr]bool{}, faults: map[string]string{},

@@ -14,23 +14,13 @@ import (
 	"slices"
 	"time"
 
+	"halb/internal/clock"
 	"halb/internal/config"
 	"halb/internal/event"
 	"halb/internal/netif"
 	"halb/internal/vrrp/fsm"
 	"halb/internal/vrrp/packet"
 )
-
-// Clock tells the time and makes timers; tests may replace it.
-type Clock interface {
-	Now() time.Time
-	After(d time.Duration) <-chan time.Time
-}
-
-type realClock struct{}
-
-func (realClock) Now() time.Time                         { return time.Now() }
-func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
 
 // Net is what the runner does to interfaces (package netif).
 type Net interface {
@@ -61,15 +51,15 @@ type Option func(*Node)
 // WithLogger sets the logger.
 func WithLogger(l *slog.Logger) Option { return func(n *Node) { n.log = l } }
 
-// WithClock sets the clock.
-func WithClock(c Clock) Option { return func(n *Node) { n.clock = c } }
+// WithClock sets the clock (default clock.Real).
+func WithClock(c clock.Clock) Option { return func(n *Node) { n.clock = c } }
 
 // Node runs every VRRP instance of a configuration. It implements the
 // engine's Announcer.
 type Node struct {
 	cfg    *config.Config
 	log    *slog.Logger
-	clock  Clock
+	clock  clock.Clock
 	net    Net
 	reload chan reloadReq
 	// counters count each instance's adverts (VRRPCounters).
@@ -83,7 +73,7 @@ type reloadReq struct {
 
 // New returns a node for cfg; nothing starts before Run.
 func New(cfg *config.Config, opts ...Option) *Node {
-	n := &Node{cfg: cfg, log: slog.New(slog.DiscardHandler), clock: realClock{}, net: kernelNet{}, reload: make(chan reloadReq)}
+	n := &Node{cfg: cfg, log: slog.New(slog.DiscardHandler), clock: clock.Real{}, net: kernelNet{}, reload: make(chan reloadReq)}
 	for _, o := range opts {
 		o(n)
 	}
@@ -193,7 +183,7 @@ type instance struct {
 
 type runner struct {
 	log       *slog.Logger
-	clock     Clock
+	clock     clock.Clock
 	net       Net
 	events    chan<- event.VRRP
 	cfg       *config.Config

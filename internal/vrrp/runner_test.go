@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"halb/internal/clock/clocktest"
 	"halb/internal/config"
 	"halb/internal/event"
 	"halb/internal/netif"
@@ -17,13 +18,6 @@ import (
 
 func addr(s string) netip.Addr { return netip.MustParseAddr(s) }
 
-// stepClock is moved by the test; its timers never fire (the test runs
-// the runner's ticks itself).
-type stepClock struct{ t time.Time }
-
-func (c *stepClock) Now() time.Time                       { return c.t }
-func (c *stepClock) After(time.Duration) <-chan time.Time { return nil }
-
 // sentAdvert is an advert a fakeConn was asked to send.
 type sentAdvert struct {
 	at       time.Time
@@ -32,7 +26,7 @@ type sentAdvert struct {
 
 // fakeConn records the adverts sent through it.
 type fakeConn struct {
-	clock *stepClock
+	clock *clocktest.Clock
 	sent  []sentAdvert
 }
 
@@ -44,13 +38,13 @@ func (c *fakeConn) send(b []byte, src, dst netip.Addr) error {
 	if err != nil {
 		return err
 	}
-	c.sent = append(c.sent, sentAdvert{c.clock.t, int(a.Priority)})
+	c.sent = append(c.sent, sentAdvert{c.clock.Now(), int(a.Priority)})
 	return nil
 }
 
 // fakeNet keeps link states and records VIP changes and announcements.
 type fakeNet struct {
-	clock     *stepClock
+	clock     *clocktest.Clock
 	up        map[string]bool
 	hasVIPs   bool
 	announced []time.Time
@@ -59,7 +53,7 @@ type fakeNet struct {
 func (n *fakeNet) AddAddrs(string, []netip.Prefix) error    { n.hasVIPs = true; return nil }
 func (n *fakeNet) RemoveAddrs(string, []netip.Prefix) error { n.hasVIPs = false; return nil }
 func (n *fakeNet) Announce(string, []netip.Addr) error {
-	n.announced = append(n.announced, n.clock.t)
+	n.announced = append(n.announced, n.clock.Now())
 	return nil
 }
 func (n *fakeNet) PrimaryAddr(string, int, []netip.Prefix) (netip.Addr, error) {
@@ -75,7 +69,7 @@ func (n *fakeNet) WatchLinks(ctx context.Context, _ chan<- netif.LinkChange) err
 // the test as Run's loop would drive it.
 type testRunner struct {
 	*runner
-	clock  *stepClock
+	clock  *clocktest.Clock
 	net    *fakeNet
 	conn   *fakeConn
 	evc    chan event.VRRP
@@ -88,7 +82,7 @@ func newTestRunner(t *testing.T, yaml string, up ...string) *testRunner {
 	if cfg == nil || len(diags.Errors()) > 0 {
 		t.Fatalf("config: %s", diags)
 	}
-	clock := &stepClock{time.Unix(1_000_000, 0)}
+	clock := clocktest.New(time.Unix(1_000_000, 0))
 	tr := &testRunner{clock: clock, net: &fakeNet{clock: clock, up: map[string]bool{}}, conn: &fakeConn{clock: clock},
 		evc: make(chan event.VRRP, 1024)}
 	for _, name := range up {
@@ -136,17 +130,17 @@ func (tr *testRunner) flush() {
 // advance moves the clock by d, running every timer that falls due on
 // the way at its time.
 func (tr *testRunner) advance(d time.Duration) {
-	end := tr.clock.t.Add(d)
+	end := tr.clock.Now().Add(d)
 	for {
 		next := tr.nextDeadline()
 		if next.IsZero() || next.After(end) {
 			break
 		}
-		tr.clock.t = next
+		tr.clock.Set(next)
 		tr.tick()
 		tr.flush()
 	}
-	tr.clock.t = end
+	tr.clock.Set(end)
 }
 
 func (tr *testRunner) state(name string) fsm.State { return tr.instances[name].m.State }
@@ -284,7 +278,7 @@ func TestRunScriptTimeout(t *testing.T) {
 	s := config.Script{Name: "slow", Command: []string{"sleep", "30"}, Interval: config.Duration(time.Hour),
 		Timeout: config.Duration(200 * time.Millisecond)}
 	start := time.Now()
-	go runScript(ctx, &stepClock{}, s, out, done)
+	go runScript(ctx, clocktest.New(time.Time{}), s, out, done)
 	select {
 	case res := <-out:
 		if res.ok || res.out != "timed out after 200ms" || res.name != "slow" {

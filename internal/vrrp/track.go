@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"halb/internal/clock"
 	"halb/internal/config"
 	"halb/internal/event"
 	"halb/internal/netif"
@@ -278,7 +279,7 @@ func (r *runner) syncScripts(cfg *config.Config) {
 }
 
 // runScript runs a tracking script every interval with its timeout.
-func runScript(ctx context.Context, clock Clock, s config.Script, out chan<- scriptResult, done <-chan struct{}) {
+func runScript(ctx context.Context, clock clock.Clock, s config.Script, out chan<- scriptResult, done <-chan struct{}) {
 	for {
 		cctx, cancel := context.WithTimeout(ctx, s.Timeout.D())
 		cmd := exec.CommandContext(cctx, s.Command[0], s.Command[1:]...)
