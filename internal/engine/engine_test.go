@@ -3,12 +3,15 @@ package engine
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net/netip"
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
+	"halb/internal/clock/clocktest"
 	"halb/internal/config"
 	"halb/internal/dataplane"
 	"halb/internal/event"
@@ -205,4 +208,46 @@ func TestEngineLoop(t *testing.T) {
 	if !dp.closed {
 		t.Error("data plane not closed")
 	}
+}
+
+// TestEngineRetryBackoff: a failing reconcile is retried on the engine's
+// clock after the retry interval, then after twice as long each time.
+func TestEngineRetryBackoff(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dp := &fakeDataplane{fail: 3}
+		clk := clocktest.New(time.Time{})
+		eng := New(loadString(t, loopConfig), dp, "fake", WithClock(clk), WithRetryInterval(time.Second),
+			WithLogger(slog.New(slog.DiscardHandler)))
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- eng.Run(ctx) }()
+		calls := func() int {
+			dp.mu.Lock()
+			defer dp.mu.Unlock()
+			return 3 - dp.fail + len(dp.states)
+		}
+		synctest.Wait()
+		for _, wait := range []time.Duration{time.Second, 2 * time.Second, 4 * time.Second} {
+			n := calls()
+			clk.Advance(wait - time.Millisecond)
+			synctest.Wait()
+			if calls() != n {
+				t.Fatalf("retried before %s", wait)
+			}
+			clk.Advance(time.Millisecond)
+			synctest.Wait()
+			if calls() != n+1 {
+				t.Fatalf("not retried after %s", wait)
+			}
+		}
+		clk.Advance(time.Hour)
+		synctest.Wait()
+		if _, n := dp.last(); n != 1 || calls() != 4 {
+			t.Fatalf("%d calls, %d successful; want 4, the last one successful", calls(), n)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	})
 }
