@@ -208,12 +208,11 @@ func TestEffectivePriorityMovesSkew(t *testing.T) {
 
 // sim is a set of machines on one link, run in virtual time.
 type sim struct {
-	nodes   []Machine
-	up      []bool
-	now     time.Time
-	inbox   []delivery
-	cut     func(from, to int, now time.Time) bool
-	masters int
+	nodes []Machine
+	up    []bool
+	now   time.Time
+	inbox []delivery
+	cut   func(from, to int, now time.Time) bool
 }
 
 type delivery struct {
