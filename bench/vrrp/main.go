@@ -43,6 +43,7 @@ import (
 	"halb/internal/event"
 	"halb/internal/lab/netns"
 	"halb/internal/vrrp"
+	"halb/internal/vrrp/packet"
 )
 
 var (
@@ -132,7 +133,7 @@ func (l *lab) sniff() error {
 		return fmt.Errorf("advert sniffer: %w", err)
 	}
 	p := ipv4.NewPacketConn(c)
-	if err := p.JoinGroup(ifi, &net.IPAddr{IP: vrrp.GroupIPv4.AsSlice()}); err != nil {
+	if err := p.JoinGroup(ifi, &net.IPAddr{IP: packet.GroupIPv4.AsSlice()}); err != nil {
 		c.Close()
 		return fmt.Errorf("advert sniffer: %w", err)
 	}

@@ -9,14 +9,7 @@ import (
 
 	"halb/internal/config"
 	"halb/internal/dataplane"
-)
-
-// VRRP states as reported in status.
-const (
-	StateInit   = "INIT"
-	StateBackup = "BACKUP"
-	StateMaster = "MASTER"
-	StateFault  = "FAULT"
+	"halb/internal/vrrp/fsm"
 )
 
 // ServerRef names one real server of one pool.
@@ -316,9 +309,9 @@ func syncDaemons(cfg *config.Config, states map[string]string) *dataplane.SyncDa
 	switch {
 	case s.Mode == "both":
 		d.Master, d.Backup = true, true
-	case st == StateMaster:
+	case st == fsm.Master.String():
 		d.Master = true
-	case st == StateBackup:
+	case st == fsm.Backup.String():
 		d.Backup = true
 	default:
 		return nil

@@ -11,6 +11,7 @@ import (
 
 	"halb/internal/config"
 	"halb/internal/dataplane"
+	"halb/internal/vrrp/fsm"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
@@ -209,7 +210,7 @@ vrrp:
 ipvs_sync: {instance: a, interface: eth0}
 `
 	c := loadString(t, src)
-	for state, want := range map[string]string{StateMaster: "master", StateBackup: "backup", StateFault: "none", StateInit: "none"} {
+	for state, want := range map[string]string{fsm.Master.String(): "master", fsm.Backup.String(): "backup", fsm.Fault.String(): "none", fsm.Init.String(): "none"} {
 		s := Desired(Inputs{Config: c, VRRP: map[string]string{"a": state}}).State.Sync
 		got := "none"
 		if s != nil && s.Master {

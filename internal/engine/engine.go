@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"halb/internal/clock"
 	"halb/internal/config"
 	"halb/internal/dataplane"
 	"halb/internal/event"
@@ -19,7 +20,7 @@ import (
 // it and reconciles the data plane; everything else asks that goroutine.
 type Engine struct {
 	log       *slog.Logger
-	now       func() time.Time
+	clock     clock.Clock
 	dp        dataplane.Dataplane
 	dpName    string
 	announcer Announcer
@@ -54,8 +55,8 @@ type Option func(*Engine)
 // WithLogger sets the logger (default: slog.Default()).
 func WithLogger(l *slog.Logger) Option { return func(e *Engine) { e.log = l } }
 
-// WithClock sets the time source.
-func WithClock(now func() time.Time) Option { return func(e *Engine) { e.now = now } }
+// WithClock sets the time source (default clock.Real).
+func WithClock(c clock.Clock) Option { return func(e *Engine) { e.clock = c } }
 
 // WithAnnouncer sets who owns the VIPs (VRRP); nil means none.
 func WithAnnouncer(a Announcer) Option { return func(e *Engine) { e.announcer = a } }
@@ -74,7 +75,7 @@ func WithRetryInterval(d time.Duration) Option { return func(e *Engine) { e.retr
 // known in status as dpName. It starts nothing: call Run.
 func New(cfg *config.Config, dp dataplane.Dataplane, dpName string, opts ...Option) *Engine {
 	e := &Engine{
-		log: slog.Default(), now: time.Now, dp: dp, dpName: dpName, cfg: cfg, retry: time.Second,
+		log: slog.Default(), clock: clock.Real{}, dp: dp, dpName: dpName, cfg: cfg, retry: time.Second,
 		vrrp: map[string]event.VRRP{}, health: map[ServerRef]event.Health{}, quorum: map[string]bool{},
 		serverHealth: map[ServerRef]ServerHealth{}, changed: map[string]bool{}, stale: true,
 		requests: make(chan func()),
@@ -131,7 +132,7 @@ func (e *Engine) reload(cfg *config.Config) error {
 		errs = append(errs, e.checker.Reload(cfg))
 	}
 	e.cfg = cfg
-	e.reloaded = e.now()
+	e.reloaded = e.clock.Now()
 	e.stale = true
 	e.forgetRemoved()
 	before := e.eval.State
@@ -139,7 +140,7 @@ func (e *Engine) reload(cfg *config.Config) error {
 	changes := dataplane.Compute(before, e.eval.State).Lines()
 	e.log.Info("configuration reloaded", "file", cfg.File, "changes", len(changes))
 	e.record(event.Record{Kind: "reload", Summary: reloadSummary(cfg.File, changes),
-		Reload: &event.Reload{At: e.now(), File: cfg.File, Applied: true, Changes: changes}})
+		Reload: &event.Reload{At: e.clock.Now(), File: cfg.File, Applied: true, Changes: changes}})
 	return errors.Join(errs...)
 }
 
@@ -161,7 +162,7 @@ func (e *Engine) forgetRemoved() {
 // Run runs the engine until ctx is done. The announcer releases its VIPs
 // before Run returns; the data plane keeps its state.
 func (e *Engine) Run(ctx context.Context) error {
-	e.started, e.reloaded = e.now(), e.now()
+	e.started, e.reloaded = e.clock.Now(), e.clock.Now()
 	subCtx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	vrrpEvents := make(chan event.VRRP, 64)
@@ -178,18 +179,18 @@ func (e *Engine) Run(ctx context.Context) error {
 	go func() { wg.Wait(); close(stopped) }()
 
 	e.apply(ctx)
-	var retry *time.Timer
+	var retry clock.Timer
 	retryC := func() <-chan time.Time {
 		if retry == nil {
 			return nil
 		}
-		return retry.C
+		return retry.C()
 	}
 	backoff := e.retry
 	var runErr error
 	for {
 		if e.last.Error != "" && retry == nil {
-			retry = time.NewTimer(backoff)
+			retry = e.clock.NewTimer(backoff)
 			backoff = min(2*backoff, 30*time.Second)
 		} else if e.last.Error == "" {
 			backoff = e.retry
@@ -301,7 +302,7 @@ func (e *Engine) foldQuorum(names iter.Seq[string]) {
 			continue
 		}
 		if prev, ok := e.quorum[name]; ok && prev != ps.QuorumUp {
-			q := event.Quorum{At: e.now(), Pool: name, Up: ps.QuorumUp, HealthyWeight: ps.HealthyWeight,
+			q := event.Quorum{At: e.clock.Now(), Pool: name, Up: ps.QuorumUp, HealthyWeight: ps.HealthyWeight,
 				Quorum: e.cfg.Pools[name].Quorum, SorryActive: ps.SorryActive}
 			e.log.Warn(quorumSummary(q))
 			e.record(event.Record{Kind: "quorum", Summary: quorumSummary(q), Quorum: &q})
@@ -314,11 +315,11 @@ func (e *Engine) foldQuorum(names iter.Seq[string]) {
 func (e *Engine) apply(ctx context.Context) {
 	before := e.eval.State
 	e.evaluate()
-	e.last = Reconcile{At: e.now(), Changes: dataplane.Compute(before, e.eval.State).Size()}
+	e.last = Reconcile{At: e.clock.Now(), Changes: dataplane.Compute(before, e.eval.State).Size()}
 	if err := e.dp.Reconcile(ctx, e.eval.State); err != nil {
 		e.last.Error = err.Error()
 		e.log.Error("data plane update failed; retrying", "err", err)
 		e.record(event.Record{Kind: "dataplane", Summary: "data plane update failed: " + err.Error(),
-			Dataplane: &event.DataplaneError{At: e.now(), Err: err.Error()}})
+			Dataplane: &event.DataplaneError{At: e.clock.Now(), Err: err.Error()}})
 	}
 }

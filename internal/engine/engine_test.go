@@ -3,15 +3,19 @@ package engine
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net/netip"
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
+	"halb/internal/clock/clocktest"
 	"halb/internal/config"
 	"halb/internal/dataplane"
 	"halb/internal/event"
+	"halb/internal/vrrp/fsm"
 )
 
 // fakeDataplane records every state it is given and fails on demand.
@@ -148,13 +152,13 @@ func TestEngineLoop(t *testing.T) {
 		t.Fatalf("status still shows the error after a successful retry: %q", st.LastReconcile.Error)
 	}
 
-	src.vrrp <- event.VRRP{Instance: "web-a", VRID: 9, Old: StateBackup, New: StateMaster, Priority: 150,
+	src.vrrp <- event.VRRP{Instance: "web-a", VRID: 9, Old: fsm.Backup.String(), New: fsm.Master.String(), Priority: 150,
 		EffectivePriority: 150, Master: netip.MustParseAddr("192.0.2.11"), Reason: "master down timer expired"}
 	// The two sources are independent; wait for the first so that the
 	// event order below is known.
 	eventually(t, "the VRRP event", func() bool {
 		st, err := eng.Status(ctx)
-		return err == nil && st.VRRP[0].State == StateMaster
+		return err == nil && st.VRRP[0].State == fsm.Master.String()
 	})
 	src.health <- event.Health{Pool: "www", Addr: netip.MustParseAddr("198.51.100.12"), Up: false, Weight: -1,
 		Reason: "connect refused by 198.51.100.12:80"}
@@ -163,7 +167,7 @@ func TestEngineLoop(t *testing.T) {
 		return weights(s) == "198.51.100.11=1 198.51.100.12=0"
 	})
 	st, _ = eng.Status(ctx)
-	if st.VRRP[0].State != StateMaster || st.VRRP[0].Master.String() != "192.0.2.11" {
+	if st.VRRP[0].State != fsm.Master.String() || st.VRRP[0].Master.String() != "192.0.2.11" {
 		t.Errorf("vrrp status: %+v", st.VRRP[0])
 	}
 	srv := st.Services[0].Servers[1]
@@ -204,4 +208,46 @@ func TestEngineLoop(t *testing.T) {
 	if !dp.closed {
 		t.Error("data plane not closed")
 	}
+}
+
+// TestEngineRetryBackoff: a failing reconcile is retried on the engine's
+// clock after the retry interval, then after twice as long each time.
+func TestEngineRetryBackoff(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dp := &fakeDataplane{fail: 3}
+		clk := clocktest.New(time.Time{})
+		eng := New(loadString(t, loopConfig), dp, "fake", WithClock(clk), WithRetryInterval(time.Second),
+			WithLogger(slog.New(slog.DiscardHandler)))
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- eng.Run(ctx) }()
+		calls := func() int {
+			dp.mu.Lock()
+			defer dp.mu.Unlock()
+			return 3 - dp.fail + len(dp.states)
+		}
+		synctest.Wait()
+		for _, wait := range []time.Duration{time.Second, 2 * time.Second, 4 * time.Second} {
+			n := calls()
+			clk.Advance(wait - time.Millisecond)
+			synctest.Wait()
+			if calls() != n {
+				t.Fatalf("retried before %s", wait)
+			}
+			clk.Advance(time.Millisecond)
+			synctest.Wait()
+			if calls() != n+1 {
+				t.Fatalf("not retried after %s", wait)
+			}
+		}
+		clk.Advance(time.Hour)
+		synctest.Wait()
+		if _, n := dp.last(); n != 1 || calls() != 4 {
+			t.Fatalf("%d calls, %d successful; want 4, the last one successful", calls(), n)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	})
 }

@@ -25,7 +25,7 @@ func (e *Engine) record(r event.Record) {
 	e.seq++
 	r.Seq, r.Node = e.seq, e.cfg.Node
 	if r.At.IsZero() {
-		r.At = e.now()
+		r.At = e.clock.Now()
 	}
 	if len(e.history) == historySize {
 		copy(e.history, e.history[1:])
@@ -55,7 +55,7 @@ func (e *Engine) recent(n int) []event.Record {
 func (e *Engine) ReloadRefused(ctx context.Context, file string, errs []string) error {
 	return e.do(ctx, func() {
 		e.record(event.Record{Kind: "reload", Summary: fmt.Sprintf("reload of %s refused: %d errors; the running configuration stays", file, len(errs)),
-			Reload: &event.Reload{At: e.now(), File: file, Errors: errs}})
+			Reload: &event.Reload{At: e.clock.Now(), File: file, Errors: errs}})
 	})
 }
 

@@ -7,6 +7,7 @@ import (
 
 	"halb/internal/config"
 	"halb/internal/event"
+	"halb/internal/vrrp/fsm"
 )
 
 // Status is a snapshot of the running state.
@@ -80,7 +81,7 @@ func (e *Engine) status() Status {
 		Started: e.started, Reloaded: e.reloaded, LastReconcile: e.last, Events: e.recent(20),
 	}
 	for _, in := range cfg.VRRP.Instances {
-		ai := InstanceState{Name: in.Name, Interface: in.Interface, VRID: in.VRID, State: StateInit,
+		ai := InstanceState{Name: in.Name, Interface: in.Interface, VRID: in.VRID, State: fsm.Init.String(),
 			Priority: in.Priority, EffectivePriority: in.Priority, Since: e.started, VIPs: in.VIPs}
 		if ev, ok := e.vrrp[in.Name]; ok {
 			ai.State, ai.EffectivePriority, ai.Since, ai.Reason, ai.Master = ev.New, ev.EffectivePriority, ev.At, ev.Reason, ev.Master

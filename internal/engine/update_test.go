@@ -9,6 +9,7 @@ import (
 	"pgregory.net/rapid"
 
 	"halb/internal/config"
+	"halb/internal/vrrp/fsm"
 )
 
 // updateConfig has what makes a pool's evaluation interesting: quorum with
@@ -88,7 +89,7 @@ func TestUpdateEqualsDesired(t *testing.T) {
 				changed = append(changed, ref.Pool)
 			}
 			if rapid.Bool().Draw(t, "vrrp change") {
-				vrrp["a"] = rapid.SampledFrom([]string{StateMaster, StateBackup, StateFault}).Draw(t, "vrrp")
+				vrrp["a"] = rapid.SampledFrom([]string{fsm.Master.String(), fsm.Backup.String(), fsm.Fault.String()}).Draw(t, "vrrp")
 			}
 			for name, ps := range ev.Pools {
 				quorum[name] = ps.QuorumUp

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"halb/internal/clock"
 	"halb/internal/config"
 	"halb/internal/event"
 )
@@ -23,7 +24,7 @@ const DefaultConcurrency = 4096
 // engine's HealthChecker.
 type Checker struct {
 	log   *slog.Logger
-	clock Clock
+	clock clock.Clock
 	limit int
 	net   netEnv
 	// newProber builds the prober of a spec; tests replace it.
@@ -53,7 +54,7 @@ type Option func(*Checker)
 func WithLogger(l *slog.Logger) Option { return func(c *Checker) { c.log = l } }
 
 // WithClock sets the clock that schedules checks.
-func WithClock(clk Clock) Option { return func(c *Checker) { c.clock = clk } }
+func WithClock(clk clock.Clock) Option { return func(c *Checker) { c.clock = clk } }
 
 // WithConcurrency bounds the probes in flight at once (default
 // DefaultConcurrency); checks due beyond it wait their turn.
@@ -91,7 +92,7 @@ type PoolServer struct {
 func New(cfg *config.Config, opts ...Option) *Checker {
 	c := &Checker{
 		log:       slog.New(slog.DiscardHandler),
-		clock:     realClock{},
+		clock:     clock.Real{},
 		limit:     DefaultConcurrency,
 		net:       netEnv{hook: func(f func() error) error { return f() }},
 		newProber: newProber,
@@ -165,7 +166,7 @@ func (c *Checker) Stats() Stats {
 // Run checks until ctx is done, sending every transition of a pool
 // server to events. It returns nil once every probe has stopped.
 func (c *Checker) Run(ctx context.Context, events chan<- event.Health) error {
-	tcp := &lazyConnector{}
+	tcp := &lazyConnector{clock: c.clock}
 	defer tcp.close()
 	s := newScheduler(c, ctx, events)
 	s.net.tcp = tcp

@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"halb/internal/clock"
 	"halb/internal/config"
 )
 
@@ -33,6 +34,7 @@ type connector struct {
 	// hands off, again and again).
 	poll     *os.File
 	pollConn syscall.RawConn
+	clock    clock.Clock
 	epoch    time.Time // deadlines count from here
 	buf      []byte    // the loop's read buffer
 
@@ -105,7 +107,7 @@ type conn struct {
 	hidx     int           // in timeouts
 }
 
-func newConnector() (*connector, error) {
+func newConnector(clk clock.Clock) (*connector, error) {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("epoll_create: %w", err)
@@ -134,7 +136,7 @@ func newConnector() (*connector, error) {
 		unix.Close(wakefd)
 		return nil, fmt.Errorf("epoll fd: %w", err)
 	}
-	c := &connector{epfd: epfd, wakefd: wakefd, poll: poll, pollConn: pollConn, epoch: time.Now(),
+	c := &connector{epfd: epfd, wakefd: wakefd, poll: poll, pollConn: pollConn, clock: clk, epoch: clk.Now(),
 		buf: make([]byte, 16<<10), idle: map[sockKey][]*conn{}, done: make(chan struct{})}
 	go c.loop()
 	return c, nil
@@ -183,7 +185,7 @@ func token(ev *unix.EpollEvent) uint64 {
 // loop runs the rest of the exchange and calls j.finish, at the latest
 // when the check's timeout expires.
 func (c *connector) start(env netEnv, ch config.Check, target netip.AddrPort, j job) {
-	begin := time.Now()
+	begin := c.clock.Now()
 	key := sockKey{family: unix.AF_INET6, mark: ch.Mark, source: ch.Source}
 	if target.Addr().Is4() {
 		key.family = unix.AF_INET
@@ -191,7 +193,7 @@ func (c *connector) start(env netEnv, ch config.Check, target netip.AddrPort, j 
 	c.mu.Lock()
 	if c.aborting {
 		c.mu.Unlock()
-		j.finish(context.Canceled, phaseConnect, time.Since(begin))
+		j.finish(context.Canceled, phaseConnect, c.clock.Now().Sub(begin))
 		return
 	}
 	cn := c.alloc(key)
@@ -203,13 +205,13 @@ func (c *connector) start(env netEnv, ch config.Check, target netip.AddrPort, j 
 	if cn.fd < 0 {
 		fd, err := newSocket(env, ch, key.family)
 		if err != nil {
-			c.abandon(cn, false, err, time.Since(begin))
+			c.abandon(cn, false, err, c.clock.Now().Sub(begin))
 			return
 		}
 		cn.fd, cn.polled = fd, false
 	}
 	if err := rawConnect(cn.fd, target); err != nil && err != unix.EINPROGRESS {
-		c.abandon(cn, true, err, time.Since(begin))
+		c.abandon(cn, true, err, c.clock.Now().Sub(begin))
 		return
 	}
 	c.mu.Lock()
@@ -247,7 +249,7 @@ func (c *connector) start(env netEnv, ch config.Check, target netip.AddrPort, j 
 	if mine {
 		closeSocket(fd, true)
 		cn.fd = -1
-		c.abandon(cn, false, fmt.Errorf("epoll_ctl: %w", err), time.Since(begin))
+		c.abandon(cn, false, fmt.Errorf("epoll_ctl: %w", err), c.clock.Now().Sub(begin))
 	}
 }
 
@@ -334,7 +336,7 @@ func (c *connector) release(cn *conn) {
 		c.free = append(c.free, cn.slot)
 		return
 	}
-	cn.idleFrom = time.Since(c.epoch)
+	cn.idleFrom = c.clock.Now().Sub(c.epoch)
 	c.idle[cn.key] = append(c.idle[cn.key], cn)
 }
 
@@ -387,7 +389,7 @@ func (c *connector) loop() {
 			c.mu.Unlock()
 			return
 		}
-		now := time.Since(c.epoch)
+		now := c.clock.Now().Sub(c.epoch)
 		c.wakeAt = c.trim(now)
 		if len(c.timeouts) > 0 && (c.wakeAt < 0 || c.timeouts[0].deadline < c.wakeAt) {
 			c.wakeAt = c.timeouts[0].deadline
@@ -396,7 +398,8 @@ func (c *connector) loop() {
 			deadline = c.wakeAt
 			var t time.Time // none
 			if deadline >= 0 {
-				t = c.epoch.Add(deadline)
+				// The netpoller waits on the runtime's own clock.
+				t = time.Now().Add(deadline - now)
 			}
 			c.poll.SetReadDeadline(t)
 		}
@@ -495,7 +498,7 @@ func (c *connector) handle(cn *conn, ev uint32) {
 
 // end ends an active connection and reports how its check ended.
 func (c *connector) end(cn *conn, err error) {
-	j, ph, lat := cn.job, cn.ph, time.Since(cn.begin)
+	j, ph, lat := cn.job, cn.ph, c.clock.Now().Sub(cn.begin)
 	c.recycle(cn)
 	c.mu.Lock()
 	c.release(cn)
@@ -506,7 +509,7 @@ func (c *connector) end(cn *conn, err error) {
 // expire ends the checks whose timeout passed, or all of them once
 // aborting.
 func (c *connector) expire() {
-	now := time.Since(c.epoch)
+	now := c.clock.Now().Sub(c.epoch)
 	c.mu.Lock()
 	var why error = context.DeadlineExceeded
 	if c.aborting {
@@ -653,16 +656,17 @@ var errNoConnector = errors.New("no connector: the checker is not running")
 // lazyConnector starts the connector on first use, so that a checker
 // without TCP or HTTP checks runs no epoll loop.
 type lazyConnector struct {
-	once sync.Once
-	c    *connector
-	err  error
+	clock clock.Clock
+	once  sync.Once
+	c     *connector
+	err   error
 }
 
 func (l *lazyConnector) get() (*connector, error) {
 	if l == nil {
 		return nil, errNoConnector
 	}
-	l.once.Do(func() { l.c, l.err = newConnector() })
+	l.once.Do(func() { l.c, l.err = newConnector(l.clock) })
 	if l.c == nil && l.err == nil {
 		return nil, errNoConnector // stopped before first use
 	}

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"halb/internal/clock"
 	"halb/internal/config"
 )
 
@@ -21,6 +22,7 @@ type netEnv struct {
 	hook       func(create func() error) error
 	scriptUser string
 	tcp        *lazyConnector // set while the checker runs
+	clock      clock.Clock    // the checker's
 }
 
 // dialer returns a dialer honouring the check's source address or

@@ -9,89 +9,10 @@ import (
 	"testing/synctest"
 	"time"
 
+	"halb/internal/clock/clocktest"
 	"halb/internal/config"
 	"halb/internal/event"
 )
-
-// fakeClock is a Clock whose time moves only when the test says.
-type fakeClock struct {
-	mu     sync.Mutex
-	now    time.Time
-	timers []*fakeTimer
-}
-
-type fakeTimer struct {
-	clk    *fakeClock
-	ch     chan time.Time
-	at     time.Time
-	active bool
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) NewTimer(d time.Duration) Timer {
-	t := &fakeTimer{clk: c, ch: make(chan time.Time, 1)}
-	c.mu.Lock()
-	c.timers = append(c.timers, t)
-	c.mu.Unlock()
-	t.Reset(d)
-	return t
-}
-
-// Advance moves time on, firing the timers that come due.
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-	c.fire()
-}
-
-func (c *fakeClock) fire() {
-	for _, t := range c.timers {
-		if t.active && !t.at.After(c.now) {
-			t.active = false
-			select {
-			case t.ch <- c.now:
-			default:
-			}
-		}
-	}
-}
-
-func (t *fakeTimer) C() <-chan time.Time { return t.ch }
-
-func (t *fakeTimer) Stop() bool {
-	t.clk.mu.Lock()
-	defer t.clk.mu.Unlock()
-	was := t.active
-	t.active = false
-	select {
-	case <-t.ch:
-	default:
-	}
-	return was
-}
-
-func (t *fakeTimer) Reset(d time.Duration) bool {
-	t.clk.mu.Lock()
-	defer t.clk.mu.Unlock()
-	was := t.active
-	select {
-	case <-t.ch:
-	default:
-	}
-	t.at, t.active = t.clk.now.Add(d), true
-	t.clk.fire()
-	return was
-}
 
 // fakeTarget is a server whose health the test sets.
 type fakeTarget struct {
@@ -155,7 +76,7 @@ func (p fakeProber) probe(ctx context.Context) Result {
 // synctest bubble and records its events.
 type harness struct {
 	t      *testing.T
-	clk    *fakeClock
+	clk    *clocktest.Clock
 	net    *fakeNet
 	c      *Checker
 	mu     sync.Mutex
@@ -169,7 +90,7 @@ func startHarness(t *testing.T, cfg *config.Config, opts ...Option) *harness {
 }
 
 func startHarnessWith(t *testing.T, cfg *config.Config, fn *fakeNet, opts ...Option) *harness {
-	h := &harness{t: t, clk: newFakeClock(), net: fn, done: make(chan error, 1)}
+	h := &harness{t: t, clk: clocktest.New(time.Time{}), net: fn, done: make(chan error, 1)}
 	h.c = New(cfg, append([]Option{WithClock(h.clk)}, opts...)...)
 	if fn != nil {
 		h.c.newProber = fn.newProber

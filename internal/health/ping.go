@@ -4,7 +4,6 @@ import (
 	"context"
 	"math/rand/v2"
 	"net"
-	"time"
 
 	"golang.org/x/net/icmp"
 	"golang.org/x/net/ipv4"
@@ -61,7 +60,7 @@ func (p pingProber) probe(ctx context.Context) Result {
 	if err != nil {
 		return fail("ping %s: %v", dst, err)
 	}
-	start := time.Now()
+	start := p.net.clock.Now()
 	if _, err := conn.WriteTo(wire, &net.IPAddr{IP: dst.AsSlice(), Zone: dst.Zone()}); err != nil {
 		return fail("ping %s: %s", dst, errText("send", err, timeout))
 	}
@@ -83,7 +82,7 @@ func (p pingProber) probe(ctx context.Context) Result {
 		case *icmp.Echo:
 			if m.Type == reply && body.ID == p.id && body.Seq == seq && fromIP != nil && fromIP.IP.Equal(dst.AsSlice()) {
 				r := pass("ping %s: echo reply", dst)
-				r.Latency = time.Since(start)
+				r.Latency = p.net.clock.Now().Sub(start)
 				return r
 			}
 		case *icmp.DstUnreach:

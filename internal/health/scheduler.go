@@ -104,7 +104,7 @@ type scheduler struct {
 }
 
 func newScheduler(c *Checker, ctx context.Context, events chan<- event.Health) *scheduler {
-	return &scheduler{
+	s := &scheduler{
 		c: c, ctx: ctx, events: events,
 		probes:  map[probeKey]*probe{},
 		members: map[memberKey]*member{},
@@ -112,6 +112,8 @@ func newScheduler(c *Checker, ctx context.Context, events chan<- event.Health) *
 		net:     c.net,
 		epoch:   c.clock.Now(),
 	}
+	s.net.clock = c.clock
+	return s
 }
 
 // apply switches to a configuration: kept probes keep their state and

@@ -16,7 +16,7 @@ import (
 	"halb/internal/config"
 	"halb/internal/lab/labtest"
 	"halb/internal/lab/netns"
-	"halb/internal/vrrp"
+	"halb/internal/vrrp/packet"
 )
 
 // TestKeepalivedAdvertsMatchConversion runs keepalived (VRRP only) on
@@ -83,7 +83,7 @@ func must(t *testing.T, err error) {
 // captured is one advert seen on the wire.
 type captured struct {
 	src, dst netip.Addr
-	advert   *vrrp.Advert
+	advert   *packet.Advert
 }
 
 // captureKeepalived starts tcpdump on the lab's bridge and keepalived on
@@ -173,7 +173,7 @@ func parseFrame(f []byte) (captured, bool) {
 	if len(f) < 14 {
 		return captured{}, false
 	}
-	var h vrrp.Header
+	var h packet.Header
 	var payload []byte
 	switch binary.BigEndian.Uint16(f[12:]) {
 	case 0x0800:
@@ -198,7 +198,7 @@ func parseFrame(f []byte) (captured, bool) {
 	default:
 		return captured{}, false
 	}
-	a, err := vrrp.Decode(h, payload)
+	a, err := packet.Decode(h, payload)
 	if err != nil {
 		return captured{}, false
 	}
@@ -244,11 +244,11 @@ func checkAdverts(t *testing.T, in config.Instance, ifaces map[string][]string, 
 			t.Errorf("instance %s: keepalived sent %s; halb's configuration says %s", in.Name, got, want)
 		}
 		if in.Version == 2 {
-			wantAuth := uint8(vrrp.AuthNone)
+			wantAuth := uint8(packet.AuthNone)
 			if in.AuthPassword != "" {
-				wantAuth = vrrp.AuthSimple
+				wantAuth = packet.AuthSimple
 			}
-			if a.AuthType != wantAuth || (wantAuth == vrrp.AuthSimple && a.Auth != vrrp.Password(in.AuthPassword)) {
+			if a.AuthType != wantAuth || (wantAuth == packet.AuthSimple && a.Auth != packet.Password(in.AuthPassword)) {
 				t.Errorf("instance %s: keepalived's authentication %d %q, halb's %d %q", in.Name, a.AuthType, a.Auth, wantAuth, in.AuthPassword)
 			}
 		}

@@ -19,6 +19,7 @@ import (
 	"halb/internal/api"
 	"halb/internal/dataplane"
 	"halb/internal/event"
+	"halb/internal/vrrp/fsm"
 )
 
 // StatusFunc reads the node's current status.
@@ -186,8 +187,6 @@ func (d *instrumented) Reconcile(ctx context.Context, want dataplane.State) erro
 // state is the collector that reads the live state at scrape time.
 type state Metrics
 
-var vrrpStates = []string{"INIT", "BACKUP", "MASTER", "FAULT"}
-
 func desc(name, help string, labels ...string) *prometheus.Desc {
 	return prometheus.NewDesc(name, help, labels, nil)
 }
@@ -325,8 +324,8 @@ func collectStatus(st api.Status, gauge func(*prometheus.Desc, float64, ...strin
 		gauge(dReconcileOK, b2f(st.LastReconcile.Error == ""))
 	}
 	for _, in := range st.VRRP {
-		for _, s := range vrrpStates {
-			gauge(dVRRPState, b2f(in.State == s), in.Name, s)
+		for _, s := range fsm.States {
+			gauge(dVRRPState, b2f(in.State == s.String()), in.Name, s.String())
 		}
 		gauge(dVRRPPrio, float64(in.Priority), in.Name)
 		gauge(dVRRPEffPrio, float64(in.EffectivePriority), in.Name)

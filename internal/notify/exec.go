@@ -11,6 +11,7 @@ import (
 	"halb/internal/config"
 	"halb/internal/event"
 	"halb/internal/proc"
+	"halb/internal/vrrp/fsm"
 )
 
 // Hook runs the notify program once per event, with keepalived-compatible
@@ -54,7 +55,7 @@ func (h *Hook) Run(ctx context.Context, args []string, stdin []byte) error {
 // keepalivedState maps a VRRP state to the word keepalived passes to its
 // notify scripts (it says STOP where halb's instance returns to INIT).
 func keepalivedState(s string) string {
-	if s == "INIT" {
+	if s == fsm.Init.String() {
 		return "STOP"
 	}
 	return s

@@ -11,6 +11,7 @@ import (
 
 	"halb/internal/api"
 	"halb/internal/event"
+	"halb/internal/vrrp/fsm"
 )
 
 // Message is one notification: what a mail says and what a webhook
@@ -227,7 +228,7 @@ func severity(r event.Record) int {
 		return 5
 	case r.Quorum != nil && !r.Quorum.Up:
 		return 5
-	case r.VRRP != nil && r.VRRP.New == "FAULT":
+	case r.VRRP != nil && r.VRRP.New == fsm.Fault.String():
 		return 4
 	case r.Health != nil && !r.Health.Up, r.Reload != nil && !r.Reload.Applied:
 		return 3
@@ -351,7 +352,7 @@ func list(items []string, n int) string {
 	return fmt.Sprintf("%s +%d", strings.Join(items[:n], ", "), len(items)-n)
 }
 
-const clock = "15:04:05"
+const timeOfDay = "15:04:05"
 
 func body(m Message, st api.Status) string {
 	var b strings.Builder
@@ -362,7 +363,7 @@ func body(m Message, st api.Status) string {
 		fmt.Fprintf(&b, "What happened (%d events):\n", n)
 	}
 	for _, r := range m.Events {
-		fmt.Fprintf(&b, "  %s  %s\n", r.At.UTC().Format(clock), r.Summary)
+		fmt.Fprintf(&b, "  %s  %s\n", r.At.UTC().Format(timeOfDay), r.Summary)
 		for _, d := range details(r) {
 			fmt.Fprintf(&b, "            %s\n", d)
 		}
@@ -375,7 +376,7 @@ func body(m Message, st api.Status) string {
 		fmt.Fprintf(&b, "Node %s: halb %s, data plane %s, running since %s, config %s\n",
 			st.Node, st.Version, st.Dataplane, st.Started.UTC().Format(time.RFC3339), st.Config)
 		if st.LastReconcile.Error != "" {
-			fmt.Fprintf(&b, "Last data plane update FAILED at %s: %s\n", st.LastReconcile.At.UTC().Format(clock), st.LastReconcile.Error)
+			fmt.Fprintf(&b, "Last data plane update FAILED at %s: %s\n", st.LastReconcile.At.UTC().Format(timeOfDay), st.LastReconcile.Error)
 		}
 	} else {
 		fmt.Fprintf(&b, "Node %s: its current state could not be read.\n", m.Node)
@@ -453,7 +454,7 @@ func writePool(b *strings.Builder, p PoolState) {
 	for _, s := range p.Servers {
 		changed := "-"
 		if !s.LastChange.IsZero() {
-			changed = s.LastChange.UTC().Format(clock)
+			changed = s.LastChange.UTC().Format(timeOfDay)
 		}
 		latency := "-"
 		if s.LatencyMS > 0 {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"halb/internal/api"
+	"halb/internal/clock"
 	"halb/internal/config"
 	"halb/internal/event"
 )
@@ -32,7 +33,7 @@ type StatusFunc func(ctx context.Context) (api.Status, error)
 type Options struct {
 	Node   string
 	Status StatusFunc
-	Clock  Clock
+	Clock  clock.Clock // default clock.Real
 	Log    *slog.Logger
 	// Wait and MinInterval shape the grouping (see Grouper).
 	Wait, MinInterval time.Duration
@@ -81,7 +82,7 @@ const intake = "intake"
 // New returns a notifier; it starts nothing: call Run.
 func New(o Options) *Notifier {
 	if o.Clock == nil {
-		o.Clock = SystemClock{}
+		o.Clock = clock.Real{}
 	}
 	if o.Log == nil {
 		o.Log = slog.Default()
@@ -114,7 +115,7 @@ func FromConfig(cfg *config.Config, status StatusFunc, log *slog.Logger, version
 		} else if retries < 0 {
 			retries = 0
 		}
-		o.Senders = append(o.Senders, NewWebhook(w.URL, w.Timeout.D(), retries, time.Second, SystemClock{}, "halb/"+version))
+		o.Senders = append(o.Senders, NewWebhook(w.URL, w.Timeout.D(), retries, time.Second, clock.Real{}, "halb/"+version))
 	}
 	if nc.Exec != "" {
 		u := nc.ExecUser

@@ -8,6 +8,8 @@ import (
 	"io"
 	"net/http"
 	"time"
+
+	"halb/internal/clock"
 )
 
 // Webhook posts messages as JSON to a URL, retrying failures with
@@ -18,16 +20,16 @@ type Webhook struct {
 	retries int
 	backoff time.Duration
 	client  *http.Client
-	clock   Clock
+	clock   clock.Clock
 	agent   string
 }
 
 // NewWebhook returns a webhook for url. Each attempt is bounded by
 // timeout; a failed attempt is retried up to retries times, waiting
 // backoff, then twice that, and so on.
-func NewWebhook(url string, timeout time.Duration, retries int, backoff time.Duration, clock Clock, agent string) *Webhook {
+func NewWebhook(url string, timeout time.Duration, retries int, backoff time.Duration, clk clock.Clock, agent string) *Webhook {
 	return &Webhook{url: url, timeout: timeout, retries: retries, backoff: backoff,
-		client: &http.Client{}, clock: clock, agent: agent}
+		client: &http.Client{}, clock: clk, agent: agent}
 }
 
 // Name identifies the webhook in logs and metrics.

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"halb/internal/clock"
 	"halb/internal/event"
 )
 
@@ -34,7 +35,7 @@ func TestWebhookRetriesThenDelivers(t *testing.T) {
 		got <- m
 	}))
 	defer srv.Close()
-	w := NewWebhook(srv.URL, 2*time.Second, 3, 10*time.Millisecond, SystemClock{}, "halb/test")
+	w := NewWebhook(srv.URL, 2*time.Second, 3, 10*time.Millisecond, clock.Real{}, "halb/test")
 	msg := Compose("lb-a", Batch{Events: []event.Record{healthEvent(7, t0, 12, false)}}, siteStatus(), t0)
 	if err := w.Send(t.Context(), msg); err != nil {
 		t.Fatalf("send: %v", err)
@@ -64,13 +65,13 @@ func TestWebhookGivesUp(t *testing.T) {
 	defer srv.Close()
 	msg := Compose("lb-a", Batch{Events: []event.Record{healthEvent(7, t0, 12, false)}}, siteStatus(), t0)
 
-	err := NewWebhook(srv.URL+"/gone", time.Second, 3, 10*time.Millisecond, SystemClock{}, "halb/test").Send(t.Context(), msg)
+	err := NewWebhook(srv.URL+"/gone", time.Second, 3, 10*time.Millisecond, clock.Real{}, "halb/test").Send(t.Context(), msg)
 	if err == nil || !strings.Contains(err.Error(), "404") || calls.Load() != 1 {
 		t.Errorf("404: err %v after %d calls; want an error and no retry", err, calls.Load())
 	}
 	calls.Store(0)
 	start := time.Now()
-	err = NewWebhook(srv.URL+"/slow", 100*time.Millisecond, 2, 10*time.Millisecond, SystemClock{}, "halb/test").Send(t.Context(), msg)
+	err = NewWebhook(srv.URL+"/slow", 100*time.Millisecond, 2, 10*time.Millisecond, clock.Real{}, "halb/test").Send(t.Context(), msg)
 	if err == nil || calls.Load() != 3 {
 		t.Errorf("timeouts: err %v after %d calls; want an error after 3 attempts", err, calls.Load())
 	}

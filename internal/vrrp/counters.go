@@ -6,6 +6,8 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+
+	"halb/internal/vrrp/packet"
 )
 
 // Reasons a received advert is dropped, as the rejected counters name them.
@@ -27,17 +29,17 @@ var rejectReasons = [...]string{RejectLength, RejectVersion, RejectChecksum, Rej
 // decodeReason names the reason of a Decode error.
 func decodeReason(err error) string {
 	switch {
-	case errors.Is(err, ErrLength):
+	case errors.Is(err, packet.ErrLength):
 		return RejectLength
-	case errors.Is(err, ErrVersion):
+	case errors.Is(err, packet.ErrVersion):
 		return RejectVersion
-	case errors.Is(err, ErrChecksum):
+	case errors.Is(err, packet.ErrChecksum):
 		return RejectChecksum
-	case errors.Is(err, ErrTTL):
+	case errors.Is(err, packet.ErrTTL):
 		return RejectTTL
-	case errors.Is(err, ErrCount):
+	case errors.Is(err, packet.ErrCount):
 		return RejectAddressCount
-	case errors.Is(err, ErrField):
+	case errors.Is(err, packet.ErrField):
 		return RejectInterval // the only field Decode checks
 	}
 	return RejectOther

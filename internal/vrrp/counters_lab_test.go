@@ -15,6 +15,7 @@ import (
 
 	"halb/internal/lab/labtest"
 	"halb/internal/lab/netns"
+	"halb/internal/vrrp/packet"
 )
 
 // scrape reads the halb_vrrp_adverts_* series of instance vi from a
@@ -75,7 +76,7 @@ func inject(t *testing.T, host *netns.Host, ttl int, msgs ...[]byte) {
 		t.Fatal(err)
 	}
 	for _, m := range msgs {
-		if _, err := p.WriteTo(m, nil, &net.IPAddr{IP: GroupIPv4.AsSlice()}); err != nil {
+		if _, err := p.WriteTo(m, nil, &net.IPAddr{IP: packet.GroupIPv4.AsSlice()}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -104,8 +105,8 @@ func TestLabAdvertCounters(t *testing.T) {
 	)
 	a1, b1 := scrape(t, p.a, metricsAddr), scrape(t, p.b, metricsAddr)
 
-	a := Advert{Version: 3, VRID: 10, Priority: 200, Interval: m.interval, Addrs: []netip.Addr{netip.MustParseAddr(m.vip())}}
-	good, err := a.Marshal(netip.MustParseAddr(m.self(1)), GroupIPv4, ChecksumPseudoHeader)
+	a := packet.Advert{Version: 3, VRID: 10, Priority: 200, Interval: m.interval, Addrs: []netip.Addr{netip.MustParseAddr(m.vip())}}
+	good, err := a.Marshal(netip.MustParseAddr(m.self(1)), packet.GroupIPv4, packet.ChecksumPseudoHeader)
 	if err != nil {
 		t.Fatal(err)
 	}

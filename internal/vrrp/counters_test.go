@@ -7,22 +7,19 @@ import (
 	"testing"
 	"time"
 
+	"halb/internal/clock/clocktest"
 	"halb/internal/config"
 	"halb/internal/event"
+	"halb/internal/vrrp/fsm"
+	"halb/internal/vrrp/packet"
 )
-
-// fixedClock is a clock that stands still.
-type fixedClock struct{ t time.Time }
-
-func (c fixedClock) Now() time.Time                         { return c.t }
-func (c fixedClock) After(d time.Duration) <-chan time.Time { return make(chan time.Time) }
 
 // counterRunner is a runner with backup instances on a socket that is
 // never opened: adverts are handed to receive directly.
 func counterRunner(t *testing.T, n *Node, ins ...config.Instance) (*runner, *socket) {
 	t.Helper()
 	s := &socket{}
-	r := &runner{log: slog.New(slog.DiscardHandler), clock: fixedClock{time.Unix(1000, 0)}, events: make(chan event.VRRP, 64),
+	r := &runner{log: slog.New(slog.DiscardHandler), clock: clocktest.New(time.Unix(1000, 0)), events: make(chan event.VRRP, 64),
 		instances: map[string]*instance{}, counters: &n.counters, netq: make(chan func(), 64)}
 	for _, in := range ins {
 		x := &instance{cfg: in, sock: s, src: addr("192.0.2.2"), peers: map[netip.Addr]bool{}, faults: map[string]string{},
@@ -33,9 +30,9 @@ func counterRunner(t *testing.T, n *Node, ins ...config.Instance) (*runner, *soc
 		for _, v := range in.VIPs {
 			x.vipAddrs = append(x.vipAddrs, v.Addr())
 		}
-		x.m = NewMachine(Params{Version: in.Version, Priority: in.Priority, Interval: in.AdvertInterval.D(), Self: x.src})
+		x.m = fsm.NewMachine(fsm.Params{Version: in.Version, Priority: in.Priority, Interval: in.AdvertInterval.D(), Self: x.src})
 		r.instances[in.Name] = x
-		r.step(x, Event{Start: true}, r.clock.Now())
+		r.step(x, fsm.Event{Start: true}, r.clock.Now())
 	}
 	return r, s
 }
@@ -50,13 +47,13 @@ func TestReceiveCounts(t *testing.T) {
 		config.Instance{Name: "v2", VRID: 12, Priority: 100, Version: 2, AdvertInterval: config.Duration(time.Second), VIPs: vip,
 			AuthPassword: "secret"},
 	)
-	peer, group := addr("192.0.2.1"), GroupIPv4
+	peer, group := addr("192.0.2.1"), packet.GroupIPv4
 	advertTo := func(dst netip.Addr, version, vrid int, interval time.Duration, pass string) []byte {
-		a := Advert{Version: version, VRID: uint8(vrid), Priority: 150, Interval: interval, Addrs: []netip.Addr{addr("192.0.2.100")}}
+		a := packet.Advert{Version: version, VRID: uint8(vrid), Priority: 150, Interval: interval, Addrs: []netip.Addr{addr("192.0.2.100")}}
 		if pass != "" {
-			a.AuthType, a.Auth = AuthSimple, Password(pass)
+			a.AuthType, a.Auth = packet.AuthSimple, packet.Password(pass)
 		}
-		b, err := a.Marshal(peer, dst, ChecksumPseudoHeader)
+		b, err := a.Marshal(peer, dst, packet.ChecksumPseudoHeader)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -65,13 +62,13 @@ func TestReceiveCounts(t *testing.T) {
 	advert := func(version, vrid int, interval time.Duration, pass string) []byte {
 		return advertTo(group, version, vrid, interval, pass)
 	}
-	hdr := Header{Src: peer, Dst: group, TTL: 255}
-	deliver := func(h Header, b []byte) { r.receive(received{sock: s, hdr: h, msg: b}) }
+	hdr := packet.Header{Src: peer, Dst: group, TTL: 255}
+	deliver := func(h packet.Header, b []byte) { r.receive(received{sock: s, hdr: h, msg: b}) }
 
 	good := advert(3, 10, time.Second, "")
 	deliver(hdr, good)
 	deliver(hdr, good)
-	deliver(Header{Src: peer, Dst: group, TTL: 64}, good)
+	deliver(packet.Header{Src: peer, Dst: group, TTL: 64}, good)
 	bad := append([]byte(nil), good...)
 	bad[7] ^= 0xff
 	deliver(hdr, bad)
@@ -79,12 +76,12 @@ func TestReceiveCounts(t *testing.T) {
 	noAddrs := append([]byte(nil), good[:8]...)
 	noAddrs[3] = 0
 	deliver(hdr, noAddrs)
-	deliver(hdr, advert(2, 10, time.Second, ""))                        // v2 to a v3 instance
-	deliver(hdr, advert(3, 200, time.Second, ""))                       // no such VRID: nobody's
-	deliver(Header{Src: addr("192.0.2.2"), Dst: group, TTL: 255}, good) // our own
+	deliver(hdr, advert(2, 10, time.Second, ""))                               // v2 to a v3 instance
+	deliver(hdr, advert(3, 200, time.Second, ""))                              // no such VRID: nobody's
+	deliver(packet.Header{Src: addr("192.0.2.2"), Dst: group, TTL: 255}, good) // our own
 
-	deliver(Header{Src: peer, Dst: addr("192.0.2.2"), TTL: 64}, advertTo(addr("192.0.2.2"), 3, 11, time.Second, ""))
-	deliver(Header{Src: addr("192.0.2.9"), Dst: addr("192.0.2.2"), TTL: 64}, advertTo(addr("192.0.2.2"), 3, 11, time.Second, ""))
+	deliver(packet.Header{Src: peer, Dst: addr("192.0.2.2"), TTL: 64}, advertTo(addr("192.0.2.2"), 3, 11, time.Second, ""))
+	deliver(packet.Header{Src: addr("192.0.2.9"), Dst: addr("192.0.2.2"), TTL: 64}, advertTo(addr("192.0.2.2"), 3, 11, time.Second, ""))
 
 	deliver(hdr, advert(2, 12, time.Second, "secret"))
 	deliver(hdr, advert(2, 12, time.Second, "wrong"))
@@ -110,7 +107,7 @@ func TestReceiveCounts(t *testing.T) {
 		}
 	}
 	// A backup that heard its master is still a backup.
-	if st := r.instances["v3"].m.State; st != Backup {
+	if st := r.instances["v3"].m.State; st != fsm.Backup {
 		t.Errorf("v3 is %s after the adverts, want BACKUP", st)
 	}
 
@@ -128,8 +125,8 @@ func TestDecodeReasons(t *testing.T) {
 	for _, tc := range []struct {
 		err  error
 		want string
-	}{{ErrLength, RejectLength}, {ErrVersion, RejectVersion}, {ErrChecksum, RejectChecksum}, {ErrTTL, RejectTTL},
-		{ErrCount, RejectAddressCount}, {ErrField, RejectInterval}, {nil, RejectOther}} {
+	}{{packet.ErrLength, RejectLength}, {packet.ErrVersion, RejectVersion}, {packet.ErrChecksum, RejectChecksum}, {packet.ErrTTL, RejectTTL},
+		{packet.ErrCount, RejectAddressCount}, {packet.ErrField, RejectInterval}, {nil, RejectOther}} {
 		if got := decodeReason(tc.err); got != tc.want {
 			t.Errorf("decodeReason(%v) = %q, want %q", tc.err, got, tc.want)
 		}

@@ -1,3 +1,7 @@
+// Package vrrp runs the Virtual Router Redundancy Protocol: it moves
+// virtual IPs between nodes, interoperating with keepalived. The advert
+// codec is package packet and the state machine package fsm; this package
+// does their I/O (sockets, addresses, tracking, notify programs).
 package vrrp
 
 import (
@@ -10,22 +14,14 @@ import (
 	"slices"
 	"time"
 
+	"halb/internal/clock"
 	"halb/internal/config"
 	"halb/internal/event"
 	"halb/internal/netif"
 	"halb/internal/proc"
+	"halb/internal/vrrp/fsm"
+	"halb/internal/vrrp/packet"
 )
-
-// Clock tells the time and makes timers; tests may replace it.
-type Clock interface {
-	Now() time.Time
-	After(d time.Duration) <-chan time.Time
-}
-
-type realClock struct{}
-
-func (realClock) Now() time.Time                         { return time.Now() }
-func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
 
 // Net is what the runner does to interfaces (package netif).
 type Net interface {
@@ -56,15 +52,15 @@ type Option func(*Node)
 // WithLogger sets the logger.
 func WithLogger(l *slog.Logger) Option { return func(n *Node) { n.log = l } }
 
-// WithClock sets the clock.
-func WithClock(c Clock) Option { return func(n *Node) { n.clock = c } }
+// WithClock sets the clock (default clock.Real).
+func WithClock(c clock.Clock) Option { return func(n *Node) { n.clock = c } }
 
 // Node runs every VRRP instance of a configuration. It implements the
 // engine's Announcer.
 type Node struct {
 	cfg    *config.Config
 	log    *slog.Logger
-	clock  Clock
+	clock  clock.Clock
 	net    Net
 	reload chan reloadReq
 	// counters count each instance's adverts (VRRPCounters).
@@ -78,7 +74,7 @@ type reloadReq struct {
 
 // New returns a node for cfg; nothing starts before Run.
 func New(cfg *config.Config, opts ...Option) *Node {
-	n := &Node{cfg: cfg, log: slog.New(slog.DiscardHandler), clock: realClock{}, net: kernelNet{}, reload: make(chan reloadReq)}
+	n := &Node{cfg: cfg, log: slog.New(slog.DiscardHandler), clock: clock.Real{}, net: kernelNet{}, reload: make(chan reloadReq)}
 	for _, o := range opts {
 		o(n)
 	}
@@ -167,12 +163,12 @@ type sockKey struct {
 // instance is one running VRRP instance.
 type instance struct {
 	cfg      config.Instance
-	m        Machine
+	m        fsm.Machine
 	sock     conn
 	src      netip.Addr
 	dsts     []netip.Addr
 	peers    map[netip.Addr]bool
-	form     Checksum
+	form     packet.Checksum
 	vipAddrs []netip.Addr
 	group    string
 	cnt      *counters
@@ -183,13 +179,13 @@ type instance struct {
 	// announce timers: second burst and periodic refresh (zero: off).
 	burstAt, refreshAt time.Time
 	// reported is what the engine last heard.
-	reported         Machine
+	reported         fsm.Machine
 	mismatchReported bool
 }
 
 type runner struct {
 	log       *slog.Logger
-	clock     Clock
+	clock     clock.Clock
 	net       Net
 	events    chan<- event.VRRP
 	cfg       *config.Config
@@ -256,7 +252,7 @@ func (r *runner) apply(cfg *config.Config) error {
 	r.syncGroups()
 	for _, ins := range r.instances {
 		if ins.group != "" {
-			r.step(ins, Event{Effective: r.effective(ins)}, now) // the group's priority
+			r.step(ins, fsm.Event{Effective: r.effective(ins)}, now) // the group's priority
 		}
 	}
 	return errors.Join(errs...)
@@ -300,9 +296,9 @@ func (r *runner) start(in config.Instance, group string) error {
 		if err := s.join(); err != nil {
 			return err
 		}
-		ins.dsts = []netip.Addr{GroupIPv4}
+		ins.dsts = []netip.Addr{packet.GroupIPv4}
 		if fam == 6 {
-			ins.dsts = []netip.Addr{GroupIPv6}
+			ins.dsts = []netip.Addr{packet.GroupIPv6}
 		}
 	}
 	ins.src = in.UnicastSource
@@ -314,7 +310,7 @@ func (r *runner) start(in config.Instance, group string) error {
 		ins.src = src
 	}
 	if in.IPv4Checksum == "message" {
-		ins.form = ChecksumMessage
+		ins.form = packet.ChecksumMessage
 	}
 	// Stale VIPs: this node is not master of them yet.
 	if in.Priority != 255 {
@@ -324,7 +320,7 @@ func (r *runner) start(in config.Instance, group string) error {
 			}
 		}
 	}
-	ins.m = NewMachine(Params{Version: in.Version, Priority: in.Priority, Interval: in.AdvertInterval.D(),
+	ins.m = fsm.NewMachine(fsm.Params{Version: in.Version, Priority: in.Priority, Interval: in.AdvertInterval.D(),
 		Preempt: in.Preempt, PreemptDelay: in.PreemptDelay.D(), Self: ins.src})
 	ins.reported = ins.m
 	r.instances[in.Name] = ins
@@ -332,14 +328,14 @@ func (r *runner) start(in config.Instance, group string) error {
 		"priority", in.Priority, "version", in.Version, "source", ins.src, "unicast", in.Unicast())
 	now := r.clock.Now()
 	r.initTracking(ins)
-	r.step(ins, Event{Effective: r.effective(ins)}, now)
-	r.step(ins, Event{Start: true}, now)
+	r.step(ins, fsm.Event{Effective: r.effective(ins)}, now)
+	r.step(ins, fsm.Event{Start: true}, now)
 	return nil
 }
 
 func (r *runner) stop(ins *instance, why string) {
 	now := r.clock.Now()
-	r.step(ins, Event{Stop: true, Why: why}, now)
+	r.step(ins, fsm.Event{Stop: true, Why: why}, now)
 }
 
 func (r *runner) closeUnusedSockets() {
@@ -380,7 +376,7 @@ func (r *runner) shutdown(netDone <-chan struct{}) {
 // step feeds one event to an instance's machine (and, through its sync
 // group, to the members that follow it), performs the actions and reports
 // what changed.
-func (r *runner) step(ins *instance, ev Event, now time.Time) {
+func (r *runner) step(ins *instance, ev fsm.Event, now time.Time) {
 	group := []*instance{ins}
 	if ins.group != "" {
 		for _, o := range r.members(ins.group) {
@@ -389,13 +385,13 @@ func (r *runner) step(ins *instance, ev Event, now time.Time) {
 			}
 		}
 	}
-	ms := make([]Machine, len(group))
+	ms := make([]fsm.Machine, len(group))
 	names := make([]string, len(group))
-	before := make([]State, len(group))
+	before := make([]fsm.State, len(group))
 	for k, o := range group {
 		ms[k], names[k], before[k] = o.m, o.cfg.Name, o.m.State
 	}
-	acts := StepGroup(ins.group, names, ms, 0, ev, now)
+	acts := fsm.StepGroup(ins.group, names, ms, 0, ev, now)
 	changed := false
 	for k, o := range group {
 		o.m = ms[k]
@@ -410,16 +406,16 @@ func (r *runner) step(ins *instance, ev Event, now time.Time) {
 	}
 }
 
-func (r *runner) perform(ins *instance, a Action, now time.Time) {
+func (r *runner) perform(ins *instance, a fsm.Action, now time.Time) {
 	in := ins.cfg
 	switch a {
-	case SendAdvert, SendPriority0:
+	case fsm.SendAdvert, fsm.SendPriority0:
 		prio := ins.m.Effective
-		if a == SendPriority0 {
+		if a == fsm.SendPriority0 {
 			prio = 0
 		}
 		r.send(ins, prio)
-	case AddVIPs:
+	case fsm.AddVIPs:
 		addrs := ins.vipAddrs
 		r.netq <- func() {
 			if err := r.net.AddAddrs(in.Interface, in.VIPs); err != nil {
@@ -434,7 +430,7 @@ func (r *runner) perform(ins *instance, a Action, now time.Time) {
 		if in.GARP.Refresh > 0 {
 			ins.refreshAt = now.Add(in.GARP.Refresh.D())
 		}
-	case RemoveVIPs:
+	case fsm.RemoveVIPs:
 		ins.burstAt, ins.refreshAt = time.Time{}, time.Time{}
 		r.netq <- func() {
 			if err := r.net.RemoveAddrs(in.Interface, in.VIPs); err != nil {
@@ -456,10 +452,10 @@ func (r *runner) announce(in config.Instance, addrs []netip.Addr) {
 
 func (r *runner) send(ins *instance, prio int) {
 	in := ins.cfg
-	a := Advert{Version: in.Version, VRID: uint8(in.VRID), Priority: uint8(prio), Interval: in.AdvertInterval.D(),
+	a := packet.Advert{Version: in.Version, VRID: uint8(in.VRID), Priority: uint8(prio), Interval: in.AdvertInterval.D(),
 		Addrs: ins.vipAddrs}
 	if in.Version == 2 && in.AuthPassword != "" {
-		a.AuthType, a.Auth = AuthSimple, Password(in.AuthPassword)
+		a.AuthType, a.Auth = packet.AuthSimple, packet.Password(in.AuthPassword)
 	}
 	for _, dst := range ins.dsts {
 		b, err := a.Marshal(ins.src, dst, ins.form)
@@ -526,7 +522,7 @@ func (r *runner) receive(p received) {
 		ins.cnt.reject(RejectUnknownSource)
 		return
 	}
-	a, err := Decode(p.hdr, p.msg)
+	a, err := packet.Decode(p.hdr, p.msg)
 	if err != nil {
 		r.log.Debug("advert dropped", "instance", ins.cfg.Name, "src", p.hdr.Src, "err", err)
 		ins.cnt.reject(decodeReason(err))
@@ -539,11 +535,11 @@ func (r *runner) receive(p received) {
 		return
 	}
 	if in.Version == 2 {
-		want := uint8(AuthNone)
+		want := uint8(packet.AuthNone)
 		if in.AuthPassword != "" {
-			want = AuthSimple
+			want = packet.AuthSimple
 		}
-		if a.AuthType != want || want == AuthSimple && a.Auth != Password(in.AuthPassword) {
+		if a.AuthType != want || want == packet.AuthSimple && a.Auth != packet.Password(in.AuthPassword) {
 			r.log.Warn("advert with wrong authentication dropped", "instance", in.Name, "src", p.hdr.Src)
 			ins.cnt.reject(RejectAuth)
 			return
@@ -559,7 +555,7 @@ func (r *runner) receive(p received) {
 		r.log.Warn("peer advertises other VIPs", "instance", in.Name, "src", p.hdr.Src, "theirs", a.Addrs, "ours", ins.vipAddrs)
 	}
 	ins.cnt.received.Add(1)
-	r.step(ins, Event{Advert: a, Src: p.hdr.Src}, r.clock.Now())
+	r.step(ins, fsm.Event{Advert: a, Src: p.hdr.Src}, r.clock.Now())
 }
 
 func sameAddrs(a, b []netip.Addr) bool {
@@ -596,7 +592,7 @@ func (r *runner) tick() {
 	}
 	for _, ins := range r.instances {
 		if d := ins.m.Deadline(); !d.IsZero() && !now.Before(d) {
-			r.step(ins, Event{Tick: true}, now)
+			r.step(ins, fsm.Event{Tick: true}, now)
 		}
 		if !ins.burstAt.IsZero() && !now.Before(ins.burstAt) {
 			ins.burstAt = time.Time{}

@@ -15,19 +15,17 @@ import (
 	"testing"
 	"time"
 
+	"halb/internal/clock/clocktest"
 	"halb/internal/config"
 	"halb/internal/event"
 	"halb/internal/lab/labtest"
 	"halb/internal/netif"
 	"halb/internal/proc"
+	"halb/internal/vrrp/fsm"
+	"halb/internal/vrrp/packet"
 )
 
-// stepClock is moved by the test; its timers never fire (the test runs
-// the runner's ticks itself).
-type stepClock struct{ t time.Time }
-
-func (c *stepClock) Now() time.Time                       { return c.t }
-func (c *stepClock) After(time.Duration) <-chan time.Time { return nil }
+func addr(s string) netip.Addr { return netip.MustParseAddr(s) }
 
 // sentAdvert is an advert a fakeConn was asked to send.
 type sentAdvert struct {
@@ -37,7 +35,7 @@ type sentAdvert struct {
 
 // fakeConn records the adverts sent through it.
 type fakeConn struct {
-	clock *stepClock
+	clock *clocktest.Clock
 	sent  []sentAdvert
 }
 
@@ -45,17 +43,17 @@ func (c *fakeConn) join() error                           { return nil }
 func (c *fakeConn) read(chan<- received, <-chan struct{}) {}
 func (c *fakeConn) close() error                          { return nil }
 func (c *fakeConn) send(b []byte, src, dst netip.Addr) error {
-	a, err := Decode(Header{Src: src, Dst: dst, TTL: 255}, b)
+	a, err := packet.Decode(packet.Header{Src: src, Dst: dst, TTL: 255}, b)
 	if err != nil {
 		return err
 	}
-	c.sent = append(c.sent, sentAdvert{c.clock.t, int(a.Priority)})
+	c.sent = append(c.sent, sentAdvert{c.clock.Now(), int(a.Priority)})
 	return nil
 }
 
 // fakeNet keeps link states and records VIP changes and announcements.
 type fakeNet struct {
-	clock     *stepClock
+	clock     *clocktest.Clock
 	up        map[string]bool
 	hasVIPs   bool
 	announced []time.Time
@@ -64,7 +62,7 @@ type fakeNet struct {
 func (n *fakeNet) AddAddrs(string, []netip.Prefix) error    { n.hasVIPs = true; return nil }
 func (n *fakeNet) RemoveAddrs(string, []netip.Prefix) error { n.hasVIPs = false; return nil }
 func (n *fakeNet) Announce(string, []netip.Addr) error {
-	n.announced = append(n.announced, n.clock.t)
+	n.announced = append(n.announced, n.clock.Now())
 	return nil
 }
 func (n *fakeNet) PrimaryAddr(string, int, []netip.Prefix) (netip.Addr, error) {
@@ -80,7 +78,7 @@ func (n *fakeNet) WatchLinks(ctx context.Context, _ chan<- netif.LinkChange) err
 // the test as Run's loop would drive it.
 type testRunner struct {
 	*runner
-	clock  *stepClock
+	clock  *clocktest.Clock
 	net    *fakeNet
 	conn   *fakeConn
 	evc    chan event.VRRP
@@ -93,7 +91,7 @@ func newTestRunner(t *testing.T, yaml string, up ...string) *testRunner {
 	if cfg == nil || len(diags.Errors()) > 0 {
 		t.Fatalf("config: %s", diags)
 	}
-	clock := &stepClock{time.Unix(1_000_000, 0)}
+	clock := clocktest.New(time.Unix(1_000_000, 0))
 	tr := &testRunner{clock: clock, net: &fakeNet{clock: clock, up: map[string]bool{}}, conn: &fakeConn{clock: clock},
 		evc: make(chan event.VRRP, 1024)}
 	for _, name := range up {
@@ -142,20 +140,20 @@ func (tr *testRunner) flush() {
 // advance moves the clock by d, running every timer that falls due on
 // the way at its time.
 func (tr *testRunner) advance(d time.Duration) {
-	end := tr.clock.t.Add(d)
+	end := tr.clock.Now().Add(d)
 	for {
 		next := tr.nextDeadline()
 		if next.IsZero() || next.After(end) {
 			break
 		}
-		tr.clock.t = next
+		tr.clock.Set(next)
 		tr.tick()
 		tr.flush()
 	}
-	tr.clock.t = end
+	tr.clock.Set(end)
 }
 
-func (tr *testRunner) state(name string) State { return tr.instances[name].m.State }
+func (tr *testRunner) state(name string) fsm.State { return tr.instances[name].m.State }
 
 // lastEvent is the last event reported, failing the test if none.
 func (tr *testRunner) lastEvent(t *testing.T) event.VRRP {
@@ -196,7 +194,7 @@ func TestRunnerTrackInterfaceWeights(t *testing.T) {
 		t.Fatalf("effective priority %d at start, want 100 + 20", got)
 	}
 	tr.advance(4 * time.Second) // master down: 3 s + skew, nobody else
-	if tr.state("vi") != Master || !tr.net.hasVIPs || tr.lastPriority(t) != 120 {
+	if tr.state("vi") != fsm.Master || !tr.net.hasVIPs || tr.lastPriority(t) != 120 {
 		t.Fatalf("after 4 s: %s, VIPs %v, adverts %v", tr.state("vi"), tr.net.hasVIPs, tr.conn.sent)
 	}
 	for _, step := range []struct {
@@ -225,7 +223,7 @@ func TestRunnerTrackInterfaceWeights(t *testing.T) {
 
 	tr.link(netif.LinkChange{Name: "eth0", Up: false})
 	tr.flush()
-	if tr.state("vi") != Fault || tr.net.hasVIPs || tr.lastPriority(t) != 0 {
+	if tr.state("vi") != fsm.Fault || tr.net.hasVIPs || tr.lastPriority(t) != 0 {
 		t.Fatalf("eth0 down: %s, VIPs %v, last advert priority %d; want FAULT, no VIPs, priority 0",
 			tr.state("vi"), tr.net.hasVIPs, tr.lastPriority(t))
 	}
@@ -236,7 +234,7 @@ func TestRunnerTrackInterfaceWeights(t *testing.T) {
 	}
 	tr.link(netif.LinkChange{Name: "eth0", Up: true})
 	tr.flush()
-	if tr.state("vi") != Backup {
+	if tr.state("vi") != fsm.Backup {
 		t.Errorf("eth0 up: %s, want BACKUP", tr.state("vi"))
 	}
 }
@@ -250,7 +248,7 @@ func TestRunnerScriptFallRise(t *testing.T) {
     - {name: chk, command: ["true"], user: nobody, interval: 1h, timeout: 1s, rise: 2, fall: 3}
 `, "eth0")
 	tr.advance(4 * time.Second)
-	if tr.state("vi") != Master {
+	if tr.state("vi") != fsm.Master {
 		t.Fatalf("%s, want MASTER", tr.state("vi"))
 	}
 	res := func(ok bool) {
@@ -259,9 +257,9 @@ func TestRunnerScriptFallRise(t *testing.T) {
 	}
 	for _, step := range []struct {
 		ok   bool
-		want State
-	}{{false, Master}, {false, Master}, {true, Master}, {false, Master}, {false, Master}, {false, Fault},
-		{true, Fault}, {false, Fault}, {true, Fault}, {true, Backup}} {
+		want fsm.State
+	}{{false, fsm.Master}, {false, fsm.Master}, {true, fsm.Master}, {false, fsm.Master}, {false, fsm.Master}, {false, fsm.Fault},
+		{true, fsm.Fault}, {false, fsm.Fault}, {true, fsm.Fault}, {true, fsm.Backup}} {
 		res(step.ok)
 		if got := tr.state("vi"); got != step.want {
 			t.Fatalf("after a result ok=%v: %s, want %s", step.ok, got, step.want)
@@ -296,7 +294,7 @@ func TestRunScriptTimeout(t *testing.T) {
 	s := config.Script{Name: "slow", Command: []string{"sh", "-c", "sleep 30 & echo $! > " + pidFile + "; wait"}, User: me.Username,
 		Interval: config.Duration(time.Hour), Timeout: config.Duration(200 * time.Millisecond)}
 	start := time.Now()
-	go runScript(ctx, &stepClock{}, s, out, done)
+	go runScript(ctx, clocktest.New(time.Time{}), s, out, done)
 	select {
 	case res := <-out:
 		if res.ok || res.out != "timed out after 200ms" || res.name != "slow" {
@@ -339,7 +337,7 @@ func TestRunScriptUser(t *testing.T) {
 		defer close(done)
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		go runScript(ctx, &stepClock{}, s, out, done)
+		go runScript(ctx, clocktest.New(time.Time{}), s, out, done)
 		select {
 		case res := <-out:
 			return res
@@ -415,7 +413,7 @@ func TestRunnerGARPRefresh(t *testing.T) {
 	tr := newTestRunner(t, oneInstance+`      garp: {count: 3, second_burst: 5s, refresh: 10s}
 `, "eth0")
 	tr.advance(4 * time.Second)
-	if tr.state("vi") != Master {
+	if tr.state("vi") != fsm.Master {
 		t.Fatalf("%s, want MASTER", tr.state("vi"))
 	}
 	became := tr.instances["vi"].m.Since
@@ -436,14 +434,14 @@ func TestRunnerGARPRefresh(t *testing.T) {
 	}
 	// A higher priority takes over: no more announcements while it is
 	// heard.
-	peer := mustMarshal(t, Advert{Version: 3, VRID: 10, Priority: 200, Interval: time.Second,
+	peer := mustMarshal(t, packet.Advert{Version: 3, VRID: 10, Priority: 200, Interval: time.Second,
 		Addrs: []netip.Addr{netip.MustParseAddr("192.0.2.100")}}, "192.0.2.2")
 	hear := func() {
-		tr.receive(received{sock: tr.conn, hdr: Header{Src: netip.MustParseAddr("192.0.2.2"), Dst: GroupIPv4, TTL: 255}, msg: peer})
+		tr.receive(received{sock: tr.conn, hdr: packet.Header{Src: netip.MustParseAddr("192.0.2.2"), Dst: packet.GroupIPv4, TTL: 255}, msg: peer})
 		tr.flush()
 	}
 	hear()
-	if tr.state("vi") != Backup || tr.net.hasVIPs {
+	if tr.state("vi") != fsm.Backup || tr.net.hasVIPs {
 		t.Fatalf("after a higher priority: %s, VIPs %v", tr.state("vi"), tr.net.hasVIPs)
 	}
 	n := len(tr.net.announced)
@@ -451,16 +449,39 @@ func TestRunnerGARPRefresh(t *testing.T) {
 		tr.advance(time.Second)
 		hear()
 	}
-	if tr.state("vi") != Backup || len(tr.net.announced) != n {
+	if tr.state("vi") != fsm.Backup || len(tr.net.announced) != n {
 		t.Errorf("%s, announced as backup at %v", tr.state("vi"), tr.net.announced[n:])
 	}
 }
 
-func mustMarshal(t *testing.T, a Advert, src string) []byte {
+func mustMarshal(t *testing.T, a packet.Advert, src string) []byte {
 	t.Helper()
-	b, err := a.Marshal(netip.MustParseAddr(src), GroupIPv4, ChecksumPseudoHeader)
+	b, err := a.Marshal(netip.MustParseAddr(src), packet.GroupIPv4, packet.ChecksumPseudoHeader)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestGroupPriority: every member of a sync group runs with the lowest
+// effective priority of the members (the address owner's aside).
+func TestGroupPriority(t *testing.T) {
+	mk := func(name string, prio int, weights map[string]int) *instance {
+		return &instance{cfg: config.Instance{Name: name, Priority: prio}, group: "web", weights: weights}
+	}
+	r := &runner{instances: map[string]*instance{
+		"vi10":  mk("vi10", 150, map[string]int{"script chk": -100}),
+		"vi11":  mk("vi11", 150, nil),
+		"owner": mk("owner", 255, nil),
+	}}
+	lone := &instance{cfg: config.Instance{Name: "vi12", Priority: 120}}
+	r.instances["vi12"] = lone
+	for name, want := range map[string]int{"vi10": 50, "vi11": 50, "vi12": 120} {
+		if got := r.effective(r.instances[name]); got != want {
+			t.Errorf("%s: effective %d, want %d", name, got, want)
+		}
+	}
+	if why := r.weightWhy(r.instances["vi11"]); why != "sync group web: vi10 at 50" {
+		t.Errorf("vi11 why %q", why)
+	}
 }

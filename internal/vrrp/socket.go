@@ -10,6 +10,8 @@ import (
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
+
+	"halb/internal/vrrp/packet"
 )
 
 // conn is what the runner needs of a VRRP socket: the kernel's (socket),
@@ -28,7 +30,7 @@ func openConn(ifname string, family int) (conn, error) { return openSocket(ifnam
 // data said.
 type received struct {
 	sock conn
-	hdr  Header
+	hdr  packet.Header
 	msg  []byte
 }
 
@@ -113,9 +115,9 @@ func (s *socket) join() error {
 	}
 	var err error
 	if s.family == 4 {
-		err = s.p4.JoinGroup(s.ifi, &net.IPAddr{IP: GroupIPv4.AsSlice()})
+		err = s.p4.JoinGroup(s.ifi, &net.IPAddr{IP: packet.GroupIPv4.AsSlice()})
 	} else {
-		err = s.p6.JoinGroup(s.ifi, &net.IPAddr{IP: GroupIPv6.AsSlice()})
+		err = s.p6.JoinGroup(s.ifi, &net.IPAddr{IP: packet.GroupIPv6.AsSlice()})
 	}
 	if err != nil {
 		return fmt.Errorf("join VRRP group on %s: %w", s.ifname, err)
@@ -147,7 +149,7 @@ func (s *socket) read(out chan<- received, done <-chan struct{}) {
 		var (
 			n       int
 			ifindex int
-			h       Header
+			h       packet.Header
 			err     error
 		)
 		if s.family == 4 {

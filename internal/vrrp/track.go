@@ -9,10 +9,12 @@ import (
 	"strings"
 	"time"
 
+	"halb/internal/clock"
 	"halb/internal/config"
 	"halb/internal/event"
 	"halb/internal/netif"
 	"halb/internal/proc"
+	"halb/internal/vrrp/fsm"
 )
 
 // Tracking: an instance's own interface and its track_interfaces put it
@@ -73,12 +75,12 @@ func (r *runner) track(ins *instance, now time.Time) {
 	}
 	if !reflect.DeepEqual(weights, ins.weights) {
 		ins.weights = weights
-		r.step(ins, Event{Effective: r.effective(ins)}, now)
+		r.step(ins, fsm.Event{Effective: r.effective(ins)}, now)
 		if ins.group != "" {
 			// The group's priority may have moved with this member's.
 			for _, o := range r.members(ins.group) {
 				if o != ins {
-					r.step(o, Event{Effective: r.effective(o)}, now)
+					r.step(o, fsm.Event{Effective: r.effective(o)}, now)
 				}
 			}
 		}
@@ -105,14 +107,14 @@ func (r *runner) setFaults(ins *instance, faults map[string]string, now time.Tim
 	switch {
 	case is && !was:
 		on := true
-		r.step(ins, Event{Fault: &on, Why: faultWhy(faults)}, now)
+		r.step(ins, fsm.Event{Fault: &on, Why: faultWhy(faults)}, now)
 	case was && !is:
 		off := false
 		why := "recovered"
 		for src := range old {
 			why = strings.TrimSuffix(src, " down") + " recovered"
 		}
-		r.step(ins, Event{Fault: &off, Why: why}, now)
+		r.step(ins, fsm.Event{Fault: &off, Why: why}, now)
 	}
 }
 
@@ -283,7 +285,7 @@ func (r *runner) syncScripts(cfg *config.Config) {
 
 // runScript runs a tracking script every interval with its timeout, as
 // s.User; a user that cannot be resolved makes every run a failure.
-func runScript(ctx context.Context, clock Clock, s config.Script, out chan<- scriptResult, done <-chan struct{}) {
+func runScript(ctx context.Context, clock clock.Clock, s config.Script, out chan<- scriptResult, done <-chan struct{}) {
 	u, uerr := proc.LookupUser(s.User)
 	for {
 		res := scriptResult{name: s.Name, cfg: s}

@@ -24,6 +24,7 @@ import (
 	"sync"
 	"time"
 
+	"halb/internal/clock"
 	"halb/internal/dataplane"
 )
 
@@ -90,7 +91,7 @@ func New(opts ...Option) (*Dataplane, error) {
 		procSys:  "/proc/sys",
 		attempts: 3,
 		backoff:  20 * time.Millisecond,
-		sleep:    sleepCtx,
+		sleep:    func(ctx context.Context, w time.Duration) error { return clock.Sleep(ctx, clock.Real{}, w) },
 		dial:     func() (kernel, error) { return dialKernel() },
 		sysctl:   map[string]string{},
 	}
@@ -102,17 +103,6 @@ func New(opts ...Option) (*Dataplane, error) {
 		return nil, err
 	}
 	return d, nil
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // Messages returns the number of netlink requests sent so far: reads

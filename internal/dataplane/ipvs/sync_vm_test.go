@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"halb/internal/engine"
 	"halb/internal/lab/vm"
+	"halb/internal/vrrp/fsm"
 )
 
 // TestGuestSyncDaemons runs two load balancers whose sync daemons follow
@@ -20,8 +20,8 @@ func TestGuestSyncDaemons(t *testing.T) {
 	l := newDRLab(t, 2)
 	cfg := siteConfig(t, "api: {", "ipvs_sync: {instance: web-a, interface: eth0, sync_id: 9}\napi: {")
 	a, b := newNode(t, l.lbs[0], t.TempDir()), newNode(t, l.lbs[1], t.TempDir())
-	a.apply(t, desired(cfg, map[string]string{"web-a": engine.StateMaster}))
-	b.apply(t, desired(cfg, map[string]string{"web-a": engine.StateBackup}))
+	a.apply(t, desired(cfg, map[string]string{"web-a": fsm.Master.String()}))
+	b.apply(t, desired(cfg, map[string]string{"web-a": fsm.Backup.String()}))
 	assertDaemons(t, a, "master@eth0#9")
 	assertDaemons(t, b, "backup@eth0#9")
 
@@ -61,16 +61,16 @@ func TestGuestSyncDaemons(t *testing.T) {
 	}
 
 	// VRRP flips: the daemons follow.
-	a.apply(t, desired(cfg, map[string]string{"web-a": engine.StateBackup}))
-	b.apply(t, desired(cfg, map[string]string{"web-a": engine.StateMaster}))
+	a.apply(t, desired(cfg, map[string]string{"web-a": fsm.Backup.String()}))
+	b.apply(t, desired(cfg, map[string]string{"web-a": fsm.Master.String()}))
 	assertDaemons(t, a, "backup@eth0#9")
 	assertDaemons(t, b, "master@eth0#9")
 	// FAULT (or INIT): no daemon.
-	a.apply(t, desired(cfg, map[string]string{"web-a": engine.StateFault}))
+	a.apply(t, desired(cfg, map[string]string{"web-a": fsm.Fault.String()}))
 	assertDaemons(t, a)
 	// mode both: keepalived's way, both daemons whatever the state.
 	both := siteConfig(t, "api: {", "ipvs_sync: {instance: web-a, interface: eth0, sync_id: 9, mode: both}\napi: {")
-	a.apply(t, desired(both, map[string]string{"web-a": engine.StateBackup}))
+	a.apply(t, desired(both, map[string]string{"web-a": fsm.Backup.String()}))
 	assertDaemons(t, a, "master@eth0#9", "backup@eth0#9")
 }
 

@@ -1,4 +1,4 @@
-package vrrp
+package fsm
 
 import (
 	"fmt"
@@ -10,10 +10,10 @@ import (
 // backup of a better live master); when a member loses mastership to a
 // better master, the others leave MASTER too (priority 0, so their peers
 // take over at once). Every member runs with the group's priority, the
-// lowest effective priority of its members (see runner.effective), so
+// lowest effective priority of its members (the runner sets it), so
 // the members' elections agree and members whose own priorities differ
 // (a tracking weight on one of them) do not take turns pulling the group
-// back and forth. FAULT spreads separately (syncGroups).
+// back and forth. FAULT spreads separately, through the runner.
 
 // StepGroup applies ev to member i of a sync group (names and ms, in the
 // same order; a lone instance is a group of one) and lets the other

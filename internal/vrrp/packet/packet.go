@@ -1,8 +1,7 @@
-// Package vrrp implements the Virtual Router Redundancy Protocol: the
-// advert codec (VRRPv2 and VRRPv3, IPv4 and IPv6), a pure state machine,
-// and a runner that moves virtual IPs between nodes, interoperating with
-// keepalived.
-package vrrp
+// Package packet encodes and decodes VRRP advertisements (VRRPv2 and
+// VRRPv3, over IPv4 and IPv6), byte for byte as keepalived does. It is
+// pure: no sockets, no I/O.
+package packet
 
 import (
 	"encoding/binary"

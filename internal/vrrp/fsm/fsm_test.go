@@ -1,4 +1,4 @@
-package vrrp
+package fsm
 
 import (
 	"fmt"
@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"pgregory.net/rapid"
+
+	"halb/internal/vrrp/packet"
 )
 
 var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -19,8 +21,8 @@ func params(prio int, self string) Params {
 	return Params{Version: 3, Priority: prio, Interval: time.Second, Preempt: true, Self: addr(self)}
 }
 
-func adv(prio int, interval time.Duration) *Advert {
-	return &Advert{Version: 3, VRID: 1, Priority: uint8(prio), Interval: interval}
+func adv(prio int, interval time.Duration) *packet.Advert {
+	return &packet.Advert{Version: 3, VRID: 1, Priority: uint8(prio), Interval: interval}
 }
 
 func must(t *testing.T, m Machine, want State) {
@@ -42,6 +44,9 @@ func TestStartBackupThenMasterDown(t *testing.T) {
 	}
 	m, acts = Step(m, Event{Tick: true}, t0.Add(3600*time.Millisecond))
 	must(t, m, Backup)
+	if len(acts) != 0 {
+		t.Fatalf("actions %v before the master-down timer ran out", acts)
+	}
 	m, acts = Step(m, Event{Tick: true}, t0.Add(3610*time.Millisecond))
 	must(t, m, Master)
 	if !slices.Equal(acts, []Action{SendAdvert, AddVIPs}) || m.Reason != "master down timer expired" || m.Master != m.Self {
@@ -203,18 +208,17 @@ func TestEffectivePriorityMovesSkew(t *testing.T) {
 
 // sim is a set of machines on one link, run in virtual time.
 type sim struct {
-	nodes   []Machine
-	up      []bool
-	now     time.Time
-	inbox   []delivery
-	cut     func(from, to int, now time.Time) bool
-	masters int
+	nodes []Machine
+	up    []bool
+	now   time.Time
+	inbox []delivery
+	cut   func(from, to int, now time.Time) bool
 }
 
 type delivery struct {
 	at       time.Time
 	from, to int
-	a        *Advert
+	a        *packet.Advert
 }
 
 func (s *sim) apply(i int, ev Event) {
@@ -232,7 +236,7 @@ func (s *sim) apply(i int, ev Event) {
 		for j := range s.nodes {
 			if j != i && !s.cut(i, j, s.now) {
 				s.inbox = append(s.inbox, delivery{s.now.Add(time.Millisecond), i, j,
-					&Advert{Version: m.Version, VRID: 1, Priority: uint8(prio), Interval: m.Interval}})
+					&packet.Advert{Version: m.Version, VRID: 1, Priority: uint8(prio), Interval: m.Interval}})
 			}
 		}
 	}

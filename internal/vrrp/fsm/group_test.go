@@ -1,11 +1,11 @@
-package vrrp
+package fsm
 
 import (
 	"slices"
 	"testing"
 	"time"
 
-	"halb/internal/config"
+	"halb/internal/vrrp/packet"
 )
 
 func startGroup(t *testing.T, ms []Machine, at ...time.Duration) {
@@ -72,7 +72,7 @@ type groupSim struct {
 type groupMsg struct {
 	at        time.Time
 	to, index int
-	a         *Advert
+	a         *packet.Advert
 	src       int
 }
 
@@ -186,27 +186,4 @@ func TestGroupNoFlapCrossedPriorities(t *testing.T) {
 		}
 	}
 	s.settle(t, [2][2]State{{Backup, Backup}, {Master, Master}})
-}
-
-// TestGroupPriority: every member of a sync group runs with the lowest
-// effective priority of the members (the address owner's aside).
-func TestGroupPriority(t *testing.T) {
-	mk := func(name string, prio int, weights map[string]int) *instance {
-		return &instance{cfg: config.Instance{Name: name, Priority: prio}, group: "web", weights: weights}
-	}
-	r := &runner{instances: map[string]*instance{
-		"vi10":  mk("vi10", 150, map[string]int{"script chk": -100}),
-		"vi11":  mk("vi11", 150, nil),
-		"owner": mk("owner", 255, nil),
-	}}
-	lone := &instance{cfg: config.Instance{Name: "vi12", Priority: 120}}
-	r.instances["vi12"] = lone
-	for name, want := range map[string]int{"vi10": 50, "vi11": 50, "vi12": 120} {
-		if got := r.effective(r.instances[name]); got != want {
-			t.Errorf("%s: effective %d, want %d", name, got, want)
-		}
-	}
-	if why := r.weightWhy(r.instances["vi11"]); why != "sync group web: vi10 at 50" {
-		t.Errorf("vi11 why %q", why)
-	}
 }

@@ -1,9 +1,15 @@
-package vrrp
+// Package fsm is the VRRP state machine of RFC 5798 (with keepalived's
+// FAULT state and sync groups) as pure functions of events and time:
+// Step and StepGroup return the next machine and the actions to perform,
+// and perform nothing themselves.
+package fsm
 
 import (
 	"fmt"
 	"net/netip"
 	"time"
+
+	"halb/internal/vrrp/packet"
 )
 
 // State is a VRRP instance's state.
@@ -17,16 +23,18 @@ const (
 	Fault
 )
 
+// States lists every state, in order.
+var States = [...]State{Init, Backup, Master, Fault}
+
+var stateNames = [...]string{Init: "INIT", Backup: "BACKUP", Master: "MASTER", Fault: "FAULT"}
+
+// String returns the state's name as events, status, metrics and notify
+// programs show it: INIT, BACKUP, MASTER or FAULT (keepalived's words).
 func (s State) String() string {
-	switch s {
-	case Backup:
-		return "BACKUP"
-	case Master:
-		return "MASTER"
-	case Fault:
-		return "FAULT"
+	if s < 0 || int(s) >= len(stateNames) {
+		return stateNames[Init]
 	}
-	return "INIT"
+	return stateNames[s]
 }
 
 // Params are the fixed settings of one instance's state machine.
@@ -76,7 +84,7 @@ type Event struct {
 	Tick  bool // time passed: timers are checked against now
 	// Advert is an advert received from Src (already checked to belong to
 	// this instance).
-	Advert *Advert
+	Advert *packet.Advert
 	Src    netip.Addr
 	// Effective sets the effective priority (tracking weights changed).
 	Effective int
@@ -215,14 +223,14 @@ func (m Machine) becomeMaster(now time.Time, why string) (Machine, []Action) {
 	return m, []Action{SendAdvert, AddVIPs}
 }
 
-func (m Machine) becomeBackup(a *Advert, src netip.Addr, now time.Time, why string) (Machine, []Action) {
+func (m Machine) becomeBackup(a *packet.Advert, src netip.Addr, now time.Time, why string) (Machine, []Action) {
 	m.enter(Backup, now, why)
 	m.learn(a, src)
 	m.downAt = now.Add(m.MasterDown())
 	return m, []Action{RemoveVIPs}
 }
 
-func (m *Machine) learn(a *Advert, src netip.Addr) {
+func (m *Machine) learn(a *packet.Advert, src netip.Addr) {
 	if m.Version == 3 {
 		m.MasterInterval = a.Interval
 	}
@@ -253,7 +261,7 @@ func (m Machine) fault(on bool, why string, now time.Time) (Machine, []Action) {
 	return m.start(now, why)
 }
 
-func (m Machine) advert(a *Advert, src netip.Addr, now time.Time) (Machine, []Action) {
+func (m Machine) advert(a *packet.Advert, src netip.Addr, now time.Time) (Machine, []Action) {
 	switch m.State {
 	case Backup:
 		if a.Priority == 0 {

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Captures adverts sent by keepalived (VRRP-only mode) in a throwaway
 # network namespace, as pcap files for the codec's golden-byte tests.
-# Usage (root): internal/vrrp/testdata/capture.sh [OUTDIR]
+# Usage (root): internal/vrrp/packet/testdata/capture.sh [OUTDIR]
 set -eu
 out=${1:-$(dirname "$0")}
 ns=halbcap$$
