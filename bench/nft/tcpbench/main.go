@@ -27,10 +27,9 @@ func main() {
 		if len(os.Args) != 3 {
 			usage()
 		}
-		if err := serve(os.Args[2]); err != nil {
-			fmt.Fprintln(os.Stderr, "tcpbench serve:", err)
-			os.Exit(1)
-		}
+		err := serve(os.Args[2]) // returns only on failure
+		fmt.Fprintln(os.Stderr, "tcpbench serve:", err)
+		os.Exit(1)
 	case "run":
 		fs := flag.NewFlagSet("run", flag.ExitOnError)
 		conc := fs.Int("c", 8, "concurrent clients")
