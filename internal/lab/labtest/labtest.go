@@ -14,9 +14,9 @@ import (
 	"halb/internal/lab/netns"
 )
 
-// StrictVars are the host environment variables that say whether a
+// strictVars are the host environment variables that say whether a
 // missing privilege or tool fails the run: CI, as CI systems set it.
-var StrictVars = []string{"CI"}
+var strictVars = []string{"CI"}
 
 // Strict reports whether the run must fail rather than skip: CI is set
 // (to anything but "false" or "0").
@@ -25,11 +25,11 @@ func Strict() bool {
 	return v != "" && v != "false" && v != "0"
 }
 
-// StrictEnv returns the StrictVars that are set, as "K=V", for a process
+// StrictEnv returns the strictVars that are set, as "K=V", for a process
 // that must judge skipping as this one does (a test binary in a VM).
 func StrictEnv() []string {
 	var env []string
-	for _, k := range StrictVars {
+	for _, k := range strictVars {
 		if v, ok := os.LookupEnv(k); ok {
 			env = append(env, k+"="+v)
 		}
