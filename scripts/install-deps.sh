@@ -27,3 +27,6 @@ for svc in keepalived nginx haproxy; do
   systemctl is-active --quiet "$svc" 2>/dev/null && systemctl stop "$svc" || true
 done
 go mod download
+# Static analysis, pinned, into .cache/bin (scripts/test.sh runs them from there).
+GOBIN="$PWD/.cache/bin" go install honnef.co/go/tools/cmd/staticcheck@v0.8.2
+GOBIN="$PWD/.cache/bin" go install github.com/kisielk/errcheck@v1.30.0

@@ -197,7 +197,9 @@ func newLab(dir string) (*lab, error) {
 		}
 	}
 	conf := filepath.Join(dir, "nginx.conf")
-	os.MkdirAll(filepath.Join(dir, "nginx"), 0o755)
+	if err := os.MkdirAll(filepath.Join(dir, "nginx"), 0o755); err != nil {
+		return l, err
+	}
 	err := os.WriteFile(conf, []byte(strings.ReplaceAll(`daemon off;
 worker_processes 2;
 worker_rlimit_nofile 200000;
@@ -232,7 +234,7 @@ http {
 func (l *lab) close() {
 	if l.nginx != nil && l.nginx.Process != nil {
 		l.nginx.Process.Signal(syscall.SIGQUIT)
-		l.nginx.Wait()
+		_ = l.nginx.Wait() // stopped on purpose: its exit status says so
 	}
 	for _, ns := range []string{l.lb, l.be} {
 		if out, err := exec.Command("ip", "netns", "pids", ns).Output(); err == nil {
@@ -242,7 +244,7 @@ func (l *lab) close() {
 				}
 			}
 		}
-		exec.Command("ip", "netns", "del", ns).Run()
+		_ = exec.Command("ip", "netns", "del", ns).Run() // best effort: a left namespace is harmless
 	}
 }
 
@@ -556,8 +558,8 @@ func startTarget(name string, cmd *exec.Cmd, parse func(string) (int, bool)) (*t
 				}
 			}
 		}
-		io.Copy(io.Discard, out)
-		cmd.Wait()
+		_, _ = io.Copy(io.Discard, out) // drained so that the process can end
+		_ = cmd.Wait()                  // stopped by the bench: its exit status says so
 		close(tg.exited)
 	}()
 	return tg, nil
@@ -575,7 +577,11 @@ func runChild(path string) error {
 		if err != nil {
 			return err
 		}
-		defer f.Close()
+		defer func() {
+			if err := f.Close(); err != nil {
+				fmt.Fprintln(os.Stderr, "writing the profile:", err)
+			}
+		}()
 		if err := pprof.StartCPUProfile(f); err != nil {
 			return err
 		}
@@ -610,11 +616,11 @@ func runChild(path string) error {
 			if ev.Up {
 				state = "UP"
 			}
-			fmt.Fprintf(w, "%s %s\n", ev.Addr, state)
+			_, _ = fmt.Fprintf(w, "%s %s\n", ev.Addr, state) // buffered: a failure shows at Flush
 		case <-flush.C:
-			w.Flush()
+			_ = w.Flush() // to stdout: nowhere else to report
 		case err := <-done:
-			w.Flush()
+			_ = w.Flush()
 			st := c.Stats()
 			fmt.Fprintf(os.Stderr, "halb: %d checks, %d failed\n", st.Checks, st.Failures)
 			whyMu.Lock()

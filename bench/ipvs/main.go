@@ -51,7 +51,7 @@ func main() {
 	res, err := vm.Run(ctx, img, vm.Spec{Command: append([]string{exe}, os.Args[1:]...), MemoryMB: 2048, CPUs: 2, Timeout: 30 * time.Minute})
 	if res != nil {
 		defer os.RemoveAll(res.RunDir)
-		os.Stdout.Write(res.Output)
+		_, _ = os.Stdout.Write(res.Output) // the report: nowhere else to send it
 	}
 	if err != nil {
 		log.Fatal(err)
@@ -88,7 +88,11 @@ func bench(n, changes int) error {
 		return fmt.Errorf("at most %d services", 250*50)
 	}
 	lab := netns.New("halbb")
-	defer lab.Close()
+	defer func() {
+		if err := lab.Close(); err != nil {
+			fmt.Fprintln(os.Stderr, "removing the lab:", err)
+		}
+	}()
 	hosts := map[string]*netns.Host{}
 	for _, name := range []string{"halb", "ka"} {
 		h, err := lab.AddHost(name)
@@ -106,7 +110,7 @@ func bench(n, changes int) error {
 	if err != nil {
 		return err
 	}
-	defer fd.Close()
+	defer func() { _ = fd.Close() }() // a namespace handle, only read
 	stateDir, err := os.MkdirTemp("", "halb-bench-")
 	if err != nil {
 		return err
@@ -149,7 +153,9 @@ func bench(n, changes int) error {
 		times = append(times, time.Since(start))
 	}
 	r1, w1 := d.Messages()
-	d.Close()
+	if err := d.Close(); err != nil {
+		return err
+	}
 
 	// halb: restart with the last state: reads, no writes.
 	d2, err := newDP()
@@ -162,7 +168,9 @@ func bench(n, changes int) error {
 	}
 	restart := time.Since(start)
 	rr, rw := d2.Messages()
-	d2.Close()
+	if err := d2.Close(); err != nil {
+		return err
+	}
 
 	slices.Sort(times)
 	fmt.Printf("services=%d reals=%d (kernel IPVS in the VM, TCG)\n", n, 4*n)
@@ -195,7 +203,7 @@ func oneRequest(h *netns.Host, n int) (time.Duration, error) {
 		return 0, err
 	}
 	if cl, ok := c.(interface{ Close() error }); ok {
-		defer cl.Close()
+		defer func() { _ = cl.Close() }() // the netlink connection, on the way out
 	}
 	svc := cfipvs.Service{Address: vip(0), Port: port(0), Family: cfipvs.INET, Protocol: cfipvs.TCP}
 	var times []time.Duration
@@ -233,7 +241,7 @@ func keepalived(h *netns.Host, dir string, n int) (time.Duration, error) {
 	if err != nil {
 		return 0, err
 	}
-	defer logf.Close()
+	defer func() { _ = logf.Close() }() // keepalived writes it; it is read back by name
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := h.Command(ctx, "keepalived", "-n", "-l", "-D", "-C", "-f", conf,
 		"-p", filepath.Join(dir, "ka.pid"), "-c", filepath.Join(dir, "checker.pid"))
@@ -245,7 +253,7 @@ func keepalived(h *netns.Host, dir string, n int) (time.Duration, error) {
 	}
 	defer func() {
 		cancel()
-		cmd.Wait()
+		_ = cmd.Wait() // killed by cancel: its exit status says so
 	}()
 	// keepalived logs "Startup complete" once it has programmed every
 	// service; the kernel's table is checked after.

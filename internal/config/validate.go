@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"halb/internal/maglev"
 )
 
 // Schedulers are the IPVS scheduler names halb accepts.
@@ -79,112 +81,152 @@ func validate(c *Config) Diagnostics {
 	return v.diags
 }
 
+// errorAt reports an error at path, the message starting with the path.
+func (v *validator) errorAt(path, format string, args ...any) {
+	v.errorf(path, "%s: "+format, append([]any{path}, args...)...)
+}
+
 func (v *validator) vrrp() {
-	c := v.c
-	names := map[string]int{}
-	vipOwner := map[netip.Addr]string{}
-	vridOn := map[string]string{}
+	scripts := v.vrrpScripts()
+	names := v.vrrpInstances(scripts)
+	v.syncGroups(names)
+}
+
+// vrrpScripts checks the track scripts and returns their names.
+func (v *validator) vrrpScripts() map[string]bool {
 	scripts := map[string]bool{}
-	for i, s := range c.VRRP.Scripts {
+	for i, s := range v.c.VRRP.Scripts {
 		p := fmt.Sprintf("vrrp.scripts[%d]", i)
 		if s.Name == "" {
-			v.errorf(p, "%s: script needs a name", p)
+			v.errorAt(p, "script needs a name")
 		} else if scripts[s.Name] {
 			v.errorf(p+".name", "%s: script %q defined twice", p, s.Name)
 		}
 		scripts[s.Name] = true
 		if len(s.Command) == 0 {
-			v.errorf(p, "%s: script %q needs a command", p, s.Name)
+			v.errorAt(p, "script %q needs a command", s.Name)
 		}
 		if s.Timeout > s.Interval {
-			v.errorf(p+".timeout", "%s: timeout %s is longer than the interval %s", p, s.Timeout, s.Interval)
+			v.errorAt(p+".timeout", "timeout %s is longer than the interval %s", s.Timeout, s.Interval)
 		}
 		if s.Rise < 1 || s.Fall < 1 {
-			v.errorf(p, "%s: rise and fall must be at least 1", p)
+			v.errorAt(p, "rise and fall must be at least 1")
 		}
 	}
-	for i, in := range c.VRRP.Instances {
+	return scripts
+}
+
+// vrrpInstances checks each instance and what instances must not share
+// (names, VIPs, a VRID on a link), and returns the instances' indexes by
+// name.
+func (v *validator) vrrpInstances(scripts map[string]bool) map[string]int {
+	names := map[string]int{}
+	vipOwner := map[netip.Addr]string{}
+	vridOn := map[string]string{}
+	for i, in := range v.c.VRRP.Instances {
 		p := fmt.Sprintf("vrrp.instances[%d]", i)
 		if in.Name == "" {
-			v.errorf(p, "%s: instance needs a name", p)
+			v.errorAt(p, "instance needs a name")
 		} else if j, dup := names[in.Name]; dup {
 			v.errorf(p+".name", "%s: instance name %q already used by vrrp.instances[%d]", p, in.Name, j)
 		} else {
 			names[in.Name] = i
 		}
-		if in.Interface == "" {
-			v.errorf(p, "%s: instance %q needs an interface", p, in.Name)
-		}
-		if in.VRID < 1 || in.VRID > 255 {
-			v.errorf(p+".vrid", "%s.vrid: %d is not from 1 to 255", p, in.VRID)
-		}
-		if in.Priority < 1 || in.Priority > 255 {
-			v.errorf(p+".priority", "%s.priority: %d is not from 1 to 255", p, in.Priority)
-		}
-		if len(in.VIPs) == 0 {
-			v.errorf(p, "%s: instance %q has no vips", p, in.Name)
-		}
-		fam := in.Family()
+		v.instance(p, in)
+		v.instanceAddrs(p, in)
 		for j, vip := range in.VIPs {
 			vp := fmt.Sprintf("%s.vips[%d]", p, j)
-			if vipFamily(vip.Addr()) != fam {
-				v.errorf(vp, "%s: %s mixes IPv4 and IPv6 in one instance; VRRP carries one family per instance, use two instances in a sync group", vp, vip)
-			}
 			if owner, dup := vipOwner[vip.Addr()]; dup {
-				v.errorf(vp, "%s: VIP %s is already carried by instance %q", vp, vip.Addr(), owner)
+				v.errorAt(vp, "VIP %s is already carried by instance %q", vip.Addr(), owner)
 			} else {
 				vipOwner[vip.Addr()] = in.Name
 			}
 		}
-		key := fmt.Sprintf("%s/%d/v%d", in.Interface, in.VRID, fam)
+		key := fmt.Sprintf("%s/%d/v%d", in.Interface, in.VRID, in.Family())
 		if other, dup := vridOn[key]; dup {
-			v.errorf(p+".vrid", "%s.vrid: VRID %d is already used on %s by instance %q", p, in.VRID, in.Interface, other)
+			v.errorAt(p+".vrid", "VRID %d is already used on %s by instance %q", in.VRID, in.Interface, other)
 		} else {
 			vridOn[key] = in.Name
 		}
-		v.instanceTiming(p, in)
-		if in.AuthPassword != "" && in.Version != 2 {
-			v.errorf(p+".auth_password", "%s.auth_password: authentication exists only in VRRP version 2", p)
-		}
-		if len(in.AuthPassword) > 8 {
-			v.errorf(p+".auth_password", "%s.auth_password: at most 8 characters", p)
-		}
-		if in.Version == 2 && fam == 6 {
-			v.errorf(p+".version", "%s.version: VRRP version 2 has no IPv6; use version 3", p)
-		}
-		switch in.IPv4Checksum {
-		case "pseudo-header", "message":
-		default:
-			v.errorf(p+".ipv4_checksum", "%s.ipv4_checksum: %q is not pseudo-header or message", p, in.IPv4Checksum)
-		}
-		if in.UnicastSource.IsValid() && vipFamily(in.UnicastSource) != fam {
-			v.errorf(p+".unicast_source", "%s.unicast_source: %s is not of the VIPs' address family", p, in.UnicastSource)
-		}
-		for j, peer := range in.UnicastPeers {
-			if vipFamily(peer) != fam {
-				v.errorf(fmt.Sprintf("%s.unicast_peers[%d]", p, j), "%s.unicast_peers[%d]: %s is not of the VIPs' address family", p, j, peer)
-			}
-		}
-		for j, t := range in.TrackScripts {
-			if !scripts[t.Name] {
-				v.errorf(fmt.Sprintf("%s.track_scripts[%d]", p, j), "%s.track_scripts[%d]: no script named %q in vrrp.scripts", p, j, t.Name)
-			}
-		}
-		for j, t := range in.TrackInterface {
-			if t.Name == "" {
-				v.errorf(fmt.Sprintf("%s.track_interfaces[%d]", p, j), "%s.track_interfaces[%d]: needs an interface name", p, j)
-			}
-		}
-		if in.GARP.Count < 0 {
-			v.errorf(p+".garp.count", "%s.garp.count: must not be negative", p)
+		v.instanceTracking(p, in, scripts)
+	}
+	return names
+}
+
+// instance checks one instance's own settings.
+func (v *validator) instance(p string, in Instance) {
+	if in.Interface == "" {
+		v.errorAt(p, "instance %q needs an interface", in.Name)
+	}
+	if in.VRID < 1 || in.VRID > 255 {
+		v.errorAt(p+".vrid", "%d is not from 1 to 255", in.VRID)
+	}
+	if in.Priority < 1 || in.Priority > 255 {
+		v.errorAt(p+".priority", "%d is not from 1 to 255", in.Priority)
+	}
+	if len(in.VIPs) == 0 {
+		v.errorAt(p, "instance %q has no vips", in.Name)
+	}
+	v.instanceTiming(p, in)
+	if in.AuthPassword != "" && in.Version != 2 {
+		v.errorAt(p+".auth_password", "authentication exists only in VRRP version 2")
+	}
+	if len(in.AuthPassword) > 8 {
+		v.errorAt(p+".auth_password", "at most 8 characters")
+	}
+	if in.Version == 2 && in.Family() == 6 {
+		v.errorAt(p+".version", "VRRP version 2 has no IPv6; use version 3")
+	}
+	switch in.IPv4Checksum {
+	case "pseudo-header", "message":
+	default:
+		v.errorAt(p+".ipv4_checksum", "%q is not pseudo-header or message", in.IPv4Checksum)
+	}
+	if in.GARP.Count < 0 {
+		v.errorAt(p+".garp.count", "must not be negative")
+	}
+}
+
+// instanceAddrs checks that an instance's addresses are of one family.
+func (v *validator) instanceAddrs(p string, in Instance) {
+	fam := in.Family()
+	for j, vip := range in.VIPs {
+		if vipFamily(vip.Addr()) != fam {
+			v.errorAt(fmt.Sprintf("%s.vips[%d]", p, j), "%s mixes IPv4 and IPv6 in one instance; VRRP carries one family per instance, use two instances in a sync group", vip)
 		}
 	}
+	if in.UnicastSource.IsValid() && vipFamily(in.UnicastSource) != fam {
+		v.errorAt(p+".unicast_source", "%s is not of the VIPs' address family", in.UnicastSource)
+	}
+	for j, peer := range in.UnicastPeers {
+		if vipFamily(peer) != fam {
+			v.errorAt(fmt.Sprintf("%s.unicast_peers[%d]", p, j), "%s is not of the VIPs' address family", peer)
+		}
+	}
+}
+
+// instanceTracking checks what an instance tracks.
+func (v *validator) instanceTracking(p string, in Instance, scripts map[string]bool) {
+	for j, t := range in.TrackScripts {
+		if !scripts[t.Name] {
+			v.errorAt(fmt.Sprintf("%s.track_scripts[%d]", p, j), "no script named %q in vrrp.scripts", t.Name)
+		}
+	}
+	for j, t := range in.TrackInterface {
+		if t.Name == "" {
+			v.errorAt(fmt.Sprintf("%s.track_interfaces[%d]", p, j), "needs an interface name")
+		}
+	}
+}
+
+// syncGroups checks the sync groups against the instances (by name).
+func (v *validator) syncGroups(names map[string]int) {
 	member := map[string]string{}
 	groups := map[string]bool{}
-	for i, g := range c.VRRP.SyncGroups {
+	for i, g := range v.c.VRRP.SyncGroups {
 		p := fmt.Sprintf("vrrp.sync_groups[%d]", i)
 		if g.Name == "" {
-			v.errorf(p, "%s: sync group needs a name", p)
+			v.errorAt(p, "sync group needs a name")
 		} else if groups[g.Name] {
 			v.errorf(p+".name", "%s: sync group %q defined twice", p, g.Name)
 		}
@@ -195,10 +237,10 @@ func (v *validator) vrrp() {
 		for j, name := range g.Instances {
 			ip := fmt.Sprintf("%s.instances[%d]", p, j)
 			if _, ok := names[name]; !ok {
-				v.errorf(ip, "%s: no VRRP instance named %q", ip, name)
+				v.errorAt(ip, "no VRRP instance named %q", name)
 			}
 			if other, dup := member[name]; dup {
-				v.errorf(ip, "%s: instance %q is already in sync group %q", ip, name, other)
+				v.errorAt(ip, "instance %q is already in sync group %q", name, other)
 			}
 			member[name] = g.Name
 		}
@@ -406,7 +448,7 @@ func (v *validator) services() {
 		if s.Persistence.Timeout > 0 && s.Persistence.Timeout.D()%time.Second != 0 {
 			v.errorf(p+".persistence.timeout", "%s.persistence.timeout: %s is not whole seconds", p, s.Persistence.Timeout)
 		}
-		if s.MaglevSize != 0 && (s.MaglevSize < 7 || !isPrime(s.MaglevSize)) {
+		if s.MaglevSize != 0 && (s.MaglevSize < 7 || !maglev.IsPrime(s.MaglevSize)) {
 			v.errorf(p+".maglev_size", "%s.maglev_size: %d is not a prime of at least 7", p, s.MaglevSize)
 		}
 		v.servicePool(p, s)
@@ -419,18 +461,6 @@ func addrLen(fam int) int {
 		return 16
 	}
 	return 4
-}
-
-func isPrime(n int) bool {
-	if n < 2 {
-		return false
-	}
-	for d := 2; d*d <= n; d++ {
-		if n%d == 0 {
-			return false
-		}
-	}
-	return true
 }
 
 // servicePool checks a service against the pool it sends traffic to.

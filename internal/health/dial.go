@@ -94,7 +94,10 @@ func (e netEnv) dial(ctx context.Context, ch config.Check, network, addr string)
 	if tc, ok := conn.(*net.TCPConn); ok {
 		// Close with a reset, as check clients do: no TIME_WAIT left on
 		// the load balancer by thousands of checks a second.
-		tc.SetLinger(0)
+		if err := tc.SetLinger(0); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("setting SO_LINGER: %w", err)
+		}
 	}
 	if dl, ok := ctx.Deadline(); ok {
 		if err := conn.SetDeadline(dl); err != nil {

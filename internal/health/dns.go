@@ -54,6 +54,22 @@ func newDNSProber(spec probeSpec, env netEnv) prober {
 	return onGoroutine{dnsProber{spec: spec, net: env, name: name, qtype: qt, what: strings.ToUpper(ch.QueryType) + " " + ch.Query}}
 }
 
+// dnsQuery builds a recursive query for one name and type.
+func dnsQuery(id uint16, name dnsmessage.Name, qtype dnsmessage.Type) ([]byte, error) {
+	b := dnsmessage.NewBuilder(nil, dnsmessage.Header{ID: id, RecursionDesired: true})
+	if err := b.StartQuestions(); err != nil {
+		return nil, fmt.Errorf("building query: %w", err)
+	}
+	if err := b.Question(dnsmessage.Question{Name: name, Type: qtype, Class: dnsmessage.ClassINET}); err != nil {
+		return nil, fmt.Errorf("building query: %w", err)
+	}
+	query, err := b.Finish()
+	if err != nil {
+		return nil, fmt.Errorf("building query: %w", err)
+	}
+	return query, nil
+}
+
 func (p dnsProber) probe(ctx context.Context) Result {
 	ch, target := p.spec.check, p.spec.target
 	timeout := ch.Timeout.D()
@@ -62,12 +78,9 @@ func (p dnsProber) probe(ctx context.Context) Result {
 		proto = "tcp"
 	}
 	id := uint16(rand.Uint32())
-	b := dnsmessage.NewBuilder(nil, dnsmessage.Header{ID: id, RecursionDesired: true})
-	b.StartQuestions()
-	b.Question(dnsmessage.Question{Name: p.name, Type: p.qtype, Class: dnsmessage.ClassINET})
-	query, err := b.Finish()
+	query, err := dnsQuery(id, p.name, p.qtype)
 	if err != nil {
-		return fail("DNS %s: building query: %v", p.what, err)
+		return fail("DNS %s: %v", p.what, err)
 	}
 	where := fmt.Sprintf("DNS %s from %s/%s", p.what, target, proto)
 	conn, err := p.net.dial(ctx, ch, proto, target.String())

@@ -51,7 +51,9 @@ func (p pingProber) probe(ctx context.Context) Result {
 	}
 	defer conn.Close()
 	if dl, ok := ctx.Deadline(); ok {
-		conn.SetDeadline(dl)
+		if err := conn.SetDeadline(dl); err != nil {
+			return fail("ping %s: setting deadline: %v", dst, err)
+		}
 	}
 	*p.seq = (*p.seq + 1) & 0xffff
 	seq := *p.seq

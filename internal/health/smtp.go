@@ -42,7 +42,7 @@ func (p smtpProber) probe(ctx context.Context) Result {
 		return fail("SMTP %s: %s", target, smtpText("EHLO "+p.helo, err, ch.Timeout.D().String()))
 	}
 	// The server answered EHLO: QUIT politely, whatever it says to that.
-	c.Quit()
+	_ = c.Quit()
 	return pass("SMTP %s: banner and EHLO %s accepted", target, p.helo)
 }
 

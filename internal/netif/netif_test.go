@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -52,10 +53,16 @@ func TestLabAddrsAnnounceWatch(t *testing.T) {
 	capture := b.Command(ctx, "tcpdump", "-i", "eth0", "-nn", "-l", "-c", "2", "arp or (icmp6 and ip6[40] == 136)")
 	var out strings.Builder
 	capture.Stdout = &out
+	said := newSayWatch("listening on")
+	capture.Stderr = said
 	if err := capture.Start(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(time.Second) // tcpdump is listening
+	select {
+	case <-said.seen:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("tcpdump is not listening after 10s: %s", said)
+	}
 
 	child := a.Command(ctx, os.Args[0], "-test.run=^TestLabAddrsAnnounceWatch$", "-test.v")
 	child.Env = append(os.Environ(), inNamespace+"=1")
@@ -71,6 +78,33 @@ func TestLabAddrsAnnounceWatch(t *testing.T) {
 			t.Errorf("b did not see %q:\n%s", want, got)
 		}
 	}
+}
+
+// sayWatch is a process's output that closes seen once it has said want.
+type sayWatch struct {
+	want string
+	seen chan struct{}
+	mu   sync.Mutex
+	buf  strings.Builder
+}
+
+func newSayWatch(want string) *sayWatch { return &sayWatch{want: want, seen: make(chan struct{})} }
+
+func (w *sayWatch) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	had := strings.Contains(w.buf.String(), w.want)
+	w.buf.Write(p)
+	if !had && strings.Contains(w.buf.String(), w.want) {
+		close(w.seen)
+	}
+	return len(p), nil
+}
+
+func (w *sayWatch) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
 }
 
 func actOnA(t *testing.T) {

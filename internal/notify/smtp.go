@@ -144,7 +144,7 @@ func (m *Mailer) render(msg Message) []byte {
 	hdr("X-Halb-Node", msg.Node)
 	b.WriteString("\r\n")
 	qp := quotedprintable.NewWriter(&b)
-	qp.Write([]byte(strings.ReplaceAll(msg.Text, "\n", "\r\n")))
-	qp.Close()
+	_, _ = qp.Write([]byte(strings.ReplaceAll(msg.Text, "\n", "\r\n"))) // into a buffer: cannot fail
+	_ = qp.Close()
 	return b.Bytes()
 }

@@ -76,7 +76,7 @@ func (w *Webhook) post(ctx context.Context, body []byte) error {
 		return err
 	}
 	defer resp.Body.Close()
-	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // drained for reuse; the status decides
 	switch {
 	case resp.StatusCode >= 200 && resp.StatusCode < 300:
 		return nil

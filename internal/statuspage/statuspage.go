@@ -110,7 +110,7 @@ func (p *Page) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		w.WriteHeader(http.StatusServiceUnavailable)
 	}
-	tmpl.Execute(w, v)
+	_ = tmpl.Execute(w, v) // fails only when the client is gone, with no one to tell
 }
 
 // services joins the status with the data plane's counters, when any.

@@ -108,12 +108,12 @@ func timed(ns string, st, changed dataplane.State) (time.Duration, time.Duration
 	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
 		return 0, 0, fmt.Errorf("ip netns add: %v: %s", err, out)
 	}
-	defer exec.Command("ip", "netns", "del", ns).Run()
+	defer func() { _ = exec.Command("ip", "netns", "del", ns).Run() }() // best effort: a left namespace is harmless
 	f, err := os.Open("/var/run/netns/" + ns)
 	if err != nil {
 		return 0, 0, err
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // a namespace handle, only read
 	d, err := nft.New(nft.WithMode(nft.LoadBalance), nft.WithNetNS(int(f.Fd())))
 	if err != nil {
 		return 0, 0, err

@@ -65,12 +65,12 @@ func dialKernel() (*netlinkKernel, error) {
 	}
 	conn, err := genetlink.Dial(nil)
 	if err != nil {
-		closeClient(c)
+		_ = closeClient(c) // the open error is the one to report
 		return nil, fmt.Errorf("open IPVS netlink: %w", err)
 	}
 	d, err := newDaemonConn(conn)
 	if err != nil {
-		closeClient(c)
+		_ = closeClient(c) // the open error is the one to report
 		conn.Close()
 		return nil, err
 	}

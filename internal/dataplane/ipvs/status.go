@@ -103,7 +103,7 @@ func (d *Dataplane) Conns() ([]Conn, error) {
 	if err := inNetNS(d.netns, func() (err error) { f, err = os.Open(ConnTablePath); return err }); err != nil {
 		return nil, fmt.Errorf("read ipvs connections: %w", err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read only
 	return ParseConns(f)
 }
 

@@ -41,7 +41,11 @@ func Bench(ctx context.Context, opts BenchOptions) ([]BenchResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer s.Down()
+	defer func() {
+		if err := s.Down(); err != nil {
+			r.sayf("tearing the lab down: %v", err)
+		}
+	}()
 	r.site = s
 	if err := r.waitOwners(ctx, map[string]string{"web-a": "lb-a", "web-b": "lb-b"}, 30*time.Second); err != nil {
 		return nil, err
@@ -100,7 +104,11 @@ func (r *runner) failoverTrial(ctx context.Context, sig syscall.Signal) (time.Du
 		if err := s.Cut(0, true); err != nil {
 			return 0, 0, 0, err
 		}
-		defer s.Cut(0, false)
+		defer func() {
+			if err := s.Cut(0, false); err != nil {
+				r.sayf("reconnecting lb-a: %v", err)
+			}
+		}()
 	}
 	if err := r.waitOwners(ctx, map[string]string{"web-a": "lb-b"}, 20*time.Second); err != nil {
 		return 0, 0, 0, err

@@ -67,7 +67,9 @@ func Run(ctx context.Context, opts Options) ([]Step, error) {
 	defer func() {
 		if !opts.Keep {
 			r.sayf("tearing the lab down")
-			s.Down()
+			if err := s.Down(); err != nil {
+				r.sayf("tearing the lab down: %v", err)
+			}
 		}
 	}()
 	err = r.run(ctx)

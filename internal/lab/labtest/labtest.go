@@ -14,17 +14,37 @@ import (
 	"halb/internal/lab/netns"
 )
 
-// RequireRoot stops the test unless it runs as root. In CI (CI set) a
+// strictVars are the host environment variables that say whether a
+// missing privilege or tool fails the run: CI, as CI systems set it.
+var strictVars = []string{"CI"}
+
+// Strict reports whether the run must fail rather than skip: CI is set
+// (to anything but "false" or "0").
+func Strict() bool {
+	v := os.Getenv("CI")
+	return v != "" && v != "false" && v != "0"
+}
+
+// StrictEnv returns the strictVars that are set, as "K=V", for a process
+// that must judge skipping as this one does (a test binary in a VM).
+func StrictEnv() []string {
+	var env []string
+	for _, k := range strictVars {
+		if v, ok := os.LookupEnv(k); ok {
+			env = append(env, k+"="+v)
+		}
+	}
+	return env
+}
+
+// RequireRoot stops the test unless it runs as root. In CI (see Strict) a
 // missing privilege or tool is a failure, never a silent skip.
 func RequireRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() == 0 {
 		return
 	}
-	if os.Getenv("CI") != "" {
-		t.Fatal("this test needs root, and CI must run it: run the test command as root")
-	}
-	t.Skip("SKIPPED: needs root (network namespaces); CI runs it as root")
+	missing(t, "this test needs root (network namespaces), and CI must run it: run the test command as root")
 }
 
 // RequireTool fails (in CI) or skips the test when a program is missing.
@@ -32,12 +52,21 @@ func RequireTool(t testing.TB, names ...string) {
 	t.Helper()
 	for _, name := range names {
 		if _, err := exec.LookPath(name); err != nil {
-			if os.Getenv("CI") != "" {
-				t.Fatalf("%s is not installed; the test command installs it (scripts/test.sh)", name)
-			}
-			t.Skipf("SKIPPED: %s is not installed; run scripts/test.sh, which installs it", name)
+			missing(t, name+" is not installed; scripts/test.sh installs it")
+			return
 		}
 	}
+}
+
+// missing stops the test for a missing requirement: a failure when Strict,
+// a skip otherwise.
+func missing(t testing.TB, why string) {
+	t.Helper()
+	if Strict() {
+		t.Fatal(why)
+		return
+	}
+	t.Skip("SKIPPED: " + why)
 }
 
 var sweepOnce sync.Once

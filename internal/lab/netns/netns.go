@@ -94,7 +94,7 @@ func (l *Lab) Connect(host, sw *Host, ifname string, addrs ...string) (string, e
 	}
 	for _, s := range steps {
 		if out, err := run(s...); err != nil {
-			run("ip", "link", "del", tmp)
+			_, _ = run("ip", "link", "del", tmp) // best effort: the step's error is the one to report
 			return "", fmt.Errorf("%s: %v: %s", strings.Join(s, " "), err, out)
 		}
 	}
@@ -204,7 +204,7 @@ func RemoveOrphans(prefix string) error {
 func remove(ns string) error {
 	if pids, err := run("ip", "netns", "pids", ns); err == nil {
 		for _, pid := range strings.Fields(string(pids)) {
-			run("kill", "-9", pid)
+			_, _ = run("kill", "-9", pid) // it may have exited already
 		}
 	}
 	if out, err := run("ip", "netns", "del", ns); err != nil && !bytes.Contains(out, []byte("No such file")) {

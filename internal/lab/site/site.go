@@ -98,7 +98,7 @@ func Up(ctx context.Context, opts Options) (s *Site, err error) {
 	s = &Site{opts: opts, Lab: netns.New(opts.Prefix)}
 	defer func() {
 		if err != nil {
-			s.Down()
+			err = errors.Join(err, s.Down())
 			s = nil
 		}
 	}()
@@ -227,11 +227,14 @@ func (b *Backend) start(key, name string, args ...string) error {
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
-		log.Close()
+		_ = log.Close() // the start's error is the one to report
 		return fmt.Errorf("%s: start %s: %w", b.Name, name, err)
 	}
 	b.procs[key] = cmd
-	go func() { cmd.Wait(); log.Close() }()
+	go func() {
+		_ = cmd.Wait() // servers end killed (StopServers): no status to keep
+		_ = log.Close()
+	}()
 	return nil
 }
 
@@ -258,11 +261,11 @@ func (s *Site) StartLB(ctx context.Context, i int) error {
 	cmd := lb.Host.Command(context.Background(), s.opts.Halb, args...)
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
-		log.Close()
+		_ = log.Close() // the start's error is the one to report
 		return fmt.Errorf("%s: start halb: %w", lb.Name, err)
 	}
 	lb.cmd, lb.done = cmd, make(chan error, 1)
-	go func() { lb.done <- cmd.Wait(); log.Close() }()
+	go func() { lb.done <- cmd.Wait(); _ = log.Close() }()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		if _, err := lb.Status(ctx); err == nil {
@@ -325,15 +328,16 @@ func (lb *LB) Signal(sig syscall.Signal, timeout time.Duration) error {
 
 // Down stops everything and removes the namespaces.
 func (s *Site) Down() error {
+	var errs []error
 	for _, lb := range s.LBs {
 		if lb != nil && lb.Running() {
-			lb.Signal(syscall.SIGTERM, 5*time.Second)
+			errs = append(errs, lb.Signal(syscall.SIGTERM, 5*time.Second))
 		}
 	}
 	for _, b := range s.Backends {
 		b.StopServers()
 	}
-	return s.Lab.Close()
+	return errors.Join(append(errs, s.Lab.Close())...)
 }
 
 // Cut sets a load balancer's switch port down (split brain) or up again.

@@ -28,16 +28,14 @@ func RequireGuest(t testing.TB) {
 // RunTests boots the VM once and runs there the calling package's own test
 // binary, restricted to the tests matching pattern (those call
 // RequireGuest). Each guest test becomes a subtest of t with its output.
-// env is added to the guest's environment. HALB_VM_RUN replaces pattern
+// env is added to the guest's environment, after the host's strictness
+// (labtest.StrictEnv): in CI, a guest test that skips fails here, and so
+// does a guest test that finds a tool missing. HALB_VM_RUN replaces pattern
 // (to run fewer tests while developing). With HALB_VM_KEEP set, the run
 // directory (where guest tests may leave files) is kept and logged.
 func RunTests(t *testing.T, pattern string, env ...string) *Result {
 	t.Helper()
-	if InGuest() {
-		t.Skip("already inside the VM")
-	}
-	labtest.RequireRoot(t)
-	labtest.RequireTool(t, "qemu-system-x86_64", "cpio", "busybox", "depmod", "apt-get")
+	requireHost(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	img, err := Prepare(ctx)
@@ -48,6 +46,7 @@ func RunTests(t *testing.T, pattern string, env ...string) *Result {
 		pattern = p
 	}
 	args := []string{os.Args[0], "-test.run", pattern, "-test.v", "-test.count=1", "-test.timeout=12m"}
+	env = append(labtest.StrictEnv(), env...)
 	res, err := Run(ctx, img, Spec{Command: args, Env: env, Timeout: 14 * time.Minute})
 	if res != nil {
 		if os.Getenv("HALB_VM_KEEP") != "" {
@@ -71,16 +70,21 @@ func RunTests(t *testing.T, pattern string, env ...string) *Result {
 		t.Fatalf("no guest test ran (exit %d):\n%s", res.ExitCode, res.Output)
 	}
 	failed := false
+	strict := labtest.Strict()
 	for _, gt := range tests {
 		t.Run(gt.name, func(t *testing.T) {
-			switch gt.result {
-			case "PASS":
+			switch verdict(gt.result, strict) {
+			case pass:
 				t.Logf("in the VM:\n%s", gt.output)
-			case "SKIP":
+			case skip:
 				t.Skipf("skipped in the VM:\n%s", gt.output)
 			default:
 				failed = true
-				t.Errorf("failed in the VM (%s):\n%s", gt.result, gt.output)
+				why := gt.result
+				if why == "SKIP" {
+					why = "skipped, and CI allows no skip"
+				}
+				t.Errorf("failed in the VM (%s):\n%s", why, gt.output)
 			}
 		})
 	}
@@ -88,6 +92,36 @@ func RunTests(t *testing.T, pattern string, env ...string) *Result {
 		t.Errorf("the guest test binary exited %d:\n%s", res.ExitCode, res.Output)
 	}
 	return res
+}
+
+// requireHost stops the test unless the VM can be booted from here.
+func requireHost(t *testing.T) {
+	t.Helper()
+	if InGuest() {
+		t.Skip("already inside the VM")
+	}
+	labtest.RequireRoot(t)
+	labtest.RequireTool(t, "qemu-system-x86_64", "cpio", "busybox", "depmod", "apt-get")
+}
+
+type outcome int
+
+const (
+	pass outcome = iota
+	skip
+	fail
+)
+
+// verdict is how the host reports a guest test's result: a skip is a
+// failure when strict (in CI), and anything but PASS or SKIP fails.
+func verdict(result string, strict bool) outcome {
+	switch {
+	case result == "PASS":
+		return pass
+	case result == "SKIP" && !strict:
+		return skip
+	}
+	return fail
 }
 
 type guestTest struct {

@@ -234,7 +234,7 @@ func buildInitrd(ctx context.Context, img *Image, dir string) error {
 	}
 	zw := gzip.NewWriter(f)
 	if _, err := io.Copy(zw, &archive); err != nil {
-		f.Close()
+		_ = f.Close() // the copy's error is the one to report
 		return fmt.Errorf("build initrd: %w", err)
 	}
 	if err := errors.Join(zw.Close(), f.Close(), os.RemoveAll(stage)); err != nil {
@@ -290,10 +290,10 @@ func lockFile(path string) (func(), error) {
 		return nil, fmt.Errorf("lock vm cache: %w", err)
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-		f.Close()
+		_ = f.Close() // the lock's error is the one to report
 		return nil, fmt.Errorf("lock vm cache: %w", err)
 	}
-	return func() { f.Close() }, nil
+	return func() { _ = f.Close() }, nil // closing releases the lock; nothing was written
 }
 
 // initTemplate is the guest's /init: load the 9p modules, mount the host

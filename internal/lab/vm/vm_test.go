@@ -6,10 +6,15 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"halb/internal/lab/labtest"
 )
 
-// TestVM boots the VM once and runs this package's TestGuest* tests in it.
+// TestVM boots the VM once and runs this package's TestGuest* tests in it,
+// as CI does (CI set on the host: TestGuestStrictInCI needs it).
 func TestVM(t *testing.T) {
+	requireHost(t)
+	t.Setenv("CI", "true")
 	res := RunTests(t, "^TestGuest")
 	// A file the guest wrote to the run directory comes back.
 	b, err := os.ReadFile(filepath.Join(res.RunDir, "smoke"))
@@ -51,6 +56,44 @@ func TestGuestScratchIsWritable(t *testing.T) {
 	RequireGuest(t)
 	if err := os.WriteFile(filepath.Join(t.TempDir(), "x"), []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestGuestStrictInCI: the host's CI reaches the guest, where a missing
+// tool then fails the test instead of skipping it.
+func TestGuestStrictInCI(t *testing.T) {
+	RequireGuest(t)
+	cmd := exec.Command(os.Args[0], "-test.run", "^TestRequireMissingToolChild$", "-test.v")
+	cmd.Env = append(os.Environ(), "HALB_TEST_CHILD=1")
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "--- FAIL: TestRequireMissingToolChild") ||
+		!strings.Contains(string(out), "halb-no-such-tool is not installed") {
+		t.Errorf("CI=%q in the guest; a missing tool ran as (err %v):\n%s", os.Getenv("CI"), err, out)
+	}
+}
+
+// TestRequireMissingToolChild asks for a tool that is never installed; it
+// runs only as TestGuestStrictInCI's child.
+func TestRequireMissingToolChild(t *testing.T) {
+	if os.Getenv("HALB_TEST_CHILD") != "1" {
+		return
+	}
+	labtest.RequireTool(t, "halb-no-such-tool")
+}
+
+func TestVerdict(t *testing.T) {
+	for _, tc := range []struct {
+		result string
+		strict bool
+		want   outcome
+	}{
+		{"PASS", false, pass}, {"PASS", true, pass},
+		{"SKIP", false, skip}, {"SKIP", true, fail},
+		{"FAIL", false, fail}, {"DID NOT FINISH", true, fail},
+	} {
+		if got := verdict(tc.result, tc.strict); got != tc.want {
+			t.Errorf("verdict(%q, strict=%v) = %d, want %d", tc.result, tc.strict, got, tc.want)
+		}
 	}
 }
 

@@ -97,17 +97,23 @@ func Start(t *testing.T, netns string) *Exim {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	os.Chmod(dir, 0o755)
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("exim's directory: %v", err)
+		}
+	}
+	must(os.Chmod(dir, 0o755))
 	for _, d := range []string{"spool", "log", "mail"} {
-		os.Mkdir(filepath.Join(dir, d), 0o750)
-		os.Chown(filepath.Join(dir, d), uid, gid)
+		must(os.Mkdir(filepath.Join(dir, d), 0o750))
+		must(os.Chown(filepath.Join(dir, d), uid, gid))
 	}
 	certPEM, keyPEM := selfSigned(t)
-	os.WriteFile(filepath.Join(dir, "cert.pem"), certPEM, 0o644)
-	os.WriteFile(filepath.Join(dir, "key.pem"), keyPEM, 0o600)
-	os.Chown(filepath.Join(dir, "key.pem"), uid, gid)
-	os.WriteFile(filepath.Join(dir, "ca.pem"), certPEM, 0o644)
-	os.WriteFile(filepath.Join(dir, "smtp-password"), []byte("s3cret\n"), 0o600)
+	must(os.WriteFile(filepath.Join(dir, "cert.pem"), certPEM, 0o644))
+	must(os.WriteFile(filepath.Join(dir, "key.pem"), keyPEM, 0o600))
+	must(os.Chown(filepath.Join(dir, "key.pem"), uid, gid))
+	must(os.WriteFile(filepath.Join(dir, "ca.pem"), certPEM, 0o644))
+	must(os.WriteFile(filepath.Join(dir, "smtp-password"), []byte("s3cret\n"), 0o600))
 
 	port := "2525"
 	if netns == "" {
@@ -118,7 +124,7 @@ func Start(t *testing.T, netns string) *Exim {
 		port = strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
 		ln.Close()
 	}
-	os.WriteFile(filepath.Join(dir, "exim.conf"), []byte(strings.NewReplacer("DIR", dir, "PORT", port).Replace(conf)), 0o644)
+	must(os.WriteFile(filepath.Join(dir, "exim.conf"), []byte(strings.NewReplacer("DIR", dir, "PORT", port).Replace(conf)), 0o644))
 	args := []string{"exim4", "-C", filepath.Join(dir, "exim.conf"), "-bdf", "-oX", port}
 	if netns != "" {
 		args = append([]string{"ip", "netns", "exec", netns}, args...)
@@ -132,7 +138,7 @@ func Start(t *testing.T, netns string) *Exim {
 	e := &Exim{Dir: dir, Port: port, CA: filepath.Join(dir, "ca.pem"), PasswordFile: filepath.Join(dir, "smtp-password")}
 	t.Cleanup(func() {
 		cmd.Process.Kill()
-		cmd.Wait()
+		_ = cmd.Wait() // killed: its exit status says so
 		if t.Failed() {
 			t.Logf("exim stderr:\n%s\nexim mainlog:\n%s", stderr.String(), e.log())
 		}
