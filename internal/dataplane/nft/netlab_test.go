@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -90,7 +89,6 @@ func serveNames(t testing.TB, host *netns.Host, addr, name string) (stop func())
 
 // dialer makes TCP connections from inside a namespace.
 type dialer struct {
-	mu   sync.Mutex
 	reqs chan dialReq
 }
 

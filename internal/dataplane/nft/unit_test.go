@@ -83,8 +83,13 @@ func TestBuildRejectsDR(t *testing.T) {
 
 func TestSeedIsFixedAndNonZero(t *testing.T) {
 	k := dataplane.ServiceKey{Family: 4, Protocol: "tcp", Addr: netip.MustParseAddr("203.0.113.10"), Port: 80}
-	if Seed(k) == 0 || Seed(k) != Seed(k) {
-		t.Fatal("seed is zero or not a function of the key")
+	if Seed(k) == 0 {
+		t.Fatal("seed is zero: the kernel would pick a random one")
+	}
+	other := k
+	other.Port = 443
+	if Seed(other) == Seed(k) {
+		t.Errorf("services %s and %s have one seed; it must follow the key", k, other)
 	}
 	// Pinned: a changed seed moves every established flow on upgrade.
 	if got := fmt.Sprintf("%#x", Seed(k)); got != "0xda644a77" {
