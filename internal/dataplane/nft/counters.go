@@ -403,85 +403,134 @@ func (d *Dataplane) Counters(ctx context.Context) ([]metrics.ServiceCounters, er
 	if err != nil {
 		return nil, err
 	}
-	byKey := map[dataplane.ServiceKey]*metrics.ServiceCounters{}
-	var order []dataplane.ServiceKey
-	service := func(o owner) *metrics.ServiceCounters {
-		s := byKey[o.vs]
-		if s == nil {
-			s = &metrics.ServiceCounters{Key: o.vs, Service: o.service, HasPackets: true}
-			byKey[o.vs] = s
-			order = append(order, o.vs)
-		}
-		return s
-	}
-	backend := func(o owner) *metrics.RealCounters {
-		s := service(o)
-		i := slices.IndexFunc(s.Reals, func(r metrics.RealCounters) bool { return r.Addr == o.addr && r.Port == o.port })
-		if i < 0 {
-			s.Reals = append(s.Reals, metrics.RealCounters{Addr: o.addr, Port: o.port})
-			i = len(s.Reals) - 1
-		}
-		return &s.Reals[i]
-	}
+	var t tally
 	if nat != nil && nat.declared {
-		for _, o := range nat.svcs {
-			service(o)
-		}
-		for _, fam := range []int{4, 6} {
-			for i, name := range countSets[fam] {
-				els, err := c.GetSetElements(d.countSet(fam, name))
-				if err != nil {
-					return nil, fmt.Errorf("nftables counters: read %s: %w", name, err)
-				}
-				for _, e := range els {
-					ce, ok := nat.elems[string(e.Key)+"\x00"+string(e.KeyEnd)]
-					if !ok || e.Counter == nil {
-						continue
-					}
-					r := backend(ce.owner)
-					switch i {
-					case 0:
-						r.Connections += e.Counter.Packets
-					case 1:
-						r.PacketsIn += e.Counter.Packets
-						r.BytesIn += e.Counter.Bytes
-					case 2:
-						r.PacketsOut += e.Counter.Packets
-						r.BytesOut += e.Counter.Bytes
-					}
-				}
-			}
+		if err := d.readNATCounters(c, nat, &t); err != nil {
+			return nil, fmt.Errorf("nftables counters: %w", err)
 		}
 	}
 	if dr != nil {
-		for _, o := range dr.svcs {
-			service(o)
+		if err := d.readDRCounters(c, dr, &t); err != nil {
+			return nil, fmt.Errorf("nftables counters: %w", err)
 		}
-		objs, err := c.GetObjects(&nftables.Table{Name: d.table, Family: nftables.TableFamilyNetdev})
-		if err != nil {
-			return nil, fmt.Errorf("nftables counters: read direct routing counters: %w", err)
-		}
-		for _, obj := range objs {
-			co, ok := obj.(*nftables.CounterObj)
-			if !ok {
-				continue
+	}
+	return t.services(), nil
+}
+
+// countKind is what a counter counts; the counting sets of a family are
+// in this order.
+type countKind int
+
+const (
+	countNew countKind = iota // new connections
+	countIn                   // packets to the backend
+	countOut                  // packets from the backend
+)
+
+// add adds a counter's packets and bytes to the backend's of its kind.
+func (k countKind) add(r *metrics.RealCounters, packets, bytes uint64) {
+	switch k {
+	case countNew:
+		r.Connections += packets
+	case countIn:
+		r.PacketsIn += packets
+		r.BytesIn += bytes
+	case countOut:
+		r.PacketsOut += packets
+		r.BytesOut += bytes
+	}
+}
+
+// readNATCounters adds the counters of the NAT counting sets' elements to
+// their backends.
+func (d *Dataplane) readNATCounters(c *nftables.Conn, nat *countPlan, t *tally) error {
+	for _, o := range nat.svcs {
+		t.service(o)
+	}
+	for _, fam := range []int{4, 6} {
+		for i, name := range countSets[fam] {
+			els, err := c.GetSetElements(d.countSet(fam, name))
+			if err != nil {
+				return fmt.Errorf("read %s: %w", name, err)
 			}
-			o, ok := dr.counters[co.Name]
-			if !ok {
-				continue
-			}
-			r := backend(o)
-			if strings.HasPrefix(co.Name, drNewPrefix) {
-				r.Connections += co.Packets
-			} else {
-				r.PacketsIn += co.Packets
-				r.BytesIn += co.Bytes
+			for _, e := range els {
+				ce, ok := nat.elems[string(e.Key)+"\x00"+string(e.KeyEnd)]
+				if !ok || e.Counter == nil {
+					continue
+				}
+				countKind(i).add(t.backend(ce.owner), e.Counter.Packets, e.Counter.Bytes)
 			}
 		}
 	}
-	out := make([]metrics.ServiceCounters, 0, len(order))
-	for _, k := range order {
-		s := byKey[k]
+	return nil
+}
+
+// readDRCounters adds the named counters of the direct-routing table to
+// their backends.
+func (d *Dataplane) readDRCounters(c *nftables.Conn, dr *drPlan, t *tally) error {
+	for _, o := range dr.svcs {
+		t.service(o)
+	}
+	objs, err := c.GetObjects(&nftables.Table{Name: d.table, Family: nftables.TableFamilyNetdev})
+	if err != nil {
+		return fmt.Errorf("read direct routing counters: %w", err)
+	}
+	for _, obj := range objs {
+		co, ok := obj.(*nftables.CounterObj)
+		if !ok {
+			continue
+		}
+		o, ok := dr.counters[co.Name]
+		if !ok {
+			continue
+		}
+		kind := countIn
+		if strings.HasPrefix(co.Name, drNewPrefix) {
+			kind = countNew
+		}
+		kind.add(t.backend(o), co.Packets, co.Bytes)
+	}
+	return nil
+}
+
+// tally gathers counters by service and backend, services in the order
+// they are first named.
+type tally struct {
+	byKey map[dataplane.ServiceKey]*metrics.ServiceCounters
+	order []dataplane.ServiceKey
+}
+
+// service returns the counters of o's service, new ones the first time.
+func (t *tally) service(o owner) *metrics.ServiceCounters {
+	s := t.byKey[o.vs]
+	if s == nil {
+		if t.byKey == nil {
+			t.byKey = map[dataplane.ServiceKey]*metrics.ServiceCounters{}
+		}
+		s = &metrics.ServiceCounters{Key: o.vs, Service: o.service, HasPackets: true}
+		t.byKey[o.vs] = s
+		t.order = append(t.order, o.vs)
+	}
+	return s
+}
+
+// backend returns the counters of backend o, new ones the first time.
+func (t *tally) backend(o owner) *metrics.RealCounters {
+	s := t.service(o)
+	i := slices.IndexFunc(s.Reals, func(r metrics.RealCounters) bool { return r.Addr == o.addr && r.Port == o.port })
+	if i < 0 {
+		s.Reals = append(s.Reals, metrics.RealCounters{Addr: o.addr, Port: o.port})
+		i = len(s.Reals) - 1
+	}
+	return &s.Reals[i]
+}
+
+// services returns the services, each with its backends' sums and its
+// backends sorted by address and port.
+func (t *tally) services() []metrics.ServiceCounters {
+	out := make([]metrics.ServiceCounters, 0, len(t.order))
+	for _, k := range t.order {
+		s := t.byKey[k]
 		for _, r := range s.Reals {
 			s.Connections += r.Connections
 			s.PacketsIn += r.PacketsIn
@@ -494,7 +543,7 @@ func (d *Dataplane) Counters(ctx context.Context) ([]metrics.ServiceCounters, er
 		})
 		out = append(out, *s)
 	}
-	return out, nil
+	return out
 }
 
 // Names of the direct-routing counters of one backend.
