@@ -25,9 +25,11 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/mdlayher/netlink"
+	"github.com/mdlayher/netlink/nltest"
 	"golang.org/x/sys/unix"
 
 	"halb/internal/dataplane"
+	"halb/internal/dataplane/nft/nfbatch"
 )
 
 // DefaultTable is the name of halb's table.
@@ -49,10 +51,11 @@ type Dataplane struct {
 	// drApplied is the direct-routing plan last applied (drKnown).
 	drApplied *drPlan
 	drKnown   bool
-	// noCounters turns the traffic counters off; counted is the counters
-	// table's content after the last write (nil: unknown). See counters.go.
-	noCounters bool
-	counted    *countPlan
+	// countersOpt is WithCounters' choice (nil: the default); counted is
+	// the counters table's content after the last write (nil: unknown).
+	// See counters.go.
+	countersOpt *bool
+	counted     *countPlan
 }
 
 // Option configures a Dataplane.
@@ -105,6 +108,29 @@ func (d *Dataplane) conn() (*nftables.Conn, error) {
 	return c, nil
 }
 
+// send sends a batch where the connections of conn go: the data plane's
+// namespace, or the test connection of WithConnOptions.
+func (d *Dataplane) send(b *nfbatch.Batch) error {
+	lib, err := d.conn()
+	if err != nil {
+		return err
+	}
+	var nl *netlink.Conn
+	if lib.TestDial != nil {
+		nl = nltest.Dial(lib.TestDial)
+	} else {
+		if nl, err = netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: lib.NetNS}); err != nil {
+			return fmt.Errorf("nftables connection: %w", err)
+		}
+		if err := bigBuffers(nl); err != nil {
+			nl.Close()
+			return fmt.Errorf("nftables connection: %w", err)
+		}
+	}
+	defer nl.Close()
+	return b.Send(nl)
+}
+
 // bigBuffers lets one transaction carry a large table: the kernel takes a
 // batch in one message no larger than the socket's send buffer.
 func bigBuffers(c *netlink.Conn) error {
@@ -147,8 +173,8 @@ func (d *Dataplane) Reconcile(ctx context.Context, want dataplane.State) error {
 		if err != nil {
 			return fmt.Errorf("nftables: %w", err)
 		}
-		devices := map[netip.Addr]string{} // one route lookup per backend address
-		device := func(a netip.Addr) (string, error) {
+		devices := map[netip.Addr]drLink{} // one route lookup per backend address
+		device := func(a netip.Addr) (drLink, error) {
 			if dev, ok := devices[a]; ok {
 				return dev, nil
 			}
@@ -194,10 +220,10 @@ func (d *Dataplane) Reconcile(ctx context.Context, want dataplane.State) error {
 	}
 	d.have = &next
 	if d.counting() {
-		d.syncCounters(ctx, c, want)
+		d.syncCounters(c, want)
 	}
 	if d.mode == LoadBalance {
-		if err := d.applyDR(ctx, c, drWant); err != nil {
+		if err := d.applyDR(c, drWant); err != nil {
 			return fmt.Errorf("nftables: %w", err)
 		}
 	}
