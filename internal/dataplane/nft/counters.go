@@ -245,7 +245,7 @@ func (d *Dataplane) queueCountTable(b *nfbatch.Batch) error {
 	t := c.AddTable(&nftables.Table{Name: d.countTable(), Family: nftables.TableFamilyINet})
 	for _, fam := range []int{4, 6} {
 		for _, name := range countSets[fam] {
-			if err := c.AddSet(d.countSet(fam, name), nil); err != nil {
+			if err := b.AddSet(d.countSet(fam, name)); err != nil {
 				return fmt.Errorf("set %s: %w", name, err)
 			}
 		}

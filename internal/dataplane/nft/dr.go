@@ -350,12 +350,12 @@ func (p drPlan) queue(b *nfbatch.Batch, table string, haveChains, haveSets, have
 	t := c.AddTable(&nftables.Table{Name: table, Family: nftables.TableFamilyNetdev})
 	p.declareCounters(c, t)
 	for _, name := range slices.Sorted(maps.Keys(p.sets)) {
-		if err := c.AddSet(p.sets[name].nftSet(t, name), nil); err != nil {
+		if err := b.AddSet(p.sets[name].nftSet(t, name)); err != nil {
 			return fmt.Errorf("set %s: %w", name, err)
 		}
 	}
 	for _, fam := range []int{4, 6} {
-		if err := c.AddSet(drDispatchMap(t, fam), nil); err != nil {
+		if err := b.AddSet(drDispatchMap(t, fam)); err != nil {
 			return fmt.Errorf("map of IPv%d services: %w", fam, err)
 		}
 	}

@@ -56,6 +56,9 @@ type Dataplane struct {
 	// See counters.go.
 	countersOpt *bool
 	counted     *countPlan
+	// linkOf returns the device that leads to a DR backend (routeDevice;
+	// tests without a kernel replace it).
+	linkOf func(netip.Addr) (drLink, error)
 }
 
 // Option configures a Dataplane.
@@ -87,6 +90,7 @@ func WithConnOptions(opts ...nftables.ConnOption) Option {
 // New returns a data plane; it does not touch the kernel until Reconcile.
 func New(opts ...Option) (*Dataplane, error) {
 	d := &Dataplane{table: DefaultTable, log: slog.New(slog.DiscardHandler)}
+	d.linkOf = d.routeDevice
 	for _, o := range opts {
 		o(d)
 	}
@@ -178,7 +182,7 @@ func (d *Dataplane) Reconcile(ctx context.Context, want dataplane.State) error {
 			if dev, ok := devices[a]; ok {
 				return dev, nil
 			}
-			dev, err := d.routeDevice(a)
+			dev, err := d.linkOf(a)
 			if err == nil {
 				devices[a] = dev
 			}

@@ -27,7 +27,7 @@ type Batch struct {
 	lib  *nftables.Conn    // records the library's messages
 	rec  []netlink.Message // recorded, not yet in msgs
 	msgs []netlink.Message
-	anon uint32 // anonymous sets added
+	ids  uint32 // set IDs given
 	err  error
 }
 
@@ -53,9 +53,18 @@ func New() *Batch {
 }
 
 // Conn is where the library's operations of the batch are queued (tables,
-// chains, sets, elements, objects, deletions); its Flush must not be
-// called. Rules go through AddRule.
+// chains, elements, objects, deletions); its Flush must not be called.
+// Sets go through AddSet, rules through AddRule.
 func (b *Batch) Conn() *nftables.Conn { return b.lib }
+
+// AddSet queues a set, with an ID of the batch's own: the library's
+// come from a counter of the process, so that the same batch would not
+// be the same bytes twice.
+func (b *Batch) AddSet(s *nftables.Set) error {
+	b.ids++
+	s.ID = b.ids
+	return b.lib.AddSet(s, nil)
+}
 
 // Rule is a rule to append to a chain.
 type Rule struct {
@@ -170,8 +179,8 @@ func (b *Batch) Send(c *netlink.Conn) error {
 // declared here.
 func (b *Batch) AddSlotMap(t *nftables.Table, chains []string) *nftables.Set {
 	b.drain()
-	b.anon++
-	s := &nftables.Set{Table: t, Name: "__map%d", ID: anonIDs + b.anon, IsMap: true, KeyType: nftables.TypeInteger, DataType: nftables.TypeVerdict}
+	b.ids++
+	s := &nftables.Set{Table: t, Name: "__map%d", ID: b.ids, IsMap: true, KeyType: nftables.TypeInteger, DataType: nftables.TypeVerdict}
 	ae := netlink.NewAttributeEncoder()
 	ae.ByteOrder = binary.BigEndian
 	ae.String(unix.NFTA_SET_TABLE, t.Name)
@@ -210,7 +219,6 @@ func (b *Batch) AddSlotMap(t *nftables.Table, chains []string) *nftables.Set {
 }
 
 const (
-	anonIDs       = 1 << 30 // set IDs of this package's sets, far from the library's
 	integerType   = 4       // nft's "integer" data type
 	hostByteOrder = 1       // nft's BYTEORDER_HOST_ENDIAN
 )
