@@ -430,17 +430,6 @@ func (p drPlan) queue(b *nfbatch.Batch, table string, haveChains, haveSets, have
 	return nil
 }
 
-// prefixMask renders a prefix length as an address mask (0: the whole
-// address).
-func prefixMask(fam, bits int) string {
-	n := 8 * addrLen(fam)
-	if bits == 0 || bits > n {
-		bits = n
-	}
-	a, _ := netip.AddrFromSlice(net.CIDRMask(bits, n))
-	return a.String()
-}
-
 // routeDevice returns the device that leads to an address in the data
 // plane's namespace.
 func (d *Dataplane) routeDevice(a netip.Addr) (drLink, error) {

@@ -219,6 +219,6 @@ func (b *Batch) AddSlotMap(t *nftables.Table, chains []string) *nftables.Set {
 }
 
 const (
-	integerType   = 4       // nft's "integer" data type
-	hostByteOrder = 1       // nft's BYTEORDER_HOST_ENDIAN
+	integerType   = 4 // nft's "integer" data type
+	hostByteOrder = 1 // nft's BYTEORDER_HOST_ENDIAN
 )
