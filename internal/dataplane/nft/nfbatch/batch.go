@@ -44,7 +44,7 @@ func New() *Batch {
 			m.Header.Length, m.Header.Sequence, m.Header.PID = 0, 0, 0 // the sending connection sets them
 			b.rec = append(b.rec, m)
 			if m.Header.Flags&netlink.Acknowledge != 0 {
-				acks = append(acks, netlink.Message{Header: netlink.Header{Type: netlink.Error, Sequence: m.Header.Sequence}, Data: make([]byte, 4)})
+				acks = append(acks, netlink.Message{Header: netlink.Header{Type: netlink.Error}, Data: make([]byte, 4)})
 			}
 		}
 		return acks, nil
