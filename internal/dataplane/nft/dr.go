@@ -184,7 +184,7 @@ func (p drPlan) service(vs dataplane.VirtualService, device func(netip.Addr) (dr
 			drMatch(drFlow(f, &expr.Dynset{SrcRegKey: reg32, SetName: flows, Operation: unix.NFT_DYNSET_OP_UPDATE})))
 		if vs.Persistence > 0 {
 			p.sets[pin] = drSet{fam: vs.Key.Family}
-			body = append(body, drMatch(drPrefix(f, vs.Netmask, &expr.Dynset{SrcRegKey: reg1, SetName: pin, Operation: unix.NFT_DYNSET_OP_UPDATE, Timeout: vs.Persistence})))
+			body = append(body, drMatch(drPrefix(f, vs.Netmask, &expr.Dynset{SrcRegKey: reg1, SetName: pin, Operation: unix.NFT_DYNSET_OP_UPDATE, Timeout: vs.Persistence.Truncate(time.Second)})))
 			if r.Weight > 0 {
 				pins = append(pins, drMatch(drPrefix(f, vs.Netmask, &expr.Lookup{SourceRegister: reg1, SetName: pin}), be))
 			}

@@ -82,7 +82,9 @@ func WithNetNS(fd int) Option { return func(d *Dataplane) { d.netns = fd } }
 func WithRemoveOnClose(remove bool) Option { return func(d *Dataplane) { d.removeOnEnd = remove } }
 
 // WithConnOptions adds options to every netlink connection, such as
-// nftables.WithTestDial for a fake kernel (see package nfttest).
+// nftables.WithTestDial for a fake kernel (see package nfttest); the
+// transactions of the DR and counters tables follow its test dial and
+// namespace.
 func WithConnOptions(opts ...nftables.ConnOption) Option {
 	return func(d *Dataplane) { d.extraOpts = append(d.extraOpts, opts...) }
 }
