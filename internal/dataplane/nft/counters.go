@@ -1,6 +1,7 @@
 package nft
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"fmt"
@@ -294,6 +295,11 @@ func countRule(f famInfo, kind countKind, set string) []nfbatch.Expr {
 	)...)
 }
 
+// byKey orders set elements by key.
+func byKey(a, b nftables.SetElement) int {
+	return cmp.Or(bytes.Compare(a.Key, b.Key), bytes.Compare(a.KeyEnd, b.KeyEnd))
+}
+
 func (d *Dataplane) countSet(fam int, name string) *nftables.Set {
 	addr := nftables.TypeIPAddr
 	if fam == 6 {
@@ -375,6 +381,9 @@ func (d *Dataplane) writeCounters(c *nftables.Conn, want *countPlan) error {
 				add = append(add, nftables.SetElement{Key: e.key, KeyEnd: e.keyEnd})
 			}
 		}
+		// In key order, so that one change is always the same messages.
+		slices.SortFunc(del, byKey)
+		slices.SortFunc(add, byKey)
 		for _, name := range countSets[fam] {
 			set := d.countSet(fam, name)
 			for part := range slices.Chunk(del, elemsPerMessage) {
