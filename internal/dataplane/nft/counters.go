@@ -7,14 +7,16 @@ import (
 	"fmt"
 	"maps"
 	"net/netip"
-	"os"
 	"slices"
 	"strings"
 
 	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
+	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
 
 	"halb/internal/dataplane"
-	"halb/internal/proc"
+	"halb/internal/dataplane/nft/nfbatch"
 )
 
 // Traffic counters, per virtual service and backend, as IPVS keeps them.
@@ -31,7 +33,7 @@ import (
 // its backend, so a reconcile writes only the backends that changed.
 // google/nftables cannot express "ct original ip daddr" (the kernel wants
 // a direction the library does not send for it), so the table's rules are
-// written once by the nft tool; the elements by netlink.
+// written through nfbatch, once.
 //
 // The key has no VIP port (nft cannot put ct original proto-dst in a
 // concatenation, nor list a rule that does): two services of one VIP and
@@ -54,14 +56,17 @@ const (
 var countSets = map[int][3]string{4: {"new4", "in4", "out4"}, 6: {"new6", "in6", "out6"}}
 
 // WithCounters turns the traffic counters on or off (default on in
-// load-balance mode). They are off with WithConnOptions: the nft tool
-// they need cannot follow a netlink connection elsewhere.
-func WithCounters(on bool) Option { return func(d *Dataplane) { d.noCounters = !on } }
+// load-balance mode, off with WithConnOptions, whose connections serve
+// tests and benchmarks of the tables' own cost).
+func WithCounters(on bool) Option { return func(d *Dataplane) { d.countersOpt = &on } }
 
 func (d *Dataplane) countTable() string { return d.table + countSuffix }
 
 func (d *Dataplane) counting() bool {
-	return d.mode == LoadBalance && !d.noCounters && len(d.extraOpts) == 0
+	if d.countersOpt != nil {
+		return d.mode == LoadBalance && *d.countersOpt
+	}
+	return d.mode == LoadBalance && len(d.extraOpts) == 0
 }
 
 // owner is the backend a counter belongs to.
@@ -233,51 +238,65 @@ func countKey(vip netip.Addr, proto byte, backend netip.Addr, port uint16) []byt
 	return append(append(b, backend.AsSlice()...), byte(port>>8), byte(port), 0, 0)
 }
 
-// countScript declares the counters table, its sets and its rules; it
-// can run again without touching the elements or their counts.
-func countScript(table string) string {
-	var b strings.Builder
-	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
-	w("add table inet %s", table)
+// queueCountTable declares the counters table, its sets and its rules;
+// it can run again without touching the elements or their counts.
+func (d *Dataplane) queueCountTable(b *nfbatch.Batch) error {
+	c := b.Conn()
+	t := c.AddTable(&nftables.Table{Name: d.countTable(), Family: nftables.TableFamilyINet})
 	for _, fam := range []int{4, 6} {
-		addr := "ipv4_addr"
-		if fam == 6 {
-			addr = "ipv6_addr"
-		}
-		for _, s := range countSets[fam] {
-			w("add set inet %s %s { type %s . inet_proto . %s . inet_service; flags interval; counter; }", table, s, addr, addr)
+		for _, name := range countSets[fam] {
+			if err := b.AddSet(d.countSet(fam, name)); err != nil {
+				return fmt.Errorf("set %s: %w", name, err)
+			}
 		}
 	}
-	w("add chain inet %s %s { type filter hook forward priority filter; policy accept; }", table, chainCount)
-	w("flush chain inet %s %s", table, chainCount)
+	accept := nftables.ChainPolicyAccept
+	ch := c.AddChain(&nftables.Chain{Table: t, Name: chainCount, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter, Policy: &accept})
+	c.FlushChain(ch)
 	for _, fam := range []int{4, 6} {
-		ip, sets := "ip", countSets[fam]
-		if fam == 6 {
-			ip = "ip6"
+		for kind, set := range countSets[fam] {
+			b.AddRule(nfbatch.Rule{Table: t, Chain: chainCount, Exprs: countRule(fams[fam], countKind(kind), set)})
 		}
-		to := fmt.Sprintf("ct original %s daddr . meta l4proto . %s daddr . th dport", ip, ip)
-		from := fmt.Sprintf("ct original %s daddr . meta l4proto . %s saddr . th sport", ip, ip)
-		w("add rule inet %s %s ct state new %s @%s", table, chainCount, to, sets[0])
-		w("add rule inet %s %s ct direction original %s @%s", table, chainCount, to, sets[1])
-		w("add rule inet %s %s ct direction reply %s @%s", table, chainCount, from, sets[2])
-	}
-	return b.String()
-}
-
-// nftOutputLimit is how much of nft's messages an error keeps.
-const nftOutputLimit = 64 << 10
-
-// runNFT runs an nft script in the data plane's namespace.
-func (d *Dataplane) runNFT(ctx context.Context, script string) error {
-	args := []string{"nft", "-f", "-"}
-	if d.netns != 0 {
-		args = append([]string{"nsenter", fmt.Sprintf("--net=/proc/%d/fd/%d", os.Getpid(), d.netns)}, args...)
-	}
-	r := proc.Run(ctx, proc.Cmd{Path: args[0], Args: args[1:], User: proc.Self(), Stdin: []byte(script), OutputLimit: nftOutputLimit})
-	if r.Err != nil {
-		return fmt.Errorf("nft -f: %w: %s", r.Err, bytes.TrimSpace(r.Output))
 	}
 	return nil
+}
+
+// countRule counts a packet in a set of its kind: new connections and
+// packets to the backend by ct original daddr . l4proto . daddr . dport,
+// packets from it by ct original daddr . l4proto . saddr . sport.
+func countRule(f famInfo, kind countKind, set string) []nfbatch.Expr {
+	is := []expr.Any{&expr.Ct{Key: expr.CtKeyDIRECTION, Register: reg1}, &expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{nfbatch.CtOriginal}}}
+	addr, port := f.daddr, uint32(2)
+	switch kind {
+	case countNew:
+		is = []expr.Any{
+			&expr.Ct{Key: expr.CtKeySTATE, Register: reg1},
+			&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4, Mask: binaryutil.NativeEndian.PutUint32(expr.CtStateBitNEW), Xor: make([]byte, 4)},
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: reg1, Data: make([]byte, 4)},
+		}
+	case countOut:
+		is[1] = &expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{nfbatch.CtReply}}
+		addr, port = f.saddr, 0
+	}
+	vip := expr.CtKey(unix.NFT_CT_DST_IP)
+	if f.nfproto == unix.NFPROTO_IPV6 {
+		vip = unix.NFT_CT_DST_IP6
+	}
+	ar, r := regs(f.alen), uint32(reg32)
+	ex := nfbatch.Libs(append(is, isFamily(f)...)...)
+	ex = append(ex, &nfbatch.CtDir{Key: vip, Direction: nfbatch.CtOriginal, Register: r})
+	return append(ex, nfbatch.Libs(
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: r + ar},
+		&expr.Payload{DestRegister: r + ar + 1, Base: expr.PayloadBaseNetworkHeader, Offset: addr, Len: f.alen},
+		&expr.Payload{DestRegister: r + 2*ar + 1, Base: expr.PayloadBaseTransportHeader, Offset: port, Len: 2},
+		&expr.Lookup{SourceRegister: r, SetName: set},
+	)...)
+}
+
+// byKey orders set elements by key.
+func byKey(a, b nftables.SetElement) int {
+	return cmp.Or(bytes.Compare(a.Key, b.Key), bytes.Compare(a.KeyEnd, b.KeyEnd))
 }
 
 func (d *Dataplane) countSet(fam int, name string) *nftables.Set {
@@ -294,7 +313,7 @@ func (d *Dataplane) countSet(fam int, name string) *nftables.Set {
 // of st, in a transaction of their own after the table's: a counter that
 // cannot be written never holds up the traffic. It logs what fails and
 // tries again at the next reconcile.
-func (d *Dataplane) syncCounters(ctx context.Context, c *nftables.Conn, st dataplane.State) {
+func (d *Dataplane) syncCounters(c *nftables.Conn, st dataplane.State) {
 	if d.counted != nil && d.counted.derivedFrom(st) {
 		return
 	}
@@ -303,7 +322,7 @@ func (d *Dataplane) syncCounters(ctx context.Context, c *nftables.Conn, st datap
 		d.log.Warn("nftables counters: these backends share their counter key with another service's and are not counted",
 			"backends", strings.Join(skipped, ", "))
 	}
-	if err := d.writeCounters(ctx, c, &want); err != nil {
+	if err := d.writeCounters(c, &want); err != nil {
 		d.counted = nil
 		d.log.Warn("nftables counters not updated; will retry", "table", d.countTable(), "err", err)
 		return
@@ -313,7 +332,7 @@ func (d *Dataplane) syncCounters(ctx context.Context, c *nftables.Conn, st datap
 
 // writeCounters brings the table to want; without NAT services there is
 // no table, so that forwarded packets pay nothing for it.
-func (d *Dataplane) writeCounters(ctx context.Context, c *nftables.Conn, want *countPlan) error {
+func (d *Dataplane) writeCounters(c *nftables.Conn, want *countPlan) error {
 	if len(want.svcs) == 0 {
 		if d.counted == nil || d.counted.declared {
 			if t, err := c.ListTableOfFamily(d.countTable(), nftables.TableFamilyINet); err == nil && t != nil {
@@ -330,7 +349,11 @@ func (d *Dataplane) writeCounters(ctx context.Context, c *nftables.Conn, want *c
 	if d.counted != nil && d.counted.declared {
 		have = d.counted.elems
 	} else {
-		if err := d.runNFT(ctx, countScript(d.countTable())); err != nil {
+		b := nfbatch.New()
+		if err := d.queueCountTable(b); err != nil {
+			return fmt.Errorf("declare table: %w", err)
+		}
+		if err := d.send(b); err != nil {
 			return fmt.Errorf("declare table: %w", err)
 		}
 		for _, fam := range []int{4, 6} {
@@ -357,6 +380,9 @@ func (d *Dataplane) writeCounters(ctx context.Context, c *nftables.Conn, want *c
 				add = append(add, nftables.SetElement{Key: e.key, KeyEnd: e.keyEnd})
 			}
 		}
+		// In key order, so that one change is always the same messages.
+		slices.SortFunc(del, byKey)
+		slices.SortFunc(add, byKey)
 		for _, name := range countSets[fam] {
 			set := d.countSet(fam, name)
 			for part := range slices.Chunk(del, elemsPerMessage) {
@@ -404,85 +430,134 @@ func (d *Dataplane) Counters(ctx context.Context) ([]ServiceCounters, error) {
 	if err != nil {
 		return nil, err
 	}
-	byKey := map[dataplane.ServiceKey]*ServiceCounters{}
-	var order []dataplane.ServiceKey
-	service := func(o owner) *ServiceCounters {
-		s := byKey[o.vs]
-		if s == nil {
-			s = &ServiceCounters{Key: o.vs, Service: o.service}
-			byKey[o.vs] = s
-			order = append(order, o.vs)
-		}
-		return s
-	}
-	backend := func(o owner) *RealCounters {
-		s := service(o)
-		i := slices.IndexFunc(s.Reals, func(r RealCounters) bool { return r.Addr == o.addr && r.Port == o.port })
-		if i < 0 {
-			s.Reals = append(s.Reals, RealCounters{Addr: o.addr, Port: o.port})
-			i = len(s.Reals) - 1
-		}
-		return &s.Reals[i]
-	}
+	var t tally
 	if nat != nil && nat.declared {
-		for _, o := range nat.svcs {
-			service(o)
-		}
-		for _, fam := range []int{4, 6} {
-			for i, name := range countSets[fam] {
-				els, err := c.GetSetElements(d.countSet(fam, name))
-				if err != nil {
-					return nil, fmt.Errorf("nftables counters: read %s: %w", name, err)
-				}
-				for _, e := range els {
-					ce, ok := nat.elems[string(e.Key)+"\x00"+string(e.KeyEnd)]
-					if !ok || e.Counter == nil {
-						continue
-					}
-					r := backend(ce.owner)
-					switch i {
-					case 0:
-						r.Connections += e.Counter.Packets
-					case 1:
-						r.PacketsIn += e.Counter.Packets
-						r.BytesIn += e.Counter.Bytes
-					case 2:
-						r.PacketsOut += e.Counter.Packets
-						r.BytesOut += e.Counter.Bytes
-					}
-				}
-			}
+		if err := d.readNATCounters(c, nat, &t); err != nil {
+			return nil, fmt.Errorf("nftables counters: %w", err)
 		}
 	}
 	if dr != nil {
-		for _, o := range dr.svcs {
-			service(o)
+		if err := d.readDRCounters(c, dr, &t); err != nil {
+			return nil, fmt.Errorf("nftables counters: %w", err)
 		}
-		objs, err := c.GetObjects(&nftables.Table{Name: d.table, Family: nftables.TableFamilyNetdev})
-		if err != nil {
-			return nil, fmt.Errorf("nftables counters: read direct routing counters: %w", err)
-		}
-		for _, obj := range objs {
-			co, ok := obj.(*nftables.CounterObj)
-			if !ok {
-				continue
+	}
+	return t.services(), nil
+}
+
+// countKind is what a counter counts; the counting sets of a family are
+// in this order.
+type countKind int
+
+const (
+	countNew countKind = iota // new connections
+	countIn                   // packets to the backend
+	countOut                  // packets from the backend
+)
+
+// add adds a counter's packets and bytes to the backend's of its kind.
+func (k countKind) add(r *RealCounters, packets, bytes uint64) {
+	switch k {
+	case countNew:
+		r.Connections += packets
+	case countIn:
+		r.PacketsIn += packets
+		r.BytesIn += bytes
+	case countOut:
+		r.PacketsOut += packets
+		r.BytesOut += bytes
+	}
+}
+
+// readNATCounters adds the counters of the NAT counting sets' elements to
+// their backends.
+func (d *Dataplane) readNATCounters(c *nftables.Conn, nat *countPlan, t *tally) error {
+	for _, o := range nat.svcs {
+		t.service(o)
+	}
+	for _, fam := range []int{4, 6} {
+		for i, name := range countSets[fam] {
+			els, err := c.GetSetElements(d.countSet(fam, name))
+			if err != nil {
+				return fmt.Errorf("read %s: %w", name, err)
 			}
-			o, ok := dr.counters[co.Name]
-			if !ok {
-				continue
-			}
-			r := backend(o)
-			if strings.HasPrefix(co.Name, drNewPrefix) {
-				r.Connections += co.Packets
-			} else {
-				r.PacketsIn += co.Packets
-				r.BytesIn += co.Bytes
+			for _, e := range els {
+				ce, ok := nat.elems[string(e.Key)+"\x00"+string(e.KeyEnd)]
+				if !ok || e.Counter == nil {
+					continue
+				}
+				countKind(i).add(t.backend(ce.owner), e.Counter.Packets, e.Counter.Bytes)
 			}
 		}
 	}
-	out := make([]ServiceCounters, 0, len(order))
-	for _, k := range order {
-		s := byKey[k]
+	return nil
+}
+
+// readDRCounters adds the named counters of the direct-routing table to
+// their backends.
+func (d *Dataplane) readDRCounters(c *nftables.Conn, dr *drPlan, t *tally) error {
+	for _, o := range dr.svcs {
+		t.service(o)
+	}
+	objs, err := c.GetObjects(&nftables.Table{Name: d.table, Family: nftables.TableFamilyNetdev})
+	if err != nil {
+		return fmt.Errorf("read direct routing counters: %w", err)
+	}
+	for _, obj := range objs {
+		co, ok := obj.(*nftables.CounterObj)
+		if !ok {
+			continue
+		}
+		o, ok := dr.counters[co.Name]
+		if !ok {
+			continue
+		}
+		kind := countIn
+		if strings.HasPrefix(co.Name, drNewPrefix) {
+			kind = countNew
+		}
+		kind.add(t.backend(o), co.Packets, co.Bytes)
+	}
+	return nil
+}
+
+// tally gathers counters by service and backend, services in the order
+// they are first named.
+type tally struct {
+	byKey map[dataplane.ServiceKey]*ServiceCounters
+	order []dataplane.ServiceKey
+}
+
+// service returns the counters of o's service, new ones the first time.
+func (t *tally) service(o owner) *ServiceCounters {
+	s := t.byKey[o.vs]
+	if s == nil {
+		if t.byKey == nil {
+			t.byKey = map[dataplane.ServiceKey]*ServiceCounters{}
+		}
+		s = &ServiceCounters{Key: o.vs, Service: o.service}
+		t.byKey[o.vs] = s
+		t.order = append(t.order, o.vs)
+	}
+	return s
+}
+
+// backend returns the counters of backend o, new ones the first time.
+func (t *tally) backend(o owner) *RealCounters {
+	s := t.service(o)
+	i := slices.IndexFunc(s.Reals, func(r RealCounters) bool { return r.Addr == o.addr && r.Port == o.port })
+	if i < 0 {
+		s.Reals = append(s.Reals, RealCounters{Addr: o.addr, Port: o.port})
+		i = len(s.Reals) - 1
+	}
+	return &s.Reals[i]
+}
+
+// services returns the services, each with its backends' sums and its
+// backends sorted by address and port.
+func (t *tally) services() []ServiceCounters {
+	out := make([]ServiceCounters, 0, len(t.order))
+	for _, k := range t.order {
+		s := t.byKey[k]
 		for _, r := range s.Reals {
 			s.Connections += r.Connections
 			s.PacketsIn += r.PacketsIn
@@ -495,7 +570,7 @@ func (d *Dataplane) Counters(ctx context.Context) ([]ServiceCounters, error) {
 		})
 		out = append(out, *s)
 	}
-	return out, nil
+	return out
 }
 
 // Names of the direct-routing counters of one backend.
@@ -506,25 +581,29 @@ const (
 
 // drCounters adds a backend's counters to a direct-routing plan and
 // returns the rules that count in its chain (before the flow is
-// recorded); flow is the flow's key, flows its set.
-func (p drPlan) drCounters(h, b, flow, flows string, o owner) []string {
+// recorded): every packet, and those of a flow not in flows yet.
+func (p drPlan) drCounters(h, b string, f famInfo, flows string, o owner) []drRule {
 	pkt, nw := drPktPrefix+h+"-"+b, drNewPrefix+h+"-"+b
 	p.counters[pkt], p.counters[nw] = o, o
-	return []string{fmt.Sprintf("counter name %q", pkt), fmt.Sprintf("%s != @%s counter name %q", flow, flows, nw)}
+	return []drRule{
+		drMatch([]expr.Any{&expr.Objref{Type: int(nftables.ObjTypeCounter), Name: pkt}}),
+		drMatch(drFlow(f, &expr.Lookup{SourceRegister: reg32, SetName: flows, Invert: true}, &expr.Objref{Type: int(nftables.ObjTypeCounter), Name: nw})),
+	}
 }
 
-// drCounterScript declares the plan's counters (kept when they exist) and
-// deletes those in have that the plan no longer holds, once no rule uses
-// them.
-func (p drPlan) drCounterScript(table string, have map[string]bool) (declare, remove string) {
-	var a, r strings.Builder
+// declareCounters declares the plan's counters (kept when they exist).
+func (p drPlan) declareCounters(c *nftables.Conn, t *nftables.Table) {
 	for _, name := range slices.Sorted(maps.Keys(p.counters)) {
-		fmt.Fprintf(&a, "add counter netdev %s %s\n", table, name)
+		c.AddObj(&nftables.CounterObj{Table: t, Name: name})
 	}
+}
+
+// removeCounters deletes the counters in have that the plan no longer
+// holds, once no rule uses them.
+func (p drPlan) removeCounters(c *nftables.Conn, t *nftables.Table, have map[string]bool) {
 	for _, name := range slices.Sorted(maps.Keys(have)) {
 		if _, ok := p.counters[name]; !ok {
-			fmt.Fprintf(&r, "delete counter netdev %s %s\n", table, name)
+			c.DeleteObject(&nftables.CounterObj{Table: t, Name: name})
 		}
 	}
-	return a.String(), r.String()
 }

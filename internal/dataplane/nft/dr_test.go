@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"halb/internal/config"
 	"halb/internal/dataplane"
@@ -196,4 +198,40 @@ func drLAN(t *testing.T, lab *netns.Lab) (lan, client *netns.Host) {
 		serveNames(t, h, "192.0.2.9:80", addr)
 	}
 	return lan, client
+}
+
+// TestDirectRoutingIPv6Table: the kernel takes an IPv6 DR service with
+// persistence (flows, pins and fwd of 16-byte addresses), and nft reads
+// the rules back as the ones it would write.
+func TestDirectRoutingIPv6Table(t *testing.T) {
+	lab, lb := labHost(t)
+	lan, err := lab.AddSwitch("lan")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lab.Connect(lb, lan, "eth0", "2001:db8::2/64"); err != nil {
+		t.Fatal(err)
+	}
+	vip := netip.MustParseAddr("2001:db8::9")
+	st := dataplane.State{Services: []dataplane.VirtualService{{
+		Key:     dataplane.ServiceKey{Family: 6, Protocol: "tcp", Addr: vip, Port: 80},
+		Service: "web6", Persistence: 300 * time.Second, Netmask: 64,
+		Reals: []dataplane.Real{
+			{Addr: netip.MustParseAddr("2001:db8::21"), Weight: 1, Forward: "dr"},
+			{Addr: netip.MustParseAddr("2001:db8::22"), Weight: 1, Forward: "dr"},
+		},
+	}}}
+	reconcile(t, nsDataplane(t, lb, WithMode(LoadBalance)), st)
+	out := listNetdev(t, lb)
+	for _, want := range []string{
+		`fwd ip6 to 2001:db8::21 device "eth0"`,
+		"update @drpin-", "ip6 saddr & ffff:ffff:ffff:ffff:: timeout 5m",
+		"jhash ip6 saddr & ffff:ffff:ffff:ffff:: mod ",
+		"ip6 saddr . th sport . ip6 daddr . th dport @flow-",
+		"2001:db8::9 . tcp . 80 : goto dr-",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("netdev table lacks %q:\n%s", want, out)
+		}
+	}
 }

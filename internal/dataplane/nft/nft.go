@@ -25,9 +25,11 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/mdlayher/netlink"
+	"github.com/mdlayher/netlink/nltest"
 	"golang.org/x/sys/unix"
 
 	"halb/internal/dataplane"
+	"halb/internal/dataplane/nft/nfbatch"
 )
 
 // DefaultTable is the name of halb's table.
@@ -49,10 +51,14 @@ type Dataplane struct {
 	// drApplied is the direct-routing plan last applied (drKnown).
 	drApplied *drPlan
 	drKnown   bool
-	// noCounters turns the traffic counters off; counted is the counters
-	// table's content after the last write (nil: unknown). See counters.go.
-	noCounters bool
-	counted    *countPlan
+	// countersOpt is WithCounters' choice (nil: the default); counted is
+	// the counters table's content after the last write (nil: unknown).
+	// See counters.go.
+	countersOpt *bool
+	counted     *countPlan
+	// linkOf returns the device that leads to a DR backend (routeDevice;
+	// tests without a kernel replace it).
+	linkOf func(netip.Addr) (drLink, error)
 }
 
 // Option configures a Dataplane.
@@ -76,7 +82,9 @@ func WithNetNS(fd int) Option { return func(d *Dataplane) { d.netns = fd } }
 func WithRemoveOnClose(remove bool) Option { return func(d *Dataplane) { d.removeOnEnd = remove } }
 
 // WithConnOptions adds options to every netlink connection, such as
-// nftables.WithTestDial for a fake kernel (see package nfttest).
+// nftables.WithTestDial for a fake kernel (see package nfttest); the
+// transactions of the DR and counters tables follow its test dial and
+// namespace.
 func WithConnOptions(opts ...nftables.ConnOption) Option {
 	return func(d *Dataplane) { d.extraOpts = append(d.extraOpts, opts...) }
 }
@@ -84,6 +92,7 @@ func WithConnOptions(opts ...nftables.ConnOption) Option {
 // New returns a data plane; it does not touch the kernel until Reconcile.
 func New(opts ...Option) (*Dataplane, error) {
 	d := &Dataplane{table: DefaultTable, log: slog.New(slog.DiscardHandler)}
+	d.linkOf = d.routeDevice
 	for _, o := range opts {
 		o(d)
 	}
@@ -103,6 +112,29 @@ func (d *Dataplane) conn() (*nftables.Conn, error) {
 		return nil, fmt.Errorf("nftables connection: %w", err)
 	}
 	return c, nil
+}
+
+// send sends a batch where the connections of conn go: the data plane's
+// namespace, or the test connection of WithConnOptions.
+func (d *Dataplane) send(b *nfbatch.Batch) error {
+	lib, err := d.conn()
+	if err != nil {
+		return err
+	}
+	var nl *netlink.Conn
+	if lib.TestDial != nil {
+		nl = nltest.Dial(lib.TestDial)
+	} else {
+		if nl, err = netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: lib.NetNS}); err != nil {
+			return fmt.Errorf("nftables connection: %w", err)
+		}
+		if err := bigBuffers(nl); err != nil {
+			nl.Close()
+			return fmt.Errorf("nftables connection: %w", err)
+		}
+	}
+	defer nl.Close()
+	return b.Send(nl)
 }
 
 // bigBuffers lets one transaction carry a large table: the kernel takes a
@@ -147,12 +179,12 @@ func (d *Dataplane) Reconcile(ctx context.Context, want dataplane.State) error {
 		if err != nil {
 			return fmt.Errorf("nftables: %w", err)
 		}
-		devices := map[netip.Addr]string{} // one route lookup per backend address
-		device := func(a netip.Addr) (string, error) {
+		devices := map[netip.Addr]drLink{} // one route lookup per backend address
+		device := func(a netip.Addr) (drLink, error) {
 			if dev, ok := devices[a]; ok {
 				return dev, nil
 			}
-			dev, err := d.routeDevice(a)
+			dev, err := d.linkOf(a)
 			if err == nil {
 				devices[a] = dev
 			}
@@ -194,10 +226,10 @@ func (d *Dataplane) Reconcile(ctx context.Context, want dataplane.State) error {
 	}
 	d.have = &next
 	if d.counting() {
-		d.syncCounters(ctx, c, want)
+		d.syncCounters(c, want)
 	}
 	if d.mode == LoadBalance {
-		if err := d.applyDR(ctx, c, drWant); err != nil {
+		if err := d.applyDR(c, drWant); err != nil {
 			return fmt.Errorf("nftables: %w", err)
 		}
 	}

@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"strings"
+	"slices"
 	"testing"
 
 	"github.com/google/nftables"
@@ -83,8 +83,13 @@ func TestBuildRejectsDR(t *testing.T) {
 
 func TestSeedIsFixedAndNonZero(t *testing.T) {
 	k := dataplane.ServiceKey{Family: 4, Protocol: "tcp", Addr: netip.MustParseAddr("203.0.113.10"), Port: 80}
-	if Seed(k) == 0 || Seed(k) != Seed(k) {
-		t.Fatal("seed is zero or not a function of the key")
+	if Seed(k) == 0 {
+		t.Fatal("seed is zero: the kernel would pick a random one")
+	}
+	other := k
+	other.Port = 443
+	if Seed(other) == Seed(k) {
+		t.Errorf("services %s and %s have one seed; it must follow the key", k, other)
 	}
 	// Pinned: a changed seed moves every established flow on upgrade.
 	if got := fmt.Sprintf("%#x", Seed(k)); got != "0xda644a77" {
@@ -92,7 +97,7 @@ func TestSeedIsFixedAndNonZero(t *testing.T) {
 	}
 }
 
-func TestDRScript(t *testing.T) {
+func TestDRPlan(t *testing.T) {
 	st := bigState(1)
 	for i := range st.Services[0].Reals {
 		st.Services[0].Reals[i].Forward = "dr"
@@ -101,23 +106,17 @@ func TestDRScript(t *testing.T) {
 	if err != nil || len(dr) != 1 || len(rest) != 0 {
 		t.Fatalf("drServices: %v %d %d", err, len(dr), len(rest))
 	}
-	oneDevice := func(netip.Addr) (string, error) { return "eth0", nil }
+	oneDevice := func(netip.Addr) (drLink, error) { return drLink{"eth0", 2}, nil }
 	p, err := drBuild(dr, nil, oneDevice)
 	if err != nil {
 		t.Fatal(err)
 	}
-	script := p.script("halb", map[string]bool{"dr-gone": true}, map[string]bool{"flow-gone": true}, map[string]bool{"drc-gone": true})
-	for _, want := range []string{`device "eth0"`, "seed 0x", "in-eth0", "goto drbe-", "update @flow-",
-		"delete chain netdev halb dr-gone", "delete set netdev halb flow-gone",
-		"add counter netdev halb drc-", "add counter netdev halb drn-", `counter name "drc-`, "delete counter netdev halb drc-gone"} {
-		if !strings.Contains(script, want) {
-			t.Errorf("script lacks %q:\n%s", want, script)
-		}
+	n := len(dr[0].Reals)
+	if len(p.sets) != n || len(p.counters) != 2*n || len(p.chains) != n+3 || len(p.dr4) != 1 || !slices.Equal(p.ingress, []string{"eth0"}) {
+		t.Errorf("plan of one service with %d backends: %d sets, %d counters, %d chains, %d dispatch elements, ingress %v",
+			n, len(p.sets), len(p.counters), len(p.chains), len(p.dr4), p.ingress)
 	}
-	if strings.Contains(script, "delete table") {
-		t.Error("the script replaces the table, which would forget the flows")
-	}
-	twoDevices := func(a netip.Addr) (string, error) { return fmt.Sprintf("eth%d", a.As4()[3]%2), nil }
+	twoDevices := func(a netip.Addr) (drLink, error) { return drLink{fmt.Sprintf("eth%d", a.As4()[3]%2), 2}, nil }
 	if _, err := drBuild(dr, nil, twoDevices); err == nil {
 		t.Error("backends behind two devices were accepted")
 	}
