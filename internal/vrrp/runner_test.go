@@ -41,7 +41,7 @@ type fakeConn struct {
 
 func (c *fakeConn) join() error                           { return nil }
 func (c *fakeConn) read(chan<- received, <-chan struct{}) {}
-func (c *fakeConn) close() error                          { return nil }
+func (c *fakeConn) close()                                {}
 func (c *fakeConn) send(b []byte, src, dst netip.Addr) error {
 	a, err := packet.Decode(packet.Header{Src: src, Dst: dst, TTL: 255}, b)
 	if err != nil {

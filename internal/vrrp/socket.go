@@ -20,7 +20,7 @@ type conn interface {
 	join() error
 	send(b []byte, src, dst netip.Addr) error
 	read(out chan<- received, done <-chan struct{})
-	close() error
+	close()
 }
 
 // openConn opens a kernel socket.
@@ -196,4 +196,6 @@ func addrOf(a net.Addr) netip.Addr {
 	return ad.Unmap()
 }
 
-func (s *socket) close() error { return s.c.Close() }
+// close closes the socket on the way out; what failed was reported by the
+// reads and writes before it.
+func (s *socket) close() { _ = s.c.Close() }
