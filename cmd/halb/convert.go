@@ -62,7 +62,10 @@ func runConvert(args []string, stdout, stderr io.Writer) int {
 	if diags.HasErrors() {
 		fmt.Fprintln(stdout, "# NOT VALID as it stands: fix the errors in the keepalived file, or edit this file.")
 	}
-	stdout.Write(out)
+	if _, err := stdout.Write(out); err != nil {
+		fmt.Fprintf(stderr, "halb convert: %v\n", err)
+		return 1
+	}
 	io.WriteString(stderr, strings.TrimPrefix(diags.String(), "\n"))
 	if diags.HasErrors() {
 		return 1

@@ -36,7 +36,10 @@ func runEvents(args []string, stdout, stderr io.Writer) int {
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		enc.Encode(evs)
+		if err := enc.Encode(evs); err != nil {
+			fmt.Fprintf(stderr, "halb events: %v\n", err)
+			return 1
+		}
 		return 0
 	}
 	for _, ev := range evs {

@@ -70,7 +70,10 @@ func runLab(args []string, stdout, stderr io.Writer) int {
 	case "demo":
 		if left, _ := netns.Leftovers("halblab"); len(left) > 0 {
 			fmt.Fprintln(stderr, "halb lab demo: removing the leftovers of an earlier lab")
-			netns.RemoveLeftovers("halblab")
+			if err := netns.RemoveLeftovers("halblab"); err != nil {
+				fmt.Fprintf(stderr, "halb lab demo: %v\n", err)
+				return 1
+			}
 		}
 		_, err := demo.Run(ctx, demo.Options{Halb: self, Dir: *dir, Dataplane: *dp, Out: stdout, Keep: *keep})
 		if err != nil {
@@ -79,7 +82,10 @@ func runLab(args []string, stdout, stderr io.Writer) int {
 		}
 		return 0
 	case "bench":
-		netns.RemoveLeftovers("halblab")
+		if err := netns.RemoveLeftovers("halblab"); err != nil {
+			fmt.Fprintf(stderr, "halb lab bench: %v\n", err)
+			return 1
+		}
 		_, err := demo.Bench(ctx, demo.BenchOptions{Options: demo.Options{Halb: self, Dir: *dir, Dataplane: *dp, Out: stdout}, Trials: *trials})
 		if err != nil {
 			fmt.Fprintf(stderr, "halb lab bench: %v\n", err)

@@ -37,7 +37,10 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		enc.Encode(st)
+		if err := enc.Encode(st); err != nil {
+			fmt.Fprintf(stderr, "halb status: %v\n", err)
+			return 1
+		}
 		return 0
 	}
 	writeStatus(stdout, st, time.Now())
