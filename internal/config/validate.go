@@ -75,6 +75,7 @@ func validate(c *Config) Diagnostics {
 	v.notify()
 	v.notifyDelivery()
 	v.health()
+	v.bgp()
 	return v.diags
 }
 
@@ -382,7 +383,7 @@ func (v *validator) services() {
 		fam := 0
 		for j, vip := range s.VIPs {
 			vp := fmt.Sprintf("%s.vips[%d]", p, j)
-			if len(carried) > 0 && !carried[vip] {
+			if len(carried) > 0 && !carried[vip] && !v.bgpAnnounced(vip) {
 				v.warnf(vp, "%s: no VRRP instance carries VIP %s; it must be configured by other means", vp, vip)
 			}
 			if fam == 0 {
