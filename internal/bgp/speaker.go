@@ -1,0 +1,479 @@
+// Package bgp announces a node's VIPs to its routers over BGP, so that N
+// active nodes share them by the routers' ECMP. It embeds gobgp as a
+// library: Speaker keeps the sessions (hold time, TCP MD5, multihop, BFD)
+// and the announced host routes; Decide is the pure rule for which VIPs
+// the node may announce.
+package bgp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	api "github.com/osrg/gobgp/v4/api"
+	"github.com/osrg/gobgp/v4/pkg/apiutil"
+	gobgp "github.com/osrg/gobgp/v4/pkg/packet/bgp"
+	"github.com/osrg/gobgp/v4/pkg/server"
+
+	"halb/internal/config"
+)
+
+// Reconnect timing. gobgp waits 30 s (idle hold after a reset) and 5 s
+// (idle hold otherwise) before it dials again, which turns a sub-second
+// stall of a router into half a minute without a route; these keep a
+// reset's cost to a few seconds. gobgp's timers have one-second
+// resolution and its connect retry is at least 2 s.
+const (
+	idleHoldAfterReset = 1 // seconds
+	connectRetry       = 2 // seconds
+)
+
+// Config is a speaker's configuration.
+type Config struct {
+	ASN uint32
+	// RouterID; invalid: the local address of the route to the first peer.
+	RouterID netip.Addr
+	// ListenPort is the TCP port routers may connect to (0: 179; -1: none).
+	ListenPort int32
+	Peers      []Peer
+}
+
+// Peer is one BGP neighbour.
+type Peer struct {
+	Address  netip.Addr
+	ASN      uint32
+	Port     uint16 // 0: 179
+	HoldTime time.Duration
+	// Password is the TCP MD5 signature key ("" = none).
+	Password string
+	Multihop bool
+	// BFD, when set, resets the session as soon as the peer is silent for
+	// Interval × Multiplier.
+	BFD *BFD
+}
+
+// BFD is a peer's BFD timing.
+type BFD struct {
+	Interval   time.Duration
+	Multiplier int
+}
+
+// Attrs are the path attributes of an announced route.
+type Attrs struct {
+	Communities []uint32
+	MED         uint32
+}
+
+func (a Attrs) equal(b Attrs) bool {
+	if a.MED != b.MED || len(a.Communities) != len(b.Communities) {
+		return false
+	}
+	for i := range a.Communities {
+		if a.Communities[i] != b.Communities[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// FromConfig turns the bgp section of a halb configuration into a speaker
+// configuration, reading the peers' password files.
+func FromConfig(c config.BGP) (Config, error) {
+	out := Config{ASN: c.ASN, RouterID: c.RouterID}
+	for _, p := range c.Peers {
+		peer := Peer{Address: p.Address, ASN: p.ASN, Port: p.Port, HoldTime: p.HoldTime.D(), Multihop: p.Multihop}
+		if p.PasswordFile != "" {
+			b, err := os.ReadFile(p.PasswordFile)
+			if err != nil {
+				return Config{}, fmt.Errorf("bgp peer %s: reading password: %w", p.Address, err)
+			}
+			peer.Password = strings.TrimRight(string(b), "\r\n")
+		}
+		if p.BFD != nil {
+			peer.BFD = &BFD{Interval: p.BFD.Interval.D(), Multiplier: p.BFD.Multiplier}
+		}
+		out.Peers = append(out.Peers, peer)
+	}
+	return out, nil
+}
+
+// State is a BGP session's state (RFC 4271 §8).
+type State string
+
+// Session states.
+const (
+	StateIdle        State = "idle"
+	StateConnect     State = "connect"
+	StateActive      State = "active"
+	StateOpenSent    State = "opensent"
+	StateOpenConfirm State = "openconfirm"
+	StateEstablished State = "established"
+)
+
+// PeerStatus is what the speaker knows about one session.
+type PeerStatus struct {
+	Address netip.Addr
+	ASN     uint32
+	State   State
+	// Since is when the session was last established (zero when it is not).
+	Since time.Time
+	// LastError says why the session last went down ("" if it never did).
+	LastError string
+}
+
+// Event is a session's change of state.
+type Event struct {
+	PeerStatus
+	Time time.Time
+}
+
+// Speaker keeps BGP sessions with the configured peers and announces host
+// routes to them. Its methods are safe for concurrent use.
+type Speaker struct {
+	cfg     Config
+	log     *slog.Logger
+	onEvent func(Event)
+
+	mu     sync.Mutex
+	srv    *server.BgpServer // nil unless running
+	routes map[netip.Prefix]*route
+	peers  map[netip.Addr]*PeerStatus
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+type route struct {
+	attrs Attrs
+	id    uuid.UUID // gobgp's id of the path while running
+}
+
+// New returns a speaker for cfg; it neither dials nor starts goroutines
+// before Run. onEvent, if not nil, is called (from one goroutine at a time,
+// and it must not block) on every session state change.
+func New(cfg Config, log *slog.Logger, onEvent func(Event)) (*Speaker, error) {
+	if cfg.ASN == 0 {
+		return nil, errors.New("bgp: no local AS number")
+	}
+	if len(cfg.Peers) == 0 {
+		return nil, errors.New("bgp: no peers")
+	}
+	s := &Speaker{cfg: cfg, log: log, onEvent: onEvent, routes: map[netip.Prefix]*route{}, peers: map[netip.Addr]*PeerStatus{}}
+	for _, p := range cfg.Peers {
+		if !p.Address.IsValid() {
+			return nil, errors.New("bgp: a peer without an address")
+		}
+		s.peers[p.Address] = &PeerStatus{Address: p.Address, ASN: p.ASN, State: StateIdle}
+	}
+	return s, nil
+}
+
+// Run starts the sessions and keeps them until ctx ends or Close is
+// called; then it closes them (the routers withdraw the node's routes at
+// once) and returns.
+func (s *Speaker) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	s.mu.Lock()
+	if s.done != nil {
+		s.mu.Unlock()
+		return errors.New("bgp: speaker already running")
+	}
+	s.cancel, s.done = cancel, make(chan struct{})
+	s.mu.Unlock()
+	defer close(s.done)
+
+	rid := s.cfg.RouterID
+	if !rid.IsValid() {
+		var err error
+		if rid, err = localAddrTowards(s.cfg.Peers[0].Address); err != nil {
+			return fmt.Errorf("bgp: choosing the router id: %w", err)
+		}
+	}
+	lvl := &slog.LevelVar{}
+	lvl.Set(slog.LevelWarn)
+	srv := server.NewBgpServer(server.LoggerOption(s.log.With("component", "gobgp"), lvl))
+	go srv.Serve()
+	defer srv.Stop()
+	if err := srv.StartBgp(ctx, &api.StartBgpRequest{Global: &api.Global{
+		Asn: s.cfg.ASN, RouterId: rid.String(), ListenPort: s.cfg.ListenPort,
+	}}); err != nil {
+		return fmt.Errorf("bgp: starting: %w", err)
+	}
+	// The node announces; it has no use for the routers' routes.
+	if err := srv.SetPolicyAssignment(ctx, &api.SetPolicyAssignmentRequest{Assignment: &api.PolicyAssignment{
+		Name: "global", Direction: api.PolicyDirection_POLICY_DIRECTION_IMPORT, DefaultAction: api.RouteAction_ROUTE_ACTION_REJECT,
+	}}); err != nil {
+		return fmt.Errorf("bgp: setting the import policy: %w", err)
+	}
+	if err := srv.WatchEvent(ctx, server.WatchEventMessageCallbacks{OnPeerUpdate: s.peerUpdate}, server.WatchPeer()); err != nil {
+		return fmt.Errorf("bgp: watching sessions: %w", err)
+	}
+	for _, p := range s.cfg.Peers {
+		if err := srv.AddPeer(ctx, &api.AddPeerRequest{Peer: apiPeer(p)}); err != nil {
+			return fmt.Errorf("bgp: adding peer %s: %w", p.Address, err)
+		}
+	}
+	s.mu.Lock()
+	s.srv = srv
+	var err error
+	for pfx, r := range s.routes {
+		err = errors.Join(err, s.addPath(pfx, r))
+	}
+	s.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	s.log.Info("bgp speaker started", "asn", s.cfg.ASN, "router_id", rid, "peers", len(s.cfg.Peers))
+	<-ctx.Done()
+	s.mu.Lock()
+	s.srv = nil
+	for _, r := range s.routes {
+		r.id = uuid.UUID{}
+	}
+	s.mu.Unlock()
+	return nil
+}
+
+// Close ends Run, if it runs, and waits for it to close the sessions.
+func (s *Speaker) Close() error {
+	s.mu.Lock()
+	cancel, done := s.cancel, s.done
+	s.mu.Unlock()
+	if cancel != nil {
+		cancel()
+		<-done
+	}
+	return nil
+}
+
+// Announce makes the speaker announce prefix with attrs to every peer,
+// now if it runs, else from when it does. Announcing a route again with
+// the same attributes changes nothing.
+func (s *Speaker) Announce(prefix netip.Prefix, attrs Attrs) error {
+	prefix = prefix.Masked()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r, ok := s.routes[prefix]; ok {
+		if r.attrs.equal(attrs) {
+			return nil
+		}
+		if err := s.deletePath(r); err != nil {
+			return err
+		}
+	}
+	r := &route{attrs: Attrs{Communities: append([]uint32(nil), attrs.Communities...), MED: attrs.MED}}
+	s.routes[prefix] = r
+	return s.addPath(prefix, r)
+}
+
+// Withdraw stops announcing prefix; withdrawing a route that is not
+// announced changes nothing.
+func (s *Speaker) Withdraw(prefix netip.Prefix) error {
+	prefix = prefix.Masked()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, ok := s.routes[prefix]
+	if !ok {
+		return nil
+	}
+	delete(s.routes, prefix)
+	return s.deletePath(r)
+}
+
+// Announced returns the prefixes the speaker announces.
+func (s *Speaker) Announced() []netip.Prefix {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]netip.Prefix, 0, len(s.routes))
+	for p := range s.routes {
+		out = append(out, p)
+	}
+	return out
+}
+
+// Peers returns the state of every session, in configuration order.
+func (s *Speaker) Peers() []PeerStatus {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]PeerStatus, 0, len(s.cfg.Peers))
+	for _, p := range s.cfg.Peers {
+		out = append(out, *s.peers[p.Address])
+	}
+	return out
+}
+
+// addPath hands the route to gobgp when it runs; s.mu is held.
+func (s *Speaker) addPath(prefix netip.Prefix, r *route) error {
+	if s.srv == nil {
+		return nil
+	}
+	path, err := apiPath(prefix, r.attrs)
+	if err != nil {
+		return fmt.Errorf("bgp: announcing %s: %w", prefix, err)
+	}
+	res, err := s.srv.AddPath(apiutil.AddPathRequest{Paths: []*apiutil.Path{path}})
+	if err == nil && len(res) == 1 {
+		err, r.id = res[0].Error, res[0].UUID
+	}
+	if err != nil {
+		return fmt.Errorf("bgp: announcing %s: %w", prefix, err)
+	}
+	return nil
+}
+
+// deletePath withdraws the route from gobgp when it runs; s.mu is held.
+func (s *Speaker) deletePath(r *route) error {
+	if s.srv == nil || r.id == (uuid.UUID{}) {
+		return nil
+	}
+	if err := s.srv.DeletePath(apiutil.DeletePathRequest{UUIDs: []uuid.UUID{r.id}}); err != nil {
+		return fmt.Errorf("bgp: withdrawing: %w", err)
+	}
+	r.id = uuid.UUID{}
+	return nil
+}
+
+// peerUpdate records a session's change of state and reports it.
+func (s *Speaker) peerUpdate(ev *apiutil.WatchEventMessage_PeerEvent, at time.Time) {
+	if ev.Type != apiutil.PEER_EVENT_STATE {
+		return
+	}
+	st := ev.Peer.State
+	s.mu.Lock()
+	p, ok := s.peers[st.NeighborAddress]
+	if !ok {
+		s.mu.Unlock()
+		return
+	}
+	prev := p.State
+	p.State = stateOf(st.SessionState)
+	switch {
+	case p.State == StateEstablished && prev != StateEstablished:
+		p.Since = at
+	case p.State != StateEstablished:
+		p.Since = time.Time{}
+	}
+	if p.State == StateIdle && st.DisconnectMessage != "" {
+		p.LastError = describe(st)
+	}
+	e := Event{PeerStatus: *p, Time: at}
+	s.mu.Unlock()
+	if prev == e.State {
+		return
+	}
+	if e.State == StateEstablished {
+		s.log.Info("bgp session established", "peer", e.Address, "asn", e.ASN)
+	} else if e.State == StateIdle && e.LastError != "" {
+		s.log.Warn("bgp session down", "peer", e.Address, "asn", e.ASN, "state", e.State, "error", e.LastError)
+	}
+	if s.onEvent != nil {
+		s.onEvent(e)
+	}
+}
+
+// describe says why a session went down, naming the peer.
+func describe(st apiutil.PeerState) string {
+	msg := st.DisconnectMessage
+	if st.DisconnectReason == api.PeerState_DISCONNECT_REASON_BAD_PEER_AS || strings.Contains(strings.ToLower(msg), "bad peer as") {
+		msg = fmt.Sprintf("the peer's AS number is not %d, as configured (%s)", st.PeerASN, msg)
+	}
+	return fmt.Sprintf("peer %s (AS %d): %s", st.NeighborAddress, st.PeerASN, msg)
+}
+
+func stateOf(s gobgp.FSMState) State {
+	switch s {
+	case gobgp.BGP_FSM_CONNECT:
+		return StateConnect
+	case gobgp.BGP_FSM_ACTIVE:
+		return StateActive
+	case gobgp.BGP_FSM_OPENSENT:
+		return StateOpenSent
+	case gobgp.BGP_FSM_OPENCONFIRM:
+		return StateOpenConfirm
+	case gobgp.BGP_FSM_ESTABLISHED:
+		return StateEstablished
+	}
+	return StateIdle
+}
+
+// apiPeer is gobgp's form of a peer: one address family (the peer's),
+// the hold time with keepalives at a third of it, short reconnect timers,
+// and BFD when configured.
+func apiPeer(p Peer) *api.Peer {
+	family := &api.Family{Afi: api.Family_AFI_IP, Safi: api.Family_SAFI_UNICAST}
+	if p.Address.Is6() {
+		family.Afi = api.Family_AFI_IP6
+	}
+	hold := uint64(p.HoldTime / time.Second)
+	out := &api.Peer{
+		Conf: &api.PeerConf{NeighborAddress: p.Address.String(), PeerAsn: p.ASN, AuthPassword: p.Password},
+		Timers: &api.Timers{Config: &api.TimersConfig{
+			HoldTime: hold, KeepaliveInterval: max(hold/3, 1),
+			ConnectRetry: connectRetry, IdleHoldTimeAfterReset: idleHoldAfterReset,
+		}},
+		Transport: &api.Transport{RemotePort: uint32(p.Port)},
+		AfiSafis:  []*api.AfiSafi{{Config: &api.AfiSafiConfig{Family: family, Enabled: true}}},
+	}
+	if p.Multihop {
+		out.EbgpMultihop = &api.EbgpMultihop{Enabled: true, MultihopTtl: 255}
+	}
+	if b := p.BFD; b != nil {
+		us := uint32(b.Interval / time.Microsecond)
+		out.Bfd = &api.BfdPeerConfig{Enabled: true, DesiredMinimumTxInterval: us, RequiredMinimumReceive: us, DetectionMultiplier: uint32(b.Multiplier)}
+	}
+	return out
+}
+
+// apiPath is a locally originated route to prefix. Its next hop is left
+// unspecified, which gobgp replaces with the session's local address: the
+// node's own address on the interface towards each peer.
+func apiPath(prefix netip.Prefix, a Attrs) (*apiutil.Path, error) {
+	nlri, err := gobgp.NewIPAddrPrefix(prefix)
+	if err != nil {
+		return nil, err
+	}
+	attrs := []gobgp.PathAttributeInterface{gobgp.NewPathAttributeOrigin(gobgp.BGP_ORIGIN_ATTR_TYPE_IGP)}
+	family := gobgp.RF_IPv4_UC
+	if prefix.Addr().Is4() {
+		nh, err := gobgp.NewPathAttributeNextHop(netip.IPv4Unspecified())
+		if err != nil {
+			return nil, err
+		}
+		attrs = append(attrs, nh)
+	} else {
+		mp, err := gobgp.NewPathAttributeMpReachNLRI(gobgp.RF_IPv6_UC, []gobgp.PathNLRI{{NLRI: nlri}}, netip.IPv6Unspecified())
+		if err != nil {
+			return nil, err
+		}
+		attrs = append(attrs, mp)
+		family = gobgp.RF_IPv6_UC
+	}
+	attrs = append(attrs, gobgp.NewPathAttributeMultiExitDisc(a.MED))
+	if len(a.Communities) > 0 {
+		attrs = append(attrs, gobgp.NewPathAttributeCommunities(a.Communities))
+	}
+	return &apiutil.Path{Family: family, Nlri: nlri, Attrs: attrs}, nil
+}
+
+// localAddrTowards returns the source address the kernel would use to
+// reach peer (a UDP "connect" sends nothing).
+func localAddrTowards(peer netip.Addr) (netip.Addr, error) {
+	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(peer, 179)))
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	defer c.Close()
+	a := c.LocalAddr().(*net.UDPAddr).AddrPort().Addr().Unmap()
+	if !a.Is4() {
+		return netip.Addr{}, fmt.Errorf("the address towards %s is %s, not IPv4; set bgp.router_id", peer, a)
+	}
+	return a, nil
+}
