@@ -207,12 +207,6 @@ func (s *Speaker) Run(ctx context.Context) error {
 	}}); err != nil {
 		return fmt.Errorf("bgp: starting: %w", err)
 	}
-	// The node announces; it has no use for the routers' routes.
-	if err := srv.SetPolicyAssignment(ctx, &api.SetPolicyAssignmentRequest{Assignment: &api.PolicyAssignment{
-		Name: "global", Direction: api.PolicyDirection_POLICY_DIRECTION_IMPORT, DefaultAction: api.RouteAction_ROUTE_ACTION_REJECT,
-	}}); err != nil {
-		return fmt.Errorf("bgp: setting the import policy: %w", err)
-	}
 	if err := srv.WatchEvent(ctx, server.WatchEventMessageCallbacks{OnPeerUpdate: s.peerUpdate}, server.WatchPeer()); err != nil {
 		return fmt.Errorf("bgp: watching sessions: %w", err)
 	}

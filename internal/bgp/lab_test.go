@@ -1,0 +1,403 @@
+package bgp
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"halb/internal/lab/labtest"
+	"halb/internal/lab/netns"
+)
+
+// childEnv carries a speaker's Config (JSON) to the test binary re-run
+// inside a node's namespace: the speaker must own its process, so that a
+// test can kill or freeze it, and must dial and listen in that namespace.
+const childEnv = "HALB_BGP_TEST_SPEAKER"
+
+func TestMain(m *testing.M) {
+	if cfg := os.Getenv(childEnv); cfg != "" {
+		os.Exit(runChild(cfg))
+	}
+	os.Exit(m.Run())
+}
+
+// runChild runs a speaker, reads "announce PREFIX" and "withdraw PREFIX"
+// lines on stdin (answering "ok" or "error: …"), and writes every session
+// event as a JSON line "event {…}". It stops on SIGTERM or end of input.
+func runChild(cfgJSON string) int {
+	var cfg Config
+	if err := json.Unmarshal([]byte(cfgJSON), &cfg); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	var outMu sync.Mutex
+	say := func(format string, args ...any) {
+		outMu.Lock()
+		defer outMu.Unlock()
+		fmt.Printf(format+"\n", args...)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	sp, err := New(cfg, log, func(e Event) {
+		b, _ := json.Marshal(e)
+		say("event %s", b)
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	go func() {
+		sc := bufio.NewScanner(os.Stdin)
+		for sc.Scan() {
+			verb, arg, _ := strings.Cut(sc.Text(), " ")
+			p, err := netip.ParsePrefix(arg)
+			if err == nil {
+				switch verb {
+				case "announce":
+					err = sp.Announce(p, Attrs{Communities: []uint32{65010<<16 | 100}})
+				case "withdraw":
+					err = sp.Withdraw(p)
+				default:
+					err = fmt.Errorf("unknown command %q", verb)
+				}
+			}
+			if err != nil {
+				say("error: %v", err)
+			} else {
+				say("ok")
+			}
+		}
+		stop()
+	}()
+	if err := sp.Run(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
+// node is a speaker running in its own process in a lab namespace.
+type node struct {
+	t       *testing.T
+	cmd     *exec.Cmd
+	stdin   io.Writer
+	replies chan string
+
+	mu     sync.Mutex
+	events []Event
+}
+
+func startNode(t *testing.T, h *netns.Host, cfg Config) *node {
+	t.Helper()
+	b, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &node{t: t, replies: make(chan string, 1)}
+	n.cmd = h.Command(context.Background(), os.Args[0], "-test.run=^$")
+	n.cmd.Env = append(os.Environ(), childEnv+"="+string(b))
+	n.cmd.Stderr = &prefixWriter{t: t, prefix: h.Name}
+	stdin, err := n.cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := n.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.stdin = stdin
+	if err := n.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		n.cmd.Process.Signal(syscall.SIGCONT)
+		n.cmd.Process.Kill()
+		n.cmd.Wait()
+	})
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			line := sc.Text()
+			if js, ok := strings.CutPrefix(line, "event "); ok {
+				var e Event
+				if err := json.Unmarshal([]byte(js), &e); err == nil {
+					n.mu.Lock()
+					n.events = append(n.events, e)
+					n.mu.Unlock()
+				}
+				continue
+			}
+			n.replies <- line
+		}
+	}()
+	return n
+}
+
+func (n *node) do(verb string, p netip.Prefix) {
+	n.t.Helper()
+	fmt.Fprintf(n.stdin, "%s %s\n", verb, p)
+	select {
+	case r := <-n.replies:
+		if r != "ok" {
+			n.t.Fatalf("%s %s: %s", verb, p, r)
+		}
+	case <-time.After(10 * time.Second):
+		n.t.Fatalf("%s %s: no answer", verb, p)
+	}
+}
+
+// lastEvent returns the node's last session event.
+func (n *node) lastEvent() (Event, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if len(n.events) == 0 {
+		return Event{}, false
+	}
+	return n.events[len(n.events)-1], true
+}
+
+func (n *node) everEstablished() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, e := range n.events {
+		if e.State == StateEstablished {
+			return true
+		}
+	}
+	return false
+}
+
+func (n *node) signal(sig syscall.Signal) {
+	n.t.Helper()
+	if err := n.cmd.Process.Signal(sig); err != nil {
+		n.t.Fatal(err)
+	}
+}
+
+type prefixWriter struct {
+	t      *testing.T
+	prefix string
+	mu     sync.Mutex
+}
+
+func (w *prefixWriter) Write(b []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, l := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
+		w.t.Logf("%s: %s", w.prefix, l)
+	}
+	return len(b), nil
+}
+
+// ecmpLab is a router running BIRD 2 and three LB nodes on one LAN.
+type ecmpLab struct {
+	t      *testing.T
+	router *netns.Host
+	nodes  []*netns.Host
+	bird   *exec.Cmd
+	sock   string
+}
+
+const (
+	routerAddr = "192.0.2.1"
+	routerASN  = 65000
+	nodeASN    = 65010
+)
+
+var testVIP = netip.MustParsePrefix("203.0.113.10/32")
+
+func nodeAddr(i int) netip.Addr { return netip.AddrFrom4([4]byte{192, 0, 2, byte(11 + i)}) }
+
+// birdPeer is a BGP neighbour as the router sees it.
+type birdPeer struct {
+	asn      uint32
+	password string
+	hold     int // seconds; 0: BIRD's default (240)
+	bfd      bool
+}
+
+func newECMPLab(t *testing.T, peers [3]birdPeer) *ecmpLab {
+	t.Helper()
+	labtest.RequireTool(t, "bird", "birdc")
+	lab := labtest.NewLab(t)
+	sw := labtest.Switch(t, lab, "sw")
+	l := &ecmpLab{t: t, router: labtest.Join(t, lab, sw, "r", routerAddr+"/24")}
+	for i := range 3 {
+		l.nodes = append(l.nodes, labtest.Join(t, lab, sw, fmt.Sprintf("n%d", i+1), nodeAddr(i).String()+"/24"))
+	}
+	if out, err := l.router.Run("sysctl", "-qw", "net.ipv4.fib_multipath_hash_policy=1"); err != nil {
+		t.Fatalf("sysctl: %v: %s", err, out)
+	}
+	var conf strings.Builder
+	fmt.Fprintf(&conf, `router id %s;
+protocol device { scan time 1; }
+protocol kernel { ipv4 { import none; export all; }; merge paths on; }
+protocol bfd { interface "*" { min rx interval 100 ms; min tx interval 100 ms; multiplier 3; }; }
+template bgp lb {
+	local %s as %d;
+	connect retry time 1;
+	error wait time 1, 5;
+	ipv4 { import all; export none; };
+}
+`, routerAddr, routerAddr, routerASN)
+	for i, p := range peers {
+		fmt.Fprintf(&conf, "protocol bgp n%d from lb {\n\tneighbor %s as %d;\n", i+1, nodeAddr(i), p.asn)
+		if p.password != "" {
+			fmt.Fprintf(&conf, "\tpassword %q;\n", p.password)
+		}
+		if p.hold != 0 {
+			fmt.Fprintf(&conf, "\thold time %d;\n", p.hold)
+		}
+		if p.bfd {
+			conf.WriteString("\tbfd on;\n")
+		}
+		conf.WriteString("}\n")
+	}
+	dir := t.TempDir()
+	file := filepath.Join(dir, "bird.conf")
+	l.sock = filepath.Join(dir, "bird.ctl")
+	if err := os.WriteFile(file, []byte(conf.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l.bird = l.router.Command(context.Background(), "bird", "-f", "-c", file, "-s", l.sock)
+	l.bird.Stderr = &prefixWriter{t: t, prefix: "bird"}
+	if err := l.bird.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		l.bird.Process.Signal(syscall.SIGCONT)
+		l.bird.Process.Kill()
+		l.bird.Wait()
+	})
+	return l
+}
+
+// speakerConfig is node i's speaker configuration against the router.
+func speakerConfig(i int, p Peer) Config {
+	p.Address = netip.MustParseAddr(routerAddr)
+	if p.ASN == 0 {
+		p.ASN = routerASN
+	}
+	if p.HoldTime == 0 {
+		p.HoldTime = 9 * time.Second
+	}
+	return Config{ASN: nodeASN, RouterID: nodeAddr(i), Peers: []Peer{p}}
+}
+
+// nextHops returns the next hops of the router's kernel route to the VIP.
+func (l *ecmpLab) nextHops() []string {
+	out, err := l.router.Run("ip", "-4", "route", "show", testVIP.Addr().String())
+	if err != nil {
+		l.t.Fatalf("ip route: %v: %s", err, out)
+	}
+	var hops []string
+	f := strings.Fields(string(out))
+	for i := 0; i+1 < len(f); i++ {
+		if f[i] == "via" {
+			hops = append(hops, f[i+1])
+		}
+	}
+	return hops
+}
+
+func (l *ecmpLab) birdc(args ...string) string {
+	out, _ := l.router.Run("birdc", append([]string{"-s", l.sock}, args...)...)
+	return string(out)
+}
+
+// waitHops waits until the route's next hops are want (in any order).
+func (l *ecmpLab) waitHops(want []string, within time.Duration) time.Duration {
+	l.t.Helper()
+	start := time.Now()
+	for {
+		got := l.nextHops()
+		if sameSet(got, want) {
+			return time.Since(start)
+		}
+		if time.Since(start) > within {
+			l.t.Fatalf("router's route to %s has next hops %v, want %v after %s\nroute:\n%s\nbird:\n%s", testVIP, got, want, within,
+				must(l.router.Run("ip", "route")), l.birdc("show", "protocols", "all"))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func must(b []byte, _ error) string { return string(b) }
+
+func sameSet(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	m := map[string]int{}
+	for _, x := range a {
+		m[x]++
+	}
+	for _, x := range b {
+		m[x]--
+	}
+	for _, v := range m {
+		if v != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func hopsOf(idx ...int) []string {
+	var s []string
+	for _, i := range idx {
+		s = append(s, nodeAddr(i).String())
+	}
+	return s
+}
+
+var bfdFast = &BFD{Interval: 100 * time.Millisecond, Multiplier: 3}
+
+// TestECMPAgainstBIRD: three nodes announce one VIP; the router installs
+// one multipath route with a next hop per node; a withdrawal removes that
+// node's next hop and an announcement puts it back; a node killed (-9) or
+// frozen (SIGSTOP) leaves the route within BFD's detection time.
+func TestECMPAgainstBIRD(t *testing.T) {
+	l := newECMPLab(t, [3]birdPeer{{asn: nodeASN, bfd: true}, {asn: nodeASN, bfd: true}, {asn: nodeASN, bfd: true}})
+	var nodes []*node
+	for i, h := range l.nodes {
+		n := startNode(t, h, speakerConfig(i, Peer{BFD: bfdFast}))
+		n.do("announce", testVIP)
+		nodes = append(nodes, n)
+	}
+	d := l.waitHops(hopsOf(0, 1, 2), 30*time.Second)
+	t.Logf("three next hops after %s:\n%s", d.Round(time.Millisecond), must(l.router.Run("ip", "route", "show", testVIP.Addr().String())))
+
+	nodes[1].do("withdraw", testVIP)
+	nodes[1].do("withdraw", testVIP) // idempotent
+	d = l.waitHops(hopsOf(0, 2), 5*time.Second)
+	t.Logf("withdrawal reached the router's kernel in %s", d.Round(time.Millisecond))
+	nodes[1].do("announce", testVIP)
+	nodes[1].do("announce", testVIP)
+	l.waitHops(hopsOf(0, 1, 2), 5*time.Second)
+
+	nodes[2].signal(syscall.SIGKILL)
+	d = l.waitHops(hopsOf(0, 1), 3*time.Second)
+	t.Logf("BFD 100ms×3: killed node left the route in %s", d.Round(time.Millisecond))
+
+	nodes[0].signal(syscall.SIGSTOP)
+	d = l.waitHops(hopsOf(1), 3*time.Second)
+	t.Logf("BFD 100ms×3: frozen node left the route in %s", d.Round(time.Millisecond))
+	nodes[0].signal(syscall.SIGCONT)
+	d = l.waitHops(hopsOf(0, 1), 10*time.Second)
+	t.Logf("thawed node back in the route after %s", d.Round(time.Millisecond))
+}
