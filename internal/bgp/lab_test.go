@@ -230,7 +230,14 @@ type birdPeer struct {
 	bfd      bool
 }
 
-func newECMPLab(t *testing.T, peers [3]birdPeer) *ecmpLab {
+// routerRetry is the lab router's reconnect timing: what a site that wants
+// fast recovery sets (BIRD's defaults wait 120 s to retry and 60 s after
+// an error).
+const routerRetry = "connect retry time 1;\n\terror wait time 1, 5;"
+
+// newECMPLab starts the router with a BGP neighbour for each node; retry
+// is put in the router's BGP template.
+func newECMPLab(t *testing.T, peers [3]birdPeer, retry string) *ecmpLab {
 	t.Helper()
 	labtest.RequireTool(t, "bird", "birdc")
 	lab := labtest.NewLab(t)
@@ -249,11 +256,10 @@ protocol kernel { ipv4 { import none; export all; }; merge paths on; }
 protocol bfd { interface "*" { min rx interval 100 ms; min tx interval 100 ms; multiplier 3; }; }
 template bgp lb {
 	local %s as %d;
-	connect retry time 1;
-	error wait time 1, 5;
+	%s
 	ipv4 { import all; export none; };
 }
-`, routerAddr, routerAddr, routerASN)
+`, routerAddr, routerAddr, routerASN, retry)
 	for i, p := range peers {
 		fmt.Fprintf(&conf, "protocol bgp n%d from lb {\n\tneighbor %s as %d;\n", i+1, nodeAddr(i), p.asn)
 		if p.password != "" {
@@ -372,7 +378,7 @@ var bfdFast = &BFD{Interval: 100 * time.Millisecond, Multiplier: 3}
 // node's next hop and an announcement puts it back; a node killed (-9) or
 // frozen (SIGSTOP) leaves the route within BFD's detection time.
 func TestECMPAgainstBIRD(t *testing.T) {
-	l := newECMPLab(t, [3]birdPeer{{asn: nodeASN, bfd: true}, {asn: nodeASN, bfd: true}, {asn: nodeASN, bfd: true}})
+	l := newECMPLab(t, [3]birdPeer{{asn: nodeASN, bfd: true}, {asn: nodeASN, bfd: true}, {asn: nodeASN, bfd: true}}, routerRetry)
 	var nodes []*node
 	for i, h := range l.nodes {
 		n := startNode(t, h, speakerConfig(i, Peer{BFD: bfdFast}))
@@ -400,4 +406,129 @@ func TestECMPAgainstBIRD(t *testing.T) {
 	nodes[0].signal(syscall.SIGCONT)
 	d = l.waitHops(hopsOf(0, 1), 10*time.Second)
 	t.Logf("thawed node back in the route after %s", d.Round(time.Millisecond))
+}
+
+// TestBIRDRejectsMisconfiguredPeers: a node configured with the wrong AS
+// number for its router gets a clear error naming the peer and no
+// session; TCP MD5 passwords are honoured: the same password gives a
+// session, a different one none.
+func TestBIRDRejectsMisconfiguredPeers(t *testing.T) {
+	l := newECMPLab(t, [3]birdPeer{{asn: nodeASN}, {asn: nodeASN, password: "s3cret"}, {asn: nodeASN, password: "s3cret"}}, routerRetry)
+	wrongAS := startNode(t, l.nodes[0], speakerConfig(0, Peer{ASN: routerASN + 1}))
+	md5 := startNode(t, l.nodes[1], speakerConfig(1, Peer{Password: "s3cret"}))
+	badMD5 := startNode(t, l.nodes[2], speakerConfig(2, Peer{Password: "other"}))
+	for _, n := range []*node{wrongAS, md5, badMD5} {
+		n.do("announce", testVIP)
+	}
+	d := l.waitHops(hopsOf(1), 30*time.Second)
+	t.Logf("the node with the right password is in the route after %s", d.Round(time.Millisecond))
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		e, ok := wrongAS.lastEvent()
+		if ok && strings.Contains(e.LastError, "192.0.2.1") && strings.Contains(e.LastError, "AS") {
+			t.Logf("wrong AS: event %+v", e)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no error event for the wrong AS number; last event %+v", e)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(5 * time.Second) // several connect retries
+	if wrongAS.everEstablished() {
+		t.Error("a session was established with the wrong AS number")
+	}
+	if badMD5.everEstablished() {
+		t.Error("a session was established with the wrong TCP MD5 password")
+	}
+	if !md5.everEstablished() {
+		t.Error("no session with the right TCP MD5 password")
+	}
+	if hops := l.nextHops(); !sameSet(hops, hopsOf(1)) {
+		t.Errorf("next hops %v, want only the node with the right password", hops)
+	}
+	t.Logf("router:\n%s", l.birdc("show", "protocols"))
+}
+
+// TestBIRDHoldTime: without BFD, a frozen node leaves the route when the
+// hold time it proposed expires: 3 s for one node, 9 s for the other,
+// although the router proposes 9 s to both (the smaller wins).
+func TestBIRDHoldTime(t *testing.T) {
+	l := newECMPLab(t, [3]birdPeer{{asn: nodeASN, hold: 9}, {asn: nodeASN, hold: 9}, {asn: nodeASN, hold: 9}}, routerRetry)
+	short := startNode(t, l.nodes[0], speakerConfig(0, Peer{HoldTime: 3 * time.Second}))
+	long := startNode(t, l.nodes[1], speakerConfig(1, Peer{HoldTime: 9 * time.Second}))
+	short.do("announce", testVIP)
+	long.do("announce", testVIP)
+	l.waitHops(hopsOf(0, 1), 30*time.Second)
+	frozen := time.Now()
+	short.signal(syscall.SIGSTOP)
+	long.signal(syscall.SIGSTOP)
+	dShort := l.waitHops(hopsOf(1), 10*time.Second)
+	l.waitHops(nil, 15*time.Second)
+	dLong := time.Since(frozen)
+	t.Logf("hold timer alone: 3 s hold → withdrawn after %s; 9 s hold → %s", dShort.Round(time.Millisecond), dLong.Round(time.Millisecond))
+	if dShort < 2*time.Second || dShort > 4500*time.Millisecond {
+		t.Errorf("3 s hold time: withdrawn after %s, want 2–4.5 s", dShort)
+	}
+	if dLong < 6*time.Second {
+		t.Errorf("9 s hold time: withdrawn after %s, want at least 6 s", dLong)
+	}
+}
+
+// TestBIRDRouterStall freezes the router for 0.6 s, long enough for BFD
+// (100 ms × 3) to reset every session, and measures how long the VIP then
+// has no route at all and how long until every node is back.
+func TestBIRDRouterStall(t *testing.T) {
+	l := newECMPLab(t, [3]birdPeer{{asn: nodeASN, bfd: true}, {asn: nodeASN, bfd: true}, {asn: nodeASN, bfd: true}}, routerRetry)
+	for i, h := range l.nodes {
+		startNode(t, h, speakerConfig(i, Peer{BFD: bfdFast})).do("announce", testVIP)
+	}
+	l.waitHops(hopsOf(0, 1, 2), 30*time.Second)
+	gap, back := l.stall(600*time.Millisecond, 20*time.Second)
+	t.Logf("router stalled 0.6 s: longest time without a route %s; all three next hops back after %s", gap.Round(time.Millisecond), back.Round(time.Millisecond))
+	if gap > 5*time.Second {
+		t.Errorf("the VIP had no route for %s after a 0.6 s stall, want at most 5 s", gap)
+	}
+	if back > 10*time.Second {
+		t.Errorf("all nodes back after %s, want at most 10 s", back)
+	}
+}
+
+// stall freezes BIRD for d and then watches the route for up to watch:
+// the longest time with no next hop, and the time from the thaw until all
+// three nodes were back (watch if never).
+func (l *ecmpLab) stall(d, watch time.Duration) (gap, back time.Duration) {
+	l.t.Helper()
+	if err := l.bird.Process.Signal(syscall.SIGSTOP); err != nil {
+		l.t.Fatal(err)
+	}
+	time.Sleep(d)
+	if err := l.bird.Process.Signal(syscall.SIGCONT); err != nil {
+		l.t.Fatal(err)
+	}
+	thaw := time.Now()
+	var empty time.Time
+	back = watch
+	for time.Since(thaw) < watch {
+		hops := l.nextHops()
+		now := time.Now()
+		switch {
+		case len(hops) == 0 && empty.IsZero():
+			empty = now
+		case len(hops) > 0 && !empty.IsZero():
+			gap = max(gap, now.Sub(empty))
+			empty = time.Time{}
+		}
+		if len(hops) == 3 && back == watch && time.Since(thaw) > time.Second {
+			back = time.Since(thaw)
+			if empty.IsZero() {
+				break
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !empty.IsZero() {
+		gap = max(gap, time.Since(empty))
+	}
+	return gap, back
 }

@@ -142,12 +142,18 @@ type Speaker struct {
 	log     *slog.Logger
 	onEvent func(Event)
 
-	mu     sync.Mutex
+	mu     sync.Mutex        // guards srv, routes, cancel, done
 	srv    *server.BgpServer // nil unless running
 	routes map[netip.Prefix]*route
-	peers  map[netip.Addr]*PeerStatus
 	cancel context.CancelFunc
 	done   chan struct{}
+
+	// pmu guards peers apart from mu: gobgp reports sessions from its own
+	// goroutines, which may be busy with a call made under mu.
+	pmu   sync.Mutex
+	peers map[netip.Addr]*PeerStatus
+	// emu makes onEvent calls one at a time, in order.
+	emu sync.Mutex
 }
 
 type route struct {
@@ -198,8 +204,9 @@ func (s *Speaker) Run(ctx context.Context) error {
 		}
 	}
 	lvl := &slog.LevelVar{}
-	lvl.Set(slog.LevelWarn)
-	srv := server.NewBgpServer(server.LoggerOption(s.log.With("component", "gobgp"), lvl))
+	lvl.Set(slog.LevelInfo)
+	tap := &notificationTap{next: s.log.Handler(), onNotification: s.notification}
+	srv := server.NewBgpServer(server.LoggerOption(slog.New(tap).With("component", "gobgp"), lvl))
 	go srv.Serve()
 	defer srv.Stop()
 	if err := srv.StartBgp(ctx, &api.StartBgpRequest{Global: &api.Global{
@@ -295,8 +302,8 @@ func (s *Speaker) Announced() []netip.Prefix {
 
 // Peers returns the state of every session, in configuration order.
 func (s *Speaker) Peers() []PeerStatus {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.pmu.Lock()
+	defer s.pmu.Unlock()
 	out := make([]PeerStatus, 0, len(s.cfg.Peers))
 	for _, p := range s.cfg.Peers {
 		out = append(out, *s.peers[p.Address])
@@ -341,45 +348,72 @@ func (s *Speaker) peerUpdate(ev *apiutil.WatchEventMessage_PeerEvent, at time.Ti
 		return
 	}
 	st := ev.Peer.State
-	s.mu.Lock()
-	p, ok := s.peers[st.NeighborAddress]
+	s.update(st.NeighborAddress, at, func(p *PeerStatus) {
+		p.State = stateOf(st.SessionState)
+		if p.State != StateEstablished {
+			p.Since = time.Time{}
+		} else if p.Since.IsZero() {
+			p.Since = at
+		}
+		if p.State == StateIdle && st.DisconnectMessage != "" {
+			p.LastError = fmt.Sprintf("peer %s (AS %d): %s", p.Address, p.ASN, st.DisconnectMessage)
+		}
+	})
+}
+
+// notification records a NOTIFICATION sent to or received from a peer as
+// the session's last error.
+func (s *Speaker) notification(peer netip.Addr, sent bool, code, subcode uint8) {
+	s.update(peer, time.Now(), func(p *PeerStatus) {
+		p.LastError = describeNotification(*p, sent, code, subcode)
+	})
+}
+
+// update changes a peer's status with change, and logs and reports the
+// change of state or error, if any.
+func (s *Speaker) update(peer netip.Addr, at time.Time, change func(*PeerStatus)) {
+	s.emu.Lock()
+	defer s.emu.Unlock()
+	s.pmu.Lock()
+	p, ok := s.peers[peer]
 	if !ok {
-		s.mu.Unlock()
+		s.pmu.Unlock()
 		return
 	}
-	prev := p.State
-	p.State = stateOf(st.SessionState)
-	switch {
-	case p.State == StateEstablished && prev != StateEstablished:
-		p.Since = at
-	case p.State != StateEstablished:
-		p.Since = time.Time{}
-	}
-	if p.State == StateIdle && st.DisconnectMessage != "" {
-		p.LastError = describe(st)
-	}
+	prev := *p
+	change(p)
 	e := Event{PeerStatus: *p, Time: at}
-	s.mu.Unlock()
-	if prev == e.State {
+	s.pmu.Unlock()
+	if prev.State == e.State && prev.LastError == e.LastError {
 		return
 	}
-	if e.State == StateEstablished {
+	switch {
+	case e.State == StateEstablished && prev.State != StateEstablished:
 		s.log.Info("bgp session established", "peer", e.Address, "asn", e.ASN)
-	} else if e.State == StateIdle && e.LastError != "" {
+	case prev.State == StateEstablished:
 		s.log.Warn("bgp session down", "peer", e.Address, "asn", e.ASN, "state", e.State, "error", e.LastError)
+	case e.LastError != prev.LastError:
+		s.log.Warn("bgp session failed", "peer", e.Address, "asn", e.ASN, "state", e.State, "error", e.LastError)
 	}
 	if s.onEvent != nil {
 		s.onEvent(e)
 	}
 }
 
-// describe says why a session went down, naming the peer.
-func describe(st apiutil.PeerState) string {
-	msg := st.DisconnectMessage
-	if st.DisconnectReason == api.PeerState_DISCONNECT_REASON_BAD_PEER_AS || strings.Contains(strings.ToLower(msg), "bad peer as") {
-		msg = fmt.Sprintf("the peer's AS number is not %d, as configured (%s)", st.PeerASN, msg)
+// describeNotification says what a NOTIFICATION means, naming the peer.
+func describeNotification(p PeerStatus, sent bool, code, subcode uint8) string {
+	what := gobgp.NewNotificationErrorCode(code, subcode).String()
+	dir := "received from the router"
+	if sent {
+		dir = "sent to the router"
 	}
-	return fmt.Sprintf("peer %s (AS %d): %s", st.NeighborAddress, st.PeerASN, msg)
+	if code == gobgp.BGP_ERROR_OPEN_MESSAGE_ERROR && subcode == gobgp.BGP_ERROR_SUB_BAD_PEER_AS {
+		if sent {
+			return fmt.Sprintf("peer %s: its AS number is not %d as configured (notification %s: %s)", p.Address, p.ASN, dir, what)
+		}
+		return fmt.Sprintf("peer %s (AS %d): it does not expect this node's AS number (notification %s: %s)", p.Address, p.ASN, dir, what)
+	}
+	return fmt.Sprintf("peer %s (AS %d): notification %s: %s", p.Address, p.ASN, dir, what)
 }
 
 func stateOf(s gobgp.FSMState) State {
