@@ -342,6 +342,22 @@ func (l *ecmpLab) waitHops(want []string, within time.Duration) time.Duration {
 	}
 }
 
+// waitBFD waits until the router has n BFD sessions up.
+func (l *ecmpLab) waitBFD(n int, within time.Duration) {
+	l.t.Helper()
+	start := time.Now()
+	for {
+		out := l.birdc("show", "bfd", "sessions")
+		if strings.Count(out, " Up ") == n {
+			return
+		}
+		if time.Since(start) > within {
+			l.t.Fatalf("want %d BFD sessions up after %s:\n%s", n, within, out)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 func must(b []byte, _ error) string { return string(b) }
 
 func sameSet(a, b []string) bool {
@@ -387,6 +403,7 @@ func TestECMPAgainstBIRD(t *testing.T) {
 	}
 	d := l.waitHops(hopsOf(0, 1, 2), 30*time.Second)
 	t.Logf("three next hops after %s:\n%s", d.Round(time.Millisecond), must(l.router.Run("ip", "route", "show", testVIP.Addr().String())))
+	l.waitBFD(3, 10*time.Second)
 
 	nodes[1].do("withdraw", testVIP)
 	nodes[1].do("withdraw", testVIP) // idempotent
@@ -476,21 +493,33 @@ func TestBIRDHoldTime(t *testing.T) {
 }
 
 // TestBIRDRouterStall freezes the router for 0.6 s, long enough for BFD
-// (100 ms × 3) to reset every session, and measures how long the VIP then
-// has no route at all and how long until every node is back.
+// (100 ms × 3) to reset sessions, three times, and measures how long the
+// VIP then has no route at all and how long until every node is back:
+// with the lab router's reconnect timing, and with BIRD's defaults, where
+// the router's own retry timers may dominate.
 func TestBIRDRouterStall(t *testing.T) {
-	l := newECMPLab(t, [3]birdPeer{{asn: nodeASN, bfd: true}, {asn: nodeASN, bfd: true}, {asn: nodeASN, bfd: true}}, routerRetry)
-	for i, h := range l.nodes {
-		startNode(t, h, speakerConfig(i, Peer{BFD: bfdFast})).do("announce", testVIP)
-	}
-	l.waitHops(hopsOf(0, 1, 2), 30*time.Second)
-	gap, back := l.stall(600*time.Millisecond, 20*time.Second)
-	t.Logf("router stalled 0.6 s: longest time without a route %s; all three next hops back after %s", gap.Round(time.Millisecond), back.Round(time.Millisecond))
-	if gap > 5*time.Second {
-		t.Errorf("the VIP had no route for %s after a 0.6 s stall, want at most 5 s", gap)
-	}
-	if back > 10*time.Second {
-		t.Errorf("all nodes back after %s, want at most 10 s", back)
+	for _, tt := range []struct {
+		name, retry string
+		bound       time.Duration // 0: measured only
+	}{
+		{"router retries in 1s", routerRetry, 5 * time.Second},
+		{"BIRD default retry", "", 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			l := newECMPLab(t, [3]birdPeer{{asn: nodeASN, bfd: true}, {asn: nodeASN, bfd: true}, {asn: nodeASN, bfd: true}}, tt.retry)
+			for i, h := range l.nodes {
+				startNode(t, h, speakerConfig(i, Peer{BFD: bfdFast})).do("announce", testVIP)
+			}
+			l.waitHops(hopsOf(0, 1, 2), 30*time.Second)
+			for round := range 3 {
+				l.waitBFD(3, 20*time.Second)
+				gap, back := l.stall(600*time.Millisecond, 40*time.Second)
+				t.Logf("stall %d: longest time without a route %s; all three next hops back after %s", round+1, gap.Round(time.Millisecond), back.Round(time.Millisecond))
+				if tt.bound != 0 && (gap > tt.bound || back > 2*tt.bound) {
+					t.Errorf("after a 0.6 s stall: %s without a route, all back after %s; want at most %s and %s", gap, back, tt.bound, 2*tt.bound)
+				}
+			}
+		})
 	}
 }
 
