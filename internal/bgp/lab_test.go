@@ -495,15 +495,14 @@ func TestBIRDHoldTime(t *testing.T) {
 // TestBIRDRouterStall freezes the router for 0.6 s, long enough for BFD
 // (100 ms × 3) to reset sessions, three times, and measures how long the
 // VIP then has no route at all and how long until every node is back:
-// with the lab router's reconnect timing, and with BIRD's defaults, where
-// the router's own retry timers may dominate.
+// with the lab router's reconnect timing and with BIRD's defaults (the
+// node dials; BIRD accepts during its error wait).
 func TestBIRDRouterStall(t *testing.T) {
 	for _, tt := range []struct {
 		name, retry string
-		bound       time.Duration // 0: measured only
 	}{
-		{"router retries in 1s", routerRetry, 5 * time.Second},
-		{"BIRD default retry", "", 0},
+		{"router retries in 1s", routerRetry},
+		{"BIRD default retry", ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			l := newECMPLab(t, [3]birdPeer{{asn: nodeASN, bfd: true}, {asn: nodeASN, bfd: true}, {asn: nodeASN, bfd: true}}, tt.retry)
@@ -515,8 +514,8 @@ func TestBIRDRouterStall(t *testing.T) {
 				l.waitBFD(3, 20*time.Second)
 				gap, back := l.stall(600*time.Millisecond, 40*time.Second)
 				t.Logf("stall %d: longest time without a route %s; all three next hops back after %s", round+1, gap.Round(time.Millisecond), back.Round(time.Millisecond))
-				if tt.bound != 0 && (gap > tt.bound || back > 2*tt.bound) {
-					t.Errorf("after a 0.6 s stall: %s without a route, all back after %s; want at most %s and %s", gap, back, tt.bound, 2*tt.bound)
+				if gap > 5*time.Second || back > 10*time.Second {
+					t.Errorf("after a 0.6 s stall: %s without a route, all back after %s; want at most 5 s and 10 s", gap, back)
 				}
 			}
 		})
