@@ -11,7 +11,9 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -321,6 +323,9 @@ func (l *ecmpLab) nextHops() []string {
 }
 
 func (l *ecmpLab) birdc(args ...string) string {
+	if l.sock == "" {
+		return "(no BIRD in this lab)"
+	}
 	out, _ := l.router.Run("birdc", append([]string{"-s", l.sock}, args...)...)
 	return string(out)
 }
@@ -559,4 +564,85 @@ func (l *ecmpLab) stall(d, watch time.Duration) (gap, back time.Duration) {
 		gap = max(gap, time.Since(empty))
 	}
 	return gap, back
+}
+
+// TestECMPAgainstFRR: the same three nodes against FRR (zebra and bgpd):
+// one multipath route with a next hop per node; a withdrawal removes the
+// node's next hop.
+func TestECMPAgainstFRR(t *testing.T) {
+	const zebra, bgpd = "/usr/lib/frr/zebra", "/usr/lib/frr/bgpd"
+	labtest.RequireTool(t, zebra, bgpd)
+	lab := labtest.NewLab(t)
+	sw := labtest.Switch(t, lab, "sw")
+	l := &ecmpLab{t: t, router: labtest.Join(t, lab, sw, "r", routerAddr+"/24")}
+	for i := range 3 {
+		l.nodes = append(l.nodes, labtest.Join(t, lab, sw, fmt.Sprintf("n%d", i+1), nodeAddr(i).String()+"/24"))
+	}
+	if out, err := l.router.Run("sysctl", "-qw", "net.ipv4.fib_multipath_hash_policy=1"); err != nil {
+		t.Fatalf("sysctl: %v: %s", err, out)
+	}
+	dir := t.TempDir()
+	conf := fmt.Sprintf("frr defaults traditional\nrouter bgp %d\n bgp router-id %s\n no bgp ebgp-requires-policy\n", routerASN, routerAddr)
+	for i := range 3 {
+		conf += fmt.Sprintf(" neighbor %s remote-as %d\n", nodeAddr(i), nodeASN)
+	}
+	conf += " address-family ipv4 unicast\n  maximum-paths 8\n exit-address-family\n"
+	files := map[string]string{"zebra.conf": "", "bgpd.conf": conf}
+	for name, text := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The daemons drop to the frr user, which must own their directory
+	// and reach it.
+	if err := os.Chmod(filepath.Dir(dir), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	u, err := user.Lookup("frr")
+	if err != nil {
+		t.Fatalf("FRR's user: %v", err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	for _, f := range []string{dir, filepath.Join(dir, "zebra.conf"), filepath.Join(dir, "bgpd.conf")} {
+		if err := os.Chown(f, uid, gid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ns := filepath.Base(dir)
+	for _, d := range []string{zebra, bgpd} {
+		name := filepath.Base(d)
+		cmd := l.router.Command(context.Background(), d, "-N", ns, "--log", "stdout",
+			"-f", filepath.Join(dir, name+".conf"), "-i", filepath.Join(dir, name+".pid"),
+			"-z", filepath.Join(dir, "zserv.api"), "--vty_socket", dir)
+		cmd.Stdout = &prefixWriter{t: t, prefix: name}
+		cmd.Stderr = cmd.Stdout
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			cmd.Process.Kill()
+			cmd.Wait()
+		})
+		for start := time.Now(); name == "zebra"; { // bgpd needs zebra's socket to install routes
+			if _, err := os.Stat(filepath.Join(dir, "zserv.api")); err == nil {
+				break
+			}
+			if time.Since(start) > 10*time.Second {
+				t.Fatal("zebra made no socket in 10 s")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	var nodes []*node
+	for i, h := range l.nodes {
+		n := startNode(t, h, speakerConfig(i, Peer{}))
+		n.do("announce", testVIP)
+		nodes = append(nodes, n)
+	}
+	d := l.waitHops(hopsOf(0, 1, 2), 30*time.Second)
+	t.Logf("FRR: three next hops after %s:\n%s", d.Round(time.Millisecond), must(l.router.Run("ip", "route", "show", testVIP.Addr().String())))
+	nodes[0].do("withdraw", testVIP)
+	d = l.waitHops(hopsOf(1, 2), 5*time.Second)
+	t.Logf("FRR: withdrawal reached the router's kernel in %s", d.Round(time.Millisecond))
 }
