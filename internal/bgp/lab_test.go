@@ -20,6 +20,10 @@ import (
 	"testing"
 	"time"
 
+	api "github.com/osrg/gobgp/v4/api"
+	"github.com/osrg/gobgp/v4/pkg/apiutil"
+	gobgp "github.com/osrg/gobgp/v4/pkg/packet/bgp"
+
 	"halb/internal/lab/labtest"
 	"halb/internal/lab/netns"
 )
@@ -66,6 +70,10 @@ func runChild(cfgJSON string) int {
 		sc := bufio.NewScanner(os.Stdin)
 		for sc.Scan() {
 			verb, arg, _ := strings.Cut(sc.Text(), " ")
+			if verb == "rib" {
+				say("ok %s", globalTable(sp))
+				continue
+			}
 			p, err := netip.ParsePrefix(arg)
 			if err == nil {
 				switch verb {
@@ -90,6 +98,23 @@ func runChild(cfgJSON string) int {
 		return 1
 	}
 	return 0
+}
+
+// globalTable lists the prefixes in the speaker's gobgp table.
+func globalTable(sp *Speaker) string {
+	sp.mu.Lock()
+	srv := sp.srv
+	sp.mu.Unlock()
+	if srv == nil {
+		return "not running"
+	}
+	var prefixes []string
+	for _, f := range []gobgp.Family{gobgp.RF_IPv4_UC, gobgp.RF_IPv6_UC} {
+		srv.ListPath(apiutil.ListPathRequest{TableType: api.TableType_TABLE_TYPE_GLOBAL, Family: f}, func(p gobgp.NLRI, _ []*apiutil.Path) {
+			prefixes = append(prefixes, p.String())
+		})
+	}
+	return strings.Join(prefixes, ",")
 }
 
 // node is a speaker running in its own process in a lab namespace.
@@ -151,15 +176,24 @@ func startNode(t *testing.T, h *netns.Host, cfg Config) *node {
 
 func (n *node) do(verb string, p netip.Prefix) {
 	n.t.Helper()
-	fmt.Fprintf(n.stdin, "%s %s\n", verb, p)
+	n.ask(fmt.Sprintf("%s %s", verb, p))
+}
+
+// ask sends a command and returns what follows "ok" in the answer.
+func (n *node) ask(cmd string) string {
+	n.t.Helper()
+	fmt.Fprintln(n.stdin, cmd)
 	select {
 	case r := <-n.replies:
-		if r != "ok" {
-			n.t.Fatalf("%s %s: %s", verb, p, r)
+		rest, ok := strings.CutPrefix(r, "ok")
+		if !ok {
+			n.t.Fatalf("%s: %s", cmd, r)
 		}
+		return strings.TrimSpace(rest)
 	case <-time.After(10 * time.Second):
-		n.t.Fatalf("%s %s: no answer", verb, p)
+		n.t.Fatalf("%s: no answer", cmd)
 	}
+	return ""
 }
 
 // lastEvent returns the node's last session event.
@@ -256,12 +290,13 @@ func newECMPLab(t *testing.T, peers [3]birdPeer, retry string) *ecmpLab {
 protocol device { scan time 1; }
 protocol kernel { ipv4 { import none; export all; }; merge paths on; }
 protocol bfd { interface "*" { min rx interval 100 ms; min tx interval 100 ms; multiplier 3; }; }
+protocol static { ipv4; route 198.51.100.0/24 via %s; }
 template bgp lb {
 	local %s as %d;
 	%s
-	ipv4 { import all; export none; };
+	ipv4 { import all; export where source = RTS_STATIC; };
 }
-`, routerAddr, routerAddr, routerASN, retry)
+`, routerAddr, routerAddr, routerAddr, routerASN, retry)
 	for i, p := range peers {
 		fmt.Fprintf(&conf, "protocol bgp n%d from lb {\n\tneighbor %s as %d;\n", i+1, nodeAddr(i), p.asn)
 		if p.password != "" {
@@ -409,6 +444,13 @@ func TestECMPAgainstBIRD(t *testing.T) {
 	d := l.waitHops(hopsOf(0, 1, 2), 30*time.Second)
 	t.Logf("three next hops after %s:\n%s", d.Round(time.Millisecond), must(l.router.Run("ip", "route", "show", testVIP.Addr().String())))
 	l.waitBFD(3, 10*time.Second)
+	// The router sends its routes; the node keeps none of them.
+	if out := l.birdc("show", "route", "export", "n1", "198.51.100.0/24"); !strings.Contains(out, "198.51.100.0/24") {
+		t.Errorf("the router does not send its static route:\n%s", out)
+	}
+	if got := nodes[0].ask("rib"); got != testVIP.String() {
+		t.Errorf("node's table holds %q, want only its own %s", got, testVIP)
+	}
 
 	nodes[1].do("withdraw", testVIP)
 	nodes[1].do("withdraw", testVIP) // idempotent

@@ -216,6 +216,9 @@ func (s *Speaker) Run(ctx context.Context) error {
 	}}); err != nil {
 		return fmt.Errorf("bgp: starting: %w", err)
 	}
+	if err := rejectLearnedRoutes(ctx, srv); err != nil {
+		return err
+	}
 	if err := srv.WatchEvent(ctx, server.WatchEventMessageCallbacks{OnPeerUpdate: s.peerUpdate}, server.WatchPeer()); err != nil {
 		return fmt.Errorf("bgp: watching sessions: %w", err)
 	}
@@ -289,6 +292,33 @@ func (s *Speaker) followSessions(ctx context.Context, srv *server.BgpServer) {
 			}
 		}
 	}
+}
+
+// rejectLearnedRoutes keeps the routers' routes out of gobgp's table: the
+// node only announces, and a router sending it a full table would
+// otherwise cost memory for nothing. Locally originated routes have no
+// neighbour and pass.
+func rejectLearnedRoutes(ctx context.Context, srv *server.BgpServer) error {
+	const set, policy = "routers", "announce-only"
+	if err := srv.AddDefinedSet(ctx, &api.AddDefinedSetRequest{DefinedSet: &api.DefinedSet{
+		DefinedType: api.DefinedType_DEFINED_TYPE_NEIGHBOR, Name: set, List: []string{"0.0.0.0/0", "::/0"},
+	}}); err != nil {
+		return fmt.Errorf("bgp: defining the neighbour set: %w", err)
+	}
+	if err := srv.AddPolicy(ctx, &api.AddPolicyRequest{Policy: &api.Policy{Name: policy, Statements: []*api.Statement{{
+		Name:       "reject-learned",
+		Conditions: &api.Conditions{NeighborSet: &api.MatchSet{Name: set, Type: api.MatchSet_TYPE_ANY}},
+		Actions:    &api.Actions{RouteAction: api.RouteAction_ROUTE_ACTION_REJECT},
+	}}}}); err != nil {
+		return fmt.Errorf("bgp: adding the import policy: %w", err)
+	}
+	if err := srv.AddPolicyAssignment(ctx, &api.AddPolicyAssignmentRequest{Assignment: &api.PolicyAssignment{
+		Name: "global", Direction: api.PolicyDirection_POLICY_DIRECTION_IMPORT,
+		Policies: []*api.Policy{{Name: policy}}, DefaultAction: api.RouteAction_ROUTE_ACTION_ACCEPT,
+	}}); err != nil {
+		return fmt.Errorf("bgp: assigning the import policy: %w", err)
+	}
+	return nil
 }
 
 // Close ends Run, if it runs, and waits for it to close the sessions.
