@@ -7,13 +7,14 @@ import (
 )
 
 // notificationTap passes gobgp's log records on to the daemon's handler,
-// and reports each BGP NOTIFICATION sent or received to onNotification.
+// and reports each BGP NOTIFICATION sent or received to onNotification,
+// with its administrative reason ("BFD is down") if any.
 // gobgp reports some of them only in its log: an OPEN refused on an
 // outgoing connection (a wrong AS number, say) changes no session state.
 type notificationTap struct {
 	next           slog.Handler
 	attrs          []slog.Attr
-	onNotification func(peer netip.Addr, sent bool, code, subcode uint8)
+	onNotification func(peer netip.Addr, sent bool, code, subcode uint8, reason string)
 }
 
 func (h *notificationTap) Enabled(ctx context.Context, l slog.Level) bool {
@@ -24,6 +25,7 @@ func (h *notificationTap) Handle(ctx context.Context, r slog.Record) error {
 	if r.Message == "sent notification" || r.Message == "received notification" {
 		var peer netip.Addr
 		var code, subcode int64
+		var reason string
 		visit := func(a slog.Attr) bool {
 			switch a.Key {
 			case "Key":
@@ -32,6 +34,8 @@ func (h *notificationTap) Handle(ctx context.Context, r slog.Record) error {
 				code = a.Value.Int64()
 			case "Subcode":
 				subcode = a.Value.Int64()
+			case "Communicated-Reason":
+				reason = a.Value.String()
 			}
 			return true
 		}
@@ -40,7 +44,7 @@ func (h *notificationTap) Handle(ctx context.Context, r slog.Record) error {
 		}
 		r.Attrs(visit)
 		if peer.IsValid() {
-			h.onNotification(peer, r.Message == "sent notification", uint8(code), uint8(subcode))
+			h.onNotification(peer, r.Message == "sent notification", uint8(code), uint8(subcode), reason)
 		}
 	}
 	if !h.next.Enabled(ctx, r.Level) {

@@ -192,7 +192,7 @@ func (s *Speaker) Run(ctx context.Context) error {
 	s.mu.Lock()
 	if s.done != nil {
 		s.mu.Unlock()
-		return errors.New("bgp: speaker already running")
+		return errors.New("bgp: Run called twice")
 	}
 	s.cancel, s.done = cancel, make(chan struct{})
 	s.mu.Unlock()
@@ -321,7 +321,8 @@ func rejectLearnedRoutes(ctx context.Context, srv *server.BgpServer) error {
 	return nil
 }
 
-// Close ends Run, if it runs, and waits for it to close the sessions.
+// Close ends Run, if it runs, and waits for it to close the sessions;
+// before Run it does nothing.
 func (s *Speaker) Close() error {
 	s.mu.Lock()
 	cancel, done := s.cancel, s.done
@@ -433,17 +434,23 @@ func (s *Speaker) peerUpdate(ev *apiutil.WatchEventMessage_PeerEvent, at time.Ti
 		} else if p.Since.IsZero() {
 			p.Since = at
 		}
-		if p.State == StateIdle && st.DisconnectMessage != "" {
-			p.LastError = fmt.Sprintf("peer %s (AS %d): %s", p.Address, p.ASN, st.DisconnectMessage)
+		switch st.DisconnectReason {
+		case api.PeerState_DISCONNECT_REASON_NOTIFICATION_SENT, api.PeerState_DISCONNECT_REASON_NOTIFICATION_RECEIVED,
+			api.PeerState_DISCONNECT_REASON_BAD_PEER_AS:
+			// notification has recorded it, with more detail
+		default:
+			if p.State == StateIdle && st.DisconnectMessage != "" {
+				p.LastError = fmt.Sprintf("peer %s (AS %d): %s", p.Address, p.ASN, st.DisconnectMessage)
+			}
 		}
 	})
 }
 
 // notification records a NOTIFICATION sent to or received from a peer as
 // the session's last error.
-func (s *Speaker) notification(peer netip.Addr, sent bool, code, subcode uint8) {
+func (s *Speaker) notification(peer netip.Addr, sent bool, code, subcode uint8, reason string) {
 	s.update(peer, time.Now(), func(p *PeerStatus) {
-		p.LastError = describeNotification(*p, sent, code, subcode)
+		p.LastError = describeNotification(*p, sent, code, subcode, reason)
 	})
 }
 
@@ -474,9 +481,9 @@ func (s *Speaker) update(peer netip.Addr, at time.Time, change func(*PeerStatus)
 	switch {
 	case e.State == StateEstablished && prev.State != StateEstablished:
 		s.log.Info("bgp session established", "peer", e.Address, "asn", e.ASN)
-	case prev.State == StateEstablished:
-		s.log.Warn("bgp session down", "peer", e.Address, "asn", e.ASN, "state", e.State, "error", e.LastError)
-	case e.LastError != prev.LastError:
+	case prev.State == StateEstablished && e.State != StateEstablished:
+		s.log.Warn("bgp session down", "peer", e.Address, "asn", e.ASN, "error", e.LastError)
+	case e.LastError != prev.LastError && e.State != StateEstablished:
 		s.log.Warn("bgp session failed", "peer", e.Address, "asn", e.ASN, "state", e.State, "error", e.LastError)
 	}
 	if s.onEvent != nil {
@@ -485,8 +492,11 @@ func (s *Speaker) update(peer netip.Addr, at time.Time, change func(*PeerStatus)
 }
 
 // describeNotification says what a NOTIFICATION means, naming the peer.
-func describeNotification(p PeerStatus, sent bool, code, subcode uint8) string {
+func describeNotification(p PeerStatus, sent bool, code, subcode uint8, reason string) string {
 	what := gobgp.NewNotificationErrorCode(code, subcode).String()
+	if reason != "" {
+		what += ": " + reason
+	}
 	dir := "received from the router"
 	if sent {
 		dir = "sent to the router"

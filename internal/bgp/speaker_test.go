@@ -142,14 +142,14 @@ func TestNotificationTap(t *testing.T) {
 	var got []string
 	var logged strings.Builder
 	next := slog.NewTextHandler(&logged, &slog.HandlerOptions{Level: slog.LevelWarn})
-	tap := &notificationTap{next: next, onNotification: func(peer netip.Addr, sent bool, code, subcode uint8) {
-		got = append(got, peer.String()+map[bool]string{true: " sent ", false: " received "}[sent]+gobgp.NewNotificationErrorCode(code, subcode).String())
+	tap := &notificationTap{next: next, onNotification: func(peer netip.Addr, sent bool, code, subcode uint8, reason string) {
+		got = append(got, peer.String()+map[bool]string{true: " sent ", false: " received "}[sent]+gobgp.NewNotificationErrorCode(code, subcode).String()+" "+reason)
 	}}
 	log := slog.New(tap).With("Topic", "Peer", "Key", "192.0.2.1")
 	log.Info("sent notification", "State", "BGP_FSM_ACTIVE", "Code", 2, "Subcode", 2)
-	log.Info("received notification", "Code", 6, "Subcode", 4)
+	log.Info("received notification", "Code", 6, "Subcode", 4, "Communicated-Reason", "BFD is down")
 	log.Info("Peer Up")
-	want := []string{"192.0.2.1 sent code 2(open) subcode 2(bad peer as)", "192.0.2.1 received code 6(cease) subcode 4(administrative reset)"}
+	want := []string{"192.0.2.1 sent code 2(open) subcode 2(bad peer as) ", "192.0.2.1 received code 6(cease) subcode 4(administrative reset) BFD is down"}
 	if !slices.Equal(got, want) {
 		t.Errorf("notifications %q, want %q", got, want)
 	}
