@@ -75,7 +75,8 @@ func (v *validator) bgpPeer(i int, p BGPPeer, seen map[netip.Addr]int) {
 }
 
 // bgpAnnounce checks the announced VIPs: each once, none also carried by
-// a VRRP instance, each served by a service.
+// a VRRP instance, each sent to a peer of its family and served by a
+// service.
 func (v *validator) bgpAnnounce() {
 	vrrp := map[netip.Addr]string{}
 	for _, in := range v.c.VRRP.Instances {
@@ -87,6 +88,12 @@ func (v *validator) bgpAnnounce() {
 	for _, s := range v.c.Services {
 		for _, vip := range s.VIPs {
 			served[vip] = true
+		}
+	}
+	peerFamily := map[bool]bool{} // Is4 → some peer
+	for _, p := range v.c.BGP.Peers {
+		if p.Address.IsValid() {
+			peerFamily[p.Address.Is4()] = true
 		}
 	}
 	seen := map[netip.Addr]string{}
@@ -107,6 +114,9 @@ func (v *validator) bgpAnnounce() {
 			seen[vip] = vp
 			if in, ok := vrrp[vip]; ok {
 				v.errorf(vp, "%s: VIP %s is carried by VRRP instance %q; a VIP is either VRRP-owned or BGP-announced, not both", vp, vip, in)
+			}
+			if len(v.c.BGP.Peers) > 0 && !peerFamily[vip.Is4()] {
+				v.errorf(vp, "%s: no peer of VIP %s's address family; a session carries routes of its own family", vp, vip)
 			}
 			if !served[vip] {
 				v.warnf(vp, "%s: no service uses VIP %s; the node would attract traffic it does not balance", vp, vip)

@@ -93,6 +93,8 @@ func TestBGPValidation(t *testing.T) {
 			`t.yaml:29:15: bgp.announce[0].vips[0]: VIP 192.0.2.9 is carried by VRRP instance "web-a"; a VIP is either VRRP-owned or BGP-announced, not both`},
 		{"vip without service", "vips: [203.0.113.10], comm", "vips: [203.0.113.10, 203.0.113.11], comm",
 			"t.yaml:29:29: warning: bgp.announce[0].vips[1]: no service uses VIP 203.0.113.11"},
+		{"vip family without peer", "vips: [203.0.113.10], comm", "vips: [203.0.113.10, 2001:db8::10], comm",
+			"t.yaml:29:29: bgp.announce[0].vips[1]: no peer of VIP 2001:db8::10's address family"},
 		{"drain time", "  announce:\n", "  drain_time: 1h\n  announce:\n", "t.yaml:28:15: bgp.drain_time: 1h0m0s keeps a stopping node for too long"},
 		{"unknown key", "  router_id: 192.0.2.11\n", "  router_id: 192.0.2.11\n  colour: blue\n", `t.yaml:26:3: bgp: unknown key "colour"`},
 	}
