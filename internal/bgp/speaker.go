@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -26,10 +27,10 @@ import (
 	"halb/internal/config"
 )
 
-// Reconnect timing. gobgp waits 30 s (idle hold after a reset) and 5 s
-// (idle hold otherwise) before it dials again, which turns a sub-second
-// stall of a router into half a minute without a route; these keep a
-// reset's cost to a few seconds. gobgp's timers have one-second
+// Reconnect timing. By default gobgp waits 30 s (idle hold) after it
+// resets a session itself, as BFD makes it do, which turned a 0.6 s stall
+// of a router into half a minute without a route; idle holds after other
+// drops are handled by followSessions. gobgp's timers have one-second
 // resolution and its connect retry is at least 2 s.
 const (
 	idleHoldAfterReset = 1 // seconds
@@ -73,15 +74,7 @@ type Attrs struct {
 }
 
 func (a Attrs) equal(b Attrs) bool {
-	if a.MED != b.MED || len(a.Communities) != len(b.Communities) {
-		return false
-	}
-	for i := range a.Communities {
-		if a.Communities[i] != b.Communities[i] {
-			return false
-		}
-	}
-	return true
+	return a.MED == b.MED && slices.Equal(a.Communities, b.Communities)
 }
 
 // FromConfig turns the bgp section of a halb configuration into a speaker
@@ -163,8 +156,8 @@ type route struct {
 	id    uuid.UUID // gobgp's id of the path while running
 }
 
-// New returns a speaker for cfg; it neither dials nor starts goroutines
-// before Run. onEvent, if not nil, is called (from one goroutine at a time,
+// New returns a speaker for cfg logging to log; it neither dials nor
+// starts goroutines before Run. onEvent, if not nil, is called (from one goroutine at a time,
 // and it must not block) on every session state change.
 func New(cfg Config, log *slog.Logger, onEvent func(Event)) (*Speaker, error) {
 	if cfg.ASN == 0 {
