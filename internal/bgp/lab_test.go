@@ -40,8 +40,8 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// runChild runs a speaker, reads "announce PREFIX" and "withdraw PREFIX"
-// lines on stdin (answering "ok" or "error: …"), and writes every session
+// runChild runs a speaker, reads "announce PREFIX [med N]", "withdraw
+// PREFIX" and "rib" lines on stdin (answering "ok …" or "error: …"), and writes every session
 // event as a JSON line "event {…}". It stops on SIGTERM or end of input.
 func runChild(cfgJSON string) int {
 	var cfg Config
@@ -74,11 +74,18 @@ func runChild(cfgJSON string) int {
 				say("ok %s", globalTable(sp))
 				continue
 			}
+			arg, med, _ := strings.Cut(arg, " med ")
 			p, err := netip.ParsePrefix(arg)
 			if err == nil {
 				switch verb {
 				case "announce":
-					err = sp.Announce(p, Attrs{Communities: []uint32{65010<<16 | 100}})
+					a := Attrs{Communities: []uint32{65010<<16 | 100}}
+					if med != "" {
+						_, err = fmt.Sscan(med, &a.MED)
+					}
+					if err == nil {
+						err = sp.Announce(p, a)
+					}
 				case "withdraw":
 					err = sp.Withdraw(p)
 				default:
@@ -459,6 +466,14 @@ func TestECMPAgainstBIRD(t *testing.T) {
 	t.Logf("withdrawal reached the router's kernel in %s", d.Round(time.Millisecond))
 	nodes[1].do("announce", testVIP)
 	nodes[1].do("announce", testVIP)
+	l.waitHops(hopsOf(0, 1, 2), 5*time.Second)
+	// New attributes replace the route: a higher MED loses to the others.
+	nodes[1].ask("announce " + testVIP.String() + " med 5")
+	l.waitHops(hopsOf(0, 2), 5*time.Second)
+	if out := l.birdc("show", "route", testVIP.String(), "all"); !strings.Contains(out, "BGP.med: 5") || !strings.Contains(out, "(65010,100)") {
+		t.Errorf("the router does not see MED 5 and community 65010:100:\n%s", out)
+	}
+	nodes[1].ask("announce " + testVIP.String() + " med 0")
 	l.waitHops(hopsOf(0, 1, 2), 5*time.Second)
 
 	nodes[2].signal(syscall.SIGKILL)
