@@ -27,6 +27,7 @@ type Config struct {
 	IPVSSync   *IPVSSync       `yaml:"ipvs_sync"`
 	API        API             `yaml:"api"`
 	Notify     Notify          `yaml:"notify"`
+	BGP        BGP             `yaml:"bgp"`
 	positions  map[string]Pos  `yaml:"-"`
 }
 

@@ -174,6 +174,7 @@ func applyDefaults(c *Config, opts Options) {
 			c.Notify.Webhooks[i].Timeout = Duration(5e9)
 		}
 	}
+	c.bgpDefaults()
 }
 
 func applyCheckDefaults(ch *Check) {

@@ -78,6 +78,7 @@ func validate(c *Config) Diagnostics {
 	v.notifyDelivery()
 	v.health()
 	v.programUsers()
+	v.bgp()
 	return v.diags
 }
 
@@ -425,7 +426,7 @@ func (v *validator) services() {
 		fam := 0
 		for j, vip := range s.VIPs {
 			vp := fmt.Sprintf("%s.vips[%d]", p, j)
-			if len(carried) > 0 && !carried[vip] {
+			if len(carried) > 0 && !carried[vip] && !v.bgpAnnounced(vip) {
 				v.warnf(vp, "%s: no VRRP instance carries VIP %s; it must be configured by other means", vp, vip)
 			}
 			if fam == 0 {
