@@ -199,6 +199,17 @@ type Server struct {
 	// Port 0 keeps the destination port of the packet.
 	Port   uint16 `yaml:"port"`
 	Weight int    `yaml:"weight"`
+	// Checks, when set, replace the pool's checks for this server.
+	Checks Checks `yaml:"check"`
+}
+
+// ServerChecks returns the checks run on a server of the pool: its own
+// when it has any, else the pool's.
+func (p Pool) ServerChecks(s Server) Checks {
+	if s.Checks != nil {
+		return s.Checks
+	}
+	return p.Checks
 }
 
 // Checks is the list of checks of a pool; all must pass.

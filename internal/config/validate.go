@@ -270,6 +270,9 @@ func (v *validator) pools() {
 			if s.Weight < 0 || s.Weight > 65535 {
 				v.errorf(sp+".weight", "%s.weight: %d is not from 0 to 65535", sp, s.Weight)
 			}
+			for j, ch := range s.Checks {
+				v.check(fmt.Sprintf("%s.check[%d]", sp, j), ch)
+			}
 		}
 		for i, ch := range pool.Checks {
 			v.check(fmt.Sprintf("%s.check[%d]", p, i), ch)
@@ -472,10 +475,18 @@ func (v *validator) servicePool(p string, s Service) {
 			continue
 		}
 		for _, srv := range pool.Servers {
-			if srv.Port == 0 && ch.Type != "ping" && ch.Type != "exec" {
+			if srv.Port == 0 && srv.Checks == nil && ch.Type != "ping" && ch.Type != "exec" {
 				v.errorf(fmt.Sprintf("pools.%s.check[%d]", s.Pool, i), "pools.%s.check[%d]: service %q covers several ports, so the check needs a port (or each server one)",
 					s.Pool, i, s.Name)
 				break
+			}
+		}
+	}
+	for i, srv := range pool.Servers {
+		for j, ch := range srv.Checks {
+			if multiPort && s.Mark.Mode != MarkNone && ch.Port == 0 && srv.Port == 0 && ch.Type != "ping" && ch.Type != "exec" {
+				cp := fmt.Sprintf("pools.%s.servers[%d].check[%d]", s.Pool, i, j)
+				v.errorf(cp, "%s: service %q covers several ports, so the check needs a port (or the server one)", cp, s.Name)
 			}
 		}
 	}

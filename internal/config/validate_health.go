@@ -28,6 +28,11 @@ func (v *validator) health() {
 		for i, ch := range pool.Checks {
 			v.healthCheck(fmt.Sprintf("pools.%s.check[%d]", name, i), ch)
 		}
+		for i, srv := range pool.Servers {
+			for j, ch := range srv.Checks {
+				v.healthCheck(fmt.Sprintf("pools.%s.servers[%d].check[%d]", name, i, j), ch)
+			}
+		}
 	}
 }
 

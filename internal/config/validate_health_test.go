@@ -35,3 +35,34 @@ func TestValidateHealthChecks(t *testing.T) {
 		}
 	}
 }
+
+// TestServerChecks: a server's own check list replaces the pool's, gets
+// the checks' defaults and is validated at its own, located, path.
+func TestServerChecks(t *testing.T) {
+	src := "pools:\n  p:\n    check: {type: tcp}\n    servers:\n" +
+		"      - {address: 198.51.100.11}\n" +
+		"      - address: 198.51.100.12\n        check: [{type: http, port: 8080, path: /health}]\n" +
+		"      - address: 198.51.100.13\n        check: []\n"
+	c, diags := Parse("t.yaml", []byte(src), Options{Hostname: "x"})
+	if c == nil {
+		t.Fatalf("does not load: %s", diags)
+	}
+	p := c.Pools["p"]
+	if got := p.ServerChecks(p.Servers[0]); len(got) != 1 || got[0].Type != "tcp" {
+		t.Errorf("server without its own checks: %+v, want the pool's", got)
+	}
+	own := p.ServerChecks(p.Servers[1])
+	if len(own) != 1 || own[0].Type != "http" || own[0].Port != 8080 || own[0].Rise == 0 || own[0].Interval == 0 {
+		t.Errorf("server's own check: %+v, want http on 8080 with the defaults applied", own)
+	}
+	if got := p.ServerChecks(p.Servers[2]); got == nil || len(got) != 0 {
+		t.Errorf("check: [] gives %#v, want an empty, non-nil list (no checks)", got)
+	}
+
+	bad := "pools:\n  p:\n    servers:\n      - address: 198.51.100.11\n        check: [{type: tcp}, {type: bogus}]\n"
+	_, diags = Parse("t.yaml", []byte(bad), Options{Hostname: "x"})
+	errs := diags.Errors()
+	if len(errs) != 1 || !strings.Contains(errs[0].Message, "pools.p.servers[0].check[1].type") || errs[0].Pos.Line != 5 {
+		t.Errorf("a bad server check: %s, want one error at line 5 naming pools.p.servers[0].check[1].type", errs)
+	}
+}

@@ -150,7 +150,7 @@ func evalPool(in Inputs, pool config.Pool) PoolStatus {
 		ref := ServerRef{Pool: pool.Name, Addr: srv.Address, Port: srv.Port}
 		st := ServerStatus{Healthy: pool.InitialState != "down", Reason: "initial state " + pool.InitialState}
 		weight := srv.Weight
-		if len(pool.Checks) == 0 {
+		if len(pool.ServerChecks(srv)) == 0 {
 			st = ServerStatus{Healthy: true, Reason: "no health check"}
 		} else if h, ok := in.Health[ref]; ok {
 			st.Healthy, st.Reason = h.Up, h.Reason

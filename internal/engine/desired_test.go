@@ -225,3 +225,18 @@ ipvs_sync: {instance: a, interface: eth0}
 		}
 	}
 }
+
+// TestServerWithoutChecks: a server whose own check list is empty is not
+// checked, so it stays up while the pool's checks hold the others down.
+func TestServerWithoutChecks(t *testing.T) {
+	c := loadString(t, strings.Replace(fmt.Sprintf(poolConfig, "inhibit"),
+		"{address: 198.51.100.3, weight: 1}", "{address: 198.51.100.3, weight: 1, check: []}", 1))
+	ev := Desired(Inputs{Config: c, Health: map[ServerRef]ServerHealth{}})
+	st := ev.Pools["web"].Servers
+	if st[2].Reason != "no health check" || !st[2].Healthy {
+		t.Errorf("server with check: []: %+v, want healthy with no health check", st[2])
+	}
+	if st[0].Reason == "no health check" {
+		t.Errorf("server with the pool's checks: %+v, want it checked", st[0])
+	}
+}

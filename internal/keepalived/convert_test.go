@@ -121,3 +121,45 @@ func TestUnexpectedBlockIsNamed(t *testing.T) {
 		t.Errorf("diagnostics lack %q:\n%s", want, diags)
 	}
 }
+
+// TestChecksPerRealServer: real_servers with their own checkers keep them
+// (keepalived checks each with its own), in a per-server check list.
+func TestChecksPerRealServer(t *testing.T) {
+	cfg, diags, _ := loadString(t, `
+virtual_server 192.0.2.1 80 {
+    protocol TCP
+    real_server 198.51.100.1 80 {
+        HTTP_GET {
+            url {
+                path /a
+                status_code 200
+            }
+        }
+    }
+    real_server 198.51.100.2 80 {
+        HTTP_GET {
+            url {
+                path /b
+                status_code 200
+            }
+            connect_port 8080
+        }
+    }
+    real_server 198.51.100.3 80 {
+    }
+}
+`)
+	if cfg == nil {
+		t.Fatalf("does not load:\n%s", diags)
+	}
+	pool := cfg.Pools[cfg.Services[0].Pool]
+	if c := pool.ServerChecks(pool.Servers[0]); len(c) != 1 || c[0].Path != "/a" || pool.Servers[0].Checks != nil {
+		t.Errorf("first server: %+v, want the pool's check on /a", c)
+	}
+	if c := pool.ServerChecks(pool.Servers[1]); len(c) != 1 || c[0].Path != "/b" || c[0].Port != 8080 {
+		t.Errorf("second server: %+v, want its own check on /b, port 8080", c)
+	}
+	if c := pool.ServerChecks(pool.Servers[2]); c == nil || len(c) != 0 {
+		t.Errorf("server without checkers: %#v, want no checks", c)
+	}
+}

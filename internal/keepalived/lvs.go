@@ -618,8 +618,9 @@ func (m *mapper) realServers(nodes []*Node, vs inherited) []realServer {
 	return out
 }
 
-// poolFrom fills a pool with the real servers and their checks, which halb
-// keeps once per pool: every server must have the same checks.
+// poolFrom fills a pool with the real servers and their checks: the first
+// server's checks are the pool's, and a server whose checks differ gets its
+// own list.
 func (m *mapper) poolFrom(vs *Node, pool *config.Pool, rss []realServer, forward string, ownPort uint16, written map[string]Pos) {
 	name := pool.Name
 	p := "pools." + name
@@ -690,8 +691,19 @@ func (m *mapper) poolFrom(vs *Node, pool *config.Pool, rss []realServer, forward
 				}
 			}
 			if i > 0 && !reflect.DeepEqual(mine, checks) {
-				m.errorf(rs.at, "real_server %s: its checks differ from those of real_server %s: halb runs one list of checks for every server of a pool; give every real_server of this virtual_server the same checkers",
-					rs.addr, rss[0].addr)
+				// keepalived checks each real_server with its own
+				// checkers: a server whose checks differ has its own list.
+				if mine == nil {
+					mine = config.Checks{}
+				}
+				pool.Servers[i].Checks = mine
+				sp := fmt.Sprintf("%s.servers[%d]", p, i)
+				m.set(sp+".check", rs.at)
+				for j := range mine {
+					cp := fmt.Sprintf("%s.check[%d]", sp, j)
+					m.set(cp, rs.chkAt[j])
+					m.setCheck(cp, mine[j], rs.chkAt[j])
+				}
 			}
 		}
 		pool.Checks = checks
