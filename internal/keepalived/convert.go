@@ -290,15 +290,16 @@ func (m *mapper) timerArg(n *Node, i int) (config.Duration, bool) {
 	return config.Duration(math.Round(v*1e6) * 1e3), true
 }
 
-// boolArg reads an optional <BOOL>; a keyword alone means true.
+// boolArg reads an optional <BOOL> (keepalived also takes 1 and 0); a
+// keyword alone means true.
 func (m *mapper) boolArg(n *Node, i int) bool {
 	switch strings.ToLower(n.Arg(i)) {
-	case "", "on", "true", "yes":
+	case "", "on", "true", "yes", "1":
 		return true
-	case "off", "false", "no":
+	case "off", "false", "no", "0":
 		return false
 	}
-	m.errorf(n.ArgPos(i), "%s: %q is not on, off, true, false, yes or no", n.Name, n.Arg(i))
+	m.errorf(n.ArgPos(i), "%s: %q is not on, off, true, false, yes, no, 1 or 0", n.Name, n.Arg(i))
 	return false
 }
 

@@ -163,3 +163,39 @@ virtual_server 192.0.2.1 80 {
 		t.Errorf("server without checkers: %#v, want no checks", c)
 	}
 }
+
+// TestKeepalivedQuirksAccepted: what keepalived loads without complaint
+// converts: booleans written 1 or 0, and mail settings without an
+// smtp_server (keepalived sends nothing; halb sets no mail, with a warning).
+func TestKeepalivedQuirksAccepted(t *testing.T) {
+	cfg, diags, _ := loadString(t, `
+global_defs {
+    notification_email {
+        ops@example.org
+    }
+    notification_email_from lb@example.org
+}
+virtual_server 192.0.2.1 80 {
+    protocol TCP
+    alpha 1
+    real_server 198.51.100.1 80 {
+        inhibit_on_failure 0
+        TCP_CHECK {
+        }
+    }
+}
+`)
+	if cfg == nil {
+		t.Fatalf("does not load:\n%s", diags)
+	}
+	if cfg.Notify.SMTP != nil {
+		t.Errorf("notify.smtp: %+v, want none without smtp_server", cfg.Notify.SMTP)
+	}
+	if !strings.Contains(diags.String(), "without smtp_server") {
+		t.Errorf("no warning about the mail settings without smtp_server:\n%s", diags)
+	}
+	pool := cfg.Pools[cfg.Services[0].Pool]
+	if pool.InitialState != "down" || pool.OnFailure != "remove" {
+		t.Errorf("alpha 1, inhibit_on_failure 0: initial state %s, on failure %s; want down, remove", pool.InitialState, pool.OnFailure)
+	}
+}

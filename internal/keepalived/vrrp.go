@@ -179,6 +179,25 @@ func (m *mapper) globalDefs(g *Node) {
 		"vrrp_owner_ignore_adverts":        m.ignore("an address owner (priority 255) in halb stays master"),
 		"vrrp_track_process":               m.ignore("halb tracks interfaces and scripts only"),
 	})
+	m.mailWithoutServer(g)
+}
+
+// mailWithoutServer drops mail settings that name no smtp_server:
+// keepalived loads them and sends nothing, and so does halb, with a
+// warning.
+func (m *mapper) mailWithoutServer(g *Node) {
+	s := m.cfg.Notify.SMTP
+	if s == nil || s.Server != "" {
+		return
+	}
+	m.cfg.Notify.SMTP = nil
+	for path := range m.written {
+		if path == "notify.smtp" || strings.HasPrefix(path, "notify.smtp.") {
+			delete(m.written, path)
+		}
+	}
+	delete(m.origins, "notify")
+	m.warnf(g.Pos, "global_defs: mail settings without smtp_server: keepalived sends no mail, and halb sets no notify.smtp")
 }
 
 // lvsSyncDaemon maps "lvs_sync_daemon IFACE INSTANCE [id N] [maxlen N]
