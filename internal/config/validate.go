@@ -273,6 +273,7 @@ func (v *validator) pools() {
 			for j, ch := range s.Checks {
 				v.check(fmt.Sprintf("%s.check[%d]", sp, j), ch)
 			}
+			v.serverOptions(sp, s)
 		}
 		for i, ch := range pool.Checks {
 			v.check(fmt.Sprintf("%s.check[%d]", p, i), ch)
@@ -549,5 +550,23 @@ func (v *validator) notify() {
 	}
 	if n.Exec != "" && !strings.HasPrefix(n.Exec, "/") {
 		v.errorf("notify.exec", "notify.exec: %q must be an absolute path", n.Exec)
+	}
+}
+
+// serverOptions checks a server's own on_failure and connection thresholds.
+func (v *validator) serverOptions(sp string, s Server) {
+	switch s.OnFailure {
+	case "", "inhibit", "remove":
+	default:
+		v.errorf(sp+".on_failure", "%s.on_failure: %q is not inhibit or remove", sp, s.OnFailure)
+	}
+	if s.MaxConnections != 0 && s.MinConnections > s.MaxConnections {
+		v.errorf(sp+".min_connections", "%s.min_connections: %d is above max_connections %d", sp, s.MinConnections, s.MaxConnections)
+	}
+	if s.MinConnections != 0 && s.MaxConnections == 0 {
+		v.errorf(sp+".min_connections", "%s.min_connections: only means something with max_connections", sp)
+	}
+	if v.c.Dataplane == "nftables" && s.MaxConnections != 0 {
+		v.warnf(sp+".max_connections", "%s.max_connections: the nftables data plane cannot limit a server's connections; only dataplane ipvs honours it", sp)
 	}
 }

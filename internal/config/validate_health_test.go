@@ -66,3 +66,32 @@ func TestServerChecks(t *testing.T) {
 		t.Errorf("a bad server check: %s, want one error at line 5 naming pools.p.servers[0].check[1].type", errs)
 	}
 }
+
+// TestServerOptions: a server's on_failure and connection thresholds are
+// validated at the server's path; nftables warns it cannot honour them.
+func TestServerOptions(t *testing.T) {
+	cases := []struct {
+		server, top, want string
+		warn              bool
+	}{
+		{"on_failure: remove, max_connections: 10, min_connections: 5", "", "", false},
+		{"on_failure: drop", "", "pools.p.servers[0].on_failure", false},
+		{"max_connections: 10, min_connections: 50", "", "above max_connections", false},
+		{"min_connections: 5", "", "only means something with max_connections", false},
+		{"max_connections: 10", "dataplane: nftables\n", "", true},
+	}
+	for _, c := range cases {
+		yaml := c.top + "pools:\n  p:\n    servers: [{address: 198.51.100.11, " + c.server + "}]\n"
+		_, diags := Parse("t.yaml", []byte(yaml), Options{Hostname: "x"})
+		got := diags.Errors().String()
+		switch {
+		case c.want == "" && got != "":
+			t.Errorf("%s: unexpected errors: %s", c.server, got)
+		case c.want != "" && !strings.Contains(got, c.want):
+			t.Errorf("%s: errors %q do not mention %q", c.server, got, c.want)
+		}
+		if warned := strings.Contains(diags.String(), "cannot limit"); warned != c.warn {
+			t.Errorf("%s%s: warning about nftables %v, want %v:\n%s", c.top, c.server, warned, c.warn, diags)
+		}
+	}
+}

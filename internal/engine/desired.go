@@ -254,10 +254,11 @@ func reals(k dataplane.ServiceKey, s config.Service, pool config.Pool, ev Evalua
 		if i < len(ps.Servers) {
 			st = ps.Servers[i]
 		}
-		if !st.Healthy && pool.OnFailure == "remove" {
+		if !st.Healthy && pool.ServerOnFailure(srv) == "remove" {
 			continue
 		}
-		out = append(out, dataplane.Real{Addr: srv.Address, Port: port(srv.Port), Weight: st.EffectiveWeight, Forward: s.Forward, Tunnel: tunnel})
+		out = append(out, dataplane.Real{Addr: srv.Address, Port: port(srv.Port), Weight: st.EffectiveWeight, Forward: s.Forward, Tunnel: tunnel,
+			MaxConns: srv.MaxConnections, MinConns: srv.MinConnections})
 	}
 	return out
 }

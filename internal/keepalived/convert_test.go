@@ -199,3 +199,39 @@ virtual_server 192.0.2.1 80 {
 		t.Errorf("alpha 1, inhibit_on_failure 0: initial state %s, on failure %s; want down, remove", pool.InitialState, pool.OnFailure)
 	}
 }
+
+// TestRealServerOptions: inhibit_on_failure on one real_server only, and
+// uthreshold/lthreshold, become that server's own options.
+func TestRealServerOptions(t *testing.T) {
+	cfg, diags, path := loadString(t, `
+virtual_server 192.0.2.1 80 {
+    protocol TCP
+    real_server 198.51.100.1 80 {
+        inhibit_on_failure
+        uthreshold 100
+        lthreshold 80
+        TCP_CHECK {
+        }
+    }
+    real_server 198.51.100.2 80 {
+        TCP_CHECK {
+        }
+    }
+}
+`)
+	if cfg == nil {
+		t.Fatalf("does not load:\n%s", diags)
+	}
+	pool := cfg.Pools[cfg.Services[0].Pool]
+	a, b := pool.Servers[0], pool.Servers[1]
+	if pool.ServerOnFailure(a) != "inhibit" || pool.ServerOnFailure(b) != "remove" {
+		t.Errorf("on failure: %s, %s; want inhibit for the first only", pool.ServerOnFailure(a), pool.ServerOnFailure(b))
+	}
+	if a.MaxConnections != 100 || a.MinConnections != 80 || b.MaxConnections != 0 {
+		t.Errorf("thresholds %d/%d and %d, want 100/80 and none", a.MaxConnections, a.MinConnections, b.MaxConnections)
+	}
+	p := "pools." + cfg.Services[0].Pool + ".servers[0].max_connections"
+	if at, ok := cfg.PositionOf(p); !ok || at.Line != 6 {
+		t.Errorf("%s written at %v (%v), want %s line 6", p, at, ok, path)
+	}
+}

@@ -2,6 +2,7 @@ package keepalived
 
 import (
 	"fmt"
+	"math"
 	"math/bits"
 	"net/netip"
 	"reflect"
@@ -43,6 +44,14 @@ type realServer struct {
 	wAt    Pos
 	checks []config.Check
 	chkAt  []Pos
+	// onFailure is the server's own inhibit_on_failure when it differs
+	// from the virtual server's ("" otherwise).
+	onFailure string
+	onFailAt  Pos
+	upper     uint32 // uthreshold
+	upperAt   Pos
+	lower     uint32 // lthreshold
+	lowerAt   Pos
 }
 
 func (m *mapper) virtualServer(n *Node) {
@@ -574,7 +583,7 @@ func (m *mapper) realServers(nodes []*Node, vs inherited) []realServer {
 			},
 			"inhibit_on_failure": func(c *Node) {
 				if v := m.boolArg(c, 0); v != vs.inhibit {
-					m.errorf(c.Pos, "inhibit_on_failure differs from the virtual server's: halb treats every server of a pool alike; set it on the virtual_server")
+					rs.onFailure, rs.onFailAt = onFailure(v), c.Pos
 				}
 			},
 			"alpha": func(c *Node) {
@@ -582,10 +591,16 @@ func (m *mapper) realServers(nodes []*Node, vs inherited) []realServer {
 					m.warnf(c.Pos, "alpha differs from the virtual server's: halb starts every server of a pool alike (as the virtual server says)")
 				}
 			},
-			"notify_up":          notifyScript,
-			"notify_down":        notifyScript,
-			"uthreshold":         m.reject("halb sets no connection thresholds on real servers; the server would take more connections"),
-			"lthreshold":         m.reject("halb sets no connection thresholds on real servers; the server would take more connections"),
+			"notify_up":   notifyScript,
+			"notify_down": notifyScript,
+			"uthreshold": func(c *Node) {
+				v, _ := m.intArg(c, 0, 0, math.MaxUint32)
+				rs.upper, rs.upperAt = uint32(v), c.ArgPos(0)
+			},
+			"lthreshold": func(c *Node) {
+				v, _ := m.intArg(c, 0, 0, math.MaxUint32)
+				rs.lower, rs.lowerAt = uint32(v), c.ArgPos(0)
+			},
 			"smtp_alert":         m.ignore("with notify.smtp set, halb mails every health change"),
 			"snmp_name":          m.ignore("halb has no SNMP"),
 			"virtualhost":        func(c *Node) { inh.virtualhost = c.Arg(0) },
@@ -645,6 +660,7 @@ func (m *mapper) poolFrom(vs *Node, pool *config.Pool, rss []realServer, forward
 		if rs.wAt.File != "" {
 			m.set(sp+".weight", rs.wAt)
 		}
+		m.serverOptions(&srv, rs, sp)
 		pool.Servers = append(pool.Servers, srv)
 	}
 	// One check list for every server: a check connects to each server's
@@ -725,5 +741,34 @@ func (m *mapper) setCheck(p string, ch config.Check, at Pos) {
 	}
 	if ch.Port != 0 {
 		m.set(p+".port", at)
+	}
+}
+
+// onFailure is halb's on_failure for keepalived's inhibit_on_failure.
+func onFailure(inhibit bool) string {
+	if inhibit {
+		return "inhibit"
+	}
+	return "remove"
+}
+
+// serverOptions carries a real_server's own inhibit_on_failure and
+// connection thresholds over to its halb server.
+func (m *mapper) serverOptions(srv *config.Server, rs realServer, sp string) {
+	if rs.onFailure != "" {
+		srv.OnFailure = rs.onFailure
+		m.set(sp+".on_failure", rs.onFailAt)
+	}
+	if rs.upper != 0 {
+		srv.MaxConnections = rs.upper
+		m.set(sp+".max_connections", rs.upperAt)
+	}
+	if rs.lower != 0 {
+		if rs.upper == 0 {
+			m.warnf(rs.lowerAt, "lthreshold without uthreshold: IPVS ignores a lower threshold alone, and halb leaves it out")
+			return
+		}
+		srv.MinConnections = rs.lower
+		m.set(sp+".min_connections", rs.lowerAt)
 	}
 }
