@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"fmt"
 	"net/netip"
 	"sort"
 
@@ -93,13 +94,22 @@ func (e *Engine) serviceStatus(s config.Service) []api.Service {
 
 // serverStatus reports the i-th server of a pool.
 func (e *Engine) serverStatus(pool string, i int, srv config.Server) api.Server {
+	p := e.cfg.Pools[pool]
 	ref := ServerRef{Pool: pool, Addr: srv.Address, Port: srv.Port}
 	var ss ServerStatus
 	if servers := e.eval.Pools[pool].Servers; i < len(servers) {
 		ss = servers[i]
 	}
 	out := api.Server{Address: srv.Address.String(), Port: srv.Port, Weight: srv.Weight,
-		EffectiveWeight: ss.EffectiveWeight, Healthy: ss.Healthy, Reason: ss.Reason}
+		EffectiveWeight: ss.EffectiveWeight, Healthy: ss.Healthy, Reason: ss.Reason,
+		OnFailure: p.ServerOnFailure(srv), MaxConnections: srv.MaxConnections, MinConnections: srv.MinConnections}
+	for _, ch := range srv.Checks {
+		name := ch.Type
+		if ch.Port != 0 {
+			name = fmt.Sprintf("%s:%d", ch.Type, ch.Port)
+		}
+		out.Checks = append(out.Checks, name)
+	}
 	if h, ok := e.health[ref]; ok {
 		out.LastChange = h.At
 		out.LatencyMS = float64(h.Latency.Microseconds()) / 1000
