@@ -235,3 +235,30 @@ virtual_server 192.0.2.1 80 {
 		t.Errorf("%s written at %v (%v), want %s line 6", p, at, ok, path)
 	}
 }
+
+// TestVirtualServerAllPorts: a virtual_server without a port (IPVS's
+// port 0 service, every port) covers ports 1-65535 on a shared mark.
+func TestVirtualServerAllPorts(t *testing.T) {
+	cfg, diags, _ := loadString(t, `
+virtual_server 192.0.2.1 {
+    protocol TCP
+    lb_kind DR
+    persistence_timeout 300
+    real_server 198.51.100.1 {
+        TCP_CHECK {
+            connect_port 22
+        }
+    }
+}
+`)
+	if cfg == nil {
+		t.Fatalf("does not load:\n%s", diags)
+	}
+	s := cfg.Services[0]
+	if len(s.Ports) != 1 || s.Ports[0] != (config.PortRange{Lo: 1, Hi: 65535}) || s.Mark.Mode != config.MarkShared {
+		t.Errorf("service ports %v, mark %v; want 1-65535 on a shared mark", s.Ports, s.Mark)
+	}
+	if s.Persistence.Timeout.D() != 300*time.Second {
+		t.Errorf("persistence %v, want 300s", s.Persistence.Timeout)
+	}
+}

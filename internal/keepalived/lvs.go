@@ -30,7 +30,7 @@ type inherited struct {
 // vsEntry is one address, range or mark of a virtual server or group.
 type vsEntry struct {
 	addrs []netip.Addr
-	port  uint16
+	port  uint16 // 0: all ports
 	mark  uint32
 	at    Pos
 }
@@ -207,7 +207,7 @@ func (m *mapper) virtualServer(n *Node) {
 	svc.Pool = name
 	services := m.servicesFrom(name, svc, entries)
 	ownPort := uint16(0) // the one port of the pool's services, if one
-	if len(services) == 1 && len(services[0].Ports) == 1 {
+	if len(services) == 1 && len(services[0].Ports) == 1 && services[0].Ports[0].Single() {
 		ownPort = services[0].Ports[0].Lo
 	}
 	m.poolFrom(n, &pool, m.realServers(servers, inh), svc.Forward, ownPort, poolWritten)
@@ -220,7 +220,7 @@ func (m *mapper) virtualServer(n *Node) {
 		m.set(p+".name", n.Pos)
 		m.set(p+".pool", n.Pos)
 		m.origin(p, n)
-		if s.Mark.Mode == config.MarkExternal {
+		if s.Mark.Mode == config.MarkExternal || s.Mark.Mode == config.MarkShared {
 			m.set(p+".mark", s.at)
 		}
 		for j := range s.VIPs {
@@ -270,15 +270,21 @@ func (m *mapper) vsHead(n *Node) ([]vsEntry, string, bool) {
 	if !ok {
 		return nil, "", false
 	}
-	if len(n.Args) < 2 || n.Arg(1) == "0" {
-		m.errorf(n.Pos, "virtual_server %s without a port (all ports) is not supported: halb services name their ports; mark the ports with a firewall rule and use virtual_server fwmark", n.Arg(0))
-		return nil, "", false
+	name := strings.ReplaceAll(a.String(), ":", ".")
+	if len(n.Args) < 2 {
+		// All ports, as IPVS's port 0 service.
+		return []vsEntry{{addrs: []netip.Addr{a}, at: n.ArgPos(0)}}, name + "-all", true
 	}
 	port, ok := m.portArg(n, 1)
 	if !ok {
 		return nil, "", false
 	}
-	return []vsEntry{{addrs: []netip.Addr{a}, port: port, at: n.ArgPos(0)}}, fmt.Sprintf("%s-%d", strings.ReplaceAll(a.String(), ":", "."), port), true
+	if port == 0 {
+		name += "-all"
+	} else {
+		name += fmt.Sprintf("-%d", port)
+	}
+	return []vsEntry{{addrs: []netip.Addr{a}, port: port, at: n.ArgPos(0)}}, name, true
 }
 
 // groupEntry reads one line of a virtual_server_group: "ADDR PORT",
@@ -296,9 +302,8 @@ func (m *mapper) groupEntry(e *Node) (vsEntry, bool) {
 		m.errorf(e.Pos, "virtual_server_group: %v", err)
 		return vsEntry{}, false
 	}
-	if len(e.Args) == 0 || e.Arg(0) == "0" {
-		m.errorf(e.Pos, "virtual_server_group: %s without a port (all ports) is not supported: halb services name their ports", e.Name)
-		return vsEntry{}, false
+	if len(e.Args) == 0 {
+		return vsEntry{addrs: addrs, at: e.Pos}, true // all ports
 	}
 	port, ok := m.portArg(e, 0)
 	return vsEntry{addrs: addrs, port: port, at: e.Pos}, ok
@@ -372,7 +377,8 @@ type placedService struct {
 
 // servicesFrom makes halb services of a virtual server's entries: each
 // mark is a service; addresses are grouped by port into services of the
-// same VIPs.
+// same VIPs. An entry without a port (IPVS's port 0 service) covers every
+// port: the range 1-65535 on a shared mark.
 func (m *mapper) servicesFrom(name string, base config.Service, entries []vsEntry) []placedService {
 	var marks []placedService
 	portVIPs := map[uint16][]netip.Addr{}
@@ -405,11 +411,19 @@ func (m *mapper) servicesFrom(name string, base config.Service, entries []vsEntr
 			s := base
 			s.VIPs = vips
 			s.Mark = config.Mark{Mode: config.MarkNone}
+			if port == 0 {
+				s.Mark = config.Mark{Mode: config.MarkShared}
+			}
 			i = len(all)
 			byVIPs[k] = i
 			all = append(all, placedService{s, portAt[port]})
 		}
-		all[i].Ports = append(all[i].Ports, config.PortRange{Lo: port, Hi: port})
+		r := config.PortRange{Lo: port, Hi: port}
+		if port == 0 {
+			r = config.PortRange{Lo: 1, Hi: 65535}
+			all[i].Mark = config.Mark{Mode: config.MarkShared}
+		}
+		all[i].Ports = append(all[i].Ports, r)
 	}
 	all = append(all, marks...)
 	for i := range all {
