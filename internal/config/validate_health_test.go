@@ -18,6 +18,8 @@ func TestValidateHealthChecks(t *testing.T) {
 		{`{type: tcp, source: eth0}`, "", ""},
 		{`{type: tcp, source: "not an/interface"}`, "", "neither an IP address nor an interface name"},
 		{`{type: dns, query: example.org, query_type: BOGUS}`, "", "query_type"},
+		{`{type: dns, query: example.org, query_type: RRSIG}`, "", ""},
+		{`{type: dns, query: example.org, query_type: dnskey}`, "", ""},
 		{`{type: exec, command: [/bin/true]}`, "", "needs user"},
 		{`{type: exec, command: [/bin/true]}`, "script_user: nobody\n", ""},
 		{`{type: exec, command: [/bin/true], user: root}`, "", "do not run as root"},

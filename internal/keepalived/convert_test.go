@@ -262,3 +262,24 @@ virtual_server 192.0.2.1 {
 		t.Errorf("persistence %v, want 300s", s.Persistence.Timeout)
 	}
 }
+
+// TestDNSCheckDNSSECTypes: DNS_CHECK asks any type keepalived knows,
+// RRSIG and DNSKEY included.
+func TestDNSCheckDNSSECTypes(t *testing.T) {
+	cfg, diags, _ := loadString(t, `
+virtual_server 192.0.2.1 53 {
+    real_server 198.51.100.1 53 {
+        DNS_CHECK {
+            type rrsig
+            name example.org
+        }
+    }
+}
+`)
+	if cfg == nil {
+		t.Fatalf("does not load:\n%s", diags)
+	}
+	if got := cfg.Pools[cfg.Services[0].Pool].Checks[0].QueryType; got != "RRSIG" {
+		t.Errorf("query type %q, want RRSIG", got)
+	}
+}
