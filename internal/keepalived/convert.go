@@ -110,6 +110,9 @@ type mapper struct {
 	names       map[string]bool  // service and pool names in use
 	syncAt      Pos              // legacy lvs_sync_daemon_interface, per instance
 	instances   map[string]int
+	// claimed maps the address, port and protocol of each group entry
+	// converted so far to its group.
+	claimed map[groupKey]string
 }
 
 func newMapper(path string) *mapper {
@@ -122,6 +125,7 @@ func newMapper(path string) *mapper {
 		groups:    map[string]*Node{},
 		names:     map[string]bool{},
 		instances: map[string]int{},
+		claimed:   map[groupKey]string{},
 	}
 }
 

@@ -1,6 +1,7 @@
 package keepalived
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -281,5 +282,41 @@ virtual_server 192.0.2.1 53 {
 	}
 	if got := cfg.Pools[cfg.Services[0].Pool].Checks[0].QueryType; got != "RRSIG" {
 		t.Errorf("query type %q, want RRSIG", got)
+	}
+}
+
+// TestOverlappingGroups: an entry of a virtual_server_group that an
+// earlier group already has goes to the earlier group's service, with a
+// warning at the entry, instead of an overlap error.
+func TestOverlappingGroups(t *testing.T) {
+	cfg, diags, path := loadString(t, `
+virtual_server_group A {
+    192.0.2.1 80
+    192.0.2.2 80
+}
+virtual_server_group B {
+    192.0.2.2 80
+    192.0.2.3 80
+}
+virtual_server group A {
+    protocol TCP
+    real_server 198.51.100.1 80 {
+    }
+}
+virtual_server group B {
+    protocol TCP
+    real_server 198.51.100.2 80 {
+    }
+}
+`)
+	if cfg == nil {
+		t.Fatalf("does not load:\n%s", diags)
+	}
+	if got := fmt.Sprint(cfg.Services[0].VIPs, cfg.Services[1].VIPs); got != "[192.0.2.1 192.0.2.2] [192.0.2.3]" {
+		t.Errorf("VIPs of the groups' services: %s, want [192.0.2.1 192.0.2.2] [192.0.2.3]", got)
+	}
+	want := path + ":7:5: warning: virtual_server_group B: 192.0.2.2 port 80/tcp is also in virtual_server_group A"
+	if !strings.Contains(diags.String(), want) {
+		t.Errorf("diagnostics lack %q:\n%s", want, diags)
 	}
 }

@@ -196,6 +196,11 @@ func (m *mapper) virtualServer(n *Node) {
 		poolWritten[".initial_state"] = n.Pos
 	}
 
+	if n.Arg(0) == "group" {
+		if entries = m.unclaimed(base, svc.Protocol, entries); len(entries) == 0 {
+			return
+		}
+	}
 	name := base
 	if m.names[name] {
 		// Another virtual server on the same address or group: the
@@ -785,4 +790,42 @@ func (m *mapper) serverOptions(srv *config.Server, rs realServer, sp string) {
 		srv.MinConnections = rs.lower
 		m.set(sp+".min_connections", rs.lowerAt)
 	}
+}
+
+// groupKey is an address, port and protocol of a virtual_server_group.
+type groupKey struct {
+	addr     netip.Addr
+	port     uint16
+	protocol string
+}
+
+// unclaimed leaves out of a group's entries the addresses an earlier group
+// has on the same port and protocol. IPVS has one service for them, which
+// the earlier group's virtual server makes; halb sends them to that
+// group's servers, with a warning (keepalived adds the later group's
+// servers to the same service).
+func (m *mapper) unclaimed(group, protocol string, entries []vsEntry) []vsEntry {
+	var out []vsEntry
+	for _, e := range entries {
+		if e.mark != 0 {
+			out = append(out, e)
+			continue
+		}
+		var keep []netip.Addr
+		for _, a := range e.addrs {
+			k := groupKey{a, e.port, protocol}
+			if other, ok := m.claimed[k]; ok && other != group {
+				m.warnf(e.at, "virtual_server_group %s: %s port %d/%s is also in virtual_server_group %s, whose service takes it: halb sends it to that group's servers only, where keepalived adds this group's servers to them",
+					group, a, e.port, protocol, other)
+				continue
+			}
+			m.claimed[k] = group
+			keep = append(keep, a)
+		}
+		if len(keep) > 0 {
+			e.addrs = keep
+			out = append(out, e)
+		}
+	}
+	return out
 }
