@@ -87,6 +87,7 @@ func Convert(path string, opts Options) Conversion {
 	m.diags = diags
 	m.top(nodes)
 	m.diags.Sort()
+	m.diags = foldWarnings(m.diags)
 	return Conversion{Config: m.cfg, Written: m.written, Origins: m.origins, Diags: m.diags}
 }
 
@@ -244,6 +245,7 @@ func (m *mapper) top(nodes []*Node) {
 		"SSL":                  m.ignore("give https checks client_cert, client_key and ca_file in halb's configuration"),
 	})
 	m.syncWeights()
+	m.foldPools()
 	if m.cfg.IPVSSync != nil && m.cfg.IPVSSync.Instance != "" {
 		if _, ok := m.instances[m.cfg.IPVSSync.Instance]; !ok {
 			m.errorf(m.syncAt, "lvs_sync_daemon: no vrrp_instance named %q", m.cfg.IPVSSync.Instance)

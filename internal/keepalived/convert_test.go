@@ -320,3 +320,51 @@ virtual_server group B {
 		t.Errorf("diagnostics lack %q:\n%s", want, diags)
 	}
 }
+
+// TestFolding: identical pools become one, and a warning with the same
+// cause is given once, with the count and the other places.
+func TestFolding(t *testing.T) {
+	conv := convertString(t, `
+virtual_server 192.0.2.1 80 {
+    protocol TCP
+    real_server 198.51.100.1 80 {
+        TCP_CHECK {
+            delay_before_retry 3
+        }
+    }
+}
+virtual_server 192.0.2.2 80 {
+    protocol TCP
+    real_server 198.51.100.1 80 {
+        TCP_CHECK {
+            delay_before_retry 3
+        }
+    }
+}
+`)
+	if len(conv.Config.Pools) != 1 || conv.Config.Services[0].Pool != conv.Config.Services[1].Pool {
+		t.Errorf("pools %v, services on %s and %s: want one pool for both", conv.Config.Pools, conv.Config.Services[0].Pool, conv.Config.Services[1].Pool)
+	}
+	var retry []string
+	for _, d := range conv.Diags {
+		if strings.Contains(d.Message, "delay_before_retry") {
+			retry = append(retry, d.String())
+		}
+	}
+	if len(retry) != 1 || !strings.Contains(retry[0], "(2 times in all; also at 14:13)") {
+		t.Errorf("delay_before_retry warnings: %q, want one naming the second place", retry)
+	}
+}
+
+func convertString(t *testing.T, conf string) Conversion {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "keepalived.conf")
+	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	conv := Convert(path, Options{ConfigID: "x"})
+	if conv.Config == nil {
+		t.Fatalf("not converted:\n%s", conv.Diags)
+	}
+	return conv
+}
