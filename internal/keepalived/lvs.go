@@ -59,15 +59,58 @@ func (m *mapper) virtualServer(n *Node) {
 	if !ok {
 		return
 	}
-	// keepalived 2.2 makes a virtual server without "protocol" UDP.
-	svc := config.Service{Protocol: "udp", Scheduler: "wlc"}
-	protocolSet := false
-	pool := config.Pool{Quorum: 1, OnFailure: "remove", InitialState: "up"}
-	inh := inherited{delayLoop: config.Duration(60e9), connectTimeout: config.Duration(5e9), retry: -1, forward: "nat"}
+	b := newVSBlock(n)
+	m.walk("virtual_server", n.Children, b.handlers(m))
+	m.vsDefaults(n, b, entries[0].mark != 0)
+	if n.Arg(0) == "group" {
+		if entries = m.unclaimed(base, b.svc.Protocol, entries); len(entries) == 0 {
+			return
+		}
+	}
+	m.placeVirtualServer(n, b, base, entries)
+}
+
+// vsBlock is what a virtual_server block says: its service settings, its
+// pool's, what it passes to its real servers, and where each was written.
+type vsBlock struct {
+	svc         config.Service
+	protocolSet bool
+	pool        config.Pool
+	inh         inherited
 	// Paths written at the virtual_server go to every service made of it.
-	svcWritten := map[string]Pos{"": n.Pos, ".forward": n.Pos, ".scheduler": n.Pos, ".protocol": n.Pos}
-	poolWritten := map[string]Pos{"": n.Pos, ".on_failure": n.Pos}
-	var servers []*Node
+	svcWritten  map[string]Pos
+	poolWritten map[string]Pos
+	servers     []*Node
+}
+
+func newVSBlock(n *Node) *vsBlock {
+	return &vsBlock{
+		// keepalived 2.2 makes a virtual server without "protocol" UDP.
+		svc:         config.Service{Protocol: "udp", Scheduler: "wlc"},
+		pool:        config.Pool{Quorum: 1, OnFailure: "remove", InitialState: "up"},
+		inh:         inherited{delayLoop: config.Duration(60e9), connectTimeout: config.Duration(5e9), retry: -1, forward: "nat"},
+		svcWritten:  map[string]Pos{"": n.Pos, ".forward": n.Pos, ".scheduler": n.Pos, ".protocol": n.Pos},
+		poolWritten: map[string]Pos{"": n.Pos, ".on_failure": n.Pos},
+	}
+}
+
+// handlers are the keywords of a virtual_server block.
+func (b *vsBlock) handlers(m *mapper) map[string]handler {
+	hs := map[string]handler{
+		"real_server": func(c *Node) { b.servers = append(b.servers, c) },
+	}
+	for _, part := range []map[string]handler{b.serviceHandlers(m), b.poolHandlers(m), b.inheritedHandlers(m)} {
+		for k, h := range part {
+			hs[k] = h
+		}
+	}
+	return hs
+}
+
+// serviceHandlers read what goes to the services: scheduler, forwarding,
+// protocol, persistence.
+func (b *vsBlock) serviceHandlers(m *mapper) map[string]handler {
+	svc, svcWritten, inh := &b.svc, b.svcWritten, &b.inh
 	flag := func(c *Node) {
 		svc.SchedulerFlags = append(svc.SchedulerFlags, c.Name)
 		svcWritten[".scheduler_flags"] = c.Pos
@@ -87,20 +130,18 @@ func (m *mapper) virtualServer(n *Node) {
 			}
 		}
 	}
-	quorumScript := m.ignore("halb does not run quorum scripts; its notifications (notify.exec, webhooks, smtp) report quorum changes")
-	m.walk("virtual_server", n.Children, map[string]handler{
-		"real_server": func(c *Node) { servers = append(servers, c) },
-		"lb_algo":     sched,
-		"lvs_sched":   sched,
-		"lb_kind":     method,
-		"lvs_method":  method,
+	return map[string]handler{
+		"lb_algo":    sched,
+		"lvs_sched":  sched,
+		"lb_kind":    method,
+		"lvs_method": method,
 		"protocol": func(c *Node) {
 			if !m.needArgs(c, 1) {
 				return
 			}
 			switch p := strings.ToLower(c.Arg(0)); p {
 			case "tcp", "udp", "sctp":
-				svc.Protocol, protocolSet = p, true
+				svc.Protocol, b.protocolSet = p, true
 				svcWritten[".protocol"] = c.ArgPos(0)
 			default:
 				m.errorf(c.ArgPos(0), "protocol: %q is not TCP, UDP or SCTP", c.Arg(0))
@@ -121,6 +162,27 @@ func (m *mapper) virtualServer(n *Node) {
 			}
 		},
 		"persistence_engine": m.reject("halb has no IPVS persistence engines (sip); clients would be balanced differently"),
+		"ip_family":          m.ignore("halb takes a fwmark service's address family from its real servers"),
+		"ops":                m.reject("halb has no one-packet scheduling; UDP datagrams of a flow would go to one server"),
+		"sh-port":            flag,
+		"sh-fallback":        flag,
+		"mh-port":            flag,
+		"mh-fallback":        flag,
+		"flag-1":             flag,
+		"flag-2":             flag,
+		"flag-3":             flag,
+		"smtp_alert":         m.ignore("with notify.smtp set, halb mails every health change"),
+		"snmp_name":          m.ignore("halb has no SNMP"),
+		"nat_mask":           m.ignore("keepalived itself ignores it"),
+		"lvs_flags":          m.reject("use the scheduler flag keywords (sh-port, sh-fallback, mh-port, mh-fallback)"),
+	}
+}
+
+// poolHandlers read what goes to the pool: quorum and sorry server.
+func (b *vsBlock) poolHandlers(m *mapper) map[string]handler {
+	pool, poolWritten := &b.pool, b.poolWritten
+	quorumScript := m.ignore("halb does not run quorum scripts; its notifications (notify.exec, webhooks, smtp) report quorum changes")
+	return map[string]handler{
 		"quorum": func(c *Node) {
 			pool.Quorum, _ = m.intArg(c, 0, 0, 1<<31-1)
 			poolWritten[".quorum"] = c.ArgPos(0)
@@ -146,6 +208,13 @@ func (m *mapper) virtualServer(n *Node) {
 		},
 		"sorry_server_inhibit":    m.ignore("halb's sorry server takes the traffic while quorum is lost, with weight 1"),
 		"sorry_server_lvs_method": m.ignore("halb forwards to the sorry server with the service's forwarding method"),
+	}
+}
+
+// inheritedHandlers read what the real servers and their checkers inherit.
+func (b *vsBlock) inheritedHandlers(m *mapper) map[string]handler {
+	inh := &b.inh
+	return map[string]handler{
 		"inhibit_on_failure": func(c *Node) {
 			inh.inhibit, inh.inhibitAt = m.boolArg(c, 0), c.Pos
 		},
@@ -165,42 +234,34 @@ func (m *mapper) virtualServer(n *Node) {
 		"nb_get_retry":       func(c *Node) { inh.retry, _ = m.intArg(c, 0, 0, 1<<20) },
 		"delay_before_retry": m.ignore(retryInstead),
 		"warmup":             m.ignore("halb spreads the first checks of a pool over its interval"),
-		"ip_family":          m.ignore("halb takes a fwmark service's address family from its real servers"),
-		"ops":                m.reject("halb has no one-packet scheduling; UDP datagrams of a flow would go to one server"),
-		"sh-port":            flag,
-		"sh-fallback":        flag,
-		"mh-port":            flag,
-		"mh-fallback":        flag,
-		"flag-1":             flag,
-		"flag-2":             flag,
-		"flag-3":             flag,
-		"smtp_alert":         m.ignore("with notify.smtp set, halb mails every health change"),
-		"snmp_name":          m.ignore("halb has no SNMP"),
-		"nat_mask":           m.ignore("keepalived itself ignores it"),
-		"lvs_flags":          m.reject("use the scheduler flag keywords (sh-port, sh-fallback, mh-port, mh-fallback)"),
-	})
+	}
+}
+
+// vsDefaults settles what the block left to keepalived's defaults and
+// what it passes on to its services and pool.
+func (m *mapper) vsDefaults(n *Node, b *vsBlock, isMark bool) {
 	switch {
-	case !protocolSet && entries[0].mark != 0:
-		svc.Protocol = "tcp" // a fwmark service has no protocol in IPVS
-	case !protocolSet:
+	case !b.protocolSet && isMark:
+		b.svc.Protocol = "tcp" // a fwmark service has no protocol in IPVS
+	case !b.protocolSet:
 		m.warnf(n.Pos, "virtual_server without protocol: keepalived 2.2 makes it UDP, and so does halb; write protocol TCP if TCP is meant")
 	}
-	svc.Forward, svc.Tunnel = inh.forward, inh.tunnel
-	svc.SchedulerFlags = m.schedulerFlags(svc.Scheduler, svc.SchedulerFlags, svcWritten[".scheduler_flags"])
-	if inh.inhibit {
-		pool.OnFailure = "inhibit"
-		poolWritten[".on_failure"] = inh.inhibitAt
+	b.svc.Forward, b.svc.Tunnel = b.inh.forward, b.inh.tunnel
+	b.svc.SchedulerFlags = m.schedulerFlags(b.svc.Scheduler, b.svc.SchedulerFlags, b.svcWritten[".scheduler_flags"])
+	if b.inh.inhibit {
+		b.pool.OnFailure = "inhibit"
+		b.poolWritten[".on_failure"] = b.inh.inhibitAt
 	}
-	if inh.alpha {
-		pool.InitialState = "down"
-		poolWritten[".initial_state"] = n.Pos
+	if b.inh.alpha {
+		b.pool.InitialState = "down"
+		b.poolWritten[".initial_state"] = n.Pos
 	}
+}
 
-	if n.Arg(0) == "group" {
-		if entries = m.unclaimed(base, svc.Protocol, entries); len(entries) == 0 {
-			return
-		}
-	}
+// placeVirtualServer names the virtual server's services and pool, and
+// adds them to the configuration with where they were written.
+func (m *mapper) placeVirtualServer(n *Node, b *vsBlock, base string, entries []vsEntry) {
+	svc, pool := b.svc, b.pool
 	name := base
 	if m.names[name] {
 		// Another virtual server on the same address or group: the
@@ -215,11 +276,11 @@ func (m *mapper) virtualServer(n *Node) {
 	if len(services) == 1 && len(services[0].Ports) == 1 && services[0].Ports[0].Single() {
 		ownPort = services[0].Ports[0].Lo
 	}
-	m.poolFrom(n, &pool, m.realServers(servers, inh), svc.Forward, ownPort, poolWritten)
+	m.poolFrom(n, &pool, m.realServers(b.servers, b.inh), svc.Forward, ownPort, b.poolWritten)
 	for _, s := range services {
 		idx := len(m.cfg.Services)
 		p := fmt.Sprintf("services[%d]", idx)
-		for k, at := range svcWritten {
+		for k, at := range b.svcWritten {
 			m.set(p+k, at)
 		}
 		m.set(p+".name", n.Pos)
