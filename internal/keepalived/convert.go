@@ -167,6 +167,17 @@ func (m *mapper) walk(what string, nodes []*Node, hs map[string]handler) {
 	}
 }
 
+// mergeHandlers joins the handlers of the parts of a block.
+func mergeHandlers(parts ...map[string]handler) map[string]handler {
+	out := map[string]handler{}
+	for _, part := range parts {
+		for k, h := range part {
+			out[k] = h
+		}
+	}
+	return out
+}
+
 // blockKeywords are the statements whose block halb reads.
 var blockKeywords = map[string]bool{
 	"global_defs": true, "vrrp_script": true, "vrrp_instance": true, "vrrp_sync_group": true,

@@ -96,15 +96,10 @@ func newVSBlock(n *Node) *vsBlock {
 
 // handlers are the keywords of a virtual_server block.
 func (b *vsBlock) handlers(m *mapper) map[string]handler {
-	hs := map[string]handler{
+	servers := map[string]handler{
 		"real_server": func(c *Node) { b.servers = append(b.servers, c) },
 	}
-	for _, part := range []map[string]handler{b.serviceHandlers(m), b.poolHandlers(m), b.inheritedHandlers(m)} {
-		for k, h := range part {
-			hs[k] = h
-		}
-	}
-	return hs
+	return mergeHandlers(servers, b.serviceHandlers(m), b.poolHandlers(m), b.inheritedHandlers(m))
 }
 
 // serviceHandlers read what goes to the services: scheduler, forwarding,
@@ -743,9 +738,15 @@ func (m *mapper) poolFrom(vs *Node, pool *config.Pool, rss []realServer, forward
 		m.serverOptions(&srv, rs, sp)
 		pool.Servers = append(pool.Servers, srv)
 	}
-	// One check list for every server: a check connects to each server's
-	// own port (port left out) when every server's check does, else to
-	// the one port they all name.
+	m.poolChecks(p, pool, rss, ownPort)
+	m.cfg.Pools[name] = *pool
+}
+
+// poolChecks gives the pool the first server's checks and each server
+// whose checks differ its own list. A check connects to each server's own
+// port (port left out) when every server's check does, else to the one
+// port it names.
+func (m *mapper) poolChecks(p string, pool *config.Pool, rss []realServer, ownPort uint16) {
 	own := func(i int) uint16 {
 		if pool.Servers[i].Port != 0 {
 			return pool.Servers[i].Port
@@ -809,7 +810,6 @@ func (m *mapper) poolFrom(vs *Node, pool *config.Pool, rss []realServer, forward
 			m.setCheck(cp, checks[j], rss[0].chkAt[j])
 		}
 	}
-	m.cfg.Pools[name] = *pool
 }
 
 // setCheck records the written fields of a check.
