@@ -83,6 +83,7 @@ var differentialFiles = map[string]bool{
 	"corpus/ipv6-dual.conf":                        true,
 	"corpus/templated.conf":                        true,
 	"examples/lb-a":                                true,
+	"corpus/per-server.conf":                       true,
 }
 
 func countReals(st dataplane.State) int {
