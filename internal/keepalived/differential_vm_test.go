@@ -189,9 +189,9 @@ func ipvsSave(t *testing.T, h *netns.Host) string {
 		t.Fatalf("ipvsadm -Ln --thresholds: %v: %s", err, thresholds)
 	}
 	for _, l := range strings.Split(string(thresholds), "\n") {
-		// "-> ADDR:PORT FORWARD WEIGHT UTHRESHOLD LTHRESHOLD ACTIVE INACTIVE"
-		if f := strings.Fields(l); len(f) >= 6 && f[0] == "->" && f[1] != "RemoteAddress:Port" && (f[4] != "0" || f[5] != "0") {
-			lines = append(lines, fmt.Sprintf("thresholds %s upper %s lower %s", f[1], f[4], f[5]))
+		// "-> ADDR:PORT UTHRESHOLD LTHRESHOLD ACTIVECONN INACTCONN"
+		if f := strings.Fields(l); len(f) >= 4 && f[0] == "->" && f[1] != "RemoteAddress:Port" && (f[2] != "0" || f[3] != "0") {
+			lines = append(lines, fmt.Sprintf("thresholds %s upper %s lower %s", f[1], f[2], f[3]))
 		}
 	}
 	slices.Sort(lines)
