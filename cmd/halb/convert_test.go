@@ -65,7 +65,7 @@ func TestConvertNamesUnsupported(t *testing.T) {
 		}
 	}
 	for _, kw := range []string{"vrrp_strict", "use_vmac", "dont_track_primary", "virtual_routes", "track_file",
-		"\"frobnicate\"", "ops", "uthreshold", "FILE_CHECK", "misc_dynamic", "vrrp_mcast_group4", "static_ipaddress"} {
+		"\"frobnicate\"", "ops", "FILE_CHECK", "misc_dynamic", "vrrp_mcast_group4", "static_ipaddress"} {
 		if !strings.Contains(stderr, kw) {
 			t.Errorf("%s is not named:\n%s", kw, stderr)
 		}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/netip"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -88,7 +89,7 @@ func writeStatus(w io.Writer, st api.Status, now time.Time) {
 				if srv.Port != 0 {
 					addr = netip.AddrPortFrom(netip.MustParseAddr(srv.Address), srv.Port).String()
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%s\t%s\n", head, addr, srv.EffectiveWeight, srv.Weight, health, srv.Reason)
+				fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%s\t%s%s\n", head, addr, srv.EffectiveWeight, srv.Weight, health, srv.Reason, serverOptions(srv))
 			}
 		}
 		tw.Flush()
@@ -173,4 +174,20 @@ func groupServices(entries []api.Service) []serviceGroup {
 		groups[i].endpoints = append(groups[i].endpoints, endpoint)
 	}
 	return groups
+}
+
+// serverOptions notes what a server has of its own: checks and connection
+// thresholds ("" when nothing).
+func serverOptions(srv api.Server) string {
+	var notes []string
+	if len(srv.Checks) > 0 {
+		notes = append(notes, "checks "+strings.Join(srv.Checks, ","))
+	}
+	if srv.MaxConnections != 0 {
+		notes = append(notes, fmt.Sprintf("conns %d..%d", srv.MinConnections, srv.MaxConnections))
+	}
+	if len(notes) == 0 {
+		return ""
+	}
+	return " [" + strings.Join(notes, "; ") + "]"
 }

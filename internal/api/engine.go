@@ -47,7 +47,8 @@ func FromEngine(s engine.Status) Status {
 		for _, srv := range svc.Servers {
 			as.Servers = append(as.Servers, Server{Address: srv.Address.String(), Port: srv.Port, Weight: srv.Weight,
 				EffectiveWeight: srv.EffectiveWeight, Healthy: srv.Healthy, Reason: srv.Reason,
-				LastChange: srv.LastChange, LatencyMS: float64(srv.Latency.Microseconds()) / 1000})
+				LastChange: srv.LastChange, LatencyMS: float64(srv.Latency.Microseconds()) / 1000,
+				OnFailure: srv.OnFailure, MaxConnections: srv.MaxConnections, MinConnections: srv.MinConnections, Checks: srv.Checks})
 		}
 		st.Services = append(st.Services, as)
 	}

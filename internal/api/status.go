@@ -67,6 +67,16 @@ type Server struct {
 	LastChange time.Time `json:"last_change,omitzero"`
 	// LatencyMS is the duration of the last check, in milliseconds.
 	LatencyMS float64 `json:"latency_ms"`
+	// OnFailure is what becomes of the server when it fails (inhibit or
+	// remove), its own or the pool's.
+	OnFailure string `json:"on_failure,omitempty"`
+	// MaxConnections and MinConnections are its connection thresholds
+	// (0: none).
+	MaxConnections uint32 `json:"max_connections,omitempty"`
+	MinConnections uint32 `json:"min_connections,omitempty"`
+	// Checks names the checks the server runs ("http:8080") when it has
+	// its own, not the pool's.
+	Checks []string `json:"checks,omitempty"`
 }
 
 // Pool is the quorum state of one pool.

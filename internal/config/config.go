@@ -207,6 +207,33 @@ type Server struct {
 	// Port 0 keeps the destination port of the packet.
 	Port   uint16 `yaml:"port"`
 	Weight int    `yaml:"weight"`
+	// Checks, when set, replace the pool's checks for this server.
+	Checks Checks `yaml:"check"`
+	// OnFailure, when set, replaces the pool's on_failure for this server.
+	OnFailure string `yaml:"on_failure"`
+	// MaxConnections and MinConnections are IPVS's upper and lower
+	// connection thresholds (0: none): the server takes no new connections
+	// above the upper until its count falls below the lower.
+	MaxConnections uint32 `yaml:"max_connections"`
+	MinConnections uint32 `yaml:"min_connections"`
+}
+
+// ServerOnFailure returns what becomes of a failed server of the pool:
+// its own on_failure when set, else the pool's.
+func (p Pool) ServerOnFailure(s Server) string {
+	if s.OnFailure != "" {
+		return s.OnFailure
+	}
+	return p.OnFailure
+}
+
+// ServerChecks returns the checks run on a server of the pool: its own
+// when it has any, else the pool's.
+func (p Pool) ServerChecks(s Server) Checks {
+	if s.Checks != nil {
+		return s.Checks
+	}
+	return p.Checks
 }
 
 // Checks is the list of checks of a pool; all must pass.

@@ -155,6 +155,11 @@ func applyDefaults(c *Config, opts Options) {
 		for i := range p.Checks {
 			applyCheckDefaults(&p.Checks[i])
 		}
+		for i := range p.Servers {
+			for j := range p.Servers[i].Checks {
+				applyCheckDefaults(&p.Servers[i].Checks[j])
+			}
+		}
 		c.Pools[name] = p
 	}
 	if c.IPVSSync != nil {

@@ -314,6 +314,10 @@ func (v *validator) pools() {
 			if s.Weight < 0 || s.Weight > 65535 {
 				v.errorf(sp+".weight", "%s.weight: %d is not from 0 to 65535", sp, s.Weight)
 			}
+			for j, ch := range s.Checks {
+				v.check(fmt.Sprintf("%s.check[%d]", sp, j), ch)
+			}
+			v.serverOptions(sp, s)
 		}
 		for i, ch := range pool.Checks {
 			v.check(fmt.Sprintf("%s.check[%d]", p, i), ch)
@@ -504,10 +508,18 @@ func (v *validator) servicePool(p string, s Service) {
 			continue
 		}
 		for _, srv := range pool.Servers {
-			if srv.Port == 0 && ch.Type != "ping" && ch.Type != "exec" {
+			if srv.Port == 0 && srv.Checks == nil && ch.Type != "ping" && ch.Type != "exec" {
 				v.errorf(fmt.Sprintf("pools.%s.check[%d]", s.Pool, i), "pools.%s.check[%d]: service %q covers several ports, so the check needs a port (or each server one)",
 					s.Pool, i, s.Name)
 				break
+			}
+		}
+	}
+	for i, srv := range pool.Servers {
+		for j, ch := range srv.Checks {
+			if multiPort && s.Mark.Mode != MarkNone && ch.Port == 0 && srv.Port == 0 && ch.Type != "ping" && ch.Type != "exec" {
+				cp := fmt.Sprintf("pools.%s.servers[%d].check[%d]", s.Pool, i, j)
+				v.errorf(cp, "%s: service %q covers several ports, so the check needs a port (or the server one)", cp, s.Name)
 			}
 		}
 	}
@@ -570,5 +582,23 @@ func (v *validator) notify() {
 	}
 	if n.Exec != "" && !strings.HasPrefix(n.Exec, "/") {
 		v.errorf("notify.exec", "notify.exec: %q must be an absolute path", n.Exec)
+	}
+}
+
+// serverOptions checks a server's own on_failure and connection thresholds.
+func (v *validator) serverOptions(sp string, s Server) {
+	switch s.OnFailure {
+	case "", "inhibit", "remove":
+	default:
+		v.errorf(sp+".on_failure", "%s.on_failure: %q is not inhibit or remove", sp, s.OnFailure)
+	}
+	if s.MaxConnections != 0 && s.MinConnections > s.MaxConnections {
+		v.errorf(sp+".min_connections", "%s.min_connections: %d is above max_connections %d", sp, s.MinConnections, s.MaxConnections)
+	}
+	if s.MinConnections != 0 && s.MaxConnections == 0 {
+		v.errorf(sp+".min_connections", "%s.min_connections: only means something with max_connections", sp)
+	}
+	if v.c.Dataplane == "nftables" && s.MaxConnections != 0 {
+		v.warnf(sp+".max_connections", "%s.max_connections: the nftables data plane cannot limit a server's connections; only dataplane ipvs honours it", sp)
 	}
 }

@@ -9,8 +9,9 @@ import (
 	"strings"
 )
 
-// DNSQueryTypes are the record types a dns check may ask for.
-var DNSQueryTypes = []string{"A", "AAAA", "CNAME", "MX", "NS", "PTR", "SOA", "SRV", "TXT"}
+// DNSQueryTypes are the record types a dns check may ask for: keepalived's
+// (its DNSSEC types RRSIG and DNSKEY included) and PTR and SRV.
+var DNSQueryTypes = []string{"A", "AAAA", "CNAME", "DNSKEY", "MX", "NS", "PTR", "RRSIG", "SOA", "SRV", "TXT"}
 
 // health checks what the health checkers need of each check beyond the
 // common keys.
@@ -27,6 +28,11 @@ func (v *validator) health() {
 		}
 		for i, ch := range pool.Checks {
 			v.healthCheck(fmt.Sprintf("pools.%s.check[%d]", name, i), ch)
+		}
+		for i, srv := range pool.Servers {
+			for j, ch := range srv.Checks {
+				v.healthCheck(fmt.Sprintf("pools.%s.servers[%d].check[%d]", name, i, j), ch)
+			}
 		}
 	}
 }

@@ -38,12 +38,19 @@ func (v *validator) programUsers() {
 			v.warnf(p+".notify_user", "%s.notify_user: set without notify", p)
 		}
 	}
-	for _, name := range slices.Sorted(maps.Keys(v.c.Pools)) {
-		for i, ch := range v.c.Pools[name].Checks {
+	execChecks := func(at string, checks Checks) {
+		for i, ch := range checks {
 			if ch.Type == "exec" {
-				p := fmt.Sprintf("pools.%s.check[%d]", name, i)
+				p := fmt.Sprintf("%s.check[%d]", at, i)
 				check("an exec check", p, p+".user", "user", ch.User)
 			}
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(v.c.Pools)) {
+		pool := v.c.Pools[name]
+		execChecks("pools."+name, pool.Checks)
+		for j, srv := range pool.Servers {
+			execChecks(fmt.Sprintf("pools.%s.servers[%d]", name, j), srv.Checks)
 		}
 	}
 	if n := v.c.Notify; n.Exec != "" {

@@ -81,3 +81,22 @@ func TestProgramUsers(t *testing.T) {
 		t.Errorf("script_user root:\n%s\nwant:\n%s", got, strings.Join(want, "\n")+"\n")
 	}
 }
+
+// TestServerExecCheckUser: a server's own exec check needs a user as the
+// pool's do.
+func TestServerExecCheckUser(t *testing.T) {
+	const cfg = `node: lb-a
+pools:
+  www:
+    servers:
+      - {address: 198.51.100.11, check: [{type: exec, command: [/bin/true]}]}
+`
+	_, diags := Parse("s.yaml", []byte(cfg), Options{})
+	want := "s.yaml:5:42: pools.www.servers[0].check[0]: an exec check needs user (or the top-level script_user), the user it runs as\n"
+	if got := diags.String(); got != want {
+		t.Errorf("got:\n%s\nwant:\n%s", got, want)
+	}
+	if _, diags := Parse("s.yaml", []byte("script_user: nobody\n"+cfg), Options{}); len(diags) != 0 {
+		t.Errorf("with script_user: %v", diags)
+	}
+}

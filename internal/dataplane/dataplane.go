@@ -92,6 +92,10 @@ type Real struct {
 	Tunnel  Tunnel `json:"tunnel,omitzero"`
 	Weight  int    `json:"weight"`
 	Forward string `json:"forward"` // dr | nat | tun
+	// MaxConns and MinConns are IPVS's upper and lower connection
+	// thresholds (0: none).
+	MaxConns uint32 `json:"max_connections,omitempty"`
+	MinConns uint32 `json:"min_connections,omitempty"`
 }
 
 // Tunnel is an IPVS tunnel encapsulation.

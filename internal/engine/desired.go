@@ -143,7 +143,7 @@ func evalPool(in Inputs, pool config.Pool) PoolStatus {
 		ref := ServerRef{Pool: pool.Name, Addr: srv.Address, Port: srv.Port}
 		st := ServerStatus{Healthy: pool.InitialState != "down", Reason: "initial state " + pool.InitialState}
 		weight := srv.Weight
-		if len(pool.Checks) == 0 {
+		if len(pool.ServerChecks(srv)) == 0 {
 			st = ServerStatus{Healthy: true, Reason: "no health check"}
 		} else if h, ok := in.Health[ref]; ok {
 			st.Healthy, st.Reason = h.Up, h.Reason
@@ -247,10 +247,11 @@ func reals(k dataplane.ServiceKey, s config.Service, pool config.Pool, ev Evalua
 		if i < len(ps.Servers) {
 			st = ps.Servers[i]
 		}
-		if !st.Healthy && pool.OnFailure == "remove" {
+		if !st.Healthy && pool.ServerOnFailure(srv) == "remove" {
 			continue
 		}
-		out = append(out, dataplane.Real{Addr: srv.Address, Port: port(srv.Port), Weight: st.EffectiveWeight, Forward: s.Forward, Tunnel: tunnel})
+		out = append(out, dataplane.Real{Addr: srv.Address, Port: port(srv.Port), Weight: st.EffectiveWeight, Forward: s.Forward, Tunnel: tunnel,
+			MaxConns: srv.MaxConnections, MinConns: srv.MinConnections})
 	}
 	return out
 }

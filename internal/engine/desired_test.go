@@ -226,3 +226,41 @@ ipvs_sync: {instance: a, interface: eth0}
 		}
 	}
 }
+
+// TestServerWithoutChecks: a server whose own check list is empty is not
+// checked, so it stays up while the pool's checks hold the others down.
+func TestServerWithoutChecks(t *testing.T) {
+	c := loadString(t, strings.Replace(fmt.Sprintf(poolConfig, "inhibit"),
+		"{address: 198.51.100.3, weight: 1}", "{address: 198.51.100.3, weight: 1, check: []}", 1))
+	ev := Desired(Inputs{Config: c, Health: map[ServerRef]ServerHealth{}})
+	st := ev.Pools["web"].Servers
+	if st[2].Reason != "no health check" || !st[2].Healthy {
+		t.Errorf("server with check: []: %+v, want healthy with no health check", st[2])
+	}
+	if st[0].Reason == "no health check" {
+		t.Errorf("server with the pool's checks: %+v, want it checked", st[0])
+	}
+}
+
+// TestServerOptions: a server's own on_failure overrides the pool's, and
+// its connection thresholds reach the data plane's real server.
+func TestServerOptions(t *testing.T) {
+	c := loadString(t, strings.NewReplacer(
+		"{address: 198.51.100.2, weight: 1}", "{address: 198.51.100.2, weight: 1, on_failure: remove}",
+		"{address: 198.51.100.3, weight: 1}", "{address: 198.51.100.3, weight: 1, max_connections: 100, min_connections: 90}",
+	).Replace(fmt.Sprintf(poolConfig, "inhibit")))
+	health := map[ServerRef]ServerHealth{
+		ref("198.51.100.1"): {Up: false, Reason: "down"},
+		ref("198.51.100.2"): {Up: false, Reason: "down"},
+		ref("198.51.100.3"): {Up: true, Weight: -1},
+	}
+	ev := Desired(Inputs{Config: c, Health: health})
+	if got, want := realsText(ev), "198.51.100.1:80=0 198.51.100.3:80=1"; got != want {
+		t.Errorf("reals %s, want %s (the pool inhibits, 198.51.100.2 is removed)", got, want)
+	}
+	for _, r := range ev.State.Services[0].Reals {
+		if r.Addr.String() == "198.51.100.3" && (r.MaxConns != 100 || r.MinConns != 90) {
+			t.Errorf("thresholds %d/%d, want 100/90", r.MaxConns, r.MinConns)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"fmt"
 	"net/netip"
 	"sort"
 	"time"
@@ -57,6 +58,15 @@ type ServerState struct {
 	ServerStatus
 	LastChange time.Time     // zero: the health never changed
 	Latency    time.Duration // of the last check
+	// OnFailure is what becomes of the server when it fails (inhibit or
+	// remove), its own or the pool's.
+	OnFailure string
+	// MaxConnections and MinConnections are its connection thresholds
+	// (0: none).
+	MaxConnections, MinConnections uint32
+	// Checks names the checks the server runs ("http:8080") when it has
+	// its own, not the pool's.
+	Checks []string
 }
 
 // PoolState is the quorum state of one pool.
@@ -151,12 +161,21 @@ func (e *Engine) serviceStatus(s config.Service) []ServiceState {
 
 // serverStatus reports the i-th server of a pool.
 func (e *Engine) serverStatus(pool string, i int, srv config.Server) ServerState {
+	p := e.cfg.Pools[pool]
 	ref := ServerRef{Pool: pool, Addr: srv.Address, Port: srv.Port}
 	var ss ServerStatus
 	if servers := e.eval.Pools[pool].Servers; i < len(servers) {
 		ss = servers[i]
 	}
-	out := ServerState{Address: srv.Address, Port: srv.Port, Weight: srv.Weight, ServerStatus: ss}
+	out := ServerState{Address: srv.Address, Port: srv.Port, Weight: srv.Weight, ServerStatus: ss,
+		OnFailure: p.ServerOnFailure(srv), MaxConnections: srv.MaxConnections, MinConnections: srv.MinConnections}
+	for _, ch := range srv.Checks {
+		name := ch.Type
+		if ch.Port != 0 {
+			name = fmt.Sprintf("%s:%d", ch.Type, ch.Port)
+		}
+		out.Checks = append(out.Checks, name)
+	}
 	if h, ok := e.health[ref]; ok {
 		out.LastChange, out.Latency = h.At, h.Latency
 	}

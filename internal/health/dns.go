@@ -19,6 +19,9 @@ var dnsTypes = map[string]dnsmessage.Type{
 	"A": dnsmessage.TypeA, "AAAA": dnsmessage.TypeAAAA, "CNAME": dnsmessage.TypeCNAME,
 	"MX": dnsmessage.TypeMX, "NS": dnsmessage.TypeNS, "PTR": dnsmessage.TypePTR,
 	"SOA": dnsmessage.TypeSOA, "SRV": dnsmessage.TypeSRV, "TXT": dnsmessage.TypeTXT,
+	// DNSSEC records, which keepalived also asks for; dnsmessage has no
+	// names for them.
+	"RRSIG": 46, "DNSKEY": 48,
 }
 
 var rcodeNames = map[dnsmessage.RCode]string{

@@ -60,11 +60,12 @@ func plan(cfg *config.Config) (map[probeKey]probeSpec, []memberSpec) {
 	sort.Strings(pools)
 	for _, name := range pools {
 		pool := cfg.Pools[name]
-		if len(pool.Checks) == 0 {
-			continue
-		}
 		servicePorts := poolPorts(cfg, name)
 		for _, srv := range pool.Servers {
+			checks := pool.ServerChecks(srv)
+			if len(checks) == 0 {
+				continue
+			}
 			m := memberSpec{
 				key:       memberKey{Pool: name, Addr: srv.Address, Port: srv.Port},
 				server:    serverName(srv.Address, srv.Port),
@@ -73,7 +74,7 @@ func plan(cfg *config.Config) (map[probeKey]probeSpec, []memberSpec) {
 				initialUp: pool.InitialState != "down",
 				slowStart: pool.SlowStart.D(),
 			}
-			for _, ch := range pool.Checks {
+			for _, ch := range checks {
 				for _, port := range checkPorts(ch, srv, servicePorts) {
 					spec := newSpec(ch, srv.Address, port)
 					probes[spec.key] = spec

@@ -90,6 +90,7 @@ func Convert(path string, opts Options) Conversion {
 	m.top(nodes)
 	m.defaultScriptUser()
 	m.diags.Sort()
+	m.diags = foldWarnings(m.diags)
 	return Conversion{Config: m.cfg, Written: m.written, Origins: m.origins, Diags: m.diags}
 }
 
@@ -113,6 +114,9 @@ type mapper struct {
 	names       map[string]bool  // service and pool names in use
 	syncAt      Pos              // legacy lvs_sync_daemon_interface, per instance
 	instances   map[string]int
+	// claimed maps the address, port and protocol of each group entry
+	// converted so far to its group.
+	claimed map[groupKey]string
 }
 
 func newMapper(path string) *mapper {
@@ -125,6 +129,7 @@ func newMapper(path string) *mapper {
 		groups:    map[string]*Node{},
 		names:     map[string]bool{},
 		instances: map[string]int{},
+		claimed:   map[groupKey]string{},
 	}
 }
 
@@ -163,6 +168,17 @@ func (m *mapper) walk(what string, nodes []*Node, hs map[string]handler) {
 		}
 		m.warnf(n.Pos, "%s: keyword %q is not known to halb; ignored", what, n.Name)
 	}
+}
+
+// mergeHandlers joins the handlers of the parts of a block.
+func mergeHandlers(parts ...map[string]handler) map[string]handler {
+	out := map[string]handler{}
+	for _, part := range parts {
+		for k, h := range part {
+			out[k] = h
+		}
+	}
+	return out
 }
 
 // blockKeywords are the statements whose block halb reads.
@@ -243,6 +259,7 @@ func (m *mapper) top(nodes []*Node) {
 		"SSL":                  m.ignore("give https checks client_cert, client_key and ca_file in halb's configuration"),
 	})
 	m.syncWeights()
+	m.foldPools()
 	if m.cfg.IPVSSync != nil && m.cfg.IPVSSync.Instance != "" {
 		if _, ok := m.instances[m.cfg.IPVSSync.Instance]; !ok {
 			m.errorf(m.syncAt, "lvs_sync_daemon: no vrrp_instance named %q", m.cfg.IPVSSync.Instance)
@@ -293,15 +310,16 @@ func (m *mapper) timerArg(n *Node, i int) (config.Duration, bool) {
 	return config.Duration(math.Round(v*1e6) * 1e3), true
 }
 
-// boolArg reads an optional <BOOL>; a keyword alone means true.
+// boolArg reads an optional <BOOL> (keepalived also takes 1 and 0); a
+// keyword alone means true.
 func (m *mapper) boolArg(n *Node, i int) bool {
 	switch strings.ToLower(n.Arg(i)) {
-	case "", "on", "true", "yes":
+	case "", "on", "true", "yes", "1":
 		return true
-	case "off", "false", "no":
+	case "off", "false", "no", "0":
 		return false
 	}
-	m.errorf(n.ArgPos(i), "%s: %q is not on, off, true, false, yes or no", n.Name, n.Arg(i))
+	m.errorf(n.ArgPos(i), "%s: %q is not on, off, true, false, yes, no, 1 or 0", n.Name, n.Arg(i))
 	return false
 }
 

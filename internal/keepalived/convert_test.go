@@ -1,6 +1,7 @@
 package keepalived
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -120,4 +121,250 @@ func TestUnexpectedBlockIsNamed(t *testing.T) {
 	if want := path + ":2:3: warning: router_id takes no block"; !strings.Contains(diags.String(), want) {
 		t.Errorf("diagnostics lack %q:\n%s", want, diags)
 	}
+}
+
+// TestChecksPerRealServer: real_servers with their own checkers keep them
+// (keepalived checks each with its own), in a per-server check list.
+func TestChecksPerRealServer(t *testing.T) {
+	cfg, diags, _ := loadString(t, `
+virtual_server 192.0.2.1 80 {
+    protocol TCP
+    real_server 198.51.100.1 80 {
+        HTTP_GET {
+            url {
+                path /a
+                status_code 200
+            }
+        }
+    }
+    real_server 198.51.100.2 80 {
+        HTTP_GET {
+            url {
+                path /b
+                status_code 200
+            }
+            connect_port 8080
+        }
+    }
+    real_server 198.51.100.3 80 {
+    }
+}
+`)
+	if cfg == nil {
+		t.Fatalf("does not load:\n%s", diags)
+	}
+	pool := cfg.Pools[cfg.Services[0].Pool]
+	if c := pool.ServerChecks(pool.Servers[0]); len(c) != 1 || c[0].Path != "/a" || pool.Servers[0].Checks != nil {
+		t.Errorf("first server: %+v, want the pool's check on /a", c)
+	}
+	if c := pool.ServerChecks(pool.Servers[1]); len(c) != 1 || c[0].Path != "/b" || c[0].Port != 8080 {
+		t.Errorf("second server: %+v, want its own check on /b, port 8080", c)
+	}
+	if c := pool.ServerChecks(pool.Servers[2]); c == nil || len(c) != 0 {
+		t.Errorf("server without checkers: %#v, want no checks", c)
+	}
+}
+
+// TestKeepalivedQuirksAccepted: what keepalived loads without complaint
+// converts: booleans written 1 or 0, and mail settings without an
+// smtp_server (keepalived sends nothing; halb sets no mail, with a warning).
+func TestKeepalivedQuirksAccepted(t *testing.T) {
+	cfg, diags, _ := loadString(t, `
+global_defs {
+    notification_email {
+        ops@example.org
+    }
+    notification_email_from lb@example.org
+}
+virtual_server 192.0.2.1 80 {
+    protocol TCP
+    alpha 1
+    real_server 198.51.100.1 80 {
+        inhibit_on_failure 0
+        TCP_CHECK {
+        }
+    }
+}
+`)
+	if cfg == nil {
+		t.Fatalf("does not load:\n%s", diags)
+	}
+	if cfg.Notify.SMTP != nil {
+		t.Errorf("notify.smtp: %+v, want none without smtp_server", cfg.Notify.SMTP)
+	}
+	if !strings.Contains(diags.String(), "without smtp_server") {
+		t.Errorf("no warning about the mail settings without smtp_server:\n%s", diags)
+	}
+	pool := cfg.Pools[cfg.Services[0].Pool]
+	if pool.InitialState != "down" || pool.OnFailure != "remove" {
+		t.Errorf("alpha 1, inhibit_on_failure 0: initial state %s, on failure %s; want down, remove", pool.InitialState, pool.OnFailure)
+	}
+}
+
+// TestRealServerOptions: inhibit_on_failure on one real_server only, and
+// uthreshold/lthreshold, become that server's own options.
+func TestRealServerOptions(t *testing.T) {
+	cfg, diags, path := loadString(t, `
+virtual_server 192.0.2.1 80 {
+    protocol TCP
+    real_server 198.51.100.1 80 {
+        inhibit_on_failure
+        uthreshold 100
+        lthreshold 80
+        TCP_CHECK {
+        }
+    }
+    real_server 198.51.100.2 80 {
+        TCP_CHECK {
+        }
+    }
+}
+`)
+	if cfg == nil {
+		t.Fatalf("does not load:\n%s", diags)
+	}
+	pool := cfg.Pools[cfg.Services[0].Pool]
+	a, b := pool.Servers[0], pool.Servers[1]
+	if pool.ServerOnFailure(a) != "inhibit" || pool.ServerOnFailure(b) != "remove" {
+		t.Errorf("on failure: %s, %s; want inhibit for the first only", pool.ServerOnFailure(a), pool.ServerOnFailure(b))
+	}
+	if a.MaxConnections != 100 || a.MinConnections != 80 || b.MaxConnections != 0 {
+		t.Errorf("thresholds %d/%d and %d, want 100/80 and none", a.MaxConnections, a.MinConnections, b.MaxConnections)
+	}
+	p := "pools." + cfg.Services[0].Pool + ".servers[0].max_connections"
+	if at, ok := cfg.PositionOf(p); !ok || at.Line != 6 {
+		t.Errorf("%s written at %v (%v), want %s line 6", p, at, ok, path)
+	}
+}
+
+// TestVirtualServerAllPorts: a virtual_server without a port (IPVS's
+// port 0 service, every port) covers ports 1-65535 on a shared mark.
+func TestVirtualServerAllPorts(t *testing.T) {
+	cfg, diags, _ := loadString(t, `
+virtual_server 192.0.2.1 {
+    protocol TCP
+    lb_kind DR
+    persistence_timeout 300
+    real_server 198.51.100.1 {
+        TCP_CHECK {
+            connect_port 22
+        }
+    }
+}
+`)
+	if cfg == nil {
+		t.Fatalf("does not load:\n%s", diags)
+	}
+	s := cfg.Services[0]
+	if len(s.Ports) != 1 || s.Ports[0] != (config.PortRange{Lo: 1, Hi: 65535}) || s.Mark.Mode != config.MarkShared {
+		t.Errorf("service ports %v, mark %v; want 1-65535 on a shared mark", s.Ports, s.Mark)
+	}
+	if s.Persistence.Timeout.D() != 300*time.Second {
+		t.Errorf("persistence %v, want 300s", s.Persistence.Timeout)
+	}
+}
+
+// TestDNSCheckDNSSECTypes: DNS_CHECK asks any type keepalived knows,
+// RRSIG and DNSKEY included.
+func TestDNSCheckDNSSECTypes(t *testing.T) {
+	cfg, diags, _ := loadString(t, `
+virtual_server 192.0.2.1 53 {
+    real_server 198.51.100.1 53 {
+        DNS_CHECK {
+            type rrsig
+            name example.org
+        }
+    }
+}
+`)
+	if cfg == nil {
+		t.Fatalf("does not load:\n%s", diags)
+	}
+	if got := cfg.Pools[cfg.Services[0].Pool].Checks[0].QueryType; got != "RRSIG" {
+		t.Errorf("query type %q, want RRSIG", got)
+	}
+}
+
+// TestOverlappingGroups: an entry of a virtual_server_group that an
+// earlier group already has goes to the earlier group's service, with a
+// warning at the entry, instead of an overlap error.
+func TestOverlappingGroups(t *testing.T) {
+	cfg, diags, path := loadString(t, `
+virtual_server_group A {
+    192.0.2.1 80
+    192.0.2.2 80
+}
+virtual_server_group B {
+    192.0.2.2 80
+    192.0.2.3 80
+}
+virtual_server group A {
+    protocol TCP
+    real_server 198.51.100.1 80 {
+    }
+}
+virtual_server group B {
+    protocol TCP
+    real_server 198.51.100.2 80 {
+    }
+}
+`)
+	if cfg == nil {
+		t.Fatalf("does not load:\n%s", diags)
+	}
+	if got := fmt.Sprint(cfg.Services[0].VIPs, cfg.Services[1].VIPs); got != "[192.0.2.1 192.0.2.2] [192.0.2.3]" {
+		t.Errorf("VIPs of the groups' services: %s, want [192.0.2.1 192.0.2.2] [192.0.2.3]", got)
+	}
+	want := path + ":7:5: warning: virtual_server_group B: 192.0.2.2 port 80/tcp is also in virtual_server_group A"
+	if !strings.Contains(diags.String(), want) {
+		t.Errorf("diagnostics lack %q:\n%s", want, diags)
+	}
+}
+
+// TestFolding: identical pools become one, and a warning with the same
+// cause is given once, with the count and the other places.
+func TestFolding(t *testing.T) {
+	conv := convertString(t, `
+virtual_server 192.0.2.1 80 {
+    protocol TCP
+    real_server 198.51.100.1 80 {
+        TCP_CHECK {
+            delay_before_retry 3
+        }
+    }
+}
+virtual_server 192.0.2.2 80 {
+    protocol TCP
+    real_server 198.51.100.1 80 {
+        TCP_CHECK {
+            delay_before_retry 3
+        }
+    }
+}
+`)
+	if len(conv.Config.Pools) != 1 || conv.Config.Services[0].Pool != conv.Config.Services[1].Pool {
+		t.Errorf("pools %v, services on %s and %s: want one pool for both", conv.Config.Pools, conv.Config.Services[0].Pool, conv.Config.Services[1].Pool)
+	}
+	var retry []string
+	for _, d := range conv.Diags {
+		if strings.Contains(d.Message, "delay_before_retry") {
+			retry = append(retry, d.String())
+		}
+	}
+	if len(retry) != 1 || !strings.Contains(retry[0], "(2 times in all; also at 14:13)") {
+		t.Errorf("delay_before_retry warnings: %q, want one naming the second place", retry)
+	}
+}
+
+func convertString(t *testing.T, conf string) Conversion {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "keepalived.conf")
+	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	conv := Convert(path, Options{ConfigID: "x"})
+	if conv.Config == nil {
+		t.Fatalf("not converted:\n%s", conv.Diags)
+	}
+	return conv
 }

@@ -2,6 +2,7 @@ package keepalived
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -83,6 +84,7 @@ var differentialFiles = map[string]bool{
 	"corpus/ipv6-dual.conf":                        true,
 	"corpus/templated.conf":                        true,
 	"examples/lb-a":                                true,
+	"corpus/per-server.conf":                       true,
 }
 
 func countReals(st dataplane.State) int {
@@ -172,7 +174,9 @@ func halbIPVS(t *testing.T, h *netns.Host, cfg *config.Config) string {
 	return ipvsSave(t, h)
 }
 
-// ipvsSave returns "ipvsadm -Sn", sorted so that order does not matter.
+// ipvsSave returns "ipvsadm -Sn" and the real servers' connection
+// thresholds (which -S leaves out) of "ipvsadm -Ln --thresholds", sorted
+// so that order does not matter.
 func ipvsSave(t *testing.T, h *netns.Host) string {
 	t.Helper()
 	out, err := h.Run("ipvsadm", "-Sn")
@@ -180,6 +184,16 @@ func ipvsSave(t *testing.T, h *netns.Host) string {
 		t.Fatalf("ipvsadm -Sn: %v: %s", err, out)
 	}
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	thresholds, err := h.Run("ipvsadm", "-Ln", "--thresholds")
+	if err != nil {
+		t.Fatalf("ipvsadm -Ln --thresholds: %v: %s", err, thresholds)
+	}
+	for _, l := range strings.Split(string(thresholds), "\n") {
+		// "-> ADDR:PORT UTHRESHOLD LTHRESHOLD ACTIVECONN INACTCONN"
+		if f := strings.Fields(l); len(f) >= 4 && f[0] == "->" && f[1] != "RemoteAddress:Port" && (f[2] != "0" || f[3] != "0") {
+			lines = append(lines, fmt.Sprintf("thresholds %s upper %s lower %s", f[1], f[2], f[3]))
+		}
+	}
 	slices.Sort(lines)
 	return strings.TrimSpace(strings.Join(lines, "\n"))
 }

@@ -2,6 +2,7 @@ package keepalived
 
 import (
 	"fmt"
+	"math"
 	"math/bits"
 	"net/netip"
 	"reflect"
@@ -29,7 +30,7 @@ type inherited struct {
 // vsEntry is one address, range or mark of a virtual server or group.
 type vsEntry struct {
 	addrs []netip.Addr
-	port  uint16
+	port  uint16 // 0: all ports
 	mark  uint32
 	at    Pos
 }
@@ -43,6 +44,14 @@ type realServer struct {
 	wAt    Pos
 	checks []config.Check
 	chkAt  []Pos
+	// onFailure is the server's own inhibit_on_failure when it differs
+	// from the virtual server's ("" otherwise).
+	onFailure string
+	onFailAt  Pos
+	upper     uint32 // uthreshold
+	upperAt   Pos
+	lower     uint32 // lthreshold
+	lowerAt   Pos
 }
 
 func (m *mapper) virtualServer(n *Node) {
@@ -50,15 +59,53 @@ func (m *mapper) virtualServer(n *Node) {
 	if !ok {
 		return
 	}
-	// keepalived 2.2 makes a virtual server without "protocol" UDP.
-	svc := config.Service{Protocol: "udp", Scheduler: "wlc"}
-	protocolSet := false
-	pool := config.Pool{Quorum: 1, OnFailure: "remove", InitialState: "up"}
-	inh := inherited{delayLoop: config.Duration(60e9), connectTimeout: config.Duration(5e9), retry: -1, forward: "nat"}
+	b := newVSBlock(n)
+	m.walk("virtual_server", n.Children, b.handlers(m))
+	m.vsDefaults(n, b, entries[0].mark != 0)
+	if n.Arg(0) == "group" {
+		if entries = m.unclaimed(base, b.svc.Protocol, entries); len(entries) == 0 {
+			return
+		}
+	}
+	m.placeVirtualServer(n, b, base, entries)
+}
+
+// vsBlock is what a virtual_server block says: its service settings, its
+// pool's, what it passes to its real servers, and where each was written.
+type vsBlock struct {
+	svc         config.Service
+	protocolSet bool
+	pool        config.Pool
+	inh         inherited
 	// Paths written at the virtual_server go to every service made of it.
-	svcWritten := map[string]Pos{"": n.Pos, ".forward": n.Pos, ".scheduler": n.Pos, ".protocol": n.Pos}
-	poolWritten := map[string]Pos{"": n.Pos, ".on_failure": n.Pos}
-	var servers []*Node
+	svcWritten  map[string]Pos
+	poolWritten map[string]Pos
+	servers     []*Node
+}
+
+func newVSBlock(n *Node) *vsBlock {
+	return &vsBlock{
+		// keepalived 2.2 makes a virtual server without "protocol" UDP.
+		svc:         config.Service{Protocol: "udp", Scheduler: "wlc"},
+		pool:        config.Pool{Quorum: 1, OnFailure: "remove", InitialState: "up"},
+		inh:         inherited{delayLoop: config.Duration(60e9), connectTimeout: config.Duration(5e9), retry: -1, forward: "nat"},
+		svcWritten:  map[string]Pos{"": n.Pos, ".forward": n.Pos, ".scheduler": n.Pos, ".protocol": n.Pos},
+		poolWritten: map[string]Pos{"": n.Pos, ".on_failure": n.Pos},
+	}
+}
+
+// handlers are the keywords of a virtual_server block.
+func (b *vsBlock) handlers(m *mapper) map[string]handler {
+	servers := map[string]handler{
+		"real_server": func(c *Node) { b.servers = append(b.servers, c) },
+	}
+	return mergeHandlers(servers, b.serviceHandlers(m), b.poolHandlers(m), b.inheritedHandlers(m))
+}
+
+// serviceHandlers read what goes to the services: scheduler, forwarding,
+// protocol, persistence.
+func (b *vsBlock) serviceHandlers(m *mapper) map[string]handler {
+	svc, svcWritten, inh := &b.svc, b.svcWritten, &b.inh
 	flag := func(c *Node) {
 		svc.SchedulerFlags = append(svc.SchedulerFlags, c.Name)
 		svcWritten[".scheduler_flags"] = c.Pos
@@ -78,20 +125,18 @@ func (m *mapper) virtualServer(n *Node) {
 			}
 		}
 	}
-	quorumScript := m.ignore("halb does not run quorum scripts; its notifications (notify.exec, webhooks, smtp) report quorum changes")
-	m.walk("virtual_server", n.Children, map[string]handler{
-		"real_server": func(c *Node) { servers = append(servers, c) },
-		"lb_algo":     sched,
-		"lvs_sched":   sched,
-		"lb_kind":     method,
-		"lvs_method":  method,
+	return map[string]handler{
+		"lb_algo":    sched,
+		"lvs_sched":  sched,
+		"lb_kind":    method,
+		"lvs_method": method,
 		"protocol": func(c *Node) {
 			if !m.needArgs(c, 1) {
 				return
 			}
 			switch p := strings.ToLower(c.Arg(0)); p {
 			case "tcp", "udp", "sctp":
-				svc.Protocol, protocolSet = p, true
+				svc.Protocol, b.protocolSet = p, true
 				svcWritten[".protocol"] = c.ArgPos(0)
 			default:
 				m.errorf(c.ArgPos(0), "protocol: %q is not TCP, UDP or SCTP", c.Arg(0))
@@ -112,6 +157,27 @@ func (m *mapper) virtualServer(n *Node) {
 			}
 		},
 		"persistence_engine": m.reject("halb has no IPVS persistence engines (sip); clients would be balanced differently"),
+		"ip_family":          m.ignore("halb takes a fwmark service's address family from its real servers"),
+		"ops":                m.reject("halb has no one-packet scheduling; UDP datagrams of a flow would go to one server"),
+		"sh-port":            flag,
+		"sh-fallback":        flag,
+		"mh-port":            flag,
+		"mh-fallback":        flag,
+		"flag-1":             flag,
+		"flag-2":             flag,
+		"flag-3":             flag,
+		"smtp_alert":         m.ignore("with notify.smtp set, halb mails every health change"),
+		"snmp_name":          m.ignore("halb has no SNMP"),
+		"nat_mask":           m.ignore("keepalived itself ignores it"),
+		"lvs_flags":          m.reject("use the scheduler flag keywords (sh-port, sh-fallback, mh-port, mh-fallback)"),
+	}
+}
+
+// poolHandlers read what goes to the pool: quorum and sorry server.
+func (b *vsBlock) poolHandlers(m *mapper) map[string]handler {
+	pool, poolWritten := &b.pool, b.poolWritten
+	quorumScript := m.ignore("halb does not run quorum scripts; its notifications (notify.exec, webhooks, smtp) report quorum changes")
+	return map[string]handler{
 		"quorum": func(c *Node) {
 			pool.Quorum, _ = m.intArg(c, 0, 0, 1<<31-1)
 			poolWritten[".quorum"] = c.ArgPos(0)
@@ -137,6 +203,13 @@ func (m *mapper) virtualServer(n *Node) {
 		},
 		"sorry_server_inhibit":    m.ignore("halb's sorry server takes the traffic while quorum is lost, with weight 1"),
 		"sorry_server_lvs_method": m.ignore("halb forwards to the sorry server with the service's forwarding method"),
+	}
+}
+
+// inheritedHandlers read what the real servers and their checkers inherit.
+func (b *vsBlock) inheritedHandlers(m *mapper) map[string]handler {
+	inh := &b.inh
+	return map[string]handler{
 		"inhibit_on_failure": func(c *Node) {
 			inh.inhibit, inh.inhibitAt = m.boolArg(c, 0), c.Pos
 		},
@@ -156,37 +229,34 @@ func (m *mapper) virtualServer(n *Node) {
 		"nb_get_retry":       func(c *Node) { inh.retry, _ = m.intArg(c, 0, 0, 1<<20) },
 		"delay_before_retry": m.ignore(retryInstead),
 		"warmup":             m.ignore("halb spreads the first checks of a pool over its interval"),
-		"ip_family":          m.ignore("halb takes a fwmark service's address family from its real servers"),
-		"ops":                m.reject("halb has no one-packet scheduling; UDP datagrams of a flow would go to one server"),
-		"sh-port":            flag,
-		"sh-fallback":        flag,
-		"mh-port":            flag,
-		"mh-fallback":        flag,
-		"flag-1":             flag,
-		"flag-2":             flag,
-		"flag-3":             flag,
-		"smtp_alert":         m.ignore("with notify.smtp set, halb mails every health change"),
-		"snmp_name":          m.ignore("halb has no SNMP"),
-		"nat_mask":           m.ignore("keepalived itself ignores it"),
-		"lvs_flags":          m.reject("use the scheduler flag keywords (sh-port, sh-fallback, mh-port, mh-fallback)"),
-	})
+	}
+}
+
+// vsDefaults settles what the block left to keepalived's defaults and
+// what it passes on to its services and pool.
+func (m *mapper) vsDefaults(n *Node, b *vsBlock, isMark bool) {
 	switch {
-	case !protocolSet && entries[0].mark != 0:
-		svc.Protocol = "tcp" // a fwmark service has no protocol in IPVS
-	case !protocolSet:
+	case !b.protocolSet && isMark:
+		b.svc.Protocol = "tcp" // a fwmark service has no protocol in IPVS
+	case !b.protocolSet:
 		m.warnf(n.Pos, "virtual_server without protocol: keepalived 2.2 makes it UDP, and so does halb; write protocol TCP if TCP is meant")
 	}
-	svc.Forward, svc.Tunnel = inh.forward, inh.tunnel
-	svc.SchedulerFlags = m.schedulerFlags(svc.Scheduler, svc.SchedulerFlags, svcWritten[".scheduler_flags"])
-	if inh.inhibit {
-		pool.OnFailure = "inhibit"
-		poolWritten[".on_failure"] = inh.inhibitAt
+	b.svc.Forward, b.svc.Tunnel = b.inh.forward, b.inh.tunnel
+	b.svc.SchedulerFlags = m.schedulerFlags(b.svc.Scheduler, b.svc.SchedulerFlags, b.svcWritten[".scheduler_flags"])
+	if b.inh.inhibit {
+		b.pool.OnFailure = "inhibit"
+		b.poolWritten[".on_failure"] = b.inh.inhibitAt
 	}
-	if inh.alpha {
-		pool.InitialState = "down"
-		poolWritten[".initial_state"] = n.Pos
+	if b.inh.alpha {
+		b.pool.InitialState = "down"
+		b.poolWritten[".initial_state"] = n.Pos
 	}
+}
 
+// placeVirtualServer names the virtual server's services and pool, and
+// adds them to the configuration with where they were written.
+func (m *mapper) placeVirtualServer(n *Node, b *vsBlock, base string, entries []vsEntry) {
+	svc, pool := b.svc, b.pool
 	name := base
 	if m.names[name] {
 		// Another virtual server on the same address or group: the
@@ -198,20 +268,20 @@ func (m *mapper) virtualServer(n *Node) {
 	svc.Pool = name
 	services := m.servicesFrom(name, svc, entries)
 	ownPort := uint16(0) // the one port of the pool's services, if one
-	if len(services) == 1 && len(services[0].Ports) == 1 {
+	if len(services) == 1 && len(services[0].Ports) == 1 && services[0].Ports[0].Single() {
 		ownPort = services[0].Ports[0].Lo
 	}
-	m.poolFrom(n, &pool, m.realServers(servers, inh), svc.Forward, ownPort, poolWritten)
+	m.poolFrom(n, &pool, m.realServers(b.servers, b.inh), svc.Forward, ownPort, b.poolWritten)
 	for _, s := range services {
 		idx := len(m.cfg.Services)
 		p := fmt.Sprintf("services[%d]", idx)
-		for k, at := range svcWritten {
+		for k, at := range b.svcWritten {
 			m.set(p+k, at)
 		}
 		m.set(p+".name", n.Pos)
 		m.set(p+".pool", n.Pos)
 		m.origin(p, n)
-		if s.Mark.Mode == config.MarkExternal {
+		if s.Mark.Mode == config.MarkExternal || s.Mark.Mode == config.MarkShared {
 			m.set(p+".mark", s.at)
 		}
 		for j := range s.VIPs {
@@ -261,15 +331,21 @@ func (m *mapper) vsHead(n *Node) ([]vsEntry, string, bool) {
 	if !ok {
 		return nil, "", false
 	}
-	if len(n.Args) < 2 || n.Arg(1) == "0" {
-		m.errorf(n.Pos, "virtual_server %s without a port (all ports) is not supported: halb services name their ports; mark the ports with a firewall rule and use virtual_server fwmark", n.Arg(0))
-		return nil, "", false
+	name := strings.ReplaceAll(a.String(), ":", ".")
+	if len(n.Args) < 2 {
+		// All ports, as IPVS's port 0 service.
+		return []vsEntry{{addrs: []netip.Addr{a}, at: n.ArgPos(0)}}, name + "-all", true
 	}
 	port, ok := m.portArg(n, 1)
 	if !ok {
 		return nil, "", false
 	}
-	return []vsEntry{{addrs: []netip.Addr{a}, port: port, at: n.ArgPos(0)}}, fmt.Sprintf("%s-%d", strings.ReplaceAll(a.String(), ":", "."), port), true
+	if port == 0 {
+		name += "-all"
+	} else {
+		name += fmt.Sprintf("-%d", port)
+	}
+	return []vsEntry{{addrs: []netip.Addr{a}, port: port, at: n.ArgPos(0)}}, name, true
 }
 
 // groupEntry reads one line of a virtual_server_group: "ADDR PORT",
@@ -287,9 +363,8 @@ func (m *mapper) groupEntry(e *Node) (vsEntry, bool) {
 		m.errorf(e.Pos, "virtual_server_group: %v", err)
 		return vsEntry{}, false
 	}
-	if len(e.Args) == 0 || e.Arg(0) == "0" {
-		m.errorf(e.Pos, "virtual_server_group: %s without a port (all ports) is not supported: halb services name their ports", e.Name)
-		return vsEntry{}, false
+	if len(e.Args) == 0 {
+		return vsEntry{addrs: addrs, at: e.Pos}, true // all ports
 	}
 	port, ok := m.portArg(e, 0)
 	return vsEntry{addrs: addrs, port: port, at: e.Pos}, ok
@@ -363,7 +438,8 @@ type placedService struct {
 
 // servicesFrom makes halb services of a virtual server's entries: each
 // mark is a service; addresses are grouped by port into services of the
-// same VIPs.
+// same VIPs. An entry without a port (IPVS's port 0 service) covers every
+// port: the range 1-65535 on a shared mark.
 func (m *mapper) servicesFrom(name string, base config.Service, entries []vsEntry) []placedService {
 	var marks []placedService
 	portVIPs := map[uint16][]netip.Addr{}
@@ -396,11 +472,19 @@ func (m *mapper) servicesFrom(name string, base config.Service, entries []vsEntr
 			s := base
 			s.VIPs = vips
 			s.Mark = config.Mark{Mode: config.MarkNone}
+			if port == 0 {
+				s.Mark = config.Mark{Mode: config.MarkShared}
+			}
 			i = len(all)
 			byVIPs[k] = i
 			all = append(all, placedService{s, portAt[port]})
 		}
-		all[i].Ports = append(all[i].Ports, config.PortRange{Lo: port, Hi: port})
+		r := config.PortRange{Lo: port, Hi: port}
+		if port == 0 {
+			r = config.PortRange{Lo: 1, Hi: 65535}
+			all[i].Mark = config.Mark{Mode: config.MarkShared}
+		}
+		all[i].Ports = append(all[i].Ports, r)
 	}
 	all = append(all, marks...)
 	for i := range all {
@@ -574,7 +658,7 @@ func (m *mapper) realServers(nodes []*Node, vs inherited) []realServer {
 			},
 			"inhibit_on_failure": func(c *Node) {
 				if v := m.boolArg(c, 0); v != vs.inhibit {
-					m.errorf(c.Pos, "inhibit_on_failure differs from the virtual server's: halb treats every server of a pool alike; set it on the virtual_server")
+					rs.onFailure, rs.onFailAt = onFailure(v), c.Pos
 				}
 			},
 			"alpha": func(c *Node) {
@@ -582,10 +666,16 @@ func (m *mapper) realServers(nodes []*Node, vs inherited) []realServer {
 					m.warnf(c.Pos, "alpha differs from the virtual server's: halb starts every server of a pool alike (as the virtual server says)")
 				}
 			},
-			"notify_up":          notifyScript,
-			"notify_down":        notifyScript,
-			"uthreshold":         m.reject("halb sets no connection thresholds on real servers; the server would take more connections"),
-			"lthreshold":         m.reject("halb sets no connection thresholds on real servers; the server would take more connections"),
+			"notify_up":   notifyScript,
+			"notify_down": notifyScript,
+			"uthreshold": func(c *Node) {
+				v, _ := m.intArg(c, 0, 0, math.MaxUint32)
+				rs.upper, rs.upperAt = uint32(v), c.ArgPos(0)
+			},
+			"lthreshold": func(c *Node) {
+				v, _ := m.intArg(c, 0, 0, math.MaxUint32)
+				rs.lower, rs.lowerAt = uint32(v), c.ArgPos(0)
+			},
 			"smtp_alert":         m.ignore("with notify.smtp set, halb mails every health change"),
 			"snmp_name":          m.ignore("halb has no SNMP"),
 			"virtualhost":        func(c *Node) { inh.virtualhost = c.Arg(0) },
@@ -618,8 +708,9 @@ func (m *mapper) realServers(nodes []*Node, vs inherited) []realServer {
 	return out
 }
 
-// poolFrom fills a pool with the real servers and their checks, which halb
-// keeps once per pool: every server must have the same checks.
+// poolFrom fills a pool with the real servers and their checks: the first
+// server's checks are the pool's, and a server whose checks differ gets its
+// own list.
 func (m *mapper) poolFrom(vs *Node, pool *config.Pool, rss []realServer, forward string, ownPort uint16, written map[string]Pos) {
 	name := pool.Name
 	p := "pools." + name
@@ -644,11 +735,18 @@ func (m *mapper) poolFrom(vs *Node, pool *config.Pool, rss []realServer, forward
 		if rs.wAt.File != "" {
 			m.set(sp+".weight", rs.wAt)
 		}
+		m.serverOptions(&srv, rs, sp)
 		pool.Servers = append(pool.Servers, srv)
 	}
-	// One check list for every server: a check connects to each server's
-	// own port (port left out) when every server's check does, else to
-	// the one port they all name.
+	m.poolChecks(p, pool, rss, ownPort)
+	m.cfg.Pools[name] = *pool
+}
+
+// poolChecks gives the pool the first server's checks and each server
+// whose checks differ its own list. A check connects to each server's own
+// port (port left out) when every server's check does, else to the one
+// port it names.
+func (m *mapper) poolChecks(p string, pool *config.Pool, rss []realServer, ownPort uint16) {
 	own := func(i int) uint16 {
 		if pool.Servers[i].Port != 0 {
 			return pool.Servers[i].Port
@@ -690,8 +788,19 @@ func (m *mapper) poolFrom(vs *Node, pool *config.Pool, rss []realServer, forward
 				}
 			}
 			if i > 0 && !reflect.DeepEqual(mine, checks) {
-				m.errorf(rs.at, "real_server %s: its checks differ from those of real_server %s: halb runs one list of checks for every server of a pool; give every real_server of this virtual_server the same checkers",
-					rs.addr, rss[0].addr)
+				// keepalived checks each real_server with its own
+				// checkers: a server whose checks differ has its own list.
+				if mine == nil {
+					mine = config.Checks{}
+				}
+				pool.Servers[i].Checks = mine
+				sp := fmt.Sprintf("%s.servers[%d]", p, i)
+				m.set(sp+".check", rs.at)
+				for j := range mine {
+					cp := fmt.Sprintf("%s.check[%d]", sp, j)
+					m.set(cp, rs.chkAt[j])
+					m.setCheck(cp, mine[j], rs.chkAt[j])
+				}
 			}
 		}
 		pool.Checks = checks
@@ -701,7 +810,6 @@ func (m *mapper) poolFrom(vs *Node, pool *config.Pool, rss []realServer, forward
 			m.setCheck(cp, checks[j], rss[0].chkAt[j])
 		}
 	}
-	m.cfg.Pools[name] = *pool
 }
 
 // setCheck records the written fields of a check.
@@ -714,4 +822,71 @@ func (m *mapper) setCheck(p string, ch config.Check, at Pos) {
 	if ch.Port != 0 {
 		m.set(p+".port", at)
 	}
+}
+
+// onFailure is halb's on_failure for keepalived's inhibit_on_failure.
+func onFailure(inhibit bool) string {
+	if inhibit {
+		return "inhibit"
+	}
+	return "remove"
+}
+
+// serverOptions carries a real_server's own inhibit_on_failure and
+// connection thresholds over to its halb server.
+func (m *mapper) serverOptions(srv *config.Server, rs realServer, sp string) {
+	if rs.onFailure != "" {
+		srv.OnFailure = rs.onFailure
+		m.set(sp+".on_failure", rs.onFailAt)
+	}
+	if rs.upper != 0 {
+		srv.MaxConnections = rs.upper
+		m.set(sp+".max_connections", rs.upperAt)
+	}
+	if rs.lower != 0 {
+		if rs.upper == 0 {
+			m.warnf(rs.lowerAt, "lthreshold without uthreshold: IPVS ignores a lower threshold alone, and halb leaves it out")
+			return
+		}
+		srv.MinConnections = rs.lower
+		m.set(sp+".min_connections", rs.lowerAt)
+	}
+}
+
+// groupKey is an address, port and protocol of a virtual_server_group.
+type groupKey struct {
+	addr     netip.Addr
+	port     uint16
+	protocol string
+}
+
+// unclaimed leaves out of a group's entries the addresses an earlier group
+// has on the same port and protocol. IPVS has one service for them, which
+// the earlier group's virtual server makes; halb sends them to that
+// group's servers, with a warning (keepalived adds the later group's
+// servers to the same service).
+func (m *mapper) unclaimed(group, protocol string, entries []vsEntry) []vsEntry {
+	var out []vsEntry
+	for _, e := range entries {
+		if e.mark != 0 {
+			out = append(out, e)
+			continue
+		}
+		var keep []netip.Addr
+		for _, a := range e.addrs {
+			k := groupKey{a, e.port, protocol}
+			if other, ok := m.claimed[k]; ok && other != group {
+				m.warnf(e.at, "virtual_server_group %s: %s port %d/%s is also in virtual_server_group %s, whose service takes it: halb sends it to that group's servers only, where keepalived adds this group's servers to them",
+					group, a, e.port, protocol, other)
+				continue
+			}
+			m.claimed[k] = group
+			keep = append(keep, a)
+		}
+		if len(keep) > 0 {
+			e.addrs = keep
+			out = append(out, e)
+		}
+	}
+	return out
 }

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -75,7 +76,7 @@ func (r *renderer) value(v reflect.Value, path string) *yaml.Node {
 		if x == 0 && !written {
 			return nil
 		}
-		return scalar(x.String())
+		return scalar(durationText(x.D()))
 	case config.PortRange:
 		if x.Single() {
 			return intNode(int64(x.Lo))
@@ -236,4 +237,16 @@ func (r *renderer) comment(n *yaml.Node, path string) {
 	if o, ok := r.origins[path]; ok {
 		n.HeadComment = o
 	}
+}
+
+// durationText writes a duration as keepalived's files give it: whole
+// seconds as "300s" (not "5m0s"), else whole milliseconds as "1500ms".
+func durationText(d time.Duration) string {
+	switch {
+	case d%time.Second == 0:
+		return fmt.Sprintf("%ds", d/time.Second)
+	case d%time.Millisecond == 0:
+		return fmt.Sprintf("%dms", d/time.Millisecond)
+	}
+	return d.String()
 }

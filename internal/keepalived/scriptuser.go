@@ -27,11 +27,17 @@ func (m *mapper) defaultScriptUser() {
 			at = append(at, m.written[fmt.Sprintf("vrrp.scripts[%d]", i)])
 		}
 	}
-	for name, pool := range m.cfg.Pools {
-		for j, ch := range pool.Checks {
+	execChecks := func(path string, checks config.Checks) {
+		for j, ch := range checks {
 			if ch.Type == "exec" && ch.User == "" {
-				at = append(at, m.written[fmt.Sprintf("pools.%s.check[%d]", name, j)])
+				at = append(at, m.written[fmt.Sprintf("%s.check[%d]", path, j)])
 			}
+		}
+	}
+	for name, pool := range m.cfg.Pools {
+		execChecks("pools."+name, pool.Checks)
+		for i, srv := range pool.Servers {
+			execChecks(fmt.Sprintf("pools.%s.servers[%d]", name, i), srv.Checks)
 		}
 	}
 	if n := m.cfg.Notify; n.Exec != "" && n.ExecUser == "" {

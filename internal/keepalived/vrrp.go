@@ -11,6 +11,66 @@ import (
 )
 
 func (m *mapper) globalDefs(g *Node) {
+	m.walk("global_defs", g.Children, mergeHandlers(m.globalNodeHandlers(), m.globalMailHandlers(g), m.globalIgnored()))
+	m.mailWithoutServer(g)
+}
+
+// globalNodeHandlers read the node's name, script user and the defaults
+// of every VRRP instance.
+func (m *mapper) globalNodeHandlers() map[string]handler {
+	c := m.cfg
+	garp := func(field string, set func(n *Node) bool) handler {
+		return func(n *Node) {
+			if set(n) {
+				m.garp[field] = n.Pos
+			}
+		}
+	}
+	return map[string]handler{
+		"router_id": func(n *Node) {
+			if m.needArgs(n, 1) {
+				c.Node = n.Arg(0)
+				m.set("node", n.ArgPos(0))
+				m.origin("node", n)
+			}
+		},
+		"lvs_id": m.ignore("keepalived 2 ignores it too; router_id names the node"),
+		"script_user": func(n *Node) {
+			if m.needArgs(n, 1) {
+				c.ScriptUser = n.Arg(0)
+				m.set("script_user", n.ArgPos(0))
+				if len(n.Args) > 1 {
+					m.warnf(n.ArgPos(1), "script_user: halb runs scripts with the user's own group, not %q", n.Arg(1))
+				}
+			}
+		},
+		"enable_script_security": m.ignore("halb runs scripts as their user or script_user (root only when written) and checks nothing else"),
+		"vrrp_version": func(n *Node) {
+			if v, ok := m.intArg(n, 0, 2, 3); ok {
+				m.version, m.versionAt = v, n.ArgPos(0)
+			}
+		},
+		"vrrp_garp_master_delay": garp("second_burst", func(n *Node) bool {
+			d, ok := m.timerArg(n, 0)
+			m.globalGARP.SecondBurst = d
+			return ok
+		}),
+		"vrrp_garp_master_repeat": garp("count", func(n *Node) bool {
+			v, ok := m.intArg(n, 0, 0, 1<<16)
+			m.globalGARP.Count = v
+			return ok
+		}),
+		"vrrp_garp_master_refresh": garp("refresh", func(n *Node) bool {
+			d, ok := m.timerArg(n, 0)
+			m.globalGARP.Refresh = d
+			return ok
+		}),
+		"vrrp_garp_master_refresh_repeat": m.ignore("halb sends one gratuitous ARP per refresh"),
+	}
+}
+
+// globalMailHandlers read the mail notification settings.
+func (m *mapper) globalMailHandlers(g *Node) map[string]handler {
 	c := m.cfg
 	smtp := func() *config.SMTP {
 		if c.Notify.SMTP == nil {
@@ -20,23 +80,7 @@ func (m *mapper) globalDefs(g *Node) {
 		}
 		return c.Notify.SMTP
 	}
-	garp := func(field string, set func(n *Node) bool) handler {
-		return func(n *Node) {
-			if set(n) {
-				m.garp[field] = n.Pos
-			}
-		}
-	}
-	noFirewall := m.ignore("halb adds no firewall rules for VIPs; it answers for them as keepalived without vrrp_strict does")
-	m.walk("global_defs", g.Children, map[string]handler{
-		"router_id": func(n *Node) {
-			if m.needArgs(n, 1) {
-				c.Node = n.Arg(0)
-				m.set("node", n.ArgPos(0))
-				m.origin("node", n)
-			}
-		},
-		"lvs_id": m.ignore("keepalived 2 ignores it too; router_id names the node"),
+	return map[string]handler{
 		"notification_email": func(n *Node) {
 			s := smtp()
 			for _, w := range words(n) {
@@ -70,37 +114,14 @@ func (m *mapper) globalDefs(g *Node) {
 		"smtp_alert":           m.ignore("with notify.smtp set, halb mails every state change"),
 		"smtp_alert_vrrp":      m.ignore("with notify.smtp set, halb mails every state change"),
 		"smtp_alert_checker":   m.ignore("with notify.smtp set, halb mails every state change"),
-		"script_user": func(n *Node) {
-			if m.needArgs(n, 1) {
-				c.ScriptUser = n.Arg(0)
-				m.set("script_user", n.ArgPos(0))
-				if len(n.Args) > 1 {
-					m.warnf(n.ArgPos(1), "script_user: halb runs scripts with the user's own group, not %q", n.Arg(1))
-				}
-			}
-		},
-		"enable_script_security": m.ignore("halb runs scripts as their user or script_user (root only when written) and checks nothing else"),
-		"vrrp_version": func(n *Node) {
-			if v, ok := m.intArg(n, 0, 2, 3); ok {
-				m.version, m.versionAt = v, n.ArgPos(0)
-			}
-		},
-		"vrrp_garp_master_delay": garp("second_burst", func(n *Node) bool {
-			d, ok := m.timerArg(n, 0)
-			m.globalGARP.SecondBurst = d
-			return ok
-		}),
-		"vrrp_garp_master_repeat": garp("count", func(n *Node) bool {
-			v, ok := m.intArg(n, 0, 0, 1<<16)
-			m.globalGARP.Count = v
-			return ok
-		}),
-		"vrrp_garp_master_refresh": garp("refresh", func(n *Node) bool {
-			d, ok := m.timerArg(n, 0)
-			m.globalGARP.Refresh = d
-			return ok
-		}),
-		"vrrp_garp_master_refresh_repeat":  m.ignore("halb sends one gratuitous ARP per refresh"),
+	}
+}
+
+// globalIgnored are the global keywords halb ignores (a warning) or
+// refuses (an error), each saying what halb does instead.
+func (m *mapper) globalIgnored() map[string]handler {
+	noFirewall := m.ignore("halb adds no firewall rules for VIPs; it answers for them as keepalived without vrrp_strict does")
+	return map[string]handler{
 		"vrrp_garp_interval":               m.ignore("halb paces gratuitous ARPs itself"),
 		"vrrp_gna_interval":                m.ignore("halb paces unsolicited neighbour advertisements itself"),
 		"vrrp_garp_lower_prio_delay":       m.ignore("halb does not re-send gratuitous ARPs on hearing a lower priority"),
@@ -178,7 +199,25 @@ func (m *mapper) globalDefs(g *Node) {
 		"log_unknown_vrids":                m.ignore("halb ignores adverts of other VRIDs"),
 		"vrrp_owner_ignore_adverts":        m.ignore("an address owner (priority 255) in halb stays master"),
 		"vrrp_track_process":               m.ignore("halb tracks interfaces and scripts only"),
-	})
+	}
+}
+
+// mailWithoutServer drops mail settings that name no smtp_server:
+// keepalived loads them and sends nothing, and so does halb, with a
+// warning.
+func (m *mapper) mailWithoutServer(g *Node) {
+	s := m.cfg.Notify.SMTP
+	if s == nil || s.Server != "" {
+		return
+	}
+	m.cfg.Notify.SMTP = nil
+	for path := range m.written {
+		if path == "notify.smtp" || strings.HasPrefix(path, "notify.smtp.") {
+			delete(m.written, path)
+		}
+	}
+	delete(m.origins, "notify")
+	m.warnf(g.Pos, "global_defs: mail settings without smtp_server: keepalived sends no mail, and halb sets no notify.smtp")
 }
 
 // lvsSyncDaemon maps "lvs_sync_daemon IFACE INSTANCE [id N] [maxlen N]
@@ -306,24 +345,31 @@ func (m *mapper) vrrpInstance(n *Node) {
 	for field, at := range m.garp {
 		m.set(p+".garp."+field, at)
 	}
-	versionSet := false
-	addVIPs := func(c *Node) {
-		for _, v := range words(c) {
-			if pfx, ok := m.vip(v, &in); ok {
-				in.VIPs = append(in.VIPs, pfx)
-				m.set(fmt.Sprintf("%s.vips[%d]", p, len(in.VIPs)-1), v.Pos)
-			}
-		}
+	b := &instBlock{in: &in, p: p}
+	m.walk("vrrp_instance", n.Children, mergeHandlers(b.coreHandlers(m), b.addressHandlers(m), b.trackHandlers(m), b.notifyHandlers(m), b.unsupportedHandlers(m)))
+	if !b.versionSet && in.Family() == 6 {
+		in.Version = 3 // keepalived uses version 3 for IPv6 whatever vrrp_version says
 	}
-	garp := func(field string, set func(c *Node)) handler {
-		return func(c *Node) {
-			set(c)
-			m.set(p+".garp."+field, c.ArgPos(0))
-		}
+	if in.AuthPassword != "" && in.Version == 3 {
+		m.warnf(n.Pos, "authentication: VRRP version 3 has none; keepalived ignores it, and so does halb")
+		in.AuthPassword = ""
 	}
-	notifyState := m.ignore(notifyInstead)
-	notTracked := m.reject("halb tracks interfaces and scripts only; the instance would elect without this input")
-	m.walk("vrrp_instance", n.Children, map[string]handler{
+	m.cfg.VRRP.Instances = append(m.cfg.VRRP.Instances, in)
+}
+
+// instBlock is a vrrp_instance being read: the instance, its path in the
+// configuration, and whether the block set the version.
+type instBlock struct {
+	in         *config.Instance
+	p          string
+	versionSet bool
+}
+
+// coreHandlers read the election: interface, VRID, priority, timers,
+// version, preemption.
+func (b *instBlock) coreHandlers(m *mapper) map[string]handler {
+	in, p := b.in, b.p
+	return map[string]handler{
 		"state": func(c *Node) {
 			m.warnf(c.Pos, "state %s is not used: halb starts every instance as backup and the priority elects the master (keepalived's initial state only shortens the first election)", c.Arg(0))
 		},
@@ -347,12 +393,12 @@ func (m *mapper) vrrpInstance(n *Node) {
 		},
 		"version": func(c *Node) {
 			in.Version, _ = m.intArg(c, 0, 2, 3)
-			versionSet = true
+			b.versionSet = true
 			m.set(p+".version", c.ArgPos(0))
 		},
 		"native_ipv6": func(c *Node) {
 			in.Version = 3
-			versionSet = true
+			b.versionSet = true
 			m.set(p+".version", c.Pos)
 		},
 		"nopreempt": func(c *Node) {
@@ -364,7 +410,22 @@ func (m *mapper) vrrpInstance(n *Node) {
 			in.PreemptDelay, _ = m.timerArg(c, 0)
 			m.set(p+".preempt_delay", c.ArgPos(0))
 		},
-		"authentication": func(c *Node) { m.authentication(c, &in, p) },
+	}
+}
+
+// addressHandlers read authentication, unicast peers and VIPs.
+func (b *instBlock) addressHandlers(m *mapper) map[string]handler {
+	in, p := b.in, b.p
+	addVIPs := func(c *Node) {
+		for _, v := range words(c) {
+			if pfx, ok := m.vip(v, in); ok {
+				in.VIPs = append(in.VIPs, pfx)
+				m.set(fmt.Sprintf("%s.vips[%d]", p, len(in.VIPs)-1), v.Pos)
+			}
+		}
+	}
+	return map[string]handler{
+		"authentication": func(c *Node) { m.authentication(c, in, p) },
 		"unicast_src_ip": func(c *Node) {
 			in.UnicastSource, _ = m.addrArg(c, 0)
 			m.set(p+".unicast_source", c.ArgPos(0))
@@ -385,6 +446,13 @@ func (m *mapper) vrrpInstance(n *Node) {
 		},
 		"virtual_ipaddress":          addVIPs,
 		"virtual_ipaddress_excluded": m.reject("halb lists every address it carries in its adverts, and keepalived peers ignore adverts whose addresses differ from their own; move the addresses to virtual_ipaddress on every node"),
+	}
+}
+
+// trackHandlers read the tracked interfaces and scripts.
+func (b *instBlock) trackHandlers(m *mapper) map[string]handler {
+	in, p := b.in, b.p
+	return map[string]handler{
 		"track_interface": func(c *Node) {
 			for _, w := range words(c) {
 				t := config.TrackedObject{Name: w.Name}
@@ -416,6 +484,21 @@ func (m *mapper) vrrpInstance(n *Node) {
 				m.set(fmt.Sprintf("%s.track_scripts[%d]", p, len(in.TrackScripts)-1), w.Pos)
 			}
 		},
+	}
+}
+
+// notifyHandlers read notifications, gratuitous ARP and the IPVS sync
+// daemon the instance drives.
+func (b *instBlock) notifyHandlers(m *mapper) map[string]handler {
+	in, p := b.in, b.p
+	garp := func(field string, set func(c *Node)) handler {
+		return func(c *Node) {
+			set(c)
+			m.set(p+".garp."+field, c.ArgPos(0))
+		}
+	}
+	notifyState := m.ignore(notifyInstead)
+	return map[string]handler{
 		"notify":                     m.notifyExec,
 		"notify_master":              notifyState,
 		"notify_backup":              notifyState,
@@ -444,6 +527,14 @@ func (m *mapper) vrrpInstance(n *Node) {
 				m.set("ipvs_sync.interface", c.ArgPos(0))
 			}
 		},
+	}
+}
+
+// unsupportedHandlers are the keywords halb ignores (a warning) or
+// refuses (an error), each saying what halb does instead.
+func (b *instBlock) unsupportedHandlers(m *mapper) map[string]handler {
+	notTracked := m.reject("halb tracks interfaces and scripts only; the instance would elect without this input")
+	return map[string]handler{
 		"dont_track_primary":      m.reject("halb puts an instance in FAULT when its interface goes down, which keepalived with dont_track_primary does not"),
 		"mcast_src_ip":            m.ignore("halb sends multicast adverts from the interface's primary address"),
 		"use_vmac":                m.reject("halb sends adverts and owns VIPs with the interface's own MAC address; peers and switches would see a different MAC"),
@@ -468,15 +559,7 @@ func (m *mapper) vrrpInstance(n *Node) {
 		"linkbeat_use_polling":    m.ignore("halb watches links over netlink"),
 		"down_timer_adverts":      m.ignore("halb waits the RFC's master-down interval"),
 		"old_unicast_checksum":    m.reject("halb computes unicast checksums as current keepalived does; a peer expecting the old form would drop them"),
-	})
-	if !versionSet && in.Family() == 6 {
-		in.Version = 3 // keepalived uses version 3 for IPv6 whatever vrrp_version says
 	}
-	if in.AuthPassword != "" && in.Version == 3 {
-		m.warnf(n.Pos, "authentication: VRRP version 3 has none; keepalived ignores it, and so does halb")
-		in.AuthPassword = ""
-	}
-	m.cfg.VRRP.Instances = append(m.cfg.VRRP.Instances, in)
 }
 
 const notifyInstead = "halb runs no per-state scripts; one keepalived-style notify program (notify SCRIPT, which gets the state as its third argument) can do their work"

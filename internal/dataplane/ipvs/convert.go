@@ -223,7 +223,8 @@ func realToKernel(r dataplane.Real) cfipvs.Destination {
 		fam = cfipvs.INET6
 	}
 	fwd, _ := forwardMethod(r.Forward)
-	d := cfipvs.Destination{Address: r.Addr, Port: r.Port, Family: fam, Weight: uint32(r.Weight), FwdMethod: fwd}
+	d := cfipvs.Destination{Address: r.Addr, Port: r.Port, Family: fam, Weight: uint32(r.Weight), FwdMethod: fwd,
+		UpperThreshold: r.MaxConns, LowerThreshold: r.MinConns}
 	if fwd == cfipvs.Tunnel {
 		d.TunnelType, d.TunnelPort, d.TunnelFlags = tunnelTypes[r.Tunnel.Type], r.Tunnel.Port, tunnelChecksums[r.Tunnel.Checksum]
 	}
@@ -231,7 +232,8 @@ func realToKernel(r dataplane.Real) cfipvs.Destination {
 }
 
 func realFromKernel(d cfipvs.Destination) dataplane.Real {
-	r := dataplane.Real{Addr: d.Address, Port: d.Port, Weight: int(d.Weight), Forward: forwardName(d.FwdMethod)}
+	r := dataplane.Real{Addr: d.Address, Port: d.Port, Weight: int(d.Weight), Forward: forwardName(d.FwdMethod),
+		MaxConns: d.UpperThreshold, MinConns: d.LowerThreshold}
 	if d.FwdMethod == cfipvs.Tunnel {
 		r.Tunnel = tunnelFromKernel(d)
 	}

@@ -59,6 +59,9 @@ type Dataplane struct {
 	// linkOf returns the device that leads to a DR backend (routeDevice;
 	// tests without a kernel replace it).
 	linkOf func(netip.Addr) (drLink, error)
+	// thresholdsWarned is set once the lack of connection thresholds
+	// has been logged.
+	thresholdsWarned bool
 }
 
 // Option configures a Dataplane.
@@ -173,6 +176,13 @@ func (d *Dataplane) Reconcile(ctx context.Context, want dataplane.State) error {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.mode == LoadBalance && !d.thresholdsWarned {
+		if r, ok := thresholdReal(want); ok {
+			d.thresholdsWarned = true
+			d.log.Warn("nftables: the data plane cannot limit a server's connections; max_connections and min_connections are not honoured (dataplane ipvs honours them)",
+				"server", r.AddrPort().String())
+		}
+	}
 	var drWant *drPlan
 	if d.mode == LoadBalance {
 		dr, rest, err := drServices(want)
@@ -320,4 +330,17 @@ func (d *Dataplane) read(c *nftables.Conn) (*content, bool, error) {
 		h.shared[s.Name] = m
 	}
 	return &h, true, nil
+}
+
+// thresholdReal returns a real server of the state with connection
+// thresholds, which this data plane cannot honour.
+func thresholdReal(st dataplane.State) (dataplane.Real, bool) {
+	for _, s := range st.Services {
+		for _, r := range s.Reals {
+			if r.MaxConns != 0 || r.MinConns != 0 {
+				return r, true
+			}
+		}
+	}
+	return dataplane.Real{}, false
 }
