@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -28,15 +27,13 @@ func runEvents(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	var evs []event.Record
-	if err := api.NewClient(*socket).Get(ctx, fmt.Sprintf("/events?n=%d", *n), &evs); err != nil {
+	evs, err := api.NewClient(*socket).Events(ctx, *n)
+	if err != nil {
 		fmt.Fprintf(stderr, "halb events: %v\n", err)
 		return 1
 	}
 	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		enc.Encode(evs)
+		api.WriteJSON(stdout, api.Events{SchemaVersion: event.SchemaVersion, Events: evs})
 		return 0
 	}
 	for _, ev := range evs {

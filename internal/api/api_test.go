@@ -39,12 +39,12 @@ func TestStatusAndEventsOverTheSocket(t *testing.T) {
 	if err != nil || st.Node != "lb-a" {
 		t.Fatalf("status %+v, %v", st, err)
 	}
-	var raw []any
+	var raw map[string]any
 	if err := c.Get(ctx, "/events?n=7", &raw); err != nil {
 		t.Fatal(err)
 	}
-	if asked != 7 || raw == nil {
-		t.Fatalf("events: asked %d, got %v (must be [] not null)", asked, raw)
+	if evs, ok := raw["events"].([]any); asked != 7 || !ok || evs == nil || raw["schema_version"] != 1.0 {
+		t.Fatalf("events: asked %d, got %v (must be [] not null, with schema_version 1)", asked, raw)
 	}
 	if err := c.Get(ctx, "/events?n=x", &raw); err == nil || !strings.Contains(err.Error(), "400") {
 		t.Fatalf("bad n: %v", err)

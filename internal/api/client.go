@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"time"
+
+	"halb/internal/event"
 )
 
 // Client talks to a running halb over its status socket.
@@ -50,4 +52,11 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 	var st Status
 	err := c.Get(ctx, "/status", &st)
 	return st, err
+}
+
+// Events fetches up to n recent events (all kept when n is 0).
+func (c *Client) Events(ctx context.Context, n int) ([]event.Record, error) {
+	var evs Events
+	err := c.Get(ctx, fmt.Sprintf("/events?n=%d", n), &evs)
+	return evs.Events, err
 }

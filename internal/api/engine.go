@@ -23,7 +23,7 @@ func EngineStatus(status func(context.Context) (engine.Status, error)) StatusFun
 // FromEngine renders an engine snapshot as the status document. Lists are
 // never null in it.
 func FromEngine(s engine.Status) Status {
-	st := Status{Node: s.Node, Version: s.Version, Dataplane: s.Dataplane, Config: s.Config,
+	st := Status{SchemaVersion: event.SchemaVersion, Node: s.Node, Version: s.Version, Dataplane: s.Dataplane, Config: s.Config,
 		Started: s.Started, Reloaded: s.Reloaded, Events: append([]event.Record{}, s.Events...),
 		VRRP:     make([]Instance, 0, len(s.VRRP)),
 		Services: make([]Service, 0, len(s.Services)),

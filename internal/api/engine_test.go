@@ -20,7 +20,7 @@ func TestFromEngine(t *testing.T) {
 		in   engine.Status
 		want string
 	}{
-		{"empty", engine.Status{Node: "lb-a"}, `{"node":"lb-a","version":"","dataplane":"","config":"",` +
+		{"empty", engine.Status{Node: "lb-a"}, `{"schema_version":1,"node":"lb-a","version":"","dataplane":"","config":"",` +
 			`"started":"0001-01-01T00:00:00Z","reloaded":"0001-01-01T00:00:00Z","vrrp":[],"services":[],"pools":[],` +
 			`"last_reconcile":{"changes":0},"events":[]}`},
 		{"full", engine.Status{Node: "lb-a", Version: "v1", Dataplane: "none", Config: "/etc/halb.yaml",
@@ -37,7 +37,7 @@ func TestFromEngine(t *testing.T) {
 							LastChange:   at, Latency: 1500 * time.Microsecond}}},
 				{Name: "fw", Protocol: "tcp", Family: 6, Port: 1000, PortEnd: 2000, Pool: "p"}},
 			Pools: []engine.PoolState{{Name: "www", Quorum: 1, HealthyWeight: 2, QuorumUp: true}}},
-			`{"node":"lb-a","version":"v1","dataplane":"none","config":"/etc/halb.yaml",` +
+			`{"schema_version":1,"node":"lb-a","version":"v1","dataplane":"none","config":"/etc/halb.yaml",` +
 				`"started":"2026-01-02T03:04:05Z","reloaded":"2026-01-02T03:04:05Z",` +
 				`"vrrp":[{"name":"a","interface":"eth0","vrid":1,"state":"MASTER","priority":100,"effective_priority":90,` +
 				`"master":"192.0.2.1","since":"2026-01-02T03:04:05Z","reason":"r","vips":["192.0.2.9/24"]},` +

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -21,7 +22,7 @@ type StatusFunc func(ctx context.Context) (Status, error)
 // EventsFunc returns up to n recent events (all when n <= 0).
 type EventsFunc func(ctx context.Context, n int) ([]event.Record, error)
 
-// Handler serves GET /status and GET /events?n=N.
+// Handler serves GET /status and GET /events?n=N (an Events document).
 func Handler(status StatusFunc, events EventsFunc) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
@@ -41,7 +42,7 @@ func Handler(status StatusFunc, events EventsFunc) http.Handler {
 		if evs == nil {
 			evs = []event.Record{}
 		}
-		writeJSON(w, evs, err)
+		writeJSON(w, Events{SchemaVersion: event.SchemaVersion, Events: evs}, err)
 	})
 	return mux
 }
@@ -52,9 +53,16 @@ func writeJSON(w http.ResponseWriter, v any, err error) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
+	WriteJSON(w, v)
+}
+
+// WriteJSON writes v as indented JSON without HTML escaping, as every
+// public document is written.
+func WriteJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
 	enc.SetIndent("", "  ")
-	enc.Encode(v)
+	return enc.Encode(v)
 }
 
 // ListenUnix opens the status socket at path with mode 0600, replacing a

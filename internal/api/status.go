@@ -10,15 +10,17 @@ import (
 
 // Status is the document `halb status --json` prints.
 type Status struct {
-	Node      string     `json:"node"`
-	Version   string     `json:"version"`
-	Dataplane string     `json:"dataplane"`
-	Config    string     `json:"config"`
-	Started   time.Time  `json:"started"`
-	Reloaded  time.Time  `json:"reloaded"`
-	VRRP      []Instance `json:"vrrp"`
-	Services  []Service  `json:"services"`
-	Pools     []Pool     `json:"pools"`
+	// SchemaVersion is event.SchemaVersion.
+	SchemaVersion int        `json:"schema_version"`
+	Node          string     `json:"node"`
+	Version       string     `json:"version"`
+	Dataplane     string     `json:"dataplane"`
+	Config        string     `json:"config"`
+	Started       time.Time  `json:"started"`
+	Reloaded      time.Time  `json:"reloaded"`
+	VRRP          []Instance `json:"vrrp"`
+	Services      []Service  `json:"services"`
+	Pools         []Pool     `json:"pools"`
 	// LastReconcile reports the last attempt to bring the data plane to
 	// the desired state.
 	LastReconcile Reconcile `json:"last_reconcile"`
@@ -83,4 +85,12 @@ type Reconcile struct {
 	At      time.Time `json:"at,omitzero"`
 	Changes int       `json:"changes"`
 	Error   string    `json:"error,omitempty"`
+}
+
+// Events is the document `halb events --json` prints: recent events,
+// oldest first.
+type Events struct {
+	// SchemaVersion is event.SchemaVersion.
+	SchemaVersion int            `json:"schema_version"`
+	Events        []event.Record `json:"events"`
 }
