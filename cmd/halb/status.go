@@ -15,25 +15,30 @@ import (
 )
 
 func init() {
-	register("status", "show the running daemon's state", runStatus)
+	register(&command{name: "status", summary: "show the running daemon's state", setup: statusFlags})
 }
 
-func runStatus(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("status", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+func statusFlags(fs *flag.FlagSet) runFunc {
 	socket := fs.String("socket", config.DefaultSocket, "status socket `PATH`")
-	asJSON := fs.Bool("json", false, "print the status document as JSON")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	asJSON := fs.Bool("json", false, "print the status document as JSON (docs/schema/status.schema.json)")
+	return func(args []string, stdout, stderr io.Writer) int {
+		if len(args) != 0 {
+			fmt.Fprintln(stderr, "halb status: takes no arguments; see halb status --help")
+			return 2
+		}
+		return runStatus(*socket, *asJSON, stdout, stderr)
 	}
+}
+
+func runStatus(socket string, asJSON bool, stdout, stderr io.Writer) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	st, err := api.NewClient(*socket).Status(ctx)
+	st, err := api.NewClient(socket).Status(ctx)
 	if err != nil {
 		fmt.Fprintf(stderr, "halb status: %v\n", err)
 		return 1
 	}
-	if *asJSON {
+	if asJSON {
 		api.WriteJSON(stdout, st)
 		return 0
 	}

@@ -8,24 +8,25 @@ import (
 )
 
 func init() {
-	register("validate", "check configuration files; print FILE:LINE:COL problems", runValidate)
+	register(&command{name: "validate", summary: "check configuration files; print FILE:LINE:COL problems", args: "FILE...",
+		complete: []string{fileArgs}, setup: validateFlags})
 }
 
-func runValidate(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+func validateFlags(fs *flag.FlagSet) runFunc {
 	configID := fs.String("config-id", "", "select a keepalived.conf's @`ID` lines (default: the host name up to its first dot)")
-	fs.Usage = func() { fmt.Fprintln(stderr, "usage: halb validate [--config-id ID] FILE...") }
-	if err := fs.Parse(args); err != nil {
-		return 2
+	return func(args []string, stdout, stderr io.Writer) int {
+		if len(args) == 0 {
+			fmt.Fprintln(stderr, "halb validate: needs a FILE; see halb validate --help")
+			return 2
+		}
+		return runValidate(args, *configID, stdout, stderr)
 	}
-	if fs.NArg() == 0 {
-		fs.Usage()
-		return 2
-	}
+}
+
+func runValidate(files []string, configID string, stdout, stderr io.Writer) int {
 	failed := false
-	for _, file := range fs.Args() {
-		_, diags := loadConfig(file, *configID)
+	for _, file := range files {
+		_, diags := loadConfig(file, configID)
 		io.WriteString(stderr, diags.String())
 		if diags.HasErrors() {
 			failed = true

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"halb/internal/api"
+	"halb/internal/buildinfo"
 	"halb/internal/dataplane"
 	"halb/internal/event"
 )
@@ -194,7 +195,7 @@ func desc(name, help string, labels ...string) *prometheus.Desc {
 
 var (
 	dUp            = desc("halb_status_up", "1 when the engine answered the status request of this scrape.")
-	dInfo          = desc("halb_info", "Node, version and data plane of this halb.", "node", "version", "dataplane")
+	dInfo          = desc("halb_info", "Node, version, VCS revision, Go version and data plane of this halb.", "node", "version", "dataplane", "revision", "go_version")
 	dStart         = desc("halb_start_time_seconds", "When halb started, Unix time.")
 	dReloaded      = desc("halb_last_reload_timestamp_seconds", "When the configuration was last loaded, Unix time.")
 	dReconcileAt   = desc("halb_last_reconcile_timestamp_seconds", "When the data plane was last reconciled, Unix time.")
@@ -317,7 +318,8 @@ func unix(t time.Time) float64 {
 }
 
 func collectStatus(st api.Status, gauge func(*prometheus.Desc, float64, ...string)) {
-	gauge(dInfo, 1, st.Node, st.Version, st.Dataplane)
+	build := buildinfo.Get()
+	gauge(dInfo, 1, st.Node, st.Version, st.Dataplane, build.Revision, build.GoVersion)
 	gauge(dStart, unix(st.Started))
 	gauge(dReloaded, unix(st.Reloaded))
 	if !st.LastReconcile.At.IsZero() {

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -159,7 +160,7 @@ func TestMetricsFollowLiveState(t *testing.T) {
 		{"halb_service_bytes_total", []string{"vs", "tcp 192.0.2.9:443", "direction", "out"}, 9000},
 		{"halb_real_active_connections", []string{"vs", "tcp 192.0.2.9:443", "server", "198.51.100.11"}, 7},
 		{"halb_kernel_counters_up", nil, 1},
-		{"halb_info", []string{"node", "lb-a", "dataplane", "none"}, 1},
+		{"halb_info", []string{"node", "lb-a", "dataplane", "none", "go_version", runtime.Version()}, 1},
 	} {
 		if got := value(t, f, c.name, c.labels...); got != c.want {
 			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
