@@ -2,14 +2,18 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 
+	"halb/internal/api"
 	"halb/internal/lab/labtest"
 )
 
@@ -155,6 +159,62 @@ func TestCompletion(t *testing.T) {
 					t.Errorf("%s completion lacks %s's flag %s", shell, name, f.name)
 				}
 			}
+		}
+	}
+}
+
+// TestSocketAccessMessages: halb status says in plain words that halb is
+// not running, or who may read its socket: root only (mode 0600), or the
+// members of api.socket_group (mode 0660), who then can.
+func TestSocketAccessMessages(t *testing.T) {
+	labtest.RequireRoot(t) // to run halb status as another user
+	bin := labtest.HalbBinary(t)
+	os.Chmod(filepath.Dir(bin), 0o755)
+	dir, err := os.MkdirTemp("", "halb-sock-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	os.Chmod(dir, 0o755)
+	serve := func(name, group string) string {
+		sock := filepath.Join(dir, name)
+		ln, err := api.ListenUnix(sock, group)
+		if err != nil {
+			t.Fatal(err)
+		}
+		status := func(context.Context) (api.Status, error) { return api.Status{Node: "lb-a"}, nil }
+		go api.Serve(t.Context(), ln, api.Handler(status, nil))
+		return sock
+	}
+	rootOnly, grouped := serve("root.sock", ""), serve("group.sock", "65534")
+	groupName := "65534"
+	if g, err := user.LookupGroupId("65534"); err == nil {
+		groupName = g.Name
+	}
+	as := func(gid uint32, sock string) (int, string) {
+		cmd := exec.Command(bin, "status", "--socket", sock)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: gid, Groups: []uint32{}}}
+		var errb bytes.Buffer
+		cmd.Stderr = &errb
+		err := cmd.Run()
+		var exit *exec.ExitError
+		if errors.As(err, &exit) {
+			return exit.ExitCode(), errb.String()
+		}
+		return 0, errb.String()
+	}
+	for _, tt := range []struct {
+		gid        uint32
+		sock, want string
+		code       int
+	}{
+		{65534, rootOnly, "halb status: permission denied on " + rootOnly + ": run as root (api.socket_group opens it to a group)\n", 1},
+		{65533, grouped, "halb status: permission denied on " + grouped + ": run as root or join group " + groupName + "\n", 1},
+		{65534, grouped, "", 0},
+		{65534, filepath.Join(dir, "none.sock"), "halb status: halb is not running (no socket at " + filepath.Join(dir, "none.sock") + ")\n", 1},
+	} {
+		if code, stderr := as(tt.gid, tt.sock); code != tt.code || stderr != tt.want {
+			t.Errorf("halb status --socket %s as group %d: exit %d, stderr %q; want exit %d, %q", tt.sock, tt.gid, code, stderr, tt.code, tt.want)
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -15,7 +16,7 @@ import (
 
 func TestStatusAndEventsOverTheSocket(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "halb.sock")
-	ln, err := ListenUnix(sock)
+	ln, err := ListenUnix(sock, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +47,7 @@ func TestStatusAndEventsOverTheSocket(t *testing.T) {
 	if evs, ok := raw["events"].([]any); asked != 7 || !ok || evs == nil || raw["schema_version"] != 1.0 {
 		t.Fatalf("events: asked %d, got %v (must be [] not null, with schema_version 1)", asked, raw)
 	}
-	if err := c.Get(ctx, "/events?n=x", &raw); err == nil || !strings.Contains(err.Error(), "400") {
+	if err := c.Get(ctx, "/events?n=x", &raw); err == nil || !strings.Contains(err.Error(), "n: not a count") {
 		t.Fatalf("bad n: %v", err)
 	}
 }
@@ -54,7 +55,7 @@ func TestStatusAndEventsOverTheSocket(t *testing.T) {
 func TestListenRefusesALiveSocketAndReplacesAStaleOne(t *testing.T) {
 	dir := t.TempDir()
 	sock := filepath.Join(dir, "halb.sock")
-	ln, err := ListenUnix(sock)
+	ln, err := ListenUnix(sock, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,19 +68,19 @@ func TestListenRefusesALiveSocketAndReplacesAStaleOne(t *testing.T) {
 			c.Close()
 		}
 	}()
-	if _, err := ListenUnix(sock); err == nil || !strings.Contains(err.Error(), "another halb") {
+	if _, err := ListenUnix(sock, ""); err == nil || !strings.Contains(err.Error(), "another halb") {
 		t.Fatalf("second listener: %v", err)
 	}
 	ln.(*net.UnixListener).SetUnlinkOnClose(false)
 	ln.Close()
-	ln2, err := ListenUnix(sock)
+	ln2, err := ListenUnix(sock, "")
 	if err != nil {
 		t.Fatalf("stale socket not replaced: %v", err)
 	}
 	ln2.Close()
 	plain := filepath.Join(dir, "file")
 	os.WriteFile(plain, nil, 0o644)
-	if _, err := ListenUnix(plain); err == nil {
+	if _, err := ListenUnix(plain, ""); err == nil {
 		t.Fatal("listened over a regular file")
 	}
 }
@@ -88,11 +89,33 @@ func TestClientNamesTheSocket(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_, err := NewClient("/nonexistent/halb.sock").Status(ctx)
-	if err == nil || !strings.Contains(err.Error(), "/nonexistent/halb.sock") {
-		t.Fatalf("error does not name the socket: %v", err)
+	if err == nil || err.Error() != "halb is not running (no socket at /nonexistent/halb.sock)" {
+		t.Fatalf("error does not say halb is not running at the socket: %v", err)
 	}
 	var op *net.OpError
 	if !errors.As(err, &op) {
 		t.Fatalf("error does not wrap the dial error: %v", err)
+	}
+}
+
+// TestSocketGroup: with api.socket_group the socket is the group's, mode
+// 0660; an unknown group is refused.
+func TestSocketGroup(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to give the socket to a group")
+	}
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "halb.sock")
+	ln, err := ListenUnix(sock, "65534")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	fi, err := os.Stat(sock)
+	if err != nil || fi.Mode().Perm() != 0o660 || fi.Sys().(*syscall.Stat_t).Gid != 65534 {
+		t.Fatalf("socket mode %v, group %d, %v", fi.Mode(), fi.Sys().(*syscall.Stat_t).Gid, err)
+	}
+	if _, err := ListenUnix(filepath.Join(dir, "other.sock"), "no-such-group-halb"); err == nil || !strings.Contains(err.Error(), "no-such-group-halb") {
+		t.Fatalf("unknown group: %v", err)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"time"
@@ -65,9 +66,17 @@ func WriteJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-// ListenUnix opens the status socket at path with mode 0600, replacing a
-// stale socket file left by a previous run.
-func ListenUnix(path string) (net.Listener, error) {
+// ListenUnix opens the status socket at path, replacing a stale socket
+// file left by a previous run. Its mode is 0600; with a group, 0660 and
+// owned by that group (a name or a numeric id).
+func ListenUnix(path, group string) (net.Listener, error) {
+	gid := -1
+	if group != "" {
+		var err error
+		if gid, err = lookupGroup(group); err != nil {
+			return nil, fmt.Errorf("status socket group: %w", err)
+		}
+	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("status socket directory: %w", err)
 	}
@@ -85,11 +94,30 @@ func ListenUnix(path string) (net.Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("status socket: %w", err)
 	}
-	if err := os.Chmod(path, 0o600); err != nil {
+	mode := os.FileMode(0o600)
+	if gid >= 0 {
+		mode = 0o660
+		if err := os.Chown(path, -1, gid); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("status socket group: %w", err)
+		}
+	}
+	if err := os.Chmod(path, mode); err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("status socket: %w", err)
 	}
 	return ln, nil
+}
+
+// lookupGroup returns the id of a group given by name or number.
+func lookupGroup(group string) (int, error) {
+	if g, err := user.LookupGroup(group); err == nil {
+		return strconv.Atoi(g.Gid)
+	}
+	if id, err := strconv.Atoi(group); err == nil && id >= 0 {
+		return id, nil
+	}
+	return 0, fmt.Errorf("no group %q", group)
 }
 
 // Serve serves h on ln until ctx is done.

@@ -135,7 +135,7 @@ func (d *Daemon) start(ctx context.Context) error {
 	d.reloadMu.Lock()
 	defer d.reloadMu.Unlock()
 	cfg := d.config()
-	ln, err := api.ListenUnix(cfg.API.Socket)
+	ln, err := api.ListenUnix(cfg.API.Socket, cfg.API.SocketGroup)
 	if err != nil {
 		return err
 	}

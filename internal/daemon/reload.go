@@ -154,6 +154,9 @@ func restartNeeded(kinds []AnnouncerKind, cur, next *config.Config) []string {
 	if cur.API.Socket != next.API.Socket {
 		out = append(out, fmt.Sprintf("api.socket: changed from %s to %s; restart halb to apply it", cur.API.Socket, next.API.Socket))
 	}
+	if cur.API.SocketGroup != next.API.SocketGroup {
+		out = append(out, fmt.Sprintf("api.socket_group: changed from %q to %q; restart halb to apply it", cur.API.SocketGroup, next.API.SocketGroup))
+	}
 	out = append(out, announcersAdded(kinds, cur, next)...)
 	if !reflect.DeepEqual(cur.NFTables, next.NFTables) {
 		out = append(out, "nftables: changed; restart halb to apply it")
