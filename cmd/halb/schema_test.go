@@ -243,7 +243,8 @@ notify:
 		t.Fatalf("halb status --json: %v", err)
 	}
 	conforms(t, schema(t, "status.schema.json"), "halb status --json", status)
-	for _, key := range []string{`"port_end": 10100`, `"state": "MASTER"`, `"master": "198.51.100.1"`, `"quorum_up": false`} {
+	for _, key := range []string{`"port_end": 10100`, `"state": "MASTER"`, `"master": "198.51.100.1"`, `"quorum_up": false`,
+		`"last_check": "failed"`, `"last_check": "ok"`, `failure in a row"`} {
 		if !bytes.Contains(status, []byte(key)) {
 			t.Errorf("halb status --json lacks %s:\n%s", key, status)
 		}

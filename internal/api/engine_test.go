@@ -45,7 +45,7 @@ func TestFromEngine(t *testing.T) {
 				`"master":"","since":"2026-01-02T03:04:05Z","reason":"","vips":[]}],` +
 				`"services":[{"name":"web","protocol":"tcp","vip":"192.0.2.9","family":4,"port":80,"mark":3,` +
 				`"scheduler":"rr","forward":"nat","pool":"www","servers":[{"address":"198.51.100.1","port":8080,"weight":2,` +
-				`"effective_weight":2,"healthy":true,"reason":"ok","last_change":"2026-01-02T03:04:05Z","latency_ms":1.5}]},` +
+				`"effective_weight":2,"healthy":true,"reason":"ok","last_change":"2026-01-02T03:04:05Z","latency_ms":1.5,"last_check":"","last_check_ms":0,"consecutive":0}]},` +
 				`{"name":"fw","protocol":"tcp","vip":"","family":6,"port":1000,"port_end":2000,"mark":0,` +
 				`"scheduler":"","forward":"","pool":"p","servers":[]}],` +
 				`"pools":[{"name":"www","quorum":1,"healthy_weight":2,"quorum_up":true,"sorry_active":false}],` +
@@ -60,5 +60,29 @@ func TestFromEngine(t *testing.T) {
 				t.Errorf("got  %s\nwant %s", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestWithChecks: a checked server's reason, latency and last check are
+// the last check's, not its last change's; others keep theirs.
+func TestWithChecks(t *testing.T) {
+	st := Status{Services: []Service{{Pool: "www", Servers: []Server{
+		{Address: "198.51.100.1", Reason: "TCP connect refused", LatencyMS: 1},
+		{Address: "198.51.100.2", Port: 8080, Reason: "r2", Healthy: true},
+		{Address: "198.51.100.3", Reason: "never checked"}}}}}
+	got := st.WithChecks([]CheckResult{
+		{Pool: "www", Address: "198.51.100.1", Reason: "TCP connect refused, 24th failure in a row", Duration: 2500 * time.Microsecond, Consecutive: 24},
+		{Pool: "www", Address: "198.51.100.2", Port: 8080, OK: true, Reason: "TCP connect", Duration: time.Millisecond, Consecutive: 1},
+		{Pool: "other", Address: "198.51.100.3", Reason: "another pool's"},
+	})
+	want := []Server{
+		{Address: "198.51.100.1", Reason: "TCP connect refused, 24th failure in a row", LatencyMS: 2.5, LastCheck: "failed", LastCheckMS: 2.5, Consecutive: 24},
+		{Address: "198.51.100.2", Port: 8080, Healthy: true, Reason: "TCP connect", LatencyMS: 1, LastCheck: "ok", LastCheckMS: 1, Consecutive: 1},
+		{Address: "198.51.100.3", Reason: "never checked"},
+	}
+	for i, w := range want {
+		if g := got.Services[0].Servers[i]; g != w {
+			t.Errorf("server %d: %+v, want %+v", i, g, w)
+		}
 	}
 }

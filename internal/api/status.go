@@ -69,6 +69,55 @@ type Server struct {
 	LastChange time.Time `json:"last_change,omitzero"`
 	// LatencyMS is the duration of the last check, in milliseconds.
 	LatencyMS float64 `json:"latency_ms"`
+	// LastCheck is the last check's result: "ok", "failed", or "" while
+	// the server has not been checked (or has no check).
+	LastCheck string `json:"last_check"`
+	// LastCheckMS is the last check's duration, in milliseconds.
+	LastCheckMS float64 `json:"last_check_ms"`
+	// Consecutive counts the last check's result in a row.
+	Consecutive int `json:"consecutive"`
+}
+
+// CheckResult is the last health check of a pool's server.
+type CheckResult struct {
+	Pool, Address string
+	Port          uint16
+	OK            bool
+	// Reason says what the check saw, and how many times in a row.
+	Reason      string
+	Duration    time.Duration
+	Consecutive int
+}
+
+// WithChecks sets each server's reason, latency and last check from the
+// last check results (in st's own lists): they are what a server is
+// doing now, where the engine knows only its last change of health.
+func (st Status) WithChecks(checks []CheckResult) Status {
+	type key struct {
+		pool, addr string
+		port       uint16
+	}
+	last := make(map[key]CheckResult, len(checks))
+	for _, c := range checks {
+		last[key{c.Pool, c.Address, c.Port}] = c
+	}
+	for i, s := range st.Services {
+		for j, srv := range s.Servers {
+			c, ok := last[key{s.Pool, srv.Address, srv.Port}]
+			if !ok {
+				continue
+			}
+			srv.Reason, srv.Consecutive = c.Reason, c.Consecutive
+			srv.LastCheck = "failed"
+			if c.OK {
+				srv.LastCheck = "ok"
+			}
+			srv.LastCheckMS = event.Millis(c.Duration)
+			srv.LatencyMS = srv.LastCheckMS
+			st.Services[i].Servers[j] = srv
+		}
+	}
+	return st
 }
 
 // Pool is the quorum state of one pool.

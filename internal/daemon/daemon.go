@@ -21,6 +21,7 @@ import (
 	"halb/internal/config"
 	"halb/internal/engine"
 	"halb/internal/event"
+	"halb/internal/health"
 	"halb/internal/metrics"
 	"halb/internal/sdnotify"
 	"halb/internal/statuspage"
@@ -66,6 +67,8 @@ type Daemon struct {
 	dp      Plane
 	metrics *metrics.Metrics
 	sd      *sdnotify.Notifier
+	// checks reads the health checker's last results; nil without one.
+	checks func() []api.CheckResult
 	// reloadMu lets one reload run at a time.
 	reloadMu sync.Mutex
 	// retiring counts the replaced notifiers still sending what they had.
@@ -107,7 +110,11 @@ func New(opts Options) (*Daemon, error) {
 	if a := newAnnouncers(d.parts.Announcers, cfg, log, d.metrics); a != nil {
 		eopts = append(eopts, engine.WithAnnouncer(a))
 	}
-	eopts = append(eopts, engine.WithHealthChecker(d.parts.HealthChecker(cfg, log, d.metrics)))
+	hc := d.parts.HealthChecker(cfg, log, d.metrics)
+	if c, ok := hc.(*health.Checker); ok {
+		d.checks = healthResults{c}.StatusChecks
+	}
+	eopts = append(eopts, engine.WithHealthChecker(hc))
 	d.eng = engine.New(cfg, d.metrics.Instrument(dp.Dataplane), dp.Name, eopts...)
 	return d, nil
 }
@@ -189,7 +196,11 @@ func (d *Daemon) config() *config.Config {
 
 // status reads the engine's status document.
 func (d *Daemon) status(ctx context.Context) (api.Status, error) {
-	return api.EngineStatus(d.eng.Status)(ctx)
+	st, err := api.EngineStatus(d.eng.Status)(ctx)
+	if err != nil || d.checks == nil {
+		return st, err
+	}
+	return st.WithChecks(d.checks()), nil
 }
 
 // sink hands an event to the current notifier; it never blocks.
