@@ -232,6 +232,14 @@ notify:
 	os.WriteFile(cfgPath, []byte(config("-3")), 0o644)
 	halb.Process.Signal(syscall.SIGHUP)
 	waitFor(t, ctx, "the refused reload", func() bool { return kinds()["reload"] == 1 })
+	refused, err := exec.Command(labtest.HalbBinary(t), "status", "--json", "--socket", sock).Output()
+	if err != nil {
+		t.Fatalf("halb status --json: %v", err)
+	}
+	conforms(t, schema(t, "status.schema.json"), "halb status --json after a refused reload", refused)
+	if !bytes.Contains(refused, []byte(`"applied": false`)) || !bytes.Contains(refused, []byte(`weight: -3 is not from 0 to 65535"`)) {
+		t.Errorf("halb status --json does not show the refused reload:\n%s", refused)
+	}
 	os.WriteFile(cfgPath, []byte(config("2")), 0o644)
 	halb.Process.Signal(syscall.SIGHUP)
 	waitFor(t, ctx, "the applied reload", func() bool { return kinds()["reload"] == 2 })

@@ -30,6 +30,7 @@ func FromEngine(s engine.Status) Status {
 		Pools:    make([]Pool, 0, len(s.Pools)),
 		LastReconcile: Reconcile{At: s.LastReconcile.At, Changes: s.LastReconcile.Changes,
 			Error: s.LastReconcile.Error},
+		LastReload: Reload{At: s.Reloaded, Applied: true, Errors: []string{}},
 	}
 	for _, in := range s.VRRP {
 		ai := Instance{Name: in.Name, Interface: in.Interface, VRID: in.VRID, State: in.State,

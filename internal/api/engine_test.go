@@ -22,7 +22,7 @@ func TestFromEngine(t *testing.T) {
 	}{
 		{"empty", engine.Status{Node: "lb-a"}, `{"schema_version":1,"node":"lb-a","version":"","dataplane":"","config":"",` +
 			`"started":"0001-01-01T00:00:00Z","reloaded":"0001-01-01T00:00:00Z","vrrp":[],"services":[],"pools":[],` +
-			`"last_reconcile":{"changes":0},"events":[]}`},
+			`"last_reconcile":{"changes":0},"last_reload":{"at":"0001-01-01T00:00:00Z","applied":true,"errors":[]},"events":[]}`},
 		{"full", engine.Status{Node: "lb-a", Version: "v1", Dataplane: "none", Config: "/etc/halb.yaml",
 			Started: at, Reloaded: at, LastReconcile: engine.Reconcile{At: at, Changes: 2, Error: "boom"},
 			VRRP: []engine.InstanceState{
@@ -49,7 +49,8 @@ func TestFromEngine(t *testing.T) {
 				`{"name":"fw","protocol":"tcp","vip":"","family":6,"port":1000,"port_end":2000,"mark":0,` +
 				`"scheduler":"","forward":"","pool":"p","servers":[]}],` +
 				`"pools":[{"name":"www","quorum":1,"healthy_weight":2,"quorum_up":true,"sorry_active":false}],` +
-				`"last_reconcile":{"at":"2026-01-02T03:04:05Z","changes":2,"error":"boom"},"events":[]}`},
+				`"last_reconcile":{"at":"2026-01-02T03:04:05Z","changes":2,"error":"boom"},` +
+				`"last_reload":{"at":"2026-01-02T03:04:05Z","applied":true,"errors":[]},"events":[]}`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := json.Marshal(FromEngine(tt.in))

@@ -24,6 +24,9 @@ type Status struct {
 	// LastReconcile reports the last attempt to bring the data plane to
 	// the desired state.
 	LastReconcile Reconcile `json:"last_reconcile"`
+	// LastReload is the outcome of the last configuration reload (the
+	// start, until one).
+	LastReload Reload `json:"last_reload"`
 	// Events are the most recent events, oldest first.
 	Events []event.Record `json:"events"`
 }
@@ -127,6 +130,15 @@ type Pool struct {
 	HealthyWeight int    `json:"healthy_weight"`
 	QuorumUp      bool   `json:"quorum_up"`
 	SorryActive   bool   `json:"sorry_active"`
+}
+
+// Reload is the outcome of a configuration reload.
+type Reload struct {
+	At      time.Time `json:"at"`
+	Applied bool      `json:"applied"`
+	// Errors say why a refused reload was refused; the running
+	// configuration stayed.
+	Errors []string `json:"errors"`
 }
 
 // Reconcile is the outcome of the last data plane update.

@@ -80,6 +80,9 @@ type Daemon struct {
 	stopNote func() // stops the running notifier and waits for it
 	srv      *http.Server
 	closed   bool // Run has ended: a late reload applies nothing
+	// refused is the last reload when it was refused; nil when the last
+	// one was applied (or none was tried).
+	refused *api.Reload
 }
 
 // New builds the daemon for opts.Config (with opts.Overrides applied) and
@@ -197,8 +200,16 @@ func (d *Daemon) config() *config.Config {
 // status reads the engine's status document.
 func (d *Daemon) status(ctx context.Context) (api.Status, error) {
 	st, err := api.EngineStatus(d.eng.Status)(ctx)
-	if err != nil || d.checks == nil {
+	if err != nil {
 		return st, err
+	}
+	d.mu.Lock()
+	if d.refused != nil {
+		st.LastReload = *d.refused
+	}
+	d.mu.Unlock()
+	if d.checks == nil {
+		return st, nil
 	}
 	return st.WithChecks(d.checks()), nil
 }
