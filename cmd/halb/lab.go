@@ -112,7 +112,7 @@ func runLab(action string, o labOptions, stdout, stderr io.Writer) int {
 				continue
 			}
 			fmt.Fprintln(stdout)
-			writeStatus(stdout, st, time.Now())
+			writeStatus(stdout, st, time.Now(), statusWidth)
 		}
 		return 0
 	case "down":
