@@ -183,7 +183,7 @@ func TestSocketAccessMessages(t *testing.T) {
 			t.Fatal(err)
 		}
 		status := func(context.Context) (api.Status, error) { return api.Status{Node: "lb-a"}, nil }
-		go api.Serve(t.Context(), ln, api.Handler(status, nil))
+		go api.Serve(t.Context(), ln, api.Handler(status, nil, nil))
 		return sock
 	}
 	rootOnly, grouped := serve("root.sock", ""), serve("group.sock", "65534")

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -106,7 +107,7 @@ func TestEveryEventKindConforms(t *testing.T) {
 	}
 	srv := httptest.NewServer(api.Handler(
 		func(context.Context) (api.Status, error) { return api.Status{}, nil },
-		func(context.Context, int) ([]event.Record, error) { return recs, nil }))
+		func(context.Context, int) ([]event.Record, error) { return recs, nil }, nil))
 	defer srv.Close()
 	resp, err := http.Get(srv.URL + "/events")
 	if err != nil {
@@ -229,6 +230,25 @@ notify:
 		st, err := client.Status(ctx)
 		return err == nil && st.VRRP[0].State == "MASTER" && k["health"] > 1 && k["quorum"] > 0
 	})
+	// A follower from here on sees the reloads, a document a line.
+	follower := exec.Command(labtest.HalbBinary(t), "events", "--follow", "--json", "-n", "1", "--socket", sock)
+	out, err := follower.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := follower.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer follower.Process.Kill()
+	followed := make(chan string, 100)
+	go func() {
+		defer close(followed)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			followed <- sc.Text()
+		}
+	}()
+	lines := []string{<-followed} // following
 	os.WriteFile(cfgPath, []byte(config("-3")), 0o644)
 	halb.Process.Signal(syscall.SIGHUP)
 	waitFor(t, ctx, "the refused reload", func() bool { return kinds()["reload"] == 1 })
@@ -262,6 +282,21 @@ notify:
 		t.Fatalf("halb events --json: %v", err)
 	}
 	conforms(t, schema(t, "events.schema.json"), "halb events --json", events)
+	follower.Process.Signal(syscall.SIGINT)
+	for line := range followed {
+		lines = append(lines, line)
+	}
+	if err := follower.Wait(); err != nil {
+		t.Errorf("halb events --follow on SIGINT: %v", err)
+	}
+	reloads := 0
+	for i, line := range lines {
+		conforms(t, schema(t, "events.schema.json"), fmt.Sprintf("halb events --follow --json, line %d", i+1), []byte(line))
+		reloads += strings.Count(line, `"kind":"reload"`)
+	}
+	if len(lines) < 3 || reloads != 2 {
+		t.Errorf("halb events --follow printed %d lines with %d reloads, want the last event and both reloads:\n%s", len(lines), reloads, strings.Join(lines, "\n"))
+	}
 	webhook := schema(t, "webhook.schema.json")
 	for i, b := range hooks.all() {
 		conforms(t, webhook, fmt.Sprintf("webhook body %d", i+1), b)

@@ -33,7 +33,7 @@ func TestStatusAndEventsOverTheSocket(t *testing.T) {
 		asked = n
 		return nil, nil
 	}
-	go Serve(ctx, ln, Handler(status, events))
+	go Serve(ctx, ln, Handler(status, events, nil))
 
 	c := NewClient(sock)
 	st, err := c.Status(ctx)
@@ -117,5 +117,49 @@ func TestSocketGroup(t *testing.T) {
 	}
 	if _, err := ListenUnix(filepath.Join(dir, "other.sock"), "no-such-group-halb"); err == nil || !strings.Contains(err.Error(), "no-such-group-halb") {
 		t.Fatalf("unknown group: %v", err)
+	}
+}
+
+// TestFollowEvents: a follower gets the last events, then each new one
+// once, until it stops following.
+func TestFollowEvents(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "halb.sock")
+	ln, err := ListenUnix(sock, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var feed Feed
+	history := []event.Record{{Seq: 1, Kind: "reload"}, {Seq: 2, Kind: "health"}}
+	events := func(context.Context, int) ([]event.Record, error) { return history, nil }
+	go Serve(ctx, ln, Handler(nil, events, feed.Follow))
+
+	got := make(chan uint64, 10)
+	fctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- NewClient(sock).Follow(fctx, 2, func(r event.Record) { got <- r.Seq })
+	}()
+	for _, want := range []uint64{1, 2} {
+		if seq := <-got; seq != want {
+			t.Fatalf("event %d, want %d", seq, want)
+		}
+	}
+	feed.Publish(event.Record{Seq: 2, Kind: "health"}) // already sent: not again
+	feed.Publish(event.Record{Seq: 3, Kind: "vrrp"})
+	if seq := <-got; seq != 3 {
+		t.Fatalf("new event %d, want 3", seq)
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Fatalf("follow after its context ended: %v", err)
+	}
+	feed.Publish(event.Record{Seq: 4}) // no follower left: must not block
+	feed.mu.Lock()
+	n := len(feed.subs)
+	feed.mu.Unlock()
+	if n != 0 {
+		t.Errorf("%d followers left", n)
 	}
 }

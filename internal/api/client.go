@@ -110,6 +110,44 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 	return st, err
 }
 
+// Follow calls f with the last n events (all kept when 0), then with each
+// new one as it comes, until ctx is done (then it returns nil) or halb
+// stops.
+func (c *Client) Follow(ctx context.Context, n int, f func(event.Record)) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://halb/events?n=%d&follow=1", n), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := (&http.Client{Transport: c.http.Transport}).Do(req) // no timeout: it lasts
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return c.reachError(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return fmt.Errorf("halb at %s: %s", c.socket, strings.TrimSpace(string(body)))
+	}
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var doc Events
+		if err := dec.Decode(&doc); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+				return fmt.Errorf("halb at %s stopped", c.socket)
+			}
+			return fmt.Errorf("halb at %s: reading events: %w", c.socket, err)
+		}
+		for _, r := range doc.Events {
+			f(r)
+		}
+	}
+}
+
 // Events fetches up to n recent events (all kept when n is 0).
 func (c *Client) Events(ctx context.Context, n int) ([]event.Record, error) {
 	var evs Events

@@ -23,8 +23,14 @@ type StatusFunc func(ctx context.Context) (Status, error)
 // EventsFunc returns up to n recent events (all when n <= 0).
 type EventsFunc func(ctx context.Context, n int) ([]event.Record, error)
 
+// FollowFunc returns the events from now until ctx is done (Feed.Follow).
+type FollowFunc func(ctx context.Context) <-chan event.Record
+
 // Handler serves GET /status and GET /events?n=N (an Events document).
-func Handler(status StatusFunc, events EventsFunc) http.Handler {
+// With follow (nil: not offered), GET /events?n=N&follow=1 streams: the
+// last N events, then each new one, as they come; a line each, every line
+// an Events document of one event.
+func Handler(status StatusFunc, events EventsFunc, follow FollowFunc) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
 		st, err := status(r.Context())
@@ -39,6 +45,14 @@ func Handler(status StatusFunc, events EventsFunc) http.Handler {
 				return
 			}
 		}
+		if r.URL.Query().Get("follow") != "" {
+			if follow == nil {
+				http.Error(w, "following events is not offered", http.StatusNotFound)
+				return
+			}
+			stream(w, r, n, events, follow)
+			return
+		}
 		evs, err := events(r.Context(), n)
 		if evs == nil {
 			evs = []event.Record{}
@@ -46,6 +60,50 @@ func Handler(status StatusFunc, events EventsFunc) http.Handler {
 		writeJSON(w, Events{SchemaVersion: event.SchemaVersion, Events: evs}, err)
 	})
 	return mux
+}
+
+// stream writes the last n events, then every new one until the client
+// goes or the server stops, each as a one-line Events document.
+func stream(w http.ResponseWriter, r *http.Request, n int, events EventsFunc, follow FollowFunc) {
+	ch := follow(r.Context()) // before reading the history: nothing falls between
+	recent, err := events(r.Context(), n)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	flusher, _ := w.(http.Flusher)
+	var last uint64
+	send := func(rec event.Record) bool {
+		line, err := event.Marshal(Events{SchemaVersion: event.SchemaVersion, Events: []event.Record{rec}})
+		if err != nil {
+			return false
+		}
+		if _, err := w.Write(append(line, '\n')); err != nil {
+			return false
+		}
+		last = rec.Seq
+		return true
+	}
+	for _, rec := range recent {
+		if !send(rec) {
+			return
+		}
+	}
+	if flusher != nil {
+		flusher.Flush()
+	}
+	for rec := range ch {
+		if rec.Seq <= last {
+			continue
+		}
+		if !send(rec) {
+			return
+		}
+		if flusher != nil {
+			flusher.Flush()
+		}
+	}
 }
 
 func writeJSON(w http.ResponseWriter, v any, err error) {
@@ -122,7 +180,9 @@ func lookupGroup(group string) (int, error) {
 
 // Serve serves h on ln until ctx is done.
 func Serve(ctx context.Context, ln net.Listener, h http.Handler) error {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	// Requests end with ctx, so that followers do not hold the shutdown.
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second,
+		BaseContext: func(net.Listener) context.Context { return ctx }}
 	go func() {
 		<-ctx.Done()
 		shutCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

@@ -67,6 +67,8 @@ type Daemon struct {
 	dp      Plane
 	metrics *metrics.Metrics
 	sd      *sdnotify.Notifier
+	// feed passes each event to the status socket's followers.
+	feed api.Feed
 	// checks reads the health checker's last results; nil without one.
 	checks func() []api.CheckResult
 	// reloadMu lets one reload run at a time.
@@ -109,7 +111,7 @@ func New(opts Options) (*Daemon, error) {
 		d.metrics.AddCounterSource(dp.Counters)
 	}
 	eopts := []engine.Option{engine.WithLogger(log), engine.WithVersion(opts.Version),
-		engine.WithEventSink(d.metrics.OnEvent), engine.WithEventSink(d.sink)}
+		engine.WithEventSink(d.metrics.OnEvent), engine.WithEventSink(d.sink), engine.WithEventSink(d.feed.Publish)}
 	if a := newAnnouncers(d.parts.Announcers, cfg, log, d.metrics); a != nil {
 		eopts = append(eopts, engine.WithAnnouncer(a))
 	}
@@ -156,7 +158,7 @@ func (d *Daemon) start(ctx context.Context) error {
 		}
 	}
 	go func() {
-		if err := api.Serve(ctx, ln, api.Handler(d.status, d.eng.Events)); err != nil {
+		if err := api.Serve(ctx, ln, api.Handler(d.status, d.eng.Events, d.feed.Follow)); err != nil {
 			d.log.Error("status socket stopped", "err", err)
 		}
 	}()
