@@ -98,14 +98,14 @@ func writeStatus(w io.Writer, st api.Status, now time.Time, width int) {
 	}
 	for _, g := range groupServices(st.Services) {
 		s := g.entries[0]
-		fmt.Fprintf(&b, "  %s %s  %s %s  %s  pool %s\n", s.Name, s.Protocol, s.Scheduler, s.Forward, g.marks(), poolLine(s, pools))
+		fmt.Fprintf(&b, "  %s %s  %s %s  %s  pool %s%s\n", s.Name, s.Protocol, s.Scheduler, s.Forward, g.marks(), poolLine(s, pools), g.conns())
 		wrap(&b, "      VIPs ", g.endpoints, width)
 		if len(s.Servers) == 0 {
 			b.WriteString("      (no servers)\n")
 			continue
 		}
 		tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "      SERVER\tWEIGHT\tHEALTH\tLAST CHECK\tREASON")
+		fmt.Fprintln(tw, "      SERVER\tWEIGHT\tHEALTH\tCONNS\tLAST CHECK\tREASON")
 		for _, srv := range s.Servers {
 			health := "down"
 			if srv.Healthy {
@@ -119,7 +119,7 @@ func writeStatus(w io.Writer, st api.Status, now time.Time, width int) {
 			if srv.LastCheck != "" {
 				check = fmt.Sprintf("%s %.1fms", srv.LastCheck, srv.LastCheckMS)
 			}
-			fmt.Fprintf(tw, "      %s\t%d/%d\t%s\t%s\t%s\n", addr, srv.EffectiveWeight, srv.Weight, health, check, srv.Reason)
+			fmt.Fprintf(tw, "      %s\t%d/%d\t%s\t%s\t%s\t%s\n", addr, srv.EffectiveWeight, srv.Weight, health, conns(g, srv), check, srv.Reason)
 		}
 		tw.Flush()
 	}
@@ -212,6 +212,48 @@ func (g serviceGroup) marks() string {
 	default:
 		return "a mark per VIP"
 	}
+}
+
+// conns totals the connections of the group's entries, when counted.
+func (g serviceGroup) conns() string {
+	var n uint64
+	counted := false
+	for _, e := range g.entries {
+		if e.Connections != nil {
+			n, counted = n+*e.Connections, true
+		}
+	}
+	if !counted {
+		return ""
+	}
+	return fmt.Sprintf("  %d connections", n)
+}
+
+// conns says a server's connections over the group's entries: active/
+// inactive now (IPVS), or so far (nftables); "-" when not counted.
+func conns(g serviceGroup, srv api.Server) string {
+	var act, inact, total uint64
+	ipvs, nft := false, false
+	for _, e := range g.entries {
+		for _, s := range e.Servers {
+			if s.Address != srv.Address || s.Port != srv.Port {
+				continue
+			}
+			if s.ActiveConnections != nil {
+				act, inact, ipvs = act+*s.ActiveConnections, inact+*s.InactiveConnections, true
+			}
+			if s.Connections != nil {
+				total, nft = total+*s.Connections, true
+			}
+		}
+	}
+	switch {
+	case ipvs:
+		return fmt.Sprintf("%d/%d", act, inact)
+	case nft:
+		return strconv.FormatUint(total, 10)
+	}
+	return "-"
 }
 
 func hexMark(m uint32) string { return fmt.Sprintf("%#x", m) }

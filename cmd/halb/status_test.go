@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -47,8 +48,11 @@ func siteStatus(now time.Time) api.Status {
 		LastReload: api.Reload{At: now.Add(-time.Minute), Errors: []string{"halb.yaml:6:13: vrrp.instances[0].vrid: 300 is not from 1 to 255"}},
 	}
 	for i, v := range vips {
+		counted := slices.Clone(servers)
+		act, inact, total := uint64(3), uint64(1), uint64(100)
+		counted[0].ActiveConnections, counted[0].InactiveConnections = &act, &inact
 		st.Services = append(st.Services, api.Service{Name: "https", Protocol: "tcp", VIP: v, Family: 4, Port: 443,
-			Mark: 0x1e0c4d00 + uint32(i), Scheduler: "wlc", Forward: "dr", Pool: "www", Servers: servers})
+			Mark: 0x1e0c4d00 + uint32(i), Scheduler: "wlc", Forward: "dr", Pool: "www", Servers: counted, Connections: &total})
 	}
 	return st
 }
@@ -62,7 +66,7 @@ func TestStatusForPeople(t *testing.T) {
 	writeStatus(&b, siteStatus(now), now, statusWidth)
 	out := b.String()
 	want := []string{"LAST RELOAD REFUSED 1m0s ago", "vrid: 300 is not from 1 to 255", "192.0.2.148/24", "a mark per VIP",
-		"pool www (1/2 up, QUORUM LOST: healthy weight 1 < 2)", "198.51.100.12:8443", "failed 3.4ms", "ok 1.2ms"}
+		"pool www (1/2 up, QUORUM LOST: healthy weight 1 < 2)  600 connections", "up      18/6", "198.51.100.12:8443", "failed 3.4ms", "ok 1.2ms"}
 	for i := range 6 {
 		want = append(want, fmt.Sprintf("(0x1e0c4d0%d)", i))
 	}

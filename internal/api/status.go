@@ -3,7 +3,10 @@
 package api
 
 import (
+	"net/netip"
 	"time"
+
+	"halb/internal/dataplane"
 
 	"halb/internal/event"
 )
@@ -58,6 +61,19 @@ type Service struct {
 	Forward   string   `json:"forward"`
 	Pool      string   `json:"pool"`
 	Servers   []Server `json:"servers"`
+	// Connections counts the connections the data plane has scheduled
+	// (absent without kernel counters: halb status shows them, the
+	// document other readers get does not).
+	Connections *uint64 `json:"connections,omitempty"`
+}
+
+// Key is the data plane's key of the service entry.
+func (s Service) Key() dataplane.ServiceKey {
+	if s.Mark != 0 {
+		return dataplane.ServiceKey{Family: s.Family, Mark: s.Mark}
+	}
+	a, _ := netip.ParseAddr(s.VIP)
+	return dataplane.ServiceKey{Family: s.Family, Protocol: s.Protocol, Addr: a, Port: s.Port}
 }
 
 // Server is a real server of a service, with its health.
@@ -79,6 +95,12 @@ type Server struct {
 	LastCheckMS float64 `json:"last_check_ms"`
 	// Consecutive counts the last check's result in a row.
 	Consecutive int `json:"consecutive"`
+	// ActiveConnections and InactiveConnections are IPVS's counts now,
+	// Connections the nftables data plane's count so far; each is absent
+	// when the data plane does not count it.
+	ActiveConnections   *uint64 `json:"active_connections,omitempty"`
+	InactiveConnections *uint64 `json:"inactive_connections,omitempty"`
+	Connections         *uint64 `json:"connections,omitempty"`
 }
 
 // CheckResult is the last health check of a pool's server.

@@ -158,7 +158,7 @@ func (d *Daemon) start(ctx context.Context) error {
 		}
 	}
 	go func() {
-		if err := api.Serve(ctx, ln, api.Handler(d.status, d.eng.Events, d.feed.Follow)); err != nil {
+		if err := api.Serve(ctx, ln, api.Handler(d.statusWithCounters, d.eng.Events, d.feed.Follow)); err != nil {
 			d.log.Error("status socket stopped", "err", err)
 		}
 	}()
