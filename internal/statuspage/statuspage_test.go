@@ -192,3 +192,18 @@ func TestPageHeaderShowsARefusedReload(t *testing.T) {
 		t.Error("the page shows an applied reload as refused")
 	}
 }
+
+// TestRefusedReloadInChromium: in a real browser, the refused reload is
+// in the page's header, before the instances.
+func TestRefusedReloadInChromium(t *testing.T) {
+	labtest.RequireTool(t, "chromium")
+	st := api.Status{Node: "lb-a", VRRP: []api.Instance{}, LastReload: api.Reload{At: time.Now().Add(-time.Minute),
+		Errors: []string{"halb.yaml:3:7: vrid: 300 is not from 1 to 255"}}}
+	srv := httptest.NewServer(New(func(context.Context) (api.Status, error) { return st, nil }, nil, 5*time.Second, time.Now))
+	defer srv.Close()
+	dom := string(chromium(t, "--dump-dom", srv.URL))
+	refused, vrrp := strings.Index(dom, `id="reload-refused"`), strings.Index(dom, `id="vrrp"`)
+	if refused < 0 || vrrp < 0 || refused > vrrp || !strings.Contains(dom, "vrid: 300 is not from 1 to 255") {
+		t.Errorf("the refused reload is not in the header (at %d, instances at %d):\n%s", refused, vrrp, dom)
+	}
+}
