@@ -132,8 +132,8 @@ func TestCompletion(t *testing.T) {
 	for line, want := range map[string]string{
 		"halb st":                 "status",
 		"halb run --dataplane ''": "auto ipvs nftables none",
-		"halb status --":          "--json --socket --help",
-		"halb events -":           "--json -n --socket --help",
+		"halb status --":          "--json --socket --wide --help",
+		"halb events -":           "--follow --json -n --socket --help",
 		"halb lab d":              "demo down",
 		"halb help v":             "validate version",
 		"halb completion ":        "bash zsh fish",
