@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds halb's Debian package: the static binary, the systemd unit, the
-# commented default configuration, man pages, bash completion and the
+# commented default configuration, man pages, shell completion and the
 # example site. Prints the path of the .deb.
 #
 #   packaging/build-deb.sh [OUTDIR]      (default OUTDIR: out/)
@@ -27,14 +27,25 @@ trap 'rm -rf "$stage"' EXIT
 pkg=$stage/halb
 doc=$pkg/usr/share/doc/halb
 install -d "$pkg/DEBIAN" "$pkg/usr/sbin" "$pkg/lib/systemd/system" "$pkg/etc/halb" \
-  "$pkg/usr/share/man/man8" "$pkg/usr/share/man/man5" "$pkg/usr/share/bash-completion/completions" "$doc/examples"
+  "$pkg/usr/share/man/man8" "$pkg/usr/share/man/man5" "$pkg/usr/share/bash-completion/completions" "$doc/examples" \
+  "$pkg/usr/share/zsh/vendor-completions" "$pkg/usr/share/fish/vendor_completions.d"
 
-CGO_ENABLED=0 go build -trimpath -buildvcs=false -buildmode=pie -ldflags "-s -w -X main.version=$VERSION" -o "$pkg/usr/sbin/halb" ./cmd/halb
+revision=$(git rev-parse HEAD 2>/dev/null || true)
+CGO_ENABLED=0 go build -trimpath -buildvcs=false -buildmode=pie \
+  -ldflags "-s -w -X halb/internal/buildinfo.version=$VERSION -X halb/internal/buildinfo.revision=$revision" \
+  -o "$pkg/usr/sbin/halb" ./cmd/halb
 install -m 0644 packaging/halb.service "$pkg/lib/systemd/system/halb.service"
 install -m 0644 packaging/halb.yaml "$pkg/etc/halb/halb.yaml"
 gzip -9n <packaging/man/halb.8 >"$pkg/usr/share/man/man8/halb.8.gz"
 gzip -9n <packaging/man/halb.yaml.5 >"$pkg/usr/share/man/man5/halb.yaml.5.gz"
-install -m 0644 packaging/halb.bash-completion "$pkg/usr/share/bash-completion/completions/halb"
+# The completions are generated from halb's own list of commands and flags
+# (by a build for this machine, whatever GOARCH the package is for).
+gen_completion() { env -u GOOS -u GOARCH CGO_ENABLED=0 go run ./cmd/halb completion "$1"; }
+gen_completion bash >"$pkg/usr/share/bash-completion/completions/halb"
+gen_completion zsh >"$pkg/usr/share/zsh/vendor-completions/_halb"
+gen_completion fish >"$pkg/usr/share/fish/vendor_completions.d/halb.fish"
+chmod 0644 "$pkg/usr/share/bash-completion/completions/halb" "$pkg/usr/share/zsh/vendor-completions/_halb" \
+  "$pkg/usr/share/fish/vendor_completions.d/halb.fish"
 install -m 0644 examples/*.yaml "$doc/examples/"
 install -m 0644 packaging/debian/copyright "$doc/copyright"
 {

@@ -99,7 +99,8 @@ func TestDebPackage(t *testing.T) {
 		"-rwxr-xr-x root/root", "./usr/sbin/halb",
 		"./lib/systemd/system/halb.service", "./etc/halb/halb.yaml",
 		"./usr/share/man/man8/halb.8.gz", "./usr/share/man/man5/halb.yaml.5.gz",
-		"./usr/share/bash-completion/completions/halb", "./usr/share/doc/halb/copyright",
+		"./usr/share/bash-completion/completions/halb", "./usr/share/zsh/vendor-completions/_halb",
+		"./usr/share/fish/vendor_completions.d/halb.fish", "./usr/share/doc/halb/copyright",
 		"./usr/share/doc/halb/examples/site-lb-a.yaml",
 	} {
 		if !strings.Contains(list, want) {

@@ -11,35 +11,23 @@ import (
 )
 
 func init() {
-	register("convert", "print a keepalived.conf as halb YAML, with every unsupported keyword named", runConvert)
+	register(&command{name: "convert", summary: "print a keepalived.conf as halb YAML, with every unsupported keyword named",
+		args: "FILE", complete: []string{fileArgs}, setup: convertFlags})
 }
 
-func runConvert(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("convert", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+func convertFlags(fs *flag.FlagSet) runFunc {
 	id := fs.String("config-id", "", "select @`ID` conditional lines (default: the host name up to its first dot)")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: halb convert FILE [--config-id ID]")
-		fs.PrintDefaults()
-	}
-	// The file may come before or after the flags.
-	var files []string
-	for len(args) > 0 {
-		if err := fs.Parse(args); err != nil {
+	return func(args []string, stdout, stderr io.Writer) int {
+		if len(args) != 1 {
+			fmt.Fprintln(stderr, "halb convert: needs one FILE; see halb convert --help")
 			return 2
 		}
-		if fs.NArg() == 0 {
-			break
-		}
-		files = append(files, fs.Arg(0))
-		args = fs.Args()[1:]
+		return runConvert(args[0], *id, stdout, stderr)
 	}
-	if len(files) != 1 {
-		fs.Usage()
-		return 2
-	}
-	file := files[0]
-	opts := keepalived.Options{ConfigID: *id}
+}
+
+func runConvert(file, id string, stdout, stderr io.Writer) int {
+	opts := keepalived.Options{ConfigID: id}
 	if opts.ConfigID == "" {
 		opts.ConfigID = keepalived.DefaultConfigID()
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"time"
 
@@ -18,28 +19,38 @@ import (
 )
 
 func init() {
-	register("lab", "the reference site in network namespaces: up, demo, bench, status, down", runLab)
+	register(&command{name: "lab", summary: "the reference site in network namespaces: up, demo, bench, status, down",
+		args: "up|demo|bench|status|down", complete: labActions, setup: labFlags})
 }
 
 const labDir = "/run/halb-lab"
 
-func runLab(args []string, stdout, stderr io.Writer) int {
-	usage := func() {
-		fmt.Fprintln(stderr, "usage: halb lab up|demo|bench|status|down [--dir DIR] [--dataplane auto|nftables|ipvs] [--trials N]")
+// labActions are what halb lab does.
+var labActions = []string{"up", "demo", "bench", "status", "down"}
+
+// labOptions are halb lab's flags.
+type labOptions struct {
+	dir, dataplane string
+	keep           bool
+	trials         int
+}
+
+func labFlags(fs *flag.FlagSet) runFunc {
+	var o labOptions
+	fs.StringVar(&o.dir, "dir", labDir, "work `DIR` for the lab's configurations, logs and sockets")
+	fs.StringVar(&o.dataplane, "dataplane", "", "data plane `NAME` of the lab's load balancers: auto, ipvs, nftables (default: the configuration's, auto)")
+	fs.BoolVar(&o.keep, "keep", false, "demo: leave the lab up at the end")
+	fs.IntVar(&o.trials, "trials", 20, "bench: `N` trials per scenario")
+	return func(args []string, stdout, stderr io.Writer) int {
+		if len(args) != 1 || !slices.Contains(labActions, args[0]) {
+			fmt.Fprintln(stderr, "halb lab: needs one of up, demo, bench, status, down; see halb lab --help")
+			return 2
+		}
+		return runLab(args[0], o, stdout, stderr)
 	}
-	if len(args) == 0 {
-		usage()
-		return 2
-	}
-	fs := flag.NewFlagSet("lab", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	dir := fs.String("dir", labDir, "work `DIR` for the lab's configurations, logs and sockets")
-	dp := fs.String("dataplane", "", "data plane of the lab's load balancers (default: the configuration's, auto)")
-	keep := fs.Bool("keep", false, "demo: leave the lab up at the end")
-	trials := fs.Int("trials", 20, "bench: trials per scenario")
-	if err := fs.Parse(args[1:]); err != nil {
-		return 2
-	}
+}
+
+func runLab(action string, o labOptions, stdout, stderr io.Writer) int {
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(stderr, "halb lab: needs root (it creates network namespaces)")
 		return 1
@@ -51,13 +62,13 @@ func runLab(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	switch args[0] {
+	switch action {
 	case "up":
 		if left, _ := netns.Leftovers("halblab"); len(left) > 0 {
 			fmt.Fprintf(stderr, "halb lab: a lab is already up (%d namespaces); run 'halb lab down' first\n", len(left))
 			return 1
 		}
-		s, err := site.Up(ctx, site.Options{Prefix: "halblab", Halb: self, Dir: *dir, Dataplane: *dp})
+		s, err := site.Up(ctx, site.Options{Prefix: "halblab", Halb: self, Dir: o.dir, Dataplane: o.dataplane})
 		if err != nil {
 			fmt.Fprintf(stderr, "halb lab up: %v\n", err)
 			return 1
@@ -75,7 +86,7 @@ func runLab(args []string, stdout, stderr io.Writer) int {
 				return 1
 			}
 		}
-		_, err := demo.Run(ctx, demo.Options{Halb: self, Dir: *dir, Dataplane: *dp, Out: stdout, Keep: *keep})
+		_, err := demo.Run(ctx, demo.Options{Halb: self, Dir: o.dir, Dataplane: o.dataplane, Out: stdout, Keep: o.keep})
 		if err != nil {
 			fmt.Fprintf(stderr, "halb lab demo: %v\n", err)
 			return 1
@@ -86,7 +97,7 @@ func runLab(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "halb lab bench: %v\n", err)
 			return 1
 		}
-		_, err := demo.Bench(ctx, demo.BenchOptions{Options: demo.Options{Halb: self, Dir: *dir, Dataplane: *dp, Out: stdout}, Trials: *trials})
+		_, err := demo.Bench(ctx, demo.BenchOptions{Options: demo.Options{Halb: self, Dir: o.dir, Dataplane: o.dataplane, Out: stdout}, Trials: o.trials})
 		if err != nil {
 			fmt.Fprintf(stderr, "halb lab bench: %v\n", err)
 			return 1
@@ -100,14 +111,14 @@ func runLab(args []string, stdout, stderr io.Writer) int {
 		}
 		fmt.Fprintf(stdout, "lab namespaces: %v\n", left)
 		for _, name := range site.LBNames {
-			sock := filepath.Join(*dir, name, "halb.sock")
+			sock := filepath.Join(o.dir, name, "halb.sock")
 			st, err := api.NewClient(sock).Status(ctx)
 			if err != nil {
 				fmt.Fprintf(stdout, "\n%s: %v\n", name, err)
 				continue
 			}
 			fmt.Fprintln(stdout)
-			writeStatus(stdout, st, time.Now())
+			writeStatus(stdout, st, time.Now(), statusWidth)
 		}
 		return 0
 	case "down":
@@ -117,12 +128,11 @@ func runLab(args []string, stdout, stderr io.Writer) int {
 		}
 		// Remove only what the lab writes, whatever --dir names.
 		for _, sub := range site.Dirs() {
-			os.RemoveAll(filepath.Join(*dir, sub))
+			os.RemoveAll(filepath.Join(o.dir, sub))
 		}
-		os.Remove(*dir)
+		os.Remove(o.dir)
 		fmt.Fprintln(stdout, "lab removed")
 		return 0
 	}
-	usage()
 	return 2
 }

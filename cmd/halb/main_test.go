@@ -171,9 +171,8 @@ pools:
 	os.WriteFile(cfgPath, []byte(strings.Replace(good, "weight: 1}, {", "weight: -3}, {", 1)), 0o644)
 	cmd.Process.Signal(syscall.SIGHUP)
 	waitFor(t, ctx, "refused reload in events", func() bool {
-		var evs []map[string]any
-		client.Get(ctx, "/events", &evs)
-		return len(evs) > 0 && strings.Contains(evs[len(evs)-1]["summary"].(string), "refused")
+		evs, _ := client.Events(ctx, 0)
+		return len(evs) > 0 && strings.Contains(evs[len(evs)-1].Summary, "refused")
 	})
 	// A good one is applied.
 	os.WriteFile(cfgPath, []byte(strings.Replace(good, "weight: 1}, {", "weight: 4}, {", 1)), 0o644)

@@ -22,7 +22,7 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/vishvananda/netns"
 
-	"halb/internal/event"
+	"halb/internal/api"
 	"halb/internal/lab/labtest"
 	"halb/internal/notify"
 	"halb/internal/notify/notifytest"
@@ -174,11 +174,21 @@ notify:
 	halb, exited := startDryRun(ctx, t, lb, cfgPath, sock, dir, "NOTIFY_SOCKET="+notifyPath)
 	expectNotify(t, sd, "READY=1", 10*time.Second)
 
-	status := func() string {
+	checkedHealthy := func() int {
 		out, _ := exec.Command(labtest.HalbBinary(t), "status", "--json", "--socket", sock).Output()
-		return string(out)
+		var st api.Status
+		json.Unmarshal(out, &st)
+		n := 0
+		for _, s := range st.Services {
+			for _, srv := range s.Servers {
+				if strings.HasPrefix(srv.Reason, "HTTP 200") {
+					n++
+				}
+			}
+		}
+		return n
 	}
-	waitFor(t, ctx, "three servers checked healthy", func() bool { return strings.Count(status(), `"reason": "HTTP 200`) == 3 })
+	waitFor(t, ctx, "three servers checked healthy", func() bool { return checkedHealthy() == 3 })
 
 	// Kill one backend: fall 2 × interval 300 ms + group_wait 1 s; allow
 	// twice that and a second, and more for a loaded machine.
@@ -206,10 +216,10 @@ notify:
 	if err != nil {
 		t.Fatal(err)
 	}
-	var evs []event.Record
+	var evs api.Events
 	json.Unmarshal(evOut, &evs)
 	found := false
-	for _, e := range evs {
+	for _, e := range evs.Events {
 		found = found || (e.Health != nil && e.Health.Addr.String() == "198.51.100.12" && !e.Health.Up)
 	}
 	if !found {

@@ -135,9 +135,8 @@ api: {metrics: %q}
 	os.WriteFile(cfgPath, []byte(config(urls[1], newMetrics, "{address: 198.51.100.11}", "other")), 0o644)
 	halb.Process.Signal(syscall.SIGHUP)
 	waitFor(t, ctx, "the refused reload in the events", func() bool {
-		var evs []map[string]any
-		client.Get(ctx, "/events", &evs)
-		return len(evs) > 0 && strings.Contains(fmt.Sprint(evs[len(evs)-1]), "nftables: changed; restart halb")
+		evs, _ := client.Events(ctx, 0)
+		return len(evs) > 0 && strings.Contains(fmt.Sprint(evs[len(evs)-1].Summary, evs[len(evs)-1].Reload), "nftables: changed; restart halb")
 	})
 	if _, err := getIn(lb.Name, oldMetrics, "/metrics"); err != nil {
 		t.Fatalf("a refused reload moved the metrics listener: %v", err)

@@ -12,45 +12,51 @@ import (
 	"strings"
 	"syscall"
 
+	"halb/internal/buildinfo"
 	"halb/internal/config"
 	"halb/internal/daemon"
 	"halb/internal/sdnotify"
 )
 
 func init() {
-	register("run", "run the load balancer daemon", runDaemon)
+	register(&command{name: "run", summary: "run the load balancer daemon (--config FILE is required)", setup: runFlags})
 }
 
-func runDaemon(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	cfgPath := fs.String("config", "", "configuration `FILE` (YAML, or a keepalived.conf)")
-	dpFlag := fs.String("dataplane", "", "data plane: auto, ipvs, nftables or none (overrides the config)")
-	socket := fs.String("socket", "", "status socket `PATH` (overrides api.socket)")
-	configID := fs.String("config-id", "", "select a keepalived.conf's @`ID` lines (default: the host name up to its first dot)")
-	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
-	if err := fs.Parse(args); err != nil {
-		return 2
+// runOptions are halb run's flags.
+type runOptions struct{ config, dataplane, socket, configID, level string }
+
+func runFlags(fs *flag.FlagSet) runFunc {
+	var o runOptions
+	fs.StringVar(&o.config, "config", "", "configuration `FILE` (YAML, or a keepalived.conf)")
+	fs.StringVar(&o.dataplane, "dataplane", "", "data plane `NAME`: auto, ipvs, nftables or none (overrides the config)")
+	fs.StringVar(&o.socket, "socket", "", "status socket `PATH` (overrides api.socket)")
+	fs.StringVar(&o.configID, "config-id", "", "select a keepalived.conf's @`ID` lines (default: the host name up to its first dot)")
+	fs.StringVar(&o.level, "log-level", "info", "log `LEVEL`: debug, info, warn, error")
+	return func(args []string, stdout, stderr io.Writer) int {
+		if o.config == "" || len(args) != 0 {
+			fmt.Fprintln(stderr, "halb run: needs --config FILE and no other arguments; see halb run --help")
+			return 2
+		}
+		return runDaemon(o, stderr)
 	}
-	if *cfgPath == "" || fs.NArg() != 0 {
-		fmt.Fprintln(stderr, "usage: halb run --config FILE [--dataplane auto|ipvs|nftables|none] [--socket PATH] [--config-id ID]")
-		return 2
-	}
+}
+
+func runDaemon(o runOptions, stderr io.Writer) int {
 	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
-		fmt.Fprintf(stderr, "halb run: bad --log-level %q\n", *level)
+	if err := lvl.UnmarshalText([]byte(o.level)); err != nil {
+		fmt.Fprintf(stderr, "halb run: bad --log-level %q; see halb run --help\n", o.level)
 		return 2
 	}
 	log := slog.New(sdnotify.LogHandler(stderr, &slog.HandlerOptions{Level: lvl}))
 
-	cfg, diags := loadConfig(*cfgPath, *configID)
+	cfg, diags := loadConfig(o.config, o.configID)
 	io.WriteString(stderr, diags.String())
 	if cfg == nil {
 		return 1
 	}
-	d, err := daemon.New(daemon.Options{Config: cfg, Path: *cfgPath, Log: log, Version: version,
-		Load:      func() (*config.Config, config.Diagnostics) { return loadConfig(*cfgPath, *configID) },
-		Overrides: daemon.Overrides{Dataplane: *dpFlag, Socket: *socket}})
+	d, err := daemon.New(daemon.Options{Config: cfg, Path: o.config, Log: log, Version: buildinfo.Get().Version,
+		Load:      func() (*config.Config, config.Diagnostics) { return loadConfig(o.config, o.configID) },
+		Overrides: daemon.Overrides{Dataplane: o.dataplane, Socket: o.socket}})
 	if err == nil {
 		err = serve(d, log)
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -15,7 +16,7 @@ import (
 
 func TestStatusAndEventsOverTheSocket(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "halb.sock")
-	ln, err := ListenUnix(sock)
+	ln, err := ListenUnix(sock, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,21 +33,21 @@ func TestStatusAndEventsOverTheSocket(t *testing.T) {
 		asked = n
 		return nil, nil
 	}
-	go Serve(ctx, ln, Handler(status, events))
+	go Serve(ctx, ln, Handler(status, events, nil))
 
 	c := NewClient(sock)
 	st, err := c.Status(ctx)
 	if err != nil || st.Node != "lb-a" {
 		t.Fatalf("status %+v, %v", st, err)
 	}
-	var raw []any
+	var raw map[string]any
 	if err := c.Get(ctx, "/events?n=7", &raw); err != nil {
 		t.Fatal(err)
 	}
-	if asked != 7 || raw == nil {
-		t.Fatalf("events: asked %d, got %v (must be [] not null)", asked, raw)
+	if evs, ok := raw["events"].([]any); asked != 7 || !ok || evs == nil || raw["schema_version"] != 1.0 {
+		t.Fatalf("events: asked %d, got %v (must be [] not null, with schema_version 1)", asked, raw)
 	}
-	if err := c.Get(ctx, "/events?n=x", &raw); err == nil || !strings.Contains(err.Error(), "400") {
+	if err := c.Get(ctx, "/events?n=x", &raw); err == nil || !strings.Contains(err.Error(), "n: not a count") {
 		t.Fatalf("bad n: %v", err)
 	}
 }
@@ -54,7 +55,7 @@ func TestStatusAndEventsOverTheSocket(t *testing.T) {
 func TestListenRefusesALiveSocketAndReplacesAStaleOne(t *testing.T) {
 	dir := t.TempDir()
 	sock := filepath.Join(dir, "halb.sock")
-	ln, err := ListenUnix(sock)
+	ln, err := ListenUnix(sock, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,19 +68,19 @@ func TestListenRefusesALiveSocketAndReplacesAStaleOne(t *testing.T) {
 			c.Close()
 		}
 	}()
-	if _, err := ListenUnix(sock); err == nil || !strings.Contains(err.Error(), "another halb") {
+	if _, err := ListenUnix(sock, ""); err == nil || !strings.Contains(err.Error(), "another halb") {
 		t.Fatalf("second listener: %v", err)
 	}
 	ln.(*net.UnixListener).SetUnlinkOnClose(false)
 	ln.Close()
-	ln2, err := ListenUnix(sock)
+	ln2, err := ListenUnix(sock, "")
 	if err != nil {
 		t.Fatalf("stale socket not replaced: %v", err)
 	}
 	ln2.Close()
 	plain := filepath.Join(dir, "file")
 	os.WriteFile(plain, nil, 0o644)
-	if _, err := ListenUnix(plain); err == nil {
+	if _, err := ListenUnix(plain, ""); err == nil {
 		t.Fatal("listened over a regular file")
 	}
 }
@@ -88,11 +89,83 @@ func TestClientNamesTheSocket(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_, err := NewClient("/nonexistent/halb.sock").Status(ctx)
-	if err == nil || !strings.Contains(err.Error(), "/nonexistent/halb.sock") {
-		t.Fatalf("error does not name the socket: %v", err)
+	if err == nil || err.Error() != "halb is not running (no socket at /nonexistent/halb.sock)" {
+		t.Fatalf("error does not say halb is not running at the socket: %v", err)
 	}
 	var op *net.OpError
 	if !errors.As(err, &op) {
 		t.Fatalf("error does not wrap the dial error: %v", err)
+	}
+}
+
+// TestSocketGroup: with api.socket_group the socket is the group's, mode
+// 0660; an unknown group is refused.
+func TestSocketGroup(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to give the socket to a group")
+	}
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "halb.sock")
+	ln, err := ListenUnix(sock, "65534")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	fi, err := os.Stat(sock)
+	if err != nil || fi.Mode().Perm() != 0o660 || fi.Sys().(*syscall.Stat_t).Gid != 65534 {
+		t.Fatalf("socket mode %v, group %d, %v", fi.Mode(), fi.Sys().(*syscall.Stat_t).Gid, err)
+	}
+	if _, err := ListenUnix(filepath.Join(dir, "other.sock"), "no-such-group-halb"); err == nil || !strings.Contains(err.Error(), "no-such-group-halb") {
+		t.Fatalf("unknown group: %v", err)
+	}
+}
+
+// TestFollowEvents: a follower gets the last events, then each new one
+// once, until it stops following.
+func TestFollowEvents(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "halb.sock")
+	ln, err := ListenUnix(sock, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var feed Feed
+	history := []event.Record{{Seq: 1, Kind: "reload"}, {Seq: 2, Kind: "health"}}
+	events := func(context.Context, int) ([]event.Record, error) { return history, nil }
+	go Serve(ctx, ln, Handler(nil, events, feed.Follow))
+
+	got := make(chan uint64, 10)
+	fctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- NewClient(sock).Follow(fctx, 2, func(r event.Record) { got <- r.Seq })
+	}()
+	for _, want := range []uint64{1, 2} {
+		if seq := <-got; seq != want {
+			t.Fatalf("event %d, want %d", seq, want)
+		}
+	}
+	feed.Publish(event.Record{Seq: 2, Kind: "health"}) // already sent: not again
+	feed.Publish(event.Record{Seq: 3, Kind: "vrrp"})
+	if seq := <-got; seq != 3 {
+		t.Fatalf("new event %d, want 3", seq)
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Fatalf("follow after its context ended: %v", err)
+	}
+	// The server sees the follower go: it is no longer fed.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		feed.Publish(event.Record{Seq: 4}) // must not block
+		feed.mu.Lock()
+		n := len(feed.subs)
+		feed.mu.Unlock()
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d followers left", n)
+		}
 	}
 }

@@ -23,13 +23,14 @@ func EngineStatus(status func(context.Context) (engine.Status, error)) StatusFun
 // FromEngine renders an engine snapshot as the status document. Lists are
 // never null in it.
 func FromEngine(s engine.Status) Status {
-	st := Status{Node: s.Node, Version: s.Version, Dataplane: s.Dataplane, Config: s.Config,
+	st := Status{SchemaVersion: event.SchemaVersion, Node: s.Node, Version: s.Version, Dataplane: s.Dataplane, Config: s.Config,
 		Started: s.Started, Reloaded: s.Reloaded, Events: append([]event.Record{}, s.Events...),
 		VRRP:     make([]Instance, 0, len(s.VRRP)),
 		Services: make([]Service, 0, len(s.Services)),
 		Pools:    make([]Pool, 0, len(s.Pools)),
 		LastReconcile: Reconcile{At: s.LastReconcile.At, Changes: s.LastReconcile.Changes,
 			Error: s.LastReconcile.Error},
+		LastReload: Reload{At: s.Reloaded, Applied: true, Errors: []string{}},
 	}
 	for _, in := range s.VRRP {
 		ai := Instance{Name: in.Name, Interface: in.Interface, VRID: in.VRID, State: in.State,

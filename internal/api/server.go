@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"time"
@@ -21,8 +23,14 @@ type StatusFunc func(ctx context.Context) (Status, error)
 // EventsFunc returns up to n recent events (all when n <= 0).
 type EventsFunc func(ctx context.Context, n int) ([]event.Record, error)
 
-// Handler serves GET /status and GET /events?n=N.
-func Handler(status StatusFunc, events EventsFunc) http.Handler {
+// FollowFunc returns the events from now until ctx is done (Feed.Follow).
+type FollowFunc func(ctx context.Context) <-chan event.Record
+
+// Handler serves GET /status and GET /events?n=N (an Events document).
+// With follow (nil: not offered), GET /events?n=N&follow=1 streams: the
+// last N events, then each new one, as they come; a line each, every line
+// an Events document of one event.
+func Handler(status StatusFunc, events EventsFunc, follow FollowFunc) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
 		st, err := status(r.Context())
@@ -37,13 +45,65 @@ func Handler(status StatusFunc, events EventsFunc) http.Handler {
 				return
 			}
 		}
+		if r.URL.Query().Get("follow") != "" {
+			if follow == nil {
+				http.Error(w, "following events is not offered", http.StatusNotFound)
+				return
+			}
+			stream(w, r, n, events, follow)
+			return
+		}
 		evs, err := events(r.Context(), n)
 		if evs == nil {
 			evs = []event.Record{}
 		}
-		writeJSON(w, evs, err)
+		writeJSON(w, Events{SchemaVersion: event.SchemaVersion, Events: evs}, err)
 	})
 	return mux
+}
+
+// stream writes the last n events, then every new one until the client
+// goes or the server stops, each as a one-line Events document.
+func stream(w http.ResponseWriter, r *http.Request, n int, events EventsFunc, follow FollowFunc) {
+	ch := follow(r.Context()) // before reading the history: nothing falls between
+	recent, err := events(r.Context(), n)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	flusher, _ := w.(http.Flusher)
+	var last uint64
+	send := func(rec event.Record) bool {
+		line, err := event.Marshal(Events{SchemaVersion: event.SchemaVersion, Events: []event.Record{rec}})
+		if err != nil {
+			return false
+		}
+		if _, err := w.Write(append(line, '\n')); err != nil {
+			return false
+		}
+		last = rec.Seq
+		return true
+	}
+	for _, rec := range recent {
+		if !send(rec) {
+			return
+		}
+	}
+	if flusher != nil {
+		flusher.Flush()
+	}
+	for rec := range ch {
+		if rec.Seq <= last {
+			continue
+		}
+		if !send(rec) {
+			return
+		}
+		if flusher != nil {
+			flusher.Flush()
+		}
+	}
 }
 
 func writeJSON(w http.ResponseWriter, v any, err error) {
@@ -52,14 +112,29 @@ func writeJSON(w http.ResponseWriter, v any, err error) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v) // fails only when the client is gone, with no one to tell
+	_ = WriteJSON(w, v) // fails only when the client is gone, with no one to tell
 }
 
-// ListenUnix opens the status socket at path with mode 0600, replacing a
-// stale socket file left by a previous run.
-func ListenUnix(path string) (net.Listener, error) {
+// WriteJSON writes v as indented JSON without HTML escaping, as every
+// public document is written.
+func WriteJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// ListenUnix opens the status socket at path, replacing a stale socket
+// file left by a previous run. Its mode is 0600; with a group, 0660 and
+// owned by that group (a name or a numeric id).
+func ListenUnix(path, group string) (net.Listener, error) {
+	gid := -1
+	if group != "" {
+		var err error
+		if gid, err = lookupGroup(group); err != nil {
+			return nil, fmt.Errorf("status socket group: %w", err)
+		}
+	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("status socket directory: %w", err)
 	}
@@ -77,16 +152,37 @@ func ListenUnix(path string) (net.Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("status socket: %w", err)
 	}
-	if err := os.Chmod(path, 0o600); err != nil {
+	mode := os.FileMode(0o600)
+	if gid >= 0 {
+		mode = 0o660
+		if err := os.Chown(path, -1, gid); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("status socket group: %w", err)
+		}
+	}
+	if err := os.Chmod(path, mode); err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("status socket: %w", err)
 	}
 	return ln, nil
 }
 
+// lookupGroup returns the id of a group given by name or number.
+func lookupGroup(group string) (int, error) {
+	if g, err := user.LookupGroup(group); err == nil {
+		return strconv.Atoi(g.Gid)
+	}
+	if id, err := strconv.Atoi(group); err == nil && id >= 0 {
+		return id, nil
+	}
+	return 0, fmt.Errorf("no group %q", group)
+}
+
 // Serve serves h on ln until ctx is done.
 func Serve(ctx context.Context, ln net.Listener, h http.Handler) error {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	// Requests end with ctx, so that followers do not hold the shutdown.
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second,
+		BaseContext: func(net.Listener) context.Context { return ctx }}
 	go func() {
 		<-ctx.Done()
 		shutCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

@@ -305,8 +305,11 @@ type IPVSSync struct {
 
 // API configures the status socket and the metrics listener.
 type API struct {
-	Socket  string `yaml:"socket"`
-	Metrics string `yaml:"metrics"`
+	Socket string `yaml:"socket"`
+	// SocketGroup, when set, owns the status socket, mode 0660 (else
+	// 0600, root's only).
+	SocketGroup string `yaml:"socket_group"`
+	Metrics     string `yaml:"metrics"`
 }
 
 // Notify configures where events are sent.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/netip"
 
+	"halb/internal/api"
 	"halb/internal/dataplane/ipvs"
 	"halb/internal/dataplane/nft"
 	"halb/internal/health"
@@ -82,6 +83,16 @@ func (h healthResults) CheckResults() []metrics.CheckResult {
 			server = netip.AddrPortFrom(a, s.Port).String()
 		}
 		out = append(out, metrics.CheckResult{Pool: s.Pool, Server: server, Latency: s.Latency})
+	}
+	return out
+}
+
+// StatusChecks gives the health checker's last results to the status.
+func (h healthResults) StatusChecks() []api.CheckResult {
+	var out []api.CheckResult
+	for _, s := range h.c.Status() {
+		out = append(out, api.CheckResult{Pool: s.Pool, Address: s.Addr, Port: s.Port, OK: s.Last.OK,
+			Reason: s.Reason, Duration: s.Latency, Consecutive: s.Consecutive})
 	}
 	return out
 }

@@ -21,6 +21,7 @@ import (
 	"halb/internal/config"
 	"halb/internal/engine"
 	"halb/internal/event"
+	"halb/internal/health"
 	"halb/internal/metrics"
 	"halb/internal/sdnotify"
 	"halb/internal/statuspage"
@@ -66,6 +67,10 @@ type Daemon struct {
 	dp      Plane
 	metrics *metrics.Metrics
 	sd      *sdnotify.Notifier
+	// feed passes each event to the status socket's followers.
+	feed api.Feed
+	// checks reads the health checker's last results; nil without one.
+	checks func() []api.CheckResult
 	// reloadMu lets one reload run at a time.
 	reloadMu sync.Mutex
 	// retiring counts the replaced notifiers still sending what they had.
@@ -77,6 +82,9 @@ type Daemon struct {
 	stopNote func() // stops the running notifier and waits for it
 	srv      *http.Server
 	closed   bool // Run has ended: a late reload applies nothing
+	// refused is the last reload when it was refused; nil when the last
+	// one was applied (or none was tried).
+	refused *api.Reload
 }
 
 // New builds the daemon for opts.Config (with opts.Overrides applied) and
@@ -103,11 +111,15 @@ func New(opts Options) (*Daemon, error) {
 		d.metrics.AddCounterSource(dp.Counters)
 	}
 	eopts := []engine.Option{engine.WithLogger(log), engine.WithVersion(opts.Version),
-		engine.WithEventSink(d.metrics.OnEvent), engine.WithEventSink(d.sink)}
+		engine.WithEventSink(d.metrics.OnEvent), engine.WithEventSink(d.sink), engine.WithEventSink(d.feed.Publish)}
 	if a := newAnnouncers(d.parts.Announcers, cfg, log, d.metrics); a != nil {
 		eopts = append(eopts, engine.WithAnnouncer(a))
 	}
-	eopts = append(eopts, engine.WithHealthChecker(d.parts.HealthChecker(cfg, log, d.metrics)))
+	hc := d.parts.HealthChecker(cfg, log, d.metrics)
+	if c, ok := hc.(*health.Checker); ok {
+		d.checks = healthResults{c}.StatusChecks
+	}
+	eopts = append(eopts, engine.WithHealthChecker(hc))
 	d.eng = engine.New(cfg, d.metrics.Instrument(dp.Dataplane), dp.Name, eopts...)
 	return d, nil
 }
@@ -135,7 +147,7 @@ func (d *Daemon) start(ctx context.Context) error {
 	d.reloadMu.Lock()
 	defer d.reloadMu.Unlock()
 	cfg := d.config()
-	ln, err := api.ListenUnix(cfg.API.Socket)
+	ln, err := api.ListenUnix(cfg.API.Socket, cfg.API.SocketGroup)
 	if err != nil {
 		return err
 	}
@@ -146,7 +158,7 @@ func (d *Daemon) start(ctx context.Context) error {
 		}
 	}
 	go func() {
-		if err := api.Serve(ctx, ln, api.Handler(d.status, d.eng.Events)); err != nil {
+		if err := api.Serve(ctx, ln, api.Handler(d.statusWithCounters, d.eng.Events, d.feed.Follow)); err != nil {
 			d.log.Error("status socket stopped", "err", err)
 		}
 	}()
@@ -189,7 +201,19 @@ func (d *Daemon) config() *config.Config {
 
 // status reads the engine's status document.
 func (d *Daemon) status(ctx context.Context) (api.Status, error) {
-	return api.EngineStatus(d.eng.Status)(ctx)
+	st, err := api.EngineStatus(d.eng.Status)(ctx)
+	if err != nil {
+		return st, err
+	}
+	d.mu.Lock()
+	if d.refused != nil {
+		st.LastReload = *d.refused
+	}
+	d.mu.Unlock()
+	if d.checks == nil {
+		return st, nil
+	}
+	return st.WithChecks(d.checks()), nil
 }
 
 // sink hands an event to the current notifier; it never blocks.

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -416,6 +417,15 @@ func TestReloadOfABadConfigChangesNothing(t *testing.T) {
 	}
 	if err := h.get(0); err != nil {
 		t.Errorf("the listener after a refused reload: %v", err)
+	}
+	if st, err := h.d.status(t.Context()); err != nil || st.LastReload.Applied || !slices.Equal(st.LastReload.Errors, refused.Errors) {
+		t.Errorf("status last_reload %+v (%v), want the refusal with its errors", st.LastReload, err)
+	}
+	if err := h.reload(h.yaml("http://a/", "127.0.0.1:9470")); err != nil {
+		t.Fatalf("good reload: %v", err)
+	}
+	if st, err := h.d.status(t.Context()); err != nil || !st.LastReload.Applied || len(st.LastReload.Errors) != 0 {
+		t.Errorf("status last_reload %+v (%v) after a good reload, want applied", st.LastReload, err)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"time"
 
 	"halb/internal/api"
 	"halb/internal/config"
@@ -51,6 +52,9 @@ func (d *Daemon) Reload(ctx context.Context) error {
 		return d.refuse(ctx, "the running configuration stays", errs)
 	}
 	apply()
+	d.mu.Lock()
+	d.refused = nil
+	d.mu.Unlock()
 	err := d.eng.Reload(ctx, next)
 	if st, serr := d.eng.Status(ctx); serr == nil {
 		d.metrics.Retain(api.FromEngine(st))
@@ -65,6 +69,9 @@ func (d *Daemon) Reload(ctx context.Context) error {
 
 // refuse records a refused reload as an event and returns it as an error.
 func (d *Daemon) refuse(ctx context.Context, reason string, errs []string) error {
+	d.mu.Lock()
+	d.refused = &api.Reload{At: time.Now(), Errors: errs}
+	d.mu.Unlock()
 	if err := d.eng.ReloadRefused(ctx, d.opts.Path, errs); err != nil {
 		d.log.Warn("the refused reload is not in the events", "err", err)
 	}
@@ -153,6 +160,9 @@ func restartNeeded(kinds []AnnouncerKind, cur, next *config.Config) []string {
 	}
 	if cur.API.Socket != next.API.Socket {
 		out = append(out, fmt.Sprintf("api.socket: changed from %s to %s; restart halb to apply it", cur.API.Socket, next.API.Socket))
+	}
+	if cur.API.SocketGroup != next.API.SocketGroup {
+		out = append(out, fmt.Sprintf("api.socket_group: changed from %q to %q; restart halb to apply it", cur.API.SocketGroup, next.API.SocketGroup))
 	}
 	out = append(out, announcersAdded(kinds, cur, next)...)
 	if !reflect.DeepEqual(cur.NFTables, next.NFTables) {

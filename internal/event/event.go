@@ -11,69 +11,71 @@ import (
 // VRRP reports an instance's state change, or a change of its priority or
 // master while the state stays.
 type VRRP struct {
-	At        time.Time
-	Instance  string
-	VRID      int
-	Interface string
-	Old, New  string // INIT, BACKUP, MASTER, FAULT
+	At        time.Time `json:"at"`
+	Instance  string    `json:"instance"`
+	VRID      int       `json:"vrid"`
+	Interface string    `json:"interface"`
+	Old       string    `json:"old"` // INIT, BACKUP, MASTER, FAULT
+	New       string    `json:"new"`
 	// Priority is the configured priority, EffectivePriority the one
 	// advertised after tracking weights.
-	Priority          int
-	EffectivePriority int
+	Priority          int `json:"priority"`
+	EffectivePriority int `json:"effective_priority"`
 	// Master is the current master's address: this node's own when it is
-	// master, the invalid Addr when unknown.
-	Master netip.Addr
+	// master, the invalid Addr ("" in JSON) when unknown.
+	Master netip.Addr `json:"master"`
 	// Reason says why: "master down timer expired", "higher priority 150
 	// from 192.0.2.11", "priority 0 from 192.0.2.11", "interface eth0 down"…
-	Reason string
+	Reason string `json:"reason"`
 }
 
 // Health reports a real server's health change in one pool.
 type Health struct {
-	At   time.Time
-	Pool string
-	Addr netip.Addr
-	Port uint16 // the server's configured port (0 = the service's)
+	At   time.Time  `json:"at"`
+	Pool string     `json:"pool"`
+	Addr netip.Addr `json:"address"`
+	Port uint16     `json:"port"` // the server's configured port (0 = the service's)
 	// Check describes the check ("http :80 /healthz").
-	Check string
-	Up    bool
+	Check string `json:"check"`
+	Up    bool   `json:"up"`
 	// Weight is the effective weight while up (slow start, exec weight);
 	// negative means the configured weight.
-	Weight int
+	Weight int `json:"weight"`
 	// Reason is the last result in words: "HTTP 503 from
 	// 198.51.100.12:80 /healthz, 3rd failure in a row".
-	Reason string
+	Reason string `json:"reason"`
 	// Consecutive counts the results in a row that led to this state.
-	Consecutive int
-	Latency     time.Duration
+	Consecutive int `json:"consecutive"`
+	// Latency is the last check's duration; JSON has it as latency_ms.
+	Latency time.Duration `json:"-"`
 }
 
 // Quorum reports a pool losing or regaining its quorum.
 type Quorum struct {
-	At            time.Time
-	Pool          string
-	Up            bool
-	HealthyWeight int
-	Quorum        int
+	At            time.Time `json:"at"`
+	Pool          string    `json:"pool"`
+	Up            bool      `json:"up"`
+	HealthyWeight int       `json:"healthy_weight"`
+	Quorum        int       `json:"quorum"`
 	// SorryActive says whether the sorry server now takes the traffic.
-	SorryActive bool
+	SorryActive bool `json:"sorry_active"`
 }
 
 // Reload reports a configuration reload, applied or refused.
 type Reload struct {
-	At      time.Time
-	File    string
-	Applied bool
+	At      time.Time `json:"at"`
+	File    string    `json:"file"`
+	Applied bool      `json:"applied"`
 	// Changes lists what the reload changed in the data plane, or, when
 	// refused, the configuration errors.
-	Changes []string
-	Errors  []string
+	Changes []string `json:"changes"`
+	Errors  []string `json:"errors"`
 }
 
 // DataplaneError reports a failed data plane update (it is retried).
 type DataplaneError struct {
-	At  time.Time
-	Err string
+	At  time.Time `json:"at"`
+	Err string    `json:"error"`
 }
 
 // Record is one entry of the event stream: exactly one field is set.

@@ -138,6 +138,8 @@ type ServerStatus struct {
 	Since   time.Time // last change of Up
 	Reason  string
 	Latency time.Duration
+	// Consecutive counts Last's result (success or failure) in a row.
+	Consecutive int
 }
 
 // Status returns the last result of every checked pool server.
@@ -148,6 +150,7 @@ func (c *Checker) Status() []ServerStatus {
 	for _, r := range c.servers {
 		st := r.st
 		st.Reason = st.Last.Detail + countText(st.Last.OK, r.count)
+		st.Consecutive = r.count
 		out = append(out, st)
 	}
 	return out

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"halb/internal/api"
+	"halb/internal/buildinfo"
 	"halb/internal/dataplane"
 	"halb/internal/event"
 	"halb/internal/vrrp/fsm"
@@ -193,9 +194,11 @@ func desc(name, help string, labels ...string) *prometheus.Desc {
 
 var (
 	dUp            = desc("halb_status_up", "1 when the engine answered the status request of this scrape.")
-	dInfo          = desc("halb_info", "Node, version and data plane of this halb.", "node", "version", "dataplane")
+	dInfo          = desc("halb_info", "Node, version, VCS revision, Go version and data plane of this halb.", "node", "version", "dataplane", "revision", "go_version")
 	dStart         = desc("halb_start_time_seconds", "When halb started, Unix time.")
 	dReloaded      = desc("halb_last_reload_timestamp_seconds", "When the configuration was last loaded, Unix time.")
+	dReloadOK      = desc("halb_config_last_reload_successful", "1 when the last configuration reload was applied (or none was tried), 0 when it was refused.")
+	dReloadOKAt    = desc("halb_config_last_reload_success_timestamp_seconds", "When a configuration was last loaded successfully (the start, or an applied reload), Unix time.")
 	dReconcileAt   = desc("halb_last_reconcile_timestamp_seconds", "When the data plane was last reconciled, Unix time.")
 	dReconcileOK   = desc("halb_last_reconcile_success", "1 when the last reconcile succeeded.")
 	dVRRPState     = desc("halb_vrrp_state", "1 for the VRRP instance's current state.", "instance", "state")
@@ -316,9 +319,12 @@ func unix(t time.Time) float64 {
 }
 
 func collectStatus(st api.Status, gauge func(*prometheus.Desc, float64, ...string)) {
-	gauge(dInfo, 1, st.Node, st.Version, st.Dataplane)
+	build := buildinfo.Get()
+	gauge(dInfo, 1, st.Node, st.Version, st.Dataplane, build.Revision, build.GoVersion)
 	gauge(dStart, unix(st.Started))
 	gauge(dReloaded, unix(st.Reloaded))
+	gauge(dReloadOK, b2f(st.LastReload.Applied))
+	gauge(dReloadOKAt, unix(st.Reloaded))
 	if !st.LastReconcile.At.IsZero() {
 		gauge(dReconcileAt, unix(st.LastReconcile.At))
 		gauge(dReconcileOK, b2f(st.LastReconcile.Error == ""))

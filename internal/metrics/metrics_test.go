@@ -6,10 +6,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -159,7 +161,8 @@ func TestMetricsFollowLiveState(t *testing.T) {
 		{"halb_service_bytes_total", []string{"vs", "tcp 192.0.2.9:443", "direction", "out"}, 9000},
 		{"halb_real_active_connections", []string{"vs", "tcp 192.0.2.9:443", "server", "198.51.100.11"}, 7},
 		{"halb_kernel_counters_up", nil, 1},
-		{"halb_info", []string{"node", "lb-a", "dataplane", "none"}, 1},
+		{"halb_config_last_reload_successful", nil, 1},
+		{"halb_info", []string{"node", "lb-a", "dataplane", "none", "go_version", runtime.Version()}, 1},
 	} {
 		if got := value(t, f, c.name, c.labels...); got != c.want {
 			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
@@ -236,5 +239,19 @@ func TestSourcesAddUp(t *testing.T) {
 	}
 	if _, ok := f["halb_service_connections_total"]; ok {
 		t.Error("service counters shown when a source failed")
+	}
+}
+
+// TestReloadGauges: a refused reload is 0 in
+// halb_config_last_reload_successful; the success timestamp stays the
+// last configuration loaded.
+func TestReloadGauges(t *testing.T) {
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	for _, applied := range []bool{true, false} {
+		got := map[*prometheus.Desc]float64{}
+		collectStatus(api.Status{Reloaded: at, LastReload: api.Reload{Applied: applied}}, func(d *prometheus.Desc, v float64, _ ...string) { got[d] = v })
+		if got[dReloadOK] != b2f(applied) || got[dReloadOKAt] != float64(at.Unix()) {
+			t.Errorf("applied %t: successful %v, success timestamp %v", applied, got[dReloadOK], got[dReloadOKAt])
+		}
 	}
 }

@@ -19,13 +19,15 @@ import (
 type Message struct {
 	// ID identifies the message (node and event sequence numbers), so a
 	// receiver can drop a retried duplicate.
-	ID      string         `json:"id"`
-	Node    string         `json:"node"`
-	At      time.Time      `json:"at"`
-	Subject string         `json:"subject"`
-	Text    string         `json:"text"`
-	Events  []event.Record `json:"events"`
-	Omitted int            `json:"omitted,omitempty"`
+	ID string `json:"id"`
+	// SchemaVersion is event.SchemaVersion.
+	SchemaVersion int            `json:"schema_version"`
+	Node          string         `json:"node"`
+	At            time.Time      `json:"at"`
+	Subject       string         `json:"subject"`
+	Text          string         `json:"text"`
+	Events        []event.Record `json:"events"`
+	Omitted       int            `json:"omitted,omitempty"`
 	// Pools are the affected pools with every server's state now.
 	Pools []PoolState `json:"pools"`
 	// Instances are all VRRP instances of the node as they are now.
@@ -50,7 +52,7 @@ const timelineSize = 15
 // instances from st (the status read when the batch is sent; a zero
 // Status when it could not be read).
 func Compose(node string, b Batch, st api.Status, now time.Time) Message {
-	m := Message{Node: node, At: now, Events: b.Events, Omitted: b.Omitted,
+	m := Message{SchemaVersion: event.SchemaVersion, Node: node, At: now, Events: b.Events, Omitted: b.Omitted,
 		Pools: []PoolState{}, Instances: st.VRRP, Timeline: st.Events}
 	if m.Instances == nil {
 		m.Instances = []api.Instance{}

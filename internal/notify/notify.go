@@ -8,7 +8,6 @@ package notify
 
 import (
 	"context"
-	"encoding/json"
 	"log/slog"
 	"sort"
 	"sync"
@@ -294,10 +293,12 @@ func (n *Notifier) deliver(ctx context.Context, s Sender, q <-chan Message) {
 
 // HookInput is the JSON a notify program reads on stdin.
 type HookInput struct {
-	Args     []string      `json:"args"`
-	Event    event.Record  `json:"event"`
-	Instance *api.Instance `json:"instance,omitempty"`
-	Pool     *PoolState    `json:"pool,omitempty"`
+	// SchemaVersion is event.SchemaVersion.
+	SchemaVersion int           `json:"schema_version"`
+	Args          []string      `json:"args"`
+	Event         event.Record  `json:"event"`
+	Instance      *api.Instance `json:"instance,omitempty"`
+	Pool          *PoolState    `json:"pool,omitempty"`
 }
 
 func (n *Notifier) runHook(ctx context.Context) {
@@ -305,7 +306,7 @@ func (n *Notifier) runHook(ctx context.Context) {
 	h := n.o.Hook
 	for r := range n.hookq {
 		st := n.status(ctx)
-		in := HookInput{Event: r}
+		in := HookInput{SchemaVersion: event.SchemaVersion, Event: r}
 		switch {
 		case r.VRRP != nil:
 			for _, i := range st.VRRP {
@@ -320,7 +321,7 @@ func (n *Notifier) runHook(ctx context.Context) {
 		}
 		for _, args := range hookArgs(r, groups) {
 			in.Args = args
-			stdin, _ := json.Marshal(in)
+			stdin, _ := event.Marshal(in)
 			if err := h.Run(ctx, args, stdin); err != nil {
 				n.count(h.Name(), func(s *Stats) { s.Failed++ })
 				n.o.Log.Error("notify program failed", "err", err)

@@ -3,13 +3,13 @@ package notify
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"time"
 
 	"halb/internal/clock"
+	"halb/internal/event"
 )
 
 // Webhook posts messages as JSON to a URL, retrying failures with
@@ -40,7 +40,7 @@ type permanent struct{ error }
 
 // Send posts msg, retrying server errors and transport failures.
 func (w *Webhook) Send(ctx context.Context, msg Message) error {
-	body, err := json.Marshal(msg)
+	body, err := event.Marshal(msg)
 	if err != nil {
 		return fmt.Errorf("webhook encode: %w", err)
 	}

@@ -127,7 +127,7 @@ func (p *Page) services(ctx context.Context, st api.Status) []serviceView {
 	}
 	out := make([]serviceView, 0, len(st.Services))
 	for _, s := range st.Services {
-		c, have := byKey[serviceKey(s)]
+		c, have := byKey[s.Key()]
 		sv := serviceView{Service: s, Conns: "-"}
 		if have {
 			sv.Conns = strconv.FormatUint(c.Connections, 10)
@@ -151,13 +151,4 @@ func (p *Page) services(ctx context.Context, st api.Status) []serviceView {
 		out = append(out, sv)
 	}
 	return out
-}
-
-// serviceKey is the data plane's key of a status service entry.
-func serviceKey(s api.Service) dataplane.ServiceKey {
-	a, _ := netip.ParseAddr(s.VIP)
-	if s.Mark != 0 {
-		return dataplane.ServiceKey{Family: s.Family, Mark: s.Mark}
-	}
-	return dataplane.ServiceKey{Family: s.Family, Protocol: s.Protocol, Addr: a, Port: s.Port}
 }

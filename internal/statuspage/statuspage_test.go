@@ -172,3 +172,38 @@ func TestPageInChromium(t *testing.T) {
 	}
 	t.Logf("screenshot: %s", shot)
 }
+
+// TestPageHeaderShowsARefusedReload: the last reload refused is said at
+// the top of the page, with its errors.
+func TestPageHeaderShowsARefusedReload(t *testing.T) {
+	now := time.Now()
+	st := api.Status{Node: "lb-a", LastReload: api.Reload{At: now.Add(-time.Minute), Errors: []string{"halb.yaml:3:7: vrid: 300 is not from 1 to 255"}}}
+	page := New(func(context.Context) (api.Status, error) { return st, nil }, nil, time.Second, func() time.Time { return now })
+	rec := httptest.NewRecorder()
+	page.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/", nil))
+	body := rec.Body.String()
+	if !strings.Contains(body, "Last reload REFUSED</b> 1m0s ago") || !strings.Contains(body, "<li>halb.yaml:3:7: vrid: 300 is not from 1 to 255</li>") {
+		t.Errorf("the page does not show the refused reload:\n%s", body)
+	}
+	st.LastReload = api.Reload{At: now, Applied: true, Errors: []string{}}
+	rec = httptest.NewRecorder()
+	page.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/", nil))
+	if strings.Contains(rec.Body.String(), "REFUSED") {
+		t.Error("the page shows an applied reload as refused")
+	}
+}
+
+// TestRefusedReloadInChromium: in a real browser, the refused reload is
+// in the page's header, before the instances.
+func TestRefusedReloadInChromium(t *testing.T) {
+	labtest.RequireTool(t, "chromium")
+	st := api.Status{Node: "lb-a", VRRP: []api.Instance{}, LastReload: api.Reload{At: time.Now().Add(-time.Minute),
+		Errors: []string{"halb.yaml:3:7: vrid: 300 is not from 1 to 255"}}}
+	srv := httptest.NewServer(New(func(context.Context) (api.Status, error) { return st, nil }, nil, 5*time.Second, time.Now))
+	defer srv.Close()
+	dom := string(chromium(t, "--dump-dom", srv.URL))
+	refused, vrrp := strings.Index(dom, `id="reload-refused"`), strings.Index(dom, `id="vrrp"`)
+	if refused < 0 || vrrp < 0 || refused > vrrp || !strings.Contains(dom, "vrid: 300 is not from 1 to 255") {
+		t.Errorf("the refused reload is not in the header (at %d, instances at %d):\n%s", refused, vrrp, dom)
+	}
+}
