@@ -15,6 +15,10 @@ const (
 	ReasonReady         Reason = "ready"          // announced: the node can serve the VIP
 )
 
+// ReasonRemoved: a reload removed the VIP from the announce lists (Node
+// reports it; Decide never returns it).
+const ReasonRemoved Reason = "removed"
+
 // Readiness is what the node knows about its ability to serve VIPs.
 type Readiness struct {
 	// Programmed: the data plane's last reconcile succeeded.
