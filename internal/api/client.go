@@ -29,7 +29,12 @@ func NewClient(path string) *Client {
 
 // Get fetches a path ("/status") and decodes its JSON into v.
 func (c *Client) Get(ctx context.Context, path string, v any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://halb"+path, nil)
+	return c.do(ctx, http.MethodGet, path, v)
+}
+
+// do sends a request without a body and decodes the JSON answer into v.
+func (c *Client) do(ctx context.Context, method, path string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, method, "http://halb"+path, nil)
 	if err != nil {
 		return err
 	}
@@ -50,4 +55,15 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 	var st Status
 	err := c.Get(ctx, "/status", &st)
 	return st, err
+}
+
+// Drain starts a drain (start) or reads its progress.
+func (c *Client) Drain(ctx context.Context, start bool) (Drain, error) {
+	var d Drain
+	method := http.MethodGet
+	if start {
+		method = http.MethodPost
+	}
+	err := c.do(ctx, method, "/drain", &d)
+	return d, err
 }

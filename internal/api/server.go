@@ -21,9 +21,33 @@ type StatusFunc func(ctx context.Context) (Status, error)
 // EventsFunc returns up to n recent events (all when n <= 0).
 type EventsFunc func(ctx context.Context, n int) ([]event.Record, error)
 
-// Handler serves GET /status and GET /events?n=N.
-func Handler(status StatusFunc, events EventsFunc) http.Handler {
+// DrainFunc starts a drain (start) or reads its progress.
+type DrainFunc func(ctx context.Context, start bool) (Drain, error)
+
+// HandlerOption adds a route to the handler.
+type HandlerOption func(*http.ServeMux)
+
+// WithDrain serves POST /drain, which starts a drain and returns its
+// progress, and GET /drain, which returns it.
+func WithDrain(drain DrainFunc) HandlerOption {
+	return func(mux *http.ServeMux) {
+		mux.HandleFunc("POST /drain", func(w http.ResponseWriter, r *http.Request) {
+			d, err := drain(r.Context(), true)
+			writeJSON(w, d, err)
+		})
+		mux.HandleFunc("GET /drain", func(w http.ResponseWriter, r *http.Request) {
+			d, err := drain(r.Context(), false)
+			writeJSON(w, d, err)
+		})
+	}
+}
+
+// Handler serves GET /status and GET /events?n=N, and the routes opts add.
+func Handler(status StatusFunc, events EventsFunc, opts ...HandlerOption) http.Handler {
 	mux := http.NewServeMux()
+	for _, o := range opts {
+		o(mux)
+	}
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
 		st, err := status(r.Context())
 		writeJSON(w, st, err)
