@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"flag"
@@ -93,6 +94,9 @@ func writeStatus(w io.Writer, st api.Status, now time.Time) {
 		}
 		tw.Flush()
 	}
+	if st.BGP != nil {
+		writeBGP(w, tw, *st.BGP, now)
+	}
 	for _, p := range st.Pools {
 		if !p.QuorumUp {
 			fmt.Fprintf(w, "\npool %s: QUORUM LOST (healthy weight %d < %d)", p.Name, p.HealthyWeight, p.Quorum)
@@ -102,6 +106,30 @@ func writeStatus(w io.Writer, st api.Status, now time.Time) {
 			fmt.Fprintln(w)
 		}
 	}
+}
+
+// writeBGP renders the BGP sessions and announced VIPs.
+func writeBGP(w io.Writer, tw *tabwriter.Writer, b api.BGP, now time.Time) {
+	fmt.Fprintln(w, "\nBGP sessions")
+	fmt.Fprintln(tw, "  PEER\tASN\tSTATE\tSINCE\tLAST ERROR")
+	for _, s := range b.Sessions {
+		fmt.Fprintf(tw, "  %s\t%d\t%s\t%s\t%s\n", s.Peer, s.ASN, s.State, ago(s.Since, now), cmp.Or(s.LastError, "-"))
+	}
+	tw.Flush()
+	title := "\nBGP VIPs"
+	if b.Draining {
+		title += " (DRAINING: every route withdrawn)"
+	}
+	fmt.Fprintln(w, title)
+	fmt.Fprintln(tw, "  VIP\tROUTE\tREASON")
+	for _, v := range b.Announced {
+		route := "withdrawn"
+		if v.Announced {
+			route = "announced"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\n", v.VIP, route, v.Reason)
+	}
+	tw.Flush()
 }
 
 func ago(t, now time.Time) string {

@@ -72,12 +72,15 @@ type vipRoute struct {
 }
 
 // NewNode returns the announcer of cfg's bgp section, its VIPs kept on
-// lo. It starts nothing before Run.
+// lo. It starts nothing before Run. The node dials its peers and listens
+// for none: it binds no privileged port, and a router's own attempts are
+// refused at once.
 func NewNode(cfg *config.Config, log *slog.Logger, lo Loopback) (*Node, error) {
 	sc, err := FromConfig(cfg.BGP)
 	if err != nil {
 		return nil, err
 	}
+	sc.ListenPort = -1
 	n := newNode(nil, lo, log, cfg)
 	sp, err := New(sc, log, n.sessionChanged)
 	if err != nil {
@@ -153,7 +156,9 @@ func (n *Node) Run(ctx context.Context, _ chan<- event.VRRP) error {
 	case <-ctx.Done():
 		n.drainOnStop()
 		cancel()
-		err = <-errc
+		if err = <-errc; errors.Is(err, context.Canceled) {
+			err = nil // stopped while starting
+		}
 	case err = <-errc:
 	}
 	n.mu.Lock()
@@ -250,6 +255,13 @@ func (n *Node) Drain() {
 	defer n.mu.Unlock()
 	n.draining = true
 	n.apply()
+}
+
+// Draining reports whether Drain was called.
+func (n *Node) Draining() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.draining
 }
 
 // apply decides each VIP and announces or withdraws it; n.mu is held.

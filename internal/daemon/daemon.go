@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"halb/internal/api"
+	"halb/internal/bgp"
 	"halb/internal/config"
 	"halb/internal/engine"
 	"halb/internal/event"
@@ -64,6 +65,7 @@ type Daemon struct {
 	log     *slog.Logger
 	eng     *engine.Engine
 	dp      Plane
+	bgp     *bgp.Node // nil without BGP
 	metrics *metrics.Metrics
 	sd      *sdnotify.Notifier
 	// reloadMu lets one reload run at a time.
@@ -104,8 +106,13 @@ func New(opts Options) (*Daemon, error) {
 	}
 	eopts := []engine.Option{engine.WithLogger(log), engine.WithVersion(opts.Version),
 		engine.WithEventSink(d.metrics.OnEvent), engine.WithEventSink(d.sink)}
-	if a := newAnnouncers(d.parts.Announcers, cfg, log, d.metrics); a != nil {
+	a, err := newAnnouncers(d.parts.Announcers, cfg, log, d.metrics)
+	if err != nil {
+		return nil, errors.Join(err, dp.Close())
+	}
+	if a != nil {
 		eopts = append(eopts, engine.WithAnnouncer(a))
+		d.bgp = bgpNode(a)
 	}
 	eopts = append(eopts, engine.WithHealthChecker(d.parts.HealthChecker(cfg, log, d.metrics)))
 	d.eng = engine.New(cfg, d.metrics.Instrument(dp.Dataplane), dp.Name, eopts...)
@@ -146,7 +153,7 @@ func (d *Daemon) start(ctx context.Context) error {
 		}
 	}
 	go func() {
-		if err := api.Serve(ctx, ln, api.Handler(d.status, d.eng.Events)); err != nil {
+		if err := api.Serve(ctx, ln, api.Handler(d.status, d.eng.Events, api.WithDrain(d.drain))); err != nil {
 			d.log.Error("status socket stopped", "err", err)
 		}
 	}()
@@ -187,9 +194,13 @@ func (d *Daemon) config() *config.Config {
 	return d.cfg
 }
 
-// status reads the engine's status document.
+// status reads the engine's status document, with BGP's state.
 func (d *Daemon) status(ctx context.Context) (api.Status, error) {
-	return api.EngineStatus(d.eng.Status)(ctx)
+	st, err := api.EngineStatus(d.eng.Status)(ctx)
+	if err == nil && d.bgp != nil {
+		st.BGP = bgpStatus(d.bgp)
+	}
+	return st, err
 }
 
 // sink hands an event to the current notifier; it never blocks.
