@@ -13,6 +13,7 @@ import (
 
 	"halb/internal/api"
 	"halb/internal/lab/demo"
+	"halb/internal/lab/ecmp"
 	"halb/internal/lab/netns"
 	"halb/internal/lab/site"
 )
@@ -25,7 +26,7 @@ const labDir = "/run/halb-lab"
 
 func runLab(args []string, stdout, stderr io.Writer) int {
 	usage := func() {
-		fmt.Fprintln(stderr, "usage: halb lab up|demo|bench|status|down [--dir DIR] [--dataplane auto|nftables|ipvs] [--trials N]")
+		fmt.Fprintln(stderr, "usage: halb lab up|demo|bench|status|down [--topology pair|ecmp] [--dir DIR] [--dataplane auto|nftables|ipvs] [--trials N]")
 	}
 	if len(args) == 0 {
 		usage()
@@ -37,7 +38,12 @@ func runLab(args []string, stdout, stderr io.Writer) int {
 	dp := fs.String("dataplane", "", "data plane of the lab's load balancers (default: the configuration's, auto)")
 	keep := fs.Bool("keep", false, "demo: leave the lab up at the end")
 	trials := fs.Int("trials", 20, "bench: trials per scenario")
+	topology := fs.String("topology", "pair", "up, demo: pair (two nodes, VRRP) or ecmp (a BGP router and N nodes)")
 	if err := fs.Parse(args[1:]); err != nil {
+		return 2
+	}
+	if *topology != "pair" && *topology != "ecmp" {
+		fmt.Fprintf(stderr, "halb lab: unknown topology %q (pair or ecmp)\n", *topology)
 		return 2
 	}
 	if os.Geteuid() != 0 {
@@ -57,6 +63,9 @@ func runLab(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "halb lab: a lab is already up (%d namespaces); run 'halb lab down' first\n", len(left))
 			return 1
 		}
+		if *topology == "ecmp" {
+			return ecmpUp(ctx, self, *dir, stdout, stderr)
+		}
 		s, err := site.Up(ctx, site.Options{Prefix: "halblab", Halb: self, Dir: *dir, Dataplane: *dp})
 		if err != nil {
 			fmt.Fprintf(stderr, "halb lab up: %v\n", err)
@@ -75,13 +84,22 @@ func runLab(args []string, stdout, stderr io.Writer) int {
 				return 1
 			}
 		}
-		_, err := demo.Run(ctx, demo.Options{Halb: self, Dir: *dir, Dataplane: *dp, Out: stdout, Keep: *keep})
+		var err error
+		if *topology == "ecmp" {
+			_, err = ecmp.Demo(ctx, ecmp.DemoOptions{Options: ecmp.Options{Prefix: "halblab", Halb: self, Dir: *dir}, Out: stdout, Keep: *keep})
+		} else {
+			_, err = demo.Run(ctx, demo.Options{Halb: self, Dir: *dir, Dataplane: *dp, Out: stdout, Keep: *keep})
+		}
 		if err != nil {
 			fmt.Fprintf(stderr, "halb lab demo: %v\n", err)
 			return 1
 		}
 		return 0
 	case "bench":
+		if *topology == "ecmp" {
+			fmt.Fprintln(stderr, "halb lab bench: --topology ecmp is not available yet")
+			return 2
+		}
 		if err := netns.RemoveLeftovers("halblab"); err != nil {
 			fmt.Fprintf(stderr, "halb lab bench: %v\n", err)
 			return 1
@@ -116,7 +134,7 @@ func runLab(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		// Remove only what the lab writes, whatever --dir names.
-		for _, sub := range site.Dirs() {
+		for _, sub := range append(site.Dirs(), ecmp.Dirs()...) {
 			os.RemoveAll(filepath.Join(*dir, sub))
 		}
 		os.Remove(*dir)
@@ -125,4 +143,18 @@ func runLab(args []string, stdout, stderr io.Writer) int {
 	}
 	usage()
 	return 2
+}
+
+// ecmpUp brings the ECMP lab up with halb on three of its nodes.
+func ecmpUp(ctx context.Context, self, dir string, stdout, stderr io.Writer) int {
+	l, err := ecmp.Up(ctx, ecmp.Options{Prefix: "halblab", Halb: self, Dir: dir}, 3)
+	if err != nil {
+		fmt.Fprintf(stderr, "halb lab up: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "lab up: namespaces %s*; the client is %s (try: ip netns exec %s curl http://%s/)\n",
+		l.Lab.Prefix(), l.Client.Name, l.Client.Name, ecmp.VIP)
+	fmt.Fprintf(stdout, "the router %s runs BIRD (ip netns exec %s ip route show %s); node sockets: %s, %s, %s\n",
+		l.Router.Name, l.Router.Name, ecmp.VIP, l.Nodes[0].Socket, l.Nodes[1].Socket, l.Nodes[2].Socket)
+	return 0
 }
