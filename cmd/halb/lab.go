@@ -26,7 +26,7 @@ const labDir = "/run/halb-lab"
 
 func runLab(args []string, stdout, stderr io.Writer) int {
 	usage := func() {
-		fmt.Fprintln(stderr, "usage: halb lab up|demo|bench|status|down [--topology pair|ecmp] [--dir DIR] [--dataplane auto|nftables|ipvs] [--trials N]")
+		fmt.Fprintln(stderr, "usage: halb lab up|demo|bench|status|down [--topology pair|ecmp] [--dir DIR] [--dataplane auto|nftables|ipvs] [--trials N] [--conns N]")
 	}
 	if len(args) == 0 {
 		usage()
@@ -38,7 +38,8 @@ func runLab(args []string, stdout, stderr io.Writer) int {
 	dp := fs.String("dataplane", "", "data plane of the lab's load balancers (default: the configuration's, auto)")
 	keep := fs.Bool("keep", false, "demo: leave the lab up at the end")
 	trials := fs.Int("trials", 20, "bench: trials per scenario")
-	topology := fs.String("topology", "pair", "up, demo: pair (two nodes, VRRP) or ecmp (a BGP router and N nodes)")
+	conns := fs.Int("conns", 1000, "bench --topology ecmp: long-lived connections per event")
+	topology := fs.String("topology", "pair", "up, demo, bench: pair (two nodes, VRRP) or ecmp (a BGP router and N nodes)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
 	}
@@ -97,8 +98,13 @@ func runLab(args []string, stdout, stderr io.Writer) int {
 		return 0
 	case "bench":
 		if *topology == "ecmp" {
-			fmt.Fprintln(stderr, "halb lab bench: --topology ecmp is not available yet")
-			return 2
+			_, err := ecmp.Bench(ctx, ecmp.BenchOptions{Options: ecmp.Options{Prefix: "halblab", Halb: self, Dir: *dir},
+				Out: stdout, Conns: *conns})
+			if err != nil {
+				fmt.Fprintf(stderr, "halb lab bench: %v\n", err)
+				return 1
+			}
+			return 0
 		}
 		if err := netns.RemoveLeftovers("halblab"); err != nil {
 			fmt.Fprintf(stderr, "halb lab bench: %v\n", err)

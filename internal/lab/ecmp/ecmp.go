@@ -45,6 +45,11 @@ type Options struct {
 	Prefix string // starts every namespace name
 	Halb   string // the halb binary
 	Dir    string // configurations, logs, sockets
+	// Baseline runs halb on the nodes with the data plane none, for BGP
+	// and health checks only; Lab.Baseline installs in its place a
+	// stateless hash with a seed of each node's own, as a balancer
+	// without consistent hashing would.
+	Baseline bool
 }
 
 // Lab is a running ECMP lab.
@@ -249,7 +254,11 @@ func (l *Lab) addNode(i int, sw *netns.Host) (*Node, error) {
 		return nil, err
 	}
 	cfg := filepath.Join(dir, "halb.yaml")
-	if err := os.WriteFile(cfg, []byte(nodeConfig(i, dir)), 0o644); err != nil {
+	text := nodeConfig(i, dir)
+	if l.opts.Baseline {
+		text = strings.Replace(text, "dataplane: nftables", "dataplane: none", 1)
+	}
+	if err := os.WriteFile(cfg, []byte(text), 0o644); err != nil {
 		return nil, err
 	}
 	return &Node{Name: name, Addr: NodeAddr(i), Host: h, Config: cfg, Socket: filepath.Join(dir, "halb.sock"),
@@ -420,6 +429,37 @@ func (l *Lab) NextHops() ([]string, error) {
 		}
 	}
 	return hops, nil
+}
+
+// baselineTable is the baseline's forwarding: a flow goes to the backend
+// its hash picks, with a seed of the node's own, so that nodes disagree.
+const baselineTable = `table netdev halbbase
+delete table netdev halbbase
+table netdev halbbase {
+	chain in {
+		type filter hook ingress device "eth0" priority 0; policy accept;
+		ip daddr %s tcp dport 80 fwd ip to jhash ip saddr . tcp sport mod %d seed %#x map { %s } device "eth0"
+	}
+}
+`
+
+// Baseline installs the baseline's forwarding to backends on node i
+// (Options.Baseline).
+func (l *Lab) Baseline(i int, backends []string) error {
+	var m []string
+	for j, b := range backends {
+		m = append(m, fmt.Sprintf("%d : %s", j, b))
+	}
+	n := l.Nodes[i]
+	file := filepath.Join(l.opts.Dir, n.Name, "baseline.nft")
+	text := fmt.Sprintf(baselineTable, VIP, len(backends), 0x9e3779b9*(i+1)&0xffffffff, strings.Join(m, ", "))
+	if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
+		return err
+	}
+	if out, err := n.Host.Run("nft", "-f", file); err != nil {
+		return fmt.Errorf("%s: nft -f %s: %v: %s", n.Name, file, err, out)
+	}
+	return nil
 }
 
 // Down stops everything and removes the namespaces.
