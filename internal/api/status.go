@@ -50,8 +50,8 @@ type BGPSession struct {
 type BGPVIP struct {
 	VIP       string `json:"vip"`
 	Announced bool   `json:"announced"`
-	// Reason: ready, no_quorum, no_service, not_programmed, draining,
-	// stopping.
+	// Reason: ready, no_quorum, health_pending, no_service,
+	// not_programmed, draining, stopping.
 	Reason string `json:"reason"`
 }
 

@@ -45,7 +45,7 @@ func readiness(s engine.Serving) bgp.Readiness {
 	r := bgp.Readiness{Programmed: s.Programmed, Services: map[netip.Addr][]bgp.ServiceQuorum{}}
 	for vip, svcs := range s.VIPs {
 		for _, svc := range svcs {
-			r.Services[vip] = append(r.Services[vip], bgp.ServiceQuorum{Name: svc.Name, Quorum: svc.Quorum})
+			r.Services[vip] = append(r.Services[vip], bgp.ServiceQuorum{Name: svc.Name, Quorum: svc.Quorum, Pending: !svc.Checked})
 		}
 	}
 	return r

@@ -345,12 +345,27 @@ func (e *Engine) apply(ctx context.Context) {
 func (e *Engine) serving() Serving {
 	s := Serving{Programmed: e.last.Error == "", VIPs: map[netip.Addr][]VIPService{}}
 	for _, svc := range e.cfg.Services {
-		q := e.eval.Pools[svc.Pool].QuorumUp
+		q, checked := e.eval.Pools[svc.Pool].QuorumUp, e.checked(svc.Pool)
 		for _, vip := range svc.VIPs {
-			s.VIPs[vip] = append(s.VIPs[vip], VIPService{Name: svc.Name, Quorum: q})
+			s.VIPs[vip] = append(s.VIPs[vip], VIPService{Name: svc.Name, Quorum: q, Checked: checked})
 		}
 	}
 	return s
+}
+
+// checked tells whether every server of a pool has a confirmed health,
+// or the pool has no check.
+func (e *Engine) checked(pool string) bool {
+	p := e.cfg.Pools[pool]
+	if len(p.Checks) == 0 || e.checker == nil {
+		return true
+	}
+	for _, srv := range p.Servers {
+		if _, ok := e.health[ServerRef{Pool: pool, Addr: srv.Address, Port: srv.Port}]; !ok {
+			return false
+		}
+	}
+	return true
 }
 
 // report takes an event from any goroutine; the Run goroutine records it.

@@ -38,7 +38,8 @@ func (a *servingAnnouncer) last() (Serving, int) {
 
 // TestServingObserver: after every reconcile the announcer learns whether
 // the data plane is programmed and which services on each VIP have
-// quorum; the events it reports go into the history.
+// quorum, and whether every server of the pool has a health result; the
+// events it reports go into the history.
 func TestServingObserver(t *testing.T) {
 	cfg := loadString(t, loopConfig)
 	dp := &fakeDataplane{fail: 1}
@@ -64,12 +65,15 @@ func TestServingObserver(t *testing.T) {
 	if first.Programmed {
 		t.Errorf("the failed first reconcile was reported as programmed: %+v", first)
 	}
+	if s, _ := a.last(); s.VIPs[vip][0].Checked {
+		t.Errorf("the pool's quorum is reported checked before any health result: %+v", s)
+	}
 	for _, ip := range []string{"198.51.100.11", "198.51.100.12"} {
 		src.health <- event.Health{Pool: "www", Addr: netip.MustParseAddr(ip), Up: false, Weight: -1, Reason: "refused"}
 	}
 	eventually(t, "quorum lost on the VIP", func() bool {
 		s, _ := a.last()
-		return len(s.VIPs[vip]) == 1 && s.VIPs[vip][0].Name == "web" && !s.VIPs[vip][0].Quorum
+		return len(s.VIPs[vip]) == 1 && s.VIPs[vip][0].Name == "web" && !s.VIPs[vip][0].Quorum && s.VIPs[vip][0].Checked
 	})
 
 	a.report(event.Record{Kind: "bgp_route", Summary: "withdrawn", BGPRoute: &event.BGPRoute{VIP: vip, Reason: "no_quorum"}})

@@ -49,6 +49,9 @@ type Serving struct {
 type VIPService struct {
 	Name   string
 	Quorum bool
+	// Checked: every server of its pool has a confirmed health (or the
+	// pool has no check); until then quorum rests on the initial state.
+	Checked bool
 }
 
 // Reporter is an Announcer that reports events of its own (BGP sessions,

@@ -93,8 +93,8 @@ type BGPRoute struct {
 	At        time.Time  `json:"at"`
 	VIP       netip.Addr `json:"vip"`
 	Announced bool       `json:"announced"`
-	// Reason says why: ready, no_quorum, no_service, not_programmed,
-	// draining, stopping.
+	// Reason says why: ready, no_quorum, health_pending, no_service,
+	// not_programmed, draining, stopping, removed.
 	Reason string `json:"reason"`
 }
 
