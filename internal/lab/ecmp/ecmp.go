@@ -465,14 +465,18 @@ func (l *Lab) Baseline(i int, backends []string) error {
 // Down stops everything and removes the namespaces.
 func (l *Lab) Down() error {
 	var errs []error
+	var stopping []*Node
 	for _, n := range l.Nodes {
 		if n.Running() {
 			_ = n.cmd.Process.Signal(syscall.SIGTERM) // it may have exited meanwhile
-			select {
-			case <-n.done:
-			case <-time.After(10 * time.Second):
-				errs = append(errs, fmt.Errorf("%s: halb still running 10s after SIGTERM", n.Name))
-			}
+			stopping = append(stopping, n)
+		}
+	}
+	for _, n := range stopping { // each withdraws and drains for bgp.drain_time
+		select {
+		case <-n.done:
+		case <-time.After(10 * time.Second):
+			errs = append(errs, fmt.Errorf("%s: halb still running 10s after SIGTERM", n.Name))
 		}
 	}
 	for _, b := range l.Backends {
