@@ -14,6 +14,7 @@ import (
 
 	"halb/internal/api"
 	"halb/internal/lab/demo"
+	"halb/internal/lab/ecmp"
 	"halb/internal/lab/netns"
 	"halb/internal/lab/site"
 )
@@ -31,8 +32,9 @@ var labActions = []string{"up", "demo", "bench", "status", "down"}
 // labOptions are halb lab's flags.
 type labOptions struct {
 	dir, dataplane string
+	topology       string
 	keep           bool
-	trials         int
+	trials, conns  int
 }
 
 func labFlags(fs *flag.FlagSet) runFunc {
@@ -41,9 +43,15 @@ func labFlags(fs *flag.FlagSet) runFunc {
 	fs.StringVar(&o.dataplane, "dataplane", "", "data plane `NAME` of the lab's load balancers: auto, ipvs, nftables (default: the configuration's, auto)")
 	fs.BoolVar(&o.keep, "keep", false, "demo: leave the lab up at the end")
 	fs.IntVar(&o.trials, "trials", 20, "bench: `N` trials per scenario")
+	fs.IntVar(&o.conns, "conns", 1000, "bench --topology ecmp: `N` long-lived connections per event")
+	fs.StringVar(&o.topology, "topology", "pair", "up, demo, bench: `NAME` pair (two nodes, VRRP) or ecmp (a BGP router and N nodes)")
 	return func(args []string, stdout, stderr io.Writer) int {
 		if len(args) != 1 || !slices.Contains(labActions, args[0]) {
 			fmt.Fprintln(stderr, "halb lab: needs one of up, demo, bench, status, down; see halb lab --help")
+			return 2
+		}
+		if o.topology != "pair" && o.topology != "ecmp" {
+			fmt.Fprintf(stderr, "halb lab: unknown topology %q (pair or ecmp); see halb lab --help\n", o.topology)
 			return 2
 		}
 		return runLab(args[0], o, stdout, stderr)
@@ -68,6 +76,9 @@ func runLab(action string, o labOptions, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "halb lab: a lab is already up (%d namespaces); run 'halb lab down' first\n", len(left))
 			return 1
 		}
+		if o.topology == "ecmp" {
+			return ecmpUp(ctx, self, o.dir, stdout, stderr)
+		}
 		s, err := site.Up(ctx, site.Options{Prefix: "halblab", Halb: self, Dir: o.dir, Dataplane: o.dataplane})
 		if err != nil {
 			fmt.Fprintf(stderr, "halb lab up: %v\n", err)
@@ -86,13 +97,27 @@ func runLab(action string, o labOptions, stdout, stderr io.Writer) int {
 				return 1
 			}
 		}
-		_, err := demo.Run(ctx, demo.Options{Halb: self, Dir: o.dir, Dataplane: o.dataplane, Out: stdout, Keep: o.keep})
+		var err error
+		if o.topology == "ecmp" {
+			_, err = ecmp.Demo(ctx, ecmp.DemoOptions{Options: ecmp.Options{Prefix: "halblab", Halb: self, Dir: o.dir}, Out: stdout, Keep: o.keep})
+		} else {
+			_, err = demo.Run(ctx, demo.Options{Halb: self, Dir: o.dir, Dataplane: o.dataplane, Out: stdout, Keep: o.keep})
+		}
 		if err != nil {
 			fmt.Fprintf(stderr, "halb lab demo: %v\n", err)
 			return 1
 		}
 		return 0
 	case "bench":
+		if o.topology == "ecmp" {
+			_, err := ecmp.Bench(ctx, ecmp.BenchOptions{Options: ecmp.Options{Prefix: "halblab", Halb: self, Dir: o.dir},
+				Out: stdout, Conns: o.conns})
+			if err != nil {
+				fmt.Fprintf(stderr, "halb lab bench: %v\n", err)
+				return 1
+			}
+			return 0
+		}
 		if err := netns.RemoveLeftovers("halblab"); err != nil {
 			fmt.Fprintf(stderr, "halb lab bench: %v\n", err)
 			return 1
@@ -127,7 +152,7 @@ func runLab(action string, o labOptions, stdout, stderr io.Writer) int {
 			return 1
 		}
 		// Remove only what the lab writes, whatever --dir names.
-		for _, sub := range site.Dirs() {
+		for _, sub := range append(site.Dirs(), ecmp.Dirs()...) {
 			os.RemoveAll(filepath.Join(o.dir, sub))
 		}
 		os.Remove(o.dir)
@@ -135,4 +160,18 @@ func runLab(action string, o labOptions, stdout, stderr io.Writer) int {
 		return 0
 	}
 	return 2
+}
+
+// ecmpUp brings the ECMP lab up with halb on three of its nodes.
+func ecmpUp(ctx context.Context, self, dir string, stdout, stderr io.Writer) int {
+	l, err := ecmp.Up(ctx, ecmp.Options{Prefix: "halblab", Halb: self, Dir: dir}, 3)
+	if err != nil {
+		fmt.Fprintf(stderr, "halb lab up: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "lab up: namespaces %s*; the client is %s (try: ip netns exec %s curl http://%s/)\n",
+		l.Lab.Prefix(), l.Client.Name, l.Client.Name, ecmp.VIP)
+	fmt.Fprintf(stdout, "the router %s runs BIRD (ip netns exec %s ip route show %s); node sockets: %s, %s, %s\n",
+		l.Router.Name, l.Router.Name, ecmp.VIP, l.Nodes[0].Socket, l.Nodes[1].Socket, l.Nodes[2].Socket)
+	return 0
 }

@@ -126,6 +126,9 @@ func writeStatus(w io.Writer, st api.Status, now time.Time, width int) {
 		}
 		tw.Flush()
 	}
+	if st.BGP != nil {
+		writeBGP(&b, *st.BGP, now)
+	}
 	for _, line := range strings.SplitAfter(b.String(), "\n") {
 		io.WriteString(w, cut(line, width))
 	}
@@ -184,6 +187,31 @@ func cut(line string, width int) string {
 		text += "\n"
 	}
 	return text
+}
+
+// writeBGP renders the BGP sessions and announced VIPs.
+func writeBGP(w io.Writer, b api.BGP, now time.Time) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "\nBGP sessions")
+	fmt.Fprintln(tw, "  PEER\tASN\tSTATE\tSINCE\tLAST ERROR")
+	for _, s := range b.Sessions {
+		fmt.Fprintf(tw, "  %s\t%d\t%s\t%s\t%s\n", s.Peer, s.ASN, s.State, ago(s.Since, now), cmp.Or(s.LastError, "-"))
+	}
+	tw.Flush()
+	title := "\nBGP VIPs"
+	if b.Draining {
+		title += " (DRAINING: every route withdrawn)"
+	}
+	fmt.Fprintln(w, title)
+	fmt.Fprintln(tw, "  VIP\tROUTE\tREASON")
+	for _, v := range b.Announced {
+		route := "withdrawn"
+		if v.Announced {
+			route = "announced"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\n", v.VIP, route, v.Reason)
+	}
+	tw.Flush()
 }
 
 func ago(t, now time.Time) string {

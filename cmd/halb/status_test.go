@@ -112,3 +112,21 @@ func TestStatusShowsServerOptions(t *testing.T) {
 		t.Errorf("a server without options of its own shows some:\n%s", b.String())
 	}
 }
+
+// TestStatusShowsBGP: sessions with their state and last error, and each
+// VIP's route with its reason.
+func TestStatusShowsBGP(t *testing.T) {
+	now := time.Now()
+	st := api.Status{BGP: &api.BGP{Draining: true,
+		Sessions: []api.BGPSession{{Peer: "192.0.2.1", ASN: 65000, State: "established", Since: now.Add(-time.Minute)},
+			{Peer: "192.0.2.2", ASN: 65000, State: "active", LastError: "peer 192.0.2.2: its AS number is not 65000"}},
+		Announced: []api.BGPVIP{{VIP: "203.0.113.10", Reason: "draining"}}}}
+	var b strings.Builder
+	writeStatus(&b, st, now, statusWidth)
+	for _, want := range []string{"192.0.2.1  65000  established  1m0s ago", "its AS number is not 65000",
+		"DRAINING", "203.0.113.10  withdrawn  draining"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("status lacks %q:\n%s", want, b.String())
+		}
+	}
+}

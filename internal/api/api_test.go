@@ -169,3 +169,37 @@ func TestFollowEvents(t *testing.T) {
 		}
 	}
 }
+
+// TestDrainOverTheSocket: POST /drain starts a drain, GET /drain reads its
+// progress; a node that cannot drain says why.
+func TestDrainOverTheSocket(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "halb.sock")
+	ln, err := ListenUnix(sock, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var started int
+	drain := func(_ context.Context, start bool) (Drain, error) {
+		if start {
+			started++
+		}
+		if started == 0 {
+			return Drain{}, errors.New("no drain")
+		}
+		return Drain{Withdrawn: []string{"203.0.113.10"}, Announced: []string{}, ActiveConnections: 3}, nil
+	}
+	go Serve(ctx, ln, Handler(nil, nil, nil, WithDrain(drain)))
+	c := NewClient(sock)
+	if _, err := c.Drain(ctx, false); err == nil || !strings.Contains(err.Error(), "no drain") {
+		t.Errorf("progress before a drain: %v, want the error", err)
+	}
+	d, err := c.Drain(ctx, true)
+	if err != nil || started != 1 || d.ActiveConnections != 3 || d.Withdrawn[0] != "203.0.113.10" {
+		t.Errorf("drain: %+v, %v (started %d)", d, err, started)
+	}
+	if _, err := c.Drain(ctx, false); err != nil || started != 1 {
+		t.Errorf("progress: %v; started %d times, want once", err, started)
+	}
+}

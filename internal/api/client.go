@@ -48,7 +48,12 @@ func (e *SocketError) Unwrap() error { return e.err }
 
 // Get fetches a path ("/status") and decodes its JSON into v.
 func (c *Client) Get(ctx context.Context, path string, v any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://halb"+path, nil)
+	return c.do(ctx, http.MethodGet, path, v)
+}
+
+// do sends a request without a body and decodes the JSON answer into v.
+func (c *Client) do(ctx context.Context, method, path string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, method, "http://halb"+path, nil)
 	if err != nil {
 		return err
 	}
@@ -153,4 +158,15 @@ func (c *Client) Events(ctx context.Context, n int) ([]event.Record, error) {
 	var evs Events
 	err := c.Get(ctx, fmt.Sprintf("/events?n=%d", n), &evs)
 	return evs.Events, err
+}
+
+// Drain starts a drain (start) or reads its progress.
+func (c *Client) Drain(ctx context.Context, start bool) (Drain, error) {
+	var d Drain
+	method := http.MethodGet
+	if start {
+		method = http.MethodPost
+	}
+	err := c.do(ctx, method, "/drain", &d)
+	return d, err
 }

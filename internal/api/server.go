@@ -23,15 +23,39 @@ type StatusFunc func(ctx context.Context) (Status, error)
 // EventsFunc returns up to n recent events (all when n <= 0).
 type EventsFunc func(ctx context.Context, n int) ([]event.Record, error)
 
+// DrainFunc starts a drain (start) or reads its progress.
+type DrainFunc func(ctx context.Context, start bool) (Drain, error)
+
+// HandlerOption adds a route to the handler.
+type HandlerOption func(*http.ServeMux)
+
+// WithDrain serves POST /drain, which starts a drain and returns its
+// progress, and GET /drain, which returns it.
+func WithDrain(drain DrainFunc) HandlerOption {
+	return func(mux *http.ServeMux) {
+		mux.HandleFunc("POST /drain", func(w http.ResponseWriter, r *http.Request) {
+			d, err := drain(r.Context(), true)
+			writeJSON(w, d, err)
+		})
+		mux.HandleFunc("GET /drain", func(w http.ResponseWriter, r *http.Request) {
+			d, err := drain(r.Context(), false)
+			writeJSON(w, d, err)
+		})
+	}
+}
+
 // FollowFunc returns the events from now until ctx is done (Feed.Follow).
 type FollowFunc func(ctx context.Context) <-chan event.Record
 
 // Handler serves GET /status and GET /events?n=N (an Events document).
 // With follow (nil: not offered), GET /events?n=N&follow=1 streams: the
 // last N events, then each new one, as they come; a line each, every line
-// an Events document of one event.
-func Handler(status StatusFunc, events EventsFunc, follow FollowFunc) http.Handler {
+// an Events document of one event. opts add routes.
+func Handler(status StatusFunc, events EventsFunc, follow FollowFunc, opts ...HandlerOption) http.Handler {
 	mux := http.NewServeMux()
+	for _, o := range opts {
+		o(mux)
+	}
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
 		st, err := status(r.Context())
 		writeJSON(w, st, err)

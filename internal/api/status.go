@@ -30,8 +30,37 @@ type Status struct {
 	// LastReload is the outcome of the last configuration reload (the
 	// start, until one).
 	LastReload Reload `json:"last_reload"`
+	// BGP is the BGP speaker's state; nil when the node has none.
+	BGP *BGP `json:"bgp,omitempty"`
 	// Events are the most recent events, oldest first.
 	Events []event.Record `json:"events"`
+}
+
+// BGP is the state of the node's BGP sessions and announced VIPs.
+type BGP struct {
+	// Draining: `halb drain` withdrew every route.
+	Draining  bool         `json:"draining"`
+	Sessions  []BGPSession `json:"sessions"`
+	Announced []BGPVIP     `json:"announced"`
+}
+
+// BGPSession is one BGP session.
+type BGPSession struct {
+	Peer  string `json:"peer"`
+	ASN   uint32 `json:"asn"`
+	State string `json:"state"` // idle, connect, active, opensent, openconfirm, established
+	// Since is when the session was established (absent when it is not).
+	Since     time.Time `json:"since,omitzero"`
+	LastError string    `json:"last_error"`
+}
+
+// BGPVIP is one VIP of the announce lists: announced or not, and why.
+type BGPVIP struct {
+	VIP       string `json:"vip"`
+	Announced bool   `json:"announced"`
+	// Reason: ready, no_quorum, health_pending, no_service,
+	// not_programmed, draining, stopping.
+	Reason string `json:"reason"`
 }
 
 // Instance is one VRRP instance as this node sees it.
@@ -186,4 +215,15 @@ type Events struct {
 	// SchemaVersion is event.SchemaVersion.
 	SchemaVersion int            `json:"schema_version"`
 	Events        []event.Record `json:"events"`
+}
+
+// Drain is the progress of `halb drain`.
+type Drain struct {
+	// Withdrawn are the VIPs no longer announced; Announced those still
+	// announced (empty once the drain has taken effect).
+	Withdrawn []string `json:"withdrawn"`
+	Announced []string `json:"announced"`
+	// ActiveConnections counts the connections the node still forwards;
+	// -1 when its data plane cannot tell (nftables).
+	ActiveConnections int64 `json:"active_connections"`
 }

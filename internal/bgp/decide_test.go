@@ -14,8 +14,8 @@ var (
 
 func TestDecide(t *testing.T) {
 	up := map[netip.Addr][]ServiceQuorum{
-		vipA: {{"http", false}, {"https", true}},
-		vipB: {{"dns", false}},
+		vipA: {{"http", false, false}, {"https", true, false}},
+		vipB: {{"dns", false, false}},
 	}
 	tests := []struct {
 		name  string
@@ -27,7 +27,10 @@ func TestDecide(t *testing.T) {
 		{"not programmed", Readiness{Services: up}, ReasonNotProgrammed, ReasonNotProgrammed},
 		{"draining", Readiness{Programmed: true, Draining: true, Services: up}, ReasonDraining, ReasonDraining},
 		{"stopping beats draining", Readiness{Programmed: true, Draining: true, Stopping: true, Services: up}, ReasonStopping, ReasonStopping},
-		{"no service", Readiness{Programmed: true, Services: map[netip.Addr][]ServiceQuorum{vipA: {{"http", true}}}}, ReasonReady, ReasonNoService},
+		{"no service", Readiness{Programmed: true, Services: map[netip.Addr][]ServiceQuorum{vipA: {{"http", true, false}}}}, ReasonReady, ReasonNoService},
+		{"health pending", Readiness{Programmed: true, Services: map[netip.Addr][]ServiceQuorum{
+			vipA: {{"http", true, true}, {"dns", false, false}}, vipB: {{"http", true, true}, {"https", true, false}}}},
+			ReasonHealthPending, ReasonReady},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -54,7 +57,8 @@ func TestDecideProperties(t *testing.T) {
 		for _, vip := range vips {
 			n := rapid.IntRange(0, 3).Draw(t, "services")
 			for i := range n {
-				r.Services[vip] = append(r.Services[vip], ServiceQuorum{Name: string(rune('a' + i)), Quorum: rapid.Bool().Draw(t, "quorum")})
+				r.Services[vip] = append(r.Services[vip], ServiceQuorum{Name: string(rune('a' + i)), Quorum: rapid.Bool().Draw(t, "quorum"),
+					Pending: rapid.Bool().Draw(t, "pending")})
 			}
 		}
 		got := Decide(vips, r)
@@ -73,7 +77,7 @@ func TestDecideProperties(t *testing.T) {
 			}
 			anyQuorum := false
 			for _, s := range r.Services[d.VIP] {
-				anyQuorum = anyQuorum || s.Quorum
+				anyQuorum = anyQuorum || (s.Quorum && !s.Pending)
 			}
 			if d.Announce != (anyQuorum && r.Programmed && !r.Draining && !r.Stopping) {
 				t.Fatalf("%s: announce %v, but quorum=%v programmed=%v draining=%v stopping=%v", d.VIP, d.Announce, anyQuorum, r.Programmed, r.Draining, r.Stopping)

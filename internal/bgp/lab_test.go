@@ -249,6 +249,8 @@ func (w *prefixWriter) Write(b []byte) (int, error) {
 // ecmpLab is a router running BIRD 2 and three LB nodes on one LAN.
 type ecmpLab struct {
 	t      *testing.T
+	lab    *netns.Lab
+	sw     *netns.Host // the link of the router and the nodes
 	router *netns.Host
 	nodes  []*netns.Host
 	bird   *exec.Cmd
@@ -286,7 +288,7 @@ func newECMPLab(t *testing.T, peers [3]birdPeer, retry string) *ecmpLab {
 	labtest.RequireTool(t, "bird", "birdc")
 	lab := labtest.NewLab(t)
 	sw := labtest.Switch(t, lab, "sw")
-	l := &ecmpLab{t: t, router: labtest.Join(t, lab, sw, "r", routerAddr+"/24")}
+	l := &ecmpLab{t: t, lab: lab, sw: sw, router: labtest.Join(t, lab, sw, "r", routerAddr+"/24")}
 	for i := range 3 {
 		l.nodes = append(l.nodes, labtest.Join(t, lab, sw, fmt.Sprintf("n%d", i+1), nodeAddr(i).String()+"/24"))
 	}
@@ -647,7 +649,7 @@ func TestECMPAgainstFRR(t *testing.T) {
 	labtest.RequireTool(t, zebra, bgpd)
 	lab := labtest.NewLab(t)
 	sw := labtest.Switch(t, lab, "sw")
-	l := &ecmpLab{t: t, router: labtest.Join(t, lab, sw, "r", routerAddr+"/24")}
+	l := &ecmpLab{t: t, lab: lab, sw: sw, router: labtest.Join(t, lab, sw, "r", routerAddr+"/24")}
 	for i := range 3 {
 		l.nodes = append(l.nodes, labtest.Join(t, lab, sw, fmt.Sprintf("n%d", i+1), nodeAddr(i).String()+"/24"))
 	}

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 
 	"halb/internal/api"
+	"halb/internal/bgp"
 	"halb/internal/dataplane/ipvs"
 	"halb/internal/dataplane/nft"
 	"halb/internal/health"
@@ -112,4 +113,20 @@ func (c notifierCounts) NotifierCounts() []metrics.NotifierCount {
 		out = append(out, metrics.NotifierCount{Name: s.Name, Sent: s.Sent, Failed: s.Failed, Dropped: s.Dropped})
 	}
 	return out
+}
+
+// bgpState gives the BGP sessions and announced VIPs to the metrics.
+type bgpState struct{ n *bgp.Node }
+
+func (s bgpState) BGPState() ([]metrics.BGPSession, []metrics.BGPVIP) {
+	peers, vips := s.n.Status()
+	sessions := make([]metrics.BGPSession, 0, len(peers))
+	for _, p := range peers {
+		sessions = append(sessions, metrics.BGPSession{Peer: p.Address.String(), Established: p.State == bgp.StateEstablished})
+	}
+	out := make([]metrics.BGPVIP, 0, len(vips))
+	for _, v := range vips {
+		out = append(out, metrics.BGPVIP{VIP: v.VIP.String(), Announced: v.Announced})
+	}
+	return sessions, out
 }

@@ -16,7 +16,7 @@ import (
 
 // AnnouncerKind is one kind of VIP announcer a node may run: it makes the
 // network know which VIPs this node serves. VRRP is one; another (BGP)
-// is added to Parts.Announcers next to it.
+// is the other.
 type AnnouncerKind struct {
 	// Name names the announcer in messages ("VRRP").
 	Name string
@@ -26,7 +26,7 @@ type AnnouncerKind struct {
 	// not configured at start is not built, and a reload cannot add it.
 	Configured func(cfg *config.Config) bool
 	// New builds the announcer for cfg, its counters told to m.
-	New func(cfg *config.Config, log *slog.Logger, m *metrics.Metrics) engine.Announcer
+	New func(cfg *config.Config, log *slog.Logger, m *metrics.Metrics) (engine.Announcer, error)
 }
 
 // VRRP announces the VIPs of the configured VRRP instances. Without
@@ -36,29 +36,33 @@ var VRRP = AnnouncerKind{
 	Name:       "VRRP",
 	Key:        "vrrp.instances",
 	Configured: func(cfg *config.Config) bool { return len(cfg.VRRP.Instances) > 0 },
-	New: func(cfg *config.Config, log *slog.Logger, m *metrics.Metrics) engine.Announcer {
+	New: func(cfg *config.Config, log *slog.Logger, m *metrics.Metrics) (engine.Announcer, error) {
 		n := vrrp.New(cfg, vrrp.WithLogger(log.With("subsystem", "vrrp")))
 		m.AddVRRPSource(vrrpCounters{n})
-		return n
+		return n, nil
 	},
 }
 
 // newAnnouncers builds the announcers cfg asks for, joined into the one
 // the engine runs (nil: none).
-func newAnnouncers(kinds []AnnouncerKind, cfg *config.Config, log *slog.Logger, m *metrics.Metrics) engine.Announcer {
+func newAnnouncers(kinds []AnnouncerKind, cfg *config.Config, log *slog.Logger, m *metrics.Metrics) (engine.Announcer, error) {
 	var as announcers
 	for _, k := range kinds {
 		if k.Configured(cfg) {
-			as = append(as, k.New(cfg, log, m))
+			a, err := k.New(cfg, log, m)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", k.Key, err)
+			}
+			as = append(as, a)
 		}
 	}
 	switch len(as) {
 	case 0:
-		return nil
+		return nil, nil
 	case 1:
-		return as[0]
+		return as[0], nil
 	}
-	return as
+	return as, nil
 }
 
 // announcersAdded refuses the announcers next configures that cur did not:
@@ -101,4 +105,22 @@ func (as announcers) Reload(cfg *config.Config) error {
 		errs = append(errs, a.Reload(cfg))
 	}
 	return errors.Join(errs...)
+}
+
+// Serving tells the announcers that observe it what the node serves.
+func (as announcers) Serving(s engine.Serving) {
+	for _, a := range as {
+		if o, ok := a.(engine.ServingObserver); ok {
+			o.Serving(s)
+		}
+	}
+}
+
+// ReportTo gives report to the announcers that report events.
+func (as announcers) ReportTo(report func(event.Record)) {
+	for _, a := range as {
+		if r, ok := a.(engine.Reporter); ok {
+			r.ReportTo(report)
+		}
+	}
 }

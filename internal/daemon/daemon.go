@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"halb/internal/api"
+	"halb/internal/bgp"
 	"halb/internal/config"
 	"halb/internal/engine"
 	"halb/internal/event"
@@ -65,6 +66,7 @@ type Daemon struct {
 	log     *slog.Logger
 	eng     *engine.Engine
 	dp      Plane
+	bgp     *bgp.Node // nil without BGP
 	metrics *metrics.Metrics
 	sd      *sdnotify.Notifier
 	// feed passes each event to the status socket's followers.
@@ -112,8 +114,13 @@ func New(opts Options) (*Daemon, error) {
 	}
 	eopts := []engine.Option{engine.WithLogger(log), engine.WithVersion(opts.Version),
 		engine.WithEventSink(d.metrics.OnEvent), engine.WithEventSink(d.sink), engine.WithEventSink(d.feed.Publish)}
-	if a := newAnnouncers(d.parts.Announcers, cfg, log, d.metrics); a != nil {
+	a, err := newAnnouncers(d.parts.Announcers, cfg, log, d.metrics)
+	if err != nil {
+		return nil, errors.Join(err, dp.Close())
+	}
+	if a != nil {
 		eopts = append(eopts, engine.WithAnnouncer(a))
+		d.bgp = bgpNode(a)
 	}
 	hc := d.parts.HealthChecker(cfg, log, d.metrics)
 	if c, ok := hc.(*health.Checker); ok {
@@ -158,7 +165,7 @@ func (d *Daemon) start(ctx context.Context) error {
 		}
 	}
 	go func() {
-		if err := api.Serve(ctx, ln, api.Handler(d.statusWithCounters, d.eng.Events, d.feed.Follow)); err != nil {
+		if err := api.Serve(ctx, ln, api.Handler(d.statusWithCounters, d.eng.Events, d.feed.Follow, api.WithDrain(d.drain))); err != nil {
 			d.log.Error("status socket stopped", "err", err)
 		}
 	}()
@@ -199,11 +206,14 @@ func (d *Daemon) config() *config.Config {
 	return d.cfg
 }
 
-// status reads the engine's status document.
+// status reads the engine's status document, with BGP's state.
 func (d *Daemon) status(ctx context.Context) (api.Status, error) {
 	st, err := api.EngineStatus(d.eng.Status)(ctx)
 	if err != nil {
 		return st, err
+	}
+	if d.bgp != nil {
+		st.BGP = bgpStatus(d.bgp)
 	}
 	d.mu.Lock()
 	if d.refused != nil {

@@ -125,6 +125,7 @@ type harness struct {
 	listens    []string       // the addresses asked for
 	lns        []net.Listener // what was opened in their place
 	announcers []*fakePart[event.VRRP]
+	lo         *fakeLoopback
 }
 
 // yaml is a configuration: node, one service, a webhook per notify, the
@@ -148,7 +149,7 @@ api: {socket: %s, metrics: %q}
 // with the command line's overrides ov (nil: none) until the test ends.
 func start(t *testing.T, src func(h *harness) string, ov func(h *harness) Overrides) *harness {
 	t.Helper()
-	h := &harness{t: t, dir: t.TempDir(), dp: &fakePlane{}}
+	h := &harness{t: t, dir: t.TempDir(), dp: &fakePlane{}, lo: &fakeLoopback{}}
 	h.next = src(h)
 	var overrides Overrides
 	if ov != nil {
@@ -159,16 +160,16 @@ func start(t *testing.T, src func(h *harness) string, ov func(h *harness) Overri
 		t.Fatal(diags)
 	}
 	vrrp := VRRP
-	vrrp.New = func(*config.Config, *slog.Logger, *metrics.Metrics) engine.Announcer {
+	vrrp.New = func(*config.Config, *slog.Logger, *metrics.Metrics) (engine.Announcer, error) {
 		a := &fakePart[event.VRRP]{}
 		h.mu.Lock()
 		h.announcers = append(h.announcers, a)
 		h.mu.Unlock()
-		return a
+		return a, nil
 	}
 	parts := Parts{
 		Dataplane:  func(*config.Config, *slog.Logger) (Plane, error) { return Plane{Dataplane: h.dp, Name: "fake"}, nil },
-		Announcers: []AnnouncerKind{vrrp},
+		Announcers: []AnnouncerKind{vrrp, bgpKind(h.lo)},
 		HealthChecker: func(*config.Config, *slog.Logger, *metrics.Metrics) engine.HealthChecker {
 			return &fakePart[event.Health]{}
 		},
@@ -464,17 +465,17 @@ func TestAnnouncersRunSideBySide(t *testing.T) {
 	a, b := &fakePart[event.VRRP]{}, &fakePart[event.VRRP]{}
 	kind := func(a engine.Announcer) AnnouncerKind {
 		return AnnouncerKind{Configured: func(*config.Config) bool { return true },
-			New: func(*config.Config, *slog.Logger, *metrics.Metrics) engine.Announcer { return a }}
+			New: func(*config.Config, *slog.Logger, *metrics.Metrics) (engine.Announcer, error) { return a, nil }}
 	}
 	none := AnnouncerKind{Configured: func(*config.Config) bool { return false }}
 	cfg := &config.Config{}
-	if got := newAnnouncers([]AnnouncerKind{none}, cfg, slog.Default(), nil); got != nil {
-		t.Errorf("no announcer configured: %v, want nil", got)
+	if got, err := newAnnouncers([]AnnouncerKind{none}, cfg, slog.Default(), nil); got != nil || err != nil {
+		t.Errorf("no announcer configured: %v, %v, want nil", got, err)
 	}
-	if got := newAnnouncers([]AnnouncerKind{kind(a), none}, cfg, slog.Default(), nil); got != a {
-		t.Errorf("one announcer configured: %v, want it alone", got)
+	if got, err := newAnnouncers([]AnnouncerKind{kind(a), none}, cfg, slog.Default(), nil); got != a || err != nil {
+		t.Errorf("one announcer configured: %v, %v, want it alone", got, err)
 	}
-	as := newAnnouncers([]AnnouncerKind{kind(a), kind(b)}, cfg, slog.Default(), nil)
+	as, _ := newAnnouncers([]AnnouncerKind{kind(a), kind(b)}, cfg, slog.Default(), nil)
 	if err := as.Reload(cfg); err != nil || a.reloaded() != 1 || b.reloaded() != 1 {
 		t.Errorf("reload: %v; reloaded %d and %d times, want once each", err, a.reloaded(), b.reloaded())
 	}

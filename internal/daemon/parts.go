@@ -39,7 +39,7 @@ func (p Parts) withDefaults() Parts {
 		p.Dataplane = newDataplane
 	}
 	if p.Announcers == nil {
-		p.Announcers = []AnnouncerKind{VRRP}
+		p.Announcers = []AnnouncerKind{VRRP, BGP}
 	}
 	if p.HealthChecker == nil {
 		p.HealthChecker = newHealthChecker

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"halb/internal/api"
+	"halb/internal/bgp"
 	"halb/internal/config"
 )
 
@@ -152,7 +153,7 @@ func notifyChanged(cur, next *config.Config) bool {
 // restartNeeded lists the changes a running halb cannot apply: the data
 // plane is built once, with its table and state directory; the status
 // socket is bound once; an announcer runs only if it was configured at
-// start.
+// start; the BGP sessions are set up once.
 func restartNeeded(kinds []AnnouncerKind, cur, next *config.Config) []string {
 	var out []string
 	if cur.Dataplane != next.Dataplane {
@@ -165,6 +166,9 @@ func restartNeeded(kinds []AnnouncerKind, cur, next *config.Config) []string {
 		out = append(out, fmt.Sprintf("api.socket_group: changed from %q to %q; restart halb to apply it", cur.API.SocketGroup, next.API.SocketGroup))
 	}
 	out = append(out, announcersAdded(kinds, cur, next)...)
+	if cur.BGP.Enabled() {
+		out = append(out, bgp.RestartNeeded(cur.BGP, next.BGP)...)
+	}
 	if !reflect.DeepEqual(cur.NFTables, next.NFTables) {
 		out = append(out, "nftables: changed; restart halb to apply it")
 	}

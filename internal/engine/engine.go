@@ -6,6 +6,7 @@ import (
 	"iter"
 	"log/slog"
 	"maps"
+	"net/netip"
 	"slices"
 	"sync"
 	"time"
@@ -44,9 +45,14 @@ type Engine struct {
 	started  time.Time
 	reloaded time.Time
 	requests chan func()
-	history  []event.Record
-	seq      uint64
-	sinks    []func(event.Record)
+	// reported holds events reported from other goroutines (Reporter)
+	// until the Run goroutine records them; reportedC wakes it.
+	reportMu  sync.Mutex
+	reported  []event.Record
+	reportedC chan struct{}
+	history   []event.Record
+	seq       uint64
+	sinks     []func(event.Record)
 }
 
 // Option configures an Engine.
@@ -78,10 +84,13 @@ func New(cfg *config.Config, dp dataplane.Dataplane, dpName string, opts ...Opti
 		log: slog.Default(), clock: clock.Real{}, dp: dp, dpName: dpName, cfg: cfg, retry: time.Second,
 		vrrp: map[string]event.VRRP{}, health: map[ServerRef]event.Health{}, quorum: map[string]bool{},
 		serverHealth: map[ServerRef]ServerHealth{}, changed: map[string]bool{}, stale: true,
-		requests: make(chan func()),
+		requests: make(chan func()), reportedC: make(chan struct{}, 1),
 	}
 	for _, o := range opts {
 		o(e)
+	}
+	if r, ok := e.announcer.(Reporter); ok {
+		r.ReportTo(e.report)
 	}
 	return e
 }
@@ -207,7 +216,10 @@ func (e *Engine) Run(ctx context.Context) error {
 				case <-healthEvents:
 				case err := <-errc:
 					runErr = errors.Join(runErr, err)
+				case <-e.reportedC:
+					e.recordReported()
 				case <-stopped:
+					e.recordReported()
 					return errors.Join(runErr, e.dp.Close())
 				}
 			}
@@ -228,6 +240,8 @@ func (e *Engine) Run(ctx context.Context) error {
 			e.apply(ctx)
 		case f := <-e.requests:
 			f()
+		case <-e.reportedC:
+			e.recordReported()
 		case <-retryC():
 			retry = nil
 			e.apply(ctx)
@@ -321,5 +335,57 @@ func (e *Engine) apply(ctx context.Context) {
 		e.log.Error("data plane update failed; retrying", "err", err)
 		e.record(event.Record{Kind: "dataplane", Summary: "data plane update failed: " + err.Error(),
 			Dataplane: &event.DataplaneError{At: e.clock.Now(), Err: err.Error()}})
+	}
+	if o, ok := e.announcer.(ServingObserver); ok {
+		o.Serving(e.serving())
+	}
+}
+
+// serving tells what the node can serve after the last reconcile.
+func (e *Engine) serving() Serving {
+	s := Serving{Programmed: e.last.Error == "", VIPs: map[netip.Addr][]VIPService{}}
+	for _, svc := range e.cfg.Services {
+		q, checked := e.eval.Pools[svc.Pool].QuorumUp, e.checked(svc.Pool)
+		for _, vip := range svc.VIPs {
+			s.VIPs[vip] = append(s.VIPs[vip], VIPService{Name: svc.Name, Quorum: q, Checked: checked})
+		}
+	}
+	return s
+}
+
+// checked tells whether every server of a pool has a confirmed health,
+// or the pool has no check.
+func (e *Engine) checked(pool string) bool {
+	p := e.cfg.Pools[pool]
+	if len(p.Checks) == 0 || e.checker == nil {
+		return true
+	}
+	for _, srv := range p.Servers {
+		if _, ok := e.health[ServerRef{Pool: pool, Addr: srv.Address, Port: srv.Port}]; !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// report takes an event from any goroutine; the Run goroutine records it.
+func (e *Engine) report(r event.Record) {
+	e.reportMu.Lock()
+	e.reported = append(e.reported, r)
+	e.reportMu.Unlock()
+	select {
+	case e.reportedC <- struct{}{}:
+	default:
+	}
+}
+
+// recordReported records the events reported since the last call.
+func (e *Engine) recordReported() {
+	e.reportMu.Lock()
+	rs := e.reported
+	e.reported = nil
+	e.reportMu.Unlock()
+	for _, r := range rs {
+		e.record(r)
 	}
 }

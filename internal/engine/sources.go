@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"net/netip"
 
 	"halb/internal/config"
 	"halb/internal/event"
@@ -26,4 +27,37 @@ type HealthChecker interface {
 	// Reload switches to a new configuration; checks that did not change
 	// keep their state (no re-learning, no flap).
 	Reload(cfg *config.Config) error
+}
+
+// ServingObserver is an Announcer that is told, after every reconcile,
+// what the node can serve (BGP announces a VIP only while it can).
+type ServingObserver interface {
+	// Serving is called on the engine goroutine; it must not block long
+	// and must not call the engine.
+	Serving(Serving)
+}
+
+// Serving is what the node can serve after a reconcile.
+type Serving struct {
+	// Programmed: the data plane's last reconcile succeeded.
+	Programmed bool
+	// VIPs maps each service VIP to the services on it.
+	VIPs map[netip.Addr][]VIPService
+}
+
+// VIPService is one service on a VIP, and whether its pool has quorum.
+type VIPService struct {
+	Name   string
+	Quorum bool
+	// Checked: every server of its pool has a confirmed health (or the
+	// pool has no check); until then quorum rests on the initial state.
+	Checked bool
+}
+
+// Reporter is an Announcer that reports events of its own (BGP sessions,
+// routes); the engine records them in its history and passes them on.
+type Reporter interface {
+	// ReportTo is called once, before Run, with a function that takes an
+	// event from any goroutine without blocking.
+	ReportTo(report func(event.Record))
 }

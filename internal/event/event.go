@@ -1,5 +1,6 @@
 // Package event defines what halb's subsystems report to the engine: VRRP
-// transitions, health transitions, and the engine's own happenings. Every
+// transitions, health transitions, BGP sessions and routes, and the
+// engine's own happenings. Every
 // event says what changed and why, in words an operator can act on.
 package event
 
@@ -78,16 +79,40 @@ type DataplaneError struct {
 	Err string    `json:"error"`
 }
 
+// BGPSession reports a BGP session's change of state, or a new error
+// while it is down.
+type BGPSession struct {
+	At    time.Time  `json:"at"`
+	Peer  netip.Addr `json:"peer"`
+	ASN   uint32     `json:"asn"`
+	State string     `json:"state"` // idle, connect, active, opensent, openconfirm, established
+	// Error says why the session last went down ("" if it never did).
+	Error string `json:"error,omitempty"`
+}
+
+// BGPRoute reports a VIP's route announced to the routers or withdrawn.
+type BGPRoute struct {
+	At        time.Time  `json:"at"`
+	VIP       netip.Addr `json:"vip"`
+	Announced bool       `json:"announced"`
+	// Reason says why: ready, no_quorum, health_pending, no_service,
+	// not_programmed, draining, stopping, removed.
+	Reason string `json:"reason"`
+}
+
 // Record is one entry of the event stream: exactly one field is set.
 type Record struct {
 	Seq       uint64          `json:"seq"`
 	At        time.Time       `json:"at"`
 	Node      string          `json:"node"`
-	Kind      string          `json:"kind"` // vrrp, health, quorum, reload, dataplane
+	Kind      string          `json:"kind"` // vrrp, health, quorum, reload, dataplane, bgp_session, bgp_route
 	Summary   string          `json:"summary"`
 	VRRP      *VRRP           `json:"vrrp,omitempty"`
 	Health    *Health         `json:"health,omitempty"`
 	Quorum    *Quorum         `json:"quorum,omitempty"`
 	Reload    *Reload         `json:"reload,omitempty"`
 	Dataplane *DataplaneError `json:"dataplane,omitempty"`
+	// BGPSession and BGPRoute are set for the kinds bgp_session, bgp_route.
+	BGPSession *BGPSession `json:"bgp_session,omitempty"`
+	BGPRoute   *BGPRoute   `json:"bgp_route,omitempty"`
 }

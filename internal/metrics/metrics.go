@@ -39,6 +39,7 @@ type Metrics struct {
 	vrrp     []VRRPSource
 	checks   []CheckSource
 	notifier []NotifierSource
+	bgp      []BGPSource
 
 	vrrpTransitions   *prometheus.CounterVec
 	healthTransitions *prometheus.CounterVec
@@ -109,6 +110,13 @@ func (m *Metrics) AddCheckSource(s CheckSource) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.checks = append(m.checks, s)
+}
+
+// AddBGPSource adds a reader of the BGP sessions and announced VIPs.
+func (m *Metrics) AddBGPSource(s BGPSource) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.bgp = append(m.bgp, s)
 }
 
 // AddNotifierSource adds a reader of the notifiers' outcomes.
@@ -229,6 +237,8 @@ var (
 	dNotifySent    = desc("halb_notifications_sent_total", "Notifications delivered, by notifier.", "notifier")
 	dNotifyFailed  = desc("halb_notifications_failed_total", "Notifications that failed, by notifier.", "notifier")
 	dNotifyDropped = desc("halb_notifications_dropped_total", "Notifications dropped because the notifier was busy.", "notifier")
+	dBGPSessionUp  = desc("halb_bgp_session_up", "1 when the BGP session with the peer is established.", "peer")
+	dBGPAnnounced  = desc("halb_bgp_announced", "1 when the VIP is announced to the routers.", "vip")
 )
 
 // Describe sends nothing: the collector is unchecked, since pools and
@@ -253,7 +263,7 @@ func (s *state) Collect(ch chan<- prometheus.Metric) {
 		collectStatus(st, gauge)
 	}
 	s.mu.Lock()
-	counters, vrrp, checks, notifier := s.counters, s.vrrp, s.checks, s.notifier
+	counters, vrrp, checks, notifier, bgp := s.counters, s.vrrp, s.checks, s.notifier, s.bgp
 	s.mu.Unlock()
 	if len(counters) > 0 {
 		collectCounters(ctx, counters, gauge, counter)
@@ -282,6 +292,15 @@ func (s *state) Collect(ch chan<- prometheus.Metric) {
 					gauge(dCheckLatency, srv.LatencyMS/1000, k[0], k[1])
 				}
 			}
+		}
+	}
+	for _, src := range bgp {
+		sessions, vips := src.BGPState()
+		for _, p := range sessions {
+			gauge(dBGPSessionUp, b2f(p.Established), p.Peer)
+		}
+		for _, v := range vips {
+			gauge(dBGPAnnounced, b2f(v.Announced), v.VIP)
 		}
 	}
 	for _, src := range notifier {

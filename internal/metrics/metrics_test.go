@@ -255,3 +255,33 @@ func TestReloadGauges(t *testing.T) {
 		}
 	}
 }
+
+type bgpState struct{}
+
+func (bgpState) BGPState() ([]BGPSession, []BGPVIP) {
+	return []BGPSession{{Peer: "192.0.2.1", Established: true}, {Peer: "192.0.2.2"}},
+		[]BGPVIP{{VIP: "203.0.113.10", Announced: true}, {VIP: "203.0.113.11"}}
+}
+
+// TestBGPSource: each session and each VIP of the announce lists is a
+// gauge, 1 when up or announced.
+func TestBGPSource(t *testing.T) {
+	m := New(func(context.Context) (api.Status, error) { return api.Status{}, nil })
+	m.AddBGPSource(bgpState{})
+	srv := httptest.NewServer(m.Handler())
+	defer srv.Close()
+	f := scrape(t, srv.URL)
+	for _, c := range []struct {
+		name, label, value string
+		want               float64
+	}{
+		{"halb_bgp_session_up", "peer", "192.0.2.1", 1},
+		{"halb_bgp_session_up", "peer", "192.0.2.2", 0},
+		{"halb_bgp_announced", "vip", "203.0.113.10", 1},
+		{"halb_bgp_announced", "vip", "203.0.113.11", 0},
+	} {
+		if v := value(t, f, c.name, c.label, c.value); v != c.want {
+			t.Errorf("%s{%s=%q} = %v, want %v", c.name, c.label, c.value, v, c.want)
+		}
+	}
+}

@@ -74,3 +74,20 @@ type NotifierCount struct {
 	Name                  string
 	Sent, Failed, Dropped uint64
 }
+
+// BGPSource reports the BGP sessions and the announced VIPs.
+type BGPSource interface {
+	BGPState() ([]BGPSession, []BGPVIP)
+}
+
+// BGPSession is one BGP session.
+type BGPSession struct {
+	Peer        string
+	Established bool
+}
+
+// BGPVIP is one VIP of the announce lists.
+type BGPVIP struct {
+	VIP       string
+	Announced bool
+}
