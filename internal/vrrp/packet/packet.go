@@ -47,6 +47,9 @@ var (
 	ErrTTL      = errors.New("TTL/hop limit is not 255")
 	ErrCount    = errors.New("bad address count")
 	ErrField    = errors.New("bad field")
+	// ErrAddress: an IPv6 advert carries an IPv4-mapped address, which
+	// is no IPv6 address of a virtual router.
+	ErrAddress = errors.New("bad address")
 )
 
 // Advert is one VRRP advertisement.
@@ -176,6 +179,9 @@ func Decode(h Header, b []byte) (*Advert, error) {
 		raw := b[8+i*alen : 8+(i+1)*alen]
 		if v6 {
 			a.Addrs[i] = netip.AddrFrom16([16]byte(raw))
+			if a.Addrs[i].Is4In6() {
+				return nil, fmt.Errorf("decode advert: address %s is IPv4-mapped: %w", a.Addrs[i], ErrAddress)
+			}
 		} else {
 			a.Addrs[i] = netip.AddrFrom4([4]byte(raw))
 		}
