@@ -550,9 +550,16 @@ func (r *runner) receive(p received) {
 			return
 		}
 	}
-	if !ins.mismatchReported && !sameAddrs(a.Addrs, ins.vipAddrs) {
-		ins.mismatchReported = true
-		r.log.Warn("peer advertises other VIPs", "instance", in.Name, "src", p.hdr.Src, "theirs", a.Addrs, "ours", ins.vipAddrs)
+	if a.Priority != 255 && !sameAddrs(a.Addrs, ins.vipAddrs) {
+		// RFC 5798 §7.1 and RFC 3768 §7.1, as keepalived: only the
+		// address owner may advertise another list.
+		if !ins.mismatchReported {
+			ins.mismatchReported = true
+			r.log.Warn("adverts listing other VIPs dropped (logged once)", "instance", in.Name, "src", p.hdr.Src,
+				"theirs", a.Addrs, "ours", ins.vipAddrs)
+		}
+		ins.cnt.reject(RejectAddressList)
+		return
 	}
 	ins.cnt.received.Add(1)
 	r.step(ins, fsm.Event{Advert: a, Src: p.hdr.Src}, r.clock.Now())
