@@ -179,8 +179,10 @@ type instance struct {
 	// announce timers: second burst and periodic refresh (zero: off).
 	burstAt, refreshAt time.Time
 	// reported is what the engine last heard.
-	reported         fsm.Machine
-	mismatchReported bool
+	reported fsm.Machine
+	// mismatchReported and versionReported: adverts listing other
+	// addresses, of another version, were reported (they are once).
+	mismatchReported, versionReported bool
 }
 
 type runner struct {
@@ -499,6 +501,14 @@ func (r *runner) report(ins *instance, now time.Time) {
 	r.events <- ev
 }
 
+// notice reports what happened to an instance while its state stays.
+func (r *runner) notice(ins *instance, why string, now time.Time) {
+	m := ins.m
+	r.events <- event.VRRP{At: now, Instance: ins.cfg.Name, VRID: ins.cfg.VRID, Interface: ins.cfg.Interface,
+		Old: m.State.String(), New: m.State.String(), Priority: ins.cfg.Priority, EffectivePriority: m.Effective,
+		Master: m.Master, Reason: why, Notice: true}
+}
+
 // receive checks an advert and gives it to its instance, counting it as
 // received or rejected with a reason.
 func (r *runner) receive(p received) {
@@ -532,6 +542,14 @@ func (r *runner) receive(p received) {
 	if a.Version != in.Version {
 		r.log.Debug("advert of another VRRP version dropped", "instance", in.Name, "src", p.hdr.Src, "version", a.Version)
 		ins.cnt.reject(RejectVersion)
+		if !ins.versionReported {
+			ins.versionReported = true
+			why := fmt.Sprintf("hears VRRPv%d adverts for VRID %d from %s but speaks VRRPv%d: they are dropped; set the same version on every node",
+				a.Version, in.VRID, p.hdr.Src, in.Version)
+			r.log.Warn("adverts of another VRRP version (logged once)", "instance", in.Name, "src", p.hdr.Src,
+				"theirs", a.Version, "ours", in.Version)
+			r.notice(ins, why, r.clock.Now())
+		}
 		return
 	}
 	if in.Version == 2 {

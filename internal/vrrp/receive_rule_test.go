@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"halb/internal/config"
+	"halb/internal/event"
 	"halb/internal/vrrp/fsm"
 	"halb/internal/vrrp/packet"
 )
@@ -59,5 +60,35 @@ func TestReceiveAddressList(t *testing.T) {
 		if want := map[string]uint64{RejectAddressList: 3}; c.AdvertsReceived != 1 || !maps.Equal(c.Rejected, want) {
 			t.Errorf("%s: received %d rejected %v, want received 1 rejected %v", c.Instance, c.AdvertsReceived, c.Rejected, want)
 		}
+	}
+}
+
+// TestReceiveOtherVersion: adverts of the other VRRP version for the
+// instance's VRID are dropped, and reported once as a notice.
+func TestReceiveOtherVersion(t *testing.T) {
+	vips := []netip.Prefix{netip.MustParsePrefix("192.0.2.100/24")}
+	n := &Node{}
+	r, s := counterRunner(t, n,
+		config.Instance{Name: "v3", VRID: 10, Priority: 100, Version: 3, AdvertInterval: config.Duration(time.Second), VIPs: vips})
+	evc := make(chan event.VRRP, 8)
+	r.events = evc
+	a := packet.Advert{Version: 2, VRID: 10, Priority: 150, Interval: time.Second, Addrs: []netip.Addr{addr("192.0.2.100")}}
+	b, err := a.Marshal(addr("192.0.2.1"), packet.GroupIPv4, packet.ChecksumPseudoHeader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		r.receive(received{sock: s, hdr: packet.Header{Src: addr("192.0.2.1"), Dst: packet.GroupIPv4, TTL: 255}, msg: b})
+	}
+	if len(evc) != 1 {
+		t.Fatalf("%d events after 3 adverts of another version, want 1", len(evc))
+	}
+	ev := <-evc
+	want := "hears VRRPv2 adverts for VRID 10 from 192.0.2.1 but speaks VRRPv3: they are dropped; set the same version on every node"
+	if !ev.Notice || ev.Reason != want || ev.Old != "BACKUP" || ev.New != "BACKUP" {
+		t.Errorf("event %+v, want a BACKUP notice %q", ev, want)
+	}
+	if c := n.VRRPCounters()[0]; c.Rejected[RejectVersion] != 3 || c.AdvertsReceived != 0 {
+		t.Errorf("counters %+v, want 3 rejected for their version", c)
 	}
 }
