@@ -97,6 +97,12 @@ type GARP struct {
 	Count       int      `yaml:"count"`
 	SecondBurst Duration `yaml:"second_burst"`
 	Refresh     Duration `yaml:"refresh"`
+	// LowerPriorityCount announcements are sent when a master hears a
+	// lower-priority master (a healed split brain), and again after
+	// LowerPriorityDelay (0: not again); they default to Count and
+	// SecondBurst, as keepalived's garp_lower_prio_repeat and _delay.
+	LowerPriorityCount int      `yaml:"lower_priority_count"`
+	LowerPriorityDelay Duration `yaml:"lower_priority_delay"`
 }
 
 // SyncGroup is a set of instances that always share one state.

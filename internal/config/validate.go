@@ -185,6 +185,7 @@ func (v *validator) instance(p string, in Instance) {
 	if in.GARP.Count < 0 {
 		v.errorAt(p+".garp.count", "must not be negative")
 	}
+	v.instanceExtras(p, in)
 }
 
 // instanceAddrs checks that an instance's addresses are of one family.

@@ -176,8 +176,10 @@ type instance struct {
 	faults map[string]string
 	// weights are the active tracking weights, by source.
 	weights map[string]int
-	// announce timers: second burst and periodic refresh (zero: off).
+	// announce timers: second burst and periodic refresh (zero: off);
+	// burstCount is the second burst's size.
 	burstAt, refreshAt time.Time
+	burstCount         int
 	// reported is what the engine last heard.
 	reported fsm.Machine
 	// mismatchReported and versionReported: adverts listing other
@@ -424,13 +426,23 @@ func (r *runner) perform(ins *instance, a fsm.Action, now time.Time) {
 				r.log.Error("adding VIPs failed", "instance", in.Name, "err", err)
 				return
 			}
-			r.announce(in, addrs)
+			r.announce(in, addrs, in.GARP.Count)
 		}
 		if in.GARP.SecondBurst > 0 {
-			ins.burstAt = now.Add(in.GARP.SecondBurst.D())
+			ins.burstAt, ins.burstCount = now.Add(in.GARP.SecondBurst.D()), in.GARP.Count
 		}
 		if in.GARP.Refresh > 0 {
 			ins.refreshAt = now.Add(in.GARP.Refresh.D())
+		}
+	case fsm.AnnounceVIPs:
+		count, addrs := in.GARP.LowerPriorityCount, ins.vipAddrs
+		if count == 0 {
+			return
+		}
+		r.log.Info("lower priority master heard; announcing the VIPs again", "instance", in.Name)
+		r.netq <- func() { r.announce(in, addrs, count) }
+		if in.GARP.LowerPriorityDelay > 0 {
+			ins.burstAt, ins.burstCount = now.Add(in.GARP.LowerPriorityDelay.D()), count
 		}
 	case fsm.RemoveVIPs:
 		ins.burstAt, ins.refreshAt = time.Time{}, time.Time{}
@@ -442,9 +454,9 @@ func (r *runner) perform(ins *instance, a fsm.Action, now time.Time) {
 	}
 }
 
-// announce sends a burst of GARP.Count announcements; it runs on netq.
-func (r *runner) announce(in config.Instance, addrs []netip.Addr) {
-	for range in.GARP.Count {
+// announce sends a burst of count announcements; it runs on netq.
+func (r *runner) announce(in config.Instance, addrs []netip.Addr, count int) {
+	for range count {
 		if err := r.net.Announce(in.Interface, addrs); err != nil {
 			r.log.Warn("announcing VIPs failed", "instance", in.Name, "err", err)
 			return
@@ -621,8 +633,8 @@ func (r *runner) tick() {
 		}
 		if !ins.burstAt.IsZero() && !now.Before(ins.burstAt) {
 			ins.burstAt = time.Time{}
-			in, addrs := ins.cfg, ins.vipAddrs
-			r.netq <- func() { r.announce(in, addrs) }
+			in, addrs, count := ins.cfg, ins.vipAddrs, ins.burstCount
+			r.netq <- func() { r.announce(in, addrs, count) }
 		}
 		if !ins.refreshAt.IsZero() && !now.Before(ins.refreshAt) {
 			ins.refreshAt = now.Add(ins.cfg.GARP.Refresh.D())
