@@ -31,6 +31,7 @@ type Net interface {
 	PrimaryAddr(ifname string, family int, vips []netip.Prefix) (netip.Addr, error)
 	LinkUp(ifname string) (bool, error)
 	WatchLinks(ctx context.Context, out chan<- netif.LinkChange) error
+	WatchAddrs(ctx context.Context, out chan<- netif.AddrChange) error
 }
 
 type kernelNet struct{}
@@ -44,6 +45,9 @@ func (kernelNet) PrimaryAddr(i string, f int, v []netip.Prefix) (netip.Addr, err
 func (kernelNet) LinkUp(i string) (bool, error) { return netif.LinkUp(i) }
 func (kernelNet) WatchLinks(ctx context.Context, out chan<- netif.LinkChange) error {
 	return netif.WatchLinks(ctx, out)
+}
+func (kernelNet) WatchAddrs(ctx context.Context, out chan<- netif.AddrChange) error {
+	return netif.WatchAddrs(ctx, out)
 }
 
 // Option configures a Node.
@@ -122,6 +126,9 @@ func (n *Node) Run(ctx context.Context, events chan<- event.VRRP) error {
 	defer stopWatch()
 	watchErr := make(chan error, 1)
 	go func() { watchErr <- n.net.WatchLinks(wctx, links) }()
+	addrs := make(chan netif.AddrChange, 64)
+	addrWatchErr := make(chan error, 1)
+	go func() { addrWatchErr <- n.net.WatchAddrs(wctx, addrs) }()
 
 	if err := r.apply(n.cfg); err != nil {
 		// The other instances run; a reload may fix these.
@@ -142,6 +149,8 @@ func (n *Node) Run(ctx context.Context, events chan<- event.VRRP) error {
 			r.receive(p)
 		case lc := <-links:
 			r.link(lc)
+		case ac := <-addrs:
+			r.addrChange(ac)
 		case sr := <-r.scriptRes:
 			r.script(sr)
 		case err := <-watchErr:
@@ -149,6 +158,11 @@ func (n *Node) Run(ctx context.Context, events chan<- event.VRRP) error {
 				r.log.Error("link watch stopped; interface tracking is off", "err", err)
 			}
 			watchErr = nil
+		case err := <-addrWatchErr:
+			if err != nil {
+				r.log.Error("address watch stopped; VIPs removed by hand are not put back", "err", err)
+			}
+			addrWatchErr = nil
 		case <-timer:
 		}
 		r.tick()

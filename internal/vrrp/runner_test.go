@@ -73,6 +73,10 @@ func (n *fakeNet) WatchLinks(ctx context.Context, _ chan<- netif.LinkChange) err
 	<-ctx.Done()
 	return nil
 }
+func (n *fakeNet) WatchAddrs(ctx context.Context, _ chan<- netif.AddrChange) error {
+	<-ctx.Done()
+	return nil
+}
 
 // testRunner is a runner on a fake clock, socket and kernel, driven by
 // the test as Run's loop would drive it.
