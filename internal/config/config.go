@@ -55,6 +55,9 @@ type Instance struct {
 	Preempt        bool            `yaml:"preempt"`
 	PreemptDelay   Duration        `yaml:"preempt_delay"`
 	VIPs           []netip.Prefix  `yaml:"vips"`
+	// VIPOptions holds what the vips entries written as mappings say
+	// besides their address (vrrp_extras.go).
+	VIPOptions []VIPOption `yaml:"-"`
 	UnicastSource  netip.Addr      `yaml:"unicast_source"`
 	UnicastPeers   []netip.Addr    `yaml:"unicast_peers"`
 	TrackInterface []TrackedObject `yaml:"track_interfaces"`

@@ -25,7 +25,7 @@ import (
 
 // Net is what the runner does to interfaces (package netif).
 type Net interface {
-	AddAddrs(ifname string, p []netip.Prefix) error
+	AddAddrs(ifname string, a []netif.Address) error
 	RemoveAddrs(ifname string, p []netip.Prefix) error
 	Announce(ifname string, addrs []netip.Addr) error
 	PrimaryAddr(ifname string, family int, vips []netip.Prefix) (netip.Addr, error)
@@ -36,7 +36,7 @@ type Net interface {
 
 type kernelNet struct{}
 
-func (kernelNet) AddAddrs(i string, p []netip.Prefix) error    { return netif.AddAddrs(i, p) }
+func (kernelNet) AddAddrs(i string, a []netif.Address) error    { return netif.AddAddresses(i, a) }
 func (kernelNet) RemoveAddrs(i string, p []netip.Prefix) error { return netif.RemoveAddrs(i, p) }
 func (kernelNet) Announce(i string, a []netip.Addr) error      { return netif.Announce(i, a) }
 func (kernelNet) PrimaryAddr(i string, f int, v []netip.Prefix) (netip.Addr, error) {
@@ -183,7 +183,10 @@ type instance struct {
 	dsts     []netip.Addr
 	peers    map[netip.Addr]bool
 	form     packet.Checksum
+	// vipAddrs are the addresses the adverts list; sets are all the
+	// VIPs by interface.
 	vipAddrs []netip.Addr
+	sets     []vipSet
 	group    string
 	cnt      *counters
 	// faults are the active reasons for FAULT, by source.
@@ -302,9 +305,7 @@ func (r *runner) start(in config.Instance, group string) error {
 	}
 	ins := &instance{cfg: in, sock: s, group: group, faults: map[string]string{}, weights: map[string]int{},
 		peers: map[netip.Addr]bool{}, cnt: r.counters.of(in.Name)}
-	for _, v := range in.VIPs {
-		ins.vipAddrs = append(ins.vipAddrs, v.Addr())
-	}
+	ins.vipAddrs, ins.sets = in.AdvertisedVIPs(), vipSets(in)
 	if in.Unicast() {
 		ins.dsts = in.UnicastPeers
 		for _, p := range in.UnicastPeers {
@@ -332,11 +333,8 @@ func (r *runner) start(in config.Instance, group string) error {
 	}
 	// Stale VIPs: this node is not master of them yet.
 	if in.Priority != 255 {
-		r.netq <- func() {
-			if err := r.net.RemoveAddrs(in.Interface, in.VIPs); err != nil {
-				r.log.Warn("removing stale VIPs failed", "instance", in.Name, "err", err)
-			}
-		}
+		sets := ins.sets
+		r.netq <- func() { r.removeVIPs(in, sets, "removing stale VIPs failed") }
 	}
 	ins.m = fsm.NewMachine(fsm.Params{Version: in.Version, Priority: in.Priority, Interval: in.AdvertInterval.D(),
 		Preempt: in.Preempt, PreemptDelay: in.PreemptDelay.D(), Self: ins.src})
@@ -378,9 +376,7 @@ func (r *runner) shutdown(netDone <-chan struct{}) {
 	close(r.netq)
 	<-netDone
 	for _, ins := range r.instances {
-		if err := r.net.RemoveAddrs(ins.cfg.Interface, ins.cfg.VIPs); err != nil {
-			r.log.Error("removing VIPs at shutdown failed", "instance", ins.cfg.Name, "err", err)
-		}
+		r.removeVIPs(ins.cfg, ins.sets, "removing VIPs at shutdown failed")
 	}
 	for key, s := range r.sockets {
 		s.close()
@@ -434,13 +430,11 @@ func (r *runner) perform(ins *instance, a fsm.Action, now time.Time) {
 		}
 		r.send(ins, prio)
 	case fsm.AddVIPs:
-		addrs := ins.vipAddrs
+		sets := ins.sets
 		r.netq <- func() {
-			if err := r.net.AddAddrs(in.Interface, in.VIPs); err != nil {
-				r.log.Error("adding VIPs failed", "instance", in.Name, "err", err)
-				return
+			if r.addVIPs(in, sets) {
+				r.announce(in, sets, in.GARP.Count)
 			}
-			r.announce(in, addrs, in.GARP.Count)
 		}
 		if in.GARP.SecondBurst > 0 {
 			ins.burstAt, ins.burstCount = now.Add(in.GARP.SecondBurst.D()), in.GARP.Count
@@ -449,32 +443,19 @@ func (r *runner) perform(ins *instance, a fsm.Action, now time.Time) {
 			ins.refreshAt = now.Add(in.GARP.Refresh.D())
 		}
 	case fsm.AnnounceVIPs:
-		count, addrs := in.GARP.LowerPriorityCount, ins.vipAddrs
+		count, sets := in.GARP.LowerPriorityCount, ins.sets
 		if count == 0 {
 			return
 		}
 		r.log.Info("lower priority master heard; announcing the VIPs again", "instance", in.Name)
-		r.netq <- func() { r.announce(in, addrs, count) }
+		r.netq <- func() { r.announce(in, sets, count) }
 		if in.GARP.LowerPriorityDelay > 0 {
 			ins.burstAt, ins.burstCount = now.Add(in.GARP.LowerPriorityDelay.D()), count
 		}
 	case fsm.RemoveVIPs:
 		ins.burstAt, ins.refreshAt = time.Time{}, time.Time{}
-		r.netq <- func() {
-			if err := r.net.RemoveAddrs(in.Interface, in.VIPs); err != nil {
-				r.log.Error("removing VIPs failed", "instance", in.Name, "err", err)
-			}
-		}
-	}
-}
-
-// announce sends a burst of count announcements; it runs on netq.
-func (r *runner) announce(in config.Instance, addrs []netip.Addr, count int) {
-	for range count {
-		if err := r.net.Announce(in.Interface, addrs); err != nil {
-			r.log.Warn("announcing VIPs failed", "instance", in.Name, "err", err)
-			return
-		}
+		sets := ins.sets
+		r.netq <- func() { r.removeVIPs(in, sets, "removing VIPs failed") }
 	}
 }
 
@@ -647,17 +628,13 @@ func (r *runner) tick() {
 		}
 		if !ins.burstAt.IsZero() && !now.Before(ins.burstAt) {
 			ins.burstAt = time.Time{}
-			in, addrs, count := ins.cfg, ins.vipAddrs, ins.burstCount
-			r.netq <- func() { r.announce(in, addrs, count) }
+			in, sets, count := ins.cfg, ins.sets, ins.burstCount
+			r.netq <- func() { r.announce(in, sets, count) }
 		}
 		if !ins.refreshAt.IsZero() && !now.Before(ins.refreshAt) {
 			ins.refreshAt = now.Add(ins.cfg.GARP.Refresh.D())
-			in, addrs := ins.cfg, ins.vipAddrs
-			r.netq <- func() {
-				if err := r.net.Announce(in.Interface, addrs); err != nil {
-					r.log.Warn("refreshing VIP announcement failed", "instance", in.Name, "err", err)
-				}
-			}
+			in, sets := ins.cfg, ins.sets
+			r.netq <- func() { r.announce(in, sets, 1) }
 		}
 	}
 }

@@ -2,7 +2,6 @@ package vrrp
 
 import (
 	"fmt"
-	"net/netip"
 
 	"halb/internal/netif"
 	"halb/internal/vrrp/fsm"
@@ -16,24 +15,28 @@ func (r *runner) addrChange(ac netif.AddrChange) {
 		return
 	}
 	for _, ins := range r.instances {
-		in := ins.cfg
-		if ins.m.State != fsm.Master || in.Interface != ac.Ifname {
+		if ins.m.State != fsm.Master {
 			continue
 		}
-		for _, vip := range in.VIPs {
-			if vip.Addr() != ac.Prefix.Addr() {
+		in := ins.cfg
+		for _, s := range ins.sets {
+			if s.dev != ac.Ifname {
 				continue
 			}
-			r.log.Warn("VIP removed from its interface while master; putting it back", "instance", in.Name,
-				"vip", vip, "interface", in.Interface)
-			r.netq <- func() {
-				if err := r.net.AddAddrs(in.Interface, []netip.Prefix{vip}); err != nil {
-					r.log.Error("putting back a VIP failed", "instance", in.Name, "vip", vip, "err", err)
-					return
+			for _, a := range s.addrs {
+				if a.Prefix.Addr() != ac.Prefix.Addr() {
+					continue
 				}
-				r.announce(in, []netip.Addr{vip.Addr()}, in.GARP.Count)
+				r.log.Warn("VIP removed from its interface while master; putting it back", "instance", in.Name,
+					"vip", a.Prefix, "interface", s.dev)
+				back := []vipSet{{dev: s.dev, addrs: []netif.Address{a}}}
+				r.netq <- func() {
+					if r.addVIPs(in, back) {
+						r.announce(in, back, in.GARP.Count)
+					}
+				}
+				r.notice(ins, fmt.Sprintf("VIP %s was removed from %s while master; put back", a.Prefix, s.dev), r.clock.Now())
 			}
-			r.notice(ins, fmt.Sprintf("VIP %s was removed from %s while master; put back", vip, in.Interface), r.clock.Now())
 		}
 	}
 }

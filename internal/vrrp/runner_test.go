@@ -59,7 +59,7 @@ type fakeNet struct {
 	announced []time.Time
 }
 
-func (n *fakeNet) AddAddrs(string, []netip.Prefix) error    { n.hasVIPs = true; return nil }
+func (n *fakeNet) AddAddrs(string, []netif.Address) error   { n.hasVIPs = true; return nil }
 func (n *fakeNet) RemoveAddrs(string, []netip.Prefix) error { n.hasVIPs = false; return nil }
 func (n *fakeNet) Announce(string, []netip.Addr) error {
 	n.announced = append(n.announced, n.clock.Now())

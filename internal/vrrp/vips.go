@@ -1,0 +1,94 @@
+package vrrp
+
+import (
+	"net/netip"
+
+	"halb/internal/config"
+	"halb/internal/netif"
+)
+
+// vipSet is the VIPs of an instance that go on one interface.
+type vipSet struct {
+	dev   string
+	addrs []netif.Address
+}
+
+// vipSets groups an instance's VIPs by interface, the instance's own
+// first, with their options.
+func vipSets(in config.Instance) []vipSet {
+	sets := []vipSet{{dev: in.Interface}}
+	for _, v := range in.VIPs {
+		a := netif.Address{Prefix: v}
+		if o, ok := in.VIPOption(v.Addr()); ok {
+			a.Scope, a.Label, a.Broadcast = o.Scope, o.Label, o.Broadcast
+		}
+		dev := in.VIPDev(v)
+		i := 0
+		for i < len(sets) && sets[i].dev != dev {
+			i++
+		}
+		if i == len(sets) {
+			sets = append(sets, vipSet{dev: dev})
+		}
+		sets[i].addrs = append(sets[i].addrs, a)
+	}
+	return sets
+}
+
+func (s vipSet) prefixes() []netip.Prefix {
+	out := make([]netip.Prefix, len(s.addrs))
+	for i, a := range s.addrs {
+		out[i] = a.Prefix
+	}
+	return out
+}
+
+func (s vipSet) ips() []netip.Addr {
+	out := make([]netip.Addr, len(s.addrs))
+	for i, a := range s.addrs {
+		out[i] = a.Prefix.Addr()
+	}
+	return out
+}
+
+// addVIPs adds the VIPs of sets; it runs on netq.
+func (r *runner) addVIPs(in config.Instance, sets []vipSet) bool {
+	for _, s := range sets {
+		if len(s.addrs) == 0 {
+			continue
+		}
+		if err := r.net.AddAddrs(s.dev, s.addrs); err != nil {
+			r.log.Error("adding VIPs failed", "instance", in.Name, "interface", s.dev, "err", err)
+			return false
+		}
+	}
+	return true
+}
+
+// removeVIPs removes the VIPs of sets, logging failures as what.
+func (r *runner) removeVIPs(in config.Instance, sets []vipSet, what string) {
+	for _, s := range sets {
+		if len(s.addrs) == 0 {
+			continue
+		}
+		if err := r.net.RemoveAddrs(s.dev, s.prefixes()); err != nil {
+			r.log.Error(what, "instance", in.Name, "interface", s.dev, "err", err)
+		}
+	}
+}
+
+// announce sends count announcements of the VIPs of sets, each on its
+// interface; it runs on netq.
+func (r *runner) announce(in config.Instance, sets []vipSet, count int) {
+	for range count {
+		for _, s := range sets {
+			if len(s.addrs) == 0 {
+				continue
+			}
+			if err := r.net.Announce(s.dev, s.ips()); err != nil {
+				r.log.Warn("announcing VIPs failed", "instance", in.Name, "interface", s.dev, "err", err)
+				return
+			}
+		}
+	}
+}

@@ -1,0 +1,52 @@
+package vrrp
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"halb/internal/vrrp/fsm"
+)
+
+// TestRunnerVIPOptions: VIPs go on their interfaces with their options,
+// excluded ones are not in the adverts, and an instance without VIPs
+// runs and advertises no address.
+func TestRunnerVIPOptions(t *testing.T) {
+	tr := newTestRunner(t, `node: n
+vrrp:
+  instances:
+    - name: vi
+      interface: eth0
+      vrid: 10
+      priority: 100
+      vips:
+        - 192.0.2.9/24
+        - {address: 198.51.100.9/24, dev: eth1, scope: link, label: eth1:vip}
+        - {address: 192.0.2.10/24, excluded: true}
+    - {name: quiet, interface: eth0, vrid: 11, priority: 100}
+`, "eth0")
+	var got []string
+	for _, s := range vipSets(tr.instances["vi"].cfg) {
+		for _, a := range s.addrs {
+			got = append(got, fmt.Sprintf("%s:%s/%s/%s", s.dev, a.Prefix, a.Scope, a.Label))
+		}
+	}
+	if s := strings.Join(got, " "); s != "eth0:192.0.2.9/24// eth0:192.0.2.10/24// eth1:198.51.100.9/24/link/eth1:vip" {
+		t.Errorf("VIPs by interface: %s", s)
+	}
+	if got := fmt.Sprint(tr.instances["vi"].vipAddrs); got != "[192.0.2.9 198.51.100.9]" {
+		t.Errorf("advertised %s, want all but the excluded", got)
+	}
+	if sets := vipSets(tr.instances["quiet"].cfg); len(sets) != 1 || len(sets[0].addrs) != 0 {
+		t.Errorf("quiet's sets %v", sets)
+	}
+	tr.advance(4 * time.Second)
+	if tr.state("vi") != fsm.Master || tr.state("quiet") != fsm.Master {
+		t.Fatalf("%s and %s, want both MASTER", tr.state("vi"), tr.state("quiet"))
+	}
+	// The fake conn decodes what it sends: quiet's adverts list nothing.
+	if len(tr.conn.sent) < 2 {
+		t.Errorf("adverts sent: %v", tr.conn.sent)
+	}
+}
