@@ -55,9 +55,6 @@ type Instance struct {
 	Preempt        bool            `yaml:"preempt"`
 	PreemptDelay   Duration        `yaml:"preempt_delay"`
 	VIPs           []netip.Prefix  `yaml:"vips"`
-	// VIPOptions holds what the vips entries written as mappings say
-	// besides their address (vrrp_extras.go).
-	VIPOptions []VIPOption `yaml:"-"`
 	UnicastSource  netip.Addr      `yaml:"unicast_source"`
 	UnicastPeers   []netip.Addr    `yaml:"unicast_peers"`
 	TrackInterface []TrackedObject `yaml:"track_interfaces"`
@@ -73,6 +70,10 @@ type Instance struct {
 	// instance, as NotifyUser (or the top-level script_user).
 	Notify     string `yaml:"notify"`
 	NotifyUser string `yaml:"notify_user"`
+
+	// VIPOptions holds what the vips entries written as mappings say
+	// besides their address (vrrp_extras.go).
+	VIPOptions []VIPOption `yaml:"-"`
 }
 
 // Family returns 4 or 6, the address family of the instance's VIPs.

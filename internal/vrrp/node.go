@@ -36,7 +36,7 @@ type Net interface {
 
 type kernelNet struct{}
 
-func (kernelNet) AddAddrs(i string, a []netif.Address) error    { return netif.AddAddresses(i, a) }
+func (kernelNet) AddAddrs(i string, a []netif.Address) error   { return netif.AddAddresses(i, a) }
 func (kernelNet) RemoveAddrs(i string, p []netip.Prefix) error { return netif.RemoveAddrs(i, p) }
 func (kernelNet) Announce(i string, a []netip.Addr) error      { return netif.Announce(i, a) }
 func (kernelNet) PrimaryAddr(i string, f int, v []netip.Prefix) (netip.Addr, error) {
@@ -176,13 +176,13 @@ type sockKey struct {
 
 // instance is one running VRRP instance.
 type instance struct {
-	cfg      config.Instance
-	m        fsm.Machine
-	sock     conn
-	src      netip.Addr
-	dsts     []netip.Addr
-	peers    map[netip.Addr]bool
-	form     packet.Checksum
+	cfg   config.Instance
+	m     fsm.Machine
+	sock  conn
+	src   netip.Addr
+	dsts  []netip.Addr
+	peers map[netip.Addr]bool
+	form  packet.Checksum
 	// vipAddrs are the addresses the adverts list; sets are all the
 	// VIPs by interface.
 	vipAddrs []netip.Addr
