@@ -74,6 +74,9 @@ type Instance struct {
 	// VIPOptions holds what the vips entries written as mappings say
 	// besides their address (vrrp_extras.go).
 	VIPOptions []VIPOption `yaml:"-"`
+	// IgnoreInterfaceDown keeps the instance out of FAULT when its own
+	// interface goes down (keepalived's dont_track_primary).
+	IgnoreInterfaceDown bool `yaml:"ignore_interface_down"`
 }
 
 // Family returns 4 or 6, the address family of the instance's VIPs.

@@ -3,7 +3,6 @@ package config
 import (
 	"fmt"
 	"slices"
-	"strings"
 )
 
 // instanceExtras checks the settings of an instance that follow
@@ -27,8 +26,8 @@ func (v *validator) instanceExtras(p string, in Instance) {
 		if o.Broadcast.IsValid() && (!o.Broadcast.Is4() || !vip.Addr().Is4()) {
 			v.errorAt(vp+".broadcast", "a broadcast address is IPv4, for an IPv4 address")
 		}
-		if dev := in.VIPDev(vip); o.Label != "" && (!strings.HasPrefix(o.Label, dev) || len(o.Label) > 15) {
-			v.errorAt(vp+".label", "%q must start with the interface name %s and have at most 15 characters", o.Label, dev)
+		if len(o.Label) > 15 {
+			v.errorAt(vp+".label", "%q is longer than 15 characters", o.Label)
 		}
 	}
 }

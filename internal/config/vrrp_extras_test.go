@@ -55,7 +55,7 @@ func TestVIPOptionErrors(t *testing.T) {
 	for _, tc := range []struct{ vip, want string }{
 		{"{dev: eth1}", "t.yaml:9:11: vrrp.instances[0].vips[0]: needs an address"},
 		{"{address: 192.0.2.9/24, scope: galaxy}", `t.yaml:9:42: vrrp.instances[0].vips[0].scope: "galaxy" is not global`},
-		{"{address: 192.0.2.9/24, label: foo}", `t.yaml:9:42: vrrp.instances[0].vips[0].label: "foo" must start with the interface name eth0`},
+		{"{address: 192.0.2.9/24, label: eth0:very-long-label}", `t.yaml:9:42: vrrp.instances[0].vips[0].label: "eth0:very-long-label" is longer than 15 characters`},
 		{"{address: 2001:db8::9/64, broadcast: 192.0.2.255}", "t.yaml:9:48: vrrp.instances[0].vips[0].broadcast: a broadcast address is IPv4"},
 		{"{address: 192.0.2.9/24, colour: red}", `t.yaml:9:35: vrrp.instances[0].vips[0]: unknown key "colour"`},
 	} {

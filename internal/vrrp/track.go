@@ -49,7 +49,7 @@ func (r *runner) track(ins *instance, now time.Time) {
 	faults := map[string]string{}
 	weights := map[string]int{}
 	in := ins.cfg
-	if !r.linkUp[in.Interface] {
+	if !r.linkUp[in.Interface] && !in.IgnoreInterfaceDown {
 		faults["interface "+in.Interface] = fmt.Sprintf("interface %s down", in.Interface)
 	}
 	for _, t := range in.TrackInterface {

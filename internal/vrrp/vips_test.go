@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"halb/internal/netif"
 	"halb/internal/vrrp/fsm"
 )
 
@@ -48,5 +49,17 @@ vrrp:
 	// The fake conn decodes what it sends: quiet's adverts list nothing.
 	if len(tr.conn.sent) < 2 {
 		t.Errorf("adverts sent: %v", tr.conn.sent)
+	}
+}
+
+// TestRunnerIgnoreInterfaceDown: with ignore_interface_down, the
+// instance's own interface going down is no FAULT.
+func TestRunnerIgnoreInterfaceDown(t *testing.T) {
+	tr := newTestRunner(t, oneInstance+"      ignore_interface_down: true\n", "eth0")
+	tr.advance(4 * time.Second)
+	tr.link(netif.LinkChange{Name: "eth0", Up: false})
+	tr.flush()
+	if tr.state("vi") != fsm.Master {
+		t.Errorf("eth0 down: %s, want MASTER", tr.state("vi"))
 	}
 }
