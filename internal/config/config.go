@@ -42,6 +42,10 @@ type VRRP struct {
 	RealtimePriority int `yaml:"realtime_priority"`
 	// LockMemory keeps halb's memory from being swapped out (mlockall).
 	LockMemory bool `yaml:"lock_memory"`
+	// Static holds addresses, routes and rules present while halb runs,
+	// whatever the instances' states (keepalived's static_ipaddress,
+	// static_routes and static_rules).
+	Static Static `yaml:"static"`
 }
 
 // Instance is one VRRP virtual router: a set of VIPs owned by one node.
@@ -77,6 +81,10 @@ type Instance struct {
 	// IgnoreInterfaceDown keeps the instance out of FAULT when its own
 	// interface goes down (keepalived's dont_track_primary).
 	IgnoreInterfaceDown bool `yaml:"ignore_interface_down"`
+	// Routes and Rules are added while the instance is master, removed
+	// otherwise (keepalived's virtual_routes and virtual_rules).
+	Routes []Route `yaml:"routes"`
+	Rules  []Rule  `yaml:"rules"`
 }
 
 // Family returns 4 or 6, the address family of the instance's VIPs.

@@ -14,13 +14,15 @@ func (v *validator) instanceExtras(p string, in Instance) {
 	if in.GARP.LowerPriorityDelay < 0 {
 		v.errorAt(p+".garp.lower_priority_delay", "must not be negative")
 	}
+	v.routes(p+".routes", in.Routes)
+	v.rules(p+".rules", in.Rules)
 	for j, vip := range in.VIPs {
 		o, ok := in.VIPOption(vip.Addr())
 		if !ok {
 			continue
 		}
 		vp := fmt.Sprintf("%s.vips[%d]", p, j)
-		if o.Scope != "" && !slices.Contains([]string{"global", "site", "link", "host", "nowhere"}, o.Scope) {
+		if !slices.Contains(scopeNames, o.Scope) {
 			v.errorAt(vp+".scope", "%q is not global, site, link, host or nowhere", o.Scope)
 		}
 		if o.Broadcast.IsValid() && (!o.Broadcast.Is4() || !vip.Addr().Is4()) {
@@ -30,4 +32,70 @@ func (v *validator) instanceExtras(p string, in Instance) {
 			v.errorAt(vp+".label", "%q is longer than 15 characters", o.Label)
 		}
 	}
+}
+
+var scopeNames = []string{"", "global", "site", "link", "host", "nowhere"}
+
+// routes checks routes at path p ("….routes").
+func (v *validator) routes(p string, routes []Route) {
+	for i, r := range routes {
+		rp := fmt.Sprintf("%s[%d]", p, i)
+		if !r.To.IsValid() {
+			v.errorAt(rp, "a route needs to (a destination such as 0.0.0.0/0)")
+			continue
+		}
+		if r.Via.IsValid() && r.Via.Is4() != r.To.Addr().Is4() {
+			v.errorAt(rp+".via", "%s is not of the destination's address family", r.Via)
+		}
+		if r.Src.IsValid() && r.Src.Is4() != r.To.Addr().Is4() {
+			v.errorAt(rp+".src", "%s is not of the destination's address family", r.Src)
+		}
+		if !slices.Contains(scopeNames, r.Scope) {
+			v.errorAt(rp+".scope", "%q is not global, site, link, host or nowhere", r.Scope)
+		}
+		if !slices.Contains([]string{"", "unicast", "blackhole", "unreachable", "prohibit"}, r.Type) {
+			v.errorAt(rp+".type", "%q is not unicast, blackhole, unreachable or prohibit", r.Type)
+		}
+		if r.Table < 0 || r.Metric < 0 {
+			v.errorAt(rp, "table and metric must not be negative")
+		}
+	}
+}
+
+// rules checks rules at path p ("….rules").
+func (v *validator) rules(p string, rules []Rule) {
+	for i, r := range rules {
+		rp := fmt.Sprintf("%s[%d]", p, i)
+		if r.Table <= 0 {
+			v.errorAt(rp+".table", "a rule needs a table (a number from 1)")
+		}
+		if r.From.IsValid() && r.To.IsValid() && r.From.Addr().Is4() != r.To.Addr().Is4() {
+			v.errorAt(rp+".to", "%s is not of from's address family", r.To)
+		}
+		if r.Family != 0 && r.Family != 4 && r.Family != 6 {
+			v.errorAt(rp+".family", "%d is not 4 or 6", r.Family)
+		}
+		if r.Priority < 0 {
+			v.errorAt(rp+".priority", "must not be negative")
+		}
+	}
+}
+
+// static checks vrrp.static.
+func (v *validator) static() {
+	s := v.c.VRRP.Static
+	for i, a := range s.Addresses {
+		ap := fmt.Sprintf("vrrp.static.addresses[%d]", i)
+		if !a.Address.IsValid() || a.Dev == "" {
+			v.errorAt(ap, "a static address needs an address and a dev")
+		}
+		if a.Excluded {
+			v.errorAt(ap+".excluded", "only an instance's VIPs are listed in adverts")
+		}
+		if !slices.Contains(scopeNames, a.Scope) {
+			v.errorAt(ap+".scope", "%q is not global, site, link, host or nowhere", a.Scope)
+		}
+	}
+	v.routes("vrrp.static.routes", s.Routes)
+	v.rules("vrrp.static.rules", s.Rules)
 }

@@ -123,3 +123,40 @@ func (c *Config) vrrpExtraDefaults(p string, in *Instance) {
 		in.GARP.LowerPriorityDelay = in.GARP.SecondBurst
 	}
 }
+
+// Route is a route halb adds: an instance's while it is master, a
+// static one while halb runs.
+type Route struct {
+	To  netip.Prefix `yaml:"to"`
+	Via netip.Addr   `yaml:"via"`
+	Dev string       `yaml:"dev"`
+	Src netip.Addr   `yaml:"src"`
+	// Table 0 is the main table.
+	Table  int `yaml:"table"`
+	Metric int `yaml:"metric"`
+	// Scope is global (the default), site, link, host or nowhere.
+	Scope string `yaml:"scope"`
+	// Type is unicast (the default), blackhole, unreachable or prohibit.
+	Type string `yaml:"type"`
+}
+
+// Rule is a policy routing rule halb adds, as Route.
+type Rule struct {
+	From     netip.Prefix `yaml:"from"`
+	To       netip.Prefix `yaml:"to"`
+	Table    int          `yaml:"table"`
+	Priority int          `yaml:"priority"`
+	FWMark   uint32       `yaml:"fwmark"`
+	IIF      string       `yaml:"iif"`
+	OIF      string       `yaml:"oif"`
+	// Family is 6 for an IPv6 rule without from and to (default 4).
+	Family int `yaml:"family"`
+}
+
+// Static holds what halb adds at start and removes when it stops.
+type Static struct {
+	// Addresses are mappings as vips entries, with a dev.
+	Addresses []VIPOption `yaml:"addresses"`
+	Routes    []Route     `yaml:"routes"`
+	Rules     []Rule      `yaml:"rules"`
+}

@@ -32,6 +32,8 @@ type Net interface {
 	LinkUp(ifname string) (bool, error)
 	WatchLinks(ctx context.Context, out chan<- netif.LinkChange) error
 	WatchAddrs(ctx context.Context, out chan<- netif.AddrChange) error
+	AddRouting(routes []netif.Route, rules []netif.Rule) error
+	RemoveRouting(routes []netif.Route, rules []netif.Rule) error
 }
 
 type kernelNet struct{}
@@ -187,8 +189,10 @@ type instance struct {
 	// VIPs by interface.
 	vipAddrs []netip.Addr
 	sets     []vipSet
-	group    string
-	cnt      *counters
+	// rt is what the instance adds besides its VIPs while master.
+	rt    routing
+	group string
+	cnt   *counters
 	// faults are the active reasons for FAULT, by source.
 	faults map[string]string
 	// weights are the active tracking weights, by source.
@@ -270,6 +274,7 @@ func (r *runner) apply(cfg *config.Config) error {
 		}
 	}
 	r.closeUnusedSockets()
+	r.setStatic(old, cfg)
 	r.syncGroups()
 	for _, ins := range r.instances {
 		if ins.group != "" {
@@ -305,7 +310,7 @@ func (r *runner) start(in config.Instance, group string) error {
 	}
 	ins := &instance{cfg: in, sock: s, group: group, faults: map[string]string{}, weights: map[string]int{},
 		peers: map[netip.Addr]bool{}, cnt: r.counters.of(in.Name)}
-	ins.vipAddrs, ins.sets = in.AdvertisedVIPs(), vipSets(in)
+	ins.vipAddrs, ins.sets, ins.rt = in.AdvertisedVIPs(), vipSets(in), routingOf(in.Routes, in.Rules)
 	if in.Unicast() {
 		ins.dsts = in.UnicastPeers
 		for _, p := range in.UnicastPeers {
@@ -333,8 +338,11 @@ func (r *runner) start(in config.Instance, group string) error {
 	}
 	// Stale VIPs: this node is not master of them yet.
 	if in.Priority != 255 {
-		sets := ins.sets
-		r.netq <- func() { r.removeVIPs(in, sets, "removing stale VIPs failed") }
+		sets, rt := ins.sets, ins.rt
+		r.netq <- func() {
+			r.removeRouting(in, rt, "removing stale routes or rules failed")
+			r.removeVIPs(in, sets, "removing stale VIPs failed")
+		}
 	}
 	ins.m = fsm.NewMachine(fsm.Params{Version: in.Version, Priority: in.Priority, Interval: in.AdvertInterval.D(),
 		Preempt: in.Preempt, PreemptDelay: in.PreemptDelay.D(), Self: ins.src})
@@ -376,8 +384,10 @@ func (r *runner) shutdown(netDone <-chan struct{}) {
 	close(r.netq)
 	<-netDone
 	for _, ins := range r.instances {
+		r.removeRouting(ins.cfg, ins.rt, "removing routes or rules at shutdown failed")
 		r.removeVIPs(ins.cfg, ins.sets, "removing VIPs at shutdown failed")
 	}
+	r.removeStatic(staticOf(r.cfg))
 	for key, s := range r.sockets {
 		s.close()
 		delete(r.sockets, key)
@@ -430,10 +440,16 @@ func (r *runner) perform(ins *instance, a fsm.Action, now time.Time) {
 		}
 		r.send(ins, prio)
 	case fsm.AddVIPs:
-		sets := ins.sets
+		sets, rt := ins.sets, ins.rt
 		r.netq <- func() {
-			if r.addVIPs(in, sets) {
-				r.announce(in, sets, in.GARP.Count)
+			if !r.addVIPs(in, sets) {
+				return
+			}
+			r.announce(in, sets, in.GARP.Count)
+			if !rt.empty() {
+				if err := r.net.AddRouting(rt.routes, rt.rules); err != nil {
+					r.log.Error("adding routes or rules failed", "instance", in.Name, "err", err)
+				}
 			}
 		}
 		if in.GARP.SecondBurst > 0 {
@@ -454,8 +470,11 @@ func (r *runner) perform(ins *instance, a fsm.Action, now time.Time) {
 		}
 	case fsm.RemoveVIPs:
 		ins.burstAt, ins.refreshAt = time.Time{}, time.Time{}
-		sets := ins.sets
-		r.netq <- func() { r.removeVIPs(in, sets, "removing VIPs failed") }
+		sets, rt := ins.sets, ins.rt
+		r.netq <- func() {
+			r.removeRouting(in, rt, "removing routes or rules failed")
+			r.removeVIPs(in, sets, "removing VIPs failed")
+		}
 	}
 }
 

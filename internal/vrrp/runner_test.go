@@ -57,6 +57,8 @@ type fakeNet struct {
 	up        map[string]bool
 	hasVIPs   bool
 	announced []time.Time
+	// routing records routes and rules added (+) and removed (-).
+	routing []string
 }
 
 func (n *fakeNet) AddAddrs(string, []netif.Address) error   { n.hasVIPs = true; return nil }
@@ -75,6 +77,14 @@ func (n *fakeNet) WatchLinks(ctx context.Context, _ chan<- netif.LinkChange) err
 }
 func (n *fakeNet) WatchAddrs(ctx context.Context, _ chan<- netif.AddrChange) error {
 	<-ctx.Done()
+	return nil
+}
+func (n *fakeNet) AddRouting(routes []netif.Route, rules []netif.Rule) error {
+	n.routing = append(n.routing, fmt.Sprintf("+%v %v", routes, rules))
+	return nil
+}
+func (n *fakeNet) RemoveRouting(routes []netif.Route, rules []netif.Rule) error {
+	n.routing = append(n.routing, fmt.Sprintf("-%v %v", routes, rules))
 	return nil
 }
 
