@@ -216,7 +216,6 @@ func (m *mapper) top(nodes []*Node) {
 			m.globalDefs(n)
 		}
 	}
-	notHere := "halb configures no addresses, routes or rules outside VRRP; configure them with the system's network setup and remove the block"
 	m.walk("top level", nodes, map[string]handler{
 		"global_defs":          noop,
 		"virtual_server_group": noop,
@@ -224,9 +223,9 @@ func (m *mapper) top(nodes []*Node) {
 		"vrrp_instance":        m.vrrpInstance,
 		"vrrp_sync_group":      m.syncGroup,
 		"virtual_server":       m.virtualServer,
-		"static_ipaddress":     m.reject(notHere),
-		"static_routes":        m.reject(notHere),
-		"static_rules":         m.reject(notHere),
+		"static_ipaddress":     m.staticAddresses,
+		"static_routes":        m.routeLines(&m.cfg.VRRP.Static.Routes, "vrrp.static.routes"),
+		"static_rules":         m.ruleLines(&m.cfg.VRRP.Static.Rules, "vrrp.static.rules"),
 		"linkbeat_interfaces":  m.ignore("halb watches links over netlink"),
 		"track_file":           m.ignore("halb tracks interfaces and scripts only; an instance that uses it is an error"),
 		"track_process":        m.ignore(processInstead),

@@ -107,6 +107,9 @@ func (r *renderer) value(v reflect.Value, path string) *yaml.Node {
 		}
 		return str(x.String())
 	case netip.Prefix:
+		if !x.IsValid() {
+			return nil
+		}
 		return str(x.String())
 	}
 	switch v.Kind() {

@@ -131,7 +131,8 @@ func (m *mapper) vipLine(v *Node) (config.VIPOption, bool) {
 		case "dev":
 			o.Dev, _ = value()
 		case "scope":
-			o.Scope, _ = value()
+			sc, _ := value()
+			o.Scope = scopeName(sc)
 		case "label":
 			o.Label, _ = value()
 		case "brd":
