@@ -46,6 +46,10 @@ type VRRP struct {
 	// whatever the instances' states (keepalived's static_ipaddress,
 	// static_routes and static_rules).
 	Static Static `yaml:"static"`
+	// MulticastGroup4 and 6 are the groups adverts go to (default the
+	// RFC's 224.0.0.18 and ff02::12; keepalived's vrrp_mcast_group4/6).
+	MulticastGroup4 netip.Addr `yaml:"multicast_group4"`
+	MulticastGroup6 netip.Addr `yaml:"multicast_group6"`
 }
 
 // Instance is one VRRP virtual router: a set of VIPs owned by one node.

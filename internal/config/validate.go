@@ -90,7 +90,7 @@ func (v *validator) vrrp() {
 	scripts := v.vrrpScripts()
 	names := v.vrrpInstances(scripts)
 	v.syncGroups(names)
-	v.static()
+	v.vrrpExtras()
 }
 
 // vrrpScripts checks the track scripts and returns their names.

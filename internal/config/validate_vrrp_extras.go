@@ -81,6 +81,13 @@ func (v *validator) rules(p string, rules []Rule) {
 	}
 }
 
+// vrrpExtras checks the VRRP settings that follow keepalived's less
+// common global keywords.
+func (v *validator) vrrpExtras() {
+	v.static()
+	v.multicastGroups()
+}
+
 // static checks vrrp.static.
 func (v *validator) static() {
 	s := v.c.VRRP.Static
@@ -98,4 +105,14 @@ func (v *validator) static() {
 	}
 	v.routes("vrrp.static.routes", s.Routes)
 	v.rules("vrrp.static.rules", s.Rules)
+}
+
+// multicastGroups checks vrrp.multicast_group4 and 6.
+func (v *validator) multicastGroups() {
+	if g := v.c.VRRP.MulticastGroup4; g.IsValid() && (!g.Is4() || !g.IsMulticast()) {
+		v.errorAt("vrrp.multicast_group4", "%s is not an IPv4 multicast address", g)
+	}
+	if g := v.c.VRRP.MulticastGroup6; g.IsValid() && (!g.Is6() || !g.IsMulticast()) {
+		v.errorAt("vrrp.multicast_group6", "%s is not an IPv6 multicast address", g)
+	}
 }

@@ -160,3 +160,23 @@ type Static struct {
 	Routes    []Route     `yaml:"routes"`
 	Rules     []Rule      `yaml:"rules"`
 }
+
+// The VRRP multicast groups of RFC 5798.
+var (
+	vrrpGroup4 = netip.MustParseAddr("224.0.0.18")
+	vrrpGroup6 = netip.MustParseAddr("ff02::12")
+)
+
+// Group is the multicast group of adverts of address family fam (4 or 6).
+func (v VRRP) Group(fam int) netip.Addr {
+	if fam == 6 {
+		if v.MulticastGroup6.IsValid() {
+			return v.MulticastGroup6
+		}
+		return vrrpGroup6
+	}
+	if v.MulticastGroup4.IsValid() {
+		return v.MulticastGroup4
+	}
+	return vrrpGroup4
+}

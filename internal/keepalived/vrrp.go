@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"halb/internal/config"
-	"halb/internal/vrrp/packet"
 )
 
 func (m *mapper) globalDefs(g *Node) {
@@ -117,8 +116,8 @@ func (m *mapper) globalDefs(g *Node) {
 		"nftables_ifindex":                 noFirewall,
 		"vrrp_skip_check_adv_addr":         m.ignore("halb checks the address list of every advert, and drops those that differ unless from the address owner"),
 		"vrrp_check_unicast_src":           m.ignore("halb accepts unicast adverts from its configured peers"),
-		"vrrp_mcast_group4":                m.mcastGroup(packet.GroupIPv4),
-		"vrrp_mcast_group6":                m.mcastGroup(packet.GroupIPv6),
+		"vrrp_mcast_group4":                m.mcastGroup(&c.VRRP.MulticastGroup4, "vrrp.multicast_group4"),
+		"vrrp_mcast_group6":                m.mcastGroup(&c.VRRP.MulticastGroup6, "vrrp.multicast_group6"),
 		"vrrp_priority":                    m.ignore("halb runs at its own scheduling priority"),
 		"checker_priority":                 m.ignore("halb runs at its own scheduling priority"),
 		"bfd_priority":                     m.ignore("halb runs at its own scheduling priority"),

@@ -25,13 +25,12 @@ const (
 	namespaceInstead = "halb runs in the network namespace it is started in; start it there with ip netns exec NAME halb run"
 )
 
-// mcastGroup maps vrrp_mcast_group4/6: halb sends to the RFC's groups,
-// so another group is a warning.
-func (m *mapper) mcastGroup(group netip.Addr) handler {
+// mcastGroup maps vrrp_mcast_group4/6 onto *group at path.
+func (m *mapper) mcastGroup(group *netip.Addr, path string) handler {
 	return func(n *Node) {
-		a, ok := m.addrArg(n, 0)
-		if ok && a != group {
-			m.warnf(n.ArgPos(0), "%s %s is not supported: halb sends and hears adverts on the RFC's group %s; peers using %s do not hear it, nor it them", n.Name, a, group, a)
+		if a, ok := m.addrArg(n, 0); ok {
+			*group = a
+			m.set(path, n.ArgPos(0))
 		}
 	}
 }

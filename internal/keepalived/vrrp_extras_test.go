@@ -56,9 +56,9 @@ vrrp_instance VI_3 {
 
 // TestVRRPExtras: keepalived's VIP options, excluded VIPs, the same VIP
 // in two instances, instances without VIPs, the lower-priority
-// announcements and dont_track_primary map onto halb's keys; vmac,
-// no_accept, track_process, AH, another multicast group and
-// net_namespace are located warnings saying what halb does instead.
+// announcements, the multicast groups and dont_track_primary map onto
+// halb's keys; vmac, no_accept, track_process, AH and net_namespace are
+// located warnings saying what halb does instead.
 func TestVRRPExtras(t *testing.T) {
 	cfg, diags, path := loadString(t, vrrpExtrasConf)
 	if cfg == nil {
@@ -85,6 +85,9 @@ func TestVRRPExtras(t *testing.T) {
 	if g := cfg.VRRP.Instances[1].GARP; g.LowerPriorityCount != 2 || g.LowerPriorityDelay.D() != 5*time.Second {
 		t.Errorf("VI_2 garp %+v, want lower priority count 2, delay the second burst's", g)
 	}
+	if g := cfg.VRRP.MulticastGroup6; g != netip.MustParseAddr("ff02::1:12") || cfg.VRRP.Group(4) != netip.MustParseAddr("224.0.0.18") {
+		t.Errorf("multicast groups %s, %s", cfg.VRRP.Group(4), g)
+	}
 	if !in.IgnoreInterfaceDown || in.AuthPassword != "" {
 		t.Errorf("ignore_interface_down %v, auth_password %q; want true and no password (AH)", in.IgnoreInterfaceDown, in.AuthPassword)
 	}
@@ -96,7 +99,6 @@ func TestVRRPExtras(t *testing.T) {
 	}
 	got := strings.Join(warnings, "\n")
 	for _, want := range []string{
-		"4:21: warning: vrrp_mcast_group6 ff02::1:12 is not supported: halb sends and hears adverts on the RFC's group ff02::12",
 		"7:1: warning: net_namespace is not supported: halb runs in the network namespace it is started in",
 		"12:3: warning: use_vmac is not supported: halb sends adverts and holds the VIPs with the interface's own MAC address",
 		"13:3: warning: vmac_xmit_base is not supported",
@@ -109,7 +111,7 @@ func TestVRRPExtras(t *testing.T) {
 			t.Errorf("no warning %q in:\n%s", want, got)
 		}
 	}
-	if strings.Contains(got, "vrrp_mcast_group4") || strings.Contains(got, "dont_track_primary") || strings.Contains(got, "virtual_ipaddress") {
+	if strings.Contains(got, "vrrp_mcast_group") || strings.Contains(got, "dont_track_primary") || strings.Contains(got, "virtual_ipaddress") {
 		t.Errorf("warnings for what halb does as keepalived:\n%s", got)
 	}
 

@@ -249,7 +249,8 @@ func (r *runner) apply(cfg *config.Config) error {
 		want[in.Name] = in
 	}
 	for name, ins := range r.instances {
-		if w, ok := want[name]; !ok || !reflect.DeepEqual(w, ins.cfg) || groupOf(old, name) != groupOf(cfg, name) {
+		if w, ok := want[name]; !ok || !reflect.DeepEqual(w, ins.cfg) || groupOf(old, name) != groupOf(cfg, name) ||
+			old != nil && old.VRRP.Group(ins.cfg.Family()) != cfg.VRRP.Group(ins.cfg.Family()) {
 			r.stop(ins, "removed or changed by reload")
 			delete(r.instances, name)
 		}
@@ -317,13 +318,11 @@ func (r *runner) start(in config.Instance, group string) error {
 			ins.peers[p] = true
 		}
 	} else {
-		if err := s.join(); err != nil {
+		group := r.cfg.VRRP.Group(fam)
+		if err := s.join(group); err != nil {
 			return err
 		}
-		ins.dsts = []netip.Addr{packet.GroupIPv4}
-		if fam == 6 {
-			ins.dsts = []netip.Addr{packet.GroupIPv6}
-		}
+		ins.dsts = []netip.Addr{group}
 	}
 	ins.src = in.UnicastSource
 	if !ins.src.IsValid() || fam == 6 && !in.Unicast() {

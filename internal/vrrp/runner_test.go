@@ -37,9 +37,11 @@ type sentAdvert struct {
 type fakeConn struct {
 	clock *clocktest.Clock
 	sent  []sentAdvert
+	// dst is the group joined last.
+	dst netip.Addr
 }
 
-func (c *fakeConn) join() error                           { return nil }
+func (c *fakeConn) join(g netip.Addr) error               { c.dst = g; return nil }
 func (c *fakeConn) read(chan<- received, <-chan struct{}) {}
 func (c *fakeConn) close()                                {}
 func (c *fakeConn) send(b []byte, src, dst netip.Addr) error {

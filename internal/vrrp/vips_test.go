@@ -63,3 +63,12 @@ func TestRunnerIgnoreInterfaceDown(t *testing.T) {
 		t.Errorf("eth0 down: %s, want MASTER", tr.state("vi"))
 	}
 }
+
+// TestRunnerMulticastGroup: adverts go to the configured group, joined
+// on the interface.
+func TestRunnerMulticastGroup(t *testing.T) {
+	tr := newTestRunner(t, strings.Replace(oneInstance, "vrrp:\n", "vrrp:\n  multicast_group4: 224.0.0.19\n", 1), "eth0")
+	if tr.conn.dst != addr("224.0.0.19") || tr.instances["vi"].dsts[0] != addr("224.0.0.19") {
+		t.Errorf("joined %s, sending to %v; want 224.0.0.19", tr.conn.dst, tr.instances["vi"].dsts)
+	}
+}
