@@ -50,6 +50,8 @@ type VRRP struct {
 	// RFC's 224.0.0.18 and ff02::12; keepalived's vrrp_mcast_group4/6).
 	MulticastGroup4 netip.Addr `yaml:"multicast_group4"`
 	MulticastGroup6 netip.Addr `yaml:"multicast_group6"`
+	// Processes are the processes instances may track.
+	Processes []Process `yaml:"processes"`
 }
 
 // Instance is one VRRP virtual router: a set of VIPs owned by one node.
@@ -89,6 +91,8 @@ type Instance struct {
 	// otherwise (keepalived's virtual_routes and virtual_rules).
 	Routes []Route `yaml:"routes"`
 	Rules  []Rule  `yaml:"rules"`
+	// TrackProcesses name vrrp.processes, as TrackScripts do scripts.
+	TrackProcesses []TrackedObject `yaml:"track_processes"`
 }
 
 // Family returns 4 or 6, the address family of the instance's VIPs.

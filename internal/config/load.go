@@ -115,6 +115,7 @@ func applyDefaults(c *Config, opts Options) {
 		}
 		c.vrrpExtraDefaults(p, in)
 	}
+	c.processDefaults()
 	for i := range c.VRRP.Scripts {
 		s := &c.VRRP.Scripts[i]
 		if s.Interval == 0 {

@@ -86,6 +86,7 @@ func (v *validator) rules(p string, rules []Rule) {
 func (v *validator) vrrpExtras() {
 	v.static()
 	v.multicastGroups()
+	v.processes()
 }
 
 // static checks vrrp.static.
@@ -114,5 +115,36 @@ func (v *validator) multicastGroups() {
 	}
 	if g := v.c.VRRP.MulticastGroup6; g.IsValid() && (!g.Is6() || !g.IsMulticast()) {
 		v.errorAt("vrrp.multicast_group6", "%s is not an IPv6 multicast address", g)
+	}
+}
+
+// processes checks vrrp.processes and what instances track of them.
+func (v *validator) processes() {
+	names := map[string]bool{}
+	for i, p := range v.c.VRRP.Processes {
+		pp := fmt.Sprintf("vrrp.processes[%d]", i)
+		if p.Name == "" || names[p.Name] {
+			v.errorAt(pp+".name", "a process needs a name of its own")
+		}
+		names[p.Name] = true
+		if p.Command == "" {
+			v.errorAt(pp+".command", "needs the process name or path to look for")
+		}
+		if p.Quorum < 0 || p.QuorumMax < 0 || p.QuorumMax > 0 && p.QuorumMax < p.Quorum {
+			v.errorAt(pp, "quorum %d and quorum_max %d: want 0 ≤ quorum ≤ quorum_max (0: no maximum)", p.Quorum, p.QuorumMax)
+		}
+		if p.Interval < Duration(10e6) {
+			v.errorAt(pp+".interval", "%s is shorter than 10ms", p.Interval)
+		}
+		if p.Weight < -253 || p.Weight > 253 {
+			v.errorAt(pp+".weight", "%d is not from -253 to 253", p.Weight)
+		}
+	}
+	for i, in := range v.c.VRRP.Instances {
+		for j, t := range in.TrackProcesses {
+			if !names[t.Name] {
+				v.errorAt(fmt.Sprintf("vrrp.instances[%d].track_processes[%d]", i, j), "no process named %q in vrrp.processes", t.Name)
+			}
+		}
 	}
 }

@@ -180,3 +180,33 @@ func (v VRRP) Group(fam int) netip.Addr {
 	}
 	return vrrpGroup4
 }
+
+// Process is a process an instance tracks (keepalived's
+// vrrp_track_process): up while between Quorum and QuorumMax processes
+// (0: no maximum) match, found by scanning /proc every Interval.
+type Process struct {
+	Name string `yaml:"name"`
+	// Command is the process name as ps shows it (or the path of the
+	// program, with FullCommand); Args, when set, must begin its
+	// arguments.
+	Command     string   `yaml:"command"`
+	Args        string   `yaml:"args"`
+	FullCommand bool     `yaml:"full_command"`
+	Quorum      int      `yaml:"quorum"`
+	QuorumMax   int      `yaml:"quorum_max"`
+	Weight      int      `yaml:"weight"`
+	Interval    Duration `yaml:"interval"`
+}
+
+// processDefaults fills in the defaults of vrrp.processes.
+func (c *Config) processDefaults() {
+	for i := range c.VRRP.Processes {
+		p := &c.VRRP.Processes[i]
+		if p.Quorum == 0 && !c.has(fmt.Sprintf("vrrp.processes[%d].quorum", i)) {
+			p.Quorum = 1
+		}
+		if p.Interval == 0 {
+			p.Interval = Duration(1e9)
+		}
+	}
+}

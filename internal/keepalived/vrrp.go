@@ -177,7 +177,7 @@ func (m *mapper) globalDefs(g *Node) {
 		"checker_log_all_failures":         m.ignore("halb logs every health change with its reason"),
 		"log_unknown_vrids":                m.ignore("halb ignores adverts of other VRIDs"),
 		"vrrp_owner_ignore_adverts":        m.ignore("an address owner (priority 255) in halb stays master"),
-		"vrrp_track_process":               m.ignore(processInstead),
+		"vrrp_track_process":               m.ignore(processScan),
 	})
 }
 
@@ -315,7 +315,6 @@ func (m *mapper) vrrpInstance(n *Node) {
 	}
 	notifyState := m.ignore(notifyInstead)
 	notTracked := m.reject("halb tracks interfaces and scripts only; the instance would elect without this input")
-	notTrackedProcess := m.ignore(processInstead)
 	m.walk("vrrp_instance", n.Children, map[string]handler{
 		"state": func(c *Node) {
 			m.warnf(c.Pos, "state %s is not used: halb starts every instance as backup and the priority elects the master (keepalived's initial state only shortens the first election)", c.Arg(0))
@@ -444,7 +443,7 @@ func (m *mapper) vrrpInstance(n *Node) {
 		"virtual_routes":          m.routeLines(&in.Routes, p+".routes"),
 		"virtual_rules":           m.ruleLines(&in.Rules, p+".rules"),
 		"track_file":              notTracked,
-		"track_process":           notTrackedProcess,
+		"track_process":           m.trackProcesses(&in, p),
 		"track_bfd":               notTracked,
 		"track_src_ip":            notTracked,
 		"accept":                  m.ignore("halb always accepts packets to its VIPs (no firewall rules)"),
@@ -560,7 +559,7 @@ func (m *mapper) syncGroup(n *Node) {
 		"track_interface":            m.reject("halb tracks interfaces per instance; move it into each vrrp_instance"),
 		"track_script":               m.reject("halb tracks scripts per instance; move it into each vrrp_instance"),
 		"track_file":                 m.reject("halb tracks interfaces and scripts only"),
-		"track_process":              m.ignore(processInstead),
+		"track_process":              m.ignore("halb tracks processes per instance; list them in each member's track_process"),
 	})
 	if !trackingWeight {
 		m.syncMembers = append(m.syncMembers, g.Instances...)

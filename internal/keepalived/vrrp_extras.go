@@ -20,7 +20,6 @@ import (
 const (
 	vmacInstead      = "halb sends adverts and holds the VIPs with the interface's own MAC address, not the virtual MAC 00:00:5e:00:01:VRID (00:00:5e:00:02:VRID for IPv6); its gratuitous ARPs move the VIPs to that MAC, so switches and clients follow a failover all the same"
 	noAcceptInstead  = "halb accepts packets to its VIPs while master, as keepalived with accept does (it adds no firewall rule to drop them)"
-	processInstead   = "halb does not track processes; the instance elects without this input (a vrrp_script running pidof can stand in)"
 	ahInstead        = "halb sends its adverts without authentication (it never puts the AH key on the wire in clear): keepalived peers using AH drop its adverts and it drops theirs, so move such a pair to no authentication (or PASS) before replacing a node"
 	namespaceInstead = "halb runs in the network namespace it is started in; start it there with ip netns exec NAME halb run"
 )

@@ -52,13 +52,19 @@ vrrp_instance VI_3 {
   interface eth0
   virtual_router_id 53
 }
+vrrp_track_process nginx {
+  process nginx -g
+  quorum 2
+  weight -20
+  fork_delay 1
+}
 `
 
 // TestVRRPExtras: keepalived's VIP options, excluded VIPs, the same VIP
 // in two instances, instances without VIPs, the lower-priority
 // announcements, the multicast groups and dont_track_primary map onto
-// halb's keys; vmac, no_accept, track_process, AH and net_namespace are
-// located warnings saying what halb does instead.
+// halb's keys, track_process too; vmac, no_accept, AH and net_namespace
+// are located warnings saying what halb does instead.
 func TestVRRPExtras(t *testing.T) {
 	cfg, diags, path := loadString(t, vrrpExtrasConf)
 	if cfg == nil {
@@ -88,6 +94,10 @@ func TestVRRPExtras(t *testing.T) {
 	if g := cfg.VRRP.MulticastGroup6; g != netip.MustParseAddr("ff02::1:12") || cfg.VRRP.Group(4) != netip.MustParseAddr("224.0.0.18") {
 		t.Errorf("multicast groups %s, %s", cfg.VRRP.Group(4), g)
 	}
+	if got := cfg.VRRP.Processes; len(got) != 1 || got[0] != (config.Process{Name: "nginx", Command: "nginx", Args: "-g", Quorum: 2,
+		Weight: -20, Interval: config.Duration(time.Second)}) || len(in.TrackProcesses) != 1 || in.TrackProcesses[0].Name != "nginx" {
+		t.Errorf("processes %+v, tracked %+v", got, in.TrackProcesses)
+	}
 	if !in.IgnoreInterfaceDown || in.AuthPassword != "" {
 		t.Errorf("ignore_interface_down %v, auth_password %q; want true and no password (AH)", in.IgnoreInterfaceDown, in.AuthPassword)
 	}
@@ -104,7 +114,8 @@ func TestVRRPExtras(t *testing.T) {
 		"13:3: warning: vmac_xmit_base is not supported",
 		"14:3: warning: no_accept is not supported: halb accepts packets to its VIPs while master",
 		"19:15: warning: auth_type AH is not supported: halb sends its adverts without authentication",
-		"29:3: warning: track_process is not supported: halb does not track processes",
+		"44:1: warning: vrrp_track_process nginx: halb counts the processes in /proc every second",
+		"48:3: warning: fork_delay is not supported: halb counts the processes in /proc every second",
 		`37:5: warning: vrrp.instances[1].vips[0]: VIP 192.0.2.10 is also carried by instance "VI_1"`,
 	} {
 		if !strings.Contains(got, want) {

@@ -114,6 +114,7 @@ func (n *Node) Run(ctx context.Context, events chan<- event.VRRP) error {
 		linkUp:    map[string]bool{},
 		netq:      make(chan func(), 256),
 		notifyq:   proc.NewQueue(1, notifyQueue),
+		scanProcs: func() ([]process, error) { return scanProc("/proc") },
 	}
 	defer close(r.done)
 	netDone := make(chan struct{})
@@ -231,6 +232,10 @@ type runner struct {
 	netq chan func()
 	// notifyq runs the instances' notify executables.
 	notifyq *proc.Queue
+	// procs are the tracked processes by name; scanProcs lists the
+	// running processes.
+	procs     map[string]*procState
+	scanProcs func() ([]process, error)
 }
 
 // notifyQueue is how many notify runs may wait for the one running.
@@ -261,6 +266,7 @@ func (r *runner) apply(cfg *config.Config) error {
 	}
 	r.counters.keep(names)
 	r.syncScripts(cfg)
+	r.syncProcesses(cfg)
 	var errs []error
 	now := r.clock.Now()
 	for _, ins := range r.instances {
@@ -629,6 +635,7 @@ func (r *runner) nextDeadline() time.Time {
 		consider(ins.refreshAt)
 	}
 	consider(r.sched.next)
+	consider(r.nextProcessScan())
 	return next
 }
 
@@ -639,6 +646,9 @@ func (r *runner) tick() {
 		if err := r.sched.refresh(now); err != nil {
 			r.log.Error("VRRP scheduling not applied to new threads", "err", err)
 		}
+	}
+	if next := r.nextProcessScan(); !next.IsZero() && !now.Before(next) {
+		r.countProcesses(now, false)
 	}
 	for _, ins := range r.instances {
 		if d := ins.m.Deadline(); !d.IsZero() && !now.Before(d) {

@@ -125,6 +125,7 @@ func newTestRunner(t *testing.T, yaml string, up ...string) *testRunner {
 		counters:  &counterSet{},
 		netq:      make(chan func(), 256),
 		notifyq:   proc.NewQueue(1, notifyQueue),
+		scanProcs: func() ([]process, error) { return nil, nil },
 	}
 	t.Cleanup(func() {
 		close(tr.done)

@@ -66,6 +66,7 @@ func (r *runner) track(ins *instance, now time.Time) {
 		}
 		r.apply1(faults, weights, "script "+t.Name, w, sr.up, fmt.Sprintf("tracking script %s failing", t.Name))
 	}
+	r.trackProcesses(ins, faults, weights)
 	if why, ok := ins.faults[groupSource]; ok {
 		faults[groupSource] = why
 	}
