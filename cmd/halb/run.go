@@ -14,6 +14,7 @@ import (
 
 	"halb/internal/config"
 	"halb/internal/daemon"
+	"halb/internal/netif"
 	"halb/internal/sdnotify"
 )
 
@@ -47,6 +48,12 @@ func runDaemon(args []string, stdout, stderr io.Writer) int {
 	io.WriteString(stderr, diags.String())
 	if cfg == nil {
 		return 1
+	}
+	if cfg.NetNamespace != "" {
+		if err := netif.EnterNamespace(cfg.NetNamespace); err != nil {
+			log.Error("halb not started", "err", err)
+			return 1
+		}
 	}
 	d, err := daemon.New(daemon.Options{Config: cfg, Path: *cfgPath, Log: log, Version: version,
 		Load:      func() (*config.Config, config.Diagnostics) { return loadConfig(*cfgPath, *configID) },

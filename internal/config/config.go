@@ -28,6 +28,10 @@ type Config struct {
 	API        API             `yaml:"api"`
 	Notify     Notify          `yaml:"notify"`
 	positions  map[string]Pos  `yaml:"-"`
+
+	// NetNamespace is the network namespace halb runs in (keepalived's
+	// net_namespace); empty: the one it is started in.
+	NetNamespace string `yaml:"net_namespace"`
 }
 
 // VRRP holds the virtual router instances, their sync groups and the

@@ -18,11 +18,18 @@ import (
 // Warnings for the keywords halb accepts without doing what keepalived
 // does.
 const (
-	vmacInstead      = "halb sends adverts and holds the VIPs with the interface's own MAC address, not the virtual MAC 00:00:5e:00:01:VRID (00:00:5e:00:02:VRID for IPv6); its gratuitous ARPs move the VIPs to that MAC, so switches and clients follow a failover all the same"
-	noAcceptInstead  = "halb accepts packets to its VIPs while master, as keepalived with accept does (it adds no firewall rule to drop them)"
-	ahInstead        = "halb sends its adverts without authentication (it never puts the AH key on the wire in clear): keepalived peers using AH drop its adverts and it drops theirs, so move such a pair to no authentication (or PASS) before replacing a node"
-	namespaceInstead = "halb runs in the network namespace it is started in; start it there with ip netns exec NAME halb run"
+	vmacInstead     = "halb sends adverts and holds the VIPs with the interface's own MAC address, not the virtual MAC 00:00:5e:00:01:VRID (00:00:5e:00:02:VRID for IPv6); its gratuitous ARPs move the VIPs to that MAC, so switches and clients follow a failover all the same"
+	noAcceptInstead = "halb accepts packets to its VIPs while master, as keepalived with accept does (it adds no firewall rule to drop them)"
+	ahInstead       = "halb sends its adverts without authentication (it never puts the AH key on the wire in clear): keepalived peers using AH drop its adverts and it drops theirs, so move such a pair to no authentication (or PASS) before replacing a node"
 )
+
+// netNamespace maps net_namespace NAME.
+func (m *mapper) netNamespace(n *Node) {
+	if m.needArgs(n, 1) {
+		m.cfg.NetNamespace = n.Arg(0)
+		m.set("net_namespace", n.ArgPos(0))
+	}
+}
 
 // mcastGroup maps vrrp_mcast_group4/6 onto *group at path.
 func (m *mapper) mcastGroup(group *netip.Addr, path string) handler {

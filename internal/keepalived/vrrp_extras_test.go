@@ -63,8 +63,8 @@ vrrp_track_process nginx {
 // TestVRRPExtras: keepalived's VIP options, excluded VIPs, the same VIP
 // in two instances, instances without VIPs, the lower-priority
 // announcements, the multicast groups and dont_track_primary map onto
-// halb's keys, track_process too; vmac, no_accept, AH and net_namespace
-// are located warnings saying what halb does instead.
+// halb's keys, track_process and net_namespace too; vmac, no_accept and
+// AH are located warnings saying what halb does instead.
 func TestVRRPExtras(t *testing.T) {
 	cfg, diags, path := loadString(t, vrrpExtrasConf)
 	if cfg == nil {
@@ -98,6 +98,9 @@ func TestVRRPExtras(t *testing.T) {
 		Weight: -20, Interval: config.Duration(time.Second)}) || len(in.TrackProcesses) != 1 || in.TrackProcesses[0].Name != "nginx" {
 		t.Errorf("processes %+v, tracked %+v", got, in.TrackProcesses)
 	}
+	if cfg.NetNamespace != "blue" {
+		t.Errorf("net_namespace %q, want blue", cfg.NetNamespace)
+	}
 	if !in.IgnoreInterfaceDown || in.AuthPassword != "" {
 		t.Errorf("ignore_interface_down %v, auth_password %q; want true and no password (AH)", in.IgnoreInterfaceDown, in.AuthPassword)
 	}
@@ -109,7 +112,6 @@ func TestVRRPExtras(t *testing.T) {
 	}
 	got := strings.Join(warnings, "\n")
 	for _, want := range []string{
-		"7:1: warning: net_namespace is not supported: halb runs in the network namespace it is started in",
 		"12:3: warning: use_vmac is not supported: halb sends adverts and holds the VIPs with the interface's own MAC address",
 		"13:3: warning: vmac_xmit_base is not supported",
 		"14:3: warning: no_accept is not supported: halb accepts packets to its VIPs while master",
