@@ -97,6 +97,13 @@ type Instance struct {
 	Rules  []Rule  `yaml:"rules"`
 	// TrackProcesses name vrrp.processes, as TrackScripts do scripts.
 	TrackProcesses []TrackedObject `yaml:"track_processes"`
+	// VMAC puts the VIPs of the instance's interface on a macvlan
+	// interface VMACName (default vrrp.VRID, vrrp6.VRID for IPv6) with the
+	// virtual router MAC, and sends adverts from it unless VMACXmitBase
+	// (keepalived's use_vmac and vmac_xmit_base).
+	VMAC         bool   `yaml:"vmac"`
+	VMACName     string `yaml:"vmac_name"`
+	VMACXmitBase bool   `yaml:"vmac_xmit_base"`
 }
 
 // Family returns 4 or 6, the address family of the instance's VIPs.

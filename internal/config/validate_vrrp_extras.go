@@ -17,6 +17,9 @@ func (v *validator) instanceExtras(p string, in Instance) {
 	}
 	v.routes(p+".routes", in.Routes)
 	v.rules(p+".rules", in.Rules)
+	if in.VMAC && (len(in.VMACName) > 15 || in.VMACName == in.Interface) {
+		v.errorAt(p+".vmac_name", "%q is not a name for a new interface (at most 15 characters)", in.VMACName)
+	}
 	for j, vip := range in.VIPs {
 		o, ok := in.VIPOption(vip.Addr())
 		if !ok {

@@ -122,6 +122,12 @@ func (c *Config) vrrpExtraDefaults(p string, in *Instance) {
 	if !c.has(p + ".garp.lower_priority_delay") {
 		in.GARP.LowerPriorityDelay = in.GARP.SecondBurst
 	}
+	if in.VMAC && in.VMACName == "" {
+		in.VMACName = fmt.Sprintf("vrrp.%d", in.VRID)
+		if in.Family() == 6 {
+			in.VMACName = fmt.Sprintf("vrrp6.%d", in.VRID)
+		}
+	}
 }
 
 // Route is a route halb adds: an instance's while it is master, a

@@ -18,10 +18,22 @@ import (
 // Warnings for the keywords halb accepts without doing what keepalived
 // does.
 const (
-	vmacInstead     = "halb sends adverts and holds the VIPs with the interface's own MAC address, not the virtual MAC 00:00:5e:00:01:VRID (00:00:5e:00:02:VRID for IPv6); its gratuitous ARPs move the VIPs to that MAC, so switches and clients follow a failover all the same"
+	vmacNames       = "halb names a virtual MAC interface vrrp.VRID (vrrp6.VRID for IPv6) unless use_vmac names it, and gives it the virtual router MAC 00:00:5e:00:01:VRID (00:00:5e:00:02:VRID)"
 	noAcceptInstead = "halb accepts packets to its VIPs while master, as keepalived with accept does (it adds no firewall rule to drop them)"
 	ahInstead       = "halb sends its adverts without authentication (it never puts the AH key on the wire in clear): keepalived peers using AH drop its adverts and it drops theirs, so move such a pair to no authentication (or PASS) before replacing a node"
 )
+
+// useVMAC maps "use_vmac [NAME]" of instance in at path p.
+func (m *mapper) useVMAC(in *config.Instance, p string) handler {
+	return func(n *Node) {
+		in.VMAC = true
+		m.set(p+".vmac", n.Pos)
+		if len(n.Args) > 0 {
+			in.VMACName = n.Arg(0)
+			m.set(p+".vmac_name", n.ArgPos(0))
+		}
+	}
+}
 
 // netNamespace maps net_namespace NAME.
 func (m *mapper) netNamespace(n *Node) {

@@ -63,8 +63,8 @@ vrrp_track_process nginx {
 // TestVRRPExtras: keepalived's VIP options, excluded VIPs, the same VIP
 // in two instances, instances without VIPs, the lower-priority
 // announcements, the multicast groups and dont_track_primary map onto
-// halb's keys, track_process and net_namespace too; vmac, no_accept and
-// AH are located warnings saying what halb does instead.
+// halb's keys, track_process, use_vmac and net_namespace too; no_accept
+// and AH are located warnings saying what halb does instead.
 func TestVRRPExtras(t *testing.T) {
 	cfg, diags, path := loadString(t, vrrpExtrasConf)
 	if cfg == nil {
@@ -98,6 +98,9 @@ func TestVRRPExtras(t *testing.T) {
 		Weight: -20, Interval: config.Duration(time.Second)}) || len(in.TrackProcesses) != 1 || in.TrackProcesses[0].Name != "nginx" {
 		t.Errorf("processes %+v, tracked %+v", got, in.TrackProcesses)
 	}
+	if !in.VMAC || in.VMACName != "vrrp.51" || !in.VMACXmitBase {
+		t.Errorf("vmac %v %q xmit_base %v, want true vrrp.51 true", in.VMAC, in.VMACName, in.VMACXmitBase)
+	}
 	if cfg.NetNamespace != "blue" {
 		t.Errorf("net_namespace %q, want blue", cfg.NetNamespace)
 	}
@@ -112,8 +115,6 @@ func TestVRRPExtras(t *testing.T) {
 	}
 	got := strings.Join(warnings, "\n")
 	for _, want := range []string{
-		"12:3: warning: use_vmac is not supported: halb sends adverts and holds the VIPs with the interface's own MAC address",
-		"13:3: warning: vmac_xmit_base is not supported",
 		"14:3: warning: no_accept is not supported: halb accepts packets to its VIPs while master",
 		"19:15: warning: auth_type AH is not supported: halb sends its adverts without authentication",
 		"44:1: warning: vrrp_track_process nginx: halb counts the processes in /proc every second",

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"reflect"
 	"slices"
@@ -34,6 +35,8 @@ type Net interface {
 	WatchAddrs(ctx context.Context, out chan<- netif.AddrChange) error
 	AddRouting(routes []netif.Route, rules []netif.Rule) error
 	RemoveRouting(routes []netif.Route, rules []netif.Rule) error
+	EnsureVMAC(base, name string, mac net.HardwareAddr) error
+	RemoveVMAC(name string) error
 }
 
 type kernelNet struct{}
@@ -45,6 +48,10 @@ func (kernelNet) PrimaryAddr(i string, f int, v []netip.Prefix) (netip.Addr, err
 	return netif.PrimaryAddr(i, f, v)
 }
 func (kernelNet) LinkUp(i string) (bool, error) { return netif.LinkUp(i) }
+func (kernelNet) EnsureVMAC(base, name string, mac net.HardwareAddr) error {
+	return netif.EnsureVMAC(base, name, mac)
+}
+func (kernelNet) RemoveVMAC(name string) error { return netif.RemoveVMAC(name) }
 func (kernelNet) WatchLinks(ctx context.Context, out chan<- netif.LinkChange) error {
 	return netif.WatchLinks(ctx, out)
 }
@@ -305,11 +312,20 @@ func groupOf(cfg *config.Config, name string) string {
 
 func (r *runner) start(in config.Instance, group string) error {
 	fam := in.Family()
-	key := sockKey{in.Interface, fam}
+	sockDev := in.Interface
+	if in.VMAC {
+		if err := r.net.EnsureVMAC(in.Interface, in.VMACName, netif.VirtualMAC(in.VRID, fam)); err != nil {
+			return err
+		}
+		if !in.VMACXmitBase {
+			sockDev = in.VMACName
+		}
+	}
+	key := sockKey{sockDev, fam}
 	s := r.sockets[key]
 	if s == nil {
 		var err error
-		if s, err = r.open(in.Interface, fam); err != nil {
+		if s, err = r.open(sockDev, fam); err != nil {
 			return err
 		}
 		r.sockets[key] = s
@@ -332,7 +348,7 @@ func (r *runner) start(in config.Instance, group string) error {
 	}
 	ins.src = in.UnicastSource
 	if !ins.src.IsValid() || fam == 6 && !in.Unicast() {
-		src, err := r.net.PrimaryAddr(in.Interface, fam, in.VIPs)
+		src, err := r.net.PrimaryAddr(srcDev(in, sockDev, fam), fam, in.VIPs)
 		if err != nil {
 			return err
 		}
@@ -391,6 +407,11 @@ func (r *runner) shutdown(netDone <-chan struct{}) {
 	for _, ins := range r.instances {
 		r.removeRouting(ins.cfg, ins.rt, "removing routes or rules at shutdown failed")
 		r.removeVIPs(ins.cfg, ins.sets, "removing VIPs at shutdown failed")
+		if ins.cfg.VMAC {
+			if err := r.net.RemoveVMAC(ins.cfg.VMACName); err != nil {
+				r.log.Error("removing the virtual MAC interface at shutdown failed", "instance", ins.cfg.Name, "err", err)
+			}
+		}
 	}
 	r.removeStatic(staticOf(r.cfg))
 	for key, s := range r.sockets {

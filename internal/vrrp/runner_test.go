@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"os/user"
@@ -61,6 +62,8 @@ type fakeNet struct {
 	announced []time.Time
 	// routing records routes and rules added (+) and removed (-).
 	routing []string
+	// vmacs records the virtual MAC interfaces made.
+	vmacs []string
 }
 
 func (n *fakeNet) AddAddrs(string, []netif.Address) error   { n.hasVIPs = true; return nil }
@@ -73,6 +76,11 @@ func (n *fakeNet) PrimaryAddr(string, int, []netip.Prefix) (netip.Addr, error) {
 	return netip.MustParseAddr("192.0.2.1"), nil
 }
 func (n *fakeNet) LinkUp(name string) (bool, error) { return n.up[name], nil }
+func (n *fakeNet) EnsureVMAC(base, name string, mac net.HardwareAddr) error {
+	n.vmacs = append(n.vmacs, base+">"+name+"@"+mac.String())
+	return nil
+}
+func (n *fakeNet) RemoveVMAC(string) error { return nil }
 func (n *fakeNet) WatchLinks(ctx context.Context, _ chan<- netif.LinkChange) error {
 	<-ctx.Done()
 	return nil

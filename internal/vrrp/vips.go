@@ -14,15 +14,22 @@ type vipSet struct {
 }
 
 // vipSets groups an instance's VIPs by interface, the instance's own
-// first, with their options.
+// (or its virtual MAC interface) first, with their options.
 func vipSets(in config.Instance) []vipSet {
-	sets := []vipSet{{dev: in.Interface}}
+	first := in.Interface
+	if in.VMAC {
+		first = in.VMACName
+	}
+	sets := []vipSet{{dev: first}}
 	for _, v := range in.VIPs {
 		a := netif.Address{Prefix: v}
 		if o, ok := in.VIPOption(v.Addr()); ok {
 			a.Scope, a.Label, a.Broadcast = o.Scope, o.Label, o.Broadcast
 		}
 		dev := in.VIPDev(v)
+		if in.VMAC && dev == in.Interface {
+			dev = in.VMACName
+		}
 		i := 0
 		for i < len(sets) && sets[i].dev != dev {
 			i++
@@ -33,6 +40,16 @@ func vipSets(in config.Instance) []vipSet {
 		sets[i].addrs = append(sets[i].addrs, a)
 	}
 	return sets
+}
+
+// srcDev is the interface whose address adverts are sent from: the
+// instance's own, but for IPv6 the one they go out of (a link-local
+// address belongs to its interface).
+func srcDev(in config.Instance, sockDev string, fam int) string {
+	if fam == 6 {
+		return sockDev
+	}
+	return in.Interface
 }
 
 func (s vipSet) prefixes() []netip.Prefix {

@@ -72,3 +72,15 @@ func TestRunnerMulticastGroup(t *testing.T) {
 		t.Errorf("joined %s, sending to %v; want 224.0.0.19", tr.conn.dst, tr.instances["vi"].dsts)
 	}
 }
+
+// TestRunnerVMAC: an instance with vmac makes the macvlan interface with
+// the virtual router MAC and puts its VIPs there.
+func TestRunnerVMAC(t *testing.T) {
+	tr := newTestRunner(t, oneInstance+"      vmac: true\n", "eth0")
+	if got := strings.Join(tr.net.vmacs, " "); got != "eth0>vrrp.10@00:00:5e:00:01:0a" {
+		t.Errorf("virtual MAC interfaces %q", got)
+	}
+	if sets := tr.instances["vi"].sets; len(sets) != 1 || sets[0].dev != "vrrp.10" {
+		t.Errorf("VIPs go on %+v, want vrrp.10", sets)
+	}
+}
