@@ -104,6 +104,9 @@ type Instance struct {
 	VMAC         bool   `yaml:"vmac"`
 	VMACName     string `yaml:"vmac_name"`
 	VMACXmitBase bool   `yaml:"vmac_xmit_base"`
+	// NoAccept drops the packets addressed to the VIPs while master
+	// (nftables), as keepalived's no_accept does.
+	NoAccept bool `yaml:"no_accept"`
 }
 
 // Family returns 4 or 6, the address family of the instance's VIPs.

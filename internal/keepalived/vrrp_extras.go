@@ -18,9 +18,8 @@ import (
 // Warnings for the keywords halb accepts without doing what keepalived
 // does.
 const (
-	vmacNames       = "halb names a virtual MAC interface vrrp.VRID (vrrp6.VRID for IPv6) unless use_vmac names it, and gives it the virtual router MAC 00:00:5e:00:01:VRID (00:00:5e:00:02:VRID)"
-	noAcceptInstead = "halb accepts packets to its VIPs while master, as keepalived with accept does (it adds no firewall rule to drop them)"
-	ahInstead       = "halb sends its adverts without authentication (it never puts the AH key on the wire in clear): keepalived peers using AH drop its adverts and it drops theirs, so move such a pair to no authentication (or PASS) before replacing a node"
+	vmacNames = "halb names a virtual MAC interface vrrp.VRID (vrrp6.VRID for IPv6) unless use_vmac names it, and gives it the virtual router MAC 00:00:5e:00:01:VRID (00:00:5e:00:02:VRID)"
+	ahInstead = "halb sends its adverts without authentication (it never puts the AH key on the wire in clear): keepalived peers using AH drop its adverts and it drops theirs, so move such a pair to no authentication (or PASS) before replacing a node"
 )
 
 // useVMAC maps "use_vmac [NAME]" of instance in at path p.

@@ -63,8 +63,8 @@ vrrp_track_process nginx {
 // TestVRRPExtras: keepalived's VIP options, excluded VIPs, the same VIP
 // in two instances, instances without VIPs, the lower-priority
 // announcements, the multicast groups and dont_track_primary map onto
-// halb's keys, track_process, use_vmac and net_namespace too; no_accept
-// and AH are located warnings saying what halb does instead.
+// halb's keys, track_process, use_vmac, no_accept and net_namespace too;
+// AH is a located warning saying what halb does instead.
 func TestVRRPExtras(t *testing.T) {
 	cfg, diags, path := loadString(t, vrrpExtrasConf)
 	if cfg == nil {
@@ -101,6 +101,9 @@ func TestVRRPExtras(t *testing.T) {
 	if !in.VMAC || in.VMACName != "vrrp.51" || !in.VMACXmitBase {
 		t.Errorf("vmac %v %q xmit_base %v, want true vrrp.51 true", in.VMAC, in.VMACName, in.VMACXmitBase)
 	}
+	if !in.NoAccept || cfg.VRRP.Instances[1].NoAccept {
+		t.Error("no_accept not mapped to VI_1 alone")
+	}
 	if cfg.NetNamespace != "blue" {
 		t.Errorf("net_namespace %q, want blue", cfg.NetNamespace)
 	}
@@ -115,7 +118,6 @@ func TestVRRPExtras(t *testing.T) {
 	}
 	got := strings.Join(warnings, "\n")
 	for _, want := range []string{
-		"14:3: warning: no_accept is not supported: halb accepts packets to its VIPs while master",
 		"19:15: warning: auth_type AH is not supported: halb sends its adverts without authentication",
 		"44:1: warning: vrrp_track_process nginx: halb counts the processes in /proc every second",
 		"48:3: warning: fork_delay is not supported: halb counts the processes in /proc every second",

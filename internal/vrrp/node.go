@@ -37,6 +37,7 @@ type Net interface {
 	RemoveRouting(routes []netif.Route, rules []netif.Rule) error
 	EnsureVMAC(base, name string, mac net.HardwareAddr) error
 	RemoveVMAC(name string) error
+	SetDropped(addrs []netip.Addr) error
 }
 
 type kernelNet struct{}
@@ -51,7 +52,8 @@ func (kernelNet) LinkUp(i string) (bool, error) { return netif.LinkUp(i) }
 func (kernelNet) EnsureVMAC(base, name string, mac net.HardwareAddr) error {
 	return netif.EnsureVMAC(base, name, mac)
 }
-func (kernelNet) RemoveVMAC(name string) error { return netif.RemoveVMAC(name) }
+func (kernelNet) RemoveVMAC(name string) error        { return netif.RemoveVMAC(name) }
+func (kernelNet) SetDropped(addrs []netip.Addr) error { return netif.SetDropped(addrs) }
 func (kernelNet) WatchLinks(ctx context.Context, out chan<- netif.LinkChange) error {
 	return netif.WatchLinks(ctx, out)
 }
@@ -243,6 +245,10 @@ type runner struct {
 	// running processes.
 	procs     map[string]*procState
 	scanProcs func() ([]process, error)
+	// noAccept holds the VIPs dropped, by instance (no_accept while
+	// master); dropped is the list the kernel has.
+	noAccept map[string][]netip.Addr
+	dropped  []netip.Addr
 }
 
 // notifyQueue is how many notify runs may wait for the one running.
@@ -414,6 +420,11 @@ func (r *runner) shutdown(netDone <-chan struct{}) {
 		}
 	}
 	r.removeStatic(staticOf(r.cfg))
+	if len(r.dropped) > 0 {
+		if err := r.net.SetDropped(nil); err != nil {
+			r.log.Error("removing the no_accept rules at shutdown failed", "err", err)
+		}
+	}
 	for key, s := range r.sockets {
 		s.close()
 		delete(r.sockets, key)
@@ -481,6 +492,7 @@ func (r *runner) perform(ins *instance, a fsm.Action, now time.Time) {
 		if in.GARP.SecondBurst > 0 {
 			ins.burstAt, ins.burstCount = now.Add(in.GARP.SecondBurst.D()), in.GARP.Count
 		}
+		r.setNoAccept(ins, true)
 		if in.GARP.Refresh > 0 {
 			ins.refreshAt = now.Add(in.GARP.Refresh.D())
 		}
@@ -501,6 +513,7 @@ func (r *runner) perform(ins *instance, a fsm.Action, now time.Time) {
 			r.removeRouting(in, rt, "removing routes or rules failed")
 			r.removeVIPs(in, sets, "removing VIPs failed")
 		}
+		r.setNoAccept(ins, false)
 	}
 }
 

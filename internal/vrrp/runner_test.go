@@ -64,6 +64,8 @@ type fakeNet struct {
 	routing []string
 	// vmacs records the virtual MAC interfaces made.
 	vmacs []string
+	// dropped records the lists of VIPs dropped (no_accept).
+	dropped []string
 }
 
 func (n *fakeNet) AddAddrs(string, []netif.Address) error   { n.hasVIPs = true; return nil }
@@ -81,6 +83,10 @@ func (n *fakeNet) EnsureVMAC(base, name string, mac net.HardwareAddr) error {
 	return nil
 }
 func (n *fakeNet) RemoveVMAC(string) error { return nil }
+func (n *fakeNet) SetDropped(addrs []netip.Addr) error {
+	n.dropped = append(n.dropped, fmt.Sprint(addrs))
+	return nil
+}
 func (n *fakeNet) WatchLinks(ctx context.Context, _ chan<- netif.LinkChange) error {
 	<-ctx.Done()
 	return nil

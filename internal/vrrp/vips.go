@@ -2,6 +2,7 @@ package vrrp
 
 import (
 	"net/netip"
+	"slices"
 
 	"halb/internal/config"
 	"halb/internal/netif"
@@ -106,6 +107,38 @@ func (r *runner) announce(in config.Instance, sets []vipSet, count int) {
 				r.log.Warn("announcing VIPs failed", "instance", in.Name, "interface", s.dev, "err", err)
 				return
 			}
+		}
+	}
+}
+
+// setNoAccept drops (master) or accepts again the packets to the VIPs of
+// an instance with no_accept; it queues the kernel's change on netq.
+func (r *runner) setNoAccept(ins *instance, master bool) {
+	if !ins.cfg.NoAccept {
+		return
+	}
+	if r.noAccept == nil {
+		r.noAccept = map[string][]netip.Addr{}
+	}
+	delete(r.noAccept, ins.cfg.Name)
+	if master {
+		for _, v := range ins.cfg.VIPs {
+			r.noAccept[ins.cfg.Name] = append(r.noAccept[ins.cfg.Name], v.Addr())
+		}
+	}
+	var all []netip.Addr
+	for _, addrs := range r.noAccept {
+		all = append(all, addrs...)
+	}
+	slices.SortFunc(all, netip.Addr.Compare)
+	all = slices.Compact(all)
+	if slices.Equal(all, r.dropped) {
+		return
+	}
+	r.dropped = all
+	r.netq <- func() {
+		if err := r.net.SetDropped(all); err != nil {
+			r.log.Error("no_accept: dropping packets to VIPs failed", "err", err)
 		}
 	}
 }

@@ -84,3 +84,15 @@ func TestRunnerVMAC(t *testing.T) {
 		t.Errorf("VIPs go on %+v, want vrrp.10", sets)
 	}
 }
+
+// TestRunnerNoAccept: the VIPs of an instance with no_accept are dropped
+// while it is master, and accepted again when it leaves.
+func TestRunnerNoAccept(t *testing.T) {
+	tr := newTestRunner(t, oneInstance+"      no_accept: true\n", "eth0")
+	tr.advance(4 * time.Second)
+	tr.link(netif.LinkChange{Name: "eth0", Up: false})
+	tr.flush()
+	if got := strings.Join(tr.net.dropped, " "); got != "[192.0.2.100] []" {
+		t.Errorf("dropped %q, want [192.0.2.100] while master, then []", got)
+	}
+}
