@@ -66,3 +66,55 @@ func TestVIPOptionErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestVRRPExtrasErrors: routes, rules, static addresses, processes,
+// multicast groups, the virtual MAC name and the namespace are checked,
+// with located errors.
+func TestVRRPExtrasErrors(t *testing.T) {
+	src := `node: n
+net_namespace: a/b
+vrrp:
+  multicast_group4: 192.0.2.1
+  multicast_group6: ff02::12
+  static:
+    addresses: [{address: 192.0.2.9/24}]
+    routes: [{via: 192.0.2.1}, {to: 198.51.100.0/24, via: 2001:db8::1, type: nat}]
+    rules: [{from: 192.0.2.0/24, to: 2001:db8::/32}]
+  processes:
+    - {name: web, quorum: 3, quorum_max: 2}
+  instances:
+    - name: vi
+      interface: eth0
+      vrid: 10
+      priority: 100
+      vips: [192.0.2.100/24]
+      vmac: true
+      vmac_name: a-name-that-is-too-long
+      track_processes: [db]
+      garp: {lower_priority_count: -1}
+`
+	_, diags := Parse("t.yaml", []byte(src), Options{})
+	got := diags.String()
+	for _, want := range []string{
+		`t.yaml:2:16: net_namespace: "a/b" is not the name of a network namespace`,
+		"t.yaml:4:21: vrrp.multicast_group4: 192.0.2.1 is not an IPv4 multicast address",
+		"t.yaml:7:17: vrrp.static.addresses[0]: a static address needs an address and a dev",
+		"t.yaml:8:14: vrrp.static.routes[0]: a route needs to",
+		"t.yaml:8:59: vrrp.static.routes[1].via: 2001:db8::1 is not of the destination's address family",
+		`t.yaml:8:78: vrrp.static.routes[1].type: "nat" is not unicast, blackhole, unreachable or prohibit`,
+		"t.yaml:9:13: vrrp.static.rules[0].table: a rule needs a table",
+		"t.yaml:9:38: vrrp.static.rules[0].to: 2001:db8::/32 is not of from's address family",
+		"t.yaml:11:7: vrrp.processes[0].command: needs the process name or path",
+		"t.yaml:11:7: vrrp.processes[0]: quorum 3 and quorum_max 2",
+		`t.yaml:19:18: vrrp.instances[0].vmac_name: "a-name-that-is-too-long" is not a name for a new interface`,
+		`t.yaml:20:25: vrrp.instances[0].track_processes[0]: no process named "db"`,
+		"t.yaml:21:36: vrrp.instances[0].garp.lower_priority_count: must not be negative",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("no %q in:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "multicast_group6") {
+		t.Errorf("the RFC's IPv6 group refused:\n%s", got)
+	}
+}
