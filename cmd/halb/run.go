@@ -15,6 +15,7 @@ import (
 	"halb/internal/buildinfo"
 	"halb/internal/config"
 	"halb/internal/daemon"
+	"halb/internal/netif"
 	"halb/internal/sdnotify"
 )
 
@@ -53,6 +54,12 @@ func runDaemon(o runOptions, stderr io.Writer) int {
 	io.WriteString(stderr, diags.String())
 	if cfg == nil {
 		return 1
+	}
+	if cfg.NetNamespace != "" {
+		if err := netif.EnterNamespace(cfg.NetNamespace); err != nil {
+			log.Error("halb not started", "err", err)
+			return 1
+		}
 	}
 	d, err := daemon.New(daemon.Options{Config: cfg, Path: o.config, Log: log, Version: buildinfo.Get().Version,
 		Load:      func() (*config.Config, config.Diagnostics) { return loadConfig(o.config, o.configID) },

@@ -29,6 +29,10 @@ type Config struct {
 	Notify     Notify          `yaml:"notify"`
 	BGP        BGP             `yaml:"bgp"`
 	positions  map[string]Pos  `yaml:"-"`
+
+	// NetNamespace is the network namespace halb runs in (keepalived's
+	// net_namespace); empty: the one it is started in.
+	NetNamespace string `yaml:"net_namespace"`
 }
 
 // VRRP holds the virtual router instances, their sync groups and the
@@ -43,6 +47,16 @@ type VRRP struct {
 	RealtimePriority int `yaml:"realtime_priority"`
 	// LockMemory keeps halb's memory from being swapped out (mlockall).
 	LockMemory bool `yaml:"lock_memory"`
+	// Static holds addresses, routes and rules present while halb runs,
+	// whatever the instances' states (keepalived's static_ipaddress,
+	// static_routes and static_rules).
+	Static Static `yaml:"static"`
+	// MulticastGroup4 and 6 are the groups adverts go to (default the
+	// RFC's 224.0.0.18 and ff02::12; keepalived's vrrp_mcast_group4/6).
+	MulticastGroup4 netip.Addr `yaml:"multicast_group4"`
+	MulticastGroup6 netip.Addr `yaml:"multicast_group6"`
+	// Processes are the processes instances may track.
+	Processes []Process `yaml:"processes"`
 }
 
 // Instance is one VRRP virtual router: a set of VIPs owned by one node.
@@ -71,6 +85,29 @@ type Instance struct {
 	// instance, as NotifyUser (or the top-level script_user).
 	Notify     string `yaml:"notify"`
 	NotifyUser string `yaml:"notify_user"`
+
+	// VIPOptions holds what the vips entries written as mappings say
+	// besides their address (vrrp_extras.go).
+	VIPOptions []VIPOption `yaml:"-"`
+	// IgnoreInterfaceDown keeps the instance out of FAULT when its own
+	// interface goes down (keepalived's dont_track_primary).
+	IgnoreInterfaceDown bool `yaml:"ignore_interface_down"`
+	// Routes and Rules are added while the instance is master, removed
+	// otherwise (keepalived's virtual_routes and virtual_rules).
+	Routes []Route `yaml:"routes"`
+	Rules  []Rule  `yaml:"rules"`
+	// TrackProcesses name vrrp.processes, as TrackScripts do scripts.
+	TrackProcesses []TrackedObject `yaml:"track_processes"`
+	// VMAC puts the VIPs of the instance's interface on a macvlan
+	// interface VMACName (default vrrp.VRID, vrrp6.VRID for IPv6) with the
+	// virtual router MAC, and sends adverts from it unless VMACXmitBase
+	// (keepalived's use_vmac and vmac_xmit_base).
+	VMAC         bool   `yaml:"vmac"`
+	VMACName     string `yaml:"vmac_name"`
+	VMACXmitBase bool   `yaml:"vmac_xmit_base"`
+	// NoAccept drops the packets addressed to the VIPs while master
+	// (nftables), as keepalived's no_accept does.
+	NoAccept bool `yaml:"no_accept"`
 }
 
 // Family returns 4 or 6, the address family of the instance's VIPs.
@@ -98,6 +135,12 @@ type GARP struct {
 	Count       int      `yaml:"count"`
 	SecondBurst Duration `yaml:"second_burst"`
 	Refresh     Duration `yaml:"refresh"`
+	// LowerPriorityCount announcements are sent when a master hears a
+	// lower-priority master (a healed split brain), and again after
+	// LowerPriorityDelay (0: not again); they default to Count and
+	// SecondBurst, as keepalived's garp_lower_prio_repeat and _delay.
+	LowerPriorityCount int      `yaml:"lower_priority_count"`
+	LowerPriorityDelay Duration `yaml:"lower_priority_delay"`
 }
 
 // SyncGroup is a set of instances that always share one state.

@@ -113,7 +113,9 @@ func applyDefaults(c *Config, opts Options) {
 		if !c.has(p + ".garp.second_burst") {
 			in.GARP.SecondBurst = Duration(5e9)
 		}
+		c.vrrpExtraDefaults(p, in)
 	}
+	c.processDefaults()
 	for i := range c.VRRP.Scripts {
 		s := &c.VRRP.Scripts[i]
 		if s.Interval == 0 {

@@ -91,6 +91,7 @@ func (v *validator) vrrp() {
 	scripts := v.vrrpScripts()
 	names := v.vrrpInstances(scripts)
 	v.syncGroups(names)
+	v.vrrpExtras()
 }
 
 // vrrpScripts checks the track scripts and returns their names.
@@ -138,7 +139,7 @@ func (v *validator) vrrpInstances(scripts map[string]bool) map[string]int {
 		for j, vip := range in.VIPs {
 			vp := fmt.Sprintf("%s.vips[%d]", p, j)
 			if owner, dup := vipOwner[vip.Addr()]; dup {
-				v.errorAt(vp, "VIP %s is already carried by instance %q", vip.Addr(), owner)
+				v.warnf(vp, "%s: VIP %s is also carried by instance %q; the instance that changes state last decides whether it is on the interface (keepalived runs so too)", vp, vip.Addr(), owner)
 			} else {
 				vipOwner[vip.Addr()] = in.Name
 			}
@@ -165,9 +166,6 @@ func (v *validator) instance(p string, in Instance) {
 	if in.Priority < 1 || in.Priority > 255 {
 		v.errorAt(p+".priority", "%d is not from 1 to 255", in.Priority)
 	}
-	if len(in.VIPs) == 0 {
-		v.errorAt(p, "instance %q has no vips", in.Name)
-	}
 	v.instanceTiming(p, in)
 	if in.AuthPassword != "" && in.Version != 2 {
 		v.errorAt(p+".auth_password", "authentication exists only in VRRP version 2")
@@ -186,6 +184,7 @@ func (v *validator) instance(p string, in Instance) {
 	if in.GARP.Count < 0 {
 		v.errorAt(p+".garp.count", "must not be negative")
 	}
+	v.instanceExtras(p, in)
 }
 
 // instanceAddrs checks that an instance's addresses are of one family.

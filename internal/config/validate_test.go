@@ -48,7 +48,7 @@ func TestValidationErrorsAreLocated(t *testing.T) {
 		{"duplicate service", "    pool: www\npools:", "    pool: www\n  - name: http\n    vips: [192.0.2.9]\n    ports: [81]\n    pool: www\npools:",
 			`t.yaml:14:11: services[1]: service name "http" already used by services[0]`},
 		{"vip in two instances", "      vips: [192.0.2.9/24]\n", "      vips: [192.0.2.9/24]\n    - {name: b, interface: eth0, vrid: 10, priority: 100, vips: [192.0.2.9/24]}\n",
-			`t.yaml:9:66: vrrp.instances[1].vips[0]: VIP 192.0.2.9 is already carried by instance "web-a"`},
+			`t.yaml:9:66: warning: vrrp.instances[1].vips[0]: VIP 192.0.2.9 is also carried by instance "web-a"`},
 		{"uncarried vip", "    vips: [192.0.2.9]", "    vips: [192.0.2.9, 192.0.2.99]",
 			"t.yaml:11:23: warning: services[0].vips[1]: no VRRP instance carries VIP 192.0.2.99"},
 		{"missing pool", "    pool: www\npools", "    pool: web\npools", `t.yaml:13:11: services[0].pool: no pool named "web"`},

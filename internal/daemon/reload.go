@@ -175,6 +175,9 @@ func restartNeeded(kinds []AnnouncerKind, cur, next *config.Config) []string {
 	if cur.StateDir != next.StateDir {
 		out = append(out, "state_dir: changed; restart halb to apply it")
 	}
+	if cur.NetNamespace != next.NetNamespace {
+		out = append(out, "net_namespace: changed; restart halb to apply it")
+	}
 	return out
 }
 

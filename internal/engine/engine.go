@@ -257,6 +257,10 @@ func wrap(what string, err error) error {
 }
 
 func (e *Engine) onVRRP(ev event.VRRP) {
+	if ev.Notice {
+		e.record(event.Record{At: ev.At, Kind: "vrrp", Summary: vrrpSummary(ev), VRRP: &ev})
+		return
+	}
 	prev, had := e.vrrp[ev.Instance]
 	e.vrrp[ev.Instance] = ev
 	if !had || prev.New != ev.New {

@@ -60,6 +60,9 @@ func (e *Engine) ReloadRefused(ctx context.Context, file string, errs []string) 
 }
 
 func vrrpSummary(ev event.VRRP) string {
+	if ev.Notice {
+		return fmt.Sprintf("%s (VRID %d): %s", ev.Instance, ev.VRID, ev.Reason)
+	}
 	s := fmt.Sprintf("%s (VRID %d): %s -> %s", ev.Instance, ev.VRID, ev.Old, ev.New)
 	if ev.Reason != "" {
 		s += " (" + ev.Reason + ")"

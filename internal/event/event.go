@@ -28,6 +28,10 @@ type VRRP struct {
 	// Reason says why: "master down timer expired", "higher priority 150
 	// from 192.0.2.11", "priority 0 from 192.0.2.11", "interface eth0 down"…
 	Reason string `json:"reason"`
+	// Notice marks an event that reports something that happened to the
+	// instance (said in Reason) while its state, priority and master
+	// stayed: adverts of another VRRP version heard, a VIP put back.
+	Notice bool `json:"notice,omitempty"`
 }
 
 // Health reports a real server's health change in one pool.

@@ -232,7 +232,6 @@ func (m *mapper) top(nodes []*Node) {
 			m.globalDefs(n)
 		}
 	}
-	notHere := "halb configures no addresses, routes or rules outside VRRP; configure them with the system's network setup and remove the block"
 	m.walk("top level", nodes, map[string]handler{
 		"global_defs":          noop,
 		"virtual_server_group": noop,
@@ -240,17 +239,17 @@ func (m *mapper) top(nodes []*Node) {
 		"vrrp_instance":        m.vrrpInstance,
 		"vrrp_sync_group":      m.syncGroup,
 		"virtual_server":       m.virtualServer,
-		"static_ipaddress":     m.reject(notHere),
-		"static_routes":        m.reject(notHere),
-		"static_rules":         m.reject(notHere),
+		"static_ipaddress":     m.staticAddresses,
+		"static_routes":        m.routeLines(&m.cfg.VRRP.Static.Routes, "vrrp.static.routes"),
+		"static_rules":         m.ruleLines(&m.cfg.VRRP.Static.Rules, "vrrp.static.rules"),
 		"linkbeat_interfaces":  m.ignore("halb watches links over netlink"),
 		"track_file":           m.ignore("halb tracks interfaces and scripts only; an instance that uses it is an error"),
-		"track_process":        m.ignore("halb tracks interfaces and scripts only; an instance that uses it is an error"),
-		"vrrp_track_process":   m.ignore("halb tracks interfaces and scripts only; an instance that uses it is an error"),
+		"track_process":        m.vrrpTrackProcess,
+		"vrrp_track_process":   m.vrrpTrackProcess,
 		"vrrp_track_file":      m.ignore("halb tracks interfaces and scripts only; an instance that uses it is an error"),
 		"bfd_instance":         m.ignore("halb has no BFD; an instance or checker that uses it is an error"),
 		"garp_group":           m.ignore("halb sends gratuitous ARP per instance (garp settings)"),
-		"net_namespace":        m.reject("halb runs in the network namespace it is started in; start it there with ip netns exec"),
+		"net_namespace":        m.netNamespace,
 		"net_namespace_ipvs":   m.reject("halb programs IPVS in its own network namespace"),
 		"instance":             m.ignore("one halb process per configuration; its socket and state directory name it"),
 		"use_pid_dir":          m.ignore("halb writes no pid file"),

@@ -95,6 +95,8 @@ func (r *renderer) value(v reflect.Value, path string) *yaml.Node {
 			return intNode(int64(x.Lo))
 		}
 		return str(fmt.Sprintf("%d-%d", x.Lo, x.Hi))
+	case config.Instance:
+		return r.instanceValue(v, x, path)
 	case config.TrackedObject:
 		if x.Weight == 0 {
 			return str(x.Name)
@@ -106,6 +108,9 @@ func (r *renderer) value(v reflect.Value, path string) *yaml.Node {
 		}
 		return str(x.String())
 	case netip.Prefix:
+		if !x.IsValid() {
+			return nil
+		}
 		return str(x.String())
 	}
 	switch v.Kind() {

@@ -66,6 +66,10 @@ func (m *mapper) globalNodeHandlers() map[string]handler {
 			return ok
 		}),
 		"vrrp_garp_master_refresh_repeat": m.ignore("halb sends one gratuitous ARP per refresh"),
+		"vrrp_garp_lower_prio_delay":      m.globalLowerPrioGARP("lower_priority_delay"),
+		"vrrp_garp_lower_prio_repeat":     m.globalLowerPrioGARP("lower_priority_count"),
+		"vrrp_mcast_group4":               m.mcastGroup(&m.cfg.VRRP.MulticastGroup4, "vrrp.multicast_group4"),
+		"vrrp_mcast_group6":               m.mcastGroup(&m.cfg.VRRP.MulticastGroup6, "vrrp.multicast_group6"),
 	}
 }
 
@@ -124,8 +128,6 @@ func (m *mapper) globalIgnored() map[string]handler {
 	return map[string]handler{
 		"vrrp_garp_interval":               m.ignore("halb paces gratuitous ARPs itself"),
 		"vrrp_gna_interval":                m.ignore("halb paces unsolicited neighbour advertisements itself"),
-		"vrrp_garp_lower_prio_delay":       m.ignore("halb does not re-send gratuitous ARPs on hearing a lower priority"),
-		"vrrp_garp_lower_prio_repeat":      m.ignore("halb does not re-send gratuitous ARPs on hearing a lower priority"),
 		"vrrp_min_garp":                    m.ignore("halb sends its garp count on becoming master"),
 		"lvs_sync_daemon":                  m.lvsSyncDaemon,
 		"vrrp_strict":                      m.ignore("halb follows the RFC on the wire, accepts packets to its VIPs and adds no firewall rules"),
@@ -135,10 +137,8 @@ func (m *mapper) globalIgnored() map[string]handler {
 		"nftables_priority":                noFirewall,
 		"nftables_counters":                noFirewall,
 		"nftables_ifindex":                 noFirewall,
-		"vrrp_skip_check_adv_addr":         m.ignore("halb never drops an advert over its address list"),
+		"vrrp_skip_check_adv_addr":         m.ignore("halb checks the address list of every advert, and drops those that differ unless from the address owner"),
 		"vrrp_check_unicast_src":           m.ignore("halb accepts unicast adverts from its configured peers"),
-		"vrrp_mcast_group4":                m.reject("halb sends adverts to the RFC's group 224.0.0.18; peers on another group would not hear it"),
-		"vrrp_mcast_group6":                m.reject("halb sends adverts to the RFC's group ff02::12; peers on another group would not hear it"),
 		"vrrp_priority":                    m.ignore("halb runs at its own scheduling priority"),
 		"checker_priority":                 m.ignore("halb runs at its own scheduling priority"),
 		"bfd_priority":                     m.ignore("halb runs at its own scheduling priority"),
@@ -180,8 +180,8 @@ func (m *mapper) globalIgnored() map[string]handler {
 		"tmp_config_directory":             m.ignore("halb reads its configuration once per (re)load"),
 		"config_save_dir":                  m.ignore("halb keeps no copies of its configuration"),
 		"random_seed":                      m.ignore("halb reads ${_RANDOM} as the lowest value of its range"),
-		"vmac_prefix":                      m.ignore("halb has no VMAC interfaces"),
-		"vmac_addr_prefix":                 m.ignore("halb has no VMAC interfaces"),
+		"vmac_prefix":                      m.ignore(vmacNames),
+		"vmac_addr_prefix":                 m.ignore(vmacNames),
 		"umask":                            m.ignore("halb writes its files with its own modes"),
 		"reload_check_config":              m.ignore("halb checks a new configuration before applying it on every reload"),
 		"reload_time_file":                 m.ignore("halb reloads on SIGHUP only"),
@@ -198,7 +198,7 @@ func (m *mapper) globalIgnored() map[string]handler {
 		"checker_log_all_failures":         m.ignore("halb logs every health change with its reason"),
 		"log_unknown_vrids":                m.ignore("halb ignores adverts of other VRIDs"),
 		"vrrp_owner_ignore_adverts":        m.ignore("an address owner (priority 255) in halb stays master"),
-		"vrrp_track_process":               m.ignore("halb tracks interfaces and scripts only"),
+		"vrrp_track_process":               m.ignore(processScan),
 	}
 }
 
@@ -346,7 +346,7 @@ func (m *mapper) vrrpInstance(n *Node) {
 		m.set(p+".garp."+field, at)
 	}
 	b := &instBlock{in: &in, p: p}
-	m.walk("vrrp_instance", n.Children, mergeHandlers(b.coreHandlers(m), b.addressHandlers(m), b.trackHandlers(m), b.notifyHandlers(m), b.unsupportedHandlers(m)))
+	m.walk("vrrp_instance", n.Children, mergeHandlers(b.coreHandlers(m), b.addressHandlers(m), b.trackHandlers(m), b.notifyHandlers(m), b.extraHandlers(m), b.unsupportedHandlers(m)))
 	if !b.versionSet && in.Family() == 6 {
 		in.Version = 3 // keepalived uses version 3 for IPv6 whatever vrrp_version says
 	}
@@ -416,14 +416,6 @@ func (b *instBlock) coreHandlers(m *mapper) map[string]handler {
 // addressHandlers read authentication, unicast peers and VIPs.
 func (b *instBlock) addressHandlers(m *mapper) map[string]handler {
 	in, p := b.in, b.p
-	addVIPs := func(c *Node) {
-		for _, v := range words(c) {
-			if pfx, ok := m.vip(v, in); ok {
-				in.VIPs = append(in.VIPs, pfx)
-				m.set(fmt.Sprintf("%s.vips[%d]", p, len(in.VIPs)-1), v.Pos)
-			}
-		}
-	}
 	return map[string]handler{
 		"authentication": func(c *Node) { m.authentication(c, in, p) },
 		"unicast_src_ip": func(c *Node) {
@@ -444,8 +436,8 @@ func (b *instBlock) addressHandlers(m *mapper) map[string]handler {
 				m.set(fmt.Sprintf("%s.unicast_peers[%d]", p, len(in.UnicastPeers)-1), w.Pos)
 			}
 		},
-		"virtual_ipaddress":          addVIPs,
-		"virtual_ipaddress_excluded": m.reject("halb lists every address it carries in its adverts, and keepalived peers ignore adverts whose addresses differ from their own; move the addresses to virtual_ipaddress on every node"),
+		"virtual_ipaddress":          m.vips(in, p, false),
+		"virtual_ipaddress_excluded": m.vips(in, p, true),
 	}
 }
 
@@ -517,8 +509,8 @@ func (b *instBlock) notifyHandlers(m *mapper) map[string]handler {
 			in.GARP.Refresh, _ = m.timerArg(c, 0)
 		}),
 		"garp_master_refresh_repeat": m.ignore("halb sends one gratuitous ARP per refresh"),
-		"garp_lower_prio_delay":      m.ignore("halb does not re-send gratuitous ARPs on hearing a lower priority"),
-		"garp_lower_prio_repeat":     m.ignore("halb does not re-send gratuitous ARPs on hearing a lower priority"),
+		"garp_lower_prio_delay":      m.instanceLowerPrioGARP(in, p, "lower_priority_delay"),
+		"garp_lower_prio_repeat":     m.instanceLowerPrioGARP(in, p, "lower_priority_count"),
 		"lvs_sync_daemon_interface": func(c *Node) {
 			if m.needArgs(c, 1) {
 				m.cfg.IPVSSync = &config.IPVSSync{Interface: c.Arg(0), Instance: in.Name}
@@ -535,30 +527,39 @@ func (b *instBlock) notifyHandlers(m *mapper) map[string]handler {
 func (b *instBlock) unsupportedHandlers(m *mapper) map[string]handler {
 	notTracked := m.reject("halb tracks interfaces and scripts only; the instance would elect without this input")
 	return map[string]handler{
-		"dont_track_primary":      m.reject("halb puts an instance in FAULT when its interface goes down, which keepalived with dont_track_primary does not"),
 		"mcast_src_ip":            m.ignore("halb sends multicast adverts from the interface's primary address"),
-		"use_vmac":                m.reject("halb sends adverts and owns VIPs with the interface's own MAC address; peers and switches would see a different MAC"),
-		"vmac_xmit_base":          m.reject("halb has no VMAC interfaces"),
-		"virtual_routes":          m.reject("halb adds no routes on becoming master; the routes would be missing"),
-		"virtual_rules":           m.reject("halb adds no policy rules on becoming master; the rules would be missing"),
 		"track_file":              notTracked,
-		"track_process":           notTracked,
 		"track_bfd":               notTracked,
 		"track_src_ip":            notTracked,
-		"accept":                  m.ignore("halb always accepts packets to its VIPs (no firewall rules)"),
-		"no_accept":               m.reject("halb adds no firewall rules; packets to the VIPs would be accepted"),
 		"strict_mode":             m.ignore("halb follows the RFC on the wire and adds no firewall rules"),
 		"debug":                   m.ignore("use halb run --log-level debug"),
 		"unicast_ttl":             m.ignore("halb sends unicast adverts with TTL 255 as the RFC says"),
 		"check_unicast_src":       m.ignore("halb accepts unicast adverts from its configured peers"),
 		"unicast_fault_no_peer":   m.ignore("an instance with no peer in halb stays backup until it elects itself"),
-		"skip_check_adv_addr":     m.ignore("halb never drops an advert over its address list"),
+		"skip_check_adv_addr":     m.ignore("halb checks the address list of every advert, and drops those that differ unless from the address owner"),
 		"higher_prio_send_advert": m.ignore("halb answers a lower-priority master with its own advert as the RFC says"),
 		"lower_prio_no_advert":    m.ignore("halb follows the RFC"),
 		"kernel_rx_buf_size":      m.ignore("halb sizes its socket buffers itself"),
 		"linkbeat_use_polling":    m.ignore("halb watches links over netlink"),
 		"down_timer_adverts":      m.ignore("halb waits the RFC's master-down interval"),
 		"old_unicast_checksum":    m.reject("halb computes unicast checksums as current keepalived does; a peer expecting the old form would drop them"),
+	}
+}
+
+// extraHandlers read what an instance carries besides its VIPs: vmac,
+// routes and rules, tracked processes, and whether it accepts packets to
+// its VIPs.
+func (b *instBlock) extraHandlers(m *mapper) map[string]handler {
+	in, p := b.in, b.p
+	return map[string]handler{
+		"dont_track_primary": m.flag(p+".ignore_interface_down", &in.IgnoreInterfaceDown),
+		"use_vmac":           m.useVMAC(in, p),
+		"vmac_xmit_base":     m.flag(p+".vmac_xmit_base", &in.VMACXmitBase),
+		"virtual_routes":     m.routeLines(&in.Routes, p+".routes"),
+		"virtual_rules":      m.ruleLines(&in.Rules, p+".rules"),
+		"track_process":      m.trackProcesses(in, p),
+		"accept":             noop,
+		"no_accept":          m.flag(p+".no_accept", &in.NoAccept),
 	}
 }
 
@@ -595,55 +596,13 @@ func (m *mapper) notifyExec(c *Node) {
 	}
 }
 
-// vip reads one line of virtual_ipaddress:
-// ADDR[/LEN] [dev IF] [brd ADDR] [scope S] [label L] [...].
-func (m *mapper) vip(v *Node, in *config.Instance) (netip.Prefix, bool) {
-	var pfx netip.Prefix
-	if strings.Contains(v.Name, "/") {
-		p, err := netip.ParsePrefix(v.Name)
-		if err != nil {
-			m.errorf(v.Pos, "virtual_ipaddress: %q is not ADDRESS or ADDRESS/LENGTH", v.Name)
-			return pfx, false
-		}
-		pfx = netip.PrefixFrom(p.Addr().Unmap(), p.Bits())
-	} else {
-		a, err := netip.ParseAddr(v.Name)
-		if err != nil {
-			m.errorf(v.Pos, "virtual_ipaddress: %q is not ADDRESS or ADDRESS/LENGTH", v.Name)
-			return pfx, false
-		}
-		a = a.Unmap()
-		pfx = netip.PrefixFrom(a, a.BitLen())
-	}
-	for i := 0; i < len(v.Args); i++ {
-		opt := v.Arg(i)
-		switch opt {
-		case "dev":
-			if i+1 < len(v.Args) && in.Interface != "" && v.Arg(i+1) != in.Interface {
-				m.errorf(v.ArgPos(i+1), "virtual_ipaddress: dev %s is not supported: halb puts every VIP on the instance's interface (%s)", v.Arg(i+1), in.Interface)
-			}
-			i++
-		case "brd", "broadcast", "scope", "label", "peer", "metric", "preferred_lft":
-			m.warnf(v.ArgPos(i), "virtual_ipaddress: %s is not supported: halb adds the address with the kernel's defaults", opt)
-			if opt != "broadcast" {
-				i++
-			}
-		case "no_track", "home", "-nodad", "nodad", "noprefixroute", "autojoin":
-			m.warnf(v.ArgPos(i), "virtual_ipaddress: %s is not supported: halb adds the address with the kernel's defaults", opt)
-		default:
-			m.errorf(v.ArgPos(i), "virtual_ipaddress: unknown option %q", opt)
-		}
-	}
-	return pfx, true
-}
-
 func (m *mapper) authentication(c *Node, in *config.Instance, p string) {
 	kind := "PASS"
 	m.walk("authentication", c.Children, map[string]handler{
 		"auth_type": func(n *Node) {
 			kind = strings.ToUpper(n.Arg(0))
 			if kind == "AH" {
-				m.errorf(n.ArgPos(0), "auth_type AH is not supported: halb speaks VRRP without IPsec AH; peers would drop its adverts")
+				m.warnf(n.ArgPos(0), "auth_type AH is not supported: %s", ahInstead)
 			} else if kind != "PASS" {
 				m.errorf(n.ArgPos(0), "auth_type: %q is not PASS or AH", n.Arg(0))
 			}
@@ -659,6 +618,9 @@ func (m *mapper) authentication(c *Node, in *config.Instance, p string) {
 			}
 		},
 	})
+	if kind == "AH" {
+		noAH(in, p, m.written)
+	}
 }
 
 func (m *mapper) syncGroup(n *Node) {
@@ -689,7 +651,7 @@ func (m *mapper) syncGroup(n *Node) {
 		"track_interface":            m.reject("halb tracks interfaces per instance; move it into each vrrp_instance"),
 		"track_script":               m.reject("halb tracks scripts per instance; move it into each vrrp_instance"),
 		"track_file":                 m.reject("halb tracks interfaces and scripts only"),
-		"track_process":              m.reject("halb tracks interfaces and scripts only"),
+		"track_process":              m.ignore("halb tracks processes per instance; list them in each member's track_process"),
 	})
 	if !trackingWeight {
 		m.syncMembers = append(m.syncMembers, g.Instances...)

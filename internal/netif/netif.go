@@ -22,17 +22,11 @@ import (
 // AddAddrs adds prefixes to an interface; an address already there is
 // left as it is. IPv6 addresses skip duplicate address detection.
 func AddAddrs(ifname string, prefixes []netip.Prefix) error {
-	link, err := netlink.LinkByName(ifname)
-	if err != nil {
-		return fmt.Errorf("add addresses to %s: %w", ifname, err)
+	addrs := make([]Address, len(prefixes))
+	for i, p := range prefixes {
+		addrs[i] = Address{Prefix: p}
 	}
-	for _, p := range prefixes {
-		a := nlAddr(p)
-		if err := netlink.AddrAdd(link, a); err != nil && !errors.Is(err, syscall.EEXIST) {
-			return fmt.Errorf("add %s to %s: %w", p, ifname, err)
-		}
-	}
-	return nil
+	return AddAddresses(ifname, addrs)
 }
 
 // RemoveAddrs removes prefixes from an interface; an address not there is
@@ -220,4 +214,40 @@ func WatchLinks(ctx context.Context, out chan<- LinkChange) error {
 			}
 		}
 	}
+}
+
+// Address is an address with the options ip-address(8) would give it.
+type Address struct {
+	Prefix netip.Prefix
+	// Scope is global (or empty), site, link, host or nowhere.
+	Scope     string
+	Label     string
+	Broadcast netip.Addr
+}
+
+var scopes = map[string]netlink.Scope{"": netlink.SCOPE_UNIVERSE, "global": netlink.SCOPE_UNIVERSE,
+	"site": netlink.SCOPE_SITE, "link": netlink.SCOPE_LINK, "host": netlink.SCOPE_HOST, "nowhere": netlink.SCOPE_NOWHERE}
+
+// AddAddresses adds addresses with their options to an interface; an
+// address already there is left as it is.
+func AddAddresses(ifname string, addrs []Address) error {
+	link, err := netlink.LinkByName(ifname)
+	if err != nil {
+		return fmt.Errorf("add addresses to %s: %w", ifname, err)
+	}
+	for _, x := range addrs {
+		a := nlAddr(x.Prefix)
+		scope, ok := scopes[x.Scope]
+		if !ok {
+			return fmt.Errorf("add %s to %s: unknown scope %q", x.Prefix, ifname, x.Scope)
+		}
+		a.Scope, a.Label = int(scope), x.Label
+		if x.Broadcast.IsValid() {
+			a.Broadcast = x.Broadcast.AsSlice()
+		}
+		if err := netlink.AddrAdd(link, a); err != nil && !errors.Is(err, syscall.EEXIST) {
+			return fmt.Errorf("add %s to %s: %w", x.Prefix, ifname, err)
+		}
+	}
+	return nil
 }

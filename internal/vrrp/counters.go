@@ -20,11 +20,12 @@ const (
 	RejectInterval      = "interval"
 	RejectAuth          = "auth"
 	RejectUnknownSource = "unknown source"
+	RejectAddressList   = "address list"
 	RejectOther         = "other"
 )
 
 var rejectReasons = [...]string{RejectLength, RejectVersion, RejectChecksum, RejectTTL, RejectAddressCount,
-	RejectInterval, RejectAuth, RejectUnknownSource, RejectOther}
+	RejectInterval, RejectAuth, RejectUnknownSource, RejectAddressList, RejectOther}
 
 // decodeReason names the reason of a Decode error.
 func decodeReason(err error) string {

@@ -91,7 +91,7 @@ func TestReceiveCounts(t *testing.T) {
 		received uint64
 		rejected map[string]uint64
 	}{
-		"v3":  {2, map[string]uint64{RejectTTL: 1, RejectChecksum: 1, RejectLength: 1, RejectAddressCount: 1, RejectVersion: 1}},
+		"v3":  {2, map[string]uint64{RejectTTL: 1, RejectChecksum: 2, RejectLength: 1, RejectVersion: 1}},
 		"uni": {1, map[string]uint64{RejectUnknownSource: 1}},
 		"v2":  {1, map[string]uint64{RejectAuth: 1, RejectInterval: 1}},
 	}

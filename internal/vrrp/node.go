@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"reflect"
 	"slices"
@@ -25,25 +26,39 @@ import (
 
 // Net is what the runner does to interfaces (package netif).
 type Net interface {
-	AddAddrs(ifname string, p []netip.Prefix) error
+	AddAddrs(ifname string, a []netif.Address) error
 	RemoveAddrs(ifname string, p []netip.Prefix) error
 	Announce(ifname string, addrs []netip.Addr) error
 	PrimaryAddr(ifname string, family int, vips []netip.Prefix) (netip.Addr, error)
 	LinkUp(ifname string) (bool, error)
 	WatchLinks(ctx context.Context, out chan<- netif.LinkChange) error
+	WatchAddrs(ctx context.Context, out chan<- netif.AddrChange) error
+	AddRouting(routes []netif.Route, rules []netif.Rule) error
+	RemoveRouting(routes []netif.Route, rules []netif.Rule) error
+	EnsureVMAC(base, name string, mac net.HardwareAddr) error
+	RemoveVMAC(name string) error
+	SetDropped(addrs []netip.Addr) error
 }
 
 type kernelNet struct{}
 
-func (kernelNet) AddAddrs(i string, p []netip.Prefix) error    { return netif.AddAddrs(i, p) }
+func (kernelNet) AddAddrs(i string, a []netif.Address) error   { return netif.AddAddresses(i, a) }
 func (kernelNet) RemoveAddrs(i string, p []netip.Prefix) error { return netif.RemoveAddrs(i, p) }
 func (kernelNet) Announce(i string, a []netip.Addr) error      { return netif.Announce(i, a) }
 func (kernelNet) PrimaryAddr(i string, f int, v []netip.Prefix) (netip.Addr, error) {
 	return netif.PrimaryAddr(i, f, v)
 }
 func (kernelNet) LinkUp(i string) (bool, error) { return netif.LinkUp(i) }
+func (kernelNet) EnsureVMAC(base, name string, mac net.HardwareAddr) error {
+	return netif.EnsureVMAC(base, name, mac)
+}
+func (kernelNet) RemoveVMAC(name string) error        { return netif.RemoveVMAC(name) }
+func (kernelNet) SetDropped(addrs []netip.Addr) error { return netif.SetDropped(addrs) }
 func (kernelNet) WatchLinks(ctx context.Context, out chan<- netif.LinkChange) error {
 	return netif.WatchLinks(ctx, out)
+}
+func (kernelNet) WatchAddrs(ctx context.Context, out chan<- netif.AddrChange) error {
+	return netif.WatchAddrs(ctx, out)
 }
 
 // Option configures a Node.
@@ -108,6 +123,7 @@ func (n *Node) Run(ctx context.Context, events chan<- event.VRRP) error {
 		linkUp:    map[string]bool{},
 		netq:      make(chan func(), 256),
 		notifyq:   proc.NewQueue(1, notifyQueue),
+		scanProcs: func() ([]process, error) { return scanProc("/proc") },
 	}
 	defer close(r.done)
 	netDone := make(chan struct{})
@@ -122,6 +138,9 @@ func (n *Node) Run(ctx context.Context, events chan<- event.VRRP) error {
 	defer stopWatch()
 	watchErr := make(chan error, 1)
 	go func() { watchErr <- n.net.WatchLinks(wctx, links) }()
+	addrs := make(chan netif.AddrChange, 64)
+	addrWatchErr := make(chan error, 1)
+	go func() { addrWatchErr <- n.net.WatchAddrs(wctx, addrs) }()
 
 	if err := r.apply(n.cfg); err != nil {
 		// The other instances run; a reload may fix these.
@@ -142,6 +161,8 @@ func (n *Node) Run(ctx context.Context, events chan<- event.VRRP) error {
 			r.receive(p)
 		case lc := <-links:
 			r.link(lc)
+		case ac := <-addrs:
+			r.addrChange(ac)
 		case sr := <-r.scriptRes:
 			r.script(sr)
 		case err := <-watchErr:
@@ -149,6 +170,11 @@ func (n *Node) Run(ctx context.Context, events chan<- event.VRRP) error {
 				r.log.Error("link watch stopped; interface tracking is off", "err", err)
 			}
 			watchErr = nil
+		case err := <-addrWatchErr:
+			if err != nil {
+				r.log.Error("address watch stopped; VIPs removed by hand are not put back", "err", err)
+			}
+			addrWatchErr = nil
 		case <-timer:
 		}
 		r.tick()
@@ -162,25 +188,34 @@ type sockKey struct {
 
 // instance is one running VRRP instance.
 type instance struct {
-	cfg      config.Instance
-	m        fsm.Machine
-	sock     conn
-	src      netip.Addr
-	dsts     []netip.Addr
-	peers    map[netip.Addr]bool
-	form     packet.Checksum
+	cfg   config.Instance
+	m     fsm.Machine
+	sock  conn
+	src   netip.Addr
+	dsts  []netip.Addr
+	peers map[netip.Addr]bool
+	form  packet.Checksum
+	// vipAddrs are the addresses the adverts list; sets are all the
+	// VIPs by interface.
 	vipAddrs []netip.Addr
-	group    string
-	cnt      *counters
+	sets     []vipSet
+	// rt is what the instance adds besides its VIPs while master.
+	rt    routing
+	group string
+	cnt   *counters
 	// faults are the active reasons for FAULT, by source.
 	faults map[string]string
 	// weights are the active tracking weights, by source.
 	weights map[string]int
-	// announce timers: second burst and periodic refresh (zero: off).
+	// announce timers: second burst and periodic refresh (zero: off);
+	// burstCount is the second burst's size.
 	burstAt, refreshAt time.Time
+	burstCount         int
 	// reported is what the engine last heard.
-	reported         fsm.Machine
-	mismatchReported bool
+	reported fsm.Machine
+	// mismatchReported and versionReported: adverts listing other
+	// addresses, of another version, were reported (they are once).
+	mismatchReported, versionReported bool
 }
 
 type runner struct {
@@ -206,6 +241,14 @@ type runner struct {
 	netq chan func()
 	// notifyq runs the instances' notify executables.
 	notifyq *proc.Queue
+	// procs are the tracked processes by name; scanProcs lists the
+	// running processes.
+	procs     map[string]*procState
+	scanProcs func() ([]process, error)
+	// noAccept holds the VIPs dropped, by instance (no_accept while
+	// master); dropped is the list the kernel has.
+	noAccept map[string][]netip.Addr
+	dropped  []netip.Addr
 }
 
 // notifyQueue is how many notify runs may wait for the one running.
@@ -224,7 +267,8 @@ func (r *runner) apply(cfg *config.Config) error {
 		want[in.Name] = in
 	}
 	for name, ins := range r.instances {
-		if w, ok := want[name]; !ok || !reflect.DeepEqual(w, ins.cfg) || groupOf(old, name) != groupOf(cfg, name) {
+		if w, ok := want[name]; !ok || !reflect.DeepEqual(w, ins.cfg) || groupOf(old, name) != groupOf(cfg, name) ||
+			old != nil && old.VRRP.Group(ins.cfg.Family()) != cfg.VRRP.Group(ins.cfg.Family()) {
 			r.stop(ins, "removed or changed by reload")
 			delete(r.instances, name)
 		}
@@ -235,6 +279,7 @@ func (r *runner) apply(cfg *config.Config) error {
 	}
 	r.counters.keep(names)
 	r.syncScripts(cfg)
+	r.syncProcesses(cfg)
 	var errs []error
 	now := r.clock.Now()
 	for _, ins := range r.instances {
@@ -249,6 +294,7 @@ func (r *runner) apply(cfg *config.Config) error {
 		}
 	}
 	r.closeUnusedSockets()
+	r.setStatic(old, cfg)
 	r.syncGroups()
 	for _, ins := range r.instances {
 		if ins.group != "" {
@@ -272,11 +318,20 @@ func groupOf(cfg *config.Config, name string) string {
 
 func (r *runner) start(in config.Instance, group string) error {
 	fam := in.Family()
-	key := sockKey{in.Interface, fam}
+	sockDev := in.Interface
+	if in.VMAC {
+		if err := r.net.EnsureVMAC(in.Interface, in.VMACName, netif.VirtualMAC(in.VRID, fam)); err != nil {
+			return err
+		}
+		if !in.VMACXmitBase {
+			sockDev = in.VMACName
+		}
+	}
+	key := sockKey{sockDev, fam}
 	s := r.sockets[key]
 	if s == nil {
 		var err error
-		if s, err = r.open(in.Interface, fam); err != nil {
+		if s, err = r.open(sockDev, fam); err != nil {
 			return err
 		}
 		r.sockets[key] = s
@@ -284,26 +339,22 @@ func (r *runner) start(in config.Instance, group string) error {
 	}
 	ins := &instance{cfg: in, sock: s, group: group, faults: map[string]string{}, weights: map[string]int{},
 		peers: map[netip.Addr]bool{}, cnt: r.counters.of(in.Name)}
-	for _, v := range in.VIPs {
-		ins.vipAddrs = append(ins.vipAddrs, v.Addr())
-	}
+	ins.vipAddrs, ins.sets, ins.rt = in.AdvertisedVIPs(), vipSets(in), routingOf(in.Routes, in.Rules)
 	if in.Unicast() {
 		ins.dsts = in.UnicastPeers
 		for _, p := range in.UnicastPeers {
 			ins.peers[p] = true
 		}
 	} else {
-		if err := s.join(); err != nil {
+		group := r.cfg.VRRP.Group(fam)
+		if err := s.join(group); err != nil {
 			return err
 		}
-		ins.dsts = []netip.Addr{packet.GroupIPv4}
-		if fam == 6 {
-			ins.dsts = []netip.Addr{packet.GroupIPv6}
-		}
+		ins.dsts = []netip.Addr{group}
 	}
 	ins.src = in.UnicastSource
 	if !ins.src.IsValid() || fam == 6 && !in.Unicast() {
-		src, err := r.net.PrimaryAddr(in.Interface, fam, in.VIPs)
+		src, err := r.net.PrimaryAddr(srcDev(in, sockDev, fam), fam, in.VIPs)
 		if err != nil {
 			return err
 		}
@@ -314,10 +365,10 @@ func (r *runner) start(in config.Instance, group string) error {
 	}
 	// Stale VIPs: this node is not master of them yet.
 	if in.Priority != 255 {
+		sets, rt := ins.sets, ins.rt
 		r.netq <- func() {
-			if err := r.net.RemoveAddrs(in.Interface, in.VIPs); err != nil {
-				r.log.Warn("removing stale VIPs failed", "instance", in.Name, "err", err)
-			}
+			r.removeRouting(in, rt, "removing stale routes or rules failed")
+			r.removeVIPs(in, sets, "removing stale VIPs failed")
 		}
 	}
 	ins.m = fsm.NewMachine(fsm.Params{Version: in.Version, Priority: in.Priority, Interval: in.AdvertInterval.D(),
@@ -360,8 +411,18 @@ func (r *runner) shutdown(netDone <-chan struct{}) {
 	close(r.netq)
 	<-netDone
 	for _, ins := range r.instances {
-		if err := r.net.RemoveAddrs(ins.cfg.Interface, ins.cfg.VIPs); err != nil {
-			r.log.Error("removing VIPs at shutdown failed", "instance", ins.cfg.Name, "err", err)
+		r.removeRouting(ins.cfg, ins.rt, "removing routes or rules at shutdown failed")
+		r.removeVIPs(ins.cfg, ins.sets, "removing VIPs at shutdown failed")
+		if ins.cfg.VMAC {
+			if err := r.net.RemoveVMAC(ins.cfg.VMACName); err != nil {
+				r.log.Error("removing the virtual MAC interface at shutdown failed", "instance", ins.cfg.Name, "err", err)
+			}
+		}
+	}
+	r.removeStatic(staticOf(r.cfg))
+	if len(r.dropped) > 0 {
+		if err := r.net.SetDropped(nil); err != nil {
+			r.log.Error("removing the no_accept rules at shutdown failed", "err", err)
 		}
 	}
 	for key, s := range r.sockets {
@@ -416,37 +477,43 @@ func (r *runner) perform(ins *instance, a fsm.Action, now time.Time) {
 		}
 		r.send(ins, prio)
 	case fsm.AddVIPs:
-		addrs := ins.vipAddrs
+		sets, rt := ins.sets, ins.rt
 		r.netq <- func() {
-			if err := r.net.AddAddrs(in.Interface, in.VIPs); err != nil {
-				r.log.Error("adding VIPs failed", "instance", in.Name, "err", err)
+			if !r.addVIPs(in, sets) {
 				return
 			}
-			r.announce(in, addrs)
+			r.announce(in, sets, in.GARP.Count)
+			if !rt.empty() {
+				if err := r.net.AddRouting(rt.routes, rt.rules); err != nil {
+					r.log.Error("adding routes or rules failed", "instance", in.Name, "err", err)
+				}
+			}
 		}
 		if in.GARP.SecondBurst > 0 {
-			ins.burstAt = now.Add(in.GARP.SecondBurst.D())
+			ins.burstAt, ins.burstCount = now.Add(in.GARP.SecondBurst.D()), in.GARP.Count
 		}
+		r.setNoAccept(ins, true)
 		if in.GARP.Refresh > 0 {
 			ins.refreshAt = now.Add(in.GARP.Refresh.D())
 		}
-	case fsm.RemoveVIPs:
-		ins.burstAt, ins.refreshAt = time.Time{}, time.Time{}
-		r.netq <- func() {
-			if err := r.net.RemoveAddrs(in.Interface, in.VIPs); err != nil {
-				r.log.Error("removing VIPs failed", "instance", in.Name, "err", err)
-			}
-		}
-	}
-}
-
-// announce sends a burst of GARP.Count announcements; it runs on netq.
-func (r *runner) announce(in config.Instance, addrs []netip.Addr) {
-	for range in.GARP.Count {
-		if err := r.net.Announce(in.Interface, addrs); err != nil {
-			r.log.Warn("announcing VIPs failed", "instance", in.Name, "err", err)
+	case fsm.AnnounceVIPs:
+		count, sets := in.GARP.LowerPriorityCount, ins.sets
+		if count == 0 {
 			return
 		}
+		r.log.Info("lower priority master heard; announcing the VIPs again", "instance", in.Name)
+		r.netq <- func() { r.announce(in, sets, count) }
+		if in.GARP.LowerPriorityDelay > 0 {
+			ins.burstAt, ins.burstCount = now.Add(in.GARP.LowerPriorityDelay.D()), count
+		}
+	case fsm.RemoveVIPs:
+		ins.burstAt, ins.refreshAt = time.Time{}, time.Time{}
+		sets, rt := ins.sets, ins.rt
+		r.netq <- func() {
+			r.removeRouting(in, rt, "removing routes or rules failed")
+			r.removeVIPs(in, sets, "removing VIPs failed")
+		}
+		r.setNoAccept(ins, false)
 	}
 }
 
@@ -499,6 +566,14 @@ func (r *runner) report(ins *instance, now time.Time) {
 	r.events <- ev
 }
 
+// notice reports what happened to an instance while its state stays.
+func (r *runner) notice(ins *instance, why string, now time.Time) {
+	m := ins.m
+	r.events <- event.VRRP{At: now, Instance: ins.cfg.Name, VRID: ins.cfg.VRID, Interface: ins.cfg.Interface,
+		Old: m.State.String(), New: m.State.String(), Priority: ins.cfg.Priority, EffectivePriority: m.Effective,
+		Master: m.Master, Reason: why, Notice: true}
+}
+
 // receive checks an advert and gives it to its instance, counting it as
 // received or rejected with a reason.
 func (r *runner) receive(p received) {
@@ -532,6 +607,14 @@ func (r *runner) receive(p received) {
 	if a.Version != in.Version {
 		r.log.Debug("advert of another VRRP version dropped", "instance", in.Name, "src", p.hdr.Src, "version", a.Version)
 		ins.cnt.reject(RejectVersion)
+		if !ins.versionReported {
+			ins.versionReported = true
+			why := fmt.Sprintf("hears VRRPv%d adverts for VRID %d from %s but speaks VRRPv%d: they are dropped; set the same version on every node",
+				a.Version, in.VRID, p.hdr.Src, in.Version)
+			r.log.Warn("adverts of another VRRP version (logged once)", "instance", in.Name, "src", p.hdr.Src,
+				"theirs", a.Version, "ours", in.Version)
+			r.notice(ins, why, r.clock.Now())
+		}
 		return
 	}
 	if in.Version == 2 {
@@ -550,9 +633,16 @@ func (r *runner) receive(p received) {
 			return
 		}
 	}
-	if !ins.mismatchReported && !sameAddrs(a.Addrs, ins.vipAddrs) {
-		ins.mismatchReported = true
-		r.log.Warn("peer advertises other VIPs", "instance", in.Name, "src", p.hdr.Src, "theirs", a.Addrs, "ours", ins.vipAddrs)
+	if a.Priority != 255 && !sameAddrs(a.Addrs, ins.vipAddrs) {
+		// RFC 5798 §7.1 and RFC 3768 §7.1, as keepalived: only the
+		// address owner may advertise another list.
+		if !ins.mismatchReported {
+			ins.mismatchReported = true
+			r.log.Warn("adverts listing other VIPs dropped (logged once)", "instance", in.Name, "src", p.hdr.Src,
+				"theirs", a.Addrs, "ours", ins.vipAddrs)
+		}
+		ins.cnt.reject(RejectAddressList)
+		return
 	}
 	ins.cnt.received.Add(1)
 	r.step(ins, fsm.Event{Advert: a, Src: p.hdr.Src}, r.clock.Now())
@@ -579,6 +669,7 @@ func (r *runner) nextDeadline() time.Time {
 		consider(ins.refreshAt)
 	}
 	consider(r.sched.next)
+	consider(r.nextProcessScan())
 	return next
 }
 
@@ -590,23 +681,22 @@ func (r *runner) tick() {
 			r.log.Error("VRRP scheduling not applied to new threads", "err", err)
 		}
 	}
+	if next := r.nextProcessScan(); !next.IsZero() && !now.Before(next) {
+		r.countProcesses(now, false)
+	}
 	for _, ins := range r.instances {
 		if d := ins.m.Deadline(); !d.IsZero() && !now.Before(d) {
 			r.step(ins, fsm.Event{Tick: true}, now)
 		}
 		if !ins.burstAt.IsZero() && !now.Before(ins.burstAt) {
 			ins.burstAt = time.Time{}
-			in, addrs := ins.cfg, ins.vipAddrs
-			r.netq <- func() { r.announce(in, addrs) }
+			in, sets, count := ins.cfg, ins.sets, ins.burstCount
+			r.netq <- func() { r.announce(in, sets, count) }
 		}
 		if !ins.refreshAt.IsZero() && !now.Before(ins.refreshAt) {
 			ins.refreshAt = now.Add(ins.cfg.GARP.Refresh.D())
-			in, addrs := ins.cfg, ins.vipAddrs
-			r.netq <- func() {
-				if err := r.net.Announce(in.Interface, addrs); err != nil {
-					r.log.Warn("refreshing VIP announcement failed", "instance", in.Name, "err", err)
-				}
-			}
+			in, sets := ins.cfg, ins.sets
+			r.netq <- func() { r.announce(in, sets, 1) }
 		}
 	}
 }

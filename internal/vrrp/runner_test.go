@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"os/user"
@@ -37,9 +38,11 @@ type sentAdvert struct {
 type fakeConn struct {
 	clock *clocktest.Clock
 	sent  []sentAdvert
+	// dst is the group joined last.
+	dst netip.Addr
 }
 
-func (c *fakeConn) join() error                           { return nil }
+func (c *fakeConn) join(g netip.Addr) error               { c.dst = g; return nil }
 func (c *fakeConn) read(chan<- received, <-chan struct{}) {}
 func (c *fakeConn) close()                                {}
 func (c *fakeConn) send(b []byte, src, dst netip.Addr) error {
@@ -57,9 +60,15 @@ type fakeNet struct {
 	up        map[string]bool
 	hasVIPs   bool
 	announced []time.Time
+	// routing records routes and rules added (+) and removed (-).
+	routing []string
+	// vmacs records the virtual MAC interfaces made.
+	vmacs []string
+	// dropped records the lists of VIPs dropped (no_accept).
+	dropped []string
 }
 
-func (n *fakeNet) AddAddrs(string, []netip.Prefix) error    { n.hasVIPs = true; return nil }
+func (n *fakeNet) AddAddrs(string, []netif.Address) error   { n.hasVIPs = true; return nil }
 func (n *fakeNet) RemoveAddrs(string, []netip.Prefix) error { n.hasVIPs = false; return nil }
 func (n *fakeNet) Announce(string, []netip.Addr) error {
 	n.announced = append(n.announced, n.clock.Now())
@@ -69,8 +78,29 @@ func (n *fakeNet) PrimaryAddr(string, int, []netip.Prefix) (netip.Addr, error) {
 	return netip.MustParseAddr("192.0.2.1"), nil
 }
 func (n *fakeNet) LinkUp(name string) (bool, error) { return n.up[name], nil }
+func (n *fakeNet) EnsureVMAC(base, name string, mac net.HardwareAddr) error {
+	n.vmacs = append(n.vmacs, base+">"+name+"@"+mac.String())
+	return nil
+}
+func (n *fakeNet) RemoveVMAC(string) error { return nil }
+func (n *fakeNet) SetDropped(addrs []netip.Addr) error {
+	n.dropped = append(n.dropped, fmt.Sprint(addrs))
+	return nil
+}
 func (n *fakeNet) WatchLinks(ctx context.Context, _ chan<- netif.LinkChange) error {
 	<-ctx.Done()
+	return nil
+}
+func (n *fakeNet) WatchAddrs(ctx context.Context, _ chan<- netif.AddrChange) error {
+	<-ctx.Done()
+	return nil
+}
+func (n *fakeNet) AddRouting(routes []netif.Route, rules []netif.Rule) error {
+	n.routing = append(n.routing, fmt.Sprintf("+%v %v", routes, rules))
+	return nil
+}
+func (n *fakeNet) RemoveRouting(routes []netif.Route, rules []netif.Rule) error {
+	n.routing = append(n.routing, fmt.Sprintf("-%v %v", routes, rules))
 	return nil
 }
 
@@ -109,6 +139,7 @@ func newTestRunner(t *testing.T, yaml string, up ...string) *testRunner {
 		counters:  &counterSet{},
 		netq:      make(chan func(), 256),
 		notifyq:   proc.NewQueue(1, notifyQueue),
+		scanProcs: func() ([]process, error) { return nil, nil },
 	}
 	t.Cleanup(func() {
 		close(tr.done)

@@ -17,7 +17,7 @@ import (
 // conn is what the runner needs of a VRRP socket: the kernel's (socket),
 // or a fake in tests.
 type conn interface {
-	join() error
+	join(group netip.Addr) error
 	send(b []byte, src, dst netip.Addr) error
 	read(out chan<- received, done <-chan struct{})
 	close()
@@ -42,7 +42,7 @@ type socket struct {
 	c      net.PacketConn
 	p4     *ipv4.PacketConn
 	p6     *ipv6.PacketConn
-	joined bool
+	joined map[netip.Addr]bool
 }
 
 // openSocket opens a raw VRRP socket bound to ifname (SO_BINDTODEVICE),
@@ -107,22 +107,25 @@ func firstErr(errs ...error) error {
 	return nil
 }
 
-// join subscribes the socket to the VRRP group of its family on its
+// join subscribes the socket to a VRRP group of its family on its
 // interface (only there).
-func (s *socket) join() error {
-	if s.joined {
+func (s *socket) join(group netip.Addr) error {
+	if s.joined[group] {
 		return nil
 	}
 	var err error
 	if s.family == 4 {
-		err = s.p4.JoinGroup(s.ifi, &net.IPAddr{IP: packet.GroupIPv4.AsSlice()})
+		err = s.p4.JoinGroup(s.ifi, &net.IPAddr{IP: group.AsSlice()})
 	} else {
-		err = s.p6.JoinGroup(s.ifi, &net.IPAddr{IP: packet.GroupIPv6.AsSlice()})
+		err = s.p6.JoinGroup(s.ifi, &net.IPAddr{IP: group.AsSlice()})
 	}
 	if err != nil {
-		return fmt.Errorf("join VRRP group on %s: %w", s.ifname, err)
+		return fmt.Errorf("join VRRP group %s on %s: %w", group, s.ifname, err)
 	}
-	s.joined = true
+	if s.joined == nil {
+		s.joined = map[netip.Addr]bool{}
+	}
+	s.joined[group] = true
 	return nil
 }
 

@@ -49,7 +49,7 @@ func (r *runner) track(ins *instance, now time.Time) {
 	faults := map[string]string{}
 	weights := map[string]int{}
 	in := ins.cfg
-	if !r.linkUp[in.Interface] {
+	if !r.linkUp[in.Interface] && !in.IgnoreInterfaceDown {
 		faults["interface "+in.Interface] = fmt.Sprintf("interface %s down", in.Interface)
 	}
 	for _, t := range in.TrackInterface {
@@ -66,6 +66,7 @@ func (r *runner) track(ins *instance, now time.Time) {
 		}
 		r.apply1(faults, weights, "script "+t.Name, w, sr.up, fmt.Sprintf("tracking script %s failing", t.Name))
 	}
+	r.trackProcesses(ins, faults, weights)
 	if why, ok := ins.faults[groupSource]; ok {
 		faults[groupSource] = why
 	}

@@ -106,10 +106,14 @@ const (
 	SendPriority0               // advert with priority 0 (release)
 	AddVIPs                     // add the VIPs and announce them (GARP/NA)
 	RemoveVIPs                  // remove the VIPs, stop announcing them
+	// AnnounceVIPs announces the VIPs again: a master heard a lower
+	// priority master (a healed split brain), whose MAC some clients
+	// may have learnt.
+	AnnounceVIPs
 )
 
 func (a Action) String() string {
-	return [...]string{"SendAdvert", "SendPriority0", "AddVIPs", "RemoveVIPs"}[a]
+	return [...]string{"SendAdvert", "SendPriority0", "AddVIPs", "RemoveVIPs", "AnnounceVIPs"}[a]
 }
 
 // NewMachine returns a machine in INIT.
@@ -294,10 +298,11 @@ func (m Machine) advert(a *packet.Advert, src netip.Addr, now time.Time) (Machin
 			}
 			return m.becomeBackup(a, src, now, why)
 		}
-		// A lower priority peer: answer at once so that it learns the
-		// master quickly (keepalived does the same).
+		// A lower priority master: answer at once so that it learns the
+		// master quickly, and win its clients back (keepalived does the
+		// same).
 		m.advertAt = now.Add(m.Interval)
-		return m, []Action{SendAdvert}
+		return m, []Action{SendAdvert, AnnounceVIPs}
 	}
 	return m, nil
 }

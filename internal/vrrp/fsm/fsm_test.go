@@ -116,10 +116,10 @@ func TestMasterYields(t *testing.T) {
 	m, _ := Step(NewMachine(params(150, "192.0.2.1")), Event{Start: true}, t0)
 	m, _ = Step(m, Event{Tick: true}, m.Deadline())
 	must(t, m, Master)
-	// Lower priority: stay, answer at once.
+	// Lower priority: stay, answer at once, announce the VIPs again.
 	m2, acts := Step(m, Event{Advert: adv(100, time.Second), Src: addr("192.0.2.9")}, m.Since)
 	must(t, m2, Master)
-	if !slices.Equal(acts, []Action{SendAdvert}) {
+	if !slices.Equal(acts, []Action{SendAdvert, AnnounceVIPs}) {
 		t.Fatalf("actions %v", acts)
 	}
 	// Equal priority, lower address: stay.

@@ -164,9 +164,6 @@ func Decode(h Header, b []byte) (*Advert, error) {
 	default:
 		return nil, fmt.Errorf("decode advert: version %d: %w", a.Version, ErrVersion)
 	}
-	if count == 0 {
-		return nil, fmt.Errorf("decode advert: no addresses: %w", ErrCount)
-	}
 	if len(b) != want {
 		return nil, fmt.Errorf("decode advert: %d bytes for version %d with %d addresses, want %d: %w", len(b), a.Version, count, want, ErrLength)
 	}

@@ -157,7 +157,6 @@ func TestDecodeErrors(t *testing.T) {
 		{"type", h, mod(func(b []byte) []byte { b[0] = 0x32; return b }), ErrVersion},
 		{"version", h, mod(func(b []byte) []byte { b[0] = 0x41; return b }), ErrVersion},
 		{"count", h, mod(func(b []byte) []byte { b[3] = 2; return b }), ErrLength},
-		{"no addresses", h, mod(func(b []byte) []byte { b[3] = 0; return b[:8] }), ErrCount},
 		{"checksum", h, mod(func(b []byte) []byte { b[11] ^= 1; return b }), ErrChecksum},
 		{"trailing", h, append(append([]byte(nil), good...), 0), ErrLength},
 	}
@@ -221,4 +220,22 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("re-encoded\n% x\nreceived\n% x", enc, b)
 		}
 	})
+}
+
+// TestNoAddresses: an instance without VIPs (a tracking or notify-only
+// member of a sync group) sends and hears adverts listing no address, as
+// keepalived's do.
+func TestNoAddresses(t *testing.T) {
+	src := netip.MustParseAddr("192.0.2.1")
+	for _, version := range []int{2, 3} {
+		a := Advert{Version: version, VRID: 7, Priority: 100, Interval: time.Second}
+		b, err := a.Marshal(src, GroupIPv4, ChecksumPseudoHeader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := Decode(Header{Src: src, Dst: GroupIPv4, TTL: 255}, b)
+		if err != nil || len(got.Addrs) != 0 || got.Priority != 100 {
+			t.Errorf("v%d: %+v, %v; want priority 100 and no addresses", version, got, err)
+		}
+	}
 }
