@@ -29,6 +29,11 @@ type Config struct {
 	Notify     Notify          `yaml:"notify"`
 	BGP        BGP             `yaml:"bgp"`
 	positions  map[string]Pos  `yaml:"-"`
+
+	// NetNamespace names the network namespace (/run/netns/NAME) halb
+	// runs in: halb run enters it before it opens anything, as
+	// keepalived's net_namespace does ("": the one it is started in).
+	NetNamespace string `yaml:"net_namespace"`
 }
 
 // VRRP holds the virtual router instances, their sync groups and the

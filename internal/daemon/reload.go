@@ -145,7 +145,7 @@ func notifyChanged(cur, next *config.Config) bool {
 // restartNeeded lists the changes a running halb cannot apply: the data
 // plane is built once, with its table and state directory; the status
 // socket is bound once; an announcer runs only if it was configured at
-// start.
+// start; the network namespace is entered once, before anything opens.
 func restartNeeded(kinds []AnnouncerKind, cur, next *config.Config) []string {
 	var out []string
 	if cur.Dataplane != next.Dataplane {
@@ -160,6 +160,9 @@ func restartNeeded(kinds []AnnouncerKind, cur, next *config.Config) []string {
 	}
 	if cur.StateDir != next.StateDir {
 		out = append(out, "state_dir: changed; restart halb to apply it")
+	}
+	if cur.NetNamespace != next.NetNamespace {
+		out = append(out, fmt.Sprintf("net_namespace: changed from %q to %q; restart halb to apply it", cur.NetNamespace, next.NetNamespace))
 	}
 	return out
 }

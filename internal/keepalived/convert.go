@@ -250,7 +250,7 @@ func (m *mapper) top(nodes []*Node) {
 		"vrrp_track_file":      m.ignore("halb tracks interfaces and scripts only; an instance that uses it is an error"),
 		"bfd_instance":         m.ignore("halb has no BFD; an instance or checker that uses it is an error"),
 		"garp_group":           m.ignore("halb sends gratuitous ARP per instance (garp settings)"),
-		"net_namespace":        m.reject("halb runs in the network namespace it is started in; start it there with ip netns exec"),
+		"net_namespace":        m.netNamespace,
 		"net_namespace_ipvs":   m.reject("halb programs IPVS in its own network namespace"),
 		"instance":             m.ignore("one halb process per configuration; its socket and state directory name it"),
 		"use_pid_dir":          m.ignore("halb writes no pid file"),

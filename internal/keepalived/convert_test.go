@@ -368,3 +368,27 @@ func convertString(t *testing.T, conf string) Conversion {
 	}
 	return conv
 }
+
+// net_namespace is read at the top level (as Octavia writes it) and in
+// global_defs, and written as halb's net_namespace.
+func TestNetNamespace(t *testing.T) {
+	for _, conf := range []string{
+		"net_namespace amphora-haproxy\nvrrp_instance v { interface eth0\n virtual_router_id 1\n priority 100\n virtual_ipaddress { 192.0.2.1/24 } }\n",
+		"global_defs {\n net_namespace amphora-haproxy\n}\nvrrp_instance v { interface eth0\n virtual_router_id 1\n priority 100\n virtual_ipaddress { 192.0.2.1/24 } }\n",
+	} {
+		conv := convertString(t, conf)
+		if errs := conv.Diags.Errors(); len(errs) > 0 {
+			t.Fatalf("errors: %v", errs)
+		}
+		if conv.Config.NetNamespace != "amphora-haproxy" {
+			t.Errorf("NetNamespace = %q, want amphora-haproxy", conv.Config.NetNamespace)
+		}
+		out, err := RenderYAML(conv.Config, conv.Written, conv.Origins)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(out), "net_namespace: amphora-haproxy") {
+			t.Errorf("YAML lacks net_namespace:\n%s", out)
+		}
+	}
+}

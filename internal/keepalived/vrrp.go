@@ -45,6 +45,7 @@ func (m *mapper) globalNodeHandlers() map[string]handler {
 			}
 		},
 		"enable_script_security": m.ignore("halb runs scripts as their user or script_user (root only when written) and checks nothing else"),
+		"net_namespace":          m.netNamespace,
 		"vrrp_version": func(n *Node) {
 			if v, ok := m.intArg(n, 0, 2, 3); ok {
 				m.version, m.versionAt = v, n.ArgPos(0)
@@ -66,6 +67,16 @@ func (m *mapper) globalNodeHandlers() map[string]handler {
 			return ok
 		}),
 		"vrrp_garp_master_refresh_repeat": m.ignore("halb sends one gratuitous ARP per refresh"),
+	}
+}
+
+// netNamespace reads net_namespace NAME (in global_defs or at the top
+// level, as keepalived takes it): the network namespace to run in.
+func (m *mapper) netNamespace(n *Node) {
+	if m.needArgs(n, 1) {
+		m.cfg.NetNamespace = n.Arg(0)
+		m.set("net_namespace", n.ArgPos(0))
+		m.origin("net_namespace", n)
 	}
 }
 
