@@ -44,6 +44,11 @@ func runDaemon(args []string, stdout, stderr io.Writer) int {
 	log := slog.New(sdnotify.LogHandler(stderr, &slog.HandlerOptions{Level: lvl}))
 
 	cfg, diags := loadConfig(*cfgPath, *configID)
+	if cfg != nil {
+		if err := enterNetNamespace(cfg.NetNamespace); err != nil {
+			cfg, diags = nil, append(diags, netNamespaceDiag(cfg, config.Error, err.Error()))
+		}
+	}
 	io.WriteString(stderr, diags.String())
 	if cfg == nil {
 		return 1

@@ -25,7 +25,8 @@ func runValidate(args []string, stdout, stderr io.Writer) int {
 	}
 	failed := false
 	for _, file := range fs.Args() {
-		_, diags := loadConfig(file, *configID)
+		cfg, diags := loadConfig(file, *configID)
+		diags = append(diags, netNamespaceMissing(cfg)...)
 		io.WriteString(stderr, diags.String())
 		if diags.HasErrors() {
 			failed = true
