@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 
 	"halb/internal/config"
@@ -385,18 +386,31 @@ func (b *instBlock) coreHandlers(m *mapper) map[string]handler {
 			m.warnf(c.Pos, "state %s is not used: halb starts every instance as backup and the priority elects the master (keepalived's initial state only shortens the first election)", c.Arg(0))
 		},
 		"interface": func(c *Node) {
-			if m.needArgs(c, 1) {
-				in.Interface = c.Arg(0)
-				m.set(p+".interface", c.ArgPos(0))
+			if !m.needArgs(c, 1) {
+				return
 			}
+			if c.Arg(0) == "lo" {
+				m.errorf(c.ArgPos(0), "interface: VRRP cannot run on the loopback interface (keepalived refuses it too)")
+				return
+			}
+			in.Interface = c.Arg(0)
+			m.set(p+".interface", c.ArgPos(0))
 		},
 		"virtual_router_id": func(c *Node) {
 			in.VRID, _ = m.intArg(c, 0, 1, 255)
 			m.set(p+".vrid", c.ArgPos(0))
 		},
 		"priority": func(c *Node) {
-			in.Priority, _ = m.intArg(c, 0, 1, 255)
+			if !m.needArgs(c, 1) {
+				return
+			}
 			m.set(p+".priority", c.ArgPos(0))
+			v, err := strconv.Atoi(c.Arg(0))
+			if err != nil || v < 1 || v > 255 {
+				m.warnf(c.ArgPos(0), "priority: %q is not a number from 1 to 255: keepalived uses its default, 100, and so does halb%s", c.Arg(0), m.undefinedHint(c.Arg(0)))
+				v = 100
+			}
+			in.Priority = v
 		},
 		"advert_int": func(c *Node) {
 			in.AdvertInterval, _ = m.timerArg(c, 0)
@@ -650,13 +664,15 @@ func (m *mapper) vip(v *Node, in *config.Instance) (netip.Prefix, bool) {
 
 func (m *mapper) authentication(c *Node, in *config.Instance, p string) {
 	kind := "PASS"
+	unknown := false
 	m.walk("authentication", c.Children, map[string]handler{
 		"auth_type": func(n *Node) {
 			kind = strings.ToUpper(n.Arg(0))
 			if kind == "AH" {
 				m.errorf(n.ArgPos(0), "auth_type AH is not supported: halb speaks VRRP without IPsec AH; peers would drop its adverts")
 			} else if kind != "PASS" {
-				m.errorf(n.ArgPos(0), "auth_type: %q is not PASS or AH", n.Arg(0))
+				unknown = true
+				m.warnf(n.ArgPos(0), "auth_type: %q is not PASS or AH: keepalived ignores it and sends adverts without authentication, and so does halb", n.Arg(0))
 			}
 		},
 		"auth_pass": func(n *Node) {
@@ -670,6 +686,9 @@ func (m *mapper) authentication(c *Node, in *config.Instance, p string) {
 			}
 		},
 	})
+	if unknown {
+		in.AuthPassword = ""
+	}
 }
 
 func (m *mapper) syncGroup(n *Node) {
