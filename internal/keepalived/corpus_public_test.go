@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -165,9 +166,11 @@ func interfaceNames(t *testing.T, path string) []string {
 	return slices.DeleteFunc(names, func(n string) bool { return n == "lo" || len(n) > 15 || strings.ContainsAny(n, "<>$") })
 }
 
-// runFor is how long keepalived must keep running to be taken as running
-// the file: it refuses a configuration at start.
-const runFor = 2 * time.Second
+// runAtMost bounds each keepalived run of a verdict. keepalived refuses a
+// configuration while starting: a process that says it has started (or
+// that it has nothing to run) is stopped then and taken as running, and so
+// is one still running after runAtMost without saying so.
+const runAtMost = 10 * time.Second
 
 // keepalivedVerdict is keepalived's verdict on the file: "loads" when its
 // config test passes and it runs; "loads-with-complaints: " and the first
@@ -236,16 +239,20 @@ var (
 	// bookkeeping, stopping. The reason it stops is the last other line
 	// (its processes' lines interleave differently from run to run).
 	bookkeeping = regexp.MustCompile(`^(Starting|Running on|Command line|Opening file|Configuration file|Changing syslog ident|Overriding config net_namespace|NOTICE:|Registering|unlink of|Stopped|Stopping|Shutting down|pid \d+ exited|CPU usage|Terminating|Removing service|Unregistering)`)
-	netnsWord   = regexp.MustCompile(`(?m)^\s*net_namespace\s`)
+	// What keepalived logs once it has read the file and started (or
+	// found nothing to run), or when the checker stops for want of IPVS.
+	started   = regexp.MustCompile(`^(Startup complete|Warning - keepalived has no configuration to run|IPVS: Can't initialize ipvs)`)
+	netnsWord = regexp.MustCompile(`(?m)^\s*net_namespace\s`)
 )
 
-// keepalivedRefuses runs keepalived on the file with only one of its
-// processes (only: --vrrp or --check) in the foreground for runFor. It
-// returns "" when keepalived still runs then, or stopped only because this
-// kernel has no IPVS (after reading the file); else the last line it
-// logged before stopping, bookkeeping aside.
+// keepalivedRefuses runs keepalived on the file in the foreground with
+// only one of its processes (only: --vrrp or --check). It returns "" when
+// keepalived runs the file: it says it has started, or still runs after
+// runAtMost, or stops only because this kernel has no IPVS (after reading
+// the file); else the last line it logged before stopping, bookkeeping
+// aside.
 func keepalivedRefuses(h *netns.Host, abs, only, pids string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), runFor)
+	ctx, cancel := context.WithTimeout(context.Background(), runAtMost)
 	defer cancel()
 	args := []string{"-n", "-l", "-D", only, "-f", abs,
 		"-p", pids + ".pid", "-r", pids + ".vrrp.pid", "-c", pids + ".check.pid", "-b", pids + ".bfd.pid"}
@@ -258,25 +265,37 @@ func keepalivedRefuses(h *netns.Host, abs, only, pids string) (string, error) {
 	cmd := h.Command(ctx, "keepalived", args...)
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 5 * time.Second
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
-	if ctx.Err() != nil {
-		return "", nil // still running at the end
-	}
-	var exit *exec.ExitError
-	if err != nil && !errors.As(err, &exit) {
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = pw, pw
+	if err := cmd.Start(); err != nil {
 		return "", fmt.Errorf("keepalived %s -f %s: %w", only, abs, err)
 	}
+	waited := make(chan error, 1)
+	go func() {
+		err := cmd.Wait()
+		pw.Close()
+		waited <- err
+	}()
+	ran := false
 	var lines []string
-	for _, line := range strings.Split(out.String(), "\n") {
-		line = logStamp.ReplaceAllString(line, "")
-		if strings.HasPrefix(line, "IPVS: Can't initialize ipvs") {
-			return "", nil
+	sc := bufio.NewScanner(pr)
+	for sc.Scan() {
+		line := logStamp.ReplaceAllString(sc.Text(), "")
+		if started.MatchString(line) && !ran {
+			ran = true
+			cancel()
 		}
 		if strings.TrimSpace(line) != "" && !strings.HasPrefix(line, " ") && !bookkeeping.MatchString(line) {
 			lines = append(lines, line)
 		}
+	}
+	err := <-waited
+	if ran || errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return "", nil
+	}
+	var exit *exec.ExitError
+	if err != nil && !errors.As(err, &exit) {
+		return "", fmt.Errorf("keepalived %s -f %s: %w", only, abs, err)
 	}
 	if len(lines) == 0 {
 		return fmt.Sprintf("exit %v with nothing logged", err), nil
