@@ -17,12 +17,37 @@ import (
 
 // TestRunEntersNetNamespace starts the real binary in the test's own
 // namespace with net_namespace naming a lab namespace: the VRRP instance
-// on that namespace's eth0 becomes master there, its VIP appears on eth0
-// in that namespace, and nothing appears in the test's own namespace.
+// on that namespace's interface becomes master there, its VIP appears on
+// the interface in that namespace, and nothing appears in the test's own
+// namespace. The interface's name is one the test's namespace lacks, so a
+// halb that stayed there would fail rather than add the VIP.
 func TestRunEntersNetNamespace(t *testing.T) {
 	lab := labtest.NewLab(t)
-	sw := labtest.Switch(t, lab, "sw")
-	lb := labtest.Join(t, lab, sw, "lb", "192.0.2.2/24")
+	lb, err := lab.AddHost("lb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const ifname, vip = "halbns0", " 203.0.113.151/24 "
+	for _, args := range [][]string{
+		{"link", "add", ifname, "type", "veth", "peer", "name", ifname + "p"},
+		{"addr", "add", "203.0.113.2/24", "dev", ifname},
+		{"link", "set", ifname, "up"},
+		{"link", "set", ifname + "p", "up"},
+	} {
+		if err := lb.IP(args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ownAddrs := func() string {
+		out, err := exec.Command("ip", "-o", "addr", "show").CombinedOutput()
+		if err != nil {
+			t.Fatalf("ip addr show: %v: %s", err, out)
+		}
+		return string(out)
+	}
+	if strings.Contains(ownAddrs(), vip) {
+		t.Fatalf("the test's own namespace already carries%s", vip)
+	}
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	dir := t.TempDir()
@@ -31,8 +56,8 @@ func TestRunEntersNetNamespace(t *testing.T) {
 net_namespace: %s
 vrrp:
   instances:
-    - {name: v1, interface: eth0, vrid: 51, priority: 100, advert_interval: 100ms, vips: [192.0.2.151/24]}
-`, lb.Name)), 0o644)
+    - {name: v1, interface: %s, vrid: 51, priority: 100, advert_interval: 100ms, vips: [203.0.113.151/24]}
+`, lb.Name, ifname)), 0o644)
 	halb := exec.CommandContext(ctx, labtest.HalbBinary(t), "run", "--config", cfgPath, "--dataplane", "none", "--socket", sock)
 	logf, err := os.Create(filepath.Join(dir, "halb.log"))
 	if err != nil {
@@ -45,8 +70,14 @@ vrrp:
 	exited := make(chan struct{})
 	go func() { halb.Wait(); close(exited) }()
 	t.Cleanup(func() {
-		halb.Process.Kill()
-		<-exited
+		// SIGTERM first, so that halb releases its VIP wherever it is.
+		halb.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			halb.Process.Kill()
+			<-exited
+		}
 		logf.Close()
 		if t.Failed() {
 			b, _ := os.ReadFile(filepath.Join(dir, "halb.log"))
@@ -54,9 +85,9 @@ vrrp:
 		}
 	})
 
-	vipOn := func(out []byte) bool { return strings.Contains(string(out), " 192.0.2.151/24 ") }
-	waitFor(t, ctx, "the VIP on eth0 in "+lb.Name, func() bool {
-		out, _ := lb.Run("ip", "-o", "addr", "show", "dev", "eth0")
+	vipOn := func(out []byte) bool { return strings.Contains(string(out), vip) }
+	waitFor(t, ctx, "the VIP on "+ifname+" in "+lb.Name, func() bool {
+		out, _ := lb.Run("ip", "-o", "addr", "show", "dev", ifname)
 		return vipOn(out)
 	})
 	st, err := api.NewClient(sock).Status(ctx)
@@ -66,11 +97,7 @@ vrrp:
 	if len(st.VRRP) != 1 || !strings.EqualFold(st.VRRP[0].State, "master") {
 		t.Errorf("status over the socket: %+v, want v1 master", st.VRRP)
 	}
-	own, err := exec.Command("ip", "-o", "addr", "show").CombinedOutput()
-	if err != nil {
-		t.Fatalf("ip addr show: %v: %s", err, own)
-	}
-	if vipOn(own) {
+	if own := ownAddrs(); strings.Contains(own, vip) {
 		t.Errorf("the VIP appeared in the test's own namespace:\n%s", own)
 	}
 	halb.Process.Signal(syscall.SIGTERM)
@@ -78,7 +105,7 @@ vrrp:
 	if !halb.ProcessState.Success() {
 		t.Errorf("halb after SIGTERM: %v", halb.ProcessState)
 	}
-	if out, _ := lb.Run("ip", "-o", "addr", "show", "dev", "eth0"); vipOn(out) {
-		t.Errorf("the VIP stayed on eth0 after halb stopped:\n%s", out)
+	if out, _ := lb.Run("ip", "-o", "addr", "show", "dev", ifname); vipOn(out) {
+		t.Errorf("the VIP stayed on %s after halb stopped:\n%s", ifname, out)
 	}
 }
