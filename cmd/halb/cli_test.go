@@ -111,7 +111,7 @@ func TestMisuseExitsTwoWithAHint(t *testing.T) {
 // TestFlagsAfterArguments: flags may follow the positional arguments.
 func TestFlagsAfterArguments(t *testing.T) {
 	f := filepath.Join(t.TempDir(), "keepalived.conf")
-	os.WriteFile(f, []byte("vrrp_instance web {\n  interface eth0\n  virtual_router_id 9\n  @lb-a priority 150\n  @broken priority 300\n  virtual_ipaddress {\n    192.0.2.9/24\n  }\n}\n"), 0o644)
+	os.WriteFile(f, []byte("vrrp_instance web {\n  interface eth0\n  @lb-a virtual_router_id 9\n  @broken virtual_router_id 300\n  priority 150\n  virtual_ipaddress {\n    192.0.2.9/24\n  }\n}\n"), 0o644)
 	if code, _, errOut := halbCmd(t, "validate", f, "--config-id", "lb-a"); code != 0 {
 		t.Errorf("validate FILE --config-id lb-a: exit %d, %s", code, errOut)
 	}

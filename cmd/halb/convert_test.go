@@ -91,7 +91,7 @@ func TestValidateKeepalivedConf(t *testing.T) {
 		t.Fatalf("exit %d, want 1\n%s", code, stderr)
 	}
 	for _, want := range []string{
-		inc + ":4:12: priority: \"300\" is not a number from 1 to 255",
+		inc + ":4:12: warning: priority: \"300\" is not a number from 1 to 255: keepalived uses its default, 100",
 		inc + ":11:21: vrrp.instances[1].vrid: VRID 7 is already used on eth0",
 	} {
 		if !strings.Contains(stderr, want) {

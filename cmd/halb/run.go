@@ -15,7 +15,6 @@ import (
 	"halb/internal/buildinfo"
 	"halb/internal/config"
 	"halb/internal/daemon"
-	"halb/internal/netif"
 	"halb/internal/sdnotify"
 )
 
@@ -51,15 +50,14 @@ func runDaemon(o runOptions, stderr io.Writer) int {
 	log := slog.New(sdnotify.LogHandler(stderr, &slog.HandlerOptions{Level: lvl}))
 
 	cfg, diags := loadConfig(o.config, o.configID)
+	if cfg != nil {
+		if err := enterNetNamespace(cfg.NetNamespace); err != nil {
+			cfg, diags = nil, append(diags, netNamespaceDiag(cfg, config.Error, err.Error()))
+		}
+	}
 	io.WriteString(stderr, diags.String())
 	if cfg == nil {
 		return 1
-	}
-	if cfg.NetNamespace != "" {
-		if err := netif.EnterNamespace(cfg.NetNamespace); err != nil {
-			log.Error("halb not started", "err", err)
-			return 1
-		}
 	}
 	d, err := daemon.New(daemon.Options{Config: cfg, Path: o.config, Log: log, Version: buildinfo.Get().Version,
 		Load:      func() (*config.Config, config.Diagnostics) { return loadConfig(o.config, o.configID) },

@@ -31,6 +31,7 @@ func runValidate(files []string, configID string, stdout, stderr io.Writer) int 
 	var cfgs []*config.Config
 	for _, file := range files {
 		cfg, diags := loadConfig(file, configID)
+		diags = append(diags, netNamespaceMissing(cfg)...)
 		io.WriteString(stderr, diags.String())
 		if diags.HasErrors() {
 			failed = true

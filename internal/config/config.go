@@ -30,8 +30,9 @@ type Config struct {
 	BGP        BGP             `yaml:"bgp"`
 	positions  map[string]Pos  `yaml:"-"`
 
-	// NetNamespace is the network namespace halb runs in (keepalived's
-	// net_namespace); empty: the one it is started in.
+	// NetNamespace names the network namespace (/run/netns/NAME) halb
+	// runs in: halb run enters it before it opens anything, as
+	// keepalived's net_namespace does ("": the one it is started in).
 	NetNamespace string `yaml:"net_namespace"`
 }
 

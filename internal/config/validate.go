@@ -63,6 +63,9 @@ func validate(c *Config) Diagnostics {
 	default:
 		v.errorf("dataplane", "dataplane: %q is not one of auto, ipvs, nftables, none", c.Dataplane)
 	}
+	if n := c.NetNamespace; n != "" && (n == "." || n == ".." || strings.ContainsAny(n, "/\x00") || len(n) > 255) {
+		v.errorf("net_namespace", "net_namespace: %q is not a namespace name (a file name under /run/netns, without slashes)", n)
+	}
 	if c.API.Metrics != "" {
 		if _, _, err := net.SplitHostPort(c.API.Metrics); err != nil {
 			v.errorf("api.metrics", "api.metrics: %q is not HOST:PORT", c.API.Metrics)

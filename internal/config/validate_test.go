@@ -41,6 +41,7 @@ func TestValidationErrorsAreLocated(t *testing.T) {
 		want string // expected diagnostic, FILE:LINE:COL: message prefix
 	}{
 		{"unknown key", "      vrid: 9\n", "      vrid: 9\n      colour: blue\n", `t.yaml:7:7: vrrp.instances[0]: unknown key "colour"`},
+		{"net_namespace with a slash", "node: lb-a\n", "node: lb-a\nnet_namespace: ../ns\n", `t.yaml:2:16: net_namespace: "../ns" is not a namespace name`},
 		{"wrong type", "priority: 150", "priority: high", `t.yaml:7:17: vrrp.instances[0].priority: expected an integer, got "high"`},
 		{"vrid range", "vrid: 9", "vrid: 256", "t.yaml:6:13: vrrp.instances[0].vrid: 256 is not from 1 to 255"},
 		{"priority range", "priority: 150", "priority: 0", "t.yaml:7:17: vrrp.instances[0].priority: 0 is not from 1 to 255"},
@@ -177,4 +178,14 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestNetNamespaceIsRead(t *testing.T) {
+	c, diags := Parse("t.yaml", []byte("net_namespace: lb-ns\n"+base), Options{})
+	if c == nil || diags.HasErrors() {
+		t.Fatalf("net_namespace: %v", diags)
+	}
+	if c.NetNamespace != "lb-ns" {
+		t.Errorf("NetNamespace = %q, want lb-ns", c.NetNamespace)
+	}
 }

@@ -3,7 +3,6 @@ package config
 import (
 	"fmt"
 	"slices"
-	"strings"
 )
 
 // instanceExtras checks the settings of an instance that follow
@@ -91,9 +90,6 @@ func (v *validator) vrrpExtras() {
 	v.static()
 	v.multicastGroups()
 	v.processes()
-	if ns := v.c.NetNamespace; strings.ContainsAny(ns, "/ ") || ns == "." || ns == ".." {
-		v.errorAt("net_namespace", "%q is not the name of a network namespace (as ip netns lists them)", ns)
-	}
 }
 
 // static checks vrrp.static.

@@ -96,7 +96,7 @@ vrrp:
 	_, diags := Parse("t.yaml", []byte(src), Options{})
 	got := diags.String()
 	for _, want := range []string{
-		`t.yaml:2:16: net_namespace: "a/b" is not the name of a network namespace`,
+		`t.yaml:2:16: net_namespace: "a/b" is not a namespace name`,
 		"t.yaml:4:21: vrrp.multicast_group4: 192.0.2.1 is not an IPv4 multicast address",
 		"t.yaml:7:17: vrrp.static.addresses[0]: a static address needs an address and a dev",
 		"t.yaml:8:14: vrrp.static.routes[0]: a route needs to",

@@ -294,7 +294,8 @@ func (h *harness) lastReload() *event.Reload {
 }
 
 // TestReloadRefusesWhatOnlyARestartApplies: a reload changing the data
-// plane, the status socket or the state directory, or adding VRRP to a
+// plane, the status socket, the state directory or the network
+// namespace, or adding VRRP to a
 // node that started without it, is refused, recorded as an event, and
 // changes nothing — unless the command line overrides the setting.
 func TestReloadRefusesWhatOnlyARestartApplies(t *testing.T) {
@@ -322,6 +323,9 @@ func TestReloadRefusesWhatOnlyARestartApplies(t *testing.T) {
 		{"nftables", nil, func(h *harness) string {
 			return h.yaml("http://a/", "", "nftables: {table: other}\n")
 		}, "nftables: changed; restart halb to apply it"},
+		{"net_namespace", nil, func(h *harness) string {
+			return h.yaml("http://a/", "", "net_namespace: other\n")
+		}, `net_namespace: changed from "" to "other"; restart halb to apply it`},
 		{"vrrp added", nil, func(h *harness) string {
 			return h.yaml("http://a/", "", vrrp)
 		}, "vrrp.instances: this node started without VRRP; restart halb to start it"},

@@ -153,7 +153,8 @@ func notifyChanged(cur, next *config.Config) bool {
 // restartNeeded lists the changes a running halb cannot apply: the data
 // plane is built once, with its table and state directory; the status
 // socket is bound once; an announcer runs only if it was configured at
-// start; the BGP sessions are set up once.
+// start; the BGP sessions are set up once; the network namespace is entered
+// once, before anything opens.
 func restartNeeded(kinds []AnnouncerKind, cur, next *config.Config) []string {
 	var out []string
 	if cur.Dataplane != next.Dataplane {
@@ -176,7 +177,7 @@ func restartNeeded(kinds []AnnouncerKind, cur, next *config.Config) []string {
 		out = append(out, "state_dir: changed; restart halb to apply it")
 	}
 	if cur.NetNamespace != next.NetNamespace {
-		out = append(out, "net_namespace: changed; restart halb to apply it")
+		out = append(out, fmt.Sprintf("net_namespace: changed from %q to %q; restart halb to apply it", cur.NetNamespace, next.NetNamespace))
 	}
 	return out
 }

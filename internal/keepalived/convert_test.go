@@ -368,3 +368,81 @@ func convertString(t *testing.T, conf string) Conversion {
 	}
 	return conv
 }
+
+// net_namespace is read at the top level (as Octavia writes it) and in
+// global_defs, and written as halb's net_namespace.
+func TestNetNamespace(t *testing.T) {
+	for _, conf := range []string{
+		"net_namespace amphora-haproxy\nvrrp_instance v { interface eth0\n virtual_router_id 1\n priority 100\n virtual_ipaddress { 192.0.2.1/24 } }\n",
+		"global_defs {\n net_namespace amphora-haproxy\n}\nvrrp_instance v { interface eth0\n virtual_router_id 1\n priority 100\n virtual_ipaddress { 192.0.2.1/24 } }\n",
+	} {
+		conv := convertString(t, conf)
+		if errs := conv.Diags.Errors(); len(errs) > 0 {
+			t.Fatalf("errors: %v", errs)
+		}
+		if conv.Config.NetNamespace != "amphora-haproxy" {
+			t.Errorf("NetNamespace = %q, want amphora-haproxy", conv.Config.NetNamespace)
+		}
+		out, err := RenderYAML(conv.Config, conv.Written, conv.Origins)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(out), "net_namespace: amphora-haproxy") {
+			t.Errorf("YAML lacks net_namespace:\n%s", out)
+		}
+	}
+}
+
+// What keepalived complains about and runs with anyway converts with a
+// warning to what keepalived does; what it refuses, halb refuses.
+func TestKeepalivedFallbacks(t *testing.T) {
+	conf := `vrrp_instance v {
+    interface eth0
+    virtual_router_id 1
+    priority 100,high
+    authentication {
+        auth_type PASS;
+        auth_pass secret
+    }
+    virtual_ipaddress { 192.0.2.1/24 }
+}
+virtual_server 192.0.2.1 80 {
+    lb_algo loadbalance
+    lb_kind FNAT
+    persistence_timeout 0
+    protocol TCP
+    real_server 198.51.100.1 80 { weight 1 }
+}
+`
+	conv := convertString(t, conf)
+	if errs := conv.Diags.Errors(); len(errs) > 0 {
+		t.Fatalf("errors: %v", errs)
+	}
+	in := conv.Config.VRRP.Instances[0]
+	if in.Priority != 100 || in.AuthPassword != "" {
+		t.Errorf("priority %d, auth password %q; want keepalived's 100 and none", in.Priority, in.AuthPassword)
+	}
+	svc := conv.Config.Services[0]
+	if svc.Scheduler != "wlc" || svc.Forward != "nat" || svc.Persistence.Timeout != 0 {
+		t.Errorf("scheduler %q, forward %q, persistence %v; want wlc, nat, none", svc.Scheduler, svc.Forward, svc.Persistence.Timeout)
+	}
+	for _, want := range []string{"4:14: warning: priority", "6:19: warning: auth_type", "12:13: warning: lb_algo", "13:13: warning: lb_kind", "14:25: warning: persistence_timeout"} {
+		if !strings.Contains(conv.Diags.String(), want) {
+			t.Errorf("no diagnostic %q in:\n%s", want, conv.Diags)
+		}
+	}
+
+	conv = Convert(writeKeepalivedConf(t, "vrrp_instance v {\n    interface lo\n    virtual_router_id 1\n    virtual_ipaddress { 192.0.2.1/24 }\n}\n"), Options{ConfigID: "x"})
+	if !strings.Contains(conv.Diags.String(), ":2:15: interface: VRRP cannot run on the loopback interface") {
+		t.Errorf("interface lo: %s", conv.Diags)
+	}
+}
+
+func writeKeepalivedConf(t *testing.T, conf string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "keepalived.conf")
+	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}

@@ -102,6 +102,10 @@ func (b *vsBlock) handlers(m *mapper) map[string]handler {
 	return mergeHandlers(servers, b.serviceHandlers(m), b.poolHandlers(m), b.inheritedHandlers(m))
 }
 
+// maxPersistence is the longest persistence_timeout keepalived takes, in
+// seconds (31 days).
+const maxPersistence = 2678400
+
 // serviceHandlers read what goes to the services: scheduler, forwarding,
 // protocol, persistence.
 func (b *vsBlock) serviceHandlers(m *mapper) map[string]handler {
@@ -111,10 +115,16 @@ func (b *vsBlock) serviceHandlers(m *mapper) map[string]handler {
 		svcWritten[".scheduler_flags"] = c.Pos
 	}
 	sched := func(c *Node) {
-		if m.needArgs(c, 1) {
-			svc.Scheduler = strings.ToLower(c.Arg(0))
-			svcWritten[".scheduler"] = c.ArgPos(0)
+		if !m.needArgs(c, 1) {
+			return
 		}
+		svc.Scheduler = strings.ToLower(c.Arg(0))
+		if !slices.Contains(config.Schedulers, svc.Scheduler) {
+			// keepalived ignores it and sets its default.
+			m.warnf(c.ArgPos(0), "%s: %q is not one of %s: keepalived ignores it and uses wlc, and so does halb", c.Name, c.Arg(0), strings.Join(config.Schedulers, ", "))
+			svc.Scheduler = "wlc"
+		}
+		svcWritten[".scheduler"] = c.ArgPos(0)
 	}
 	method := func(c *Node) {
 		if f, t, ok := m.forwardArg(c); ok {
@@ -143,11 +153,16 @@ func (b *vsBlock) serviceHandlers(m *mapper) map[string]handler {
 			}
 		},
 		"persistence_timeout": func(c *Node) {
-			svc.Persistence.Timeout = config.Duration(360e9) // keepalived's default
+			timeout := int64(360) // keepalived's default
 			if len(c.Args) > 0 {
-				v, _ := m.intArg(c, 0, 1, 1<<31-1)
-				svc.Persistence.Timeout = config.Duration(int64(v) * 1e9)
+				v, err := strconv.ParseInt(c.Arg(0), 10, 64)
+				if err != nil || v < 1 || v > maxPersistence {
+					m.warnf(c.ArgPos(0), "persistence_timeout: %q is not a number from 1 to %d: keepalived ignores it and keeps no persistence, and so does halb%s", c.Arg(0), maxPersistence, m.undefinedHint(c.Arg(0)))
+					return
+				}
+				timeout = v
 			}
+			svc.Persistence.Timeout = config.Duration(timeout * 1e9)
 			svcWritten[".persistence.timeout"] = c.ArgPos(0)
 		},
 		"persistence_granularity": func(c *Node) {
@@ -510,7 +525,8 @@ func (m *mapper) forwardArg(c *Node) (string, config.Tunnel, bool) {
 		t, ok := m.tunnelArgs(c)
 		return "tun", t, ok
 	}
-	m.errorf(c.ArgPos(0), "%s: %q is not NAT, DR or TUN", c.Name, c.Arg(0))
+	// keepalived ignores it: the forwarding method stays unset.
+	m.warnf(c.ArgPos(0), "%s: %q is not NAT, DR or TUN: keepalived ignores it, and so does halb", c.Name, c.Arg(0))
 	return "", config.Tunnel{}, false
 }
 

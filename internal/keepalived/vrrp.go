@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 
 	"halb/internal/config"
@@ -45,6 +46,7 @@ func (m *mapper) globalNodeHandlers() map[string]handler {
 			}
 		},
 		"enable_script_security": m.ignore("halb runs scripts as their user or script_user (root only when written) and checks nothing else"),
+		"net_namespace":          m.netNamespace,
 		"vrrp_version": func(n *Node) {
 			if v, ok := m.intArg(n, 0, 2, 3); ok {
 				m.version, m.versionAt = v, n.ArgPos(0)
@@ -70,6 +72,16 @@ func (m *mapper) globalNodeHandlers() map[string]handler {
 		"vrrp_garp_lower_prio_repeat":     m.globalLowerPrioGARP("lower_priority_count"),
 		"vrrp_mcast_group4":               m.mcastGroup(&m.cfg.VRRP.MulticastGroup4, "vrrp.multicast_group4"),
 		"vrrp_mcast_group6":               m.mcastGroup(&m.cfg.VRRP.MulticastGroup6, "vrrp.multicast_group6"),
+	}
+}
+
+// netNamespace reads net_namespace NAME (in global_defs or at the top
+// level, as keepalived takes it): the network namespace to run in.
+func (m *mapper) netNamespace(n *Node) {
+	if m.needArgs(n, 1) {
+		m.cfg.NetNamespace = n.Arg(0)
+		m.set("net_namespace", n.ArgPos(0))
+		m.origin("net_namespace", n)
 	}
 }
 
@@ -374,18 +386,31 @@ func (b *instBlock) coreHandlers(m *mapper) map[string]handler {
 			m.warnf(c.Pos, "state %s is not used: halb starts every instance as backup and the priority elects the master (keepalived's initial state only shortens the first election)", c.Arg(0))
 		},
 		"interface": func(c *Node) {
-			if m.needArgs(c, 1) {
-				in.Interface = c.Arg(0)
-				m.set(p+".interface", c.ArgPos(0))
+			if !m.needArgs(c, 1) {
+				return
 			}
+			if c.Arg(0) == "lo" {
+				m.errorf(c.ArgPos(0), "interface: VRRP cannot run on the loopback interface (keepalived refuses it too)")
+				return
+			}
+			in.Interface = c.Arg(0)
+			m.set(p+".interface", c.ArgPos(0))
 		},
 		"virtual_router_id": func(c *Node) {
 			in.VRID, _ = m.intArg(c, 0, 1, 255)
 			m.set(p+".vrid", c.ArgPos(0))
 		},
 		"priority": func(c *Node) {
-			in.Priority, _ = m.intArg(c, 0, 1, 255)
+			if !m.needArgs(c, 1) {
+				return
+			}
 			m.set(p+".priority", c.ArgPos(0))
+			v, err := strconv.Atoi(c.Arg(0))
+			if err != nil || v < 1 || v > 255 {
+				m.warnf(c.ArgPos(0), "priority: %q is not a number from 1 to 255: keepalived uses its default, 100, and so does halb%s", c.Arg(0), m.undefinedHint(c.Arg(0)))
+				v = 100
+			}
+			in.Priority = v
 		},
 		"advert_int": func(c *Node) {
 			in.AdvertInterval, _ = m.timerArg(c, 0)
@@ -598,13 +623,15 @@ func (m *mapper) notifyExec(c *Node) {
 
 func (m *mapper) authentication(c *Node, in *config.Instance, p string) {
 	kind := "PASS"
+	unknown := false
 	m.walk("authentication", c.Children, map[string]handler{
 		"auth_type": func(n *Node) {
 			kind = strings.ToUpper(n.Arg(0))
 			if kind == "AH" {
 				m.warnf(n.ArgPos(0), "auth_type AH is not supported: %s", ahInstead)
 			} else if kind != "PASS" {
-				m.errorf(n.ArgPos(0), "auth_type: %q is not PASS or AH", n.Arg(0))
+				unknown = true
+				m.warnf(n.ArgPos(0), "auth_type: %q is not PASS or AH: keepalived ignores it and sends adverts without authentication, and so does halb", n.Arg(0))
 			}
 		},
 		"auth_pass": func(n *Node) {
@@ -620,6 +647,9 @@ func (m *mapper) authentication(c *Node, in *config.Instance, p string) {
 	})
 	if kind == "AH" {
 		noAH(in, p, m.written)
+	}
+	if unknown {
+		in.AuthPassword = ""
 	}
 }
 

@@ -34,14 +34,6 @@ func (m *mapper) useVMAC(in *config.Instance, p string) handler {
 	}
 }
 
-// netNamespace maps net_namespace NAME.
-func (m *mapper) netNamespace(n *Node) {
-	if m.needArgs(n, 1) {
-		m.cfg.NetNamespace = n.Arg(0)
-		m.set("net_namespace", n.ArgPos(0))
-	}
-}
-
 // mcastGroup maps vrrp_mcast_group4/6 onto *group at path.
 func (m *mapper) mcastGroup(group *netip.Addr, path string) handler {
 	return func(n *Node) {
