@@ -1,0 +1,84 @@
+// Package faults runs the fault matrix on the lab site: each row injects
+// one fault into the running site, measures what halb does against what it
+// promises, restores the site and checks that nothing was left behind
+// (namespaces, processes, nftables rules, addresses). Rows share one site
+// and restore it, so the whole matrix runs in a few minutes.
+package faults
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"halb/internal/lab/site"
+)
+
+// Options say which halb runs the matrix and where its files go.
+type Options struct {
+	Halb   string // the halb binary the load balancers run
+	Dir    string // work directory of the site
+	Prefix string // namespace prefix ("halblab" for `halb lab faults`)
+	// Progress, when set, gets a line per row as it ends.
+	Progress io.Writer
+	// Rows, when set, picks the rows to run by their fault text.
+	Rows func(fault string) bool
+}
+
+// row is one fault of the matrix. run injects it, measures, undoes the
+// fault and says whether the promise was kept; Run then restores the site
+// and looks for leftovers.
+type row struct {
+	fault, promise, keepalived string
+	// known says why halb does not keep the promise yet ("": it must).
+	known string
+	run   func(ctx context.Context, e *env) (measured string, kept bool, err error)
+}
+
+// Run brings the site up, runs the matrix's rows on it in order, and takes
+// it down. An error means the site itself could not run.
+func Run(ctx context.Context, opts Options) (results []Result, err error) {
+	s, err := site.Up(ctx, site.Options{Prefix: opts.Prefix, Halb: opts.Halb, Dir: opts.Dir})
+	if err != nil {
+		return nil, fmt.Errorf("bring the site up: %w", err)
+	}
+	defer func() {
+		if derr := s.Down(); derr != nil {
+			err = errors.Join(err, fmt.Errorf("take the site down: %w", derr))
+		}
+	}()
+	e, err := newEnv(ctx, s, opts)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range rows() {
+		if opts.Rows != nil && !opts.Rows(r.fault) {
+			continue
+		}
+		if ctx.Err() != nil {
+			return results, ctx.Err()
+		}
+		start := time.Now()
+		res := Result{Fault: r.fault, Promise: r.promise, Keepalived: r.keepalived, Known: r.known}
+		res.Measured, res.Kept, res.Err = r.run(ctx, e)
+		if rerr := e.restore(ctx); rerr != nil {
+			res.Err = errors.Join(res.Err, fmt.Errorf("restore the site: %w", rerr))
+		} else {
+			res.Left = e.leftovers(ctx)
+		}
+		results = append(results, res)
+		if opts.Progress != nil {
+			fmt.Fprintf(opts.Progress, "%-40s %-20s %5.1fs  %s\n", r.fault, res.Verdict(), time.Since(start).Seconds(), res.measured())
+			if res.Broken() {
+				for _, lb := range s.LBs {
+					if data, err := os.ReadFile(lb.Log); err == nil {
+						fmt.Fprintf(opts.Progress, "  last lines of %s's log:\n%s\n", lb.Name, lastLines(string(data), 12))
+					}
+				}
+			}
+		}
+	}
+	return results, nil
+}
