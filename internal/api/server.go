@@ -84,9 +84,14 @@ func ListenUnix(path string) (net.Listener, error) {
 	return ln, nil
 }
 
+// maxHeaderBytes bounds a request's header: the API's requests are a line
+// and a Host, and a thousand clients sending large headers must not cost
+// the daemon the 1 MB each that net/http allows by default.
+const maxHeaderBytes = 16 << 10
+
 // Serve serves h on ln until ctx is done.
 func Serve(ctx context.Context, ln net.Listener, h http.Handler) error {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, MaxHeaderBytes: maxHeaderBytes}
 	go func() {
 		<-ctx.Done()
 		shutCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
