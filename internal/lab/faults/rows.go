@@ -73,7 +73,7 @@ func rows() []row {
 		},
 		{
 			fault:      "1,000 clients on the status socket (garbage, silence, 10 MB requests)",
-			promise:    "halb status answers within 1 s throughout; threads and goroutines back to their level after, memory bounded",
+			promise:    "halb status answers within 1 s throughout; threads and goroutines back to their level after, memory grows less than 64 MB",
 			keepalived: "no status socket: state is dumped on SIGUSR1/SIGUSR2 to files, or read over SNMP/D-Bus",
 			run:        statusFlood,
 		},

@@ -82,7 +82,7 @@ func statusFlood(ctx context.Context, e *env) (string, bool, error) {
 	grewMB := (peakRSS - rss0) / 1024
 	text := fmt.Sprintf("%d/10 status queries failed, slowest %s; %d clients not connected; threads %d→%d (peak %d), goroutines %d→%d, RSS %d→%d MB (peak +%d MB)",
 		failed, secs(worst), dialFailed.Load(), threads0, threads1, peakThreads, gor0, gor1, rss0/1024, rss1/1024, grewMB)
-	return text, failed == 0 && worst <= time.Second && gor1 <= gor0+10 && threads1 <= threads0+8 && grewMB <= 256, nil
+	return text, failed == 0 && worst <= time.Second && gor1 <= gor0+10 && threads1 <= threads0+8 && grewMB <= 64, nil
 }
 
 // floodClient is one hostile client of the status socket: kind 0 sends
