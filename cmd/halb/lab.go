@@ -13,6 +13,7 @@ import (
 
 	"halb/internal/api"
 	"halb/internal/lab/demo"
+	"halb/internal/lab/faults"
 	"halb/internal/lab/netns"
 	"halb/internal/lab/site"
 )
@@ -83,6 +84,17 @@ func runLab(args []string, stdout, stderr io.Writer) int {
 		_, err := demo.Bench(ctx, demo.BenchOptions{Options: demo.Options{Halb: self, Dir: *dir, Dataplane: *dp, Out: stdout}, Trials: *trials})
 		if err != nil {
 			fmt.Fprintf(stderr, "halb lab bench: %v\n", err)
+			return 1
+		}
+		return 0
+	case "faults":
+		netns.RemoveLeftovers("halblab")
+		results, err := faults.Run(ctx, faults.Options{Halb: self, Dir: *dir, Prefix: "halblab", Dataplane: *dp, Progress: stderr})
+		if werr := faults.WriteTable(stdout, results); err == nil {
+			err = werr
+		}
+		if broken := faults.Broken(results); err != nil || len(broken) > 0 {
+			fmt.Fprintf(stderr, "halb lab faults: %d broken promises; %v\n", len(broken), err)
 			return 1
 		}
 		return 0

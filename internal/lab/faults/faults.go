@@ -21,6 +21,8 @@ type Options struct {
 	Halb   string // the halb binary the load balancers run
 	Dir    string // work directory of the site
 	Prefix string // namespace prefix ("halblab" for `halb lab faults`)
+	// Dataplane is passed to `halb run --dataplane` ("" = the config's).
+	Dataplane string
 	// Progress, when set, gets a line per row as it ends.
 	Progress io.Writer
 	// Rows, when set, picks the rows to run by their fault text.
@@ -40,7 +42,7 @@ type row struct {
 // Run brings the site up, runs the matrix's rows on it in order, and takes
 // it down. An error means the site itself could not run.
 func Run(ctx context.Context, opts Options) (results []Result, err error) {
-	s, err := site.Up(ctx, site.Options{Prefix: opts.Prefix, Halb: opts.Halb, Dir: opts.Dir})
+	s, err := site.Up(ctx, site.Options{Prefix: opts.Prefix, Halb: opts.Halb, Dir: opts.Dir, Dataplane: opts.Dataplane})
 	if err != nil {
 		return nil, fmt.Errorf("bring the site up: %w", err)
 	}

@@ -33,9 +33,7 @@ func TestMatrix(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, r := range results {
-		if r.Broken() {
-			t.Errorf("broken promise: %s: %s (%s)", r.Fault, r.Promise, r.measured())
-		}
+	for _, r := range Broken(results) {
+		t.Errorf("broken promise: %s: %s (%s)", r.Fault, r.Promise, r.measured())
 	}
 }

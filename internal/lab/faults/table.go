@@ -42,6 +42,17 @@ func (r Result) Broken() bool {
 	return r.Err != nil || len(r.Left) > 0 || (!r.Kept && r.Known == "")
 }
 
+// Broken returns the results that break a promise.
+func Broken(results []Result) []Result {
+	var out []Result
+	for _, r := range results {
+		if r.Broken() {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
 // measured is the "measured" cell: what was measured, then why the row
 // could not run and what it left behind.
 func (r Result) measured() string {
