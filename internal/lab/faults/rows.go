@@ -78,6 +78,12 @@ func rows() []row {
 			run:        statusFlood,
 		},
 		{
+			fault:      "adverts from an unknown source in unicast mode",
+			promise:    "ignored (no state change) and each counted as \"unknown source\"",
+			keepalived: "accepted unless check_unicast_src is set (off by default): a forged higher-priority advert takes the VIPs",
+			run:        unknownSource,
+		},
+		{
 			fault:      "halb's nftables table deleted by hand",
 			promise:    "restored within 3 s and reported",
 			keepalived: "does not watch its nftables table or IPVS services: they come back on a reload or restart",

@@ -158,21 +158,14 @@ func (e *env) usage(ctx context.Context, pid int) (threads, rssKB, goroutines in
 	return
 }
 
-// goroutines reads go_goroutines from node i's metrics endpoint.
+// goroutines reads go_goroutines from node i's metrics.
 func (e *env) goroutines(ctx context.Context, i int) (int, error) {
-	c := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DialContext: e.s.LBs[i].Host.DialContext, DisableKeepAlives: true}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://127.0.0.1:9470/metrics", nil)
+	body, err := e.metrics(ctx, i)
 	if err != nil {
 		return 0, err
 	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return 0, fmt.Errorf("%s: metrics: %w", e.s.LBs[i].Name, err)
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "go_goroutines "); ok {
+	for _, line := range strings.Split(body, "\n") {
+		if v, ok := strings.CutPrefix(line, "go_goroutines "); ok {
 			return strconv.Atoi(strings.TrimSpace(v))
 		}
 	}
