@@ -42,6 +42,7 @@ type env struct {
 	mac    [2]string // each node's eth0 address
 	base   [2]kernel // each node's kernel state with the site settled
 	ns     []string  // the site's namespaces
+	ka     *kpair    // keepalived beside the site (nil: not installed)
 }
 
 // kernel is what a node holds in its kernel and process table.
@@ -147,6 +148,22 @@ func (e *env) restore(ctx context.Context) error {
 		return err
 	}
 	return e.settle(ctx)
+}
+
+// measureKeepalivedIn runs a keepalived measurement between two settled
+// states of the keepalived pair.
+func (e *env) measureKeepalivedIn(ctx context.Context, measure func(context.Context, *env) (string, error)) string {
+	if err := e.ka.settle(ctx); err != nil {
+		return "not measured: " + err.Error()
+	}
+	text, err := measure(ctx, e)
+	if err != nil {
+		text = "failed: " + err.Error()
+	}
+	if err := e.ka.settle(ctx); err != nil {
+		text += "; " + err.Error()
+	}
+	return text
 }
 
 // leftovers compares the settled site with its state before the matrix.

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"time"
 
 	"halb/internal/lab/site"
@@ -37,6 +38,8 @@ type row struct {
 	// known says why halb does not keep the promise yet ("": it must).
 	known string
 	run   func(ctx context.Context, e *env) (measured string, kept bool, err error)
+	// keepalived, when set, measures keepalived in the same situation.
+	measureKeepalived func(ctx context.Context, e *env) (string, error)
 }
 
 // Run brings the site up, runs the matrix's rows on it in order, and takes
@@ -51,10 +54,23 @@ func Run(ctx context.Context, opts Options) (results []Result, err error) {
 			err = errors.Join(err, fmt.Errorf("take the site down: %w", derr))
 		}
 	}()
+	// keepalived is measured beside halb where the lab has it.
+	var ka *kpair
+	if _, err := exec.LookPath("keepalived"); err == nil {
+		if ka, err = startKeepalived(s, opts.Dir); err != nil {
+			return nil, err
+		}
+		defer func() {
+			if kerr := ka.stop(); kerr != nil {
+				err = errors.Join(err, kerr)
+			}
+		}()
+	}
 	e, err := newEnv(ctx, s, opts)
 	if err != nil {
 		return nil, err
 	}
+	e.ka = ka
 	for _, r := range rows() {
 		if opts.Rows != nil && !opts.Rows(r.fault) {
 			continue
@@ -65,6 +81,9 @@ func Run(ctx context.Context, opts Options) (results []Result, err error) {
 		start := time.Now()
 		res := Result{Fault: r.fault, Promise: r.promise, Keepalived: r.keepalived, Known: r.known}
 		res.Measured, res.Kept, res.Err = r.run(ctx, e)
+		if r.measureKeepalived != nil && e.ka != nil {
+			res.Keepalived += "; measured here: " + e.measureKeepalivedIn(ctx, r.measureKeepalived)
+		}
 		if rerr := e.restore(ctx); rerr != nil {
 			res.Err = errors.Join(res.Err, fmt.Errorf("restore the site: %w", rerr))
 		} else {

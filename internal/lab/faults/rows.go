@@ -49,7 +49,7 @@ func rows() []row {
 		{
 			fault:      "kill -9 and restart with the state directory lost",
 			promise:    "halb adopts what it finds: no duplicate rules, no stray address or process",
-			keepalived: "no state directory: at start it removes and re-adds its VIPs and IPVS services",
+			keepalived: "no state directory; lvs_flush empties all of IPVS at start, not only its own services",
 			run:        restartStateLost,
 		},
 		{
@@ -68,7 +68,7 @@ func rows() []row {
 		{
 			fault:      "malformed configurations on SIGHUP",
 			promise:    "each refused and logged; status and kernel state unchanged",
-			keepalived: "a reload applies what parses: unknown keywords are logged and skipped (keepalived -t checks a file beforehand)",
+			keepalived: "without reload_check_config a reload of a file with errors may stop keepalived, even in a restart loop (keepalived.conf(5)); with it the reload is refused",
 			run:        malformedReload,
 		},
 		{
@@ -78,10 +78,11 @@ func rows() []row {
 			run:        statusFlood,
 		},
 		{
-			fault:      "adverts from an unknown source in unicast mode",
-			promise:    "ignored (no state change) and each counted as \"unknown source\"",
-			keepalived: "accepted unless check_unicast_src is set (off by default): a forged higher-priority advert takes the VIPs",
-			run:        unknownSource,
+			fault:             "adverts from an unknown source in unicast mode",
+			promise:           "ignored (no state change) and each counted as \"unknown source\"",
+			keepalived:        "accepted from any source unless check_unicast_src (or a TTL range) is set, off by default",
+			run:               unknownSource,
+			measureKeepalived: kaUnknownSource,
 		},
 		{
 			fault:      "halb's nftables table deleted by hand",
@@ -91,11 +92,12 @@ func rows() []row {
 			run:        nftTableDeleted,
 		},
 		{
-			fault:      "a VIP deleted by hand on the master",
-			promise:    "put back within one advert interval",
-			keepalived: "not put back until the next transition or reload (a known keepalived pain)",
-			known:      "halb does not watch its VIPs yet: a VIP deleted by hand stays missing until the next transition",
-			run:        vipDeleted,
+			fault:             "a VIP deleted by hand on the master",
+			promise:           "put back within one advert interval",
+			keepalived:        "keepalived 2.2.7, VRRP only",
+			known:             "halb does not watch its VIPs yet: a VIP deleted by hand stays missing until the next transition",
+			run:               vipDeleted,
+			measureKeepalived: kaVIPDeleted,
 		},
 		{
 			fault:      "SIGHUP storm: 20 reloads in 5 s, two configs alternating, under traffic",

@@ -47,39 +47,38 @@ func unknownSource(ctx context.Context, e *env) (string, bool, error) {
 	if err := e.settle(ctx); err != nil {
 		return "", false, fmt.Errorf("after the reload to unicast: %w", err)
 	}
-	before, err := e.rejected(ctx, 1, "web-a", "unknown source")
+	before, err := e.rejected(ctx, 0, "web-a", "unknown source")
 	if err != nil {
 		return "", false, err
 	}
 	from := time.Now()
-	// The client claims web-a with the highest priority, to lb-b.
-	a := packet.Advert{Version: 3, VRID: 9, Priority: 255, Interval: advert, Addrs: []netip.Addr{netip.MustParseAddr(site.VIPsA[0])}}
-	dst := netip.MustParseAddr(strings.Split(site.LBAddrs[1][0], "/")[0])
-	msg, err := a.Marshal(netip.MustParseAddr(site.ClientIP), dst, packet.ChecksumPseudoHeader)
+	// The client claims web-a with the highest priority, to its master:
+	// were it believed, lb-a would step down.
+	dst := netip.MustParseAddr(strings.Split(site.LBAddrs[0][0], "/")[0])
+	if err := e.claim(ctx, 9, site.VIPsA[0], dst); err != nil {
+		return "", false, err
+	}
+	after, err := e.rejected(ctx, 0, "web-a", "unknown source")
 	if err != nil {
 		return "", false, err
 	}
-	if err := e.inject(msg, dst, forgedAdverts); err != nil {
-		return "", false, err
-	}
-	if err := sleep(ctx, 2*advert); err != nil {
-		return "", false, err
-	}
-	after, err := e.rejected(ctx, 1, "web-a", "unknown source")
-	if err != nil {
-		return "", false, err
-	}
-	trs, err := e.transitions(ctx, 1, "web-a", from)
+	trs, err := e.transitions(ctx, 0, "web-a", from)
 	if err != nil {
 		return "", false, err
 	}
 	counted := after - before
-	return fmt.Sprintf("%d forged adverts (priority 255) sent to the backup: %d counted as unknown source, %d state changes", forgedAdverts, counted, len(trs)),
+	return fmt.Sprintf("%d forged adverts (priority 255) sent to the master in 2 s: %d counted as unknown source, %d state changes", forgedAdverts, counted, len(trs)),
 		counted == forgedAdverts && len(trs) == 0, nil
 }
 
-// inject sends msg n times from the client to dst as a VRRP packet.
-func (e *env) inject(msg []byte, dst netip.Addr, n int) error {
+// claim sends forgedAdverts adverts from the client to dst over 2 s, each
+// claiming vrid and vip with priority 255, then waits an advert interval.
+func (e *env) claim(ctx context.Context, vrid uint8, vip string, dst netip.Addr) error {
+	a := packet.Advert{Version: 3, VRID: vrid, Priority: 255, Interval: advert, Addrs: []netip.Addr{netip.MustParseAddr(vip)}}
+	msg, err := a.Marshal(netip.MustParseAddr(site.ClientIP), dst, packet.ChecksumPseudoHeader)
+	if err != nil {
+		return err
+	}
 	var c net.PacketConn
 	if err := e.s.Client.Do(func() (err error) {
 		c, err = net.ListenPacket("ip4:112", "0.0.0.0")
@@ -92,12 +91,15 @@ func (e *env) inject(msg []byte, dst netip.Addr, n int) error {
 	if err := p.SetTTL(255); err != nil {
 		return fmt.Errorf("client: set TTL: %w", err)
 	}
-	for range n {
+	for range forgedAdverts {
 		if _, err := p.WriteTo(msg, nil, &net.IPAddr{IP: dst.AsSlice()}); err != nil {
 			return fmt.Errorf("client: send an advert: %w", err)
 		}
+		if err := sleep(ctx, 2*time.Second/forgedAdverts); err != nil {
+			return err
+		}
 	}
-	return nil
+	return sleep(ctx, advert)
 }
 
 // rejected reads halb_vrrp_adverts_rejected_total of an instance and a

@@ -1,0 +1,170 @@
+package faults
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"halb/internal/lab/netns"
+	"halb/internal/lab/site"
+)
+
+// keepalived pair beside the site, on its switch: VRRP only, unicast, the
+// same timers as the site (adverts every second), ka1 the master.
+var kaAddrs = [2]string{"192.0.2.21", "192.0.2.22"}
+
+const (
+	kaVIP  = "192.0.2.30"
+	kaVRID = 30
+)
+
+// kpair is two keepalived nodes that rows measure beside halb.
+type kpair struct {
+	hosts [2]*netns.Host
+	cmds  [2]*exec.Cmd
+	done  [2]chan struct{}
+	logs  [2]string
+}
+
+// startKeepalived adds the pair to the site and starts keepalived on both.
+func startKeepalived(s *site.Site, dir string) (*kpair, error) {
+	k := &kpair{}
+	for i := range k.hosts {
+		h, err := s.Lab.AddHost(fmt.Sprintf("ka%d", i+1))
+		if err != nil {
+			return nil, err
+		}
+		if _, err := s.Lab.Connect(h, s.Switch, "eth0", kaAddrs[i]+"/24"); err != nil {
+			return nil, err
+		}
+		k.hosts[i] = h
+	}
+	for i, h := range k.hosts {
+		d := filepath.Join(dir, fmt.Sprintf("ka%d", i+1))
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, err
+		}
+		conf := fmt.Sprintf(`global_defs {
+  router_id ka%d
+  vrrp_garp_master_refresh 0
+}
+vrrp_instance vi {
+  state BACKUP
+  interface eth0
+  virtual_router_id %d
+  priority %d
+  advert_int 1
+  version 3
+  unicast_src_ip %s
+  unicast_peer {
+    %s
+  }
+  virtual_ipaddress {
+    %s/24
+  }
+}
+`, i+1, kaVRID, 150-50*i, kaAddrs[i], kaAddrs[1-i], kaVIP)
+		path := filepath.Join(d, "keepalived.conf")
+		if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+			return nil, err
+		}
+		k.logs[i] = filepath.Join(d, "keepalived.log")
+		log, err := os.Create(k.logs[i])
+		if err != nil {
+			return nil, err
+		}
+		cmd := h.Command(context.Background(), "keepalived", "-n", "-l", "-D", "--vrrp", "-f", path,
+			"-p", filepath.Join(d, "k.pid"), "-r", filepath.Join(d, "v.pid"))
+		// keepalived signals its process group: give it its own.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		cmd.Stdout, cmd.Stderr = log, log
+		if err := cmd.Start(); err != nil {
+			_ = log.Close() // the start's error is the one to report
+			return nil, errors.Join(fmt.Errorf("%s: start keepalived: %w", h.Name, err), k.stop())
+		}
+		k.cmds[i], k.done[i] = cmd, make(chan struct{})
+		go func() { _ = cmd.Wait(); _ = log.Close(); close(k.done[i]) }() // stop reports a node that will not end
+	}
+	return k, nil
+}
+
+// stop ends keepalived on both nodes.
+func (k *kpair) stop() error {
+	var errs []error
+	for i, cmd := range k.cmds {
+		if cmd == nil {
+			continue
+		}
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) // it may have ended
+		select {
+		case <-k.done[i]:
+		case <-time.After(5 * time.Second):
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			errs = append(errs, fmt.Errorf("%s: keepalived did not stop on SIGTERM", k.hosts[i].Name))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// hasVIP reports whether node i holds the VIP.
+func (k *kpair) hasVIP(i int) bool {
+	out, _ := k.hosts[i].Run("ip", "-o", "addr", "show", "dev", "eth0") // an error reads as absent
+	return strings.Contains(string(out), " "+kaVIP+"/24 ")
+}
+
+// settle waits until ka1 alone holds the VIP.
+func (k *kpair) settle(ctx context.Context) error {
+	deadline := time.Now().Add(20 * time.Second)
+	for !(k.hasVIP(0) && !k.hasVIP(1)) {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("keepalived: ka1 is not the only master after 20 s")
+		}
+		if err := sleep(ctx, 100*time.Millisecond); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// kaVIPDeleted deletes the VIP on keepalived's master and waits for it.
+func kaVIPDeleted(ctx context.Context, e *env) (string, error) {
+	k := e.ka
+	if err := k.hosts[0].IP("addr", "del", kaVIP+"/24", "dev", "eth0"); err != nil {
+		return "", err
+	}
+	from := time.Now()
+	for time.Since(from) < 3*advert {
+		if k.hasVIP(0) {
+			return "back after " + secs(time.Since(from)), nil
+		}
+		if err := sleep(ctx, 50*time.Millisecond); err != nil {
+			return "", err
+		}
+	}
+	return "not back after " + secs(3*advert), k.hosts[0].IP("addr", "add", kaVIP+"/24", "dev", "eth0")
+}
+
+// kaUnknownSource sends keepalived's master the client's forged adverts.
+func kaUnknownSource(ctx context.Context, e *env) (string, error) {
+	k := e.ka
+	before := strings.Count(readFile(k.logs[0]), "Entering BACKUP STATE")
+	if err := e.claim(ctx, kaVRID, kaVIP, netip.MustParseAddr(kaAddrs[0])); err != nil {
+		return "", err
+	}
+	steppedDown := strings.Count(readFile(k.logs[0]), "Entering BACKUP STATE") > before
+	vip := k.hasVIP(0)
+	switch {
+	case steppedDown && !vip:
+		return "the master believed the forged adverts: it stepped down and released the VIP", nil
+	case steppedDown:
+		return "the master believed the forged adverts and stepped down", nil
+	}
+	return "the forged adverts were ignored", nil
+}
