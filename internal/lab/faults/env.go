@@ -129,7 +129,7 @@ func (e *env) restore(ctx context.Context) error {
 	var errs []error
 	for i, lb := range e.s.LBs {
 		errs = append(errs, e.s.Cut(i, false))
-		e.dropFault(i)
+		dropFault(lb.Host)
 		if lb.Running() {
 			errs = append(errs, lb.Notify(syscall.SIGCONT))
 		}
@@ -303,21 +303,31 @@ func procStatus(pid int, field string) (int, error) {
 	return 0, fmt.Errorf("/proc/%d/status has no %s", pid, field)
 }
 
-// addFault adds the fault table to node i: rule runs on every packet the
-// node receives, before anything else.
-func (e *env) addFault(i int, rule string) error {
+// addFault adds the fault table to host h: rule runs on every packet it
+// receives, before anything else.
+func addFault(h *netns.Host, rule string) error {
 	script := fmt.Sprintf("table inet %s {\n chain in {\n  type filter hook input priority -300; policy accept;\n  %s\n }\n}\n", faultTable, rule)
-	cmd := e.s.LBs[i].Host.Command(context.Background(), "nft", "-f", "-")
+	cmd := h.Command(context.Background(), "nft", "-f", "-")
 	cmd.Stdin = strings.NewReader(script)
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("%s: add the fault table: %v: %s", e.s.LBs[i].Name, err, out)
+		return fmt.Errorf("%s: add the fault table: %v: %s", h.Name, err, out)
 	}
 	return nil
 }
 
-// dropFault removes the fault table from node i, if it is there.
-func (e *env) dropFault(i int) {
-	_, _ = e.s.LBs[i].Host.Run("nft", "delete", "table", "inet", faultTable) // absent is fine
+// dropFault removes the fault table from host h and returns what its
+// counters counted, in order.
+func dropFault(h *netns.Host) []string {
+	out, _ := h.Run("nft", "list", "table", "inet", faultTable) // absent is fine
+	_, _ = h.Run("nft", "delete", "table", "inet", faultTable)
+	var counts []string
+	f := strings.Fields(string(out))
+	for i := range f {
+		if f[i] == "packets" && i+1 < len(f) {
+			counts = append(counts, f[i+1])
+		}
+	}
+	return counts
 }
 
 // transitions returns node i's VRRP transitions of instance since from.

@@ -168,3 +168,63 @@ func kaUnknownSource(ctx context.Context, e *env) (string, error) {
 	}
 	return "the forged adverts were ignored", nil
 }
+
+// kaAdvertLoss loses 20 % of the adverts keepalived's backup receives.
+func kaAdvertLoss(ctx context.Context, e *env) (string, error) {
+	k := e.ka
+	before := strings.Count(readFile(k.logs[1]), "Entering MASTER STATE")
+	if err := addFault(k.hosts[1], lossRule); err != nil {
+		return "", err
+	}
+	if err := sleep(ctx, lossWindow); err != nil {
+		return "", err
+	}
+	dropped := dropFault(k.hosts[1])
+	flaps := strings.Count(readFile(k.logs[1]), "Entering MASTER STATE") - before
+	return fmt.Sprintf("%d flaps of the backup in %v; %s", flaps, lossWindow, lossReport(dropped)), nil
+}
+
+// kaPartition partitions keepalived's VRRP path as the halb row does, and
+// heals it while the client is at the backup's MAC.
+func kaPartition(ctx context.Context, e *env) (string, error) {
+	k := e.ka
+	var mac [2]string
+	for i, h := range k.hosts {
+		out, err := h.Run("ip", "-br", "link", "show", "eth0")
+		f := strings.Fields(string(out))
+		if err != nil || len(f) < 3 {
+			return "", fmt.Errorf("%s: eth0's address: %v: %s", h.Name, err, out)
+		}
+		mac[i] = f[2]
+	}
+	// The client talks to the VIP all along, as the halb row's traffic does.
+	at := func() string {
+		_, _ = e.s.Client.Run("ping", "-c", "1", "-W", "1", kaVIP) // only its ARP matters
+		return e.clientMAC(kaVIP)
+	}
+	at()
+	if err := addFault(k.hosts[1], "ip protocol vrrp drop"); err != nil {
+		return "", err
+	}
+	split := time.Now()
+	for at() != mac[1] {
+		if time.Since(split) > bound+3*time.Second {
+			dropFault(k.hosts[1])
+			return "the client stayed at the master's MAC throughout the partition", nil
+		}
+		if err := sleep(ctx, 50*time.Millisecond); err != nil {
+			return "", err
+		}
+	}
+	dropFault(k.hosts[1])
+	healed := time.Now()
+	for at() != mac[0] {
+		if time.Since(healed) > 2*(3*advert+slack) {
+			return fmt.Sprintf("client still at the backup's MAC %s after the heal", secs(2*(3*advert+slack))), nil
+		}
+		if err := sleep(ctx, 50*time.Millisecond); err != nil {
+			return "", err
+		}
+	}
+	return fmt.Sprintf("client at the master's MAC %s after the heal", secs(time.Since(healed))), nil
+}

@@ -53,17 +53,19 @@ func rows() []row {
 			run:        restartStateLost,
 		},
 		{
-			fault:      "VRRP path partitioned (proto 112 dropped on the backup), then healed",
-			promise:    "after the heal one master per instance within 3 adverts, and clients reach the VIP at that master within 3 adverts",
-			keepalived: "the master re-sends gratuitous ARP when it hears a lower-priority master (garp_lower_prio_repeat), so clients follow it",
-			known:      "halb's master does not yet re-announce its VIPs when it hears a lower-priority master: the client keeps the backup's MAC until its ARP entry expires",
-			run:        partition,
+			fault:             "VRRP path partitioned (proto 112 dropped on the backup), then healed",
+			promise:           "after the heal one master per instance within 3 adverts, and clients reach the VIP at that master within 3 adverts",
+			keepalived:        "with garp_lower_prio_repeat the master re-sends gratuitous ARP when it hears a lower-priority master",
+			known:             "halb's master does not yet re-announce its VIPs when it hears a lower-priority master: the client keeps the backup's MAC until its ARP entry expires",
+			run:               partition,
+			measureKeepalived: kaPartition,
 		},
 		{
-			fault:      "20 % of adverts lost (random)",
-			promise:    "a flap needs 3 adverts lost in a row (0.8 % a second at 20 %): at most 1 flap in 15 s",
-			keepalived: "same RFC timers, same flap rate",
-			run:        advertLoss,
+			fault:             "20 % of adverts lost (random)",
+			promise:           "a flap needs 3 adverts lost in a row (0.8 % a second at 20 %): at most 1 flap in 15 s",
+			keepalived:        "same RFC timers, so the same flap rate",
+			run:               advertLoss,
+			measureKeepalived: kaAdvertLoss,
 		},
 		{
 			fault:      "malformed configurations on SIGHUP",
@@ -288,7 +290,7 @@ func partition(ctx context.Context, e *env) (string, bool, error) {
 	g, stop := e.traffic(ctx)
 	defer stop()
 	from := time.Now()
-	if err := e.addFault(1, "ip protocol vrrp drop"); err != nil {
+	if err := addFault(e.s.LBs[1].Host, "ip protocol vrrp drop"); err != nil {
 		return "", false, err
 	}
 	if _, err := e.waitState(ctx, 1, "web-a", "MASTER", from, bound+5*time.Second); err != nil {
@@ -308,7 +310,7 @@ func partition(ctx context.Context, e *env) (string, bool, error) {
 		}
 	}
 	healed := time.Now()
-	e.dropFault(1)
+	dropFault(e.s.LBs[1].Host)
 	one, err := e.waitOneMaster(ctx, healed, 3*advert+5*time.Second)
 	if err != nil {
 		return "", false, err
@@ -339,16 +341,30 @@ func partition(ctx context.Context, e *env) (string, bool, error) {
 		one <= 3*advert+slack && reached >= 0 && reached <= limit, nil
 }
 
+// lossRule counts the adverts a node receives and drops 20 % of them, at
+// random.
+const lossRule = "ip protocol vrrp counter\n  ip protocol vrrp numgen random mod 100 < 20 counter drop"
+
+// lossReport renders the counters of lossRule.
+func lossReport(counts []string) string {
+	if len(counts) != 2 {
+		return fmt.Sprintf("adverts counted %v", counts)
+	}
+	return fmt.Sprintf("%s of %s adverts dropped", counts[1], counts[0])
+}
+
+// lossWindow is how long the adverts are lost.
+const lossWindow = 15 * time.Second
+
 func advertLoss(ctx context.Context, e *env) (string, bool, error) {
 	from := time.Now()
-	if err := e.addFault(1, "ip protocol vrrp numgen random mod 100 < 20 counter drop"); err != nil {
+	if err := addFault(e.s.LBs[1].Host, lossRule); err != nil {
 		return "", false, err
 	}
-	if err := sleep(ctx, 15*time.Second); err != nil {
+	if err := sleep(ctx, lossWindow); err != nil {
 		return "", false, err
 	}
-	out, _ := e.s.LBs[1].Host.Run("nft", "list", "table", "inet", faultTable) // the count is for the report only
-	e.dropFault(1)
+	dropped := dropFault(e.s.LBs[1].Host)
 	trs, err := e.transitions(ctx, 1, "web-a", from)
 	if err != nil {
 		return "", false, err
@@ -359,15 +375,7 @@ func advertLoss(ctx context.Context, e *env) (string, bool, error) {
 			flaps++
 		}
 	}
-	dropped := "?"
-	if f := strings.Fields(string(out)); len(f) > 0 {
-		for i, w := range f {
-			if w == "packets" && i+1 < len(f) {
-				dropped = f[i+1]
-			}
-		}
-	}
-	return fmt.Sprintf("%d flaps of lb-b in 15 s; %s adverts dropped", flaps, dropped), flaps <= 1, nil
+	return fmt.Sprintf("%d flaps of the backup in %v; %s", flaps, lossWindow, lossReport(dropped)), flaps <= 1, nil
 }
 
 // snapshot is what a refused reload must leave as it was.
