@@ -30,6 +30,7 @@ type kpair struct {
 	hosts [2]*netns.Host
 	cmds  [2]*exec.Cmd
 	done  [2]chan struct{}
+	confs [2]string
 	logs  [2]string
 }
 
@@ -46,7 +47,7 @@ func startKeepalived(s *site.Site, dir string) (*kpair, error) {
 		}
 		k.hosts[i] = h
 	}
-	for i, h := range k.hosts {
+	for i := range k.hosts {
 		d := filepath.Join(dir, fmt.Sprintf("ka%d", i+1))
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, err
@@ -71,46 +72,101 @@ vrrp_instance vi {
   }
 }
 `, i+1, kaVRID, 150-50*i, kaAddrs[i], kaAddrs[1-i], kaVIP)
-		path := filepath.Join(d, "keepalived.conf")
-		if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+		k.confs[i] = filepath.Join(d, "keepalived.conf")
+		if err := os.WriteFile(k.confs[i], []byte(conf), 0o644); err != nil {
 			return nil, err
 		}
 		k.logs[i] = filepath.Join(d, "keepalived.log")
-		log, err := os.Create(k.logs[i])
-		if err != nil {
-			return nil, err
+		if err := k.start(i); err != nil {
+			return nil, errors.Join(err, k.stop())
 		}
-		cmd := h.Command(context.Background(), "keepalived", "-n", "-l", "-D", "--vrrp", "-f", path,
-			"-p", filepath.Join(d, "k.pid"), "-r", filepath.Join(d, "v.pid"))
-		// keepalived signals its process group: give it its own.
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-		cmd.Stdout, cmd.Stderr = log, log
-		if err := cmd.Start(); err != nil {
-			_ = log.Close() // the start's error is the one to report
-			return nil, errors.Join(fmt.Errorf("%s: start keepalived: %w", h.Name, err), k.stop())
-		}
-		k.cmds[i], k.done[i] = cmd, make(chan struct{})
-		go func() { _ = cmd.Wait(); _ = log.Close(); close(k.done[i]) }() // stop reports a node that will not end
 	}
 	return k, nil
 }
 
+// start starts keepalived on node i, its log appended to.
+func (k *kpair) start(i int) error {
+	log, err := os.OpenFile(k.logs[i], os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	d := filepath.Dir(k.confs[i])
+	cmd := k.hosts[i].Command(context.Background(), "keepalived", "-n", "-l", "-D", "--vrrp", "-f", k.confs[i],
+		"-p", filepath.Join(d, "k.pid"), "-r", filepath.Join(d, "v.pid"))
+	// keepalived signals its process group: give it its own.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		_ = log.Close() // the start's error is the one to report
+		return fmt.Errorf("%s: start keepalived: %w", k.hosts[i].Name, err)
+	}
+	done := make(chan struct{})
+	k.cmds[i], k.done[i] = cmd, done
+	go func() { _ = cmd.Wait(); _ = log.Close(); close(done) }() // kill and stop report a node that will not end
+	return nil
+}
+
+// kill sends sig to keepalived on node i and waits for it to end.
+func (k *kpair) kill(i int, sig syscall.Signal) error {
+	cmd := k.cmds[i]
+	if cmd == nil {
+		return nil
+	}
+	_ = syscall.Kill(-cmd.Process.Pid, sig) // it may have ended
+	select {
+	case <-k.done[i]:
+		k.cmds[i] = nil
+		return nil
+	case <-time.After(5 * time.Second):
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-k.done[i]
+		k.cmds[i] = nil
+		return fmt.Errorf("%s: keepalived did not end on %v", k.hosts[i].Name, sig)
+	}
+}
+
 // stop ends keepalived on both nodes.
 func (k *kpair) stop() error {
-	var errs []error
-	for i, cmd := range k.cmds {
-		if cmd == nil {
-			continue
+	return errors.Join(k.kill(0, syscall.SIGTERM), k.kill(1, syscall.SIGTERM))
+}
+
+// vipCount returns how many times node i holds the VIP.
+func (k *kpair) vipCount(i int) int {
+	out, _ := k.hosts[i].Run("ip", "-o", "addr", "show", "dev", "eth0") // an error reads as none
+	return strings.Count(string(out), " "+kaVIP+"/24 ")
+}
+
+// kaTakeover stops keepalived's master with sig, measures how long the
+// backup takes to hold the VIP, and starts the master again.
+func kaTakeover(sig syscall.Signal) func(ctx context.Context, e *env) (string, error) {
+	return func(ctx context.Context, e *env) (string, error) {
+		k := e.ka
+		from := time.Now()
+		if err := k.kill(0, sig); err != nil {
+			return "", err
 		}
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) // it may have ended
-		select {
-		case <-k.done[i]:
-		case <-time.After(5 * time.Second):
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			errs = append(errs, fmt.Errorf("%s: keepalived did not stop on SIGTERM", k.hosts[i].Name))
+		for !k.hasVIP(1) {
+			if time.Since(from) > bound+5*time.Second {
+				return "", errors.Join(fmt.Errorf("the backup holds no VIP %v after the master's end", bound+5*time.Second), k.start(0))
+			}
+			if err := sleep(ctx, 20*time.Millisecond); err != nil {
+				return "", err
+			}
 		}
+		took := time.Since(from)
+		left := k.vipCount(0)
+		if err := k.start(0); err != nil {
+			return "", err
+		}
+		if err := k.settle(ctx); err != nil {
+			return "", err
+		}
+		kept := "released the VIP"
+		if left > 0 {
+			kept = "kept the VIP in its kernel"
+		}
+		return fmt.Sprintf("backup master after %s; the stopped node %s; restarted, it holds the VIP %d time(s)", secs(took), kept, k.vipCount(0)), nil
 	}
-	return errors.Join(errs...)
 }
 
 // hasVIP reports whether node i holds the VIP.

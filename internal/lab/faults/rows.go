@@ -17,16 +17,18 @@ import (
 func rows() []row {
 	return []row{
 		{
-			fault:      "kill -9 of the master",
-			promise:    fmt.Sprintf("backup is master within 3×advert+skew (%s), long-lived connections kept", secs(bound)),
-			keepalived: "same bound (RFC 5798 master-down timer); the killed node keeps its VIPs and IPVS rules in the kernel until it restarts",
-			run:        killMaster,
+			fault:             "kill -9 of the master",
+			promise:           fmt.Sprintf("backup is master within 3×advert+skew (%s), long-lived connections kept", secs(bound)),
+			keepalived:        "same bound (RFC 5798 master-down timer); the killed node keeps its VIPs and IPVS rules in the kernel until it restarts",
+			run:               killMaster,
+			measureKeepalived: kaTakeover(syscall.SIGKILL),
 		},
 		{
-			fault:      "SIGTERM of the master",
-			promise:    fmt.Sprintf("backup is master within its skew (%s) + %s", secs(skew), secs(slack)),
-			keepalived: "same: a priority-0 advert on shutdown, the backup takes over after its skew; VIPs and IPVS rules removed (unless --dont-release-vrrp/-ipvs)",
-			run:        termMaster,
+			fault:             "SIGTERM of the master",
+			promise:           fmt.Sprintf("backup is master within its skew (%s) + %s", secs(skew), secs(slack)),
+			keepalived:        "same: a priority-0 advert on shutdown, the backup takes over after its skew; VIPs and IPVS rules removed (unless --dont-release-vrrp/-ipvs)",
+			run:               termMaster,
+			measureKeepalived: kaTakeover(syscall.SIGTERM),
 		},
 		{
 			fault:      "master's link down, then up",
