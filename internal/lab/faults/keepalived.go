@@ -284,3 +284,80 @@ func kaPartition(ctx context.Context, e *env) (string, error) {
 	}
 	return fmt.Sprintf("client at the master's MAC %s after the heal", secs(time.Since(healed))), nil
 }
+
+// kaFreeze freezes keepalived's master for 5 s and counts the state
+// changes of both nodes from then until 3 adverts after it resumes.
+func kaFreeze(ctx context.Context, e *env) (string, error) {
+	k := e.ka
+	const entering = "Entering "
+	before := [2]int{strings.Count(readFile(k.logs[0]), entering), strings.Count(readFile(k.logs[1]), entering)}
+	pgid := -k.cmds[0].Process.Pid
+	if err := syscall.Kill(pgid, syscall.SIGSTOP); err != nil {
+		return "", err
+	}
+	err := sleep(ctx, 5*time.Second)
+	if cerr := syscall.Kill(pgid, syscall.SIGCONT); cerr != nil || err != nil {
+		return "", errors.Join(err, cerr)
+	}
+	if err := sleep(ctx, 3*advert+slack); err != nil {
+		return "", err
+	}
+	changes := [2]int{strings.Count(readFile(k.logs[0]), entering) - before[0], strings.Count(readFile(k.logs[1]), entering) - before[1]}
+	return fmt.Sprintf("state changes master %d, backup %d; one master after: %v", changes[0], changes[1], k.hasVIP(0) != k.hasVIP(1)), nil
+}
+
+// kaMalformed reloads keepalived's master with configurations with errors
+// and says what became of it.
+func kaMalformed(ctx context.Context, e *env) (string, error) {
+	k := e.ka
+	good, err := os.ReadFile(k.confs[0])
+	if err != nil {
+		return "", err
+	}
+	bad := []struct{ name, text string }{
+		{"unknown keyword", strings.Replace(string(good), "  advert_int 1\n", "  advert_int 1\n  bogus_key 1\n", 1)},
+		{"VRID 300", strings.Replace(string(good), fmt.Sprintf("virtual_router_id %d", kaVRID), "virtual_router_id 300", 1)},
+		{"unbalanced brace", strings.TrimSuffix(string(good), "}\n")},
+	}
+	var out []string
+	for _, b := range bad {
+		if err := os.WriteFile(k.confs[0], []byte(b.text), 0o644); err != nil {
+			return "", err
+		}
+		if k.cmds[0] == nil {
+			return "", fmt.Errorf("%s: keepalived is not running", k.hosts[0].Name)
+		}
+		if err := k.cmds[0].Process.Signal(syscall.SIGHUP); err != nil {
+			return "", err
+		}
+		if err := sleep(ctx, 2*advert); err != nil {
+			return "", err
+		}
+		state := "kept its VIP"
+		select {
+		case <-k.done[0]:
+			state = "exited"
+			k.cmds[0] = nil
+		default:
+			if !k.hasVIP(0) {
+				state = "released its VIP"
+			}
+		}
+		out = append(out, b.name+": "+state)
+		if err := os.WriteFile(k.confs[0], good, 0o644); err != nil {
+			return "", err
+		}
+		if k.cmds[0] == nil {
+			err = k.start(0)
+		} else {
+			err = k.cmds[0].Process.Signal(syscall.SIGHUP)
+		}
+		if err != nil {
+			return "", err
+		}
+		if err := k.settle(ctx); err != nil {
+			return "", err
+		}
+	}
+	return strings.Join(out, ", "), nil
+}
