@@ -38,7 +38,8 @@ type row struct {
 	// known says why halb does not keep the promise yet ("": it must).
 	known string
 	run   func(ctx context.Context, e *env) (measured string, kept bool, err error)
-	// keepalived, when set, measures keepalived in the same situation.
+	// measureKeepalived, when set, measures keepalived in the same
+	// situation, while run measures halb.
 	measureKeepalived func(ctx context.Context, e *env) (string, error)
 }
 
@@ -80,9 +81,16 @@ func Run(ctx context.Context, opts Options) (results []Result, err error) {
 		}
 		start := time.Now()
 		res := Result{Fault: r.fault, Promise: r.promise, Keepalived: r.keepalived, Known: r.known}
-		res.Measured, res.Kept, res.Err = r.run(ctx, e)
+		// keepalived is measured at the same time, on its own nodes.
+		kaDone := make(chan string, 1)
 		if r.measureKeepalived != nil && e.ka != nil {
-			res.Keepalived += "; measured here: " + e.measureKeepalivedIn(ctx, r.measureKeepalived)
+			go func() { kaDone <- e.measureKeepalivedIn(ctx, r.measureKeepalived) }()
+		} else {
+			close(kaDone)
+		}
+		res.Measured, res.Kept, res.Err = r.run(ctx, e)
+		if text, ok := <-kaDone; ok {
+			res.Keepalived += "; measured here: " + text
 		}
 		if rerr := e.restore(ctx); rerr != nil {
 			res.Err = errors.Join(res.Err, fmt.Errorf("restore the site: %w", rerr))
