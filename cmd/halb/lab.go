@@ -88,7 +88,10 @@ func runLab(args []string, stdout, stderr io.Writer) int {
 		}
 		return 0
 	case "faults":
-		netns.RemoveLeftovers("halblab")
+		if err := netns.RemoveLeftovers("halblab"); err != nil {
+			fmt.Fprintf(stderr, "halb lab faults: %v\n", err)
+			return 1
+		}
 		results, err := faults.Run(ctx, faults.Options{Halb: self, Dir: *dir, Prefix: "halblab", Dataplane: *dp, Progress: stderr})
 		if werr := faults.WriteTable(stdout, results); err == nil {
 			err = werr

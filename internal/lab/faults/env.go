@@ -1,7 +1,6 @@
 package faults
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -289,18 +288,17 @@ func (e *env) halbPid(i int) (int, error) {
 // procStatus reads a field of /proc/PID/status as a number ("Threads",
 // "VmRSS" in kB).
 func procStatus(pid int, field string) (int, error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	path := fmt.Sprintf("/proc/%d/status", pid)
+	data, err := os.ReadFile(path)
 	if err != nil {
 		return 0, err
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), field+":"); ok {
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
 			return strconv.Atoi(strings.Fields(v)[0])
 		}
 	}
-	return 0, fmt.Errorf("/proc/%d/status has no %s", pid, field)
+	return 0, fmt.Errorf("%s has no %s", path, field)
 }
 
 // addFault adds the fault table to host h: rule runs on every packet it
