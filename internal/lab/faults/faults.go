@@ -43,8 +43,9 @@ type row struct {
 	measureKeepalived func(ctx context.Context, e *env) (string, error)
 }
 
-// Run brings the site up, runs the matrix's rows on it in order, and takes
-// it down. An error means the site itself could not run.
+// Run brings the site up (with a keepalived pair beside it when keepalived
+// is installed), runs the matrix's rows on it in order, and takes it down.
+// An error means the site itself could not run.
 func Run(ctx context.Context, opts Options) (results []Result, err error) {
 	s, err := site.Up(ctx, site.Options{Prefix: opts.Prefix, Halb: opts.Halb, Dir: opts.Dir, Dataplane: opts.Dataplane})
 	if err != nil {
@@ -99,7 +100,7 @@ func Run(ctx context.Context, opts Options) (results []Result, err error) {
 		}
 		results = append(results, res)
 		if opts.Progress != nil {
-			fmt.Fprintf(opts.Progress, "%-40s %-20s %5.1fs  %s\n", r.fault, res.Verdict(), time.Since(start).Seconds(), res.measured())
+			fmt.Fprintf(opts.Progress, "%-19s %5.1fs  %s: %s\n", res.Verdict(), time.Since(start).Seconds(), r.fault, res.measured())
 			if res.Broken() {
 				for _, lb := range s.LBs {
 					if data, err := os.ReadFile(lb.Log); err == nil {
