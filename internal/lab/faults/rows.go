@@ -94,7 +94,7 @@ func rows() []row {
 			fault:      "halb's nftables table deleted by hand",
 			promise:    "restored within 3 s and reported",
 			keepalived: "its documentation names no watch of IPVS or nftables for changes made by others",
-			known:      "halb reconciles the kernel when its desired state changes (health, VRRP, reload) and does not watch nftables: a table deleted by hand stays deleted until halb restarts",
+			known:      "halb changes the kernel from its own record of what it wrote, when its desired state changes, and does not watch nftables: a table deleted by hand stays deleted until halb restarts",
 			run:        nftTableDeleted,
 		},
 		{

@@ -187,11 +187,23 @@ func nftTableDeleted(ctx context.Context, e *env) (string, bool, error) {
 			return "", false, err
 		}
 	}
-	// Put it back for the next rows: a restart rebuilds it.
+	// Does a reload notice?
+	reload := "nor by a reload"
+	if err := lb.Notify(syscall.SIGHUP); err != nil {
+		return "", false, err
+	}
+	if err := sleep(ctx, 2*time.Second); err != nil {
+		return "", false, err
+	}
+	if _, err := lb.Host.Run("nft", "list", "table", "inet", "halb"); err == nil {
+		reload = "but by a reload"
+	}
+	// Put it back for the next rows: a restart rebuilds it (the leftover
+	// check after the row says whether it did).
 	if err := lb.Signal(syscall.SIGTERM, 5*time.Second); err != nil {
 		return "", false, err
 	}
-	return "not restored after " + secs(limit) + " (a restart restores it)", false, nil
+	return fmt.Sprintf("not restored after %s, %s; a restart restores it", secs(limit), reload), false, nil
 }
 
 func vipDeleted(ctx context.Context, e *env) (string, bool, error) {
