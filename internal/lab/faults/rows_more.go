@@ -174,6 +174,11 @@ func (e *env) goroutines(ctx context.Context, i int) (int, error) {
 
 func nftTableDeleted(ctx context.Context, e *env) (string, bool, error) {
 	lb := e.s.LBs[0]
+	g, stop := e.traffic(ctx)
+	defer stop()
+	if err := sleep(ctx, time.Second); err != nil {
+		return "", false, err
+	}
 	from := time.Now()
 	if out, err := lb.Host.Run("nft", "delete", "table", "inet", "halb"); err != nil {
 		return "", false, fmt.Errorf("delete halb's table: %v: %s", err, out)
@@ -187,6 +192,7 @@ func nftTableDeleted(ctx context.Context, e *env) (string, bool, error) {
 			return "", false, err
 		}
 	}
+	missing, _ := trafficReport(g, from)
 	// Does a reload notice?
 	reload := "nor by a reload"
 	if err := lb.Notify(syscall.SIGHUP); err != nil {
@@ -203,12 +209,17 @@ func nftTableDeleted(ctx context.Context, e *env) (string, bool, error) {
 	if err := lb.Signal(syscall.SIGTERM, 5*time.Second); err != nil {
 		return "", false, err
 	}
-	return fmt.Sprintf("not restored after %s, %s; a restart restores it", secs(limit), reload), false, nil
+	return fmt.Sprintf("not restored after %s, %s; a restart restores it; while it was missing: %s", secs(limit), reload, missing), false, nil
 }
 
 func vipDeleted(ctx context.Context, e *env) (string, bool, error) {
 	lb := e.s.LBs[0]
 	vip := site.VIPsA[1] + "/24"
+	g, stop := e.traffic(ctx)
+	defer stop()
+	if err := sleep(ctx, time.Second); err != nil {
+		return "", false, err
+	}
 	from := time.Now()
 	if err := lb.Host.IP("addr", "del", vip, "dev", "eth0"); err != nil {
 		return "", false, err
@@ -224,10 +235,11 @@ func vipDeleted(ctx context.Context, e *env) (string, bool, error) {
 			return "", false, err
 		}
 	}
+	missing, _ := trafficReport(g, from)
 	if err := lb.Host.IP("addr", "add", vip, "dev", "eth0"); err != nil {
 		return "", false, err
 	}
-	return "not back after " + secs(limit), false, nil
+	return fmt.Sprintf("not back after %s; meanwhile %s", secs(limit), missing), false, nil
 }
 
 func reloadStorm(ctx context.Context, e *env) (string, bool, error) {
