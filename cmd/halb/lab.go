@@ -15,19 +15,20 @@ import (
 	"halb/internal/api"
 	"halb/internal/lab/demo"
 	"halb/internal/lab/ecmp"
+	"halb/internal/lab/faults"
 	"halb/internal/lab/netns"
 	"halb/internal/lab/site"
 )
 
 func init() {
-	register(&command{name: "lab", summary: "the reference site in network namespaces: up, demo, bench, status, down",
-		args: "up|demo|bench|status|down", complete: labActions, setup: labFlags})
+	register(&command{name: "lab", summary: "the reference site in network namespaces: up, demo, bench, faults, status, down",
+		args: "up|demo|bench|faults|status|down", complete: labActions, setup: labFlags})
 }
 
 const labDir = "/run/halb-lab"
 
 // labActions are what halb lab does.
-var labActions = []string{"up", "demo", "bench", "status", "down"}
+var labActions = []string{"up", "demo", "bench", "faults", "status", "down"}
 
 // labOptions are halb lab's flags.
 type labOptions struct {
@@ -47,7 +48,7 @@ func labFlags(fs *flag.FlagSet) runFunc {
 	fs.StringVar(&o.topology, "topology", "pair", "up, demo, bench: `NAME` pair (two nodes, VRRP) or ecmp (a BGP router and N nodes)")
 	return func(args []string, stdout, stderr io.Writer) int {
 		if len(args) != 1 || !slices.Contains(labActions, args[0]) {
-			fmt.Fprintln(stderr, "halb lab: needs one of up, demo, bench, status, down; see halb lab --help")
+			fmt.Fprintln(stderr, "halb lab: needs one of up, demo, bench, faults, status, down; see halb lab --help")
 			return 2
 		}
 		if o.topology != "pair" && o.topology != "ecmp" {
@@ -125,6 +126,20 @@ func runLab(action string, o labOptions, stdout, stderr io.Writer) int {
 		_, err := demo.Bench(ctx, demo.BenchOptions{Options: demo.Options{Halb: self, Dir: o.dir, Dataplane: o.dataplane, Out: stdout}, Trials: o.trials})
 		if err != nil {
 			fmt.Fprintf(stderr, "halb lab bench: %v\n", err)
+			return 1
+		}
+		return 0
+	case "faults":
+		if err := netns.RemoveLeftovers("halblab"); err != nil {
+			fmt.Fprintf(stderr, "halb lab faults: %v\n", err)
+			return 1
+		}
+		results, err := faults.Run(ctx, faults.Options{Halb: self, Dir: o.dir, Prefix: "halblab", Dataplane: o.dataplane, Progress: stderr})
+		if werr := faults.WriteTable(stdout, results); err == nil {
+			err = werr
+		}
+		if broken := faults.Broken(results); err != nil || len(broken) > 0 {
+			fmt.Fprintf(stderr, "halb lab faults: %d broken promises; %v\n", len(broken), err)
 			return 1
 		}
 		return 0

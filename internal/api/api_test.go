@@ -1,9 +1,11 @@
 package api
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -201,5 +203,34 @@ func TestDrainOverTheSocket(t *testing.T) {
 	}
 	if _, err := c.Drain(ctx, false); err != nil || started != 1 {
 		t.Errorf("progress: %v; started %d times, want once", err, started)
+	}
+}
+
+// TestALargeRequestHeaderIsRefused: a request header of 64 KiB gets 431, not
+// the megabyte net/http would read by default.
+func TestALargeRequestHeaderIsRefused(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "halb.sock")
+	ln, err := ListenUnix(sock, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go Serve(ctx, ln, Handler(func(context.Context) (Status, error) { return Status{}, nil }, nil, nil))
+	conn, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	// Sent in the background: the server may answer and close first.
+	go conn.Write([]byte("GET /status HTTP/1.1\r\nHost: halb\r\nX-Big: " + strings.Repeat("a", 64<<10) + "\r\n\r\n"))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Fatalf("a 64 KiB header: %s, want 431", resp.Status)
 	}
 }

@@ -202,10 +202,15 @@ func lookupGroup(group string) (int, error) {
 	return 0, fmt.Errorf("no group %q", group)
 }
 
+// maxHeaderBytes bounds a request's header: the API's requests are a line
+// and a Host, and a thousand clients sending large headers must not cost
+// the daemon the 1 MB each that net/http allows by default.
+const maxHeaderBytes = 16 << 10
+
 // Serve serves h on ln until ctx is done.
 func Serve(ctx context.Context, ln net.Listener, h http.Handler) error {
 	// Requests end with ctx, so that followers do not hold the shutdown.
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second,
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, MaxHeaderBytes: maxHeaderBytes,
 		BaseContext: func(net.Listener) context.Context { return ctx }}
 	go func() {
 		<-ctx.Done()
