@@ -44,10 +44,10 @@ const (
 	setSvcMark6  = "svcmark6" // mark → goto service chain (IPv6 mark services)
 	setNATSrc4   = "natsrc4"  // addresses of IPv4 NAT backends
 	setNATSrc6   = "natsrc6"  // addresses of IPv6 NAT backends
-	chainMark    = "mark"     // prerouting, mangle: sets marks
+	chainMark    = "marking"  // prerouting, mangle: sets marks ("mark" is a keyword of nft's)
 	chainBalance = "balance"  // prerouting, dstnat: dispatches to service chains
 	svcPrefix    = "svc-"     // svc-<h>: a service's chain
-	maglevPrefix = "maglev-"  // maglev-<h>: slot → address . port; -a: address; -p: goto backend chain
+	maglevPrefix = "slots-"   // slots-<h>: Maglev slot → address . port; -a: address; -p: goto backend chain
 	bePrefix     = "be-"      // be-<h>-<b>: DNAT to one backend
 	pinPrefix    = "pin-"     // pin-<h>-<b>: client prefixes pinned to a backend
 	markPriority = -150       // mangle: before IPVS and before the NAT chain
@@ -130,11 +130,12 @@ type svcSpec struct {
 	netmask int
 	pins    []pinRule // live backends' pins, canonical order
 	label   string
+	proto   byte // the service's transport protocol; 0: by mark, any
 }
 
 func (s svcSpec) equal(o svcSpec) bool {
 	return s.family == o.family && s.maglev == o.maglev && s.nat == o.nat && s.size == o.size && s.seed == o.seed &&
-		s.persist == o.persist && s.netmask == o.netmask && slices.Equal(s.pins, o.pins) && s.label == o.label
+		s.persist == o.persist && s.netmask == o.netmask && slices.Equal(s.pins, o.pins) && s.label == o.label && s.proto == o.proto
 }
 
 type pinRule struct{ set, chain string }
@@ -146,6 +147,7 @@ type beSpec struct {
 	pin     string // set to refresh (persistence), or ""
 	persist time.Duration
 	netmask int
+	proto   byte // as svcSpec's
 }
 
 // content is everything halb's table holds: base chains, the shared sets
@@ -255,6 +257,7 @@ func newService(h string, vs dataplane.VirtualService) (*service, error) {
 		seed:    Seed(vs.Key),
 		persist: vs.Persistence,
 		label:   fmt.Sprintf("%s %s", vs.Service, vs.Key),
+		proto:   protoNum[vs.Key.Protocol],
 	}
 	if vs.Persistence > 0 {
 		s.spec.netmask = vs.Netmask
@@ -286,7 +289,7 @@ func newService(h string, vs dataplane.VirtualService) (*service, error) {
 			continue
 		}
 		chainOf[id] = be
-		spec := beSpec{addr: r.Addr, port: r.Port}
+		spec := beSpec{addr: r.Addr, port: r.Port, proto: s.spec.proto}
 		spec.pin, spec.persist, spec.netmask = pinPrefix+h+"-"+b, vs.Persistence, s.spec.netmask
 		s.pins = append(s.pins, spec.pin)
 		s.bes[be] = spec

@@ -216,11 +216,12 @@ func (d *Dataplane) Reconcile(ctx context.Context, want dataplane.State) error {
 		}
 		have, fresh = h, !existing
 	}
-	n, err := d.program(c, have, next, fresh)
+	nb := nfbatch.New()
+	n, err := d.program(nb, have, next, fresh)
 	if err != nil {
 		return fmt.Errorf("nftables: %w", err)
 	}
-	if err := c.Flush(); err != nil {
+	if err := d.send(nb); err != nil {
 		d.have = nil
 		return fmt.Errorf("nftables: apply %d changes to table %s: %w", n, d.table, err)
 	}

@@ -7,6 +7,9 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
+
+	"halb/internal/dataplane/nft/nfbatch"
 )
 
 // elemsPerMessage keeps one message's element list under netlink's 64 KiB
@@ -19,7 +22,8 @@ const elemsPerMessage = 512
 // away (chains emptied, sets deleted with the elements that jump to
 // chains, chains deleted).
 type batch struct {
-	c     *nftables.Conn
+	nb    *nfbatch.Batch
+	c     *nftables.Conn // nb's
 	t     *nftables.Table
 	n     int
 	err   error
@@ -35,10 +39,34 @@ func (b *batch) chain(name string) *nftables.Chain { return &nftables.Chain{Name
 func (b *batch) addSet(name string, def setDef) {
 	b.n++
 	b.adds = append(b.adds, func() {
-		if err := b.c.AddSet(def.nftSet(b.t, name), nil); err != nil && b.err == nil {
+		if err := b.nb.AddSet(def.nftSet(b.t, name)); err != nil && b.err == nil {
 			b.err = fmt.Errorf("add set %s: %w", name, err)
 		}
 	})
+}
+
+// addSlotMap creates a Maglev map of size slots, typed so that nft can
+// read it back from its text form (see typeof.go).
+func (b *batch) addSlotMap(name string, def setDef, size int) {
+	b.n++
+	b.adds = append(b.adds, func() {
+		if err := b.nb.AddSetUserData(def.nftSet(b.t, name), slotMapUserData(def.kind, def.family, size)); err != nil && b.err == nil {
+			b.err = fmt.Errorf("add set %s: %w", name, err)
+		}
+	})
+}
+
+// anyL4 adds the anonymous set { tcp, udp, sctp } for one rule.
+func (b *batch) anyL4() *nftables.Set {
+	s := &nftables.Set{Table: b.t, Name: "__set%d", Anonymous: true, Constant: true, KeyType: nftables.TypeInetProto}
+	var els []nftables.SetElement
+	for _, p := range []byte{unix.IPPROTO_TCP, unix.IPPROTO_UDP, unix.IPPROTO_SCTP} {
+		els = append(els, nftables.SetElement{Key: []byte{p}})
+	}
+	if err := b.nb.AddSet(s, els...); err != nil && b.err == nil {
+		b.err = fmt.Errorf("add protocol set: %w", err)
+	}
+	return s
 }
 
 // writeChain creates a chain (or empties an existing one) and adds rules.
@@ -113,10 +141,11 @@ func (b *batch) run() (int, error) {
 	return b.n, b.err
 }
 
-// program queues on c, for one transaction, the changes that turn have
+// program queues on nb, for one transaction, the changes that turn have
 // into want. It returns the number of changes.
-func (d *Dataplane) program(c *nftables.Conn, have *content, want content, fresh bool) (int, error) {
-	b := &batch{c: c, t: d.tableRef()}
+func (d *Dataplane) program(nb *nfbatch.Batch, have *content, want content, fresh bool) (int, error) {
+	c := nb.Conn()
+	b := &batch{nb: nb, c: c, t: d.tableRef()}
 	if fresh {
 		c.AddTable(b.t)
 		b.n++
@@ -226,7 +255,7 @@ func (b *batch) service(have *content, old, s *service, chains, sets map[string]
 			c := b.c
 			b.elems = append(b.elems, func() { c.FlushSet(set) })
 		} else {
-			b.addSet(s.maglev, maglevDef)
+			b.addSlotMap(s.maglev, maglevDef, s.spec.size)
 		}
 		if old.maglev != "" {
 			b.sets = append(b.sets, old.maglev)
@@ -239,7 +268,7 @@ func (b *batch) service(have *content, old, s *service, chains, sets map[string]
 			continue
 		}
 		_, known := old.bes[name]
-		b.writeChain(name, exists(name, known), func(ch *nftables.Chain) []*nftables.Rule { return backendRules(b.t, ch, &spec) })
+		b.writeChain(name, exists(name, known), func(ch *nftables.Chain) []*nftables.Rule { return backendRules(b.t, ch, &spec, b.anyL4) })
 	}
 	for name := range old.bes {
 		if _, ok := s.bes[name]; !ok {
@@ -248,7 +277,7 @@ func (b *batch) service(have *content, old, s *service, chains, sets map[string]
 	}
 	if !old.spec.equal(s.spec) {
 		spec := s.spec
-		b.writeChain(s.chain, exists(s.chain, old.chain != ""), func(ch *nftables.Chain) []*nftables.Rule { return serviceRules(b.t, ch, &spec) })
+		b.writeChain(s.chain, exists(s.chain, old.chain != ""), func(ch *nftables.Chain) []*nftables.Rule { return serviceRules(b.t, ch, &spec, b.anyL4) })
 	}
 	// Slots: only those whose backend changed.
 	var del, add []nftables.SetElement
