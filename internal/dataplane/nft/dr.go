@@ -458,10 +458,10 @@ func (d *Dataplane) routeDevice(a netip.Addr) (drLink, error) {
 
 // applyDR brings the netdev table to the plan (nil: no table) in one
 // transaction; c reads what the table holds and removes a table no
-// longer wanted.
-func (d *Dataplane) applyDR(c *nftables.Conn, p *drPlan) error {
+// longer wanted. It returns the number of changes: the messages sent.
+func (d *Dataplane) applyDR(c *nftables.Conn, p *drPlan) (int, error) {
 	if d.drKnown && reflect.DeepEqual(p, d.drApplied) {
-		return nil
+		return 0, nil
 	}
 	t := &nftables.Table{Name: d.table, Family: nftables.TableFamilyNetdev}
 	exists := false
@@ -469,20 +469,22 @@ func (d *Dataplane) applyDR(c *nftables.Conn, p *drPlan) error {
 		exists = slices.ContainsFunc(tables, func(x *nftables.Table) bool { return x.Name == d.table })
 	}
 	if p == nil {
+		n := 0
 		if exists {
 			c.DelTable(t)
 			if err := c.Flush(); err != nil {
-				return fmt.Errorf("delete direct routing table: %w", err)
+				return 0, fmt.Errorf("delete direct routing table: %w", err)
 			}
+			n = 1
 		}
 		d.drApplied, d.drKnown = nil, true
-		return nil
+		return n, nil
 	}
 	haveChains, haveSets, haveCounters := map[string]bool{}, map[string]bool{}, map[string]bool{}
 	if exists {
 		chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyNetdev)
 		if err != nil {
-			return fmt.Errorf("list direct routing chains: %w", err)
+			return 0, fmt.Errorf("list direct routing chains: %w", err)
 		}
 		for _, ch := range chains {
 			if ch.Table.Name == d.table {
@@ -491,7 +493,7 @@ func (d *Dataplane) applyDR(c *nftables.Conn, p *drPlan) error {
 		}
 		sets, err := c.GetSets(t)
 		if err != nil {
-			return fmt.Errorf("list direct routing sets: %w", err)
+			return 0, fmt.Errorf("list direct routing sets: %w", err)
 		}
 		for _, s := range sets {
 			if !s.Anonymous && !strings.HasPrefix(s.Name, "__") { // a rule's own map goes with the rule
@@ -500,7 +502,7 @@ func (d *Dataplane) applyDR(c *nftables.Conn, p *drPlan) error {
 		}
 		objs, err := c.GetObjects(t)
 		if err != nil {
-			return fmt.Errorf("list direct routing counters: %w", err)
+			return 0, fmt.Errorf("list direct routing counters: %w", err)
 		}
 		for _, o := range objs {
 			if co, ok := o.(*nftables.CounterObj); ok {
@@ -510,12 +512,16 @@ func (d *Dataplane) applyDR(c *nftables.Conn, p *drPlan) error {
 	}
 	b := nfbatch.New()
 	if err := p.queue(b, d.table, haveChains, haveSets, haveCounters); err != nil {
-		return fmt.Errorf("direct routing table: %w", err)
+		return 0, fmt.Errorf("direct routing table: %w", err)
+	}
+	msgs, err := b.Messages()
+	if err != nil {
+		return 0, fmt.Errorf("direct routing table: %w", err)
 	}
 	if err := d.send(b); err != nil {
 		d.drKnown = false
-		return fmt.Errorf("write direct routing table: %w", err)
+		return 0, fmt.Errorf("write direct routing table: %w", err)
 	}
 	d.drApplied, d.drKnown = p, true
-	return nil
+	return len(msgs), nil
 }

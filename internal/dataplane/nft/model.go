@@ -161,6 +161,8 @@ type content struct {
 	byKey  map[dataplane.ServiceKey]*service
 	chains map[string]bool
 	sets   map[string]bool
+	// digests are the digests found on the kernel's chains (see adopt.go).
+	digests map[string]string
 }
 
 func emptyContent() content {

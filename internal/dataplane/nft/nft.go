@@ -56,6 +56,8 @@ type Dataplane struct {
 	// See counters.go.
 	countersOpt *bool
 	counted     *countPlan
+	// changes is what the last successful Reconcile changed in the kernel.
+	changes int
 	// linkOf returns the device that leads to a DR backend (routeDevice;
 	// tests without a kernel replace it).
 	linkOf func(netip.Addr) (drLink, error)
@@ -117,24 +119,32 @@ func (d *Dataplane) conn() (*nftables.Conn, error) {
 // send sends a batch where the connections of conn go: the data plane's
 // namespace, or the test connection of WithConnOptions.
 func (d *Dataplane) send(b *nfbatch.Batch) error {
-	lib, err := d.conn()
+	nl, err := d.dial()
 	if err != nil {
 		return err
 	}
-	var nl *netlink.Conn
-	if lib.TestDial != nil {
-		nl = nltest.Dial(lib.TestDial)
-	} else {
-		if nl, err = netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: lib.NetNS}); err != nil {
-			return fmt.Errorf("nftables connection: %w", err)
-		}
-		if err := bigBuffers(nl); err != nil {
-			nl.Close()
-			return fmt.Errorf("nftables connection: %w", err)
-		}
-	}
 	defer nl.Close()
 	return b.Send(nl)
+}
+
+// dial opens a netfilter connection where the connections of conn go.
+func (d *Dataplane) dial() (*netlink.Conn, error) {
+	lib, err := d.conn()
+	if err != nil {
+		return nil, err
+	}
+	if lib.TestDial != nil {
+		return nltest.Dial(lib.TestDial), nil
+	}
+	nl, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: lib.NetNS})
+	if err != nil {
+		return nil, fmt.Errorf("nftables connection: %w", err)
+	}
+	if err := bigBuffers(nl); err != nil {
+		nl.Close()
+		return nil, fmt.Errorf("nftables connection: %w", err)
+	}
+	return nl, nil
 }
 
 // bigBuffers lets one transaction carry a large table: the kernel takes a
@@ -214,6 +224,11 @@ func (d *Dataplane) Reconcile(ctx context.Context, want dataplane.State) error {
 		if err != nil {
 			return fmt.Errorf("nftables: read table %s: %w", d.table, err)
 		}
+		if existing {
+			if err := d.adopt(c, h, &next); err != nil {
+				return fmt.Errorf("nftables: read table %s: %w", d.table, err)
+			}
+		}
 		have, fresh = h, !existing
 	}
 	nb := nfbatch.New()
@@ -227,17 +242,29 @@ func (d *Dataplane) Reconcile(ctx context.Context, want dataplane.State) error {
 	}
 	d.have = &next
 	if d.counting() {
-		d.syncCounters(c, want)
+		n += d.syncCounters(c, want)
 	}
 	if d.mode == LoadBalance {
-		if err := d.applyDR(c, drWant); err != nil {
+		dn, err := d.applyDR(c, drWant)
+		if err != nil {
 			return fmt.Errorf("nftables: %w", err)
 		}
+		n += dn
 	}
+	d.changes = n
 	if n > 0 {
 		d.log.Debug("nftables table updated", "table", d.table, "changes", n)
 	}
 	return nil
+}
+
+// Changes returns how many objects and elements the last successful
+// Reconcile changed in the kernel: 0 after a restart that found the
+// table as the state wants it.
+func (d *Dataplane) Changes() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.changes
 }
 
 // Close releases the data plane; it deletes the table only when told to.
@@ -266,10 +293,11 @@ func (d *Dataplane) Close() error {
 	return nil
 }
 
-// read returns what the table holds, and whether it exists. Of the sets
-// only the mark maps' elements are read; the verdict maps are rewritten
-// whole, the pins are the kernel's, and every per-service chain is
-// rewritten when a service claims it (removed otherwise).
+// read returns what the table holds, and whether it exists: the shared
+// sets' elements, the names of the other sets (the pins are the
+// kernel's), and the chains with the digests on their rules. A base chain
+// whose digest is not the one halb writes, like any chain no service
+// adopts (see adopt), is rewritten when claimed and removed otherwise.
 func (d *Dataplane) read(c *nftables.Conn) (*content, bool, error) {
 	h := emptyContent()
 	tables, err := c.ListTablesOfFamily(nftables.TableFamilyINet)
@@ -283,10 +311,13 @@ func (d *Dataplane) read(c *nftables.Conn) (*content, bool, error) {
 	if err != nil {
 		return nil, true, err
 	}
+	if h.digests, err = d.readDigests(d.table); err != nil {
+		return nil, true, err
+	}
 	for _, ch := range chains {
 		switch {
 		case ch.Table.Name != d.table:
-		case ch.Name == chainMark || ch.Name == chainBalance:
+		case (ch.Name == chainMark || ch.Name == chainBalance) && h.digests[ch.Name] == string(digestOf(baseSpec{ch.Name})):
 			h.base[ch.Name] = true
 		default:
 			h.chains[ch.Name] = true
@@ -298,12 +329,12 @@ func (d *Dataplane) read(c *nftables.Conn) (*content, bool, error) {
 	}
 	shared := sharedSets(LoadBalance)
 	for _, s := range sets {
-		if _, ok := shared[s.Name]; !ok {
-			h.sets[s.Name] = true
+		def, ok := shared[s.Name]
+		switch {
+		case s.Anonymous: // a rule's own, it goes with the rule
 			continue
-		}
-		if s.Name != setMarks4 && s.Name != setMarks6 {
-			h.sets[s.Name] = true // verdict map: rewritten whole
+		case !ok:
+			h.sets[s.Name] = true
 			continue
 		}
 		els, err := c.GetSetElements(s)
@@ -316,6 +347,9 @@ func (d *Dataplane) read(c *nftables.Conn) (*content, bool, error) {
 				continue
 			}
 			el := elem{key: e.Key, keyEnd: e.KeyEnd, val: e.Val}
+			if def.kind == kindSvc || def.kind == kindSvcMark {
+				el.val, el.jump = nil, verdictChain(e.Val)
+			}
 			m[el.id()] = el
 		}
 		h.shared[s.Name] = m

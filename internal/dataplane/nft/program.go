@@ -70,7 +70,7 @@ func (b *batch) anyL4() *nftables.Set {
 }
 
 // writeChain creates a chain (or empties an existing one) and adds rules.
-func (b *batch) writeChain(name string, exists bool, rules func(*nftables.Chain) []*nftables.Rule) {
+func (b *batch) writeChain(name string, exists bool, digest []byte, rules func(*nftables.Chain) []*nftables.Rule) {
 	b.n++
 	ch := b.chain(name)
 	b.adds = append(b.adds, func() {
@@ -81,7 +81,7 @@ func (b *batch) writeChain(name string, exists bool, rules func(*nftables.Chain)
 		}
 	})
 	b.rules = append(b.rules, func() {
-		for _, r := range rules(ch) {
+		for _, r := range withDigest(rules(ch), digest) {
 			b.c.AddRule(r)
 		}
 	})
@@ -104,8 +104,9 @@ func (b *batch) elements(set *nftables.Set, del, add []nftables.SetElement) {
 	})
 }
 
-// baseChain creates one of the hooked chains with its rules.
-func (b *batch) baseChain(name string) {
+// baseChain creates one of the hooked chains with its rules, or rewrites
+// it.
+func (b *batch) baseChain(name string, exists bool) {
 	ch := &nftables.Chain{Name: name, Table: b.t, Hooknum: nftables.ChainHookPrerouting}
 	rules := markRules
 	if name == chainMark {
@@ -114,9 +115,14 @@ func (b *batch) baseChain(name string) {
 		ch.Type, ch.Priority, rules = nftables.ChainTypeNAT, nftables.ChainPriorityRef(natPriority), balanceRules
 	}
 	b.n++
-	b.adds = append(b.adds, func() { b.c.AddChain(ch) })
+	b.adds = append(b.adds, func() {
+		b.c.AddChain(ch)
+		if exists {
+			b.c.FlushChain(ch)
+		}
+	})
 	b.rules = append(b.rules, func() {
-		for _, r := range rules(b.t, ch) {
+		for _, r := range withDigest(rules(b.t, ch), digestOf(baseSpec{name})) {
 			b.c.AddRule(r)
 		}
 	})
@@ -162,17 +168,12 @@ func (d *Dataplane) program(nb *nfbatch.Batch, have *content, want content, fres
 	}
 	for _, name := range slices.Sorted(maps.Keys(want.base)) {
 		if !have.base[name] {
-			b.baseChain(name)
+			b.baseChain(name, have.chains[name])
 		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(want.shared)) {
 		h, w := have.shared[name], want.shared[name]
 		var del, add []nftables.SetElement
-		if h == nil && have.sets[name] { // after a restart: rewritten whole
-			c := b.c
-			set := shared[name].nftSet(b.t, name)
-			b.elems = append(b.elems, func() { c.FlushSet(set) })
-		}
 		for id, e := range h {
 			if we, ok := w[id]; !ok || !we.equal(e) {
 				del = append(del, toElement(e))
@@ -268,7 +269,7 @@ func (b *batch) service(have *content, old, s *service, chains, sets map[string]
 			continue
 		}
 		_, known := old.bes[name]
-		b.writeChain(name, exists(name, known), func(ch *nftables.Chain) []*nftables.Rule { return backendRules(b.t, ch, &spec, b.anyL4) })
+		b.writeChain(name, exists(name, known), digestOf(spec), func(ch *nftables.Chain) []*nftables.Rule { return backendRules(b.t, ch, &spec, b.anyL4) })
 	}
 	for name := range old.bes {
 		if _, ok := s.bes[name]; !ok {
@@ -277,7 +278,7 @@ func (b *batch) service(have *content, old, s *service, chains, sets map[string]
 	}
 	if !old.spec.equal(s.spec) {
 		spec := s.spec
-		b.writeChain(s.chain, exists(s.chain, old.chain != ""), func(ch *nftables.Chain) []*nftables.Rule { return serviceRules(b.t, ch, &spec, b.anyL4) })
+		b.writeChain(s.chain, exists(s.chain, old.chain != ""), digestOf(spec), func(ch *nftables.Chain) []*nftables.Rule { return serviceRules(b.t, ch, &spec, b.anyL4) })
 	}
 	// Slots: only those whose backend changed.
 	var del, add []nftables.SetElement

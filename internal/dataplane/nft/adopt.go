@@ -1,0 +1,183 @@
+package nft
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"slices"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/userdata"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// A restart adopts the table it finds: every chain halb writes carries, in
+// the userdata of its last rule, a digest of what its rules were made
+// from; a chain whose digest is the one halb would write, and a Maglev map
+// whose slots are the ones it would write, are kept as they are, with the
+// pins and counters around them.
+
+// rulesVersion is part of every digest: change it whenever the rules made
+// from the same spec change, so that a restart rewrites the chains an
+// older version wrote.
+const rulesVersion = "halb-rules-v2"
+
+// udDigest is the userdata type of the digest: nft shows only the comment
+// (type 0) and skips the others.
+const udDigest userdata.Type = 0x48
+
+// digestOf is the digest of the rules made from spec.
+func digestOf(spec any) []byte {
+	sum := sha256.Sum256(fmt.Appendf(nil, "%s\x00%T%+v", rulesVersion, spec, spec))
+	return sum[:8]
+}
+
+// withDigest puts the digest on the last rule of a chain.
+func withDigest(rules []*nftables.Rule, digest []byte) []*nftables.Rule {
+	if len(rules) > 0 {
+		last := rules[len(rules)-1]
+		last.UserData = userdata.Append(slices.Clip(last.UserData), udDigest, digest)
+	}
+	return rules
+}
+
+// baseSpec is what a base chain's rules are made from.
+type baseSpec struct{ name string }
+
+// readDigests returns the digest on the last rule of each chain of an
+// inet table, read in one dump.
+func (d *Dataplane) readDigests(table string) (map[string]string, error) {
+	ae := netlink.NewAttributeEncoder()
+	ae.String(unix.NFTA_RULE_TABLE, table)
+	data, err := ae.Encode()
+	if err != nil {
+		return nil, err
+	}
+	msgs, err := d.dump(netlink.Message{
+		Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETRULE), Flags: netlink.Request | netlink.Dump},
+		Data:   append([]byte{unix.NFPROTO_INET, unix.NFNETLINK_V0, 0, 0}, data...),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("rules: %w", err)
+	}
+	out := map[string]string{}
+	for _, m := range msgs {
+		if len(m.Data) < 4 {
+			continue
+		}
+		ad, err := netlink.NewAttributeDecoder(m.Data[4:])
+		if err != nil {
+			return nil, fmt.Errorf("rules: %w", err)
+		}
+		var chain string
+		var digest []byte
+		for ad.Next() {
+			switch ad.Type() {
+			case unix.NFTA_RULE_CHAIN:
+				chain = ad.String()
+			case unix.NFTA_RULE_USERDATA:
+				digest = userdata.Get(ad.Bytes(), udDigest)
+			}
+		}
+		if err := ad.Err(); err != nil {
+			return nil, fmt.Errorf("rules: %w", err)
+		}
+		out[chain] = string(digest) // the last rule's, as the dump goes in order
+	}
+	return out, nil
+}
+
+// dump sends a dump request where the data plane's connections go.
+func (d *Dataplane) dump(req netlink.Message) ([]netlink.Message, error) {
+	nl, err := d.dial()
+	if err != nil {
+		return nil, err
+	}
+	defer nl.Close()
+	return nl.Execute(req)
+}
+
+// adopt takes into have the services of want that the kernel already
+// holds as want has them (after a restart): their chains carry the
+// digests of want's, their sets exist and their Maglev maps hold want's
+// slots. Those are left untouched; the others are rewritten.
+func (d *Dataplane) adopt(c *nftables.Conn, have *content, want *content) error {
+	for h, s := range want.svcs {
+		if have.digests[s.chain] != string(digestOf(s.spec)) || !have.sets[s.maglev] {
+			continue
+		}
+		ok := true
+		for name, spec := range s.bes {
+			ok = ok && have.digests[name] == string(digestOf(spec))
+		}
+		for _, p := range s.pins {
+			ok = ok && have.sets[p]
+		}
+		if !ok {
+			continue
+		}
+		same, err := d.sameSlots(c, s)
+		if err != nil {
+			return err
+		}
+		if !same {
+			continue
+		}
+		have.svcs[h], have.byKey[s.vs.Key] = s, s
+		delete(have.chains, s.chain)
+		delete(have.sets, s.maglev)
+		for name := range s.bes {
+			delete(have.chains, name)
+		}
+		for _, p := range s.pins {
+			delete(have.sets, p)
+		}
+	}
+	return nil
+}
+
+// sameSlots says whether the kernel's Maglev map of s holds its slots.
+func (d *Dataplane) sameSlots(c *nftables.Conn, s *service) (bool, error) {
+	els, err := c.GetSetElements(setDef{s.kind, s.vs.Key.Family}.nftSet(d.tableRef(), s.maglev))
+	if err != nil {
+		return false, fmt.Errorf("elements of %s: %w", s.maglev, err)
+	}
+	if len(els) != len(s.slots) {
+		return false, nil
+	}
+	for _, e := range els {
+		if len(e.Key) != 4 {
+			return false, nil
+		}
+		slot := int(binary.NativeEndian.Uint32(e.Key))
+		want := s.slot(slot)
+		if want == "" {
+			return false, nil
+		}
+		if s.kind == kindMaglev {
+			if verdictChain(e.Val) != want {
+				return false, nil
+			}
+		} else if !bytes.Equal(e.Val, []byte(want)) {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// verdictChain is the chain of a verdict as the library reads map data:
+// the nested verdict attributes.
+func verdictChain(b []byte) string {
+	attrs, err := netlink.UnmarshalAttributes(b)
+	if err != nil {
+		return ""
+	}
+	for _, a := range attrs {
+		if a.Type&^(unix.NLA_F_NESTED|unix.NLA_F_NET_BYTEORDER) == unix.NFTA_VERDICT_CHAIN {
+			return string(bytes.TrimRight(a.Data, "\x00"))
+		}
+	}
+	return ""
+}
