@@ -99,13 +99,27 @@ func (d *Dataplane) dump(req netlink.Message) ([]netlink.Message, error) {
 	return nl.Execute(req)
 }
 
-// adopt takes into have the services of want that the kernel already
-// holds as want has them (after a restart): their chains carry the
-// digests of want's, their sets exist and their Maglev maps hold want's
-// slots. Those are left untouched; the others are rewritten.
+// adopt takes into have what of want the kernel already holds as want
+// has it (after a restart): the Maglev maps that hold want's slots, and
+// the services whose chains carry the digests of want's, whose sets exist
+// and whose map is adopted. Those are left untouched; the rest is
+// rewritten.
 func (d *Dataplane) adopt(c *nftables.Conn, have *content, want *content) error {
+	for name, m := range want.maps {
+		if !have.sets[name] {
+			continue
+		}
+		same, err := d.sameSlots(c, m)
+		if err != nil {
+			return err
+		}
+		if same {
+			have.maps[name] = m
+			delete(have.sets, name)
+		}
+	}
 	for h, s := range want.svcs {
-		if have.digests[s.chain] != string(digestOf(s.spec)) || !have.sets[s.maglev] {
+		if have.digests[s.chain] != string(digestOf(s.spec)) || have.maps[s.slots.name] != s.slots {
 			continue
 		}
 		ok := true
@@ -118,16 +132,8 @@ func (d *Dataplane) adopt(c *nftables.Conn, have *content, want *content) error 
 		if !ok {
 			continue
 		}
-		same, err := d.sameSlots(c, s)
-		if err != nil {
-			return err
-		}
-		if !same {
-			continue
-		}
 		have.svcs[h], have.byKey[s.vs.Key] = s, s
 		delete(have.chains, s.chain)
-		delete(have.sets, s.maglev)
 		for name := range s.bes {
 			delete(have.chains, name)
 		}
@@ -138,25 +144,24 @@ func (d *Dataplane) adopt(c *nftables.Conn, have *content, want *content) error 
 	return nil
 }
 
-// sameSlots says whether the kernel's Maglev map of s holds its slots.
-func (d *Dataplane) sameSlots(c *nftables.Conn, s *service) (bool, error) {
-	els, err := c.GetSetElements(setDef{s.kind, s.vs.Key.Family}.nftSet(d.tableRef(), s.maglev))
+// sameSlots says whether the kernel's map of m's name holds its slots.
+func (d *Dataplane) sameSlots(c *nftables.Conn, m *slotMap) (bool, error) {
+	els, err := c.GetSetElements(m.def().nftSet(d.tableRef(), m.name))
 	if err != nil {
-		return false, fmt.Errorf("elements of %s: %w", s.maglev, err)
+		return false, fmt.Errorf("elements of %s: %w", m.name, err)
 	}
-	if len(els) != len(s.slots) {
+	if len(els) != len(m.slots) {
 		return false, nil
 	}
 	for _, e := range els {
 		if len(e.Key) != 4 {
 			return false, nil
 		}
-		slot := int(binary.NativeEndian.Uint32(e.Key))
-		want := s.slot(slot)
+		want := m.slot(int(binary.NativeEndian.Uint32(e.Key)))
 		if want == "" {
 			return false, nil
 		}
-		if s.kind == kindMaglev {
+		if m.kind == kindMaglev {
 			if verdictChain(e.Val) != want {
 				return false, nil
 			}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strconv"
 	"time"
 
 	"halb/internal/dataplane"
@@ -87,32 +88,54 @@ func (e elem) equal(o elem) bool {
 	return bytes.Equal(e.val, o.val) && e.jump == o.jump && bytes.Equal(e.keyEnd, o.keyEnd)
 }
 
-// slot returns the value of slot i, "" past the end.
-func (s *service) slot(i int) string {
-	if i >= len(s.slots) {
+// slotMap is a Maglev map: slot → backend, as a chain to go to
+// (persistence) or as map data. Services that see their backends alike
+// (same backends, ports, weights, size) share one: each hashes its flows
+// with its own seed, so flows stay spread, and every node builds the
+// same maps.
+type slotMap struct {
+	name   string
+	view   string // what decides its slots (see mapNames)
+	kind   setKind
+	family int
+	size   int
+	// values are the backends as the map holds them; slots[i] indexes
+	// values (no pointers: a large table costs the garbage collector
+	// nothing to scan).
+	values []string
+	slots  []int32
+}
+
+// slot returns the value of slot i, "" past the end (or of a nil map).
+func (m *slotMap) slot(i int) string {
+	if m == nil || i >= len(m.slots) {
 		return ""
 	}
-	return s.values[s.slots[i]]
+	return m.values[m.slots[i]]
+}
+
+func (m *slotMap) def() setDef { return setDef{m.kind, m.family} }
+
+// slotsOrNil returns the slots of m, nil for a nil map.
+func (m *slotMap) slotsOrNil() []int32 {
+	if m == nil {
+		return nil
+	}
+	return m.slots
 }
 
 // service is everything one balanced virtual service puts in the table.
 // It is built from the VirtualService alone, so an unchanged service is
 // reused as is and costs nothing to reconcile.
 type service struct {
-	hash   string
-	vs     dataplane.VirtualService
-	chain  string  // svc-<h>
-	spec   svcSpec // the rules of chain
-	maglev string  // the map of slots
-	kind   setKind // of the map
-	// values are the backends as the map holds them: a backend chain
-	// (persistence), or the backend's address (. port) as map data;
-	// slots[i] indexes values (no pointers: a large table costs the
-	// garbage collector nothing to scan).
-	values []string
-	slots  []int32
-	bes    map[string]beSpec // backend chains by name
-	pins   []string          // pin sets, one per backend (persistence)
+	hash  string
+	vs    dataplane.VirtualService
+	chain string            // svc-<h>
+	spec  svcSpec           // the rules of chain
+	slots *slotMap          // its own (persistence) or shared
+	ident string            // of its backends, for a shared map (see mapNames)
+	bes   map[string]beSpec // backend chains by name
+	pins  []string          // pin sets, one per backend (persistence)
 	// dispatch is the element of svcN or svcmarkN that jumps to chain.
 	dispatchSet string
 	dispatch    elem
@@ -159,6 +182,7 @@ type content struct {
 	shared map[string]map[string]elem // marks, svc and svcmark maps
 	svcs   map[string]*service        // by service hash
 	byKey  map[dataplane.ServiceKey]*service
+	maps   map[string]*slotMap // Maglev maps by name
 	chains map[string]bool
 	sets   map[string]bool
 	// digests are the digests found on the kernel's chains (see adopt.go).
@@ -167,7 +191,7 @@ type content struct {
 
 func emptyContent() content {
 	return content{base: map[string]bool{}, shared: map[string]map[string]elem{}, svcs: map[string]*service{},
-		byKey: map[dataplane.ServiceKey]*service{}, chains: map[string]bool{}, sets: map[string]bool{}}
+		byKey: map[dataplane.ServiceKey]*service{}, maps: map[string]*slotMap{}, chains: map[string]bool{}, sets: map[string]bool{}}
 }
 
 var protoNum = map[string]byte{"tcp": 6, "udp": 17, "sctp": 132}
@@ -203,22 +227,31 @@ func build(st dataplane.State, mode Mode, prev *content) (content, error) {
 		return c, nil
 	}
 	c.base[chainBalance] = true
-	for _, vs := range st.Services {
+	names := mapNames(st.Services, prev)
+	for i, vs := range st.Services {
 		s := (*service)(nil)
 		if prev != nil {
-			if old := prev.byKey[vs.Key]; old != nil && sameService(old.vs, vs) {
+			if old := prev.byKey[vs.Key]; old != nil && sameService(old.vs, vs) && old.slots.name == names[i].name {
 				s = old
 			}
 		}
 		if s == nil {
 			var err error
-			if s, err = newService(shortHash(vs.Key.String(), 12), vs); err != nil {
+			known := func(name string) *slotMap { return findMap(name, names[i].view, &c, prev) }
+			if s, err = newService(shortHash(vs.Key.String(), 12), vs, names[i], known); err != nil {
 				return content{}, fmt.Errorf("service %s (%s): %w", vs.Key, vs.Service, err)
 			}
 		}
 		if _, dup := c.svcs[s.hash]; dup {
 			return content{}, fmt.Errorf("service %s: its hash %s collides with another service's", vs.Key, s.hash)
 		}
+		if m, ok := c.maps[s.slots.name]; ok && m != s.slots {
+			if m.view != s.slots.view {
+				return content{}, fmt.Errorf("service %s: its map %s is another's", vs.Key, m.name)
+			}
+			s = s.withMap(m) // the same map, built for another service
+		}
+		c.maps[s.slots.name] = s.slots
 		c.svcs[s.hash] = s
 		c.byKey[vs.Key] = s
 		c.shared[s.dispatchSet][s.dispatch.id()] = s.dispatch
@@ -230,12 +263,115 @@ func build(st dataplane.State, mode Mode, prev *content) (content, error) {
 	return c, nil
 }
 
+// mapKey says which Maglev map a service uses: the map's name, and its
+// view (kind, family, size, backends with their ports and weights), which
+// decides its slots. A persistent service has a map of its own.
+type mapKey struct{ name, view string }
+
+// mapNames names the Maglev map of each service. Services that see the
+// same backends (ident: all of the view but the weights) share a map
+// named after them when they see them alike, as the services of a pool
+// do; when their views differ, the view most of them have keeps that
+// name and the others get maps named after their views. So a weight
+// changed for a whole pool rewrites the slots that changed in place,
+// without touching the services' chains.
+func mapNames(svcs []dataplane.VirtualService, prev *content) []mapKey {
+	type keys struct{ ident, view string }
+	ks := make([]keys, len(svcs))
+	count := map[keys]int{}
+	for i, vs := range svcs {
+		if vs.Persistence > 0 {
+			continue
+		}
+		if prev != nil {
+			if old := prev.byKey[vs.Key]; old != nil && sameService(old.vs, vs) && old.ident != "" {
+				ks[i] = keys{old.ident, old.slots.view}
+				count[ks[i]]++
+				continue
+			}
+		}
+		ks[i].ident, ks[i].view = viewOf(vs)
+		count[ks[i]]++
+	}
+	best := map[string]keys{} // by ident: the view of most services
+	for k, n := range count {
+		b, ok := best[k.ident]
+		if !ok || n > count[b] || n == count[b] && k.view < b.view {
+			best[k.ident] = k
+		}
+	}
+	hashes := map[string]string{}
+	hash := func(s string) string {
+		h, ok := hashes[s]
+		if !ok {
+			h = shortHash(s, 12)
+			hashes[s] = h
+		}
+		return h
+	}
+	out := make([]mapKey, len(svcs))
+	for i, vs := range svcs {
+		k := ks[i]
+		switch {
+		case vs.Persistence > 0:
+			h := shortHash(vs.Key.String(), 12)
+			out[i] = mapKey{name: maglevPrefix + h + "-p", view: "persistence " + h}
+		case best[k.ident] == k:
+			out[i] = mapKey{name: maglevPrefix + hash(k.ident), view: k.view}
+		default:
+			out[i] = mapKey{name: maglevPrefix + hash(k.view), view: k.view}
+		}
+	}
+	return out
+}
+
+// viewOf returns the identity of a service's backends (kind, family,
+// Maglev size, addresses and ports) and its view: the identity with the
+// weights.
+func viewOf(vs dataplane.VirtualService) (ident, view string) {
+	size := vs.MaglevSize
+	if size == 0 {
+		size = maglev.DefaultSize(len(vs.Reals))
+	}
+	withPort := slices.ContainsFunc(vs.Reals, func(r dataplane.Real) bool { return r.Port != 0 })
+	b := fmt.Appendf(nil, "%d/%t/%d", vs.Key.Family, withPort, size)
+	w := make([]byte, 0, 8*len(vs.Reals))
+	for _, r := range vs.Reals {
+		b = r.AddrPort().AppendTo(append(b, '|'))
+		w = strconv.AppendInt(append(w, '/'), int64(r.Weight), 10)
+	}
+	return string(b), string(b) + string(w)
+}
+
 func sameService(a, b dataplane.VirtualService) bool {
 	return a.Key == b.Key && a.Service == b.Service && a.Persistence == b.Persistence && a.Netmask == b.Netmask &&
 		a.MaglevSize == b.MaglevSize && slices.Equal(a.Reals, b.Reals)
 }
 
-func newService(h string, vs dataplane.VirtualService) (*service, error) {
+// findMap returns a map of that name and view being built, or prev's.
+func findMap(name, view string, c, prev *content) *slotMap {
+	if m := c.maps[name]; m != nil && m.view == view {
+		return m
+	}
+	if prev != nil {
+		if m := prev.maps[name]; m != nil && m.view == view {
+			return m
+		}
+	}
+	return nil
+}
+
+// withMap returns s using m, a map equal to its own.
+func (s *service) withMap(m *slotMap) *service {
+	c := *s
+	c.slots = m
+	return &c
+}
+
+// newService builds a service whose map is mk; known returns a shared
+// map already built under a name, so that the services of a pool compute
+// it once.
+func newService(h string, vs dataplane.VirtualService, mk mapKey, known func(string) *slotMap) (*service, error) {
 	size := vs.MaglevSize
 	if size == 0 {
 		size = maglev.DefaultSize(len(vs.Reals))
@@ -243,18 +379,23 @@ func newService(h string, vs dataplane.VirtualService) (*service, error) {
 	vs.Reals, vs.Flags = slices.Clone(vs.Reals), slices.Clone(vs.Flags) // kept to compare with the next state
 	s := &service{hash: h, vs: vs, chain: svcPrefix + h, bes: map[string]beSpec{}}
 	withPort := slices.ContainsFunc(vs.Reals, func(r dataplane.Real) bool { return r.Port != 0 })
+	m := &slotMap{name: mk.name, view: mk.view, family: vs.Key.Family, size: size}
 	switch {
 	case vs.Persistence > 0:
-		s.kind, s.maglev = kindMaglev, maglevPrefix+h+"-p"
+		m.kind = kindMaglev
 	case withPort:
-		s.kind, s.maglev = kindMaglevNAT, maglevPrefix+h
+		m.kind = kindMaglevNAT
 	default:
-		s.kind, s.maglev = kindMaglevAddr, maglevPrefix+h+"-a"
+		m.kind = kindMaglevAddr
 	}
+	if m.kind != kindMaglev {
+		s.ident, _ = viewOf(vs)
+	}
+	s.slots = m
 	s.spec = svcSpec{
 		family:  vs.Key.Family,
-		maglev:  s.maglev,
-		nat:     s.kind,
+		maglev:  m.name,
+		nat:     m.kind,
 		size:    size,
 		seed:    Seed(vs.Key),
 		persist: vs.Persistence,
@@ -286,7 +427,7 @@ func newService(h string, vs dataplane.VirtualService) (*service, error) {
 			return nil, fmt.Errorf("backend hash of %s collides with another backend's", id)
 		}
 		bs = append(bs, maglev.Backend{ID: id, Weight: r.Weight})
-		if s.kind != kindMaglev {
+		if m.kind != kindMaglev {
 			chainOf[id] = string(backendData(r, withPort))
 			continue
 		}
@@ -296,20 +437,24 @@ func newService(h string, vs dataplane.VirtualService) (*service, error) {
 		s.pins = append(s.pins, spec.pin)
 		s.bes[be] = spec
 	}
-	tab, err := maglev.New(bs, size)
-	if err != nil {
-		return nil, err
-	}
-	if vs.Persistence > 0 {
-		for _, b := range tab.Backends {
-			be := chainOf[b.ID]
-			s.spec.pins = append(s.spec.pins, pinRule{set: s.bes[be].pin, chain: be})
+	if known := known(m.name); known != nil && m.kind != kindMaglev {
+		s.slots = known
+	} else {
+		tab, err := maglev.New(bs, size)
+		if err != nil {
+			return nil, err
 		}
+		if vs.Persistence > 0 {
+			for _, b := range tab.Backends {
+				be := chainOf[b.ID]
+				s.spec.pins = append(s.spec.pins, pinRule{set: s.bes[be].pin, chain: be})
+			}
+		}
+		for _, b := range tab.Backends {
+			m.values = append(m.values, chainOf[b.ID])
+		}
+		m.slots = tab.Entries
 	}
-	for _, b := range tab.Backends {
-		s.values = append(s.values, chainOf[b.ID])
-	}
-	s.slots = tab.Entries
 	if vs.Key.Mark != 0 {
 		s.dispatchSet = pickFam(vs.Key.Family, setSvcMark4, setSvcMark6)
 		s.dispatch = elem{key: u32(vs.Key.Mark), jump: s.chain}

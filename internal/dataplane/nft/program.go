@@ -163,7 +163,20 @@ func (d *Dataplane) program(nb *nfbatch.Batch, have *content, want content, fres
 		}
 	}
 	claimedChains, claimedSets := map[string]bool{}, map[string]bool{}
-	for _, h := range slices.Sorted(maps.Keys(want.svcs)) {
+	for _, name := range slices.Sorted(maps.Keys(want.maps)) {
+		claimedSets[name] = true
+		if m := want.maps[name]; have.maps[name] != m {
+			b.slotMap(have, have.maps[name], m)
+		}
+	}
+	var changed []string // the services to write, in a stable order
+	for h, s := range want.svcs {
+		if have.svcs[h] != s {
+			changed = append(changed, h)
+		}
+	}
+	slices.Sort(changed)
+	for _, h := range changed {
 		b.service(have, have.svcs[h], want.svcs[h], claimedChains, claimedSets)
 	}
 	for _, name := range slices.Sorted(maps.Keys(want.base)) {
@@ -194,8 +207,12 @@ func (d *Dataplane) program(nb *nfbatch.Batch, have *content, want content, fres
 		if _, ok := want.svcs[h]; !ok && old != nil {
 			b.flush = append(b.flush, old.chain)
 			b.flush = append(b.flush, slices.Collect(maps.Keys(old.bes))...)
-			b.sets = append(b.sets, old.maglev)
 			b.sets = append(b.sets, old.pins...)
+		}
+	}
+	for name := range have.maps {
+		if _, ok := want.maps[name]; !ok {
+			b.sets = append(b.sets, name)
 		}
 	}
 	for name := range have.base {
@@ -225,18 +242,15 @@ func (d *Dataplane) program(nb *nfbatch.Batch, have *content, want content, fres
 	return b.run()
 }
 
-// service queues the changes of one service: old is what the kernel
-// holds (nil: nothing known; names found in the kernel are in have).
+// service queues the changes of one service, but for its Maglev map:
+// old is what the kernel holds (nil: nothing known; names found in the
+// kernel are in have).
 func (b *batch) service(have *content, old, s *service, chains, sets map[string]bool) {
-	if old == s {
-		return
-	}
 	if old == nil {
 		old = &service{bes: map[string]beSpec{}}
 	}
 	exists := func(name string, known bool) bool { return known || have.chains[name] }
 	chains[s.chain] = true
-	sets[s.maglev] = true
 	for _, p := range s.pins {
 		sets[p] = true
 		if !slices.Contains(old.pins, p) && !have.sets[p] {
@@ -246,20 +260,6 @@ func (b *batch) service(have *content, old, s *service, chains, sets map[string]
 	for _, p := range old.pins {
 		if !slices.Contains(s.pins, p) {
 			b.sets = append(b.sets, p)
-		}
-	}
-	maglevDef := setDef{s.kind, s.vs.Key.Family}
-	maglevKnown := old.maglev == s.maglev
-	if !maglevKnown {
-		if have.sets[s.maglev] {
-			set := maglevDef.nftSet(b.t, s.maglev)
-			c := b.c
-			b.elems = append(b.elems, func() { c.FlushSet(set) })
-		} else {
-			b.addSlotMap(s.maglev, maglevDef, s.spec.size)
-		}
-		if old.maglev != "" {
-			b.sets = append(b.sets, old.maglev)
 		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(s.bes)) {
@@ -280,26 +280,36 @@ func (b *batch) service(have *content, old, s *service, chains, sets map[string]
 		spec := s.spec
 		b.writeChain(s.chain, exists(s.chain, old.chain != ""), digestOf(spec), func(ch *nftables.Chain) []*nftables.Rule { return serviceRules(b.t, ch, &spec, b.anyL4) })
 	}
+}
+
+// slotMap queues the changes of one Maglev map: old is what the kernel
+// holds (nil: nothing known; a name found in the kernel is in have).
+func (b *batch) slotMap(have *content, old, m *slotMap) {
+	if old == nil {
+		if have.sets[m.name] {
+			set := m.def().nftSet(b.t, m.name)
+			c := b.c
+			b.elems = append(b.elems, func() { c.FlushSet(set) })
+		} else {
+			b.addSlotMap(m.name, m.def(), m.size)
+		}
+	}
 	// Slots: only those whose backend changed.
 	var del, add []nftables.SetElement
-	for slot := range max(len(old.slots), len(s.slots)) {
-		var was string
-		if maglevKnown {
-			was = old.slot(slot)
-		}
-		is := s.slot(slot)
+	for slot := range max(len(m.slots), len(old.slotsOrNil())) {
+		was, is := old.slot(slot), m.slot(slot)
 		if was == is {
 			continue
 		}
 		if was != "" {
-			del = append(del, slotElement(s.kind, slot, was))
+			del = append(del, slotElement(m.kind, slot, was))
 		}
 		if is != "" {
-			add = append(add, slotElement(s.kind, slot, is))
+			add = append(add, slotElement(m.kind, slot, is))
 		}
 	}
 	if len(del)+len(add) > 0 {
-		b.elements(maglevDef.nftSet(b.t, s.maglev), del, add)
+		b.elements(m.def().nftSet(b.t, m.name), del, add)
 	}
 }
 
