@@ -100,9 +100,9 @@ func (d *Dataplane) dump(req netlink.Message) ([]netlink.Message, error) {
 }
 
 // adopt takes into have what of want the kernel already holds as want
-// has it (after a restart): the Maglev maps that hold want's slots, and
-// the services whose chains carry the digests of want's, whose sets exist
-// and whose map is adopted. Those are left untouched; the rest is
+// has it (after a restart): the Maglev maps that hold want's slots, the
+// chains that carry the digests of want's, and the services whose sets
+// exist and whose map and chain are adopted. Those are left untouched; the rest is
 // rewritten.
 func (d *Dataplane) adopt(c *nftables.Conn, have *content, want *content) error {
 	for name, m := range want.maps {
@@ -118,8 +118,14 @@ func (d *Dataplane) adopt(c *nftables.Conn, have *content, want *content) error 
 			delete(have.sets, name)
 		}
 	}
+	for name, spec := range want.svcChains {
+		if have.digests[name] == string(digestOf(spec)) {
+			have.svcChains[name] = spec
+			delete(have.chains, name)
+		}
+	}
 	for h, s := range want.svcs {
-		if have.digests[s.chain] != string(digestOf(s.spec)) || have.maps[s.slots.name] != s.slots {
+		if _, ok := have.svcChains[s.chain]; !ok || have.maps[s.slots.name] != s.slots {
 			continue
 		}
 		ok := true
@@ -133,7 +139,6 @@ func (d *Dataplane) adopt(c *nftables.Conn, have *content, want *content) error 
 			continue
 		}
 		have.svcs[h], have.byKey[s.vs.Key] = s, s
-		delete(have.chains, s.chain)
 		for name := range s.bes {
 			delete(have.chains, name)
 		}

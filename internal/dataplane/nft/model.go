@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"halb/internal/dataplane"
@@ -125,13 +126,16 @@ func (m *slotMap) slotsOrNil() []int32 {
 }
 
 // service is everything one balanced virtual service puts in the table.
+// Services without persistence that share a Maglev map and a protocol
+// share a chain too: one jhash of the flow (addresses and ports, so flows
+// stay spread over the backends for each service) picks their slot.
 // It is built from the VirtualService alone, so an unchanged service is
 // reused as is and costs nothing to reconcile.
 type service struct {
 	hash  string
 	vs    dataplane.VirtualService
-	chain string            // svc-<h>
-	spec  svcSpec           // the rules of chain
+	chain string            // svc-<h>, its own or shared
+	spec  svcSpec           // the rules of chain (a shared chain's: see build)
 	slots *slotMap          // its own (persistence) or shared
 	ident string            // of its backends, for a shared map (see mapNames)
 	bes   map[string]beSpec // backend chains by name
@@ -183,15 +187,17 @@ type content struct {
 	svcs   map[string]*service        // by service hash
 	byKey  map[dataplane.ServiceKey]*service
 	maps   map[string]*slotMap // Maglev maps by name
-	chains map[string]bool
-	sets   map[string]bool
+	// svcChains are the services' chains by name, shared or not.
+	svcChains map[string]svcSpec
+	chains    map[string]bool
+	sets      map[string]bool
 	// digests are the digests found on the kernel's chains (see adopt.go).
 	digests map[string]string
 }
 
 func emptyContent() content {
 	return content{base: map[string]bool{}, shared: map[string]map[string]elem{}, svcs: map[string]*service{},
-		byKey: map[dataplane.ServiceKey]*service{}, maps: map[string]*slotMap{}, chains: map[string]bool{}, sets: map[string]bool{}}
+		byKey: map[dataplane.ServiceKey]*service{}, maps: map[string]*slotMap{}, svcChains: map[string]svcSpec{}, chains: map[string]bool{}, sets: map[string]bool{}}
 }
 
 var protoNum = map[string]byte{"tcp": 6, "udp": 17, "sctp": 132}
@@ -228,6 +234,7 @@ func build(st dataplane.State, mode Mode, prev *content) (content, error) {
 	}
 	c.base[chainBalance] = true
 	names := mapNames(st.Services, prev)
+	sharing := map[string][]*service{} // shared chains' services
 	for i, vs := range st.Services {
 		s := (*service)(nil)
 		if prev != nil {
@@ -259,8 +266,35 @@ func build(st dataplane.State, mode Mode, prev *content) (content, error) {
 			e := elem{key: r.Addr.AsSlice()}
 			c.shared[pick(r.Addr, setNATSrc4, setNATSrc6)][e.id()] = e
 		}
+		if s.slots.kind == kindMaglev {
+			c.svcChains[s.chain] = s.spec
+		} else {
+			sharing[s.chain] = append(sharing[s.chain], s)
+		}
+	}
+	for name, ss := range sharing {
+		spec := ss[0].spec
+		spec.label = sharedLabel(ss)
+		c.svcChains[name] = spec
 	}
 	return c, nil
+}
+
+// sharedLabel is the comment of a shared chain: the services' names.
+func sharedLabel(ss []*service) string {
+	if len(ss) == 1 {
+		return fmt.Sprintf("%s %s", ss[0].vs.Service, ss[0].vs.Key)
+	}
+	var names []string
+	for _, s := range ss {
+		names = append(names, s.vs.Service)
+	}
+	slices.Sort(names)
+	names = slices.Compact(names)
+	if len(names) > 3 {
+		return fmt.Sprintf("%s and %d more (%d services)", strings.Join(names[:3], ", "), len(names)-3, len(ss))
+	}
+	return fmt.Sprintf("%s (%d services)", strings.Join(names, ", "), len(ss))
 }
 
 // mapKey says which Maglev map a service uses: the map's name, and its
@@ -390,6 +424,7 @@ func newService(h string, vs dataplane.VirtualService, mk mapKey, known func(str
 	}
 	if m.kind != kindMaglev {
 		s.ident, _ = viewOf(vs)
+		s.chain = svcPrefix + shortHash(m.name+"/"+vs.Key.Protocol, 12) // shared: see build
 	}
 	s.slots = m
 	s.spec = svcSpec{
@@ -401,6 +436,9 @@ func newService(h string, vs dataplane.VirtualService, mk mapKey, known func(str
 		persist: vs.Persistence,
 		label:   fmt.Sprintf("%s %s", vs.Service, vs.Key),
 		proto:   protoNum[vs.Key.Protocol],
+	}
+	if m.kind != kindMaglev {
+		s.spec.seed, s.spec.label = seedOf(m.name), ""
 	}
 	if vs.Persistence > 0 {
 		s.spec.netmask = vs.Netmask
@@ -480,8 +518,11 @@ func backendData(r dataplane.Real, withPort bool) []byte {
 // Seed returns the jhash seed of a virtual service: derived from its key
 // only, so every node hashes a flow alike, and never zero (the kernel
 // would pick a random one).
-func Seed(k dataplane.ServiceKey) uint32 {
-	sum := sha256.Sum256([]byte("halb-jhash-v1\x00" + k.String()))
+func Seed(k dataplane.ServiceKey) uint32 { return seedOf(k.String()) }
+
+// seedOf is the jhash seed of what name names.
+func seedOf(name string) uint32 {
+	sum := sha256.Sum256([]byte("halb-jhash-v1\x00" + name))
 	if s := binary.BigEndian.Uint32(sum[:4]); s != 0 {
 		return s
 	}

@@ -179,6 +179,24 @@ func (d *Dataplane) program(nb *nfbatch.Batch, have *content, want content, fres
 	for _, h := range changed {
 		b.service(have, have.svcs[h], want.svcs[h], claimedChains, claimedSets)
 	}
+	var chains []string // the services' chains to write
+	for name, spec := range want.svcChains {
+		claimedChains[name] = true
+		if old, ok := have.svcChains[name]; !ok || !old.equal(spec) {
+			chains = append(chains, name)
+		}
+	}
+	slices.Sort(chains)
+	for _, name := range chains {
+		_, known := have.svcChains[name]
+		spec := want.svcChains[name]
+		b.writeChain(name, known || have.chains[name], digestOf(spec), func(ch *nftables.Chain) []*nftables.Rule { return serviceRules(b.t, ch, &spec, b.anyL4) })
+	}
+	for name := range have.svcChains {
+		if _, ok := want.svcChains[name]; !ok {
+			b.flush = append(b.flush, name)
+		}
+	}
 	for _, name := range slices.Sorted(maps.Keys(want.base)) {
 		if !have.base[name] {
 			b.baseChain(name, have.chains[name])
@@ -205,7 +223,6 @@ func (d *Dataplane) program(nb *nfbatch.Batch, have *content, want content, fres
 	// another mode, and names found in the kernel that nothing claimed.
 	for h, old := range have.svcs {
 		if _, ok := want.svcs[h]; !ok && old != nil {
-			b.flush = append(b.flush, old.chain)
 			b.flush = append(b.flush, slices.Collect(maps.Keys(old.bes))...)
 			b.sets = append(b.sets, old.pins...)
 		}
@@ -242,15 +259,14 @@ func (d *Dataplane) program(nb *nfbatch.Batch, have *content, want content, fres
 	return b.run()
 }
 
-// service queues the changes of one service, but for its Maglev map:
+// service queues the changes of one service, but for its Maglev map and
+// its chain:
 // old is what the kernel holds (nil: nothing known; names found in the
 // kernel are in have).
 func (b *batch) service(have *content, old, s *service, chains, sets map[string]bool) {
 	if old == nil {
 		old = &service{bes: map[string]beSpec{}}
 	}
-	exists := func(name string, known bool) bool { return known || have.chains[name] }
-	chains[s.chain] = true
 	for _, p := range s.pins {
 		sets[p] = true
 		if !slices.Contains(old.pins, p) && !have.sets[p] {
@@ -269,16 +285,12 @@ func (b *batch) service(have *content, old, s *service, chains, sets map[string]
 			continue
 		}
 		_, known := old.bes[name]
-		b.writeChain(name, exists(name, known), digestOf(spec), func(ch *nftables.Chain) []*nftables.Rule { return backendRules(b.t, ch, &spec, b.anyL4) })
+		b.writeChain(name, known || have.chains[name], digestOf(spec), func(ch *nftables.Chain) []*nftables.Rule { return backendRules(b.t, ch, &spec, b.anyL4) })
 	}
 	for name := range old.bes {
 		if _, ok := s.bes[name]; !ok {
 			b.flush = append(b.flush, name)
 		}
-	}
-	if !old.spec.equal(s.spec) {
-		spec := s.spec
-		b.writeChain(s.chain, exists(s.chain, old.chain != ""), digestOf(spec), func(ch *nftables.Chain) []*nftables.Rule { return serviceRules(b.t, ch, &spec, b.anyL4) })
 	}
 }
 
