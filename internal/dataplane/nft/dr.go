@@ -36,6 +36,7 @@ import (
 
 // drServices splits the DR services off a state.
 func drServices(st dataplane.State) (dr []dataplane.VirtualService, rest []dataplane.VirtualService, err error) {
+	rest = make([]dataplane.VirtualService, 0, len(st.Services))
 	for _, vs := range st.Services {
 		n := 0
 		for _, r := range vs.Reals {

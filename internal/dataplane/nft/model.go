@@ -105,6 +105,7 @@ type slotMap struct {
 	// nothing to scan).
 	values []string
 	slots  []int32
+	addrs  []elem // of the backends, for natsrcN
 }
 
 // slot returns the value of slot i, "" past the end (or of a nil map).
@@ -143,6 +144,7 @@ type service struct {
 	// dispatch is the element of svcN or svcmarkN that jumps to chain.
 	dispatchSet string
 	dispatch    elem
+	dispatchID  string // dispatch.id()
 }
 
 // svcSpec is the chain of one balanced virtual service: pinned clients
@@ -189,15 +191,26 @@ type content struct {
 	maps   map[string]*slotMap // Maglev maps by name
 	// svcChains are the services' chains by name, shared or not.
 	svcChains map[string]svcSpec
-	chains    map[string]bool
-	sets      map[string]bool
+	// What a next state is patched from (see patch.go): the services of
+	// each shared chain, the users of each map, how many services have
+	// each view and the best view of each identity, the mark rules.
+	members  map[string][]*service
+	mapUsers map[string]int
+	views    map[viewKeys]int
+	best     map[string]viewKeys
+	marks    []dataplane.MarkRule
+	// delta is what a patched content changed from the content it was
+	// patched from.
+	delta  *delta
+	chains map[string]bool
+	sets   map[string]bool
 	// digests are the digests found on the kernel's chains (see adopt.go).
 	digests map[string]string
 }
 
 func emptyContent() content {
 	return content{base: map[string]bool{}, shared: map[string]map[string]elem{}, svcs: map[string]*service{},
-		byKey: map[dataplane.ServiceKey]*service{}, maps: map[string]*slotMap{}, svcChains: map[string]svcSpec{}, chains: map[string]bool{}, sets: map[string]bool{}}
+		byKey: map[dataplane.ServiceKey]*service{}, maps: map[string]*slotMap{}, svcChains: map[string]svcSpec{}, mapUsers: map[string]int{}, chains: map[string]bool{}, sets: map[string]bool{}}
 }
 
 var protoNum = map[string]byte{"tcp": 6, "udp": 17, "sctp": 132}
@@ -220,6 +233,13 @@ func build(st dataplane.State, mode Mode, prev *content) (content, error) {
 	c.base[chainMark] = true
 	for name := range sharedSets(mode) {
 		c.shared[name] = map[string]elem{}
+		if prev != nil { // sized as before: no growing a large map again
+			c.shared[name] = make(map[string]elem, len(prev.shared[name]))
+		}
+	}
+	if prev != nil {
+		c.svcs = make(map[string]*service, len(prev.svcs))
+		c.byKey = make(map[dataplane.ServiceKey]*service, len(prev.byKey))
 	}
 	for _, r := range st.MarkRules {
 		p, ok := protoNum[r.Protocol]
@@ -233,7 +253,11 @@ func build(st dataplane.State, mode Mode, prev *content) (content, error) {
 		return c, nil
 	}
 	c.base[chainBalance] = true
-	names := mapNames(st.Services, prev)
+	if c, ok, err := patch(st, prev); ok || err != nil {
+		return c, err
+	}
+	names, count, best := mapNames(st.Services, prev)
+	c.views, c.best, c.marks = count, best, slices.Clone(st.MarkRules)
 	sharing := map[string][]*service{} // shared chains' services
 	for i, vs := range st.Services {
 		s := (*service)(nil)
@@ -259,25 +283,45 @@ func build(st dataplane.State, mode Mode, prev *content) (content, error) {
 			s = s.withMap(m) // the same map, built for another service
 		}
 		c.maps[s.slots.name] = s.slots
+		c.mapUsers[s.slots.name]++
 		c.svcs[s.hash] = s
 		c.byKey[vs.Key] = s
-		c.shared[s.dispatchSet][s.dispatch.id()] = s.dispatch
-		for _, r := range vs.Reals {
-			e := elem{key: r.Addr.AsSlice()}
-			c.shared[pick(r.Addr, setNATSrc4, setNATSrc6)][e.id()] = e
-		}
+		c.shared[s.dispatchSet][s.dispatchID] = s.dispatch
 		if s.slots.kind == kindMaglev {
 			c.svcChains[s.chain] = s.spec
 		} else {
 			sharing[s.chain] = append(sharing[s.chain], s)
 		}
 	}
-	for name, ss := range sharing {
-		spec := ss[0].spec
-		spec.label = sharedLabel(ss)
-		c.svcChains[name] = spec
+	natSources(&c)
+	c.members = sharing
+	for name := range sharing {
+		c.sharedChain(name)
 	}
 	return c, nil
+}
+
+// natSources puts the backends' addresses in natsrcN, map by map.
+func natSources(c *content) {
+	for _, m := range c.maps {
+		for _, e := range m.addrs {
+			c.shared[pickFam(m.family, setNATSrc4, setNATSrc6)][e.id()] = e
+		}
+	}
+}
+
+// sharedChain sets the spec of a shared chain from its services, or
+// removes it when it has none.
+func (c *content) sharedChain(name string) {
+	ss := c.members[name]
+	if len(ss) == 0 {
+		delete(c.members, name)
+		delete(c.svcChains, name)
+		return
+	}
+	spec := ss[0].spec
+	spec.label = sharedLabel(ss)
+	c.svcChains[name] = spec
 }
 
 // sharedLabel is the comment of a shared chain: the services' names.
@@ -309,8 +353,8 @@ type mapKey struct{ name, view string }
 // name and the others get maps named after their views. So a weight
 // changed for a whole pool rewrites the slots that changed in place,
 // without touching the services' chains.
-func mapNames(svcs []dataplane.VirtualService, prev *content) []mapKey {
-	type keys struct{ ident, view string }
+func mapNames(svcs []dataplane.VirtualService, prev *content) ([]mapKey, map[viewKeys]int, map[string]viewKeys) {
+	type keys = viewKeys
 	ks := make([]keys, len(svcs))
 	count := map[keys]int{}
 	for i, vs := range svcs {
@@ -327,36 +371,57 @@ func mapNames(svcs []dataplane.VirtualService, prev *content) []mapKey {
 		ks[i].ident, ks[i].view = viewOf(vs)
 		count[ks[i]]++
 	}
-	best := map[string]keys{} // by ident: the view of most services
+	best := bestViews(count, nil)
+	hashes := map[string]string{}
+	out := make([]mapKey, len(svcs))
+	for i, vs := range svcs {
+		if vs.Persistence > 0 {
+			out[i] = ownMap(vs.Key)
+			continue
+		}
+		out[i] = sharedMap(ks[i], best, hashes)
+	}
+	return out, count, best
+}
+
+// viewKeys are a service's view of its backends and their identity (the
+// view but the weights).
+type viewKeys struct{ ident, view string }
+
+// bestViews returns, for the identities of only (all when nil), the view
+// most services have.
+func bestViews(count map[viewKeys]int, only map[string]bool) map[string]viewKeys {
+	best := map[string]viewKeys{}
 	for k, n := range count {
+		if only != nil && !only[k.ident] {
+			continue
+		}
 		b, ok := best[k.ident]
 		if !ok || n > count[b] || n == count[b] && k.view < b.view {
 			best[k.ident] = k
 		}
 	}
-	hashes := map[string]string{}
-	hash := func(s string) string {
-		h, ok := hashes[s]
-		if !ok {
-			h = shortHash(s, 12)
-			hashes[s] = h
-		}
-		return h
+	return best
+}
+
+// ownMap is the map of a persistent service.
+func ownMap(k dataplane.ServiceKey) mapKey {
+	h := shortHash(k.String(), 12)
+	return mapKey{name: maglevPrefix + h + "-p", view: "persistence " + h}
+}
+
+// sharedMap is the map of a view; hashes caches the names' hashes.
+func sharedMap(k viewKeys, best map[string]viewKeys, hashes map[string]string) mapKey {
+	named := k.view
+	if best[k.ident] == k {
+		named = k.ident
 	}
-	out := make([]mapKey, len(svcs))
-	for i, vs := range svcs {
-		k := ks[i]
-		switch {
-		case vs.Persistence > 0:
-			h := shortHash(vs.Key.String(), 12)
-			out[i] = mapKey{name: maglevPrefix + h + "-p", view: "persistence " + h}
-		case best[k.ident] == k:
-			out[i] = mapKey{name: maglevPrefix + hash(k.ident), view: k.view}
-		default:
-			out[i] = mapKey{name: maglevPrefix + hash(k.view), view: k.view}
-		}
+	h, ok := hashes[named]
+	if !ok {
+		h = shortHash(named, 12)
+		hashes[named] = h
 	}
-	return out
+	return mapKey{name: maglevPrefix + h, view: k.view}
 }
 
 // viewOf returns the identity of a service's backends (kind, family,
@@ -492,10 +557,14 @@ func newService(h string, vs dataplane.VirtualService, mk mapKey, known func(str
 			m.values = append(m.values, chainOf[b.ID])
 		}
 		m.slots = tab.Entries
+		for _, r := range vs.Reals {
+			m.addrs = append(m.addrs, elem{key: r.Addr.AsSlice()})
+		}
 	}
 	if vs.Key.Mark != 0 {
 		s.dispatchSet = pickFam(vs.Key.Family, setSvcMark4, setSvcMark6)
 		s.dispatch = elem{key: u32(vs.Key.Mark), jump: s.chain}
+		s.dispatchID = s.dispatch.id()
 		return s, nil
 	}
 	p, ok := protoNum[vs.Key.Protocol]
@@ -504,6 +573,7 @@ func newService(h string, vs dataplane.VirtualService, mk mapKey, known func(str
 	}
 	s.dispatchSet = pick(vs.Key.Addr, setSvc4, setSvc6)
 	s.dispatch = elem{key: tuple(vs.Key.Addr, p, vs.Key.Port), jump: s.chain}
+	s.dispatchID = s.dispatch.id()
 	return s, nil
 }
 

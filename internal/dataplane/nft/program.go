@@ -162,40 +162,38 @@ func (d *Dataplane) program(nb *nfbatch.Batch, have *content, want content, fres
 			b.addSet(name, shared[name])
 		}
 	}
+	sc := scopeOf(have, &want)
 	claimedChains, claimedSets := map[string]bool{}, map[string]bool{}
-	for _, name := range slices.Sorted(maps.Keys(want.maps)) {
-		claimedSets[name] = true
-		if m := want.maps[name]; have.maps[name] != m {
-			b.slotMap(have, have.maps[name], m)
+	for _, name := range sc.maps {
+		m, old := want.maps[name], have.maps[name]
+		switch {
+		case m == nil:
+			b.sets = append(b.sets, name)
+		case old != m:
+			b.slotMap(have, old, m)
+		}
+		claimedSets[name] = m != nil
+	}
+	for _, h := range sc.svcs {
+		s, old := want.svcs[h], have.svcs[h]
+		switch {
+		case s == nil:
+			b.flush = append(b.flush, slices.Collect(maps.Keys(old.bes))...)
+			b.sets = append(b.sets, old.pins...)
+		case old != s:
+			b.service(have, old, s, claimedChains, claimedSets)
 		}
 	}
-	var changed []string // the services to write, in a stable order
-	for h, s := range want.svcs {
-		if have.svcs[h] != s {
-			changed = append(changed, h)
-		}
-	}
-	slices.Sort(changed)
-	for _, h := range changed {
-		b.service(have, have.svcs[h], want.svcs[h], claimedChains, claimedSets)
-	}
-	var chains []string // the services' chains to write
-	for name, spec := range want.svcChains {
-		claimedChains[name] = true
-		if old, ok := have.svcChains[name]; !ok || !old.equal(spec) {
-			chains = append(chains, name)
-		}
-	}
-	slices.Sort(chains)
-	for _, name := range chains {
-		_, known := have.svcChains[name]
-		spec := want.svcChains[name]
-		b.writeChain(name, known || have.chains[name], digestOf(spec), func(ch *nftables.Chain) []*nftables.Rule { return serviceRules(b.t, ch, &spec, b.anyL4) })
-	}
-	for name := range have.svcChains {
-		if _, ok := want.svcChains[name]; !ok {
+	for _, name := range sc.chains {
+		spec, ok := want.svcChains[name]
+		old, known := have.svcChains[name]
+		switch {
+		case !ok:
 			b.flush = append(b.flush, name)
+		case !known || !old.equal(spec):
+			b.writeChain(name, known || have.chains[name], digestOf(spec), func(ch *nftables.Chain) []*nftables.Rule { return serviceRules(b.t, ch, &spec, b.anyL4) })
 		}
+		claimedChains[name] = ok
 	}
 	for _, name := range slices.Sorted(maps.Keys(want.base)) {
 		if !have.base[name] {
@@ -205,33 +203,22 @@ func (d *Dataplane) program(nb *nfbatch.Batch, have *content, want content, fres
 	for _, name := range slices.Sorted(maps.Keys(want.shared)) {
 		h, w := have.shared[name], want.shared[name]
 		var del, add []nftables.SetElement
-		for id, e := range h {
-			if we, ok := w[id]; !ok || !we.equal(e) {
-				del = append(del, toElement(e))
+		for _, id := range sc.elems(name, h, w) {
+			he, hok := h[id]
+			we, wok := w[id]
+			if hok && (!wok || !we.equal(he)) {
+				del = append(del, toElement(he))
 			}
-		}
-		for id, e := range w {
-			if he, ok := h[id]; !ok || !he.equal(e) {
-				add = append(add, toElement(e))
+			if wok && (!hok || !he.equal(we)) {
+				add = append(add, toElement(we))
 			}
 		}
 		if len(del)+len(add) > 0 {
 			b.elements(shared[name].nftSet(b.t, name), del, add)
 		}
 	}
-	// What goes: services no longer wanted, base chains and shared sets of
-	// another mode, and names found in the kernel that nothing claimed.
-	for h, old := range have.svcs {
-		if _, ok := want.svcs[h]; !ok && old != nil {
-			b.flush = append(b.flush, slices.Collect(maps.Keys(old.bes))...)
-			b.sets = append(b.sets, old.pins...)
-		}
-	}
-	for name := range have.maps {
-		if _, ok := want.maps[name]; !ok {
-			b.sets = append(b.sets, name)
-		}
-	}
+	// What goes: base chains and shared sets of another mode, and names
+	// found in the kernel that nothing claimed.
 	for name := range have.base {
 		if !want.base[name] {
 			b.flush = append(b.flush, name)
@@ -340,4 +327,38 @@ func toElement(e elem) nftables.SetElement {
 		el.VerdictData = &expr.Verdict{Kind: expr.VerdictGoto, Chain: e.jump}
 	}
 	return el
+}
+
+// scope is what program compares: every name of have and want, or, when
+// want was patched from have, the names the patch touched.
+type scope struct {
+	svcs, maps, chains []string // sorted
+	touched            map[string][]string
+}
+
+func scopeOf(have, want *content) scope {
+	if d := want.delta; d != nil && d.from == have {
+		return scope{svcs: d.svcs, maps: d.maps, chains: d.chains, touched: d.elems}
+	}
+	return scope{svcs: union(have.svcs, want.svcs), maps: union(have.maps, want.maps), chains: union(have.svcChains, want.svcChains)}
+}
+
+// elems returns the ids of a shared set's elements to compare.
+func (sc scope) elems(name string, have, want map[string]elem) []string {
+	if sc.touched == nil || name == setNATSrc4 || name == setNATSrc6 {
+		return union(have, want)
+	}
+	return sc.touched[name]
+}
+
+// union returns the keys of a and b, sorted.
+func union[V any](a, b map[string]V) []string {
+	out := slices.Collect(maps.Keys(a))
+	for k := range b {
+		if _, ok := a[k]; !ok {
+			out = append(out, k)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
