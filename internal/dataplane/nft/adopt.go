@@ -22,7 +22,7 @@ import (
 // rulesVersion is part of every digest: change it whenever the rules made
 // from the same spec change, so that a restart rewrites the chains an
 // older version wrote.
-const rulesVersion = "halb-rules-v2"
+const rulesVersion = "halb-rules-v3"
 
 // udDigest is the userdata type of the digest: nft shows only the comment
 // (type 0) and skips the others.
@@ -116,6 +116,12 @@ func (d *Dataplane) adopt(c *nftables.Conn, have *content, want *content) error 
 		if same {
 			have.maps[name] = m
 			delete(have.sets, name)
+		}
+	}
+	for name, mark := range want.markChains {
+		if have.digests[name] == string(digestOf(markSpec{mark, d.markMask})) {
+			have.markChains[name] = mark
+			delete(have.chains, name)
 		}
 	}
 	for name, spec := range want.svcChains {

@@ -38,29 +38,30 @@ func (m Mode) String() string {
 // Names of the table's fixed sets and chains; per-service objects are
 // named after a hash of the service key (h) and of the backend (b).
 const (
-	setMarks4    = "marks4"   // ipv4_addr . inet_proto . inet_service → mark (intervals)
-	setMarks6    = "marks6"   // ipv6_addr . inet_proto . inet_service → mark (intervals)
-	setSvc4      = "svc4"     // ipv4_addr . inet_proto . inet_service → goto service chain
-	setSvc6      = "svc6"     // ipv6_addr . inet_proto . inet_service → goto service chain
-	setSvcMark4  = "svcmark4" // mark → goto service chain (IPv4 mark services)
-	setSvcMark6  = "svcmark6" // mark → goto service chain (IPv6 mark services)
-	setNATSrc4   = "natsrc4"  // addresses of IPv4 NAT backends
-	setNATSrc6   = "natsrc6"  // addresses of IPv6 NAT backends
-	chainMark    = "marking"  // prerouting, mangle: sets marks ("mark" is a keyword of nft's)
-	chainBalance = "balance"  // prerouting, dstnat: dispatches to service chains
-	svcPrefix    = "svc-"     // svc-<h>: a service's chain
-	maglevPrefix = "slots-"   // slots-<h>: Maglev slot → address . port; -a: address; -p: goto backend chain
-	bePrefix     = "be-"      // be-<h>-<b>: DNAT to one backend
-	pinPrefix    = "pin-"     // pin-<h>-<b>: client prefixes pinned to a backend
-	markPriority = -150       // mangle: before IPVS and before the NAT chain
-	natPriority  = -100       // dstnat
+	setMarks4     = "markv4"   // ipv4_addr . inet_proto . inet_service → goto setmark-<mark> (intervals)
+	setMarks6     = "markv6"   // ipv6_addr . inet_proto . inet_service → goto setmark-<mark> (intervals)
+	setMarkPrefix = "setmark-" // setmark-<mark>: sets the mask's bits of the packet mark to mark
+	setSvc4       = "svc4"     // ipv4_addr . inet_proto . inet_service → goto service chain
+	setSvc6       = "svc6"     // ipv6_addr . inet_proto . inet_service → goto service chain
+	setSvcMark4   = "svcmark4" // mark → goto service chain (IPv4 mark services)
+	setSvcMark6   = "svcmark6" // mark → goto service chain (IPv6 mark services)
+	setNATSrc4    = "natsrc4"  // addresses of IPv4 NAT backends
+	setNATSrc6    = "natsrc6"  // addresses of IPv6 NAT backends
+	chainMark     = "marking"  // prerouting, mangle: sets marks ("mark" is a keyword of nft's)
+	chainBalance  = "balance"  // prerouting, dstnat: dispatches to service chains
+	svcPrefix     = "svc-"     // svc-<h>: a service's chain
+	maglevPrefix  = "slots-"   // slots-<h>: Maglev slot → address . port; -a: address; -p: goto backend chain
+	bePrefix      = "be-"      // be-<h>-<b>: DNAT to one backend
+	pinPrefix     = "pin-"     // pin-<h>-<b>: client prefixes pinned to a backend
+	markPriority  = -150       // mangle: before IPVS and before the NAT chain
+	natPriority   = -100       // dstnat
 )
 
 // setKind says what a set holds.
 type setKind int
 
 const (
-	kindMarks      setKind = iota // tuple → mark
+	kindMarks      setKind = iota // tuple → verdict (a setmark chain)
 	kindSvc                       // tuple → verdict
 	kindSvcMark                   // mark → verdict
 	kindMaglev                    // slot → verdict (persistence)
@@ -191,6 +192,8 @@ type content struct {
 	maps   map[string]*slotMap // Maglev maps by name
 	// svcChains are the services' chains by name, shared or not.
 	svcChains map[string]svcSpec
+	// markChains are the chains that set marks, by name: their mark.
+	markChains map[string]uint32
 	// What a next state is patched from (see patch.go): the services of
 	// each shared chain, the users of each map, how many services have
 	// each view and the best view of each identity, the mark rules.
@@ -210,7 +213,7 @@ type content struct {
 
 func emptyContent() content {
 	return content{base: map[string]bool{}, shared: map[string]map[string]elem{}, svcs: map[string]*service{},
-		byKey: map[dataplane.ServiceKey]*service{}, maps: map[string]*slotMap{}, svcChains: map[string]svcSpec{}, mapUsers: map[string]int{}, chains: map[string]bool{}, sets: map[string]bool{}}
+		byKey: map[dataplane.ServiceKey]*service{}, maps: map[string]*slotMap{}, svcChains: map[string]svcSpec{}, markChains: map[string]uint32{}, mapUsers: map[string]int{}, chains: map[string]bool{}, sets: map[string]bool{}}
 }
 
 var protoNum = map[string]byte{"tcp": 6, "udp": 17, "sctp": 132}
@@ -246,8 +249,10 @@ func build(st dataplane.State, mode Mode, prev *content) (content, error) {
 		if !ok {
 			return content{}, fmt.Errorf("mark rule %d: unknown protocol %q", r.Mark, r.Protocol)
 		}
-		e := elem{key: tuple(r.VIP, p, r.PortLo), keyEnd: tuple(r.VIP, p, r.PortHi), val: binary.BigEndian.AppendUint32(nil, r.Mark)}
+		chain := fmt.Sprintf("%s%08x", setMarkPrefix, r.Mark)
+		e := elem{key: tuple(r.VIP, p, r.PortLo), keyEnd: tuple(r.VIP, p, r.PortHi), jump: chain}
 		c.shared[pick(r.VIP, setMarks4, setMarks6)][e.id()] = e
+		c.markChains[chain] = r.Mark
 	}
 	if mode == MarksOnly {
 		return c, nil

@@ -54,6 +54,7 @@ type Dataplane struct {
 	// countersOpt is WithCounters' choice (nil: the default); counted is
 	// the counters table's content after the last write (nil: unknown).
 	// See counters.go.
+	markMask    uint32 // the bits of the packet mark halb sets
 	countersOpt *bool
 	counted     *countPlan
 	// changes is what the last successful Reconcile changed in the kernel.
@@ -68,6 +69,14 @@ type Option func(*Dataplane)
 
 // WithTable sets the table name (default "halb").
 func WithTable(name string) Option { return func(d *Dataplane) { d.table = name } }
+
+// DefaultMarkMask are the bits of the packet mark halb sets by default:
+// those of derived marks (config.DefaultMarkMask).
+const DefaultMarkMask = 0x1fffffff
+
+// WithMarkMask sets the bits of the packet mark halb sets; it keeps the
+// others (default DefaultMarkMask).
+func WithMarkMask(mask uint32) Option { return func(d *Dataplane) { d.markMask = mask } }
 
 // WithMode selects marks-only (default) or load balancing.
 func WithMode(m Mode) Option { return func(d *Dataplane) { d.mode = m } }
@@ -93,7 +102,7 @@ func WithConnOptions(opts ...nftables.ConnOption) Option {
 
 // New returns a data plane; it does not touch the kernel until Reconcile.
 func New(opts ...Option) (*Dataplane, error) {
-	d := &Dataplane{table: DefaultTable, log: slog.New(slog.DiscardHandler)}
+	d := &Dataplane{table: DefaultTable, log: slog.New(slog.DiscardHandler), markMask: DefaultMarkMask}
 	d.linkOf = d.routeDevice
 	for _, o := range opts {
 		o(d)
@@ -180,6 +189,11 @@ func (d *Dataplane) tableRef() *nftables.Table {
 func (d *Dataplane) Reconcile(ctx context.Context, want dataplane.State) error {
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	for _, r := range want.MarkRules {
+		if r.Mark&^d.markMask != 0 {
+			return fmt.Errorf("nftables: mark %#x of service %s has bits outside the mark mask %#x", r.Mark, r.Service, d.markMask)
+		}
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -347,7 +361,7 @@ func (d *Dataplane) read(c *nftables.Conn) (*content, bool, error) {
 				continue
 			}
 			el := elem{key: e.Key, keyEnd: e.KeyEnd, val: e.Val}
-			if def.kind == kindSvc || def.kind == kindSvcMark {
+			if def.kind == kindSvc || def.kind == kindSvcMark || def.kind == kindMarks {
 				el.val, el.jump = nil, verdictChain(e.Val)
 			}
 			m[el.id()] = el

@@ -73,7 +73,7 @@ func patch(st dataplane.State, prev *content) (c content, ok bool, err error) {
 	}
 
 	c = emptyContent()
-	c.base, c.marks, c.views, c.best = prev.base, prev.marks, views, best
+	c.base, c.marks, c.markChains, c.views, c.best = prev.base, prev.marks, prev.markChains, views, best
 	c.svcs, c.byKey, c.maps = maps.Clone(prev.svcs), maps.Clone(prev.byKey), maps.Clone(prev.maps)
 	c.svcChains, c.mapUsers, c.members = maps.Clone(prev.svcChains), maps.Clone(prev.mapUsers), maps.Clone(prev.members)
 	for name, m := range prev.shared {

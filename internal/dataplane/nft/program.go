@@ -195,6 +195,18 @@ func (d *Dataplane) program(nb *nfbatch.Batch, have *content, want content, fres
 		}
 		claimedChains[name] = ok
 	}
+	for _, name := range union(have.markChains, want.markChains) {
+		mark, ok := want.markChains[name]
+		_, known := have.markChains[name]
+		switch {
+		case !ok:
+			b.flush = append(b.flush, name)
+		case !known:
+			spec := markSpec{mark, d.markMask}
+			b.writeChain(name, have.chains[name], digestOf(spec), func(ch *nftables.Chain) []*nftables.Rule { return setMarkRules(b.t, ch, spec.mark, spec.mask) })
+		}
+		claimedChains[name] = ok
+	}
 	for _, name := range slices.Sorted(maps.Keys(want.base)) {
 		if !have.base[name] {
 			b.baseChain(name, have.chains[name])

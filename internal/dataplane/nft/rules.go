@@ -33,7 +33,7 @@ func (d setDef) nftSet(t *nftables.Table, name string) *nftables.Set {
 	s := &nftables.Set{Table: t, Name: name}
 	switch d.kind {
 	case kindMarks:
-		s.KeyType, s.DataType, s.IsMap, s.Interval, s.Concatenation = tuple, nftables.TypeMark, true, true, true
+		s.KeyType, s.DataType, s.IsMap, s.Interval, s.Concatenation = tuple, nftables.TypeVerdict, true, true, true
 	case kindSvc:
 		s.KeyType, s.DataType, s.IsMap, s.Concatenation = tuple, nftables.TypeVerdict, true, true
 	case kindSvcMark:
@@ -86,23 +86,33 @@ func loadTuple(f famInfo) []expr.Any {
 	}
 }
 
-// markRules: meta mark set <daddr . l4proto . dport> map @marksN. The map
-// holds marks in network byte order, which is how nft shows map data;
-// a byteorder expression turns them into the host-order mark.
+// markRules: <daddr . l4proto . dport> vmap @markvN, whose elements go to
+// a setmark chain of their mark.
 func markRules(t *nftables.Table, c *nftables.Chain) []*nftables.Rule {
 	var out []*nftables.Rule
 	for _, fam := range []int{4, 6} {
 		f := fams[fam]
 		ex := append(isFamily(f), loadTuple(f)...)
-		ex = append(ex,
-			&expr.Lookup{SourceRegister: reg32, DestRegister: reg1, IsDestRegSet: true, SetName: f.marks},
-			&expr.Byteorder{SourceRegister: reg1, DestRegister: reg1, Op: expr.ByteorderNtoh, Len: 4, Size: 4},
-			&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: reg1},
-		)
+		ex = append(ex, &expr.Lookup{SourceRegister: reg32, DestRegister: regVerdict, IsDestRegSet: true, SetName: f.marks})
 		out = append(out, &nftables.Rule{Table: t, Chain: c, Exprs: ex})
 	}
 	return out
 }
+
+// setMarkRules: meta mark set meta mark & ~mask | mark. The kernel has no
+// OR of two registers for a mark from a map, hence a chain per mark, whose
+// constant goes in the bitwise expression; the mark fits the mask, so XOR
+// is OR.
+func setMarkRules(t *nftables.Table, c *nftables.Chain, mark, mask uint32) []*nftables.Rule {
+	return []*nftables.Rule{{Table: t, Chain: c, Exprs: []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyMARK, Register: reg1},
+		&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4, Mask: u32(^mask), Xor: u32(mark)},
+		&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: reg1},
+	}}}
+}
+
+// markSpec is what a setmark chain is made from.
+type markSpec struct{ mark, mask uint32 }
 
 // balanceRules dispatch new connections to the service chains: by
 // address, protocol and port, then by mark. First they drop a TCP segment
