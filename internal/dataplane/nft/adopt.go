@@ -49,6 +49,11 @@ type baseSpec struct{ name string }
 // readDigests returns the digest on the last rule of each chain of an
 // inet table, read in one dump.
 func (d *Dataplane) readDigests(table string) (map[string]string, error) {
+	return d.readDigestsOf(unix.NFPROTO_INET, table)
+}
+
+// readDigestsOf is readDigests for a table of any family.
+func (d *Dataplane) readDigestsOf(family byte, table string) (map[string]string, error) {
 	ae := netlink.NewAttributeEncoder()
 	ae.String(unix.NFTA_RULE_TABLE, table)
 	data, err := ae.Encode()
@@ -57,7 +62,7 @@ func (d *Dataplane) readDigests(table string) (map[string]string, error) {
 	}
 	msgs, err := d.dump(netlink.Message{
 		Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETRULE), Flags: netlink.Request | netlink.Dump},
-		Data:   append([]byte{unix.NFPROTO_INET, unix.NFNETLINK_V0, 0, 0}, data...),
+		Data:   append([]byte{family, unix.NFNETLINK_V0, 0, 0}, data...),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("rules: %w", err)

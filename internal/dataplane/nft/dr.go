@@ -2,6 +2,8 @@ package nft
 
 import (
 	"cmp"
+	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
 	"maps"
 	"net"
@@ -346,7 +348,8 @@ func ingressRules() [][]expr.Any {
 
 // queue queues the messages that bring the netdev table from the chains,
 // sets and counters it has to the plan, in place, in one transaction.
-func (p drPlan) queue(b *nfbatch.Batch, table string, haveChains, haveSets, haveCounters map[string]bool) error {
+// The last rule of each ingress chain carries digest, the plan's.
+func (p drPlan) queue(b *nfbatch.Batch, table string, haveChains, haveSets, haveCounters map[string]bool, digest []byte) error {
 	c := b.Conn()
 	t := c.AddTable(&nftables.Table{Name: table, Family: nftables.TableFamilyNetdev})
 	p.declareCounters(c, t)
@@ -405,8 +408,13 @@ func (p drPlan) queue(b *nfbatch.Batch, table string, haveChains, haveSets, have
 			c.AddChain(in)
 		}
 		c.FlushChain(in)
-		for _, ex := range ingressRules() {
-			b.AddRule(nfbatch.Rule{Table: t, Chain: in.Name, Exprs: nfbatch.Libs(ex...)})
+		rules := ingressRules()
+		for i, ex := range rules {
+			r := nfbatch.Rule{Table: t, Chain: in.Name, Exprs: nfbatch.Libs(ex...)}
+			if i == len(rules)-1 && digest != nil {
+				r.UserData = userdata.Append(nil, udDigest, digest)
+			}
+			b.AddRule(r)
 		}
 	}
 	var gone []string
@@ -429,6 +437,48 @@ func (p drPlan) queue(b *nfbatch.Batch, table string, haveChains, haveSets, have
 	}
 	p.removeCounters(c, t, haveCounters)
 	return nil
+}
+
+// digest is the digest of the messages that write the plan into an empty
+// table.
+func (p drPlan) digest(table string) ([]byte, error) {
+	b := nfbatch.New()
+	if err := p.queue(b, table, nil, nil, nil, nil); err != nil {
+		return nil, err
+	}
+	msgs, err := b.Messages()
+	if err != nil {
+		return nil, err
+	}
+	h := sha256.New()
+	h.Write([]byte(rulesVersion))
+	for _, m := range msgs {
+		h.Write(binary.BigEndian.AppendUint16(nil, uint16(m.Header.Type)))
+		h.Write(binary.BigEndian.AppendUint32(nil, uint32(len(m.Data))))
+		h.Write(m.Data)
+	}
+	return h.Sum(nil)[:8], nil
+}
+
+// drHolds says whether the kernel's netdev table was written from the
+// plan: each of its ingress chains carries the plan's digest, and the
+// plan's chains exist.
+func (d *Dataplane) drHolds(p *drPlan, digest []byte, haveChains map[string]bool) bool {
+	digests, err := d.readDigestsOf(unix.NFPROTO_NETDEV, d.table)
+	if err != nil {
+		return false
+	}
+	for _, dev := range p.ingress {
+		if digests["in-"+dev] != string(digest) {
+			return false
+		}
+	}
+	for name := range p.chains {
+		if !haveChains[name] {
+			return false
+		}
+	}
+	return len(p.ingress) > 0
 }
 
 // routeDevice returns the device that leads to an address in the data
@@ -511,8 +561,16 @@ func (d *Dataplane) applyDR(c *nftables.Conn, p *drPlan) (int, error) {
 			}
 		}
 	}
+	digest, err := p.digest(d.table)
+	if err != nil {
+		return 0, fmt.Errorf("direct routing table: %w", err)
+	}
+	if exists && !d.drKnown && d.drHolds(p, digest, haveChains) {
+		d.drApplied, d.drKnown = p, true // a restart on the table it wrote
+		return 0, nil
+	}
 	b := nfbatch.New()
-	if err := p.queue(b, d.table, haveChains, haveSets, haveCounters); err != nil {
+	if err := p.queue(b, d.table, haveChains, haveSets, haveCounters, digest); err != nil {
 		return 0, fmt.Errorf("direct routing table: %w", err)
 	}
 	msgs, err := b.Messages()

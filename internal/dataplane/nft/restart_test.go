@@ -1,9 +1,12 @@
 package nft
 
 import (
+	"net"
 	"regexp"
 	"strings"
 	"testing"
+
+	"halb/internal/lab/netns"
 )
 
 // TestRestartAdoptsTable: a new data plane (a restart) on a namespace that
@@ -89,6 +92,63 @@ func countedPackets(t testing.TB, l *natLab) int {
 			v = 10*v + int(c-'0')
 		}
 		n += v
+	}
+	return n
+}
+
+// TestRestartKeepsDRFlows: a restart on a netdev table it wrote changes
+// nothing: long-lived direct-routing connections go on with their
+// backends and the flow sets keep their elements.
+func TestRestartKeepsDRFlows(t *testing.T) {
+	lab, lb := labHost(t)
+	lan, client := drLAN(t, lab)
+	if _, err := lab.Connect(lb, lan, "eth0", "192.0.2.2/24", "192.0.2.9/24"); err != nil {
+		t.Fatal(err)
+	}
+	st := drState(t)
+	reconcile(t, nsDataplane(t, lb, WithMode(LoadBalance)), st)
+	cl := newDialer(t, client)
+	var conns []net.Conn
+	var on []string
+	for range 10 {
+		c, name, err := cl.dial("", "192.0.2.9:80")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		conns, on = append(conns, c), append(on, name)
+	}
+	flows := flowCount(t, lb)
+	if flows < len(conns) {
+		t.Fatalf("%d flows recorded for %d connections", flows, len(conns))
+	}
+	d := nsDataplane(t, lb, WithMode(LoadBalance))
+	reconcile(t, d, st)
+	if n := d.Changes(); n != 0 {
+		t.Errorf("a restart with the same direct-routing state made %d changes, want 0", n)
+	}
+	if got := flowCount(t, lb); got < flows {
+		t.Errorf("%d flows after the restart, %d before", got, flows)
+	}
+	for i, c := range conns {
+		if name, err := echoFrom(c, "after the restart"); err != nil || name != on[i] {
+			t.Errorf("connection %d on %s after the restart: %q, %v", i, on[i], name, err)
+		}
+	}
+}
+
+// flowCount counts the elements of the netdev table's flow sets.
+func flowCount(t testing.TB, h *netns.Host) int {
+	t.Helper()
+	out, err := h.Run("nft", "list", "table", "netdev", DefaultTable)
+	if err != nil {
+		t.Fatalf("nft list table netdev: %v: %s", err, out)
+	}
+	n := 0
+	for _, m := range regexp.MustCompile(`(?s)elements = \{([^}]*)\}`).FindAllStringSubmatch(string(out), -1) {
+		if strings.Contains(m[1], "expires") {
+			n += len(strings.Split(m[1], ","))
+		}
 	}
 	return n
 }
