@@ -28,7 +28,8 @@ const rulesVersion = "halb-rules-v3"
 // (type 0) and skips the others.
 const udDigest userdata.Type = 0x48
 
-// digestOf is the digest of the rules made from spec.
+// digestOf is the digest of the rules made from spec, which must print
+// the same in every process (no pointers: see beSpec.String).
 func digestOf(spec any) []byte {
 	sum := sha256.Sum256(fmt.Appendf(nil, "%s\x00%T%+v", rulesVersion, spec, spec))
 	return sum[:8]

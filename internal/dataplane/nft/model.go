@@ -180,6 +180,13 @@ type beSpec struct {
 	proto   byte // as svcSpec's
 }
 
+// String renders the spec for its digest (see digestOf): by value, as
+// netip.Addr's own fields hold a pointer that differs from one process to
+// the next.
+func (b beSpec) String() string {
+	return fmt.Sprintf("%s|%d|%s|%s|%d|%d", b.addr, b.port, b.pin, b.persist, b.netmask, b.proto)
+}
+
 // content is everything halb's table holds: base chains, the shared sets
 // with their elements, and the services. After a restart, the names of
 // per-service chains and sets found in the kernel are in chains and sets:

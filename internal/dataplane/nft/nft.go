@@ -113,8 +113,8 @@ func New(opts ...Option) (*Dataplane, error) {
 	return d, nil
 }
 
-func (d *Dataplane) conn() (*nftables.Conn, error) {
-	opts := []nftables.ConnOption{nftables.WithSockOptions(bigBuffers)}
+func (d *Dataplane) conn(more ...nftables.ConnOption) (*nftables.Conn, error) {
+	opts := append([]nftables.ConnOption{nftables.WithSockOptions(bigBuffers)}, more...)
 	if d.netns != 0 {
 		opts = append(opts, nftables.WithNetNSFd(d.netns))
 	}
@@ -234,14 +234,9 @@ func (d *Dataplane) Reconcile(ctx context.Context, want dataplane.State) error {
 	have := d.have
 	var fresh bool
 	if have == nil {
-		h, existing, err := d.read(c)
+		h, existing, err := d.readAll(&next)
 		if err != nil {
 			return fmt.Errorf("nftables: read table %s: %w", d.table, err)
-		}
-		if existing {
-			if err := d.adopt(c, h, &next); err != nil {
-				return fmt.Errorf("nftables: read table %s: %w", d.table, err)
-			}
 		}
 		have, fresh = h, !existing
 	}
@@ -305,6 +300,21 @@ func (d *Dataplane) Close() error {
 	}
 	d.have, d.drKnown, d.counted = nil, false, nil
 	return nil
+}
+
+// readAll reads the table and adopts what of want it holds as want has
+// it, on one connection for the many dumps.
+func (d *Dataplane) readAll(want *content) (*content, bool, error) {
+	c, err := d.conn(nftables.AsLasting())
+	if err != nil {
+		return nil, false, err
+	}
+	defer func() { _ = c.CloseLasting() }() // a read-only connection: nothing to lose
+	h, existing, err := d.read(c)
+	if err != nil || !existing {
+		return h, existing, err
+	}
+	return h, true, d.adopt(c, h, want)
 }
 
 // read returns what the table holds, and whether it exists: the shared

@@ -183,3 +183,29 @@ func objects(table string) string {
 	slices.Sort(blocks)
 	return strings.Join(blocks, "\n")
 }
+
+// TestDigestsHoldNoPointers: the digests of chain specs print their
+// values only, so that another process (a restart) computes the same.
+func TestDigestsHoldNoPointers(t *testing.T) {
+	c, err := build(poolState(14, 2), LoadBalance, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var specs []any
+	for _, s := range c.svcs {
+		for _, be := range s.bes {
+			specs = append(specs, be)
+		}
+	}
+	for _, spec := range c.svcChains {
+		specs = append(specs, spec)
+	}
+	if len(specs) < 3 {
+		t.Fatalf("%d specs", len(specs))
+	}
+	for _, spec := range specs {
+		if s := fmt.Sprintf("%+v", spec); strings.Contains(s, "0x") {
+			t.Errorf("a digest's text holds a pointer: %s", s)
+		}
+	}
+}
