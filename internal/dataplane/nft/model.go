@@ -356,7 +356,7 @@ func sharedLabel(ss []*service) string {
 // mapKey says which Maglev map a service uses: the map's name, and its
 // view (kind, family, size, backends with their ports and weights), which
 // decides its slots. A persistent service has a map of its own.
-type mapKey struct{ name, view string }
+type mapKey struct{ name, view, ident string }
 
 // mapNames names the Maglev map of each service. Services that see the
 // same backends (ident: all of the view but the weights) share a map
@@ -433,7 +433,7 @@ func sharedMap(k viewKeys, best map[string]viewKeys, hashes map[string]string) m
 		h = shortHash(named, 12)
 		hashes[named] = h
 	}
-	return mapKey{name: maglevPrefix + h, view: k.view}
+	return mapKey{name: maglevPrefix + h, view: k.view, ident: k.ident}
 }
 
 // viewOf returns the identity of a service's backends (kind, family,
@@ -499,23 +499,21 @@ func newService(h string, vs dataplane.VirtualService, mk mapKey, known func(str
 	default:
 		m.kind = kindMaglevAddr
 	}
-	if m.kind != kindMaglev {
-		s.ident, _ = viewOf(vs)
-		s.chain = svcPrefix + shortHash(m.name+"/"+vs.Key.Protocol, 12) // shared: see build
-	}
 	s.slots = m
 	s.spec = svcSpec{
 		family:  vs.Key.Family,
 		maglev:  m.name,
 		nat:     m.kind,
 		size:    size,
-		seed:    Seed(vs.Key),
 		persist: vs.Persistence,
-		label:   fmt.Sprintf("%s %s", vs.Service, vs.Key),
 		proto:   protoNum[vs.Key.Protocol],
 	}
-	if m.kind != kindMaglev {
-		s.spec.seed, s.spec.label = seedOf(m.name), ""
+	if m.kind == kindMaglev {
+		s.spec.seed, s.spec.label = Seed(vs.Key), fmt.Sprintf("%s %s", vs.Service, vs.Key)
+	} else { // a shared chain: see build
+		s.ident = mk.ident
+		s.chain = svcPrefix + shortHash(m.name+"/"+vs.Key.Protocol, 12)
+		s.spec.seed = seedOf(m.name)
 	}
 	if vs.Persistence > 0 {
 		s.spec.netmask = vs.Netmask
