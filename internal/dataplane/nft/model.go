@@ -336,21 +336,29 @@ func (c *content) sharedChain(name string) {
 	c.svcChains[name] = spec
 }
 
-// sharedLabel is the comment of a shared chain: the services' names.
+// sharedLabel is the comment of a shared chain: the first names of its
+// services, and how many they are. One pass, no sort: a pool may have
+// thousands of services.
 func sharedLabel(ss []*service) string {
 	if len(ss) == 1 {
 		return fmt.Sprintf("%s %s", ss[0].vs.Service, ss[0].vs.Key)
 	}
-	var names []string
+	var first []string // the smallest names, up to 3, sorted
+	more := ""
 	for _, s := range ss {
-		names = append(names, s.vs.Service)
+		n := s.vs.Service
+		i, found := slices.BinarySearch(first, n)
+		switch {
+		case found:
+		case i == 3:
+			more = ", …"
+		default:
+			if first = slices.Insert(first, i, n); len(first) > 3 {
+				first, more = first[:3], ", …"
+			}
+		}
 	}
-	slices.Sort(names)
-	names = slices.Compact(names)
-	if len(names) > 3 {
-		return fmt.Sprintf("%s and %d more (%d services)", strings.Join(names[:3], ", "), len(names)-3, len(ss))
-	}
-	return fmt.Sprintf("%s (%d services)", strings.Join(names, ", "), len(ss))
+	return fmt.Sprintf("%s%s (%d services)", strings.Join(first, ", "), more, len(ss))
 }
 
 // mapKey says which Maglev map a service uses: the map's name, and its

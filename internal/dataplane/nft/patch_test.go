@@ -209,3 +209,25 @@ func TestDigestsHoldNoPointers(t *testing.T) {
 		}
 	}
 }
+
+func TestSharedLabel(t *testing.T) {
+	svcs := func(names ...string) []*service {
+		var out []*service
+		for _, n := range names {
+			out = append(out, &service{vs: dataplane.VirtualService{Service: n}})
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		names []string
+		want  string
+	}{
+		{[]string{"web", "web"}, "web (2 services)"},
+		{[]string{"b", "a", "b"}, "a, b (3 services)"},
+		{[]string{"d", "c", "b", "a", "e"}, "a, b, c, … (5 services)"},
+	} {
+		if got := sharedLabel(svcs(tc.names...)); got != tc.want {
+			t.Errorf("%v: %q, want %q", tc.names, got, tc.want)
+		}
+	}
+}
