@@ -135,7 +135,11 @@ func measure(n, pools int) error {
 		return err
 	}
 	pool := filepath.Join(dir, "pool.nft")
-	if err := os.WriteFile(pool, perPool(st, pools), 0o600); err != nil {
+	ref, err := perPool(st, pools)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(pool, ref, 0o600); err != nil {
 		return err
 	}
 	nftHalb, err := nftLoad(own)
@@ -155,7 +159,7 @@ func measure(n, pools int) error {
 // perPool writes the services as one would by hand: a verdict map from
 // VIP . protocol . port to a pool's chain, which DNATs by the flow's
 // jhash through the pool's Maglev map (the same slots halb computes).
-func perPool(st dataplane.State, pools int) []byte {
+func perPool(st dataplane.State, pools int) ([]byte, error) {
 	var b bytes.Buffer
 	size := maglev.DefaultSize(backends)
 	b.WriteString("table inet ref {\n")
@@ -166,7 +170,7 @@ func perPool(st dataplane.State, pools int) []byte {
 		}
 		tab, err := maglev.New(bs, size)
 		if err != nil {
-			fail(err)
+			return nil, err
 		}
 		fmt.Fprintf(&b, "\tmap pool%d {\n\t\ttypeof numgen inc mod %d : ip daddr . th dport\n\t\telements = {", p, size)
 		for slot, e := range tab.Entries {
@@ -188,7 +192,7 @@ func perPool(st dataplane.State, pools int) []byte {
 	}
 	b.WriteString(" }\n\t}\n")
 	b.WriteString("\tchain balance {\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n\t\tip daddr . meta l4proto . th dport vmap @svc4\n\t}\n}\n")
-	return b.Bytes()
+	return b.Bytes(), nil
 }
 
 // poolOf is the pool of a service: its backends' port tells.
