@@ -332,6 +332,9 @@ type StatusRange struct {
 type NFTables struct {
 	Table            string `yaml:"table"`
 	RemoveOnShutdown bool   `yaml:"remove_on_shutdown"`
+	// MarkMask are the bits of the packet mark halb sets; it keeps the
+	// others, which other software on the host may use.
+	MarkMask uint32 `yaml:"mark_mask"`
 }
 
 // IPVSSync runs the kernel's IPVS connection sync daemons following the

@@ -16,6 +16,8 @@ const (
 	DefaultStateDir = "/var/lib/halb"
 	DefaultSocket   = "/run/halb/halb.sock"
 	DefaultTable    = "halb"
+	// DefaultMarkMask are the bits of derived marks (see DeriveMark).
+	DefaultMarkMask = markBase | (markSpan - 1)
 )
 
 // Options are the inputs of Parse that do not come from the file.
@@ -94,6 +96,9 @@ func applyDefaults(c *Config, opts Options) {
 	setDefault(&c.Dataplane, "auto")
 	setDefault(&c.API.Socket, DefaultSocket)
 	setDefault(&c.NFTables.Table, DefaultTable)
+	if !c.has("nftables.mark_mask") {
+		c.NFTables.MarkMask = DefaultMarkMask
+	}
 	for i := range c.VRRP.Instances {
 		in := &c.VRRP.Instances[i]
 		p := fmt.Sprintf("vrrp.instances[%d]", i)

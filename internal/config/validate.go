@@ -461,6 +461,7 @@ func (v *validator) services() {
 		v.servicePool(p, s)
 	}
 	v.markCollisions()
+	v.markMask()
 }
 
 func addrLen(fam int) int {
@@ -527,6 +528,24 @@ func (v *validator) servicePool(p string, s Service) {
 	}
 	if sorry, ok := pool.Sorry(); ok && len(s.VIPs) > 0 && vipFamily(sorry.Addr()) != vipFamily(s.VIPs[0]) && len(families) == 1 {
 		v.errorf("pools."+s.Pool+".sorry_server", "pools.%s.sorry_server: %s is not of the address family of service %q", s.Pool, sorry.Addr(), s.Name)
+	}
+}
+
+// markMask reports a mark halb sets that has bits outside
+// nftables.mark_mask: halb sets only the mask's bits.
+func (v *validator) markMask() {
+	mask := v.c.NFTables.MarkMask
+	if mask == 0 {
+		v.errorf("nftables.mark_mask", "nftables.mark_mask: 0 leaves halb no bit of the packet mark to set")
+		return
+	}
+	for _, m := range v.c.MarkPlan() {
+		if m.External || m.Mark&^mask == 0 {
+			continue
+		}
+		i := slices.IndexFunc(v.c.Services, func(s Service) bool { return s.Name == m.Service })
+		v.errorf(fmt.Sprintf("services[%d].mark", i), "services[%d].mark: mark %#x of service %q has bits outside nftables.mark_mask %#x; widen the mask, or set the mark with rules of your own (mark: NUMBER)",
+			i, m.Mark, m.Service, mask)
 	}
 }
 

@@ -189,3 +189,32 @@ func TestNetNamespaceIsRead(t *testing.T) {
 		t.Errorf("NetNamespace = %q, want lb-ns", c.NetNamespace)
 	}
 }
+
+// TestMarkMask: nftables.mark_mask defaults to the bits of derived marks,
+// and a derived mark with bits outside the mask is refused where the
+// service's mark is given.
+func TestMarkMask(t *testing.T) {
+	c, diags := Parse("t.yaml", []byte(base), Options{})
+	if c == nil || c.NFTables.MarkMask != 0x1fffffff {
+		t.Fatalf("default mark_mask: %#x (%v), want 0x1fffffff", c.NFTables.MarkMask, diags)
+	}
+	shared := strings.Replace(base, "    pool: www\n", "    mark: shared\n    pool: www\n", 1)
+	for _, tt := range []struct{ mask, want string }{
+		{"0x1fffffff", ""},
+		{"0xffffffff", ""},
+		{"0x0000ffff", `t.yaml:14:11: services[0].mark: mark 0x1`},
+		{"0", `t.yaml:1:23: nftables.mark_mask: 0 leaves halb no bit`},
+	} {
+		src := "nftables: {mark_mask: " + tt.mask + "}\n" + shared
+		c, diags := Parse("t.yaml", []byte(src), Options{})
+		if tt.want == "" {
+			if c == nil || len(diags) != 0 {
+				t.Errorf("mark_mask %s: %v", tt.mask, diags)
+			}
+			continue
+		}
+		if !strings.HasPrefix(diags.String(), tt.want) {
+			t.Errorf("mark_mask %s: want a diagnostic starting %q, got:\n%s", tt.mask, tt.want, diags)
+		}
+	}
+}

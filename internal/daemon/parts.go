@@ -83,7 +83,7 @@ func newDataplane(cfg *config.Config, log *slog.Logger) (Plane, error) {
 		}
 	}
 	nftOpts := []nft.Option{nft.WithTable(cfg.NFTables.Table), nft.WithLogger(log.With("dataplane", "nftables")),
-		nft.WithRemoveOnClose(cfg.NFTables.RemoveOnShutdown)}
+		nft.WithRemoveOnClose(cfg.NFTables.RemoveOnShutdown), nft.WithMarkMask(cfg.NFTables.MarkMask)}
 	switch name {
 	case "none":
 		return Plane{Dataplane: none.New(log.With("dataplane", "none")), Name: name}, nil

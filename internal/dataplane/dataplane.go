@@ -24,6 +24,29 @@ type Dataplane interface {
 	Close() error
 }
 
+// ChangeCounter is a Dataplane that tells how many changes its last
+// successful Reconcile made in the kernel (0 after a restart that found
+// the kernel as wanted).
+type ChangeCounter interface {
+	Changes() int
+}
+
+// ChangesOf returns what dp's last successful Reconcile changed, if dp
+// (or the data plane it wraps, by an Unwrap method) tells.
+func ChangesOf(dp Dataplane) (int, bool) {
+	for dp != nil {
+		if c, ok := dp.(ChangeCounter); ok {
+			return c.Changes(), true
+		}
+		u, ok := dp.(interface{ Unwrap() Dataplane })
+		if !ok {
+			break
+		}
+		dp = u.Unwrap()
+	}
+	return 0, false
+}
+
 // State is the whole desired packet path of a node.
 type State struct {
 	Services  []VirtualService `json:"services"`

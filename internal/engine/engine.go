@@ -334,7 +334,11 @@ func (e *Engine) apply(ctx context.Context) {
 	before := e.eval.State
 	e.evaluate()
 	e.last = Reconcile{At: e.clock.Now(), Changes: dataplane.Compute(before, e.eval.State).Size()}
-	if err := e.dp.Reconcile(ctx, e.eval.State); err != nil {
+	err := e.dp.Reconcile(ctx, e.eval.State)
+	if n, ok := dataplane.ChangesOf(e.dp); ok && err == nil {
+		e.last.Changes = n // what the kernel needed, not what the state did
+	}
+	if err != nil {
 		e.last.Error = err.Error()
 		e.log.Error("data plane update failed; retrying", "err", err)
 		e.record(event.Record{Kind: "dataplane", Summary: "data plane update failed: " + err.Error(),

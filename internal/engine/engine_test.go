@@ -251,3 +251,37 @@ func TestEngineRetryBackoff(t *testing.T) {
 		}
 	})
 }
+
+// countingDataplane tells how many changes its reconciles made, as the
+// nftables data plane does.
+type countingDataplane struct {
+	fakeDataplane
+	changes int
+}
+
+func (c *countingDataplane) Changes() int { return c.changes }
+
+// TestLastReconcileCountsKernelChanges: with a data plane that counts its
+// kernel changes, last_reconcile.changes is its count (0 when a restart
+// finds the kernel as wanted), not the size of the state.
+func TestLastReconcileCountsKernelChanges(t *testing.T) {
+	cfg := loadString(t, loopConfig)
+	for _, dp := range []dataplane.Dataplane{&countingDataplane{}, &fakeDataplane{}} {
+		eng := New(cfg, dp, "fake", WithRetryInterval(10*time.Millisecond))
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- eng.Run(ctx) }()
+		var st Status
+		eventually(t, "the first reconcile", func() bool {
+			var err error
+			st, err = eng.Status(ctx)
+			return err == nil && !st.LastReconcile.At.IsZero()
+		})
+		cancel()
+		<-done
+		_, counts := dp.(*countingDataplane)
+		if counts && st.LastReconcile.Changes != 0 || !counts && st.LastReconcile.Changes == 0 {
+			t.Errorf("%T: last reconcile changes %d", dp, st.LastReconcile.Changes)
+		}
+	}
+}

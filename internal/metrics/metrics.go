@@ -193,6 +193,9 @@ func (d *instrumented) Reconcile(ctx context.Context, want dataplane.State) erro
 	return err
 }
 
+// Unwrap returns the data plane instrumented.
+func (d *instrumented) Unwrap() dataplane.Dataplane { return d.Dataplane }
+
 // state is the collector that reads the live state at scrape time.
 type state Metrics
 

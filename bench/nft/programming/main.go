@@ -97,7 +97,7 @@ func measure(n, b, runs int) error {
 		}
 		full, change = append(full, f), append(change, c)
 	}
-	elements := n * maglev.DefaultSize(b)
+	elements := maglev.DefaultSize(b) // one map: every service sees the same backends
 	fmt.Printf("%-9d %-9d %-10d %-12s %-12s %-12s %-13s %-14s\n", n, b, elements, median(full).Round(time.Millisecond),
 		mib(fullBytes), median(change).Round(10*time.Microsecond), userspace.Round(10*time.Microsecond), fmt.Sprintf("%d B", changeBytes))
 	return nil

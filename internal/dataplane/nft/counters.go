@@ -13,6 +13,7 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
+	"github.com/google/nftables/userdata"
 	"golang.org/x/sys/unix"
 
 	"halb/internal/dataplane"
@@ -254,13 +255,21 @@ func (d *Dataplane) queueCountTable(b *nfbatch.Batch) error {
 	ch := c.AddChain(&nftables.Chain{Table: t, Name: chainCount, Type: nftables.ChainTypeFilter,
 		Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter, Policy: &accept})
 	c.FlushChain(ch)
+	var rules []nfbatch.Rule
 	for _, fam := range []int{4, 6} {
 		for kind, set := range countSets[fam] {
-			b.AddRule(nfbatch.Rule{Table: t, Chain: chainCount, Exprs: countRule(fams[fam], countKind(kind), set)})
+			rules = append(rules, nfbatch.Rule{Table: t, Chain: chainCount, Exprs: countRule(fams[fam], countKind(kind), set)})
 		}
+	}
+	rules[len(rules)-1].UserData = userdata.Append(nil, udDigest, digestOf(countSpec{}))
+	for _, r := range rules {
+		b.AddRule(r)
 	}
 	return nil
 }
+
+// countSpec is what the counters chain is made from: nothing but the code.
+type countSpec struct{}
 
 // countRule counts a packet in a set of its kind: new connections and
 // packets to the backend by ct original daddr . l4proto . daddr . dport,
@@ -312,54 +321,66 @@ func (d *Dataplane) countSet(fam int, name string) *nftables.Set {
 // syncCounters brings the counters table's elements to the NAT services
 // of st, in a transaction of their own after the table's: a counter that
 // cannot be written never holds up the traffic. It logs what fails and
-// tries again at the next reconcile.
-func (d *Dataplane) syncCounters(c *nftables.Conn, st dataplane.State) {
+// tries again at the next reconcile. It returns the number of changes.
+func (d *Dataplane) syncCounters(c *nftables.Conn, st dataplane.State) int {
 	if d.counted != nil && d.counted.derivedFrom(st) {
-		return
+		return 0
 	}
 	want, skipped := planCounters(st)
 	if len(skipped) > 0 {
 		d.log.Warn("nftables counters: these backends share their counter key with another service's and are not counted",
 			"backends", strings.Join(skipped, ", "))
 	}
-	if err := d.writeCounters(c, &want); err != nil {
+	n, err := d.writeCounters(c, &want)
+	if err != nil {
 		d.counted = nil
 		d.log.Warn("nftables counters not updated; will retry", "table", d.countTable(), "err", err)
-		return
+		return 0
 	}
 	d.counted = &want
+	return n
 }
 
 // writeCounters brings the table to want; without NAT services there is
-// no table, so that forwarded packets pay nothing for it.
-func (d *Dataplane) writeCounters(c *nftables.Conn, want *countPlan) error {
+// no table, so that forwarded packets pay nothing for it. It returns the
+// number of changes.
+func (d *Dataplane) writeCounters(c *nftables.Conn, want *countPlan) (int, error) {
 	if len(want.svcs) == 0 {
 		if d.counted == nil || d.counted.declared {
 			if t, err := c.ListTableOfFamily(d.countTable(), nftables.TableFamilyINet); err == nil && t != nil {
 				c.DelTable(t)
 				if err := c.Flush(); err != nil {
-					return fmt.Errorf("delete table: %w", err)
+					return 0, fmt.Errorf("delete table: %w", err)
 				}
+				return 1, nil
 			}
 		}
-		return nil
+		return 0, nil
 	}
 	want.declared = true
 	have := map[string]countElem{}
+	n := 0
 	if d.counted != nil && d.counted.declared {
 		have = d.counted.elems
 	} else {
-		b := nfbatch.New()
-		if err := d.queueCountTable(b); err != nil {
-			return fmt.Errorf("declare table: %w", err)
+		digests, err := d.readDigests(d.countTable())
+		if err != nil {
+			return 0, fmt.Errorf("read table: %w", err)
 		}
-		if err := d.send(b); err != nil {
-			return fmt.Errorf("declare table: %w", err)
+		if digests[chainCount] != string(digestOf(countSpec{})) {
+			b := nfbatch.New()
+			if err := d.queueCountTable(b); err != nil {
+				return 0, fmt.Errorf("declare table: %w", err)
+			}
+			if err := d.send(b); err != nil {
+				return 0, fmt.Errorf("declare table: %w", err)
+			}
+			n++
 		}
 		for _, fam := range []int{4, 6} {
 			els, err := c.GetSetElements(d.countSet(fam, countSets[fam][0]))
 			if err != nil {
-				return fmt.Errorf("read elements of %s: %w", countSets[fam][0], err)
+				return 0, fmt.Errorf("read elements of %s: %w", countSets[fam][0], err)
 			}
 			for _, e := range els {
 				ce := countElem{fam: fam, key: e.Key, keyEnd: e.KeyEnd}
@@ -367,7 +388,7 @@ func (d *Dataplane) writeCounters(c *nftables.Conn, want *countPlan) error {
 			}
 		}
 	}
-	n := 0
+	changed := 0
 	for _, fam := range []int{4, 6} {
 		var del, add []nftables.SetElement
 		for id, e := range have {
@@ -387,24 +408,24 @@ func (d *Dataplane) writeCounters(c *nftables.Conn, want *countPlan) error {
 			set := d.countSet(fam, name)
 			for part := range slices.Chunk(del, elemsPerMessage) {
 				if err := c.SetDeleteElements(set, part); err != nil {
-					return fmt.Errorf("delete elements of %s: %w", name, err)
+					return 0, fmt.Errorf("delete elements of %s: %w", name, err)
 				}
 			}
 			for part := range slices.Chunk(add, elemsPerMessage) {
 				if err := c.SetAddElements(set, part); err != nil {
-					return fmt.Errorf("add elements to %s: %w", name, err)
+					return 0, fmt.Errorf("add elements to %s: %w", name, err)
 				}
 			}
 		}
-		n += len(del) + len(add)
+		changed += len(del) + len(add)
 	}
-	if n == 0 {
-		return nil
+	if changed == 0 {
+		return n, nil
 	}
 	if err := c.Flush(); err != nil {
-		return fmt.Errorf("apply %d element changes: %w", n, err)
+		return 0, fmt.Errorf("apply %d element changes: %w", changed, err)
 	}
-	return nil
+	return n + changed, nil
 }
 
 // Counters reads the kernel's counters of every balanced service and its

@@ -2,6 +2,8 @@ package nft
 
 import (
 	"cmp"
+	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
 	"maps"
 	"net"
@@ -36,6 +38,7 @@ import (
 
 // drServices splits the DR services off a state.
 func drServices(st dataplane.State) (dr []dataplane.VirtualService, rest []dataplane.VirtualService, err error) {
+	rest = make([]dataplane.VirtualService, 0, len(st.Services))
 	for _, vs := range st.Services {
 		n := 0
 		for _, r := range vs.Reals {
@@ -345,7 +348,8 @@ func ingressRules() [][]expr.Any {
 
 // queue queues the messages that bring the netdev table from the chains,
 // sets and counters it has to the plan, in place, in one transaction.
-func (p drPlan) queue(b *nfbatch.Batch, table string, haveChains, haveSets, haveCounters map[string]bool) error {
+// The last rule of each ingress chain carries digest, the plan's.
+func (p drPlan) queue(b *nfbatch.Batch, table string, haveChains, haveSets, haveCounters map[string]bool, digest []byte) error {
 	c := b.Conn()
 	t := c.AddTable(&nftables.Table{Name: table, Family: nftables.TableFamilyNetdev})
 	p.declareCounters(c, t)
@@ -404,8 +408,13 @@ func (p drPlan) queue(b *nfbatch.Batch, table string, haveChains, haveSets, have
 			c.AddChain(in)
 		}
 		c.FlushChain(in)
-		for _, ex := range ingressRules() {
-			b.AddRule(nfbatch.Rule{Table: t, Chain: in.Name, Exprs: nfbatch.Libs(ex...)})
+		rules := ingressRules()
+		for i, ex := range rules {
+			r := nfbatch.Rule{Table: t, Chain: in.Name, Exprs: nfbatch.Libs(ex...)}
+			if i == len(rules)-1 && digest != nil {
+				r.UserData = userdata.Append(nil, udDigest, digest)
+			}
+			b.AddRule(r)
 		}
 	}
 	var gone []string
@@ -428,6 +437,48 @@ func (p drPlan) queue(b *nfbatch.Batch, table string, haveChains, haveSets, have
 	}
 	p.removeCounters(c, t, haveCounters)
 	return nil
+}
+
+// digest is the digest of the messages that write the plan into an empty
+// table.
+func (p drPlan) digest(table string) ([]byte, error) {
+	b := nfbatch.New()
+	if err := p.queue(b, table, nil, nil, nil, nil); err != nil {
+		return nil, err
+	}
+	msgs, err := b.Messages()
+	if err != nil {
+		return nil, err
+	}
+	h := sha256.New()
+	h.Write([]byte(rulesVersion))
+	for _, m := range msgs {
+		h.Write(binary.BigEndian.AppendUint16(nil, uint16(m.Header.Type)))
+		h.Write(binary.BigEndian.AppendUint32(nil, uint32(len(m.Data))))
+		h.Write(m.Data)
+	}
+	return h.Sum(nil)[:8], nil
+}
+
+// drHolds says whether the kernel's netdev table was written from the
+// plan: each of its ingress chains carries the plan's digest, and the
+// plan's chains exist.
+func (d *Dataplane) drHolds(p *drPlan, digest []byte, haveChains map[string]bool) bool {
+	digests, err := d.readDigestsOf(unix.NFPROTO_NETDEV, d.table)
+	if err != nil {
+		return false
+	}
+	for _, dev := range p.ingress {
+		if digests["in-"+dev] != string(digest) {
+			return false
+		}
+	}
+	for name := range p.chains {
+		if !haveChains[name] {
+			return false
+		}
+	}
+	return len(p.ingress) > 0
 }
 
 // routeDevice returns the device that leads to an address in the data
@@ -458,10 +509,10 @@ func (d *Dataplane) routeDevice(a netip.Addr) (drLink, error) {
 
 // applyDR brings the netdev table to the plan (nil: no table) in one
 // transaction; c reads what the table holds and removes a table no
-// longer wanted.
-func (d *Dataplane) applyDR(c *nftables.Conn, p *drPlan) error {
+// longer wanted. It returns the number of changes: the messages sent.
+func (d *Dataplane) applyDR(c *nftables.Conn, p *drPlan) (int, error) {
 	if d.drKnown && reflect.DeepEqual(p, d.drApplied) {
-		return nil
+		return 0, nil
 	}
 	t := &nftables.Table{Name: d.table, Family: nftables.TableFamilyNetdev}
 	exists := false
@@ -469,20 +520,22 @@ func (d *Dataplane) applyDR(c *nftables.Conn, p *drPlan) error {
 		exists = slices.ContainsFunc(tables, func(x *nftables.Table) bool { return x.Name == d.table })
 	}
 	if p == nil {
+		n := 0
 		if exists {
 			c.DelTable(t)
 			if err := c.Flush(); err != nil {
-				return fmt.Errorf("delete direct routing table: %w", err)
+				return 0, fmt.Errorf("delete direct routing table: %w", err)
 			}
+			n = 1
 		}
 		d.drApplied, d.drKnown = nil, true
-		return nil
+		return n, nil
 	}
 	haveChains, haveSets, haveCounters := map[string]bool{}, map[string]bool{}, map[string]bool{}
 	if exists {
 		chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyNetdev)
 		if err != nil {
-			return fmt.Errorf("list direct routing chains: %w", err)
+			return 0, fmt.Errorf("list direct routing chains: %w", err)
 		}
 		for _, ch := range chains {
 			if ch.Table.Name == d.table {
@@ -491,7 +544,7 @@ func (d *Dataplane) applyDR(c *nftables.Conn, p *drPlan) error {
 		}
 		sets, err := c.GetSets(t)
 		if err != nil {
-			return fmt.Errorf("list direct routing sets: %w", err)
+			return 0, fmt.Errorf("list direct routing sets: %w", err)
 		}
 		for _, s := range sets {
 			if !s.Anonymous && !strings.HasPrefix(s.Name, "__") { // a rule's own map goes with the rule
@@ -500,7 +553,7 @@ func (d *Dataplane) applyDR(c *nftables.Conn, p *drPlan) error {
 		}
 		objs, err := c.GetObjects(t)
 		if err != nil {
-			return fmt.Errorf("list direct routing counters: %w", err)
+			return 0, fmt.Errorf("list direct routing counters: %w", err)
 		}
 		for _, o := range objs {
 			if co, ok := o.(*nftables.CounterObj); ok {
@@ -508,14 +561,26 @@ func (d *Dataplane) applyDR(c *nftables.Conn, p *drPlan) error {
 			}
 		}
 	}
+	digest, err := p.digest(d.table)
+	if err != nil {
+		return 0, fmt.Errorf("direct routing table: %w", err)
+	}
+	if exists && !d.drKnown && d.drHolds(p, digest, haveChains) {
+		d.drApplied, d.drKnown = p, true // a restart on the table it wrote
+		return 0, nil
+	}
 	b := nfbatch.New()
-	if err := p.queue(b, d.table, haveChains, haveSets, haveCounters); err != nil {
-		return fmt.Errorf("direct routing table: %w", err)
+	if err := p.queue(b, d.table, haveChains, haveSets, haveCounters, digest); err != nil {
+		return 0, fmt.Errorf("direct routing table: %w", err)
+	}
+	msgs, err := b.Messages()
+	if err != nil {
+		return 0, fmt.Errorf("direct routing table: %w", err)
 	}
 	if err := d.send(b); err != nil {
 		d.drKnown = false
-		return fmt.Errorf("write direct routing table: %w", err)
+		return 0, fmt.Errorf("write direct routing table: %w", err)
 	}
 	d.drApplied, d.drKnown = p, true
-	return nil
+	return len(msgs), nil
 }

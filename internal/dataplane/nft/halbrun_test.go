@@ -2,6 +2,7 @@ package nft
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -116,5 +117,71 @@ func waitFor(t testing.TB, limit time.Duration, what string, ok func() bool) {
 			t.Fatalf("%s: not within %s", what, limit)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestHalbRunRestartChangesNothing: the real daemon stopped and started
+// again with the same configuration finds its table as it left it: its
+// status reports 0 changes for the first reconcile, and a client pinned
+// by persistence stays on its server across the restart.
+func TestHalbRunRestartChangesNothing(t *testing.T) {
+	bin := labtest.HalbBinary(t)
+	l := newNATLab(t, 3)
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "halb.yaml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(runConfig, dir)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(dir, "halb.sock")
+	cl := newDialer(t, l.client)
+	var pinned string
+	for run := range 2 {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		cmd := l.lb.Command(ctx, bin, "run", "--config", cfg, "--dataplane", "nftables")
+		var logs strings.Builder
+		cmd.Stderr = &logs
+		if err := cmd.Start(); err != nil {
+			cancel()
+			t.Fatal(err)
+		}
+		var changes int
+		waitFor(t, 15*time.Second, "a reconcile in the status", func() bool {
+			out, err := l.lb.Run(bin, "status", "--json", "--socket", sock)
+			if err != nil {
+				return false
+			}
+			var st struct {
+				LastReconcile struct {
+					At      string `json:"at"`
+					Changes int    `json:"changes"`
+				} `json:"last_reconcile"`
+			}
+			if json.Unmarshal(out, &st) != nil || st.LastReconcile.At == "" {
+				return false
+			}
+			changes = st.LastReconcile.Changes
+			return true
+		})
+		if run == 1 && changes != 0 {
+			t.Errorf("the restart reports %d changes, want 0; log:\n%s", changes, logs.String())
+		}
+		name := ""
+		waitFor(t, 10*time.Second, "the persistent service answering", func() bool {
+			var err error
+			name, err = cl.hit("", "203.0.113.10:443")
+			return err == nil
+		})
+		if run == 0 {
+			pinned = name
+		} else if name != pinned {
+			t.Errorf("the client pinned to %s went to %s after the restart", pinned, name)
+		}
+		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("halb run did not exit cleanly on SIGTERM: %v\n%s", err, logs.String())
+		}
+		cancel()
 	}
 }

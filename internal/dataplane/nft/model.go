@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"halb/internal/dataplane"
@@ -36,29 +38,30 @@ func (m Mode) String() string {
 // Names of the table's fixed sets and chains; per-service objects are
 // named after a hash of the service key (h) and of the backend (b).
 const (
-	setMarks4    = "marks4"   // ipv4_addr . inet_proto . inet_service → mark (intervals)
-	setMarks6    = "marks6"   // ipv6_addr . inet_proto . inet_service → mark (intervals)
-	setSvc4      = "svc4"     // ipv4_addr . inet_proto . inet_service → goto service chain
-	setSvc6      = "svc6"     // ipv6_addr . inet_proto . inet_service → goto service chain
-	setSvcMark4  = "svcmark4" // mark → goto service chain (IPv4 mark services)
-	setSvcMark6  = "svcmark6" // mark → goto service chain (IPv6 mark services)
-	setNATSrc4   = "natsrc4"  // addresses of IPv4 NAT backends
-	setNATSrc6   = "natsrc6"  // addresses of IPv6 NAT backends
-	chainMark    = "mark"     // prerouting, mangle: sets marks
-	chainBalance = "balance"  // prerouting, dstnat: dispatches to service chains
-	svcPrefix    = "svc-"     // svc-<h>: a service's chain
-	maglevPrefix = "maglev-"  // maglev-<h>: slot → address . port; -a: address; -p: goto backend chain
-	bePrefix     = "be-"      // be-<h>-<b>: DNAT to one backend
-	pinPrefix    = "pin-"     // pin-<h>-<b>: client prefixes pinned to a backend
-	markPriority = -150       // mangle: before IPVS and before the NAT chain
-	natPriority  = -100       // dstnat
+	setMarks4     = "markv4"   // ipv4_addr . inet_proto . inet_service → goto setmark-<mark> (intervals)
+	setMarks6     = "markv6"   // ipv6_addr . inet_proto . inet_service → goto setmark-<mark> (intervals)
+	setMarkPrefix = "setmark-" // setmark-<mark>: sets the mask's bits of the packet mark to mark
+	setSvc4       = "svc4"     // ipv4_addr . inet_proto . inet_service → goto service chain
+	setSvc6       = "svc6"     // ipv6_addr . inet_proto . inet_service → goto service chain
+	setSvcMark4   = "svcmark4" // mark → goto service chain (IPv4 mark services)
+	setSvcMark6   = "svcmark6" // mark → goto service chain (IPv6 mark services)
+	setNATSrc4    = "natsrc4"  // addresses of IPv4 NAT backends
+	setNATSrc6    = "natsrc6"  // addresses of IPv6 NAT backends
+	chainMark     = "marking"  // prerouting, mangle: sets marks ("mark" is a keyword of nft's)
+	chainBalance  = "balance"  // prerouting, dstnat: dispatches to service chains
+	svcPrefix     = "svc-"     // svc-<h>: a service's chain
+	maglevPrefix  = "slots-"   // slots-<h>: Maglev slot → address . port; -a: address; -p: goto backend chain
+	bePrefix      = "be-"      // be-<h>-<b>: DNAT to one backend
+	pinPrefix     = "pin-"     // pin-<h>-<b>: client prefixes pinned to a backend
+	markPriority  = -150       // mangle: before IPVS and before the NAT chain
+	natPriority   = -100       // dstnat
 )
 
 // setKind says what a set holds.
 type setKind int
 
 const (
-	kindMarks      setKind = iota // tuple → mark
+	kindMarks      setKind = iota // tuple → verdict (a setmark chain)
 	kindSvc                       // tuple → verdict
 	kindSvcMark                   // mark → verdict
 	kindMaglev                    // slot → verdict (persistence)
@@ -87,35 +90,62 @@ func (e elem) equal(o elem) bool {
 	return bytes.Equal(e.val, o.val) && e.jump == o.jump && bytes.Equal(e.keyEnd, o.keyEnd)
 }
 
-// slot returns the value of slot i, "" past the end.
-func (s *service) slot(i int) string {
-	if i >= len(s.slots) {
+// slotMap is a Maglev map: slot → backend, as a chain to go to
+// (persistence) or as map data. Services that see their backends alike
+// (same backends, ports, weights, size) share one: each hashes its flows
+// with its own seed, so flows stay spread, and every node builds the
+// same maps.
+type slotMap struct {
+	name   string
+	view   string // what decides its slots (see mapNames)
+	kind   setKind
+	family int
+	size   int
+	// values are the backends as the map holds them; slots[i] indexes
+	// values (no pointers: a large table costs the garbage collector
+	// nothing to scan).
+	values []string
+	slots  []int32
+	addrs  []elem // of the backends, for natsrcN
+}
+
+// slot returns the value of slot i, "" past the end (or of a nil map).
+func (m *slotMap) slot(i int) string {
+	if m == nil || i >= len(m.slots) {
 		return ""
 	}
-	return s.values[s.slots[i]]
+	return m.values[m.slots[i]]
+}
+
+func (m *slotMap) def() setDef { return setDef{m.kind, m.family} }
+
+// slotsOrNil returns the slots of m, nil for a nil map.
+func (m *slotMap) slotsOrNil() []int32 {
+	if m == nil {
+		return nil
+	}
+	return m.slots
 }
 
 // service is everything one balanced virtual service puts in the table.
+// Services without persistence that share a Maglev map and a protocol
+// share a chain too: one jhash of the flow (addresses and ports, so flows
+// stay spread over the backends for each service) picks their slot.
 // It is built from the VirtualService alone, so an unchanged service is
 // reused as is and costs nothing to reconcile.
 type service struct {
-	hash   string
-	vs     dataplane.VirtualService
-	chain  string  // svc-<h>
-	spec   svcSpec // the rules of chain
-	maglev string  // the map of slots
-	kind   setKind // of the map
-	// values are the backends as the map holds them: a backend chain
-	// (persistence), or the backend's address (. port) as map data;
-	// slots[i] indexes values (no pointers: a large table costs the
-	// garbage collector nothing to scan).
-	values []string
-	slots  []int32
-	bes    map[string]beSpec // backend chains by name
-	pins   []string          // pin sets, one per backend (persistence)
+	hash  string
+	vs    dataplane.VirtualService
+	chain string            // svc-<h>, its own or shared
+	spec  svcSpec           // the rules of chain (a shared chain's: see build)
+	slots *slotMap          // its own (persistence) or shared
+	ident string            // of its backends, for a shared map (see mapNames)
+	bes   map[string]beSpec // backend chains by name
+	pins  []string          // pin sets, one per backend (persistence)
 	// dispatch is the element of svcN or svcmarkN that jumps to chain.
 	dispatchSet string
 	dispatch    elem
+	dispatchID  string // dispatch.id()
 }
 
 // svcSpec is the chain of one balanced virtual service: pinned clients
@@ -130,11 +160,12 @@ type svcSpec struct {
 	netmask int
 	pins    []pinRule // live backends' pins, canonical order
 	label   string
+	proto   byte // the service's transport protocol; 0: by mark, any
 }
 
 func (s svcSpec) equal(o svcSpec) bool {
 	return s.family == o.family && s.maglev == o.maglev && s.nat == o.nat && s.size == o.size && s.seed == o.seed &&
-		s.persist == o.persist && s.netmask == o.netmask && slices.Equal(s.pins, o.pins) && s.label == o.label
+		s.persist == o.persist && s.netmask == o.netmask && slices.Equal(s.pins, o.pins) && s.label == o.label && s.proto == o.proto
 }
 
 type pinRule struct{ set, chain string }
@@ -146,6 +177,14 @@ type beSpec struct {
 	pin     string // set to refresh (persistence), or ""
 	persist time.Duration
 	netmask int
+	proto   byte // as svcSpec's
+}
+
+// String renders the spec for its digest (see digestOf): by value, as
+// netip.Addr's own fields hold a pointer that differs from one process to
+// the next.
+func (b beSpec) String() string {
+	return fmt.Sprintf("%s|%d|%s|%s|%d|%d", b.addr, b.port, b.pin, b.persist, b.netmask, b.proto)
 }
 
 // content is everything halb's table holds: base chains, the shared sets
@@ -157,13 +196,31 @@ type content struct {
 	shared map[string]map[string]elem // marks, svc and svcmark maps
 	svcs   map[string]*service        // by service hash
 	byKey  map[dataplane.ServiceKey]*service
+	maps   map[string]*slotMap // Maglev maps by name
+	// svcChains are the services' chains by name, shared or not.
+	svcChains map[string]svcSpec
+	// markChains are the chains that set marks, by name: their mark.
+	markChains map[string]uint32
+	// What a next state is patched from (see patch.go): the services of
+	// each shared chain, the users of each map, how many services have
+	// each view and the best view of each identity, the mark rules.
+	members  map[string][]*service
+	mapUsers map[string]int
+	views    map[viewKeys]int
+	best     map[string]viewKeys
+	marks    []dataplane.MarkRule
+	// delta is what a patched content changed from the content it was
+	// patched from.
+	delta  *delta
 	chains map[string]bool
 	sets   map[string]bool
+	// digests are the digests found on the kernel's chains (see adopt.go).
+	digests map[string]string
 }
 
 func emptyContent() content {
 	return content{base: map[string]bool{}, shared: map[string]map[string]elem{}, svcs: map[string]*service{},
-		byKey: map[dataplane.ServiceKey]*service{}, chains: map[string]bool{}, sets: map[string]bool{}}
+		byKey: map[dataplane.ServiceKey]*service{}, maps: map[string]*slotMap{}, svcChains: map[string]svcSpec{}, markChains: map[string]uint32{}, mapUsers: map[string]int{}, chains: map[string]bool{}, sets: map[string]bool{}}
 }
 
 var protoNum = map[string]byte{"tcp": 6, "udp": 17, "sctp": 132}
@@ -186,44 +243,223 @@ func build(st dataplane.State, mode Mode, prev *content) (content, error) {
 	c.base[chainMark] = true
 	for name := range sharedSets(mode) {
 		c.shared[name] = map[string]elem{}
+		if prev != nil { // sized as before: no growing a large map again
+			c.shared[name] = make(map[string]elem, len(prev.shared[name]))
+		}
+	}
+	if prev != nil {
+		c.svcs = make(map[string]*service, len(prev.svcs))
+		c.byKey = make(map[dataplane.ServiceKey]*service, len(prev.byKey))
 	}
 	for _, r := range st.MarkRules {
 		p, ok := protoNum[r.Protocol]
 		if !ok {
 			return content{}, fmt.Errorf("mark rule %d: unknown protocol %q", r.Mark, r.Protocol)
 		}
-		e := elem{key: tuple(r.VIP, p, r.PortLo), keyEnd: tuple(r.VIP, p, r.PortHi), val: binary.BigEndian.AppendUint32(nil, r.Mark)}
+		chain := fmt.Sprintf("%s%08x", setMarkPrefix, r.Mark)
+		e := elem{key: tuple(r.VIP, p, r.PortLo), keyEnd: tuple(r.VIP, p, r.PortHi), jump: chain}
 		c.shared[pick(r.VIP, setMarks4, setMarks6)][e.id()] = e
+		c.markChains[chain] = r.Mark
 	}
 	if mode == MarksOnly {
 		return c, nil
 	}
 	c.base[chainBalance] = true
-	for _, vs := range st.Services {
+	if c, ok, err := patch(st, prev); ok || err != nil {
+		return c, err
+	}
+	names, count, best := mapNames(st.Services, prev)
+	c.views, c.best, c.marks = count, best, slices.Clone(st.MarkRules)
+	sharing := map[string][]*service{} // shared chains' services
+	for i, vs := range st.Services {
 		s := (*service)(nil)
 		if prev != nil {
-			if old := prev.byKey[vs.Key]; old != nil && sameService(old.vs, vs) {
+			if old := prev.byKey[vs.Key]; old != nil && sameService(old.vs, vs) && old.slots.name == names[i].name {
 				s = old
 			}
 		}
 		if s == nil {
 			var err error
-			if s, err = newService(shortHash(vs.Key.String(), 12), vs); err != nil {
+			known := func(name string) *slotMap { return findMap(name, names[i].view, &c, prev) }
+			if s, err = newService(shortHash(vs.Key.String(), 12), vs, names[i], known); err != nil {
 				return content{}, fmt.Errorf("service %s (%s): %w", vs.Key, vs.Service, err)
 			}
 		}
 		if _, dup := c.svcs[s.hash]; dup {
 			return content{}, fmt.Errorf("service %s: its hash %s collides with another service's", vs.Key, s.hash)
 		}
+		if m, ok := c.maps[s.slots.name]; ok && m != s.slots {
+			if m.view != s.slots.view {
+				return content{}, fmt.Errorf("service %s: its map %s is another's", vs.Key, m.name)
+			}
+			s = s.withMap(m) // the same map, built for another service
+		}
+		c.maps[s.slots.name] = s.slots
+		c.mapUsers[s.slots.name]++
 		c.svcs[s.hash] = s
 		c.byKey[vs.Key] = s
-		c.shared[s.dispatchSet][s.dispatch.id()] = s.dispatch
-		for _, r := range vs.Reals {
-			e := elem{key: r.Addr.AsSlice()}
-			c.shared[pick(r.Addr, setNATSrc4, setNATSrc6)][e.id()] = e
+		c.shared[s.dispatchSet][s.dispatchID] = s.dispatch
+		if s.slots.kind == kindMaglev {
+			c.svcChains[s.chain] = s.spec
+		} else {
+			sharing[s.chain] = append(sharing[s.chain], s)
 		}
 	}
+	natSources(&c)
+	c.members = sharing
+	for name := range sharing {
+		c.sharedChain(name)
+	}
 	return c, nil
+}
+
+// natSources puts the backends' addresses in natsrcN, map by map.
+func natSources(c *content) {
+	for _, m := range c.maps {
+		for _, e := range m.addrs {
+			c.shared[pickFam(m.family, setNATSrc4, setNATSrc6)][e.id()] = e
+		}
+	}
+}
+
+// sharedChain sets the spec of a shared chain from its services, or
+// removes it when it has none.
+func (c *content) sharedChain(name string) {
+	ss := c.members[name]
+	if len(ss) == 0 {
+		delete(c.members, name)
+		delete(c.svcChains, name)
+		return
+	}
+	spec := ss[0].spec
+	spec.label = sharedLabel(ss)
+	c.svcChains[name] = spec
+}
+
+// sharedLabel is the comment of a shared chain: the first names of its
+// services, and how many they are. One pass, no sort: a pool may have
+// thousands of services.
+func sharedLabel(ss []*service) string {
+	if len(ss) == 1 {
+		return fmt.Sprintf("%s %s", ss[0].vs.Service, ss[0].vs.Key)
+	}
+	var first []string // the smallest names, up to 3, sorted
+	more := ""
+	for _, s := range ss {
+		n := s.vs.Service
+		i, found := slices.BinarySearch(first, n)
+		switch {
+		case found:
+		case i == 3:
+			more = ", …"
+		default:
+			if first = slices.Insert(first, i, n); len(first) > 3 {
+				first, more = first[:3], ", …"
+			}
+		}
+	}
+	return fmt.Sprintf("%s%s (%d services)", strings.Join(first, ", "), more, len(ss))
+}
+
+// mapKey says which Maglev map a service uses: the map's name, and its
+// view (kind, family, size, backends with their ports and weights), which
+// decides its slots. A persistent service has a map of its own.
+type mapKey struct{ name, view, ident string }
+
+// mapNames names the Maglev map of each service. Services that see the
+// same backends (ident: all of the view but the weights) share a map
+// named after them when they see them alike, as the services of a pool
+// do; when their views differ, the view most of them have keeps that
+// name and the others get maps named after their views. So a weight
+// changed for a whole pool rewrites the slots that changed in place,
+// without touching the services' chains.
+func mapNames(svcs []dataplane.VirtualService, prev *content) ([]mapKey, map[viewKeys]int, map[string]viewKeys) {
+	type keys = viewKeys
+	ks := make([]keys, len(svcs))
+	count := map[keys]int{}
+	for i, vs := range svcs {
+		if vs.Persistence > 0 {
+			continue
+		}
+		if prev != nil {
+			if old := prev.byKey[vs.Key]; old != nil && sameService(old.vs, vs) && old.ident != "" {
+				ks[i] = keys{old.ident, old.slots.view}
+				count[ks[i]]++
+				continue
+			}
+		}
+		ks[i].ident, ks[i].view = viewOf(vs)
+		count[ks[i]]++
+	}
+	best := bestViews(count, nil)
+	hashes := map[string]string{}
+	out := make([]mapKey, len(svcs))
+	for i, vs := range svcs {
+		if vs.Persistence > 0 {
+			out[i] = ownMap(vs.Key)
+			continue
+		}
+		out[i] = sharedMap(ks[i], best, hashes)
+	}
+	return out, count, best
+}
+
+// viewKeys are a service's view of its backends and their identity (the
+// view but the weights).
+type viewKeys struct{ ident, view string }
+
+// bestViews returns, for the identities of only (all when nil), the view
+// most services have.
+func bestViews(count map[viewKeys]int, only map[string]bool) map[string]viewKeys {
+	best := map[string]viewKeys{}
+	for k, n := range count {
+		if only != nil && !only[k.ident] {
+			continue
+		}
+		b, ok := best[k.ident]
+		if !ok || n > count[b] || n == count[b] && k.view < b.view {
+			best[k.ident] = k
+		}
+	}
+	return best
+}
+
+// ownMap is the map of a persistent service.
+func ownMap(k dataplane.ServiceKey) mapKey {
+	h := shortHash(k.String(), 12)
+	return mapKey{name: maglevPrefix + h + "-p", view: "persistence " + h}
+}
+
+// sharedMap is the map of a view; hashes caches the names' hashes.
+func sharedMap(k viewKeys, best map[string]viewKeys, hashes map[string]string) mapKey {
+	named := k.view
+	if best[k.ident] == k {
+		named = k.ident
+	}
+	h, ok := hashes[named]
+	if !ok {
+		h = shortHash(named, 12)
+		hashes[named] = h
+	}
+	return mapKey{name: maglevPrefix + h, view: k.view, ident: k.ident}
+}
+
+// viewOf returns the identity of a service's backends (kind, family,
+// Maglev size, addresses and ports) and its view: the identity with the
+// weights.
+func viewOf(vs dataplane.VirtualService) (ident, view string) {
+	size := vs.MaglevSize
+	if size == 0 {
+		size = maglev.DefaultSize(len(vs.Reals))
+	}
+	withPort := slices.ContainsFunc(vs.Reals, func(r dataplane.Real) bool { return r.Port != 0 })
+	b := fmt.Appendf(nil, "%d/%t/%d", vs.Key.Family, withPort, size)
+	w := make([]byte, 0, 8*len(vs.Reals))
+	for _, r := range vs.Reals {
+		b = r.AddrPort().AppendTo(append(b, '|'))
+		w = strconv.AppendInt(append(w, '/'), int64(r.Weight), 10)
+	}
+	return string(b), string(b) + string(w)
 }
 
 func sameService(a, b dataplane.VirtualService) bool {
@@ -231,7 +467,30 @@ func sameService(a, b dataplane.VirtualService) bool {
 		a.MaglevSize == b.MaglevSize && slices.Equal(a.Reals, b.Reals)
 }
 
-func newService(h string, vs dataplane.VirtualService) (*service, error) {
+// findMap returns a map of that name and view being built, or prev's.
+func findMap(name, view string, c, prev *content) *slotMap {
+	if m := c.maps[name]; m != nil && m.view == view {
+		return m
+	}
+	if prev != nil {
+		if m := prev.maps[name]; m != nil && m.view == view {
+			return m
+		}
+	}
+	return nil
+}
+
+// withMap returns s using m, a map equal to its own.
+func (s *service) withMap(m *slotMap) *service {
+	c := *s
+	c.slots = m
+	return &c
+}
+
+// newService builds a service whose map is mk; known returns a shared
+// map already built under a name, so that the services of a pool compute
+// it once.
+func newService(h string, vs dataplane.VirtualService, mk mapKey, known func(string) *slotMap) (*service, error) {
 	size := vs.MaglevSize
 	if size == 0 {
 		size = maglev.DefaultSize(len(vs.Reals))
@@ -239,22 +498,30 @@ func newService(h string, vs dataplane.VirtualService) (*service, error) {
 	vs.Reals, vs.Flags = slices.Clone(vs.Reals), slices.Clone(vs.Flags) // kept to compare with the next state
 	s := &service{hash: h, vs: vs, chain: svcPrefix + h, bes: map[string]beSpec{}}
 	withPort := slices.ContainsFunc(vs.Reals, func(r dataplane.Real) bool { return r.Port != 0 })
+	m := &slotMap{name: mk.name, view: mk.view, family: vs.Key.Family, size: size}
 	switch {
 	case vs.Persistence > 0:
-		s.kind, s.maglev = kindMaglev, maglevPrefix+h+"-p"
+		m.kind = kindMaglev
 	case withPort:
-		s.kind, s.maglev = kindMaglevNAT, maglevPrefix+h
+		m.kind = kindMaglevNAT
 	default:
-		s.kind, s.maglev = kindMaglevAddr, maglevPrefix+h+"-a"
+		m.kind = kindMaglevAddr
 	}
+	s.slots = m
 	s.spec = svcSpec{
 		family:  vs.Key.Family,
-		maglev:  s.maglev,
-		nat:     s.kind,
+		maglev:  m.name,
+		nat:     m.kind,
 		size:    size,
-		seed:    Seed(vs.Key),
 		persist: vs.Persistence,
-		label:   fmt.Sprintf("%s %s", vs.Service, vs.Key),
+		proto:   protoNum[vs.Key.Protocol],
+	}
+	if m.kind == kindMaglev {
+		s.spec.seed, s.spec.label = Seed(vs.Key), fmt.Sprintf("%s %s", vs.Service, vs.Key)
+	} else { // a shared chain: see build
+		s.ident = mk.ident
+		s.chain = svcPrefix + shortHash(m.name+"/"+vs.Key.Protocol, 12)
+		s.spec.seed = seedOf(m.name)
 	}
 	if vs.Persistence > 0 {
 		s.spec.netmask = vs.Netmask
@@ -281,33 +548,41 @@ func newService(h string, vs dataplane.VirtualService) (*service, error) {
 			return nil, fmt.Errorf("backend hash of %s collides with another backend's", id)
 		}
 		bs = append(bs, maglev.Backend{ID: id, Weight: r.Weight})
-		if s.kind != kindMaglev {
+		if m.kind != kindMaglev {
 			chainOf[id] = string(backendData(r, withPort))
 			continue
 		}
 		chainOf[id] = be
-		spec := beSpec{addr: r.Addr, port: r.Port}
+		spec := beSpec{addr: r.Addr, port: r.Port, proto: s.spec.proto}
 		spec.pin, spec.persist, spec.netmask = pinPrefix+h+"-"+b, vs.Persistence, s.spec.netmask
 		s.pins = append(s.pins, spec.pin)
 		s.bes[be] = spec
 	}
-	tab, err := maglev.New(bs, size)
-	if err != nil {
-		return nil, err
-	}
-	if vs.Persistence > 0 {
+	if known := known(m.name); known != nil && m.kind != kindMaglev {
+		s.slots = known
+	} else {
+		tab, err := maglev.New(bs, size)
+		if err != nil {
+			return nil, err
+		}
+		if vs.Persistence > 0 {
+			for _, b := range tab.Backends {
+				be := chainOf[b.ID]
+				s.spec.pins = append(s.spec.pins, pinRule{set: s.bes[be].pin, chain: be})
+			}
+		}
 		for _, b := range tab.Backends {
-			be := chainOf[b.ID]
-			s.spec.pins = append(s.spec.pins, pinRule{set: s.bes[be].pin, chain: be})
+			m.values = append(m.values, chainOf[b.ID])
+		}
+		m.slots = tab.Entries
+		for _, r := range vs.Reals {
+			m.addrs = append(m.addrs, elem{key: r.Addr.AsSlice()})
 		}
 	}
-	for _, b := range tab.Backends {
-		s.values = append(s.values, chainOf[b.ID])
-	}
-	s.slots = tab.Entries
 	if vs.Key.Mark != 0 {
 		s.dispatchSet = pickFam(vs.Key.Family, setSvcMark4, setSvcMark6)
 		s.dispatch = elem{key: u32(vs.Key.Mark), jump: s.chain}
+		s.dispatchID = s.dispatch.id()
 		return s, nil
 	}
 	p, ok := protoNum[vs.Key.Protocol]
@@ -316,6 +591,7 @@ func newService(h string, vs dataplane.VirtualService) (*service, error) {
 	}
 	s.dispatchSet = pick(vs.Key.Addr, setSvc4, setSvc6)
 	s.dispatch = elem{key: tuple(vs.Key.Addr, p, vs.Key.Port), jump: s.chain}
+	s.dispatchID = s.dispatch.id()
 	return s, nil
 }
 
@@ -330,8 +606,11 @@ func backendData(r dataplane.Real, withPort bool) []byte {
 // Seed returns the jhash seed of a virtual service: derived from its key
 // only, so every node hashes a flow alike, and never zero (the kernel
 // would pick a random one).
-func Seed(k dataplane.ServiceKey) uint32 {
-	sum := sha256.Sum256([]byte("halb-jhash-v1\x00" + k.String()))
+func Seed(k dataplane.ServiceKey) uint32 { return seedOf(k.String()) }
+
+// seedOf is the jhash seed of what name names.
+func seedOf(name string) uint32 {
+	sum := sha256.Sum256([]byte("halb-jhash-v1\x00" + name))
 	if s := binary.BigEndian.Uint32(sum[:4]); s != 0 {
 		return s
 	}

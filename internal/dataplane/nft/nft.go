@@ -54,8 +54,11 @@ type Dataplane struct {
 	// countersOpt is WithCounters' choice (nil: the default); counted is
 	// the counters table's content after the last write (nil: unknown).
 	// See counters.go.
+	markMask    uint32 // the bits of the packet mark halb sets
 	countersOpt *bool
 	counted     *countPlan
+	// changes is what the last successful Reconcile changed in the kernel.
+	changes int
 	// linkOf returns the device that leads to a DR backend (routeDevice;
 	// tests without a kernel replace it).
 	linkOf func(netip.Addr) (drLink, error)
@@ -69,6 +72,14 @@ type Option func(*Dataplane)
 
 // WithTable sets the table name (default "halb").
 func WithTable(name string) Option { return func(d *Dataplane) { d.table = name } }
+
+// DefaultMarkMask are the bits of the packet mark halb sets by default:
+// those of derived marks (config.DefaultMarkMask).
+const DefaultMarkMask = 0x1fffffff
+
+// WithMarkMask sets the bits of the packet mark halb sets; it keeps the
+// others (default DefaultMarkMask).
+func WithMarkMask(mask uint32) Option { return func(d *Dataplane) { d.markMask = mask } }
 
 // WithMode selects marks-only (default) or load balancing.
 func WithMode(m Mode) Option { return func(d *Dataplane) { d.mode = m } }
@@ -94,7 +105,7 @@ func WithConnOptions(opts ...nftables.ConnOption) Option {
 
 // New returns a data plane; it does not touch the kernel until Reconcile.
 func New(opts ...Option) (*Dataplane, error) {
-	d := &Dataplane{table: DefaultTable, log: slog.New(slog.DiscardHandler)}
+	d := &Dataplane{table: DefaultTable, log: slog.New(slog.DiscardHandler), markMask: DefaultMarkMask}
 	d.linkOf = d.routeDevice
 	for _, o := range opts {
 		o(d)
@@ -105,8 +116,8 @@ func New(opts ...Option) (*Dataplane, error) {
 	return d, nil
 }
 
-func (d *Dataplane) conn() (*nftables.Conn, error) {
-	opts := []nftables.ConnOption{nftables.WithSockOptions(bigBuffers)}
+func (d *Dataplane) conn(more ...nftables.ConnOption) (*nftables.Conn, error) {
+	opts := append([]nftables.ConnOption{nftables.WithSockOptions(bigBuffers)}, more...)
 	if d.netns != 0 {
 		opts = append(opts, nftables.WithNetNSFd(d.netns))
 	}
@@ -120,24 +131,32 @@ func (d *Dataplane) conn() (*nftables.Conn, error) {
 // send sends a batch where the connections of conn go: the data plane's
 // namespace, or the test connection of WithConnOptions.
 func (d *Dataplane) send(b *nfbatch.Batch) error {
-	lib, err := d.conn()
+	nl, err := d.dial()
 	if err != nil {
 		return err
 	}
-	var nl *netlink.Conn
-	if lib.TestDial != nil {
-		nl = nltest.Dial(lib.TestDial)
-	} else {
-		if nl, err = netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: lib.NetNS}); err != nil {
-			return fmt.Errorf("nftables connection: %w", err)
-		}
-		if err := bigBuffers(nl); err != nil {
-			nl.Close()
-			return fmt.Errorf("nftables connection: %w", err)
-		}
-	}
 	defer nl.Close()
 	return b.Send(nl)
+}
+
+// dial opens a netfilter connection where the connections of conn go.
+func (d *Dataplane) dial() (*netlink.Conn, error) {
+	lib, err := d.conn()
+	if err != nil {
+		return nil, err
+	}
+	if lib.TestDial != nil {
+		return nltest.Dial(lib.TestDial), nil
+	}
+	nl, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: lib.NetNS})
+	if err != nil {
+		return nil, fmt.Errorf("nftables connection: %w", err)
+	}
+	if err := bigBuffers(nl); err != nil {
+		nl.Close()
+		return nil, fmt.Errorf("nftables connection: %w", err)
+	}
+	return nl, nil
 }
 
 // bigBuffers lets one transaction carry a large table: the kernel takes a
@@ -173,6 +192,11 @@ func (d *Dataplane) tableRef() *nftables.Table {
 func (d *Dataplane) Reconcile(ctx context.Context, want dataplane.State) error {
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	for _, r := range want.MarkRules {
+		if r.Mark&^d.markMask != 0 {
+			return fmt.Errorf("nftables: mark %#x of service %s has bits outside the mark mask %#x", r.Mark, r.Service, d.markMask)
+		}
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -220,33 +244,46 @@ func (d *Dataplane) Reconcile(ctx context.Context, want dataplane.State) error {
 	have := d.have
 	var fresh bool
 	if have == nil {
-		h, existing, err := d.read(c)
+		h, existing, err := d.readAll(&next)
 		if err != nil {
 			return fmt.Errorf("nftables: read table %s: %w", d.table, err)
 		}
 		have, fresh = h, !existing
 	}
-	n, err := d.program(c, have, next, fresh)
+	nb := nfbatch.New()
+	n, err := d.program(nb, have, next, fresh)
 	if err != nil {
 		return fmt.Errorf("nftables: %w", err)
 	}
-	if err := c.Flush(); err != nil {
+	if err := d.send(nb); err != nil {
 		d.have = nil
 		return fmt.Errorf("nftables: apply %d changes to table %s: %w", n, d.table, err)
 	}
 	d.have = &next
 	if d.counting() {
-		d.syncCounters(c, want)
+		n += d.syncCounters(c, want)
 	}
 	if d.mode == LoadBalance {
-		if err := d.applyDR(c, drWant); err != nil {
+		dn, err := d.applyDR(c, drWant)
+		if err != nil {
 			return fmt.Errorf("nftables: %w", err)
 		}
+		n += dn
 	}
+	d.changes = n
 	if n > 0 {
 		d.log.Debug("nftables table updated", "table", d.table, "changes", n)
 	}
 	return nil
+}
+
+// Changes returns how many objects and elements the last successful
+// Reconcile changed in the kernel: 0 after a restart that found the
+// table as the state wants it.
+func (d *Dataplane) Changes() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.changes
 }
 
 // Close releases the data plane; it deletes the table only when told to.
@@ -275,10 +312,26 @@ func (d *Dataplane) Close() error {
 	return nil
 }
 
-// read returns what the table holds, and whether it exists. Of the sets
-// only the mark maps' elements are read; the verdict maps are rewritten
-// whole, the pins are the kernel's, and every per-service chain is
-// rewritten when a service claims it (removed otherwise).
+// readAll reads the table and adopts what of want it holds as want has
+// it, on one connection for the many dumps.
+func (d *Dataplane) readAll(want *content) (*content, bool, error) {
+	c, err := d.conn(nftables.AsLasting())
+	if err != nil {
+		return nil, false, err
+	}
+	defer func() { _ = c.CloseLasting() }() // a read-only connection: nothing to lose
+	h, existing, err := d.read(c)
+	if err != nil || !existing {
+		return h, existing, err
+	}
+	return h, true, d.adopt(c, h, want)
+}
+
+// read returns what the table holds, and whether it exists: the shared
+// sets' elements, the names of the other sets (the pins are the
+// kernel's), and the chains with the digests on their rules. A base chain
+// whose digest is not the one halb writes, like any chain no service
+// adopts (see adopt), is rewritten when claimed and removed otherwise.
 func (d *Dataplane) read(c *nftables.Conn) (*content, bool, error) {
 	h := emptyContent()
 	tables, err := c.ListTablesOfFamily(nftables.TableFamilyINet)
@@ -292,10 +345,13 @@ func (d *Dataplane) read(c *nftables.Conn) (*content, bool, error) {
 	if err != nil {
 		return nil, true, err
 	}
+	if h.digests, err = d.readDigests(d.table); err != nil {
+		return nil, true, err
+	}
 	for _, ch := range chains {
 		switch {
 		case ch.Table.Name != d.table:
-		case ch.Name == chainMark || ch.Name == chainBalance:
+		case (ch.Name == chainMark || ch.Name == chainBalance) && h.digests[ch.Name] == string(digestOf(baseSpec{ch.Name})):
 			h.base[ch.Name] = true
 		default:
 			h.chains[ch.Name] = true
@@ -307,12 +363,12 @@ func (d *Dataplane) read(c *nftables.Conn) (*content, bool, error) {
 	}
 	shared := sharedSets(LoadBalance)
 	for _, s := range sets {
-		if _, ok := shared[s.Name]; !ok {
-			h.sets[s.Name] = true
+		def, ok := shared[s.Name]
+		switch {
+		case s.Anonymous: // a rule's own, it goes with the rule
 			continue
-		}
-		if s.Name != setMarks4 && s.Name != setMarks6 {
-			h.sets[s.Name] = true // verdict map: rewritten whole
+		case !ok:
+			h.sets[s.Name] = true
 			continue
 		}
 		els, err := c.GetSetElements(s)
@@ -325,6 +381,9 @@ func (d *Dataplane) read(c *nftables.Conn) (*content, bool, error) {
 				continue
 			}
 			el := elem{key: e.Key, keyEnd: e.KeyEnd, val: e.Val}
+			if def.kind == kindSvc || def.kind == kindSvcMark || def.kind == kindMarks {
+				el.val, el.jump = nil, verdictChain(e.Val)
+			}
 			m[el.id()] = el
 		}
 		h.shared[s.Name] = m

@@ -7,6 +7,9 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
+
+	"halb/internal/dataplane/nft/nfbatch"
 )
 
 // elemsPerMessage keeps one message's element list under netlink's 64 KiB
@@ -19,7 +22,8 @@ const elemsPerMessage = 512
 // away (chains emptied, sets deleted with the elements that jump to
 // chains, chains deleted).
 type batch struct {
-	c     *nftables.Conn
+	nb    *nfbatch.Batch
+	c     *nftables.Conn // nb's
 	t     *nftables.Table
 	n     int
 	err   error
@@ -35,14 +39,38 @@ func (b *batch) chain(name string) *nftables.Chain { return &nftables.Chain{Name
 func (b *batch) addSet(name string, def setDef) {
 	b.n++
 	b.adds = append(b.adds, func() {
-		if err := b.c.AddSet(def.nftSet(b.t, name), nil); err != nil && b.err == nil {
+		if err := b.nb.AddSet(def.nftSet(b.t, name)); err != nil && b.err == nil {
 			b.err = fmt.Errorf("add set %s: %w", name, err)
 		}
 	})
 }
 
+// addSlotMap creates a Maglev map of size slots, typed so that nft can
+// read it back from its text form (see typeof.go).
+func (b *batch) addSlotMap(name string, def setDef, size int) {
+	b.n++
+	b.adds = append(b.adds, func() {
+		if err := b.nb.AddSetUserData(def.nftSet(b.t, name), slotMapUserData(def.kind, def.family, size)); err != nil && b.err == nil {
+			b.err = fmt.Errorf("add set %s: %w", name, err)
+		}
+	})
+}
+
+// anyL4 adds the anonymous set { tcp, udp, sctp } for one rule.
+func (b *batch) anyL4() *nftables.Set {
+	s := &nftables.Set{Table: b.t, Name: "__set%d", Anonymous: true, Constant: true, KeyType: nftables.TypeInetProto}
+	var els []nftables.SetElement
+	for _, p := range []byte{unix.IPPROTO_TCP, unix.IPPROTO_UDP, unix.IPPROTO_SCTP} {
+		els = append(els, nftables.SetElement{Key: []byte{p}})
+	}
+	if err := b.nb.AddSet(s, els...); err != nil && b.err == nil {
+		b.err = fmt.Errorf("add protocol set: %w", err)
+	}
+	return s
+}
+
 // writeChain creates a chain (or empties an existing one) and adds rules.
-func (b *batch) writeChain(name string, exists bool, rules func(*nftables.Chain) []*nftables.Rule) {
+func (b *batch) writeChain(name string, exists bool, digest []byte, rules func(*nftables.Chain) []*nftables.Rule) {
 	b.n++
 	ch := b.chain(name)
 	b.adds = append(b.adds, func() {
@@ -53,7 +81,7 @@ func (b *batch) writeChain(name string, exists bool, rules func(*nftables.Chain)
 		}
 	})
 	b.rules = append(b.rules, func() {
-		for _, r := range rules(ch) {
+		for _, r := range withDigest(rules(ch), digest) {
 			b.c.AddRule(r)
 		}
 	})
@@ -76,8 +104,9 @@ func (b *batch) elements(set *nftables.Set, del, add []nftables.SetElement) {
 	})
 }
 
-// baseChain creates one of the hooked chains with its rules.
-func (b *batch) baseChain(name string) {
+// baseChain creates one of the hooked chains with its rules, or rewrites
+// it.
+func (b *batch) baseChain(name string, exists bool) {
 	ch := &nftables.Chain{Name: name, Table: b.t, Hooknum: nftables.ChainHookPrerouting}
 	rules := markRules
 	if name == chainMark {
@@ -86,9 +115,14 @@ func (b *batch) baseChain(name string) {
 		ch.Type, ch.Priority, rules = nftables.ChainTypeNAT, nftables.ChainPriorityRef(natPriority), balanceRules
 	}
 	b.n++
-	b.adds = append(b.adds, func() { b.c.AddChain(ch) })
+	b.adds = append(b.adds, func() {
+		b.c.AddChain(ch)
+		if exists {
+			b.c.FlushChain(ch)
+		}
+	})
 	b.rules = append(b.rules, func() {
-		for _, r := range rules(b.t, ch) {
+		for _, r := range withDigest(rules(b.t, ch), digestOf(baseSpec{name})) {
 			b.c.AddRule(r)
 		}
 	})
@@ -113,10 +147,11 @@ func (b *batch) run() (int, error) {
 	return b.n, b.err
 }
 
-// program queues on c, for one transaction, the changes that turn have
+// program queues on nb, for one transaction, the changes that turn have
 // into want. It returns the number of changes.
-func (d *Dataplane) program(c *nftables.Conn, have *content, want content, fresh bool) (int, error) {
-	b := &batch{c: c, t: d.tableRef()}
+func (d *Dataplane) program(nb *nfbatch.Batch, have *content, want content, fresh bool) (int, error) {
+	c := nb.Conn()
+	b := &batch{nb: nb, c: c, t: d.tableRef()}
 	if fresh {
 		c.AddTable(b.t)
 		b.n++
@@ -127,47 +162,75 @@ func (d *Dataplane) program(c *nftables.Conn, have *content, want content, fresh
 			b.addSet(name, shared[name])
 		}
 	}
+	sc := scopeOf(have, &want)
 	claimedChains, claimedSets := map[string]bool{}, map[string]bool{}
-	for _, h := range slices.Sorted(maps.Keys(want.svcs)) {
-		b.service(have, have.svcs[h], want.svcs[h], claimedChains, claimedSets)
+	for _, name := range sc.maps {
+		m, old := want.maps[name], have.maps[name]
+		switch {
+		case m == nil:
+			b.sets = append(b.sets, name)
+		case old != m:
+			b.slotMap(have, old, m)
+		}
+		claimedSets[name] = m != nil
+	}
+	for _, h := range sc.svcs {
+		s, old := want.svcs[h], have.svcs[h]
+		switch {
+		case s == nil:
+			b.flush = append(b.flush, slices.Collect(maps.Keys(old.bes))...)
+			b.sets = append(b.sets, old.pins...)
+		case old != s:
+			b.service(have, old, s, claimedChains, claimedSets)
+		}
+	}
+	for _, name := range sc.chains {
+		spec, ok := want.svcChains[name]
+		old, known := have.svcChains[name]
+		switch {
+		case !ok:
+			b.flush = append(b.flush, name)
+		case !known || !old.equal(spec):
+			b.writeChain(name, known || have.chains[name], digestOf(spec), func(ch *nftables.Chain) []*nftables.Rule { return serviceRules(b.t, ch, &spec, b.anyL4) })
+		}
+		claimedChains[name] = ok
+	}
+	for _, name := range union(have.markChains, want.markChains) {
+		mark, ok := want.markChains[name]
+		_, known := have.markChains[name]
+		switch {
+		case !ok:
+			b.flush = append(b.flush, name)
+		case !known:
+			spec := markSpec{mark, d.markMask}
+			b.writeChain(name, have.chains[name], digestOf(spec), func(ch *nftables.Chain) []*nftables.Rule { return setMarkRules(b.t, ch, spec.mark, spec.mask) })
+		}
+		claimedChains[name] = ok
 	}
 	for _, name := range slices.Sorted(maps.Keys(want.base)) {
 		if !have.base[name] {
-			b.baseChain(name)
+			b.baseChain(name, have.chains[name])
 		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(want.shared)) {
 		h, w := have.shared[name], want.shared[name]
 		var del, add []nftables.SetElement
-		if h == nil && have.sets[name] { // after a restart: rewritten whole
-			c := b.c
-			set := shared[name].nftSet(b.t, name)
-			b.elems = append(b.elems, func() { c.FlushSet(set) })
-		}
-		for id, e := range h {
-			if we, ok := w[id]; !ok || !we.equal(e) {
-				del = append(del, toElement(e))
+		for _, id := range sc.elems(name, h, w) {
+			he, hok := h[id]
+			we, wok := w[id]
+			if hok && (!wok || !we.equal(he)) {
+				del = append(del, toElement(he))
 			}
-		}
-		for id, e := range w {
-			if he, ok := h[id]; !ok || !he.equal(e) {
-				add = append(add, toElement(e))
+			if wok && (!hok || !he.equal(we)) {
+				add = append(add, toElement(we))
 			}
 		}
 		if len(del)+len(add) > 0 {
 			b.elements(shared[name].nftSet(b.t, name), del, add)
 		}
 	}
-	// What goes: services no longer wanted, base chains and shared sets of
-	// another mode, and names found in the kernel that nothing claimed.
-	for h, old := range have.svcs {
-		if _, ok := want.svcs[h]; !ok && old != nil {
-			b.flush = append(b.flush, old.chain)
-			b.flush = append(b.flush, slices.Collect(maps.Keys(old.bes))...)
-			b.sets = append(b.sets, old.maglev)
-			b.sets = append(b.sets, old.pins...)
-		}
-	}
+	// What goes: base chains and shared sets of another mode, and names
+	// found in the kernel that nothing claimed.
 	for name := range have.base {
 		if !want.base[name] {
 			b.flush = append(b.flush, name)
@@ -195,18 +258,14 @@ func (d *Dataplane) program(c *nftables.Conn, have *content, want content, fresh
 	return b.run()
 }
 
-// service queues the changes of one service: old is what the kernel
-// holds (nil: nothing known; names found in the kernel are in have).
+// service queues the changes of one service, but for its Maglev map and
+// its chain:
+// old is what the kernel holds (nil: nothing known; names found in the
+// kernel are in have).
 func (b *batch) service(have *content, old, s *service, chains, sets map[string]bool) {
-	if old == s {
-		return
-	}
 	if old == nil {
 		old = &service{bes: map[string]beSpec{}}
 	}
-	exists := func(name string, known bool) bool { return known || have.chains[name] }
-	chains[s.chain] = true
-	sets[s.maglev] = true
 	for _, p := range s.pins {
 		sets[p] = true
 		if !slices.Contains(old.pins, p) && !have.sets[p] {
@@ -218,20 +277,6 @@ func (b *batch) service(have *content, old, s *service, chains, sets map[string]
 			b.sets = append(b.sets, p)
 		}
 	}
-	maglevDef := setDef{s.kind, s.vs.Key.Family}
-	maglevKnown := old.maglev == s.maglev
-	if !maglevKnown {
-		if have.sets[s.maglev] {
-			set := maglevDef.nftSet(b.t, s.maglev)
-			c := b.c
-			b.elems = append(b.elems, func() { c.FlushSet(set) })
-		} else {
-			b.addSet(s.maglev, maglevDef)
-		}
-		if old.maglev != "" {
-			b.sets = append(b.sets, old.maglev)
-		}
-	}
 	for _, name := range slices.Sorted(maps.Keys(s.bes)) {
 		chains[name] = true
 		spec := s.bes[name]
@@ -239,37 +284,43 @@ func (b *batch) service(have *content, old, s *service, chains, sets map[string]
 			continue
 		}
 		_, known := old.bes[name]
-		b.writeChain(name, exists(name, known), func(ch *nftables.Chain) []*nftables.Rule { return backendRules(b.t, ch, &spec) })
+		b.writeChain(name, known || have.chains[name], digestOf(spec), func(ch *nftables.Chain) []*nftables.Rule { return backendRules(b.t, ch, &spec, b.anyL4) })
 	}
 	for name := range old.bes {
 		if _, ok := s.bes[name]; !ok {
 			b.flush = append(b.flush, name)
 		}
 	}
-	if !old.spec.equal(s.spec) {
-		spec := s.spec
-		b.writeChain(s.chain, exists(s.chain, old.chain != ""), func(ch *nftables.Chain) []*nftables.Rule { return serviceRules(b.t, ch, &spec) })
+}
+
+// slotMap queues the changes of one Maglev map: old is what the kernel
+// holds (nil: nothing known; a name found in the kernel is in have).
+func (b *batch) slotMap(have *content, old, m *slotMap) {
+	if old == nil {
+		if have.sets[m.name] {
+			set := m.def().nftSet(b.t, m.name)
+			c := b.c
+			b.elems = append(b.elems, func() { c.FlushSet(set) })
+		} else {
+			b.addSlotMap(m.name, m.def(), m.size)
+		}
 	}
 	// Slots: only those whose backend changed.
 	var del, add []nftables.SetElement
-	for slot := range max(len(old.slots), len(s.slots)) {
-		var was string
-		if maglevKnown {
-			was = old.slot(slot)
-		}
-		is := s.slot(slot)
+	for slot := range max(len(m.slots), len(old.slotsOrNil())) {
+		was, is := old.slot(slot), m.slot(slot)
 		if was == is {
 			continue
 		}
 		if was != "" {
-			del = append(del, slotElement(s.kind, slot, was))
+			del = append(del, slotElement(m.kind, slot, was))
 		}
 		if is != "" {
-			add = append(add, slotElement(s.kind, slot, is))
+			add = append(add, slotElement(m.kind, slot, is))
 		}
 	}
 	if len(del)+len(add) > 0 {
-		b.elements(maglevDef.nftSet(b.t, s.maglev), del, add)
+		b.elements(m.def().nftSet(b.t, m.name), del, add)
 	}
 }
 
@@ -288,4 +339,38 @@ func toElement(e elem) nftables.SetElement {
 		el.VerdictData = &expr.Verdict{Kind: expr.VerdictGoto, Chain: e.jump}
 	}
 	return el
+}
+
+// scope is what program compares: every name of have and want, or, when
+// want was patched from have, the names the patch touched.
+type scope struct {
+	svcs, maps, chains []string // sorted
+	touched            map[string][]string
+}
+
+func scopeOf(have, want *content) scope {
+	if d := want.delta; d != nil && d.from == have {
+		return scope{svcs: d.svcs, maps: d.maps, chains: d.chains, touched: d.elems}
+	}
+	return scope{svcs: union(have.svcs, want.svcs), maps: union(have.maps, want.maps), chains: union(have.svcChains, want.svcChains)}
+}
+
+// elems returns the ids of a shared set's elements to compare.
+func (sc scope) elems(name string, have, want map[string]elem) []string {
+	if sc.touched == nil || name == setNATSrc4 || name == setNATSrc6 {
+		return union(have, want)
+	}
+	return sc.touched[name]
+}
+
+// union returns the keys of a and b, sorted.
+func union[V any](a, b map[string]V) []string {
+	out := slices.Collect(maps.Keys(a))
+	for k := range b {
+		if _, ok := a[k]; !ok {
+			out = append(out, k)
+		}
+	}
+	slices.Sort(out)
+	return out
 }

@@ -33,17 +33,17 @@ func (d setDef) nftSet(t *nftables.Table, name string) *nftables.Set {
 	s := &nftables.Set{Table: t, Name: name}
 	switch d.kind {
 	case kindMarks:
-		s.KeyType, s.DataType, s.IsMap, s.Interval, s.Concatenation = tuple, nftables.TypeMark, true, true, true
+		s.KeyType, s.DataType, s.IsMap, s.Interval, s.Concatenation = tuple, nftables.TypeVerdict, true, true, true
 	case kindSvc:
 		s.KeyType, s.DataType, s.IsMap, s.Concatenation = tuple, nftables.TypeVerdict, true, true
 	case kindSvcMark:
 		s.KeyType, s.DataType, s.IsMap = nftables.TypeMark, nftables.TypeVerdict, true
 	case kindMaglev:
-		s.KeyType, s.DataType, s.IsMap, s.KeyByteOrder = nftables.TypeMark, nftables.TypeVerdict, true, binaryutil.NativeEndian
+		s.KeyType, s.DataType, s.IsMap, s.KeyByteOrder = nftables.TypeInteger, nftables.TypeVerdict, true, binaryutil.NativeEndian
 	case kindMaglevNAT:
-		s.KeyType, s.DataType, s.IsMap, s.KeyByteOrder = nftables.TypeMark, nftables.MustConcatSetType(addr, nftables.TypeInetService), true, binaryutil.NativeEndian
+		s.KeyType, s.DataType, s.IsMap, s.KeyByteOrder = nftables.TypeInteger, nftables.MustConcatSetType(addr, nftables.TypeInetService), true, binaryutil.NativeEndian
 	case kindMaglevAddr:
-		s.KeyType, s.DataType, s.IsMap, s.KeyByteOrder = nftables.TypeMark, addr, true, binaryutil.NativeEndian
+		s.KeyType, s.DataType, s.IsMap, s.KeyByteOrder = nftables.TypeInteger, addr, true, binaryutil.NativeEndian
 	case kindPin:
 		s.KeyType, s.Dynamic, s.HasTimeout, s.Size = addr, true, true, pinSetSize
 	case kindAddr:
@@ -86,23 +86,33 @@ func loadTuple(f famInfo) []expr.Any {
 	}
 }
 
-// markRules: meta mark set <daddr . l4proto . dport> map @marksN. The map
-// holds marks in network byte order, which is how nft shows map data;
-// a byteorder expression turns them into the host-order mark.
+// markRules: <daddr . l4proto . dport> vmap @markvN, whose elements go to
+// a setmark chain of their mark.
 func markRules(t *nftables.Table, c *nftables.Chain) []*nftables.Rule {
 	var out []*nftables.Rule
 	for _, fam := range []int{4, 6} {
 		f := fams[fam]
 		ex := append(isFamily(f), loadTuple(f)...)
-		ex = append(ex,
-			&expr.Lookup{SourceRegister: reg32, DestRegister: reg1, IsDestRegSet: true, SetName: f.marks},
-			&expr.Byteorder{SourceRegister: reg1, DestRegister: reg1, Op: expr.ByteorderNtoh, Len: 4, Size: 4},
-			&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: reg1},
-		)
+		ex = append(ex, &expr.Lookup{SourceRegister: reg32, DestRegister: regVerdict, IsDestRegSet: true, SetName: f.marks})
 		out = append(out, &nftables.Rule{Table: t, Chain: c, Exprs: ex})
 	}
 	return out
 }
+
+// setMarkRules: meta mark set meta mark & ~mask | mark. The kernel has no
+// OR of two registers for a mark from a map, hence a chain per mark, whose
+// constant goes in the bitwise expression; the mark fits the mask, so XOR
+// is OR.
+func setMarkRules(t *nftables.Table, c *nftables.Chain, mark, mask uint32) []*nftables.Rule {
+	return []*nftables.Rule{{Table: t, Chain: c, Exprs: []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyMARK, Register: reg1},
+		&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4, Mask: u32(^mask), Xor: u32(mark)},
+		&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: reg1},
+	}}}
+}
+
+// markSpec is what a setmark chain is made from.
+type markSpec struct{ mark, mask uint32 }
 
 // balanceRules dispatch new connections to the service chains: by
 // address, protocol and port, then by mark. First they drop a TCP segment
@@ -147,15 +157,17 @@ func balanceRules(t *nftables.Table, c *nftables.Chain) []*nftables.Rule {
 
 // serviceRules are the rules of one service chain, without persistence:
 //
-//	dnat ip addr . port to jhash <flow> mod M seed S map @maglev-H
+//	dnat ip addr . port to jhash <flow> mod M seed S map @slots-H
 //	counter drop                             (no live backend)
 //
 // and with persistence (a backend chain pins the client and DNATs):
 //
 //	ip saddr & MASK @pin-H-B goto be-H-B     (per live backend)
-//	jhash ip saddr & MASK mod M seed S vmap @maglev-H-p
+//	jhash ip saddr & MASK mod M seed S vmap @slots-H-p
 //	counter drop
-func serviceRules(t *nftables.Table, c *nftables.Chain, s *svcSpec) []*nftables.Rule {
+//
+// A DNAT to a port follows a match of the transport protocol (see l4Match).
+func serviceRules(t *nftables.Table, c *nftables.Chain, s *svcSpec, anyL4 func() *nftables.Set) []*nftables.Rule {
 	f := fams[s.family]
 	var rules [][]expr.Any
 	for _, p := range s.pins {
@@ -166,6 +178,9 @@ func serviceRules(t *nftables.Table, c *nftables.Chain, s *svcSpec) []*nftables.
 		rules = append(rules, ex)
 	}
 	hash := isFamily(f)
+	if s.nat == kindMaglevNAT {
+		hash = append(hash, l4Match(s.proto, anyL4)...)
+	}
 	if s.persist > 0 {
 		hash = append(append(hash, loadPrefix(f, reg1, s.netmask)...),
 			&expr.Hash{SourceRegister: reg1, DestRegister: reg1, Length: f.alen, Modulus: uint32(s.size), Seed: s.seed, Type: expr.HashTypeJenkins})
@@ -197,7 +212,7 @@ func serviceRules(t *nftables.Table, c *nftables.Chain, s *svcSpec) []*nftables.
 // backendRules pin the client (persistence) and DNAT to the backend; a
 // port 0 keeps the destination port. The pin is a rule of its own: when
 // the pin set is full the update fails, and the DNAT must still happen.
-func backendRules(t *nftables.Table, c *nftables.Chain, b *beSpec) []*nftables.Rule {
+func backendRules(t *nftables.Table, c *nftables.Chain, b *beSpec, anyL4 func() *nftables.Set) []*nftables.Rule {
 	f := fams[family(b.addr)]
 	var rules [][]expr.Any
 	if b.pin != "" {
@@ -207,11 +222,25 @@ func backendRules(t *nftables.Table, c *nftables.Chain, b *beSpec) []*nftables.R
 	nat := &expr.NAT{Type: expr.NATTypeDestNAT, Family: uint32(f.nfproto), RegAddrMin: reg1}
 	ex := []expr.Any{&expr.Immediate{Register: reg1, Data: b.addr.AsSlice()}}
 	if b.port != 0 {
+		ex = append(l4Match(b.proto, anyL4), ex...)
 		ex = append(ex, &expr.Immediate{Register: reg2, Data: []byte{byte(b.port >> 8), byte(b.port)}})
 		nat.RegProtoMin = reg2
 	}
 	rules = append(rules, append(ex, nat))
 	return ruleList(t, c, rules, "")
+}
+
+// l4Match matches the transport protocol: nft reads a DNAT to a port
+// back from its text form only after such a match. A service by mark may
+// carry any protocol with ports: meta l4proto { tcp, udp, sctp }, a set
+// that anyL4 makes for the rule.
+func l4Match(proto byte, anyL4 func() *nftables.Set) []expr.Any {
+	ex := []expr.Any{&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg1}}
+	if proto != 0 {
+		return append(ex, &expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{proto}})
+	}
+	s := anyL4()
+	return append(ex, &expr.Lookup{SourceRegister: reg1, SetName: s.Name, SetID: s.ID})
 }
 
 func ruleList(t *nftables.Table, c *nftables.Chain, rules [][]expr.Any, comment string) []*nftables.Rule {

@@ -44,29 +44,44 @@ func fakeDataplane(t testing.TB) (*Dataplane, *nfttest.Kernel) {
 // failing sends the slots it held and little more, not the table.
 func TestChangeCostsWhatChanged(t *testing.T) {
 	d, k := fakeDataplane(t)
-	st := bigState(1000)
+	st := bigState(1000) // one pool: one Maglev map
 	if err := d.Reconcile(context.Background(), st); err != nil {
 		t.Fatal(err)
 	}
 	full, _ := k.Sent()
+	// One service's view differs: it gets a map of its own.
 	st.Services[500].Reals[3].Weight = 0
 	if err := d.Reconcile(context.Background(), st); err != nil {
 		t.Fatal(err)
 	}
-	change, msgs := k.Sent()
-	t.Logf("from empty: %d bytes; one backend out: %d bytes in %d messages", full, change, msgs)
-	if change == 0 {
-		t.Fatal("one backend out sent nothing")
+	own, _ := k.Sent()
+	// The same backend out of every service: the shared map changes in
+	// place, the one of service 500 goes.
+	for i := range st.Services {
+		st.Services[i].Reals[3].Weight = 0
 	}
-	size := maglev.DefaultSize(10)
-	if perSlot := full / int64(1000*size); change > 3*int64(size)/10*perSlot*2+4096 {
-		t.Errorf("one backend out sent %d bytes; its share of slots is ~%d bytes", change, int64(size)/10*perSlot*2)
+	if err := d.Reconcile(context.Background(), st); err != nil {
+		t.Fatal(err)
+	}
+	pool, msgs := k.Sent()
+	t.Logf("from empty: %d bytes; one service's own view: %d bytes; one backend out of the pool: %d bytes in %d messages", full, own, pool, msgs)
+	if own == 0 || pool == 0 {
+		t.Fatal("a change sent nothing")
+	}
+	if size := int64(maglev.DefaultSize(10)); own > 2*full/1000+size*64 {
+		t.Errorf("one service's own view sent %d bytes: more than its share of the table and one map", own)
+	}
+	if pool >= own {
+		t.Errorf("one backend out of the pool sent %d bytes, not less than a whole map (%d): the shared map was not changed in place", pool, own)
 	}
 	if err := d.Reconcile(context.Background(), st); err != nil {
 		t.Fatal(err)
 	}
 	if same, msgs := k.Sent(); msgs != 0 {
 		t.Errorf("an unchanged state sent %d bytes in %d messages", same, msgs)
+	}
+	if n := len(d.have.maps); n != 1 {
+		t.Errorf("%d Maglev maps for services of one view, want 1", n)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"syscall"
 
 	"github.com/google/nftables"
@@ -59,11 +60,37 @@ func (b *Batch) Conn() *nftables.Conn { return b.lib }
 
 // AddSet queues a set, with an ID of the batch's own: the library's
 // come from a counter of the process, so that the same batch would not
-// be the same bytes twice.
-func (b *Batch) AddSet(s *nftables.Set) error {
+// be the same bytes twice. An anonymous set comes with its elements.
+func (b *Batch) AddSet(s *nftables.Set, vals ...nftables.SetElement) error {
 	b.ids++
 	s.ID = b.ids
-	return b.lib.AddSet(s, nil)
+	return b.lib.AddSet(s, vals)
+}
+
+// AddSetUserData queues a set as AddSet does, with ud as its userdata
+// instead of the library's, which knows only byte orders and comments:
+// nft's description of the set's key and data (typeof), for instance.
+func (b *Batch) AddSetUserData(s *nftables.Set, ud []byte) error {
+	if err := b.AddSet(s); err != nil {
+		return err
+	}
+	b.drain()
+	if b.err != nil {
+		return b.err
+	}
+	m := &b.msgs[len(b.msgs)-1]
+	attrs, err := netlink.UnmarshalAttributes(m.Data[4:])
+	if err != nil {
+		return fmt.Errorf("set %s: %w", s.Name, err)
+	}
+	attrs = slices.DeleteFunc(attrs, func(a netlink.Attribute) bool { return a.Type == unix.NFTA_SET_USERDATA })
+	attrs = append(attrs, netlink.Attribute{Type: unix.NFTA_SET_USERDATA, Data: ud})
+	data, err := netlink.MarshalAttributes(attrs)
+	if err != nil {
+		return fmt.Errorf("set %s: %w", s.Name, err)
+	}
+	m.Data = append(m.Data[:4:4], data...)
+	return nil
 }
 
 // Rule is a rule to append to a chain.
