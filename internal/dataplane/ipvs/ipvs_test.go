@@ -188,7 +188,7 @@ func TestFailedRequestIsRetriedThenReported(t *testing.T) {
 	// A request that keeps failing is reported; the rest is applied.
 	want.Services[0].Reals[0].Weight = 9
 	want.Services[2].Reals[0].Weight = 7
-	k.fail["update-real"] = 3
+	k.fail["update-real 198.51.100.11:80"] = 3
 	err := d.Reconcile(context.Background(), want)
 	if err == nil || !strings.Contains(err.Error(), "update real") {
 		t.Fatalf("err = %v, want the failed update reported", err)
