@@ -5,7 +5,7 @@
 // nothing to change, with the netlink requests each takes; then
 // `ipvsadm -R` of the same services, and keepalived's startup with an
 // equivalent keepalived.conf, in the same VM run, each on an empty IPVS
-// table of its own (the one before flushed), and prints the ratios.
+// table (the one before flushed), and prints the ratios.
 //
 //	go run ./bench/ipvs [-services 10000] [-changes 21]
 package main
@@ -123,6 +123,18 @@ func bench(n, changes int) error {
 		return ipvs.New(ipvs.WithNetNS(int(fd.Fd())), ipvs.WithStateDir(stateDir), ipvs.WithProcSys(""))
 	}
 
+	// ipvsadm -R first, on the VM's pristine kernel; its table is then
+	// emptied, so that the kernel keeps estimating none of its services
+	// during the next phases.
+	log.Printf("ipvsadm -R: loading %d services", n)
+	restore, err := ipvsadmRestore(hosts["ipvsadm"], n)
+	if err != nil {
+		return err
+	}
+	if out, err := hosts["ipvsadm"].Run("ipvsadm", "-C"); err != nil {
+		return fmt.Errorf("ipvsadm -C: %v: %s", err, out)
+	}
+
 	log.Printf("halb: building %d services from empty", n)
 	// halb: from empty.
 	d, err := newDP()
@@ -182,21 +194,12 @@ func bench(n, changes int) error {
 		float64(w1-w0)/float64(changes), float64(r1-r0)/float64(changes))
 	fmt.Printf("  of which the kernel:  %8.3f ms median (the same request sent alone); the rest is halb's userspace under TCG emulation\n", ms(kernelShare))
 	fmt.Printf("halb restart, no change:%8.3f s  netlink requests: %d writes, %d reads\n", restart.Seconds(), rw, rr)
-	// The next phases run on a table as empty as halb's first was: no
+	fmt.Printf("ipvsadm -R:             %8.3f s  (the same services from %d -A/-a lines; run first)\n", restore.Seconds(), 5*n)
+	// keepalived runs on a table as empty as the others' first was: no
 	// services of an earlier phase for the kernel to keep estimating.
 	if out, err := hosts["halb"].Run("ipvsadm", "-C"); err != nil {
 		return fmt.Errorf("ipvsadm -C: %v: %s", err, out)
 	}
-	log.Printf("ipvsadm -R: loading %d services", n)
-	restore, err := ipvsadmRestore(hosts["ipvsadm"], n)
-	if err != nil {
-		return err
-	}
-	fmt.Printf("ipvsadm -R:             %8.3f s  (the same services from %d -A/-a lines)\n", restore.Seconds(), 5*n)
-	if out, err := hosts["ipvsadm"].Run("ipvsadm", "-C"); err != nil {
-		return fmt.Errorf("ipvsadm -C: %v: %s", err, out)
-	}
-
 	log.Printf("keepalived: starting with %d services", n)
 	// keepalived: the same services from an equivalent keepalived.conf.
 	kaFull, err := keepalived(hosts["ka"], stateDir, n)
