@@ -99,7 +99,7 @@ var (
 		Timeout: 300, Netmask: netmask.MaskFrom(64, 128)}
 	drDest  = cfipvs.Destination{Family: cfipvs.INET, Address: rs1, Port: 80, Weight: 3, FwdMethod: cfipvs.DirectRoute}
 	gueDest = cfipvs.Destination{Family: cfipvs.INET6, Address: rs6, Port: 443, Weight: 1, FwdMethod: cfipvs.Tunnel,
-		TunnelType: cfipvs.GUE, TunnelPort: 6080, TunnelFlags: cfipvs.TunnelEncapChecksum}
+		UpperThreshold: 100, LowerThreshold: 50, TunnelType: cfipvs.GUE, TunnelPort: 6080, TunnelFlags: cfipvs.TunnelEncapChecksum}
 )
 
 func attrs(as ...netlink.Attribute) []byte { return nltest.MustMarshalAttributes(as) }
@@ -145,8 +145,8 @@ func TestRequestEncoding(t *testing.T) {
 		netlink.Attribute{Type: destAttrPort, Data: []byte{1, 0xbb}},
 		netlink.Attribute{Type: destAttrFwdMethod, Data: []byte{2, 0, 0, 0}},
 		netlink.Attribute{Type: destAttrWeight, Data: []byte{1, 0, 0, 0}},
-		netlink.Attribute{Type: destAttrUThresh, Data: []byte{0, 0, 0, 0}},
-		netlink.Attribute{Type: destAttrLThresh, Data: []byte{0, 0, 0, 0}},
+		netlink.Attribute{Type: destAttrUThresh, Data: []byte{100, 0, 0, 0}},
+		netlink.Attribute{Type: destAttrLThresh, Data: []byte{50, 0, 0, 0}},
 		netlink.Attribute{Type: destAttrTunType, Data: []byte{1}},
 		netlink.Attribute{Type: destAttrTunPort, Data: []byte{0x17, 0xc0}},
 		netlink.Attribute{Type: destAttrTunFlags, Data: []byte{1, 0}},
