@@ -63,41 +63,41 @@ type netlinkKernel struct {
 // dump at a time per socket.
 const readers = 4
 
-func dialKernel() (k *netlinkKernel, err error) {
-	k = &netlinkKernel{}
-	defer func() {
-		if err != nil {
-			_ = k.Close() // the open error is the one to report
-		}
-	}()
-	for range readers {
-		c, err := cfipvs.New()
-		if err != nil {
-			return nil, fmt.Errorf("open IPVS netlink: %w", err)
-		}
-		k.readers = append(k.readers, c)
-	}
-	conn, err := netlink.Dial(unix.NETLINK_GENERIC, nil)
-	if err != nil {
-		return nil, fmt.Errorf("open IPVS netlink: %w", err)
-	}
-	gc := genetlink.NewConn(conn)
-	if k.daemons, err = newDaemonConn(gc); err != nil {
-		_ = gc.Close() // the open error is the one to report
-		return nil, err
-	}
-	if k.batch, err = newBatcher(conn, k.daemons.family); err != nil {
+func dialKernel() (*netlinkKernel, error) {
+	k := &netlinkKernel{}
+	if err := k.open(); err != nil {
+		_ = k.Close() // the open error is the one to report
 		return nil, err
 	}
 	return k, nil
 }
 
-func (k *netlinkKernel) Daemons() ([]Daemon, error) { return k.daemons.list() }
-func (k *netlinkKernel) NewDaemon(d Daemon) error   { return k.daemons.start(d) }
-func (k *netlinkKernel) DelDaemon(d Daemon) error   { return k.daemons.stop(d) }
-func (k *netlinkKernel) Apply(reqs []request) []error {
-	return k.batch.apply(reqs)
+// open opens the sockets; Close closes those opened.
+func (k *netlinkKernel) open() error {
+	for range readers {
+		c, err := cfipvs.New()
+		if err != nil {
+			return fmt.Errorf("open IPVS netlink: %w", err)
+		}
+		k.readers = append(k.readers, c)
+	}
+	conn, err := netlink.Dial(unix.NETLINK_GENERIC, nil)
+	if err != nil {
+		return fmt.Errorf("open IPVS netlink: %w", err)
+	}
+	gc := genetlink.NewConn(conn)
+	if k.daemons, err = newDaemonConn(gc); err != nil {
+		_ = gc.Close() // the open error is the one to report
+		return err
+	}
+	k.batch, err = newBatcher(conn, k.daemons.family)
+	return err
 }
+
+func (k *netlinkKernel) Daemons() ([]Daemon, error)   { return k.daemons.list() }
+func (k *netlinkKernel) NewDaemon(d Daemon) error     { return k.daemons.start(d) }
+func (k *netlinkKernel) DelDaemon(d Daemon) error     { return k.daemons.stop(d) }
+func (k *netlinkKernel) Apply(reqs []request) []error { return k.batch.apply(reqs) }
 
 // Services lists the virtual services; none is not an error.
 func (k *netlinkKernel) Services() ([]cfipvs.ServiceExtended, error) {
