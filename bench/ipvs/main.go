@@ -1,9 +1,11 @@
-// Command ipvs-bench measures halb's IPVS data plane against keepalived on
-// a real kernel: it boots the IPVS VM (internal/lab/vm) and, inside it,
-// times building N virtual services × 4 real servers from empty, a
-// one-server change on top, and a restart with nothing to change, with
-// the netlink requests each takes; then keepalived's startup with an
-// equivalent keepalived.conf, in the same VM run, and prints the ratio.
+// Command ipvs-bench measures halb's IPVS data plane against the kernel's
+// own loader and keepalived on a real kernel: it boots the IPVS VM
+// (internal/lab/vm) and, inside it, times building N virtual services × 4
+// real servers from empty, a one-server change on top, and a restart with
+// nothing to change, with the netlink requests each takes; then
+// `ipvsadm -R` of the same services, and keepalived's startup with an
+// equivalent keepalived.conf, in the same VM run, each on an empty IPVS
+// table (the one before flushed), and prints the ratios.
 //
 //	go run ./bench/ipvs [-services 10000] [-changes 21]
 package main
@@ -94,7 +96,7 @@ func bench(n, changes int) error {
 		}
 	}()
 	hosts := map[string]*netns.Host{}
-	for _, name := range []string{"halb", "ka"} {
+	for _, name := range []string{"halb", "ipvsadm", "ka"} {
 		h, err := lab.AddHost(name)
 		if err != nil {
 			return err
@@ -119,6 +121,18 @@ func bench(n, changes int) error {
 	ctx := context.Background()
 	newDP := func() (*ipvs.Dataplane, error) {
 		return ipvs.New(ipvs.WithNetNS(int(fd.Fd())), ipvs.WithStateDir(stateDir), ipvs.WithProcSys(""))
+	}
+
+	// ipvsadm -R first, on the VM's pristine kernel; its table is then
+	// emptied, so that the kernel keeps estimating none of its services
+	// during the next phases.
+	log.Printf("ipvsadm -R: loading %d services", n)
+	restore, err := ipvsadmRestore(hosts["ipvsadm"], n)
+	if err != nil {
+		return err
+	}
+	if out, err := hosts["ipvsadm"].Run("ipvsadm", "-C"); err != nil {
+		return fmt.Errorf("ipvsadm -C: %v: %s", err, out)
 	}
 
 	log.Printf("halb: building %d services from empty", n)
@@ -180,6 +194,12 @@ func bench(n, changes int) error {
 		float64(w1-w0)/float64(changes), float64(r1-r0)/float64(changes))
 	fmt.Printf("  of which the kernel:  %8.3f ms median (the same request sent alone); the rest is halb's userspace under TCG emulation\n", ms(kernelShare))
 	fmt.Printf("halb restart, no change:%8.3f s  netlink requests: %d writes, %d reads\n", restart.Seconds(), rw, rr)
+	fmt.Printf("ipvsadm -R:             %8.3f s  (the same services from %d -A/-a lines; run first)\n", restore.Seconds(), 5*n)
+	// keepalived runs on a table as empty as the others' first was: no
+	// services of an earlier phase for the kernel to keep estimating.
+	if out, err := hosts["halb"].Run("ipvsadm", "-C"); err != nil {
+		return fmt.Errorf("ipvsadm -C: %v: %s", err, out)
+	}
 	log.Printf("keepalived: starting with %d services", n)
 	// keepalived: the same services from an equivalent keepalived.conf.
 	kaFull, err := keepalived(hosts["ka"], stateDir, n)
@@ -188,8 +208,40 @@ func bench(n, changes int) error {
 	}
 
 	fmt.Printf("keepalived startup:     %8.3f s  (until it logs Startup complete; the kernel then holds %d services and %d reals)\n", kaFull.Seconds(), n, 4*n)
+	fmt.Printf("ratio halb/ipvsadm -R full build: %.2f\n", halbFull.Seconds()/restore.Seconds())
 	fmt.Printf("ratio keepalived/halb full build: %.2f\n", kaFull.Seconds()/halbFull.Seconds())
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		fmt.Printf("guest load average: %s", b)
+	}
 	return nil
+}
+
+// ipvsadmRestore loads n services × 4 reals, as state(n) has them, with
+// one `ipvsadm -R`, and returns how long it took; the kernel's table is
+// checked after.
+func ipvsadmRestore(h *netns.Host, n int) (time.Duration, error) {
+	var b strings.Builder
+	for _, vs := range state(n, 1).Services {
+		fmt.Fprintf(&b, "-A -t %s -s %s\n", netip.AddrPortFrom(vs.Key.Addr, vs.Key.Port), vs.Scheduler)
+		for _, r := range vs.Reals {
+			fmt.Fprintf(&b, "-a -t %s -r %s -g -w %d\n", netip.AddrPortFrom(vs.Key.Addr, vs.Key.Port), r.AddrPort(), r.Weight)
+		}
+	}
+	cmd := h.Command(context.Background(), "ipvsadm", "-R")
+	cmd.Stdin = strings.NewReader(b.String())
+	start := time.Now()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return 0, fmt.Errorf("ipvsadm -R: %v: %s", err, out)
+	}
+	took := time.Since(start)
+	all, err := h.Run("ipvsadm", "-Sn")
+	if err != nil {
+		return 0, fmt.Errorf("ipvsadm -Sn: %v: %s", err, all)
+	}
+	if got := strings.Count(string(all), "\n"); got != 5*n {
+		return 0, fmt.Errorf("ipvsadm -R programmed %d lines, want %d", got, 5*n)
+	}
+	return took, nil
 }
 
 var kaTimeout time.Duration

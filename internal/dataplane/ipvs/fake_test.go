@@ -2,6 +2,7 @@ package ipvs
 
 import (
 	"fmt"
+	"net/netip"
 	"slices"
 	"sync"
 	"syscall"
@@ -18,8 +19,9 @@ type fakeKernel struct {
 	svcs    map[dataplane.ServiceKey]*fakeService
 	order   []dataplane.ServiceKey
 	daemons []Daemon
-	fail    map[string]int // op name → failures left
+	fail    map[string]int // op name, or name and real ("update-real 192.0.2.1:80") → failures left
 	ops     []string
+	batches []int // the size of each Apply
 	closed  bool
 }
 
@@ -39,6 +41,19 @@ func (f *fakeKernel) op(name string) error {
 	if f.fail[name] > 0 {
 		f.fail[name]--
 		return fmt.Errorf("injected failure of %s: %w", name, syscall.ENOMEM)
+	}
+	return nil
+}
+
+// realOp is op for a request on one real server, which may also fail by
+// name and address.
+func (f *fakeKernel) realOp(name string, d cfipvs.Destination) error {
+	if err := f.op(name); err != nil {
+		return err
+	}
+	if k := name + " " + netip.AddrPortFrom(d.Address, d.Port).String(); f.fail[k] > 0 {
+		f.fail[k]--
+		return fmt.Errorf("injected failure of %s: %w", k, syscall.ENOMEM)
 	}
 	return nil
 }
@@ -66,24 +81,53 @@ func (f *fakeKernel) find(s cfipvs.Service) (*fakeService, error) {
 	return fs, nil
 }
 
-func (f *fakeKernel) Destinations(s cfipvs.Service) ([]cfipvs.DestinationExtended, error) {
+func (f *fakeKernel) Destinations(svcs []cfipvs.Service) ([][]cfipvs.DestinationExtended, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if err := f.op("list-dests"); err != nil {
-		return nil, err
-	}
-	fs, err := f.find(s)
-	if err != nil {
-		return nil, err
-	}
-	var out []cfipvs.DestinationExtended
-	for _, d := range fs.dests {
-		out = append(out, cfipvs.DestinationExtended{Destination: d})
+	out := make([][]cfipvs.DestinationExtended, len(svcs))
+	for i, s := range svcs {
+		if err := f.op("list-dests"); err != nil {
+			return nil, err
+		}
+		fs, err := f.find(s)
+		if err != nil {
+			return nil, err
+		}
+		for _, d := range fs.dests {
+			out[i] = append(out[i], cfipvs.DestinationExtended{Destination: d})
+		}
 	}
 	return out, nil
 }
 
-func (f *fakeKernel) CreateService(s cfipvs.Service) error {
+// Apply makes each change as the kernel would, in order.
+func (f *fakeKernel) Apply(reqs []request) []error {
+	f.mu.Lock()
+	f.batches = append(f.batches, len(reqs))
+	f.mu.Unlock()
+	errs := make([]error, len(reqs))
+	for i, r := range reqs {
+		switch r.cmd {
+		case cmdNewService:
+			errs[i] = f.createService(r.svc)
+		case cmdSetService:
+			errs[i] = f.updateService(r.svc)
+		case cmdDelService:
+			errs[i] = f.removeService(r.svc)
+		case cmdNewDest:
+			errs[i] = f.createDestination(r.svc, r.dest)
+		case cmdSetDest:
+			errs[i] = f.updateDestination(r.svc, r.dest)
+		case cmdDelDest:
+			errs[i] = f.removeDestination(r.svc, r.dest)
+		default:
+			errs[i] = syscall.EINVAL
+		}
+	}
+	return errs
+}
+
+func (f *fakeKernel) createService(s cfipvs.Service) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.op("add-service"); err != nil {
@@ -98,7 +142,7 @@ func (f *fakeKernel) CreateService(s cfipvs.Service) error {
 	return nil
 }
 
-func (f *fakeKernel) UpdateService(s cfipvs.Service) error {
+func (f *fakeKernel) updateService(s cfipvs.Service) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.op("update-service"); err != nil {
@@ -112,7 +156,7 @@ func (f *fakeKernel) UpdateService(s cfipvs.Service) error {
 	return nil
 }
 
-func (f *fakeKernel) RemoveService(s cfipvs.Service) error {
+func (f *fakeKernel) removeService(s cfipvs.Service) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.op("remove-service"); err != nil {
@@ -131,10 +175,10 @@ func destIndex(fs *fakeService, d cfipvs.Destination) int {
 	return slices.IndexFunc(fs.dests, func(x cfipvs.Destination) bool { return x.Address == d.Address && x.Port == d.Port })
 }
 
-func (f *fakeKernel) CreateDestination(s cfipvs.Service, d cfipvs.Destination) error {
+func (f *fakeKernel) createDestination(s cfipvs.Service, d cfipvs.Destination) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if err := f.op("add-real"); err != nil {
+	if err := f.realOp("add-real", d); err != nil {
 		return err
 	}
 	fs, err := f.find(s)
@@ -148,10 +192,10 @@ func (f *fakeKernel) CreateDestination(s cfipvs.Service, d cfipvs.Destination) e
 	return nil
 }
 
-func (f *fakeKernel) UpdateDestination(s cfipvs.Service, d cfipvs.Destination) error {
+func (f *fakeKernel) updateDestination(s cfipvs.Service, d cfipvs.Destination) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if err := f.op("update-real"); err != nil {
+	if err := f.realOp("update-real", d); err != nil {
 		return err
 	}
 	fs, err := f.find(s)
@@ -166,10 +210,10 @@ func (f *fakeKernel) UpdateDestination(s cfipvs.Service, d cfipvs.Destination) e
 	return nil
 }
 
-func (f *fakeKernel) RemoveDestination(s cfipvs.Service, d cfipvs.Destination) error {
+func (f *fakeKernel) removeDestination(s cfipvs.Service, d cfipvs.Destination) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if err := f.op("remove-real"); err != nil {
+	if err := f.realOp("remove-real", d); err != nil {
 		return err
 	}
 	fs, err := f.find(s)

@@ -12,7 +12,9 @@
 // After the first Reconcile has read the kernel, later ones compute the
 // difference against what was applied (so a one-server change costs one
 // netlink request); a failed request makes the next Reconcile read the
-// kernel again.
+// kernel again. The requests of a difference go in batches, many to a
+// sendmsg, each failing one named; the first read dumps the real servers
+// of several services at once.
 package ipvs
 
 import (
@@ -23,6 +25,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	cfipvs "github.com/cloudflare/ipvs"
 
 	"halb/internal/clock"
 	"halb/internal/dataplane"
@@ -268,18 +272,21 @@ func (d *Dataplane) read(want dataplane.State) error {
 	for _, s := range want.Services {
 		wanted[s.Key] = true
 	}
-	have := dataplane.State{}
+	var svcs []cfipvs.Service
 	for _, ks := range all {
-		vs := fromKernel(ks.Service)
-		if !wanted[vs.Key] && !d.owned.has(vs.Key) {
-			continue
+		if k := keyOf(ks.Service); wanted[k] || d.owned.has(k) {
+			svcs = append(svcs, ks.Service)
 		}
-		dests, err := d.k.Destinations(ks.Service)
-		if err != nil {
-			return fmt.Errorf("ipvs: list real servers of %s: %w", vs.Key, err)
-		}
-		vs.Reals = []dataplane.Real{}
-		for _, dst := range dests {
+	}
+	dests, err := d.k.Destinations(svcs)
+	if err != nil {
+		return fmt.Errorf("ipvs: %w", err)
+	}
+	have := dataplane.State{}
+	for i, ks := range svcs {
+		vs := fromKernel(ks)
+		vs.Reals = make([]dataplane.Real, 0, len(dests[i]))
+		for _, dst := range dests[i] {
 			vs.Reals = append(vs.Reals, realFromKernel(dst.Destination))
 		}
 		have.Services = append(have.Services, vs)
@@ -292,53 +299,130 @@ func (d *Dataplane) read(want dataplane.State) error {
 	return nil
 }
 
-// apply performs a diff: new and changed services, then real servers,
-// then deletions of services.
+// apply performs a diff in three batches of requests: new and changed
+// services, then real servers, then deletions of services.
 func (d *Dataplane) apply(ctx context.Context, diff dataplane.Diff) []error {
-	var errs []error
-	failed := map[dataplane.ServiceKey]bool{}
+	var reqs []request
+	var svcs []dataplane.ServiceChange
 	for _, c := range diff.Services {
 		switch c.Op {
 		case dataplane.Add:
-			if err := d.try(ctx, func() error { return d.k.CreateService(toKernel(c.Want)) }, "add service %s", c.Want.Key); err != nil {
-				errs = append(errs, err)
-				failed[c.Want.Key] = true
-			}
+			reqs = append(reqs, request{cmd: cmdNewService, svc: toKernel(c.Want)})
 		case dataplane.Update:
-			if err := d.try(ctx, func() error { return d.k.UpdateService(toKernel(c.Want)) }, "update service %s", c.Want.Key); err != nil {
-				errs = append(errs, err)
+			reqs = append(reqs, request{cmd: cmdSetService, svc: toKernel(c.Want)})
+		default:
+			continue
+		}
+		svcs = append(svcs, c)
+	}
+	errs := d.batch(ctx, reqs, func(i int) string {
+		if svcs[i].Op == dataplane.Add {
+			return fmt.Sprintf("add service %s", svcs[i].Want.Key)
+		}
+		return fmt.Sprintf("update service %s", svcs[i].Want.Key)
+	})
+	failed := map[dataplane.ServiceKey]bool{}
+	var out []error
+	for i, err := range errs {
+		if err != nil {
+			out = append(out, err)
+			if svcs[i].Op == dataplane.Add {
+				failed[svcs[i].Want.Key] = true
 			}
 		}
 	}
+
+	reqs = reqs[:0]
+	var reals []dataplane.RealChange
 	for _, c := range diff.Reals {
 		if failed[c.Service] {
 			continue // its service is missing: already reported
 		}
 		svc := toKernel(dataplane.VirtualService{Key: c.Service})
-		var err error
 		switch c.Op {
 		case dataplane.Add:
-			err = d.try(ctx, func() error {
-				return d.k.CreateDestination(svc, realToKernel(c.Want))
-			}, "add real %s to %s", c.Want.AddrPort(), c.Service)
+			reqs = append(reqs, request{cmd: cmdNewDest, svc: svc, dest: realToKernel(c.Want)})
 		case dataplane.Update:
-			err = d.try(ctx, func() error {
-				return d.k.UpdateDestination(svc, realToKernel(c.Want))
-			}, "update real %s of %s", c.Want.AddrPort(), c.Service)
+			reqs = append(reqs, request{cmd: cmdSetDest, svc: svc, dest: realToKernel(c.Want)})
 		case dataplane.Delete:
-			err = d.try(ctx, func() error {
-				return d.k.RemoveDestination(svc, realToKernel(c.Have))
-			}, "remove real %s from %s", c.Have.AddrPort(), c.Service)
+			reqs = append(reqs, request{cmd: cmdDelDest, svc: svc, dest: realToKernel(c.Have)})
+		default:
+			continue
 		}
-		if err != nil {
-			errs = append(errs, err)
-		}
+		reals = append(reals, c)
 	}
+	out = appendErrs(out, d.batch(ctx, reqs, func(i int) string {
+		switch c := reals[i]; c.Op {
+		case dataplane.Add:
+			return fmt.Sprintf("add real %s to %s", c.Want.AddrPort(), c.Service)
+		case dataplane.Update:
+			return fmt.Sprintf("update real %s of %s", c.Want.AddrPort(), c.Service)
+		default:
+			return fmt.Sprintf("remove real %s from %s", c.Have.AddrPort(), c.Service)
+		}
+	}))
+
+	reqs, svcs = reqs[:0], svcs[:0]
 	for _, c := range diff.Services {
 		if c.Op == dataplane.Delete {
-			if err := d.try(ctx, func() error { return d.k.RemoveService(toKernel(c.Have)) }, "remove service %s", c.Have.Key); err != nil {
-				errs = append(errs, err)
+			reqs = append(reqs, request{cmd: cmdDelService, svc: toKernel(c.Have)})
+			svcs = append(svcs, c)
+		}
+	}
+	return appendErrs(out, d.batch(ctx, reqs, func(i int) string {
+		return fmt.Sprintf("remove service %s", svcs[i].Have.Key)
+	}))
+}
+
+func appendErrs(out, errs []error) []error {
+	for _, err := range errs {
+		if err != nil {
+			out = append(out, err)
+		}
+	}
+	return out
+}
+
+// batch sends requests in batches and retries each failing one with a
+// doubling backoff, the failures of a round in one batch again. It returns
+// each request's error, named by what (rendered only for a failure).
+func (d *Dataplane) batch(ctx context.Context, reqs []request, what func(int) string) []error {
+	if len(reqs) == 0 {
+		return nil
+	}
+	errs := d.k.Apply(reqs)
+	wait := d.backoff
+	for range d.attempts - 1 {
+		var again []int
+		for i, err := range errs {
+			if err != nil {
+				again = append(again, i)
 			}
+		}
+		if len(again) == 0 {
+			break
+		}
+		for _, i := range again {
+			d.log.Warn("ipvs request failed, retrying", "op", what(i), "err", errs[i], "wait", wait)
+		}
+		if serr := d.sleep(ctx, wait); serr != nil {
+			for _, i := range again {
+				errs[i] = fmt.Errorf("%w (then %w)", errs[i], serr)
+			}
+			break
+		}
+		retry := make([]request, len(again))
+		for j, i := range again {
+			retry[j] = reqs[i]
+		}
+		for j, err := range d.k.Apply(retry) {
+			errs[again[j]] = err
+		}
+		wait *= 2
+	}
+	for i, err := range errs {
+		if err != nil {
+			errs[i] = fmt.Errorf("%s: %w", what(i), err)
 		}
 	}
 	return errs

@@ -181,6 +181,11 @@ func TestFailedRequestIsRetriedThenReported(t *testing.T) {
 		t.Fatalf("one failure then success: %v", err)
 	}
 	assertKernel(t, k, want)
+	// The services in a batch, the failed one again alone, the reals in
+	// a batch.
+	if want := []int{4, 1, 6}; !reflect.DeepEqual(k.batches, want) {
+		t.Errorf("batches of %v requests, want %v", k.batches, want)
+	}
 	if !reflect.DeepEqual(waits, []time.Duration{10 * time.Millisecond}) {
 		t.Errorf("waits = %v, want [10ms]", waits)
 	}
@@ -188,10 +193,11 @@ func TestFailedRequestIsRetriedThenReported(t *testing.T) {
 	// A request that keeps failing is reported; the rest is applied.
 	want.Services[0].Reals[0].Weight = 9
 	want.Services[2].Reals[0].Weight = 7
-	k.fail["update-real"] = 3
+	k.fail["update-real 198.51.100.11:80"] = 3
 	err := d.Reconcile(context.Background(), want)
-	if err == nil || !strings.Contains(err.Error(), "update real") {
-		t.Fatalf("err = %v, want the failed update reported", err)
+	if err == nil || !strings.Contains(err.Error(), "update real 198.51.100.11:80 of tcp 192.0.2.9:80") ||
+		strings.Contains(err.Error(), "5353") {
+		t.Fatalf("err = %v, want the failed update reported, and only it", err)
 	}
 	// 3 tries of the failing request: 2 waits, doubling.
 	if want := []time.Duration{10 * time.Millisecond, 10 * time.Millisecond, 20 * time.Millisecond}; !reflect.DeepEqual(waits, want) {

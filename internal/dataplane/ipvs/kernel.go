@@ -5,24 +5,23 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"sync"
 	"sync/atomic"
 
 	cfipvs "github.com/cloudflare/ipvs"
 	"github.com/mdlayher/genetlink"
 	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // kernel is the part of IPVS's generic netlink interface the data plane
-// uses: one method per netlink request.
+// uses.
 type kernel interface {
 	Services() ([]cfipvs.ServiceExtended, error)
-	Destinations(cfipvs.Service) ([]cfipvs.DestinationExtended, error)
-	CreateService(cfipvs.Service) error
-	UpdateService(cfipvs.Service) error
-	RemoveService(cfipvs.Service) error
-	CreateDestination(cfipvs.Service, cfipvs.Destination) error
-	UpdateDestination(cfipvs.Service, cfipvs.Destination) error
-	RemoveDestination(cfipvs.Service, cfipvs.Destination) error
+	// Destinations lists the real servers of each service, in order.
+	Destinations([]cfipvs.Service) ([][]cfipvs.DestinationExtended, error)
+	// Apply makes the changes, in order, and returns each one's error.
+	Apply([]request) []error
 	Daemons() ([]Daemon, error)
 	NewDaemon(Daemon) error
 	DelDaemon(Daemon) error
@@ -50,58 +49,106 @@ func (d Daemon) Role() string {
 	return "master"
 }
 
-// netlinkKernel talks to the kernel: virtual services through
-// github.com/cloudflare/ipvs, sync daemons through its own generic
-// netlink connection.
+// netlinkKernel talks to the kernel: it reads virtual services through
+// github.com/cloudflare/ipvs, several real-server dumps at once on as many
+// sockets; it changes them, and runs the sync daemons, on a generic
+// netlink connection of its own, changes in batches.
 type netlinkKernel struct {
-	cfipvs.Client
+	readers []cfipvs.Client
 	daemons *daemonConn
+	batch   *batcher
 }
+
+// readers is how many real-server dumps run at once: the kernel runs one
+// dump at a time per socket.
+const readers = 4
 
 func dialKernel() (*netlinkKernel, error) {
-	c, err := cfipvs.New()
-	if err != nil {
-		return nil, fmt.Errorf("open IPVS netlink: %w", err)
-	}
-	conn, err := genetlink.Dial(nil)
-	if err != nil {
-		_ = closeClient(c) // the open error is the one to report
-		return nil, fmt.Errorf("open IPVS netlink: %w", err)
-	}
-	d, err := newDaemonConn(conn)
-	if err != nil {
-		_ = closeClient(c) // the open error is the one to report
-		conn.Close()
+	k := &netlinkKernel{}
+	if err := k.open(); err != nil {
+		_ = k.Close() // the open error is the one to report
 		return nil, err
 	}
-	return &netlinkKernel{Client: c, daemons: d}, nil
+	return k, nil
 }
 
-func (k *netlinkKernel) Daemons() ([]Daemon, error) { return k.daemons.list() }
-func (k *netlinkKernel) NewDaemon(d Daemon) error   { return k.daemons.start(d) }
-func (k *netlinkKernel) DelDaemon(d Daemon) error   { return k.daemons.stop(d) }
+// open opens the sockets; Close closes those opened.
+func (k *netlinkKernel) open() error {
+	for range readers {
+		c, err := cfipvs.New()
+		if err != nil {
+			return fmt.Errorf("open IPVS netlink: %w", err)
+		}
+		k.readers = append(k.readers, c)
+	}
+	conn, err := netlink.Dial(unix.NETLINK_GENERIC, nil)
+	if err != nil {
+		return fmt.Errorf("open IPVS netlink: %w", err)
+	}
+	gc := genetlink.NewConn(conn)
+	if k.daemons, err = newDaemonConn(gc); err != nil {
+		_ = gc.Close() // the open error is the one to report
+		return err
+	}
+	k.batch, err = newBatcher(conn, k.daemons.family)
+	return err
+}
+
+func (k *netlinkKernel) Daemons() ([]Daemon, error)   { return k.daemons.list() }
+func (k *netlinkKernel) NewDaemon(d Daemon) error     { return k.daemons.start(d) }
+func (k *netlinkKernel) DelDaemon(d Daemon) error     { return k.daemons.stop(d) }
+func (k *netlinkKernel) Apply(reqs []request) []error { return k.batch.apply(reqs) }
 
 // Services lists the virtual services; none is not an error.
 func (k *netlinkKernel) Services() ([]cfipvs.ServiceExtended, error) {
-	ss, err := k.Client.Services()
+	ss, err := k.readers[0].Services()
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
 	return ss, err
 }
 
-// Destinations lists a service's real servers; an empty service is not
-// an error.
-func (k *netlinkKernel) Destinations(s cfipvs.Service) ([]cfipvs.DestinationExtended, error) {
-	ds, err := k.Client.Destinations(s)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
+// Destinations dumps the services' real servers, one dump per reader
+// socket at a time; an empty service is not an error.
+func (k *netlinkKernel) Destinations(svcs []cfipvs.Service) ([][]cfipvs.DestinationExtended, error) {
+	out := make([][]cfipvs.DestinationExtended, len(svcs))
+	errs := make([]error, len(k.readers))
+	var next atomic.Int64
+	var failed atomic.Bool
+	var wg sync.WaitGroup
+	for w, c := range k.readers {
+		wg.Go(func() {
+			for !failed.Load() {
+				i := int(next.Add(1) - 1)
+				if i >= len(svcs) {
+					return
+				}
+				ds, err := c.Destinations(svcs[i])
+				if err != nil && !errors.Is(err, os.ErrNotExist) {
+					errs[w] = fmt.Errorf("list real servers of %s: %w", keyOf(svcs[i]), err)
+					failed.Store(true)
+					return
+				}
+				out[i] = ds
+			}
+		})
 	}
-	return ds, err
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 func (k *netlinkKernel) Close() error {
-	return errors.Join(closeClient(k.Client), k.daemons.c.Close())
+	var errs []error
+	for _, c := range k.readers {
+		errs = append(errs, closeClient(c))
+	}
+	if k.daemons != nil {
+		errs = append(errs, k.daemons.c.Close())
+	}
+	return errors.Join(errs...)
 }
 
 func closeClient(c cfipvs.Client) error {
@@ -134,9 +181,9 @@ func (c *counting) Services() ([]cfipvs.ServiceExtended, error) {
 	return c.kernel.Services()
 }
 
-func (c *counting) Destinations(s cfipvs.Service) ([]cfipvs.DestinationExtended, error) {
-	c.reads.Add(1)
-	return c.kernel.Destinations(s)
+func (c *counting) Destinations(svcs []cfipvs.Service) ([][]cfipvs.DestinationExtended, error) {
+	c.reads.Add(int64(len(svcs)))
+	return c.kernel.Destinations(svcs)
 }
 
 func (c *counting) Daemons() ([]Daemon, error) {
@@ -144,34 +191,9 @@ func (c *counting) Daemons() ([]Daemon, error) {
 	return c.kernel.Daemons()
 }
 
-func (c *counting) CreateService(s cfipvs.Service) error {
-	c.writes.Add(1)
-	return c.kernel.CreateService(s)
-}
-
-func (c *counting) UpdateService(s cfipvs.Service) error {
-	c.writes.Add(1)
-	return c.kernel.UpdateService(s)
-}
-
-func (c *counting) RemoveService(s cfipvs.Service) error {
-	c.writes.Add(1)
-	return c.kernel.RemoveService(s)
-}
-
-func (c *counting) CreateDestination(s cfipvs.Service, d cfipvs.Destination) error {
-	c.writes.Add(1)
-	return c.kernel.CreateDestination(s, d)
-}
-
-func (c *counting) UpdateDestination(s cfipvs.Service, d cfipvs.Destination) error {
-	c.writes.Add(1)
-	return c.kernel.UpdateDestination(s, d)
-}
-
-func (c *counting) RemoveDestination(s cfipvs.Service, d cfipvs.Destination) error {
-	c.writes.Add(1)
-	return c.kernel.RemoveDestination(s, d)
+func (c *counting) Apply(reqs []request) []error {
+	c.writes.Add(int64(len(reqs)))
+	return c.kernel.Apply(reqs)
 }
 
 func (c *counting) NewDaemon(d Daemon) error {

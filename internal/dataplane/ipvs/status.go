@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	cfipvs "github.com/cloudflare/ipvs"
+
 	"halb/internal/dataplane"
 )
 
@@ -48,17 +50,21 @@ func (d *Dataplane) Status() ([]ServiceStatus, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ipvs status: list services: %w", err)
 	}
+	svcs := make([]cfipvs.Service, len(all))
+	for i, ks := range all {
+		svcs[i] = ks.Service
+	}
+	dests, err := d.k.Destinations(svcs)
+	if err != nil {
+		return nil, fmt.Errorf("ipvs status: %w", err)
+	}
 	out := make([]ServiceStatus, 0, len(all))
-	for _, ks := range all {
+	for i, ks := range all {
 		vs := fromKernel(ks.Service)
 		st := ServiceStatus{Key: vs.Key, Scheduler: vs.Scheduler, Flags: vs.Flags, Persistence: vs.Persistence,
 			Netmask: vs.Netmask, Managed: d.owned.has(vs.Key), Connections: ks.Stats64.Connections,
 			InBytes: ks.Stats64.IncomingBytes, OutBytes: ks.Stats64.OutgoingBytes, Reals: []RealStatus{}}
-		dests, err := d.k.Destinations(ks.Service)
-		if err != nil {
-			return nil, fmt.Errorf("ipvs status: list real servers of %s: %w", vs.Key, err)
-		}
-		for _, dst := range dests {
+		for _, dst := range dests[i] {
 			st.Reals = append(st.Reals, RealStatus{Real: realFromKernel(dst.Destination), ActiveConns: dst.ActiveConnections,
 				InactiveConns: dst.InactiveConnections, PersistentConns: dst.PersistentConnections})
 		}
