@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Builds halb's Debian package: the static binary, the systemd unit, the
-# commented default configuration, man pages, shell completion and the
-# example site. Prints the path of the .deb.
+# Builds halb's Debian package: the binary (pure Go, PIE), the systemd
+# unit, the commented default configuration, man pages, shell completion,
+# the example site and keepalived examples. Prints the path of the .deb.
 #
 #   packaging/build-deb.sh [OUTDIR]      (default OUTDIR: out/)
 #   VERSION=1.2.3 packaging/build-deb.sh
@@ -27,7 +27,7 @@ trap 'rm -rf "$stage"' EXIT
 pkg=$stage/halb
 doc=$pkg/usr/share/doc/halb
 install -d "$pkg/DEBIAN" "$pkg/usr/sbin" "$pkg/lib/systemd/system" "$pkg/etc/halb" \
-  "$pkg/usr/share/man/man8" "$pkg/usr/share/man/man5" "$pkg/usr/share/bash-completion/completions" "$doc/examples" \
+  "$pkg/usr/share/man/man8" "$pkg/usr/share/man/man5" "$pkg/usr/share/bash-completion/completions" "$doc/examples/keepalived" \
   "$pkg/usr/share/zsh/vendor-completions" "$pkg/usr/share/fish/vendor_completions.d"
 
 revision=$(git rev-parse HEAD 2>/dev/null || true)
@@ -47,6 +47,7 @@ gen_completion fish >"$pkg/usr/share/fish/vendor_completions.d/halb.fish"
 chmod 0644 "$pkg/usr/share/bash-completion/completions/halb" "$pkg/usr/share/zsh/vendor-completions/_halb" \
   "$pkg/usr/share/fish/vendor_completions.d/halb.fish"
 install -m 0644 examples/*.yaml "$doc/examples/"
+install -m 0644 examples/keepalived/*.conf "$doc/examples/keepalived/"
 install -m 0644 packaging/debian/copyright "$doc/copyright"
 {
   echo "halb ($VERSION) unstable; urgency=medium"

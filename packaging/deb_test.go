@@ -101,7 +101,8 @@ func TestDebPackage(t *testing.T) {
 		"./usr/share/man/man8/halb.8.gz", "./usr/share/man/man5/halb.yaml.5.gz",
 		"./usr/share/bash-completion/completions/halb", "./usr/share/zsh/vendor-completions/_halb",
 		"./usr/share/fish/vendor_completions.d/halb.fish", "./usr/share/doc/halb/copyright",
-		"./usr/share/doc/halb/examples/site-lb-a.yaml",
+		"./usr/share/doc/halb/examples/site-lb-a.yaml", "./usr/share/doc/halb/examples/keepalived/lb-a.conf",
+		"./usr/share/doc/halb/examples/keepalived/lvs.conf",
 	} {
 		if !strings.Contains(list, want) {
 			t.Errorf("package lacks %s:\n%s", want, list)

@@ -87,15 +87,12 @@ api: {metrics: "127.0.0.1:9470"}
 		}
 		return fams
 	}
-	const (
-		check11 = "http 198.51.100.11:80 /index.html"
-		check12 = "http 198.51.100.12:80 /index.html"
-		tcp11   = "tcp 198.51.100.11:80"
-	)
-	checks := func(fams map[string]*dto.MetricFamily, pool, server, check, result string) float64 {
+	// The checks' types; the servers have no port of their own.
+	const check11, check12, tcp11 = "http", "http", "tcp"
+	checks := func(fams map[string]*dto.MetricFamily, pool, server, typ, result string) float64 {
 	next:
-		for _, m := range fams["halb_health_checks_total"].GetMetric() {
-			want := map[string]string{"pool": pool, "server": server, "check": check, "result": result}
+		for _, m := range fams["halb_server_checks_total"].GetMetric() {
+			want := map[string]string{"pool": pool, "address": server, "port": "", "type": typ, "result": result}
 			for _, l := range m.GetLabel() {
 				if want[l.GetName()] != l.GetValue() {
 					continue next

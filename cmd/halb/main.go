@@ -19,6 +19,7 @@ import (
 	"strings"
 
 	"halb/internal/buildinfo"
+	"halb/internal/suggest"
 )
 
 // runFunc runs a command with its flags parsed and its positional
@@ -199,46 +200,11 @@ func (c *command) usage(w io.Writer) {
 // didYouMean suggests the known word closest to word, if one is close
 // (" did you mean "status"?"), else "".
 func didYouMean(word string, known []string) string {
-	best, bestDist := "", 3
-	for _, k := range known {
-		d := distance(word, k)
-		if strings.HasPrefix(k, word) && len(word) >= 2 {
-			d = min(d, 1)
-		}
-		if d < bestDist {
-			best, bestDist = k, d
-		}
-	}
+	best := suggest.Closest(word, known)
 	if best == "" {
 		return ""
 	}
 	return fmt.Sprintf(" did you mean %q?", best)
-}
-
-// distance is the Damerau-Levenshtein (optimal string alignment) edit
-// distance of a and b.
-func distance(a, b string) int {
-	d := make([][]int, len(a)+1)
-	for i := range d {
-		d[i] = make([]int, len(b)+1)
-		d[i][0] = i
-	}
-	for j := range d[0] {
-		d[0][j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
-			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
-				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
-			}
-		}
-	}
-	return d[len(a)][len(b)]
 }
 
 func init() {

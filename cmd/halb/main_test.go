@@ -61,7 +61,7 @@ services:
 		bad + ":12:17: services[0].ports[1]: the range 8000-8100 needs a mark",
 		bad + `:13:16: services[0].scheduler: "fastest" is not one of`,
 		bad + `:14:11: services[0].pool: no pool named "web"`,
-		bad + `:15:5: services[0]: unknown key "persistance"`,
+		bad + `:15:5: services[0]: unknown key "persistance"; did you mean "persistence"?`,
 	}
 	lines := strings.Split(strings.TrimSpace(stderr), "\n")
 	if len(lines) != len(want) {

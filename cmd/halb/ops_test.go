@@ -274,13 +274,13 @@ notify:
 		t.Errorf("no %s{%s=%q}", name, label, value)
 		return -1
 	}
-	if v := sample("halb_server_up", "server", "198.51.100.12"); v != 0 {
+	if v := sample("halb_server_up", "address", "198.51.100.12"); v != 0 {
 		t.Errorf("halb_server_up for the killed server = %v", v)
 	}
-	if v := sample("halb_server_up", "server", "198.51.100.11"); v != 1 {
+	if v := sample("halb_server_up", "address", "198.51.100.11"); v != 1 {
 		t.Errorf("halb_server_up for a live server = %v", v)
 	}
-	if v := sample("halb_server_check_latency_seconds", "server", "198.51.100.11"); v <= 0 || v > 1 {
+	if v := sample("halb_server_check_latency_seconds", "address", "198.51.100.11"); v <= 0 || v > 1 {
 		t.Errorf("last check latency of a live server = %vs", v)
 	}
 	if v := sample("halb_notifications_sent_total", "notifier", smtpName); v != 1 {

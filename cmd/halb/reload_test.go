@@ -115,7 +115,7 @@ api: {metrics: %q}
 			return false
 		}
 		for _, line := range strings.Split(body, "\n") {
-			if strings.HasPrefix(line, name+"{") && strings.Contains(line, `server="`+server+`"`) {
+			if strings.HasPrefix(line, name+"{") && strings.Contains(line, `address="`+server+`"`) {
 				return true
 			}
 		}
@@ -126,7 +126,7 @@ api: {metrics: %q}
 	waitFor(t, ctx, "the DOWN events at the first receiver", func() bool { return len(hooks[0].messages()) > 0 })
 	waitFor(t, ctx, "series of both servers", func() bool {
 		return series(oldMetrics, "halb_server_transitions_total", "198.51.100.12") &&
-			series(oldMetrics, "halb_health_checks_total", "198.51.100.12") &&
+			series(oldMetrics, "halb_server_checks_total", "198.51.100.12") &&
 			series(oldMetrics, "halb_server_transitions_total", "198.51.100.11")
 	})
 
@@ -161,7 +161,7 @@ api: {metrics: %q}
 	if _, err := getIn(lb.Name, newMetrics, "/"); err != nil {
 		t.Errorf("status page on the new address: %v", err)
 	}
-	for _, name := range []string{"halb_server_transitions_total", "halb_health_checks_total", "halb_server_up"} {
+	for _, name := range []string{"halb_server_transitions_total", "halb_server_checks_total", "halb_server_up"} {
 		if series(newMetrics, name, "198.51.100.12") {
 			t.Errorf("%s still has the removed server 198.51.100.12", name)
 		}

@@ -2,9 +2,10 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 	"reflect"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -171,7 +172,7 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 		}
 		idx, ok := fields[k.Value]
 		if !ok {
-			d.errorf(k, "%s: unknown key %q (known keys: %s)", displayPath(path), k.Value, knownKeys(fields))
+			d.errorf(k, "%s: %s", displayPath(path), unknownKey(k.Value, fields))
 			continue
 		}
 		if seen[k.Value] {
@@ -210,13 +211,13 @@ func (d *decoder) decodeMap(n *yaml.Node, v reflect.Value, path string) {
 	}
 }
 
-func knownKeys(fields map[string]int) string {
-	keys := make([]string, 0, len(fields))
-	for k := range fields {
-		keys = append(keys, k)
+// unknownKey says that key is none of fields', naming the closest one
+// when it looks misspelt, else every known key.
+func unknownKey(key string, fields map[string]int) string {
+	if hint := didYouMean(key, maps.Keys(fields)); hint != "" {
+		return fmt.Sprintf("unknown key %q%s", key, hint)
 	}
-	sort.Strings(keys)
-	return strings.Join(keys, ", ")
+	return fmt.Sprintf("unknown key %q (known keys: %s)", key, strings.Join(slices.Sorted(maps.Keys(fields)), ", "))
 }
 
 func joinPath(path, key string) string {

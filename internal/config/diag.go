@@ -2,8 +2,12 @@ package config
 
 import (
 	"fmt"
+	"iter"
+	"slices"
 	"sort"
 	"strings"
+
+	"halb/internal/suggest"
 )
 
 // Severity says whether a diagnostic makes a configuration unusable.
@@ -15,6 +19,16 @@ const (
 	// Warning is reported but the configuration is still used.
 	Warning
 )
+
+// didYouMean is `; did you mean "NAME"?` for the name of known closest
+// to a misspelt name, or "" when none is close.
+func didYouMean(name string, known iter.Seq[string]) string {
+	best := suggest.Closest(name, slices.Sorted(known))
+	if best == "" {
+		return ""
+	}
+	return fmt.Sprintf("; did you mean %q?", best)
+}
 
 // Pos is a 1-based position in a configuration file.
 type Pos struct {

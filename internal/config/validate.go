@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"net/url"
@@ -190,11 +191,18 @@ func (v *validator) instance(p string, in Instance) {
 	v.instanceExtras(p, in)
 }
 
-// instanceAddrs checks that an instance's addresses are of one family.
+// instanceAddrs checks that an instance's addresses are of one family:
+// the family of its first VIP. Addresses that did not parse were reported
+// when decoded and are not compared.
 func (v *validator) instanceAddrs(p string, in Instance) {
 	fam := in.Family()
+	if i := slices.IndexFunc(in.VIPs, netip.Prefix.IsValid); i >= 0 {
+		fam = vipFamily(in.VIPs[i].Addr())
+	} else if len(in.VIPs) > 0 {
+		return // no VIP parsed: no family to compare with
+	}
 	for j, vip := range in.VIPs {
-		if vipFamily(vip.Addr()) != fam {
+		if vip.IsValid() && vipFamily(vip.Addr()) != fam {
 			v.errorAt(fmt.Sprintf("%s.vips[%d]", p, j), "%s mixes IPv4 and IPv6 in one instance; VRRP carries one family per instance, use two instances in a sync group", vip)
 		}
 	}
@@ -202,7 +210,7 @@ func (v *validator) instanceAddrs(p string, in Instance) {
 		v.errorAt(p+".unicast_source", "%s is not of the VIPs' address family", in.UnicastSource)
 	}
 	for j, peer := range in.UnicastPeers {
-		if vipFamily(peer) != fam {
+		if peer.IsValid() && vipFamily(peer) != fam {
 			v.errorAt(fmt.Sprintf("%s.unicast_peers[%d]", p, j), "%s is not of the VIPs' address family", peer)
 		}
 	}
@@ -212,7 +220,7 @@ func (v *validator) instanceAddrs(p string, in Instance) {
 func (v *validator) instanceTracking(p string, in Instance, scripts map[string]bool) {
 	for j, t := range in.TrackScripts {
 		if !scripts[t.Name] {
-			v.errorAt(fmt.Sprintf("%s.track_scripts[%d]", p, j), "no script named %q in vrrp.scripts", t.Name)
+			v.errorAt(fmt.Sprintf("%s.track_scripts[%d]", p, j), "no script named %q in vrrp.scripts%s", t.Name, didYouMean(t.Name, maps.Keys(scripts)))
 		}
 	}
 	for j, t := range in.TrackInterface {
@@ -431,6 +439,9 @@ func (v *validator) services() {
 		}
 		fam := 0
 		for j, vip := range s.VIPs {
+			if !vip.IsValid() {
+				continue // reported when decoded
+			}
 			vp := fmt.Sprintf("%s.vips[%d]", p, j)
 			if len(carried) > 0 && !carried[vip] && !v.bgpAnnounced(vip) {
 				v.warnf(vp, "%s: no VRRP instance carries VIP %s; it must be configured by other means", vp, vip)
@@ -479,12 +490,14 @@ func (v *validator) servicePool(p string, s Service) {
 	}
 	pool, ok := v.c.Pools[s.Pool]
 	if !ok {
-		v.errorf(p+".pool", "%s.pool: no pool named %q", p, s.Pool)
+		v.errorf(p+".pool", "%s.pool: no pool named %q%s", p, s.Pool, didYouMean(s.Pool, maps.Keys(v.c.Pools)))
 		return
 	}
 	families := map[int]bool{}
 	for _, vip := range s.VIPs {
-		families[vipFamily(vip)] = true
+		if vip.IsValid() {
+			families[vipFamily(vip)] = true
+		}
 	}
 	hasFamily := map[int]bool{}
 	for i, srv := range pool.Servers {
@@ -526,7 +539,7 @@ func (v *validator) servicePool(p string, s Service) {
 			}
 		}
 	}
-	if sorry, ok := pool.Sorry(); ok && len(s.VIPs) > 0 && vipFamily(sorry.Addr()) != vipFamily(s.VIPs[0]) && len(families) == 1 {
+	if sorry, ok := pool.Sorry(); ok && len(families) == 1 && !families[vipFamily(sorry.Addr())] {
 		v.errorf("pools."+s.Pool+".sorry_server", "pools.%s.sorry_server: %s is not of the address family of service %q", s.Pool, sorry.Addr(), s.Name)
 	}
 }

@@ -106,7 +106,7 @@ func TestGuestDaemonIPVSCounters(t *testing.T) {
 			if bytesIn == 0 {
 				t.Error("no bytes counted in")
 			}
-			if len(fams["halb_real_active_connections"].GetMetric()) != 1 {
+			if len(fams["halb_server_active_connections"].GetMetric()) != 1 {
 				t.Error("no real server in the counters")
 			}
 			return

@@ -117,7 +117,7 @@ func newHealthChecker(cfg *config.Config, log *slog.Logger, m *metrics.Metrics) 
 	c := health.New(cfg, health.WithLogger(log.With("subsystem", "health")), health.WithResultHook(func(r health.CheckResult) {
 		m.ObserveCheck(r.Type, r.Result.Latency)
 		for _, s := range r.Servers {
-			m.CountCheck(s.Pool, s.Server, r.Check, r.Result.OK)
+			m.CountCheck(s.Pool, s.Server, r.Type, r.Result.OK)
 		}
 	}))
 	m.AddCheckSource(healthResults{c})

@@ -15,10 +15,6 @@ import (
 
 func TestHealthCheckCounts(t *testing.T) {
 	m := New(func(context.Context) (api.Status, error) { return api.Status{}, errors.New("not running") })
-	const (
-		check11 = "http 198.51.100.11:80 /healthz"
-		check12 = "http 198.51.100.12:80 /healthz"
-	)
 	// 198.51.100.11: 7 passes of 2 ms and 3 failures of 3 s (timeouts);
 	// 198.51.100.12: 5 failures of 2 ms; a tcp check on two pools' server:
 	// 4 passes of 0.5 ms.
@@ -29,41 +25,41 @@ func TestHealthCheckCounts(t *testing.T) {
 			d = 3 * time.Second
 		}
 		m.ObserveCheck("http", d)
-		m.CountCheck("www", "198.51.100.11", check11, ok)
+		m.CountCheck("www", "198.51.100.11", "http", ok)
 	}
 	for range 5 {
 		m.ObserveCheck("http", 2*time.Millisecond)
-		m.CountCheck("www", "198.51.100.12", check12, false)
+		m.CountCheck("www", "198.51.100.12", "http", false)
 	}
 	for range 4 {
 		m.ObserveCheck("tcp", 500*time.Microsecond)
-		m.CountCheck("api", "198.51.100.13:8080", "tcp 198.51.100.13:8080", true)
-		m.CountCheck("web", "198.51.100.13:8080", "tcp 198.51.100.13:8080", true)
+		m.CountCheck("api", "198.51.100.13:8080", "tcp", true)
+		m.CountCheck("web", "[2001:db8::13]:8080", "tcp", true)
 	}
 	srv := httptest.NewServer(m.Handler())
 	defer srv.Close()
 	fams := scrape(t, srv.URL+"/metrics")
 
 	counts := []struct {
-		pool, server, check, result string
-		want                        float64
+		pool, addr, port, typ, result string
+		want                          float64
 	}{
-		{"www", "198.51.100.11", check11, "ok", 7},
-		{"www", "198.51.100.11", check11, "fail", 3},
-		{"www", "198.51.100.12", check12, "fail", 5},
-		{"api", "198.51.100.13:8080", "tcp 198.51.100.13:8080", "ok", 4},
-		{"web", "198.51.100.13:8080", "tcp 198.51.100.13:8080", "ok", 4},
+		{"www", "198.51.100.11", "", "http", "ok", 7},
+		{"www", "198.51.100.11", "", "http", "fail", 3},
+		{"www", "198.51.100.12", "", "http", "fail", 5},
+		{"api", "198.51.100.13", "8080", "tcp", "ok", 4},
+		{"web", "2001:db8::13", "8080", "tcp", "ok", 4},
 		// Both results of a checked server are exported, from zero.
-		{"www", "198.51.100.12", check12, "ok", 0},
-		{"api", "198.51.100.13:8080", "tcp 198.51.100.13:8080", "fail", 0},
-		{"web", "198.51.100.13:8080", "tcp 198.51.100.13:8080", "fail", 0},
+		{"www", "198.51.100.12", "", "http", "ok", 0},
+		{"api", "198.51.100.13", "8080", "tcp", "fail", 0},
+		{"web", "2001:db8::13", "8080", "tcp", "fail", 0},
 	}
 	for _, c := range counts {
-		if v := value(t, fams, "halb_health_checks_total", "pool", c.pool, "server", c.server, "check", c.check, "result", c.result); v != c.want {
-			t.Errorf("checks_total{%s %s %s} = %v, want %v", c.server, c.pool, c.result, v, c.want)
+		if v := value(t, fams, "halb_server_checks_total", "pool", c.pool, "address", c.addr, "port", c.port, "type", c.typ, "result", c.result); v != c.want {
+			t.Errorf("checks_total{%s %s %s %s} = %v, want %v", c.addr, c.port, c.pool, c.result, v, c.want)
 		}
 	}
-	if n := len(fams["halb_health_checks_total"].GetMetric()); n != len(counts) {
+	if n := len(fams["halb_server_checks_total"].GetMetric()); n != len(counts) {
 		t.Errorf("%d checks_total series, want %d", n, len(counts))
 	}
 

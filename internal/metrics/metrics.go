@@ -55,7 +55,7 @@ type Metrics struct {
 	checkCounters map[checkKey][2]prometheus.Counter // fail, ok
 }
 
-type checkKey struct{ pool, server, check string }
+type checkKey struct{ pool, server, typ string }
 
 // New returns the registry for a node whose status is read by status.
 func New(status StatusFunc) *Metrics {
@@ -63,7 +63,7 @@ func New(status StatusFunc) *Metrics {
 		vrrpTransitions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "halb_vrrp_transitions_total",
 			Help: "VRRP state transitions, by instance and new state."}, []string{"instance", "from", "to"}),
 		healthTransitions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "halb_server_transitions_total",
-			Help: "Real server health transitions, by pool, server and new state."}, []string{"pool", "server", "to"}),
+			Help: "Real server health transitions, by pool, server and new state."}, []string{"pool", "address", "port", "to"}),
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "halb_events_total",
 			Help: "Events recorded, by kind."}, []string{"kind"}),
 		reconciles: prometheus.NewCounter(prometheus.CounterOpts{Name: "halb_reconcile_runs_total",
@@ -74,11 +74,11 @@ func New(status StatusFunc) *Metrics {
 			Help: "Duration of data plane reconcile runs.", Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10)}),
 	}
 	m.checkCounters = map[checkKey][2]prometheus.Counter{}
-	m.checkRuns = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "halb_health_checks_total",
-		Help: "Health checks run, by pool, server, check and result (ok or fail)."}, []string{"pool", "server", "check", "result"})
+	m.checkRuns = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "halb_server_checks_total",
+		Help: "Health checks run, by pool, server, check type and result (ok or fail)."}, []string{"pool", "address", "port", "type", "result"})
 	m.checkDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "halb_health_check_duration_seconds",
 		Help:    "Duration of health checks, by check type.",
-		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}}, []string{"check_type"})
+		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}}, []string{"type"})
 	m.reg.MustRegister(m.vrrpTransitions, m.healthTransitions, m.events, m.reconciles, m.reconcileErrors, m.reconcileDuration,
 		m.checkRuns, m.checkDuration,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), (*state)(m))
@@ -137,7 +137,8 @@ func (m *Metrics) OnEvent(r event.Record) {
 		if r.Health.Up {
 			to = "up"
 		}
-		m.healthTransitions.WithLabelValues(r.Health.Pool, serverLabel(r.Health.Addr, r.Health.Port), to).Inc()
+		addr, port := serverLabels(r.Health.Addr, r.Health.Port)
+		m.healthTransitions.WithLabelValues(r.Health.Pool, addr, port, to).Inc()
 	}
 }
 
@@ -146,14 +147,16 @@ func (m *Metrics) ObserveCheck(checkType string, d time.Duration) {
 	m.checkDuration.WithLabelValues(checkType).Observe(d.Seconds())
 }
 
-// CountCheck counts one health check result for one pool server.
-func (m *Metrics) CountCheck(pool, server, check string, ok bool) {
-	k := checkKey{pool, server, check}
+// CountCheck counts one result of a check of type checkType (tcp, http,
+// …) for one pool server, named "address" or "address:port".
+func (m *Metrics) CountCheck(pool, server, checkType string, ok bool) {
+	k := checkKey{pool, server, checkType}
 	m.checkMu.Lock()
 	c, found := m.checkCounters[k]
 	if !found {
-		c = [2]prometheus.Counter{m.checkRuns.WithLabelValues(pool, server, check, "fail"),
-			m.checkRuns.WithLabelValues(pool, server, check, "ok")}
+		addr, port := splitServer(server)
+		c = [2]prometheus.Counter{m.checkRuns.WithLabelValues(pool, addr, port, checkType, "fail"),
+			m.checkRuns.WithLabelValues(pool, addr, port, checkType, "ok")}
 		m.checkCounters[k] = c
 	}
 	m.checkMu.Unlock()
@@ -164,11 +167,22 @@ func (m *Metrics) CountCheck(pool, server, check string, ok bool) {
 	}
 }
 
-func serverLabel(a netip.Addr, port uint16) string {
+// serverLabels are a server's address and port labels; the port is
+// empty when the server has none of its own.
+func serverLabels(a netip.Addr, port uint16) (string, string) {
 	if port == 0 {
-		return a.String()
+		return a.String(), ""
 	}
-	return netip.AddrPortFrom(a, port).String()
+	return a.String(), strconv.Itoa(int(port))
+}
+
+// splitServer splits a server named "address" or "address:port" into
+// its address and port labels.
+func splitServer(s string) (string, string) {
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return serverLabels(ap.Addr(), ap.Port())
+	}
+	return s, ""
 }
 
 // Instrument wraps a data plane so that its reconcile runs are counted
@@ -207,19 +221,18 @@ var (
 	dUp            = desc("halb_status_up", "1 when the engine answered the status request of this scrape.")
 	dInfo          = desc("halb_info", "Node, version, VCS revision, Go version and data plane of this halb.", "node", "version", "dataplane", "revision", "go_version")
 	dStart         = desc("halb_start_time_seconds", "When halb started, Unix time.")
-	dReloaded      = desc("halb_last_reload_timestamp_seconds", "When the configuration was last loaded, Unix time.")
 	dReloadOK      = desc("halb_config_last_reload_successful", "1 when the last configuration reload was applied (or none was tried), 0 when it was refused.")
 	dReloadOKAt    = desc("halb_config_last_reload_success_timestamp_seconds", "When a configuration was last loaded successfully (the start, or an applied reload), Unix time.")
-	dReconcileAt   = desc("halb_last_reconcile_timestamp_seconds", "When the data plane was last reconciled, Unix time.")
-	dReconcileOK   = desc("halb_last_reconcile_success", "1 when the last reconcile succeeded.")
+	dReconcileAt   = desc("halb_reconcile_last_timestamp_seconds", "When the data plane was last reconciled, Unix time.")
+	dReconcileOK   = desc("halb_reconcile_last_successful", "1 when the last reconcile succeeded.")
 	dVRRPState     = desc("halb_vrrp_state", "1 for the VRRP instance's current state.", "instance", "state")
 	dVRRPPrio      = desc("halb_vrrp_priority", "Configured VRRP priority.", "instance")
 	dVRRPEffPrio   = desc("halb_vrrp_effective_priority", "Advertised VRRP priority after tracking.", "instance")
 	dVRRPSince     = desc("halb_vrrp_state_since_timestamp_seconds", "When the instance entered its state, Unix time.", "instance")
-	dServerUp      = desc("halb_server_up", "1 when the real server is healthy.", "pool", "server")
-	dServerWeight  = desc("halb_server_weight", "Configured weight of the real server.", "pool", "server")
-	dServerEff     = desc("halb_server_effective_weight", "Weight the data plane gives the real server now.", "pool", "server")
-	dCheckLatency  = desc("halb_server_check_latency_seconds", "Duration of the server's last health check.", "pool", "server")
+	dServerUp      = desc("halb_server_up", "1 when the real server is healthy.", "pool", "address", "port")
+	dServerWeight  = desc("halb_server_weight", "Configured weight of the real server.", "pool", "address", "port")
+	dServerEff     = desc("halb_server_effective_weight", "Weight the data plane gives the real server now.", "pool", "address", "port")
+	dCheckLatency  = desc("halb_server_check_latency_seconds", "Duration of the server's last health check.", "pool", "address", "port")
 	dPoolQuorumUp  = desc("halb_pool_quorum_up", "1 when the pool has its quorum.", "pool")
 	dPoolHealthy   = desc("halb_pool_healthy_weight", "Sum of the healthy servers' weights.", "pool")
 	dPoolQuorum    = desc("halb_pool_quorum", "The pool's quorum.", "pool")
@@ -228,11 +241,11 @@ var (
 	dSvcConns      = desc("halb_service_connections_total", "Connections scheduled by the virtual service (kernel counter).", "service", "vs")
 	dSvcPackets    = desc("halb_service_packets_total", "Packets through the virtual service (kernel counter).", "service", "vs", "direction")
 	dSvcBytes      = desc("halb_service_bytes_total", "Bytes through the virtual service (kernel counter).", "service", "vs", "direction")
-	dRealConns     = desc("halb_real_connections_total", "Connections scheduled to the real server (kernel counter).", "vs", "server")
-	dRealActive    = desc("halb_real_active_connections", "Active connections to the real server.", "vs", "server")
-	dRealInactive  = desc("halb_real_inactive_connections", "Inactive connections to the real server.", "vs", "server")
-	dRealBytes     = desc("halb_real_bytes_total", "Bytes to and from the real server (kernel counter).", "vs", "server", "direction")
-	dRealPackets   = desc("halb_real_packets_total", "Packets to and from the real server (kernel counter).", "vs", "server", "direction")
+	dRealConns     = desc("halb_server_connections_total", "Connections scheduled to the real server (kernel counter).", "vs", "address", "port")
+	dRealActive    = desc("halb_server_active_connections", "Active connections to the real server.", "vs", "address", "port")
+	dRealInactive  = desc("halb_server_inactive_connections", "Inactive connections to the real server.", "vs", "address", "port")
+	dRealBytes     = desc("halb_server_bytes_total", "Bytes to and from the real server (kernel counter).", "vs", "address", "port", "direction")
+	dRealPackets   = desc("halb_server_packets_total", "Packets to and from the real server (kernel counter).", "vs", "address", "port", "direction")
 	dCountersUp    = desc("halb_kernel_counters_up", "1 when the data plane's counters could be read.")
 	dAdvertsSent   = desc("halb_vrrp_adverts_sent_total", "VRRP advertisements sent.", "instance")
 	dAdvertsRecv   = desc("halb_vrrp_adverts_received_total", "VRRP advertisements received.", "instance")
@@ -282,17 +295,18 @@ func (s *state) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, src := range checks {
 		for _, c := range src.CheckResults() {
-			gauge(dCheckLatency, c.Latency.Seconds(), c.Pool, c.Server)
+			addr, port := splitServer(c.Server)
+			gauge(dCheckLatency, c.Latency.Seconds(), c.Pool, addr, port)
 		}
 	}
 	if len(checks) == 0 && err == nil {
-		seen := map[[2]string]bool{}
+		seen := map[serverKey]bool{}
 		for _, svc := range st.Services {
 			for _, srv := range svc.Servers {
-				k := [2]string{svc.Pool, statusServer(srv)}
+				k := statusServer(svc.Pool, srv)
 				if !seen[k] && srv.LatencyMS > 0 {
 					seen[k] = true
-					gauge(dCheckLatency, srv.LatencyMS/1000, k[0], k[1])
+					gauge(dCheckLatency, srv.LatencyMS/1000, k.pool, k.addr, k.port)
 				}
 			}
 		}
@@ -315,15 +329,16 @@ func (s *state) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-func statusServer(s api.Server) string {
-	if s.Port == 0 {
-		return s.Address
+// serverKey is a pool server by its labels.
+type serverKey struct{ pool, addr, port string }
+
+// statusServer is the key of a server of pool in the status.
+func statusServer(pool string, s api.Server) serverKey {
+	k := serverKey{pool: pool, addr: s.Address}
+	if s.Port != 0 {
+		k.port = strconv.Itoa(int(s.Port))
 	}
-	a, err := netip.ParseAddr(s.Address)
-	if err != nil {
-		return s.Address + ":" + strconv.Itoa(int(s.Port))
-	}
-	return netip.AddrPortFrom(a, s.Port).String()
+	return k
 }
 
 func b2f(b bool) float64 {
@@ -344,7 +359,6 @@ func collectStatus(st api.Status, gauge func(*prometheus.Desc, float64, ...strin
 	build := buildinfo.Get()
 	gauge(dInfo, 1, st.Node, st.Version, st.Dataplane, build.Revision, build.GoVersion)
 	gauge(dStart, unix(st.Started))
-	gauge(dReloaded, unix(st.Reloaded))
 	gauge(dReloadOK, b2f(st.LastReload.Applied))
 	gauge(dReloadOKAt, unix(st.Reloaded))
 	if !st.LastReconcile.At.IsZero() {
@@ -359,12 +373,11 @@ func collectStatus(st api.Status, gauge func(*prometheus.Desc, float64, ...strin
 		gauge(dVRRPEffPrio, float64(in.EffectivePriority), in.Name)
 		gauge(dVRRPSince, unix(in.Since), in.Name)
 	}
-	type key struct{ pool, server string }
-	seen := map[key]bool{}
+	seen := map[serverKey]bool{}
 	up, down := map[string]int{}, map[string]int{}
 	for _, svc := range st.Services {
 		for _, srv := range svc.Servers {
-			k := key{svc.Pool, statusServer(srv)}
+			k := statusServer(svc.Pool, srv)
 			if seen[k] {
 				continue
 			}
@@ -374,9 +387,9 @@ func collectStatus(st api.Status, gauge func(*prometheus.Desc, float64, ...strin
 			} else {
 				down[svc.Pool]++
 			}
-			gauge(dServerUp, b2f(srv.Healthy), k.pool, k.server)
-			gauge(dServerWeight, float64(srv.Weight), k.pool, k.server)
-			gauge(dServerEff, float64(srv.EffectiveWeight), k.pool, k.server)
+			gauge(dServerUp, b2f(srv.Healthy), k.pool, k.addr, k.port)
+			gauge(dServerWeight, float64(srv.Weight), k.pool, k.addr, k.port)
+			gauge(dServerEff, float64(srv.EffectiveWeight), k.pool, k.addr, k.port)
 		}
 	}
 	for _, p := range st.Pools {
@@ -412,15 +425,15 @@ func collectCounters(ctx context.Context, srcs []CounterSource, gauge func(*prom
 			counter(dSvcPackets, s.PacketsOut, s.Service, vs, "out")
 		}
 		for _, r := range s.Reals {
-			srv := serverLabel(r.Addr, r.Port)
-			counter(dRealConns, r.Connections, vs, srv)
-			gauge(dRealActive, float64(r.ActiveConns), vs, srv)
-			gauge(dRealInactive, float64(r.InactiveConns), vs, srv)
-			counter(dRealBytes, r.BytesIn, vs, srv, "in")
-			counter(dRealBytes, r.BytesOut, vs, srv, "out")
+			addr, port := serverLabels(r.Addr, r.Port)
+			counter(dRealConns, r.Connections, vs, addr, port)
+			gauge(dRealActive, float64(r.ActiveConns), vs, addr, port)
+			gauge(dRealInactive, float64(r.InactiveConns), vs, addr, port)
+			counter(dRealBytes, r.BytesIn, vs, addr, port, "in")
+			counter(dRealBytes, r.BytesOut, vs, addr, port, "out")
 			if s.HasPackets {
-				counter(dRealPackets, r.PacketsIn, vs, srv, "in")
-				counter(dRealPackets, r.PacketsOut, vs, srv, "out")
+				counter(dRealPackets, r.PacketsIn, vs, addr, port, "in")
+				counter(dRealPackets, r.PacketsOut, vs, addr, port, "out")
 			}
 		}
 	}

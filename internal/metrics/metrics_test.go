@@ -49,7 +49,8 @@ func (k kernel) Counters(context.Context) ([]ServiceCounters, error) {
 	}
 	return []ServiceCounters{{Key: dataplane.ServiceKey{Family: 4, Protocol: "tcp", Addr: netip.MustParseAddr("192.0.2.9"), Port: 443},
 		Service: "https", Connections: 42, BytesIn: 1000, BytesOut: 9000,
-		Reals: []RealCounters{{Addr: netip.MustParseAddr("198.51.100.11"), ActiveConns: 7, InactiveConns: 2, Connections: 30}}}}, nil
+		Reals: []RealCounters{{Addr: netip.MustParseAddr("198.51.100.11"), ActiveConns: 7, InactiveConns: 2, Connections: 30},
+			{Addr: netip.MustParseAddr("198.51.100.12"), Port: 8080, ActiveConns: 5}}}}, nil
 }
 
 // scrape fetches /metrics and parses it with the Prometheus text parser.
@@ -147,11 +148,11 @@ func TestMetricsFollowLiveState(t *testing.T) {
 		{"halb_vrrp_state", []string{"instance", "web-b", "state", "INIT"}, 1},
 		{"halb_vrrp_priority", []string{"instance", "web-b"}, 100},
 		{"halb_vrrp_transitions_total", []string{"instance", "web-a", "from", "BACKUP", "to", "MASTER"}, 1},
-		{"halb_server_up", []string{"pool", "www", "server", "198.51.100.12"}, 0},
-		{"halb_server_up", []string{"pool", "www", "server", "198.51.100.11"}, 1},
-		{"halb_server_effective_weight", []string{"pool", "www", "server", "198.51.100.12"}, 0},
-		{"halb_server_transitions_total", []string{"pool", "www", "server", "198.51.100.12", "to", "down"}, 1},
-		{"halb_server_check_latency_seconds", []string{"pool", "www", "server", "198.51.100.13"}, 0.002},
+		{"halb_server_up", []string{"pool", "www", "address", "198.51.100.12", "port", ""}, 0},
+		{"halb_server_up", []string{"pool", "www", "address", "198.51.100.11"}, 1},
+		{"halb_server_effective_weight", []string{"pool", "www", "address", "198.51.100.12"}, 0},
+		{"halb_server_transitions_total", []string{"pool", "www", "address", "198.51.100.12", "to", "down"}, 1},
+		{"halb_server_check_latency_seconds", []string{"pool", "www", "address", "198.51.100.13"}, 0.002},
 		{"halb_pool_servers", []string{"pool", "www", "state", "up"}, 2},
 		{"halb_pool_servers", []string{"pool", "www", "state", "down"}, 1},
 		{"halb_pool_healthy_weight", []string{"pool", "www"}, 2},
@@ -159,7 +160,8 @@ func TestMetricsFollowLiveState(t *testing.T) {
 		{"halb_events_total", []string{"kind", "health"}, 3},
 		{"halb_service_connections_total", []string{"service", "https", "vs", "tcp 192.0.2.9:443"}, 42},
 		{"halb_service_bytes_total", []string{"vs", "tcp 192.0.2.9:443", "direction", "out"}, 9000},
-		{"halb_real_active_connections", []string{"vs", "tcp 192.0.2.9:443", "server", "198.51.100.11"}, 7},
+		{"halb_server_active_connections", []string{"vs", "tcp 192.0.2.9:443", "address", "198.51.100.11", "port", ""}, 7},
+		{"halb_server_active_connections", []string{"vs", "tcp 192.0.2.9:443", "address", "198.51.100.12", "port", "8080"}, 5},
 		{"halb_kernel_counters_up", nil, 1},
 		{"halb_config_last_reload_successful", nil, 1},
 		{"halb_info", []string{"node", "lb-a", "dataplane", "none", "go_version", runtime.Version()}, 1},

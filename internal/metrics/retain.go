@@ -12,24 +12,25 @@ import (
 // exists now. The gauges and kernel counters need no such care: they are
 // read from the live state at every scrape.
 func (m *Metrics) Retain(st api.Status) {
-	servers := map[[2]string]bool{}
+	servers := map[serverKey]bool{}
 	for _, svc := range st.Services {
 		for _, srv := range svc.Servers {
-			servers[[2]string{svc.Pool, statusServer(srv)}] = true
+			servers[statusServer(svc.Pool, srv)] = true
 		}
 	}
 	instances := map[string]bool{}
 	for _, in := range st.VRRP {
 		instances[in.Name] = true
 	}
-	server := func(l prometheus.Labels) bool { return servers[[2]string{l["pool"], l["server"]}] }
+	server := func(l prometheus.Labels) bool { return servers[serverKey{l["pool"], l["address"], l["port"]}] }
 	prune(m.healthTransitions, server)
 	prune(m.checkRuns, server)
 	prune(m.vrrpTransitions, func(l prometheus.Labels) bool { return instances[l["instance"]] })
 	m.checkMu.Lock()
 	defer m.checkMu.Unlock()
 	for k := range m.checkCounters {
-		if !servers[[2]string{k.pool, k.server}] {
+		addr, port := splitServer(k.server)
+		if !servers[serverKey{k.pool, addr, port}] {
 			delete(m.checkCounters, k)
 		}
 	}

@@ -42,12 +42,12 @@ func TestRetainForgetsRemovedServers(t *testing.T) {
 		port uint16
 	}{{"198.51.100.11", 0}, {"198.51.100.12", 8080}} {
 		m.OnEvent(event.Record{Kind: "health", Health: &event.Health{Pool: "www", Addr: netip.MustParseAddr(s.addr), Port: s.port}})
-		m.CountCheck("www", serverLabel(netip.MustParseAddr(s.addr), s.port), "tcp", true)
+		m.CountCheck("www", netip.AddrPortFrom(netip.MustParseAddr(s.addr), s.port).String(), "tcp", true)
 	}
 	for _, in := range []string{"web-a", "web-b"} {
 		m.OnEvent(event.Record{Kind: "vrrp", VRRP: &event.VRRP{Instance: in, Old: "BACKUP", New: "MASTER"}})
 	}
-	const removed, kept = "server=198.51.100.12:8080 ", "server=198.51.100.11 "
+	const removed, kept = "address=198.51.100.12 pool=www port=8080 ", "address=198.51.100.11 pool=www port= "
 	has := func(got map[string]bool, sub string) bool {
 		for s := range got {
 			if strings.Contains(s, sub) {
@@ -56,14 +56,14 @@ func TestRetainForgetsRemovedServers(t *testing.T) {
 		}
 		return false
 	}
-	for _, f := range []string{"halb_server_transitions_total", "halb_health_checks_total"} {
+	for _, f := range []string{"halb_server_transitions_total", "halb_server_checks_total"} {
 		if got := series(t, srv.URL, f); !has(got, removed) || !has(got, kept) {
 			t.Fatalf("%s before the reload: %v", f, got)
 		}
 	}
 	st = api.Status{Services: []api.Service{{Pool: "www", Servers: []api.Server{{Address: "198.51.100.11"}}}}, VRRP: []api.Instance{{Name: "web-a"}}}
 	m.Retain(st)
-	for _, f := range []string{"halb_server_transitions_total", "halb_health_checks_total", "halb_vrrp_transitions_total"} {
+	for _, f := range []string{"halb_server_transitions_total", "halb_server_checks_total", "halb_vrrp_transitions_total"} {
 		got := series(t, srv.URL, f)
 		if len(got) == 0 || has(got, removed) || has(got, "web-b") {
 			t.Errorf("%s after the reload: %v, want the removed server's and instance's series gone", f, got)
@@ -74,7 +74,7 @@ func TestRetainForgetsRemovedServers(t *testing.T) {
 	}
 	// The removed server checked again (it came back) counts from zero.
 	m.CountCheck("www", "198.51.100.12:8080", "tcp", true)
-	if got := series(t, srv.URL, "halb_health_checks_total"); !has(got, removed) {
+	if got := series(t, srv.URL, "halb_server_checks_total"); !has(got, removed) {
 		t.Errorf("a server back in the configuration is not counted again: %v", got)
 	}
 }

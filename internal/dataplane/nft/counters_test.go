@@ -133,7 +133,7 @@ func scrape(t testing.TB, d *Dataplane) map[string]float64 {
 	}
 	out := map[string]float64{}
 	for name, f := range fams {
-		if !strings.HasPrefix(name, "halb_real_") && !strings.HasPrefix(name, "halb_service_") && name != "halb_kernel_counters_up" {
+		if !strings.HasPrefix(name, "halb_server_") && !strings.HasPrefix(name, "halb_service_") && name != "halb_kernel_counters_up" {
 			continue
 		}
 		for _, m := range f.Metric {
@@ -208,7 +208,7 @@ func TestCountersNAT(t *testing.T) {
 	}
 	for i := range 3 {
 		addr := fmt.Sprintf("198.51.100.%d", 21+i)
-		key := fmt.Sprintf("halb_real_connections_total{server=%s:80,vs=%s}", addr, vs)
+		key := fmt.Sprintf("halb_server_connections_total{address=%s,port=80,vs=%s}", addr, vs)
 		if got[key] != float64(count[addr]) {
 			t.Errorf("%s = %v, want %d", key, got[key], count[addr])
 		}
@@ -228,7 +228,7 @@ func TestCountersNAT(t *testing.T) {
 	if r, _ := realCounters(t, cs, vs, "198.51.100.22"); r.Connections != count["198.51.100.22"] {
 		t.Errorf("a remaining backend's counters changed with the table: %d, want %d", r.Connections, count["198.51.100.22"])
 	}
-	if _, ok := scrape(t, d)["halb_real_connections_total{server=198.51.100.23:80,vs="+vs+"}"]; ok {
+	if _, ok := scrape(t, d)["halb_server_connections_total{address=198.51.100.23,port=80,vs="+vs+"}"]; ok {
 		t.Error("/metrics still shows the removed backend")
 	}
 	// A restart reads the table back and keeps the counts.
@@ -281,7 +281,7 @@ func TestCountersDR(t *testing.T) {
 			t.Errorf("%s: counters %+v for %d connections (DR sees the client's packets only)", addr, r, count[addr])
 		}
 	}
-	if got := scrape(t, d)[fmt.Sprintf("halb_real_connections_total{server=192.0.2.21,vs=%s}", vs)]; got != float64(count["192.0.2.21"]) {
+	if got := scrape(t, d)[fmt.Sprintf("halb_server_connections_total{address=192.0.2.21,port=,vs=%s}", vs)]; got != float64(count["192.0.2.21"]) {
 		t.Errorf("/metrics shows %v connections to 192.0.2.21, want %d", got, count["192.0.2.21"])
 	}
 	// A change of the table (one backend less) keeps the others' counts
