@@ -330,8 +330,8 @@ func dropFault(h *netns.Host) []string {
 
 // transitions returns node i's VRRP transitions of instance since from.
 func (e *env) transitions(ctx context.Context, i int, instance string, from time.Time) ([]event.VRRP, error) {
-	var recs []event.Record
-	if err := e.api[i].Get(ctx, "/events?n=1000", &recs); err != nil {
+	recs, err := e.api[i].Events(ctx, 1000)
+	if err != nil {
 		return nil, err
 	}
 	var out []event.VRRP
