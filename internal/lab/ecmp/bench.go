@@ -119,7 +119,7 @@ func benchRun(ctx context.Context, o Options, mode string, conns int) (rows []Be
 		hops    []string
 		removed string // the name of the backend whose connections cannot survive
 	}{
-		{"LB node crash (kill -9)", func() error { l.Nodes[2].Kill(); return nil }, []string{NodeAddr(0), NodeAddr(1)}, ""},
+		{"LB node crash (kill -9)", l.Nodes[2].Kill, []string{NodeAddr(0), NodeAddr(1)}, ""},
 		{"LB node drain", func() error {
 			_, err := api.NewClient(l.Nodes[1].Socket).Drain(ctx, true)
 			return err

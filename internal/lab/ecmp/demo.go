@@ -104,7 +104,9 @@ func (d *demo) run(ctx context.Context) error {
 	// 2. A node crashes.
 	from, before = time.Now(), d.alive()
 	d.sayf("lb3 crashes: halb is killed (kill -9)")
-	l.Nodes[2].Kill()
+	if err := l.Nodes[2].Kill(); err != nil {
+		return err
+	}
 	took, err := d.waitHops(ctx, []string{NodeAddr(0), NodeAddr(1)}, 10*time.Second)
 	if err != nil {
 		return err

@@ -395,15 +395,20 @@ func (n *Node) Running() bool {
 	}
 }
 
-// Kill kills the node's halb (kill -9) and waits for it to exit.
-func (n *Node) Kill() {
+// Kill kills the node's halb (kill -9) and waits for it to exit; an
+// error says it could not be waited for (its exit status is the kill's).
+func (n *Node) Kill() error {
 	if !n.Running() {
-		return
+		return nil
 	}
 	// `ip netns exec` replaces itself with halb: the pid is halb's.
 	_ = n.cmd.Process.Kill() // it may have exited meanwhile
-	<-n.done
+	err := <-n.done
 	n.cmd = nil
+	if exit := (*exec.ExitError)(nil); err != nil && !errors.As(err, &exit) {
+		return fmt.Errorf("%s: %w", n.Name, err)
+	}
+	return nil
 }
 
 // RxPackets reads how many packets the node's link has received.
@@ -474,7 +479,11 @@ func (l *Lab) Down() error {
 	}
 	for _, n := range stopping { // each withdraws and drains for bgp.drain_time
 		select {
-		case <-n.done:
+		case err := <-n.done:
+			var exit *exec.ExitError
+			if err != nil && !errors.As(err, &exit) {
+				errs = append(errs, fmt.Errorf("%s: %w", n.Name, err))
+			}
 		case <-time.After(10 * time.Second):
 			errs = append(errs, fmt.Errorf("%s: halb still running 10s after SIGTERM", n.Name))
 		}
