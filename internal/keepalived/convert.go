@@ -257,6 +257,7 @@ func (m *mapper) top(nodes []*Node) {
 		"linkbeat_use_polling": m.ignore("halb watches links over netlink"),
 		"SSL":                  m.ignore("give https checks client_cert, client_key and ca_file in halb's configuration"),
 	})
+	m.unknownScripts()
 	m.syncWeights()
 	m.foldPools()
 	if m.cfg.IPVSSync != nil && m.cfg.IPVSSync.Instance != "" {

@@ -446,3 +446,106 @@ func writeKeepalivedConf(t *testing.T, conf string) string {
 	}
 	return path
 }
+
+// What keepalived skips with a complaint (an entry that is not an
+// address, a route's protocol, a track_script naming no vrrp_script)
+// halb skips too, with one warning each; the rest still validates.
+func TestKeepalivedSkips(t *testing.T) {
+	conf := `vrrp_script chk { script "/bin/true" }
+vrrp_instance v {
+    interface eth0
+    virtual_router_id 1
+    unicast_peer {
+        XX.XX.XX.116
+        192.0.2.3
+    }
+    virtual_ipaddress {
+        VIP
+        %VIP%
+        __VIRTUAL_IP__/27
+        <virtual-ip-address>/24
+        192.0.2.1/24
+    }
+    virtual_routes {
+        0.0.0.0/0 via 192.0.2.2 dev eth0 protocol static
+    }
+    track_script {
+        missing
+        chk
+    }
+}
+vrrp_instance empty {
+    interface eth0
+    virtual_router_id 2
+    virtual_ipaddress { floating_ip }
+}
+virtual_server <virtual-ip-address> 8080 {
+    protocol TCP
+    real_server 198.51.100.1 8080 { weight 1 }
+}
+global_defs { script_user root }
+`
+	conv := convertString(t, conf)
+	if errs := conv.Diags.Errors(); len(errs) > 0 {
+		t.Fatalf("errors: %v", errs)
+	}
+	want := []string{
+		`:6:9: warning: unicast_peer: "XX.XX.XX.116" is not an address: keepalived skips it`,
+		`:10:9: warning: virtual_ipaddress: "VIP" is not an address: keepalived skips it`,
+		`:11:9: warning: virtual_ipaddress: "%VIP%" is not an address`,
+		`:12:9: warning: virtual_ipaddress: "__VIRTUAL_IP__/27" is not an address`,
+		`:13:9: warning: virtual_ipaddress: "<virtual-ip-address>/24" is not an address`,
+		`:17:42: warning: route: protocol is not supported: halb adds the route with protocol boot`,
+		`:20:9: warning: track_script missing: no vrrp_script of that name: keepalived leaves it out`,
+		`:27:25: warning: virtual_ipaddress: "floating_ip" is not an address`,
+		`:29:16: warning: virtual_server: "<virtual-ip-address>" is not an address: keepalived skips the virtual server`,
+	}
+	got := conv.Diags.String()
+	for _, w := range want {
+		if !strings.Contains(got, w) {
+			t.Errorf("no diagnostic %q in:\n%s", w, got)
+		}
+	}
+	if n := strings.Count(got, "warning:"); n != len(want) {
+		t.Errorf("%d warnings, want %d:\n%s", n, len(want), got)
+	}
+	v, empty := conv.Config.VRRP.Instances[0], conv.Config.VRRP.Instances[1]
+	if len(v.VIPs) != 1 || v.VIPs[0].String() != "192.0.2.1/24" || len(v.UnicastPeers) != 1 || v.UnicastPeers[0].String() != "192.0.2.3" {
+		t.Errorf("vips %v, peers %v; want 192.0.2.1/24 and 192.0.2.3", v.VIPs, v.UnicastPeers)
+	}
+	if len(v.Routes) != 1 || len(v.TrackScripts) != 1 || v.TrackScripts[0].Name != "chk" {
+		t.Errorf("routes %v, track scripts %v; want the route and chk", v.Routes, v.TrackScripts)
+	}
+	if loc := conv.Written["vrrp.instances[0].track_scripts[0]"]; loc.Pos.Line != 21 {
+		t.Errorf("track_scripts[0] written at line %d, want 21 (chk)", loc.Pos.Line)
+	}
+	if len(empty.VIPs) != 0 || len(conv.Config.Services) != 0 {
+		t.Errorf("instance empty has VIPs %v, services %v; want none", empty.VIPs, conv.Config.Services)
+	}
+	out, err := RenderYAML(conv.Config, conv.Written, conv.Origins)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, pd := config.Parse("converted.yaml", out, config.Options{Hostname: "h"}); pd.HasErrors() {
+		t.Errorf("the YAML written does not validate: %v\n%s", pd.Errors(), out)
+	}
+}
+
+// An interface that keepalived cannot find is refused: halb refuses one
+// named by an address or a template placeholder.
+func TestInterfaceNotAName(t *testing.T) {
+	for name, want := range map[string]string{
+		"192.0.2.2":   ":2:15: interface 192.0.2.2: an address, not an interface name",
+		"2001:db8::1": ":2:15: interface 2001:db8::1: an address, not an interface name",
+		"<interface>": ":2:15: interface <interface>: a placeholder, not an interface name",
+	} {
+		conv := Convert(writeKeepalivedConf(t, "vrrp_instance v {\n    interface "+name+"\n    virtual_router_id 1\n    virtual_ipaddress { 192.0.2.1/24 }\n}\n"), Options{ConfigID: "x"})
+		if !strings.Contains(conv.Diags.String(), want) || len(conv.Diags.Errors()) == 0 {
+			t.Errorf("interface %s: %s", name, conv.Diags)
+		}
+	}
+	conv := convertString(t, "vrrp_instance v {\n    interface eth0.10\n    virtual_router_id 1\n    virtual_ipaddress { 192.0.2.1/24 }\n}\n")
+	if errs := conv.Diags.Errors(); len(errs) > 0 {
+		t.Errorf("interface eth0.10: %v", errs)
+	}
+}

@@ -342,10 +342,15 @@ func (m *mapper) vsHead(n *Node) ([]vsEntry, string, bool) {
 		}
 		return entries, n.Arg(1), true
 	}
-	a, ok := m.addrArg(n, 0)
-	if !ok {
+	if !m.needArgs(n, 1) {
 		return nil, "", false
 	}
+	a, err := netip.ParseAddr(n.Arg(0))
+	if err != nil {
+		m.warnf(n.ArgPos(0), "virtual_server: %q is not an address: keepalived skips the virtual server, and so does halb%s", n.Arg(0), m.undefinedHint(n.Arg(0)))
+		return nil, "", false
+	}
+	a = a.Unmap()
 	name := strings.ReplaceAll(a.String(), ":", ".")
 	if len(n.Args) < 2 {
 		// All ports, as IPVS's port 0 service.

@@ -130,7 +130,10 @@ func (m *mapper) routeLine(w *Node) (config.Route, bool) {
 		case "to":
 		case "default":
 			def = true
-		case "proto", "mtu", "advmss", "realm", "realms", "tos", "dsfield", "initcwnd", "initrwnd", "features",
+		case "proto", "protocol":
+			m.warnf(t.Pos, "route: %s is not supported: halb adds the route with protocol boot, the kernel's default", t.Val)
+			value()
+		case "mtu", "advmss", "realm", "realms", "tos", "dsfield", "initcwnd", "initrwnd", "features",
 			"quickack", "rtt", "rttvar", "window", "cwnd", "ssthresh", "hoplimit", "expires", "pref", "encap", "nexthop":
 			m.warnf(t.Pos, "route: %s is not supported: halb adds the route with the kernel's defaults", t.Val)
 			value()

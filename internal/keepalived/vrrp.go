@@ -389,6 +389,14 @@ func (b *instBlock) coreHandlers(m *mapper) map[string]handler {
 			if !m.needArgs(c, 1) {
 				return
 			}
+			if _, err := netip.ParseAddr(c.Arg(0)); err == nil {
+				m.errorf(c.ArgPos(0), "interface %s: an address, not an interface name", c.Arg(0))
+				return
+			}
+			if name := c.Arg(0); strings.HasPrefix(name, "<") && strings.HasSuffix(name, ">") {
+				m.errorf(c.ArgPos(0), "interface %s: a placeholder, not an interface name (keepalived refuses a missing interface)", name)
+				return
+			}
 			if c.Arg(0) == "lo" {
 				m.errorf(c.ArgPos(0), "interface: VRRP cannot run on the loopback interface (keepalived refuses it too)")
 				return
@@ -451,7 +459,7 @@ func (b *instBlock) addressHandlers(m *mapper) map[string]handler {
 			for _, w := range words(c) {
 				a, err := netip.ParseAddr(w.Name)
 				if err != nil {
-					m.errorf(w.Pos, "unicast_peer: %q is not an IP address", w.Name)
+					m.warnf(w.Pos, "unicast_peer: %q is not an address: keepalived skips it, and so does halb%s", w.Name, m.undefinedHint(w.Name))
 					continue
 				}
 				if len(w.Args) > 0 {
@@ -687,6 +695,36 @@ func (m *mapper) syncGroup(n *Node) {
 		m.syncMembers = append(m.syncMembers, g.Instances...)
 	}
 	m.cfg.VRRP.SyncGroups = append(m.cfg.VRRP.SyncGroups, g)
+}
+
+// unknownScripts does what keepalived does to a track_script that names
+// no vrrp_script: it leaves it out.
+func (m *mapper) unknownScripts() {
+	known := map[string]bool{}
+	for _, s := range m.cfg.VRRP.Scripts {
+		known[s.Name] = true
+	}
+	for i := range m.cfg.VRRP.Instances {
+		in := &m.cfg.VRRP.Instances[i]
+		p := fmt.Sprintf("vrrp.instances[%d].track_scripts", i)
+		kept := in.TrackScripts[:0]
+		for j, t := range in.TrackScripts {
+			from := fmt.Sprintf("%s[%d]", p, j)
+			loc := m.written[from]
+			delete(m.written, from)
+			if !known[t.Name] {
+				m.diags = append(m.diags, config.Diagnostic{File: loc.File, Pos: loc.Pos, Severity: config.Warning,
+					Message: fmt.Sprintf("track_script %s: no vrrp_script of that name: keepalived leaves it out, and so does halb", t.Name)})
+				continue
+			}
+			m.written[fmt.Sprintf("%s[%d]", p, len(kept))] = loc
+			kept = append(kept, t)
+		}
+		if len(kept) == 0 {
+			kept = nil
+		}
+		in.TrackScripts = kept
+	}
 }
 
 // syncWeights does what keepalived does to the members of a sync group

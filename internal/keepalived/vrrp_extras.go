@@ -113,7 +113,7 @@ func (m *mapper) vipLine(v *Node) (config.VIPOption, bool) {
 	addr, bits, _ := strings.Cut(s, "/")
 	a, err := netip.ParseAddr(addr)
 	if err != nil {
-		m.errorf(v.Pos, "virtual_ipaddress: %q is not ADDRESS or ADDRESS/LENGTH", v.Name)
+		m.warnf(v.Pos, "virtual_ipaddress: %q is not an address: keepalived skips it, and so does halb%s", v.Name, m.undefinedHint(v.Name))
 		return o, false
 	}
 	a = a.Unmap()
