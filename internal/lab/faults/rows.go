@@ -119,48 +119,45 @@ func rows() []row {
 }
 
 func killMaster(ctx context.Context, e *env) (string, bool, error) {
-	g, stop := e.traffic(ctx)
-	defer stop()
-	if err := sleep(ctx, 1500*time.Millisecond); err != nil {
-		return "", false, err
-	}
-	from := time.Now()
-	if err := e.s.LBs[0].Signal(syscall.SIGKILL, 5*time.Second); err != nil {
-		return "", false, err
-	}
-	at, err := e.waitState(ctx, 1, "web-a", "MASTER", from, bound+5*time.Second)
+	text, took, broken, err := signalMaster(ctx, e, syscall.SIGKILL)
 	if err != nil {
 		return "", false, err
 	}
-	if err := sleep(ctx, 2*time.Second); err != nil {
+	return text, took <= bound+slack && broken == 0, nil
+}
+
+func termMaster(ctx context.Context, e *env) (string, bool, error) {
+	text, took, _, err := signalMaster(ctx, e, syscall.SIGTERM)
+	if err != nil {
 		return "", false, err
+	}
+	return text, took <= skew+slack, nil
+}
+
+// signalMaster sends sig to lb-a, the master, under traffic and waits for
+// lb-b to take over. It reports the outcome, how long the takeover took and
+// how many long-lived connections broke.
+func signalMaster(ctx context.Context, e *env, sig syscall.Signal) (string, time.Duration, int, error) {
+	g, stop := e.traffic(ctx)
+	defer stop()
+	if err := sleep(ctx, 1500*time.Millisecond); err != nil {
+		return "", 0, 0, err
+	}
+	from := time.Now()
+	if err := e.s.LBs[0].Signal(sig, 5*time.Second); err != nil {
+		return "", 0, 0, err
+	}
+	at, err := e.waitState(ctx, 1, "web-a", "MASTER", from, bound+5*time.Second)
+	if err != nil {
+		return "", 0, 0, err
+	}
+	if err := sleep(ctx, 2*time.Second); err != nil {
+		return "", 0, 0, err
 	}
 	text, _ := trafficReport(g, from)
 	_, broken, _ := g.LongLived()
 	took := at.Sub(from)
-	return fmt.Sprintf("lb-b master after %s; %s", secs(took), text), took <= bound+slack && broken == 0, nil
-}
-
-func termMaster(ctx context.Context, e *env) (string, bool, error) {
-	g, stop := e.traffic(ctx)
-	defer stop()
-	if err := sleep(ctx, 1500*time.Millisecond); err != nil {
-		return "", false, err
-	}
-	from := time.Now()
-	if err := e.s.LBs[0].Signal(syscall.SIGTERM, 5*time.Second); err != nil {
-		return "", false, err
-	}
-	at, err := e.waitState(ctx, 1, "web-a", "MASTER", from, bound+5*time.Second)
-	if err != nil {
-		return "", false, err
-	}
-	if err := sleep(ctx, 2*time.Second); err != nil {
-		return "", false, err
-	}
-	text, _ := trafficReport(g, from)
-	took := at.Sub(from)
-	return fmt.Sprintf("lb-b master after %s; %s", secs(took), text), took <= skew+slack, nil
+	return fmt.Sprintf("lb-b master after %s; %s", secs(took), text), took, broken, nil
 }
 
 func linkDown(ctx context.Context, e *env) (string, bool, error) {
