@@ -2,8 +2,6 @@ package netif
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"net"
 	"net/netip"
 
@@ -19,31 +17,7 @@ type AddrChange struct {
 
 // WatchAddrs sends the interfaces' address changes until ctx is done.
 func WatchAddrs(ctx context.Context, out chan<- AddrChange) error {
-	updates := make(chan netlink.AddrUpdate, 64)
-	done := make(chan struct{})
-	defer close(done)
-	if err := netlink.AddrSubscribe(updates, done); err != nil {
-		return fmt.Errorf("watch addresses: %w", err)
-	}
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case u, ok := <-updates:
-			if !ok {
-				return errors.New("watch addresses: netlink subscription closed")
-			}
-			ac, ok := addrChange(u)
-			if !ok {
-				continue
-			}
-			select {
-			case out <- ac:
-			case <-ctx.Done():
-				return nil
-			}
-		}
-	}
+	return watch(ctx, "addresses", 64, netlink.AddrSubscribe, addrChange, out)
 }
 
 // addrChange reads a netlink address update; ok is false for an

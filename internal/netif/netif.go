@@ -192,11 +192,22 @@ type LinkChange struct {
 
 // WatchLinks sends link state changes until ctx is done.
 func WatchLinks(ctx context.Context, out chan<- LinkChange) error {
-	updates := make(chan netlink.LinkUpdate, 16)
+	return watch(ctx, "links", 16, netlink.LinkSubscribe, linkChange, out)
+}
+
+func linkChange(u netlink.LinkUpdate) (LinkChange, bool) {
+	a := u.Link.Attrs()
+	return LinkChange{Name: a.Name, Up: linkUp(a)}, true
+}
+
+// watch subscribes to a kind of netlink update, what, with a buffer of size
+// updates, and sends each one conv reads to out until ctx is done.
+func watch[U, C any](ctx context.Context, what string, size int, subscribe func(chan<- U, <-chan struct{}) error, conv func(U) (C, bool), out chan<- C) error {
+	updates := make(chan U, size)
 	done := make(chan struct{})
 	defer close(done)
-	if err := netlink.LinkSubscribe(updates, done); err != nil {
-		return fmt.Errorf("watch links: %w", err)
+	if err := subscribe(updates, done); err != nil {
+		return fmt.Errorf("watch %s: %w", what, err)
 	}
 	for {
 		select {
@@ -204,11 +215,14 @@ func WatchLinks(ctx context.Context, out chan<- LinkChange) error {
 			return nil
 		case u, ok := <-updates:
 			if !ok {
-				return errors.New("watch links: netlink subscription closed")
+				return fmt.Errorf("watch %s: netlink subscription closed", what)
 			}
-			a := u.Link.Attrs()
+			c, ok := conv(u)
+			if !ok {
+				continue
+			}
 			select {
-			case out <- LinkChange{Name: a.Name, Up: linkUp(a)}:
+			case out <- c:
 			case <-ctx.Done():
 				return nil
 			}
