@@ -16,17 +16,20 @@ import (
 	"halb/internal/event"
 )
 
-func TestStatusAndEventsOverTheSocket(t *testing.T) {
+// serve serves h on a fresh socket until the test ends and returns the
+// socket's path.
+func serve(t *testing.T, h http.Handler) string {
+	t.Helper()
 	sock := filepath.Join(t.TempDir(), "halb.sock")
 	ln, err := ListenUnix(sock, "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fi, err := os.Stat(sock); err != nil || fi.Mode().Perm() != 0o600 {
-		t.Fatalf("socket mode %v, %v", fi.Mode(), err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	go Serve(t.Context(), ln, h)
+	return sock
+}
+
+func TestStatusAndEventsOverTheSocket(t *testing.T) {
 	status := func(context.Context) (Status, error) {
 		return Status{Node: "lb-a", VRRP: []Instance{}, Services: []Service{}, Pools: []Pool{}, Events: []event.Record{}}, nil
 	}
@@ -35,8 +38,12 @@ func TestStatusAndEventsOverTheSocket(t *testing.T) {
 		asked = n
 		return nil, nil
 	}
-	go Serve(ctx, ln, Handler(status, events, nil))
+	sock := serve(t, Handler(status, events, nil))
+	if fi, err := os.Stat(sock); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("socket mode %v, %v", fi.Mode(), err)
+	}
 
+	ctx := t.Context()
 	c := NewClient(sock)
 	st, err := c.Status(ctx)
 	if err != nil || st.Node != "lb-a" {
@@ -125,17 +132,11 @@ func TestSocketGroup(t *testing.T) {
 // TestFollowEvents: a follower gets the last events, then each new one
 // once, until it stops following.
 func TestFollowEvents(t *testing.T) {
-	sock := filepath.Join(t.TempDir(), "halb.sock")
-	ln, err := ListenUnix(sock, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	var feed Feed
 	history := []event.Record{{Seq: 1, Kind: "reload"}, {Seq: 2, Kind: "health"}}
 	events := func(context.Context, int) ([]event.Record, error) { return history, nil }
-	go Serve(ctx, ln, Handler(nil, events, feed.Follow))
+	sock := serve(t, Handler(nil, events, feed.Follow))
+	ctx := t.Context()
 
 	got := make(chan uint64, 10)
 	fctx, stop := context.WithCancel(ctx)
@@ -175,13 +176,6 @@ func TestFollowEvents(t *testing.T) {
 // TestDrainOverTheSocket: POST /drain starts a drain, GET /drain reads its
 // progress; a node that cannot drain says why.
 func TestDrainOverTheSocket(t *testing.T) {
-	sock := filepath.Join(t.TempDir(), "halb.sock")
-	ln, err := ListenUnix(sock, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	var started int
 	drain := func(_ context.Context, start bool) (Drain, error) {
 		if start {
@@ -192,7 +186,8 @@ func TestDrainOverTheSocket(t *testing.T) {
 		}
 		return Drain{Withdrawn: []string{"203.0.113.10"}, Announced: []string{}, ActiveConnections: 3}, nil
 	}
-	go Serve(ctx, ln, Handler(nil, nil, nil, WithDrain(drain)))
+	sock := serve(t, Handler(nil, nil, nil, WithDrain(drain)))
+	ctx := t.Context()
 	c := NewClient(sock)
 	if _, err := c.Drain(ctx, false); err == nil || !strings.Contains(err.Error(), "no drain") {
 		t.Errorf("progress before a drain: %v, want the error", err)
@@ -209,14 +204,7 @@ func TestDrainOverTheSocket(t *testing.T) {
 // TestALargeRequestHeaderIsRefused: a request header of 64 KiB gets 431, not
 // the megabyte net/http would read by default.
 func TestALargeRequestHeaderIsRefused(t *testing.T) {
-	sock := filepath.Join(t.TempDir(), "halb.sock")
-	ln, err := ListenUnix(sock, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go Serve(ctx, ln, Handler(func(context.Context) (Status, error) { return Status{}, nil }, nil, nil))
+	sock := serve(t, Handler(func(context.Context) (Status, error) { return Status{}, nil }, nil, nil))
 	conn, err := net.Dial("unix", sock)
 	if err != nil {
 		t.Fatal(err)
