@@ -39,13 +39,7 @@ func (m *mapper) vrrpTrackProcess(n *Node) {
 			}
 		},
 		"full_command": m.flag(p+".full_command", &pr.FullCommand),
-		"weight": func(c *Node) {
-			pr.Weight, _ = m.intArg(c, 0, -253, 253)
-			m.set(p+".weight", c.ArgPos(0))
-			if c.Arg(1) == "reverse" {
-				m.errorf(c.ArgPos(1), "weight reverse is not supported: halb adds a positive weight while the processes run and subtracts a negative one while they do not")
-			}
-		},
+		"weight":       m.trackWeight(p+".weight", &pr.Weight, "the processes run", "they do not"),
 		"quorum": func(c *Node) {
 			pr.Quorum, _ = m.intArg(c, 0, 1, 1<<20)
 			m.set(p+".quorum", c.ArgPos(0))

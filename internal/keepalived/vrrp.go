@@ -305,13 +305,7 @@ func (m *mapper) vrrpScript(n *Node) {
 			s.Timeout, _ = m.timerArg(c, 0)
 			m.set(p+".timeout", c.ArgPos(0))
 		},
-		"weight": func(c *Node) {
-			s.Weight, _ = m.intArg(c, 0, -253, 253)
-			m.set(p+".weight", c.ArgPos(0))
-			if c.Arg(1) == "reverse" {
-				m.errorf(c.ArgPos(1), "weight reverse is not supported: halb adds a positive weight while the script succeeds and subtracts a negative one while it fails")
-			}
-		},
+		"weight": m.trackWeight(p+".weight", &s.Weight, "the script succeeds", "it fails"),
 		"rise": func(c *Node) {
 			s.Rise, _ = m.intArg(c, 0, 1, 1<<20)
 			m.set(p+".rise", c.ArgPos(0))

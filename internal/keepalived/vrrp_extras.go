@@ -203,6 +203,19 @@ func (r *renderer) instanceValue(v reflect.Value, in config.Instance, path strin
 	return n
 }
 
+// trackWeight is the handler of a tracker's weight, which sets w at path.
+// keepalived's reverse is refused: halb adds a positive weight while up
+// holds and subtracts a negative one while down does.
+func (m *mapper) trackWeight(path string, w *int, up, down string) handler {
+	return func(n *Node) {
+		*w, _ = m.intArg(n, 0, -253, 253)
+		m.set(path, n.ArgPos(0))
+		if n.Arg(1) == "reverse" {
+			m.errorf(n.ArgPos(1), "weight reverse is not supported: halb adds a positive weight while %s and subtracts a negative one while %s", up, down)
+		}
+	}
+}
+
 // flag is the handler of a keyword that sets a boolean at path.
 func (m *mapper) flag(path string, b *bool) handler {
 	return func(n *Node) {

@@ -153,3 +153,37 @@ func TestVRRPExtras(t *testing.T) {
 		}
 	}
 }
+
+// A tracker's weight is read with its place; keepalived's "weight N
+// reverse" is refused, in the words of the tracker.
+func TestTrackWeightReverse(t *testing.T) {
+	conv := convertString(t, `vrrp_script chk {
+  script "/bin/true"
+  weight 10 reverse
+}
+vrrp_track_process nginx {
+  process nginx
+  weight -5 reverse
+}
+`)
+	if s, pr := conv.Config.VRRP.Scripts, conv.Config.VRRP.Processes; len(s) != 1 || s[0].Weight != 10 || len(pr) != 1 || pr[0].Weight != -5 {
+		t.Errorf("scripts %+v, processes %+v; want weights 10 and -5", s, pr)
+	}
+	for key, line := range map[string]int{"vrrp.scripts[0].weight": 3, "vrrp.processes[0].weight": 7} {
+		if loc := conv.Written[key]; loc.Pos.Line != line {
+			t.Errorf("%s written at line %d, want %d", key, loc.Pos.Line, line)
+		}
+	}
+	if errs := conv.Diags.Errors(); len(errs) != 2 {
+		t.Errorf("errors %v, want the two reverse weights", errs)
+	}
+	got := conv.Diags.String()
+	for _, want := range []string{
+		":3:13: weight reverse is not supported: halb adds a positive weight while the script succeeds and subtracts a negative one while it fails",
+		":7:13: weight reverse is not supported: halb adds a positive weight while the processes run and subtracts a negative one while they do not",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("no diagnostic %q in:\n%s", want, got)
+		}
+	}
+}
