@@ -101,7 +101,10 @@ func newDataplane(cfg *config.Config, log *slog.Logger) (Plane, error) {
 		if err != nil {
 			return Plane{}, err
 		}
-		services, err := ipvs.New(ipvs.WithLogger(log.With("dataplane", "ipvs")), ipvs.WithStateDir(cfg.StateDir))
+		// BGP-announced VIPs share flows with the other nodes behind the
+		// router's ECMP: a flow moved mid-stream must still be forwarded.
+		services, err := ipvs.New(ipvs.WithLogger(log.With("dataplane", "ipvs")), ipvs.WithStateDir(cfg.StateDir),
+			ipvs.WithSloppy(cfg.BGP.Enabled()))
 		if err != nil {
 			return Plane{}, err
 		}
