@@ -12,6 +12,7 @@ import (
 
 	"halb/internal/dataplane"
 	"halb/internal/lab/netns"
+	"halb/internal/lab/vm"
 )
 
 // TestGuestSloppyMH is two nodes behind a router's ECMP: both program the
@@ -20,6 +21,7 @@ import (
 // their SYN: each goes on, and both nodes chose the same real server for
 // every (client address, port).
 func TestGuestSloppyMH(t *testing.T) {
+	vm.RequireGuest(t)
 	const vip, flows = "192.0.2.9", 60
 	l := newDRLab(t, 2)
 	must(t, l.lbs[1].IP("addr", "add", vip+"/32", "dev", "lo"))
