@@ -6,8 +6,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -66,6 +68,13 @@ func runStatus(socket string, asJSON bool, width int, stdout, stderr io.Writer) 
 func writeStatus(w io.Writer, st api.Status, now time.Time, width int) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "node %s  halb %s  dataplane %s  config %s\n", st.Node, st.Version, st.Dataplane, st.Config)
+	if len(st.Sysctls) > 0 {
+		b.WriteString("sysctls")
+		for _, k := range slices.Sorted(maps.Keys(st.Sysctls)) {
+			fmt.Fprintf(&b, " %s=%s", k, st.Sysctls[k])
+		}
+		b.WriteString("\n")
+	}
 	if st.LastReconcile.Error != "" {
 		fmt.Fprintf(&b, "DATA PLANE ERROR: %s\n", st.LastReconcile.Error)
 	}

@@ -130,3 +130,19 @@ func TestStatusShowsBGP(t *testing.T) {
 		}
 	}
 }
+
+// TestStatusShowsSysctls: the kernel settings the data plane set, sorted.
+func TestStatusShowsSysctls(t *testing.T) {
+	st := api.Status{Node: "lb-a", Dataplane: "ipvs",
+		Sysctls: map[string]string{"net.ipv4.vs.sloppy_tcp": "1", "net.ipv4.vs.expire_nodest_conn": "1"}}
+	var b strings.Builder
+	writeStatus(&b, st, time.Now(), statusWidth)
+	if !strings.Contains(b.String(), "\nsysctls net.ipv4.vs.expire_nodest_conn=1 net.ipv4.vs.sloppy_tcp=1\n") {
+		t.Errorf("status lacks the sysctls:\n%s", b.String())
+	}
+	b.Reset()
+	writeStatus(&b, api.Status{Node: "lb-a"}, time.Now(), statusWidth)
+	if strings.Contains(b.String(), "sysctls") {
+		t.Errorf("status shows sysctls when none were set:\n%s", b.String())
+	}
+}

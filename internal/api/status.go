@@ -32,6 +32,9 @@ type Status struct {
 	LastReload Reload `json:"last_reload"`
 	// BGP is the BGP speaker's state; nil when the node has none.
 	BGP *BGP `json:"bgp,omitempty"`
+	// Sysctls are the kernel settings the data plane set, read back
+	// ("net.ipv4.vs.sloppy_tcp": "1"); absent when it set none.
+	Sysctls map[string]string `json:"sysctls,omitempty"`
 	// Events are the most recent events, oldest first.
 	Events []event.Record `json:"events"`
 }

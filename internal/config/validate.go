@@ -83,6 +83,7 @@ func validate(c *Config) Diagnostics {
 	v.health()
 	v.programUsers()
 	v.bgp()
+	v.bgpScheduling()
 	return v.diags
 }
 

@@ -215,6 +215,11 @@ func (d *Daemon) status(ctx context.Context) (api.Status, error) {
 	if d.bgp != nil {
 		st.BGP = bgpStatus(d.bgp)
 	}
+	if d.dp.Sysctls != nil {
+		if s := d.dp.Sysctls(); len(s) > 0 {
+			st.Sysctls = s
+		}
+	}
 	d.mu.Lock()
 	if d.refused != nil {
 		st.LastReload = *d.refused

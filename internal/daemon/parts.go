@@ -60,6 +60,8 @@ type Plane struct {
 	Name string
 	// Counters reads its kernel counters; nil when it has none.
 	Counters metrics.CounterSource
+	// Sysctls reports the kernel settings it set; nil when it sets none.
+	Sysctls func() map[string]string
 }
 
 // Notifier sends notifications of the events it is given.
@@ -101,12 +103,15 @@ func newDataplane(cfg *config.Config, log *slog.Logger) (Plane, error) {
 		if err != nil {
 			return Plane{}, err
 		}
-		services, err := ipvs.New(ipvs.WithLogger(log.With("dataplane", "ipvs")), ipvs.WithStateDir(cfg.StateDir))
+		// BGP-announced VIPs share flows with the other nodes behind the
+		// router's ECMP: a flow moved mid-stream must still be forwarded.
+		services, err := ipvs.New(ipvs.WithLogger(log.With("dataplane", "ipvs")), ipvs.WithStateDir(cfg.StateDir),
+			ipvs.WithSloppy(cfg.BGP.Enabled()))
 		if err != nil {
 			return Plane{}, err
 		}
 		return Plane{Dataplane: &dataplane.Layered{Marks: marks, Services: services}, Name: name,
-			Counters: ipvsCounters{services}}, nil
+			Counters: ipvsCounters{services}, Sysctls: services.Sysctls}, nil
 	}
 	return Plane{}, fmt.Errorf("unknown dataplane %q", name)
 }

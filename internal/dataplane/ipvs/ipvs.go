@@ -43,6 +43,7 @@ type Dataplane struct {
 	sleep    func(context.Context, time.Duration) error
 	dial     func() (kernel, error)
 	netns    int
+	sloppy   bool
 
 	mu    sync.Mutex
 	k     *counting
@@ -82,6 +83,13 @@ func WithSleep(sleep func(context.Context, time.Duration) error) Option {
 // WithProcSys sets where sysctls are written (default /proc/sys); the
 // empty string disables sysctl management.
 func WithProcSys(dir string) Option { return func(d *Dataplane) { d.procSys = dir } }
+
+// WithSloppy sets net.ipv4.vs.sloppy_tcp and sloppy_sctp to 1, so a
+// packet of a flow that started on another node creates a connection
+// entry here: for nodes that share VIPs behind a router's ECMP, where a
+// flow may move between nodes mid-stream. Together with the mh
+// scheduler (flag mh-port) every node then picks the same real server.
+func WithSloppy(on bool) Option { return func(d *Dataplane) { d.sloppy = on } }
 
 // withKernel replaces the netlink connection (unit tests).
 func withKernel(dial func() (kernel, error)) Option { return func(d *Dataplane) { d.dial = dial } }

@@ -13,11 +13,18 @@ import (
 // wantedSysctls lists the sysctls a state needs: IPVS expires the
 // connections of removed servers and the persistence templates of
 // inhibited ones (so clients move on), and NAT needs forwarding and
-// conntrack (so nftables rules see IPVS's NATed connections).
-func wantedSysctls(s dataplane.State) map[string]string {
+// conntrack (so nftables rules see IPVS's NATed connections). With
+// sloppy, a TCP or SCTP packet of a flow IPVS has not seen (one the
+// router's ECMP moved here mid-stream) creates a connection entry, so
+// every node behind the same router forwards it.
+func wantedSysctls(s dataplane.State, sloppy bool) map[string]string {
 	want := map[string]string{
 		"net/ipv4/vs/expire_nodest_conn":        "1",
 		"net/ipv4/vs/expire_quiescent_template": "1",
+	}
+	if sloppy {
+		want["net/ipv4/vs/sloppy_tcp"] = "1"
+		want["net/ipv4/vs/sloppy_sctp"] = "1"
 	}
 	for _, vs := range s.Services {
 		for _, r := range vs.Reals {
@@ -51,7 +58,7 @@ func (d *Dataplane) setSysctls(s dataplane.State) []error {
 
 func (d *Dataplane) writeSysctls(s dataplane.State) []error {
 	var errs []error
-	for name, v := range wantedSysctls(s) {
+	for name, v := range wantedSysctls(s, d.sloppy) {
 		if d.sysctl[name] == v {
 			continue
 		}
@@ -64,6 +71,15 @@ func (d *Dataplane) writeSysctls(s dataplane.State) []error {
 		if strings.TrimSpace(string(cur)) != v {
 			if err := os.WriteFile(path, []byte(v+"\n"), 0o644); err != nil {
 				errs = append(errs, fmt.Errorf("set sysctl %s=%s: %w", dotted(name), v, err))
+				continue
+			}
+			now, err := os.ReadFile(path)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("read back sysctl %s: %w", dotted(name), err))
+				continue
+			}
+			if got := strings.TrimSpace(string(now)); got != v {
+				errs = append(errs, fmt.Errorf("set sysctl %s=%s: reads back %s", dotted(name), v, got))
 				continue
 			}
 			d.log.Info("sysctl set", "name", dotted(name), "value", v, "was", strings.TrimSpace(string(cur)))
