@@ -1,7 +1,9 @@
 package ipvs
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"maps"
 	"os"
 	"path/filepath"
@@ -24,7 +26,7 @@ func wantedSysctls(s dataplane.State, sloppy bool) map[string]string {
 	}
 	if sloppy {
 		want["net/ipv4/vs/sloppy_tcp"] = "1"
-		want["net/ipv4/vs/sloppy_sctp"] = "1"
+		want[sloppySCTP] = "1"
 	}
 	for _, vs := range s.Services {
 		for _, r := range vs.Reals {
@@ -41,6 +43,9 @@ func wantedSysctls(s dataplane.State, sloppy bool) map[string]string {
 	}
 	return want
 }
+
+// sloppySCTP exists only where IPVS has SCTP support.
+const sloppySCTP = "net/ipv4/vs/sloppy_sctp"
 
 // setSysctls sets the sysctls the state needs that are not yet set.
 // Sysctls are never reset: a NAT service gone does not switch off
@@ -64,6 +69,11 @@ func (d *Dataplane) writeSysctls(s dataplane.State) []error {
 		}
 		path := filepath.Join(d.procSys, name)
 		cur, err := os.ReadFile(path)
+		if errors.Is(err, fs.ErrNotExist) && name == sloppySCTP {
+			// A kernel without IPVS's SCTP support has no SCTP services
+			// to be sloppy about: nothing to set.
+			continue
+		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("read sysctl %s: %w", dotted(name), err))
 			continue
