@@ -58,16 +58,5 @@ func (m *mapper) vrrpTrackProcess(n *Node) {
 // trackProcesses maps an instance's track_process block onto
 // track_processes at path p.
 func (m *mapper) trackProcesses(in *config.Instance, p string) handler {
-	return func(c *Node) {
-		for _, w := range words(c) {
-			t := config.TrackedObject{Name: w.Name}
-			if w.Arg(0) == "weight" && len(w.Args) == 2 {
-				t.Weight, _ = m.intArg(w, 1, -254, 254)
-			} else if len(w.Args) > 0 {
-				m.errorf(w.ArgPos(0), "track_process: expected \"weight N\", got %q (weight reverse is not supported)", strings.Join(argVals(w.Args), " "))
-			}
-			in.TrackProcesses = append(in.TrackProcesses, t)
-			m.set(fmt.Sprintf("%s.track_processes[%d]", p, len(in.TrackProcesses)-1), w.Pos)
-		}
-	}
+	return func(c *Node) { m.trackedObjects(c, "track_process", p+".track_processes", &in.TrackProcesses) }
 }

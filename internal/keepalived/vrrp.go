@@ -473,16 +473,7 @@ func (b *instBlock) trackHandlers(m *mapper) map[string]handler {
 	in, p := b.in, b.p
 	return map[string]handler{
 		"track_interface": func(c *Node) {
-			for _, w := range words(c) {
-				t := config.TrackedObject{Name: w.Name}
-				if w.Arg(0) == "weight" && len(w.Args) == 2 {
-					t.Weight, _ = m.intArg(w, 1, -254, 254)
-				} else if len(w.Args) > 0 {
-					m.errorf(w.ArgPos(0), "track_interface: expected \"weight N\", got %q (weight reverse is not supported)", strings.Join(argVals(w.Args), " "))
-				}
-				in.TrackInterface = append(in.TrackInterface, t)
-				m.set(fmt.Sprintf("%s.track_interfaces[%d]", p, len(in.TrackInterface)-1), w.Pos)
-			}
+			m.trackedObjects(c, "track_interface", p+".track_interfaces", &in.TrackInterface)
 		},
 		"track_script": func(c *Node) {
 			for _, w := range words(c) {
@@ -503,6 +494,21 @@ func (b *instBlock) trackHandlers(m *mapper) map[string]handler {
 				m.set(fmt.Sprintf("%s.track_scripts[%d]", p, len(in.TrackScripts)-1), w.Pos)
 			}
 		},
+	}
+}
+
+// trackedObjects reads the lines "NAME [weight N]" of a track_interface
+// or track_process block (keyword) into *list, each written at path[i].
+func (m *mapper) trackedObjects(c *Node, keyword, path string, list *[]config.TrackedObject) {
+	for _, w := range words(c) {
+		t := config.TrackedObject{Name: w.Name}
+		if w.Arg(0) == "weight" && len(w.Args) == 2 {
+			t.Weight, _ = m.intArg(w, 1, -254, 254)
+		} else if len(w.Args) > 0 {
+			m.errorf(w.ArgPos(0), "%s: expected \"weight N\", got %q (weight reverse is not supported)", keyword, strings.Join(argVals(w.Args), " "))
+		}
+		*list = append(*list, t)
+		m.set(fmt.Sprintf("%s[%d]", path, len(*list)-1), w.Pos)
 	}
 }
 
