@@ -579,16 +579,19 @@ func TestBIRDHoldTime(t *testing.T) {
 // node resets the sessions with an administrative reset, which is no error
 // to BIRD, so its error wait does not apply).
 func TestBIRDRouterStall(t *testing.T) {
-	// With BIRD's defaults a BFD session that the router itself declares
-	// down (a slow machine can make it) keeps that peer out for BIRD's
-	// error wait of 60 s: one round there, and a wait for BFD beyond it.
+	// With BIRD's defaults a BFD session that goes down during the stall
+	// (a slow machine can make it) keeps that peer out for BIRD's error
+	// wait of 60 s: one round there, a wait for BFD beyond it, and only
+	// the time without any route is held to the goal (the router's
+	// timers, not halb, decide when every next hop is back).
 	for _, tt := range []struct {
 		name, retry string
 		rounds      int
 		bfdWait     time.Duration
+		backWithin  time.Duration // 0: measured only
 	}{
-		{"router retries in 1s", routerRetry, 3, 20 * time.Second},
-		{"BIRD default retry", "", 1, 70 * time.Second},
+		{"router retries in 1s", routerRetry, 3, 20 * time.Second, 10 * time.Second},
+		{"BIRD default retry", "", 1, 70 * time.Second, 0},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			l := newECMPLab(t, [3]birdPeer{{asn: nodeASN, bfd: true}, {asn: nodeASN, bfd: true}, {asn: nodeASN, bfd: true}}, tt.retry)
@@ -600,8 +603,11 @@ func TestBIRDRouterStall(t *testing.T) {
 				l.waitBFD(3, tt.bfdWait)
 				gap, back := l.stall(600*time.Millisecond, 40*time.Second)
 				t.Logf("stall %d: longest time without a route %s; all three next hops back after %s", round+1, gap.Round(time.Millisecond), back.Round(time.Millisecond))
-				if gap > 5*time.Second || back > 10*time.Second {
-					t.Errorf("after a 0.6 s stall: %s without a route, all back after %s; want at most 5 s and 10 s", gap, back)
+				if gap > 5*time.Second {
+					t.Errorf("after a 0.6 s stall: %s without a route; want at most 5 s", gap)
+				}
+				if tt.backWithin > 0 && back > tt.backWithin {
+					t.Errorf("after a 0.6 s stall: all next hops back after %s; want at most %s", back, tt.backWithin)
 				}
 			}
 		})

@@ -477,6 +477,9 @@ func (r *runner) perform(ins *instance, a fsm.Action, now time.Time) {
 		}
 		r.send(ins, prio)
 	case fsm.AddVIPs:
+		// The drop goes in before the VIPs, so that no packet to them is
+		// accepted in between.
+		r.setNoAccept(ins, true)
 		sets, rt := ins.sets, ins.rt
 		r.netq <- func() {
 			if !r.addVIPs(in, sets) {
@@ -492,7 +495,6 @@ func (r *runner) perform(ins *instance, a fsm.Action, now time.Time) {
 		if in.GARP.SecondBurst > 0 {
 			ins.burstAt, ins.burstCount = now.Add(in.GARP.SecondBurst.D()), in.GARP.Count
 		}
-		r.setNoAccept(ins, true)
 		if in.GARP.Refresh > 0 {
 			ins.refreshAt = now.Add(in.GARP.Refresh.D())
 		}
