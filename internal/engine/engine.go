@@ -179,7 +179,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	errc := make(chan error, 2)
 	if e.announcer != nil {
-		wg.Go(func() { errc <- wrap("vrrp", e.announcer.Run(subCtx, vrrpEvents)) })
+		wg.Go(func() { errc <- wrap("announcer", e.announcer.Run(subCtx, vrrpEvents)) })
 	}
 	if e.checker != nil {
 		wg.Go(func() { errc <- wrap("health checks", e.checker.Run(subCtx, healthEvents)) })
