@@ -9,6 +9,7 @@ import (
 	"pgregory.net/rapid"
 
 	"halb/internal/config"
+	"halb/internal/dataplane"
 	"halb/internal/vrrp/fsm"
 )
 
@@ -63,7 +64,8 @@ pools:
 // TestUpdateEqualsDesired checks, over random sequences of health and
 // VRRP changes folded the way the engine folds them, that updating the
 // previous evaluation for the changed pools gives what Desired computes
-// from scratch.
+// from scratch, and that the services it says it evaluated again include
+// every one that changed.
 func TestUpdateEqualsDesired(t *testing.T) {
 	c, diags := config.Parse("t.yaml", []byte(updateConfig), config.Options{Hostname: "t"})
 	if c == nil {
@@ -98,7 +100,7 @@ func TestUpdateEqualsDesired(t *testing.T) {
 			want := Desired(in)
 			before := ev.State
 			beforeServices := slices.Clone(before.Services)
-			ev.Update(in, changed)
+			redone := ev.Update(in, changed)
 			if !reflect.DeepEqual(ev.State, want.State) {
 				t.Fatalf("step %d: Update's state differs from Desired's\nupdate:  %+v\ndesired: %+v", step, ev.State, want.State)
 			}
@@ -107,6 +109,15 @@ func TestUpdateEqualsDesired(t *testing.T) {
 			}
 			if !reflect.DeepEqual(before.Services, beforeServices) {
 				t.Fatalf("step %d: Update changed the previous state", step)
+			}
+			differ, ok := dataplane.Since(before, ev.State)
+			if !ok {
+				t.Fatalf("step %d: a service went", step)
+			}
+			for _, i := range differ {
+				if !slices.Contains(redone, i) {
+					t.Fatalf("step %d: service %d changed, and Update says it did not evaluate it (it did %v)", step, i, redone)
+				}
 			}
 		}
 	})
