@@ -45,6 +45,8 @@ type Dataplane struct {
 	extraOpts   []nftables.ConnOption
 
 	mu sync.Mutex
+	// nl is the connection batches are sent on (nil: none open).
+	nl *netlink.Conn
 	// have is what the table holds after the last successful Reconcile;
 	// nil means unknown: read the kernel first. applied is the Gen of
 	// that Reconcile's state (0: none), and hadDR tells whether it had
@@ -133,14 +135,23 @@ func (d *Dataplane) conn(more ...nftables.ConnOption) (*nftables.Conn, error) {
 }
 
 // send sends a batch where the connections of conn go: the data plane's
-// namespace, or the test connection of WithConnOptions.
+// namespace, or the test connection of WithConnOptions. The connection
+// stays open for the next batch (the kernel may take milliseconds to
+// close a netlink socket); a failed send closes it. d.mu is held.
 func (d *Dataplane) send(b *nfbatch.Batch) error {
-	nl, err := d.dial()
-	if err != nil {
+	if d.nl == nil {
+		nl, err := d.dial()
+		if err != nil {
+			return err
+		}
+		d.nl = nl
+	}
+	if err := b.Send(d.nl); err != nil {
+		_ = d.nl.Close() // out of step with the kernel: the next send dials anew
+		d.nl = nil
 		return err
 	}
-	defer nl.Close()
-	return b.Send(nl)
+	return nil
 }
 
 // dial opens a netfilter connection where the connections of conn go.
@@ -298,11 +309,15 @@ func (d *Dataplane) Changes() int {
 
 // Close releases the data plane; it deletes the table only when told to.
 func (d *Dataplane) Close() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.nl != nil {
+		_ = d.nl.Close() // only batches that were acknowledged went on it
+		d.nl = nil
+	}
 	if !d.removeOnEnd {
 		return nil
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
 	c, err := d.conn()
 	if err != nil {
 		return err
