@@ -142,9 +142,17 @@ func (e *Engine) reload(cfg *config.Config) error {
 	if e.checker != nil {
 		errs = append(errs, e.checker.Reload(cfg))
 	}
+	// A configuration that changes pools only is evaluated for those
+	// pools, as a health change is.
+	if pools, ok := cfg.ChangedSince(e.cfg); ok && !e.stale {
+		for _, name := range pools {
+			e.changed[name] = true
+		}
+	} else {
+		e.stale = true
+	}
 	e.cfg = cfg
 	e.reloaded = e.clock.Now()
-	e.stale = true
 	e.forgetRemoved()
 	before := e.eval.State
 	e.apply(context.Background())
