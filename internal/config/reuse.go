@@ -107,7 +107,16 @@ func (p *Parser) parse(file string, data []byte, opts Options) (*Config, Diagnos
 	if cfg.Services != nil || cfg.Pools != nil {
 		return nil, nil, false // a section the skeleton kept
 	}
+	services := 0
+	for _, c := range cut {
+		if c.section == "services" {
+			services++
+		}
+	}
 	items := make(map[itemKey]*item, len(cut))
+	if services > 0 {
+		cfg.Services = make([]Service, 0, services)
+	}
 	var fresh []*item // decoded anew: their positions are not in p.positions
 	var stale []*item // of p.items, not used any more
 	used := make(map[*item]bool, len(cut))
@@ -265,17 +274,20 @@ func cutItems(data []byte) (skeleton []byte, items []itemKey, ok bool) {
 	section := "" // the section being cut
 	indent := -1  // its items' indentation, once known
 	var cur *itemKey
-	var text []byte
+	from, to := 0, 0 // the current item's bytes
 	end := func() {
 		if cur != nil {
-			cur.text = string(text)
+			cur.text = string(data[from:to])
 			items = append(items, *cur)
-			cur, text = nil, nil
+			cur = nil
 		}
 	}
 	count, seen := map[string]int{}, map[string]bool{}
 	started := false // a line of content was seen
+	off := 0         // of the line in data
 	for i, line := range lines {
+		at := off
+		off += len(line)
 		trimmed := bytes.TrimLeft(line, " ")
 		blank := len(bytes.TrimSpace(trimmed)) == 0 || trimmed[0] == '#'
 		ind := len(line) - len(trimmed)
@@ -310,9 +322,7 @@ func cutItems(data []byte) (skeleton []byte, items []itemKey, ok bool) {
 		// A line of a section being cut.
 		out[i] = newlineOf(line)
 		if blank {
-			if cur != nil {
-				text = append(text, line...)
-			}
+			to = off
 			continue
 		}
 		if indent < 0 {
@@ -326,13 +336,13 @@ func cutItems(data []byte) (skeleton []byte, items []itemKey, ok bool) {
 				return nil, nil, false
 			}
 			end()
-			cur = &itemKey{section: section, index: count[section], line: i + 1}
+			cur, from = &itemKey{section: section, index: count[section], line: i + 1}, at
 			count[section]++
 		}
 		if cur == nil {
 			return nil, nil, false
 		}
-		text = append(text, line...)
+		to = off
 	}
 	end()
 	return bytes.Join(out, nil), items, true
