@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"maps"
-	"os"
 	"reflect"
 	"slices"
 	"sync"
@@ -26,8 +25,10 @@ type Parser struct {
 	items     map[itemKey]*item
 	skeleton  string
 	positions map[string]Pos
-	// last is the configuration last returned (nil: none, or with errors).
+	// last is the configuration last returned (nil: none, or with
+	// errors), and opts the options it was parsed with.
 	last *Config
+	opts Options
 }
 
 // reuse relates a configuration to the one a Parser returned before it.
@@ -67,15 +68,6 @@ type item struct {
 	at Pos
 }
 
-// Load reads and parses the file at path.
-func (p *Parser) Load(path string, opts Options) (*Config, Diagnostics) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, Diagnostics{{File: path, Pos: Pos{1, 1}, Message: fmt.Sprintf("cannot read configuration: %v", err)}}
-	}
-	return p.Parse(path, data, opts)
-}
-
 // Parse is Parse of data, reusing the items of the version before.
 func (p *Parser) Parse(file string, data []byte, opts Options) (*Config, Diagnostics) {
 	p.mu.Lock()
@@ -85,7 +77,7 @@ func (p *Parser) Parse(file string, data []byte, opts Options) (*Config, Diagnos
 		p.items, p.skeleton, p.positions = nil, "", nil
 		cfg, diags = Parse(file, data, opts)
 	}
-	p.last = cfg
+	p.last, p.opts = cfg, opts
 	return cfg, diags
 }
 
@@ -156,7 +148,7 @@ func (p *Parser) parse(file string, data []byte, opts Options) (*Config, Diagnos
 	// Positions: the version before's, changed by the items that went
 	// and came, when the skeleton is the same.
 	var pos map[string]Pos
-	same := p.positions != nil && p.skeleton == string(skeleton)
+	same := p.positions != nil && p.skeleton == string(skeleton) && p.opts == opts
 	if same && p.last != nil {
 		cfg.reused = poolsChanged(p.last, fresh, stale)
 	}
