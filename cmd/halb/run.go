@@ -49,7 +49,9 @@ func runDaemon(o runOptions, stderr io.Writer) int {
 	}
 	log := slog.New(sdnotify.LogHandler(stderr, &slog.HandlerOptions{Level: lvl}))
 
-	cfg, diags := loadConfig(o.config, o.configID)
+	parser := &config.Parser{} // a reload decodes again only what changed
+	load := func() (*config.Config, config.Diagnostics) { return loadConfigWith(parser, o.config, o.configID) }
+	cfg, diags := load()
 	if cfg != nil {
 		if err := enterNetNamespace(cfg.NetNamespace); err != nil {
 			cfg, diags = nil, append(diags, netNamespaceDiag(cfg, config.Error, err.Error()))
@@ -60,7 +62,7 @@ func runDaemon(o runOptions, stderr io.Writer) int {
 		return 1
 	}
 	d, err := daemon.New(daemon.Options{Config: cfg, Path: o.config, Log: log, Version: buildinfo.Get().Version,
-		Load:      func() (*config.Config, config.Diagnostics) { return loadConfig(o.config, o.configID) },
+		Load:      load,
 		Overrides: daemon.Overrides{Dataplane: o.dataplane, Socket: o.socket}})
 	if err == nil {
 		err = serve(d, log)

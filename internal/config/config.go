@@ -29,6 +29,7 @@ type Config struct {
 	Notify     Notify          `yaml:"notify"`
 	BGP        BGP             `yaml:"bgp"`
 	positions  map[string]Pos  `yaml:"-"`
+	reused     *reuse          `yaml:"-"` // see ChangedSince
 
 	// NetNamespace names the network namespace (/run/netns/NAME) halb
 	// runs in: halb run enters it before it opens anything, as
@@ -241,8 +242,11 @@ type Pool struct {
 
 // Sorry returns the sorry server's address and port (0 = keep the port).
 func (p Pool) Sorry() (netip.AddrPort, bool) {
+	if p.SorryServer == "" {
+		return netip.AddrPort{}, false
+	}
 	ap, err := parseHostPort(p.SorryServer)
-	return ap, err == nil && p.SorryServer != ""
+	return ap, err == nil
 }
 
 // Server is one real server of a pool.

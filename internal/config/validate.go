@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -393,7 +394,7 @@ func (v *validator) services() {
 	}
 	uses := map[portKey][]portUse{}
 	for i, s := range c.Services {
-		p := fmt.Sprintf("services[%d]", i)
+		p := "services[" + strconv.Itoa(i) + "]" // as Sprintf, at a fraction of its cost for many services
 		if s.Name == "" {
 			v.errorf(p, "%s: service needs a name", p)
 		} else if j, dup := names[s.Name]; dup {
@@ -443,8 +444,8 @@ func (v *validator) services() {
 			if !vip.IsValid() {
 				continue // reported when decoded
 			}
-			vp := fmt.Sprintf("%s.vips[%d]", p, j)
 			if len(carried) > 0 && !carried[vip] && !v.bgpAnnounced(vip) {
+				vp := fmt.Sprintf("%s.vips[%d]", p, j)
 				v.warnf(vp, "%s: no VRRP instance carries VIP %s; it must be configured by other means", vp, vip)
 			}
 			if fam == 0 {
@@ -508,8 +509,8 @@ func (v *validator) servicePool(p string, s Service) {
 		}
 		sf := vipFamily(srv.Address)
 		hasFamily[sf] = true
-		sp := fmt.Sprintf("pools.%s.servers[%d]", s.Pool, i)
 		if srv.Port != 0 && s.Forward != "nat" && !(len(s.Ports) == 1 && s.Ports[0].Single() && s.Ports[0].Lo == srv.Port) {
+			sp := fmt.Sprintf("pools.%s.servers[%d]", s.Pool, i)
 			v.errorf(sp+".port", "%s.port: server port %d differs from the ports of service %q, which only forward nat can do (forward is %s)",
 				sp, srv.Port, s.Name, s.Forward)
 		}

@@ -53,6 +53,64 @@ type State struct {
 	MarkRules []MarkRule       `json:"mark_rules"`
 	// Sync is the wanted IPVS connection-sync daemon state (nil: none).
 	Sync *SyncDaemons `json:"sync,omitempty"`
+	// Delta, when set, says how the state differs from the one before
+	// it, so that a data plane can compare only what changed.
+	Delta *Delta `json:"-"`
+}
+
+// Delta relates a state to the one before it. When From is not zero,
+// the state differs from state From only in the services at the indexes
+// Services lists (changed or added) and in Sync: every other service is
+// equal to the one of the same key there, none went, and the mark rules
+// are the same. A data plane that applied state From may compare only
+// those services; any other compares the whole state. Gen names the
+// state itself, for the next Delta.
+type Delta struct {
+	From, Gen uint64
+	Services  []int
+}
+
+// Since returns the indexes of the services of want that differ from
+// those of have (changed or added), and false when a service went or
+// the mark rules differ: a Delta then cannot describe the change. States
+// in the same order cost one walk without allocations.
+func Since(have, want State) ([]int, bool) {
+	if !slices.Equal(have.MarkRules, want.MarkRules) {
+		return nil, false
+	}
+	var changed []int
+	var haveIndex map[ServiceKey]int // built only when the orders differ
+	found := 0
+	for i, w := range want.Services {
+		h, ok := VirtualService{}, i < len(have.Services) && have.Services[i].Key == w.Key
+		if ok {
+			h = have.Services[i]
+		} else {
+			if haveIndex == nil {
+				haveIndex = make(map[ServiceKey]int, len(have.Services))
+				for j, s := range have.Services {
+					haveIndex[s.Key] = j
+				}
+			}
+			var j int
+			if j, ok = haveIndex[w.Key]; ok {
+				h = have.Services[j]
+			}
+		}
+		if ok {
+			found++
+		}
+		if !ok || !equalService(h, w) {
+			changed = append(changed, i)
+		}
+	}
+	return changed, found == len(have.Services)
+}
+
+// equalService reports whether two services are equal in everything.
+func equalService(a, b VirtualService) bool {
+	return SameAttributes(a, b) && a.Service == b.Service && a.Netmask == b.Netmask && a.MaglevSize == b.MaglevSize &&
+		(sameSlice(a.Reals, b.Reals) || slices.Equal(a.Reals, b.Reals))
 }
 
 // ServiceKey identifies a virtual service: by protocol, address and port,

@@ -222,3 +222,42 @@ func BenchmarkComputeOneChange10k(b *testing.B) {
 		}
 	}
 }
+
+// TestSinceProperty checks, for random states A and B, that Since(A, B)
+// tells a change apart only when no service went and the mark rules are
+// the same, and then lists every service of B that is not in A as it is
+// there; of a B that is A with one service changed, it lists that one.
+func TestSinceProperty(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		a, b := drawState(t, "a"), drawState(t, "b")
+		derived := rapid.Bool().Draw(t, "b from a") // else two unrelated states
+		if derived {
+			b = a
+			b.Services = slices.Clone(a.Services)
+			if len(b.Services) > 0 {
+				i := rapid.IntRange(0, len(b.Services)-1).Draw(t, "changed")
+				b.Services[i].Reals = append(slices.Clone(b.Services[i].Reals), Real{Addr: netip.MustParseAddr("192.0.2.200"), Port: 1, Weight: 1, Forward: "nat"})
+			}
+		}
+		changed, ok := Since(a, b)
+		went := slices.ContainsFunc(a.Services, func(h VirtualService) bool {
+			return !slices.ContainsFunc(b.Services, func(w VirtualService) bool { return w.Key == h.Key })
+		})
+		if want := !went && slices.Equal(a.MarkRules, b.MarkRules); ok != want {
+			t.Fatalf("Since tells apart: %t, want %t", ok, want)
+		}
+		if !ok {
+			return
+		}
+		for i, w := range b.Services {
+			j := slices.IndexFunc(a.Services, func(h VirtualService) bool { return h.Key == w.Key })
+			same := j >= 0 && equalAttributes(a.Services[j], w) && slices.Equal(a.Services[j].Reals, w.Reals)
+			if !same && !slices.Contains(changed, i) {
+				t.Fatalf("service %d (%s) changed and is not listed in %v", i, w.Key, changed)
+			}
+		}
+		if derived && len(changed) != min(1, len(b.Services)) {
+			t.Fatalf("one service changed, %d listed", len(changed))
+		}
+	})
+}

@@ -108,8 +108,9 @@ func Desired(in Inputs) Evaluation {
 // updated in place; State is replaced, never changed: the state before
 // stays valid until the next Update, which reuses its memory (so a data
 // plane may keep the last state it was given). Afterwards ev equals
-// Desired(in).
-func (ev *Evaluation) Update(in Inputs, changed []string) {
+// Desired(in). It returns the indexes in State.Services of the services
+// evaluated again: the others are as they were.
+func (ev *Evaluation) Update(in Inputs, changed []string) []int {
 	cfg := in.Config
 	ev.State.Sync = syncDaemons(cfg, in.VRRP)
 	dirty := map[string]bool{}
@@ -120,10 +121,11 @@ func (ev *Evaluation) Update(in Inputs, changed []string) {
 		}
 	}
 	if len(dirty) == 0 {
-		return
+		return []int{}
 	}
 	ev.spare = append(ev.spare[:0], ev.State.Services...)
 	ev.State.Services, ev.spare = ev.spare, ev.State.Services
+	redone := []int{}
 	for _, s := range cfg.Services {
 		if !dirty[s.Pool] {
 			continue
@@ -132,8 +134,10 @@ func (ev *Evaluation) Update(in Inputs, changed []string) {
 			vs := &ev.State.Services[i]
 			vs.Reals = reals(vs.Key, s, cfg.Pools[s.Pool], *ev)
 			dataplane.SortReals(vs.Reals)
+			redone = append(redone, i)
 		}
 	}
+	return redone
 }
 
 func evalPool(in Inputs, pool config.Pool) PoolStatus {

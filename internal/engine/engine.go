@@ -39,8 +39,10 @@ type Engine struct {
 	eval         Evaluation
 	// changed names the pools whose health changed since eval; stale is
 	// set when eval must be computed anew (start, reload).
-	changed  map[string]bool
-	stale    bool
+	changed map[string]bool
+	stale   bool
+	// gen numbers the states given to the data plane (dataplane.Delta).
+	gen      uint64
 	last     Reconcile
 	started  time.Time
 	reloaded time.Time
@@ -140,9 +142,17 @@ func (e *Engine) reload(cfg *config.Config) error {
 	if e.checker != nil {
 		errs = append(errs, e.checker.Reload(cfg))
 	}
+	// A configuration that changes pools only is evaluated for those
+	// pools, as a health change is.
+	if pools, ok := cfg.ChangedSince(e.cfg); ok && !e.stale {
+		for _, name := range pools {
+			e.changed[name] = true
+		}
+	} else {
+		e.stale = true
+	}
 	e.cfg = cfg
 	e.reloaded = e.clock.Now()
-	e.stale = true
 	e.forgetRemoved()
 	before := e.eval.State
 	e.apply(context.Background())
@@ -295,20 +305,24 @@ func (e *Engine) inputs() Inputs {
 }
 
 // evaluate brings e.eval up to date: anew after a start or reload, else
-// only for the pools whose health changed.
-func (e *Engine) evaluate() {
+// only for the pools whose health changed. It returns the indexes of the
+// services that may differ from those of the state before, and false
+// when that state's services cannot be told apart so (one went).
+func (e *Engine) evaluate() ([]int, bool) {
 	if e.stale {
 		e.stale = false
 		clear(e.changed)
+		before := e.eval.State
 		e.eval = Desired(e.inputs())
 		e.foldQuorum(maps.Keys(e.eval.Pools))
 		maps.DeleteFunc(e.quorum, func(name string, _ bool) bool { _, ok := e.eval.Pools[name]; return !ok })
-		return
+		return dataplane.Since(before, e.eval.State)
 	}
 	changed := slices.Collect(maps.Keys(e.changed))
 	clear(e.changed)
-	e.eval.Update(e.inputs(), changed)
+	redone := e.eval.Update(e.inputs(), changed)
 	e.foldQuorum(slices.Values(changed))
+	return redone, true
 }
 
 // foldQuorum records the pools among names whose quorum changed, and
@@ -332,9 +346,15 @@ func (e *Engine) foldQuorum(names iter.Seq[string]) {
 // apply computes the desired state and reconciles the data plane.
 func (e *Engine) apply(ctx context.Context) {
 	before := e.eval.State
-	e.evaluate()
+	changed, ok := e.evaluate()
 	e.last = Reconcile{At: e.clock.Now(), Changes: dataplane.Compute(before, e.eval.State).Size()}
-	err := e.dp.Reconcile(ctx, e.eval.State)
+	e.gen++
+	want := e.eval.State
+	want.Delta = &dataplane.Delta{Gen: e.gen}
+	if ok {
+		want.Delta.From, want.Delta.Services = e.gen-1, changed
+	}
+	err := e.dp.Reconcile(ctx, want)
 	if n, ok := dataplane.ChangesOf(e.dp); ok && err == nil {
 		e.last.Changes = n // what the kernel needed, not what the state did
 	}

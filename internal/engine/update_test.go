@@ -1,14 +1,17 @@
 package engine
 
 import (
+	"context"
 	"maps"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 
 	"pgregory.net/rapid"
 
 	"halb/internal/config"
+	"halb/internal/dataplane"
 	"halb/internal/vrrp/fsm"
 )
 
@@ -63,7 +66,8 @@ pools:
 // TestUpdateEqualsDesired checks, over random sequences of health and
 // VRRP changes folded the way the engine folds them, that updating the
 // previous evaluation for the changed pools gives what Desired computes
-// from scratch.
+// from scratch, and that the services it says it evaluated again include
+// every one that changed.
 func TestUpdateEqualsDesired(t *testing.T) {
 	c, diags := config.Parse("t.yaml", []byte(updateConfig), config.Options{Hostname: "t"})
 	if c == nil {
@@ -98,7 +102,7 @@ func TestUpdateEqualsDesired(t *testing.T) {
 			want := Desired(in)
 			before := ev.State
 			beforeServices := slices.Clone(before.Services)
-			ev.Update(in, changed)
+			redone := ev.Update(in, changed)
 			if !reflect.DeepEqual(ev.State, want.State) {
 				t.Fatalf("step %d: Update's state differs from Desired's\nupdate:  %+v\ndesired: %+v", step, ev.State, want.State)
 			}
@@ -108,6 +112,87 @@ func TestUpdateEqualsDesired(t *testing.T) {
 			if !reflect.DeepEqual(before.Services, beforeServices) {
 				t.Fatalf("step %d: Update changed the previous state", step)
 			}
+			differ, ok := dataplane.Since(before, ev.State)
+			if !ok {
+				t.Fatalf("step %d: a service went", step)
+			}
+			for _, i := range differ {
+				if !slices.Contains(redone, i) {
+					t.Fatalf("step %d: service %d changed, and Update says it did not evaluate it (it did %v)", step, i, redone)
+				}
+			}
 		}
 	})
+}
+
+// TestReloadOfPoolsOnly: a reload whose configuration changes a pool's
+// settings only is evaluated for that pool, as a health change is: the
+// data plane gets what Desired computes, and a Delta from the state
+// before that lists the pool's services only.
+func TestReloadOfPoolsOnly(t *testing.T) {
+	const src = `node: lb
+services:
+  - {name: a, vips: [192.0.2.1], ports: [80, 81], forward: nat, pool: pa}
+  - {name: b, vips: [192.0.2.2], ports: [80], forward: nat, pool: pb}
+pools:
+  pa:
+    servers:
+      - {address: 198.51.100.1, port: 8080, weight: 1}
+      - {address: 198.51.100.2, port: 8080, weight: 1}
+  pb:
+    servers:
+      - {address: 198.51.100.3, port: 8080, weight: 1}
+`
+	var p config.Parser
+	parse := func(text string) *config.Config {
+		t.Helper()
+		c, diags := p.Parse("t.yaml", []byte(text), config.Options{})
+		if c == nil {
+			t.Fatal(diags)
+		}
+		return c
+	}
+	dp := &fakeDataplane{}
+	eng := New(parse(src), dp, "fake")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- eng.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	eventually(t, "the first reconcile", func() bool { _, n := dp.last(); return n >= 1 })
+	before, _ := dp.last()
+
+	next := parse(strings.Replace(src, "198.51.100.2, port: 8080, weight: 1", "198.51.100.2, port: 8080, weight: 3", 1))
+	if pools, ok := next.ChangedSince(eng.cfg); !ok || !slices.Equal(pools, []string{"pa"}) {
+		t.Fatalf("the parser tells %v, %t", pools, ok)
+	}
+	if err := eng.Reload(ctx, next); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := dp.last()
+	want := Desired(Inputs{Config: next}).State
+	if !slices.EqualFunc(got.Services, want.Services, func(a, b dataplane.VirtualService) bool { return reflect.DeepEqual(a, b) }) {
+		t.Fatalf("reloaded state\n%+v\nwant\n%+v", got.Services, want.Services)
+	}
+	d := got.Delta
+	if d == nil || d.From == 0 || d.From != before.Delta.Gen {
+		t.Fatalf("delta %+v after state %+v", d, before.Delta)
+	}
+	var names []string
+	for _, i := range d.Services {
+		names = append(names, got.Services[i].Service)
+	}
+	if slices.Sort(names); !slices.Equal(names, []string{"a", "a"}) {
+		t.Errorf("the delta lists services %v, want the two of service a", names)
+	}
+	// Service b was not evaluated again: its reals are the state before's.
+	i := slices.IndexFunc(got.Services, func(vs dataplane.VirtualService) bool { return vs.Service == "b" })
+	j := slices.IndexFunc(before.Services, func(vs dataplane.VirtualService) bool { return vs.Service == "b" })
+	if &got.Services[i].Reals[0] != &before.Services[j].Reals[0] {
+		t.Error("service b was evaluated again")
+	}
 }

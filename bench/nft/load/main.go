@@ -119,6 +119,9 @@ func measure(n, pools int) error {
 	if err != nil {
 		return err
 	}
+	// The states numbered, and the change told, as the engine does.
+	since, _ := dataplane.Since(st, changed)
+	st.Delta, changed.Delta = &dataplane.Delta{Gen: 1}, &dataplane.Delta{From: 1, Gen: 2, Services: since}
 	t0 = time.Now()
 	if err := restarted.Reconcile(ctx, st); err != nil {
 		return fmt.Errorf("restart: %w", err)

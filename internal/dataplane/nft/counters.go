@@ -110,13 +110,15 @@ type countInput struct {
 // derivedFrom tells whether st would give the same plan: true when its
 // services, backends and mark rules are those the plan was made of. It
 // allocates nothing, so an unchanged set of backends costs a reconcile
-// one pass over the state.
-func (p *countPlan) derivedFrom(st dataplane.State) bool {
-	if len(p.from) != len(st.Services) || !slices.Equal(p.mark, st.MarkRules) {
+// one pass over the state, or over the services at the indexes changed
+// when only those may differ from the state of the plan (see
+// dataplane.Delta).
+func (p *countPlan) derivedFrom(st dataplane.State, changed []int) bool {
+	if len(p.from) != len(st.Services) || changed == nil && !slices.Equal(p.mark, st.MarkRules) {
 		return false
 	}
-	for i, vs := range st.Services {
-		in := p.from[i]
+	same := func(i int) bool {
+		in, vs := p.from[i], st.Services[i]
 		if in.vs != vs.Key || in.service != vs.Service || len(in.reals) != len(vs.Reals) {
 			return false
 		}
@@ -124,6 +126,15 @@ func (p *countPlan) derivedFrom(st dataplane.State) bool {
 			if in.reals[j] != netip.AddrPortFrom(r.Addr, r.Port) {
 				return false
 			}
+		}
+		return true
+	}
+	if changed != nil {
+		return !slices.ContainsFunc(changed, func(i int) bool { return !same(i) })
+	}
+	for i := range st.Services {
+		if !same(i) {
+			return false
 		}
 	}
 	return true
@@ -322,8 +333,8 @@ func (d *Dataplane) countSet(fam int, name string) *nftables.Set {
 // of st, in a transaction of their own after the table's: a counter that
 // cannot be written never holds up the traffic. It logs what fails and
 // tries again at the next reconcile. It returns the number of changes.
-func (d *Dataplane) syncCounters(c *nftables.Conn, st dataplane.State) int {
-	if d.counted != nil && d.counted.derivedFrom(st) {
+func (d *Dataplane) syncCounters(c *nftables.Conn, st dataplane.State, changed []int) int {
+	if d.counted != nil && d.counted.derivedFrom(st, changed) {
 		return 0
 	}
 	want, skipped := planCounters(st)

@@ -55,15 +55,15 @@ func TestPlanCounters(t *testing.T) {
 		}
 	}
 	again, _ := planCounters(st)
-	if !samePlan(p, again) || !p.derivedFrom(st) {
+	if !samePlan(p, again) || !p.derivedFrom(st, nil) {
 		t.Error("the plan of the same state differs")
 	}
 	st.Services[0].Reals[0].Weight = 0
-	if !p.derivedFrom(st) {
+	if !p.derivedFrom(st, nil) {
 		t.Error("a weight change makes a new plan")
 	}
 	st.Services[0].Reals[0].Port = 8081
-	if p.derivedFrom(st) {
+	if p.derivedFrom(st, nil) {
 		t.Error("a backend's new port keeps the plan")
 	}
 }
@@ -329,7 +329,7 @@ func BenchmarkPlanCounters(b *testing.B) {
 	b.Run("weight", func(b *testing.B) {
 		st.Services[5000].Reals[3].Weight = 7
 		for b.Loop() {
-			if !last.derivedFrom(st) {
+			if !last.derivedFrom(st, nil) {
 				b.Fatal("a weight changed the plan")
 			}
 		}
@@ -337,7 +337,7 @@ func BenchmarkPlanCounters(b *testing.B) {
 	b.Run("backend", func(b *testing.B) {
 		st.Services[5000].Reals = append(st.Services[5000].Reals, dataplane.Real{Addr: netip.MustParseAddr("198.51.100.99"), Weight: 1, Forward: "nat"})
 		for b.Loop() {
-			if last.derivedFrom(st) {
+			if last.derivedFrom(st, nil) {
 				b.Fatal("a new backend kept the plan")
 			}
 			planCounters(st)

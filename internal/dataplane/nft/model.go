@@ -203,12 +203,14 @@ type content struct {
 	markChains map[string]uint32
 	// What a next state is patched from (see patch.go): the services of
 	// each shared chain, the users of each map, how many services have
-	// each view and the best view of each identity, the mark rules.
+	// each view (by identity) and the best view of each identity, the
+	// mark rules, and how many maps hold each natsrcN address.
 	members  map[string][]*service
 	mapUsers map[string]int
-	views    map[viewKeys]int
+	views    map[string]map[string]int
 	best     map[string]viewKeys
 	marks    []dataplane.MarkRule
+	natRefs  map[string]int
 	// delta is what a patched content changed from the content it was
 	// patched from.
 	delta  *delta
@@ -237,8 +239,15 @@ func sharedSets(mode Mode) map[string]setDef {
 }
 
 // build computes the table content for a state; services equal to those
-// of prev are taken from it. It is pure.
-func build(st dataplane.State, mode Mode, prev *content) (content, error) {
+// of prev are taken from it. changed, when not nil, lists the indexes of
+// the only services that may differ from prev's (see patch). It changes
+// prev only when it patches it into the content it returns.
+func build(st dataplane.State, mode Mode, prev *content, changed []int) (content, error) {
+	if mode == LoadBalance {
+		if c, ok, err := patch(st, prev, changed); ok || err != nil {
+			return c, err
+		}
+	}
 	c := emptyContent()
 	c.base[chainMark] = true
 	for name := range sharedSets(mode) {
@@ -265,9 +274,6 @@ func build(st dataplane.State, mode Mode, prev *content) (content, error) {
 		return c, nil
 	}
 	c.base[chainBalance] = true
-	if c, ok, err := patch(st, prev); ok || err != nil {
-		return c, err
-	}
 	names, count, best := mapNames(st.Services, prev)
 	c.views, c.best, c.marks = count, best, slices.Clone(st.MarkRules)
 	sharing := map[string][]*service{} // shared chains' services
@@ -313,11 +319,14 @@ func build(st dataplane.State, mode Mode, prev *content) (content, error) {
 	return c, nil
 }
 
-// natSources puts the backends' addresses in natsrcN, map by map.
+// natSources puts the backends' addresses in natsrcN, map by map, and
+// counts the maps of each.
 func natSources(c *content) {
+	c.natRefs = map[string]int{}
 	for _, m := range c.maps {
 		for _, e := range m.addrs {
 			c.shared[pickFam(m.family, setNATSrc4, setNATSrc6)][e.id()] = e
+			c.natRefs[e.id()]++
 		}
 	}
 }
@@ -373,10 +382,16 @@ type mapKey struct{ name, view, ident string }
 // name and the others get maps named after their views. So a weight
 // changed for a whole pool rewrites the slots that changed in place,
 // without touching the services' chains.
-func mapNames(svcs []dataplane.VirtualService, prev *content) ([]mapKey, map[viewKeys]int, map[string]viewKeys) {
+func mapNames(svcs []dataplane.VirtualService, prev *content) ([]mapKey, map[string]map[string]int, map[string]viewKeys) {
 	type keys = viewKeys
 	ks := make([]keys, len(svcs))
-	count := map[keys]int{}
+	count := map[string]map[string]int{}
+	add := func(k keys) {
+		if count[k.ident] == nil {
+			count[k.ident] = map[string]int{}
+		}
+		count[k.ident][k.view]++
+	}
 	for i, vs := range svcs {
 		if vs.Persistence > 0 {
 			continue
@@ -384,14 +399,14 @@ func mapNames(svcs []dataplane.VirtualService, prev *content) ([]mapKey, map[vie
 		if prev != nil {
 			if old := prev.byKey[vs.Key]; old != nil && sameService(old.vs, vs) && old.ident != "" {
 				ks[i] = keys{old.ident, old.slots.view}
-				count[ks[i]]++
+				add(ks[i])
 				continue
 			}
 		}
 		ks[i].ident, ks[i].view = viewOf(vs)
-		count[ks[i]]++
+		add(ks[i])
 	}
-	best := bestViews(count, nil)
+	best := bestViews(count)
 	hashes := map[string]string{}
 	out := make([]mapKey, len(svcs))
 	for i, vs := range svcs {
@@ -408,20 +423,27 @@ func mapNames(svcs []dataplane.VirtualService, prev *content) ([]mapKey, map[vie
 // view but the weights).
 type viewKeys struct{ ident, view string }
 
-// bestViews returns, for the identities of only (all when nil), the view
-// most services have.
-func bestViews(count map[viewKeys]int, only map[string]bool) map[string]viewKeys {
-	best := map[string]viewKeys{}
-	for k, n := range count {
-		if only != nil && !only[k.ident] {
-			continue
-		}
-		b, ok := best[k.ident]
-		if !ok || n > count[b] || n == count[b] && k.view < b.view {
-			best[k.ident] = k
+// bestViews returns, for each identity, the view most services have.
+func bestViews(count map[string]map[string]int) map[string]viewKeys {
+	best := make(map[string]viewKeys, len(count))
+	for ident, views := range count {
+		if k, ok := bestView(ident, views); ok {
+			best[ident] = k
 		}
 	}
 	return best
+}
+
+// bestView returns the view most services of an identity have (the
+// least, of those as many), if any has one.
+func bestView(ident string, views map[string]int) (viewKeys, bool) {
+	best, most := "", 0
+	for v, n := range views {
+		if n > most || n == most && n > 0 && v < best {
+			best, most = v, n
+		}
+	}
+	return viewKeys{ident, best}, most > 0
 }
 
 // ownMap is the map of a persistent service.

@@ -45,9 +45,15 @@ type Dataplane struct {
 	extraOpts   []nftables.ConnOption
 
 	mu sync.Mutex
+	// nl is the connection batches are sent on (nil: none open).
+	nl *netlink.Conn
 	// have is what the table holds after the last successful Reconcile;
-	// nil means unknown: read the kernel first.
-	have *content
+	// nil means unknown: read the kernel first. applied is the Gen of
+	// that Reconcile's state (0: none), and hadDR tells whether it had
+	// direct-routing services.
+	have    *content
+	applied uint64
+	hadDR   bool
 	// drApplied is the direct-routing plan last applied (drKnown).
 	drApplied *drPlan
 	drKnown   bool
@@ -129,14 +135,23 @@ func (d *Dataplane) conn(more ...nftables.ConnOption) (*nftables.Conn, error) {
 }
 
 // send sends a batch where the connections of conn go: the data plane's
-// namespace, or the test connection of WithConnOptions.
+// namespace, or the test connection of WithConnOptions. The connection
+// stays open for the next batch (the kernel may take milliseconds to
+// close a netlink socket); a failed send closes it. d.mu is held.
 func (d *Dataplane) send(b *nfbatch.Batch) error {
-	nl, err := d.dial()
-	if err != nil {
+	if d.nl == nil {
+		nl, err := d.dial()
+		if err != nil {
+			return err
+		}
+		d.nl = nl
+	}
+	if err := b.Send(d.nl); err != nil {
+		_ = d.nl.Close() // out of step with the kernel: the next send dials anew
+		d.nl = nil
 		return err
 	}
-	defer nl.Close()
-	return b.Send(nl)
+	return nil
 }
 
 // dial opens a netfilter connection where the connections of conn go.
@@ -193,22 +208,25 @@ func (d *Dataplane) Reconcile(ctx context.Context, want dataplane.State) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	for _, r := range want.MarkRules {
-		if r.Mark&^d.markMask != 0 {
-			return fmt.Errorf("nftables: mark %#x of service %s has bits outside the mark mask %#x", r.Mark, r.Service, d.markMask)
-		}
-	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	changed := d.changedSince(want)
+	if changed == nil { // else the mark rules are those applied
+		for _, r := range want.MarkRules {
+			if r.Mark&^d.markMask != 0 {
+				return fmt.Errorf("nftables: mark %#x of service %s has bits outside the mark mask %#x", r.Mark, r.Service, d.markMask)
+			}
+		}
+	}
 	if d.mode == LoadBalance && !d.thresholdsWarned {
-		if r, ok := thresholdReal(want); ok {
+		if r, ok := thresholdReal(want, changed); ok {
 			d.thresholdsWarned = true
 			d.log.Warn("nftables: the data plane cannot limit a server's connections; max_connections and min_connections are not honoured (dataplane ipvs honours them)",
 				"server", r.AddrPort().String())
 		}
 	}
 	var drWant *drPlan
-	if d.mode == LoadBalance {
+	if d.mode == LoadBalance && changed == nil {
 		dr, rest, err := drServices(want)
 		if err != nil {
 			return fmt.Errorf("nftables: %w", err)
@@ -233,15 +251,16 @@ func (d *Dataplane) Reconcile(ctx context.Context, want dataplane.State) error {
 		}
 		want.Services = rest
 	}
-	next, err := build(want, d.mode, d.have)
+	next, err := build(want, d.mode, d.have, changed)
 	if err != nil {
 		return fmt.Errorf("nftables: %w", err)
 	}
+	have := d.have
+	d.have, d.applied = nil, 0 // a patch changed have into next: until sent, what the kernel holds is unknown
 	c, err := d.conn()
 	if err != nil {
 		return err
 	}
-	have := d.have
 	var fresh bool
 	if have == nil {
 		h, existing, err := d.readAll(&next)
@@ -256,12 +275,14 @@ func (d *Dataplane) Reconcile(ctx context.Context, want dataplane.State) error {
 		return fmt.Errorf("nftables: %w", err)
 	}
 	if err := d.send(nb); err != nil {
-		d.have = nil
 		return fmt.Errorf("nftables: apply %d changes to table %s: %w", n, d.table, err)
 	}
-	d.have = &next
+	d.have, d.hadDR = &next, drWant != nil
+	if want.Delta != nil {
+		d.applied = want.Delta.Gen
+	}
 	if d.counting() {
-		n += d.syncCounters(c, want)
+		n += d.syncCounters(c, want, changed)
 	}
 	if d.mode == LoadBalance {
 		dn, err := d.applyDR(c, drWant)
@@ -288,11 +309,15 @@ func (d *Dataplane) Changes() int {
 
 // Close releases the data plane; it deletes the table only when told to.
 func (d *Dataplane) Close() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.nl != nil {
+		_ = d.nl.Close() // only batches that were acknowledged went on it
+		d.nl = nil
+	}
 	if !d.removeOnEnd {
 		return nil
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
 	c, err := d.conn()
 	if err != nil {
 		return err
@@ -391,14 +416,52 @@ func (d *Dataplane) read(c *nftables.Conn) (*content, bool, error) {
 	return &h, true, nil
 }
 
-// thresholdReal returns a real server of the state with connection
-// thresholds, which this data plane cannot honour.
-func thresholdReal(st dataplane.State) (dataplane.Real, bool) {
-	for _, s := range st.Services {
+// changedSince returns the indexes of the only services of want that
+// may differ from those of the state last applied, as want's Delta says;
+// nil when any may: the Delta does not follow that state, or that state
+// or a changed service has direct-routing backends (the direct-routing
+// table is planned whole).
+func (d *Dataplane) changedSince(want dataplane.State) []int {
+	dl := want.Delta
+	if dl == nil || dl.From == 0 || dl.From != d.applied || d.have == nil || d.hadDR {
+		return nil
+	}
+	for _, i := range dl.Services {
+		if i < 0 || i >= len(want.Services) {
+			return nil
+		}
+		for _, r := range want.Services[i].Reals {
+			if r.Forward == "dr" {
+				return nil
+			}
+		}
+	}
+	return append(make([]int, 0, len(dl.Services)), dl.Services...)
+}
+
+// thresholdReal returns a real server of the state (of the services at
+// the indexes changed, if not nil) with connection thresholds, which this
+// data plane cannot honour.
+func thresholdReal(st dataplane.State, changed []int) (dataplane.Real, bool) {
+	check := func(s dataplane.VirtualService) (dataplane.Real, bool) {
 		for _, r := range s.Reals {
 			if r.MaxConns != 0 || r.MinConns != 0 {
 				return r, true
 			}
+		}
+		return dataplane.Real{}, false
+	}
+	if changed != nil {
+		for _, i := range changed {
+			if r, ok := check(st.Services[i]); ok {
+				return r, true
+			}
+		}
+		return dataplane.Real{}, false
+	}
+	for _, s := range st.Services {
+		if r, ok := check(s); ok {
+			return r, true
 		}
 	}
 	return dataplane.Real{}, false

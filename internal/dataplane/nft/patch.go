@@ -8,175 +8,317 @@ import (
 	"halb/internal/dataplane"
 )
 
-// patch derives the content of st from prev by changing only the
-// services that changed, so that one change costs what it changes at any
-// number of services. ok is false when it cannot (the mark rules
-// changed, services went, many changed, or a map would be renamed for
-// services that did not change): build then builds the content anew.
-func patch(st dataplane.State, prev *content) (c content, ok bool, err error) {
-	if prev == nil || prev.views == nil || !slices.Equal(st.MarkRules, prev.marks) {
-		return content{}, false, nil
+// patch turns prev into the content of st by changing only the services
+// that changed, so that one change costs what it changes at any number of
+// services. changed, when not nil, lists the indexes in st.Services of
+// the only services that may differ from prev's (and st's mark rules are
+// prev's); nil: any may, and st is walked to find them. ok is false when
+// it cannot (the mark rules changed, services went, many changed, or a
+// map would be renamed for services that did not change): build then
+// builds the content anew. prev is changed only when ok: it then is the
+// content returned, and the content's delta holds what it held before.
+func patch(st dataplane.State, prev *content, changed []int) (c content, ok bool, err error) {
+	p, ok, err := planPatch(st, prev, changed)
+	if !ok || err != nil {
+		return content{}, false, err
 	}
-	var changed []int
+	return p.apply(), true, nil
+}
+
+// patchPlan is a patch computed and not yet applied: the services that
+// go (old) and those that replace them (news), with the names they
+// change.
+type patchPlan struct {
+	prev *content
+	st   dataplane.State
+	// changed are the indexes of the changed services in st, old their
+	// services in prev (nil: added), news their services in st.
+	changed []int
+	old     []*service
+	news    []*service
+	// views are the changes of prev.views, best the best views of the
+	// identities they touch.
+	views map[viewKeys]int
+	best  map[string]viewKeys
+}
+
+// planPatch computes a patch without changing prev.
+func planPatch(st dataplane.State, prev *content, hint []int) (*patchPlan, bool, error) {
+	if prev == nil || prev.views == nil || hint == nil && !slices.Equal(st.MarkRules, prev.marks) {
+		return nil, false, nil
+	}
+	p := &patchPlan{prev: prev, st: st, views: map[viewKeys]int{}, best: map[string]viewKeys{}}
 	existed := 0
-	for i, vs := range st.Services {
+	consider := func(i int) {
+		vs := st.Services[i]
 		old := prev.byKey[vs.Key]
 		if old != nil && sameService(old.vs, vs) {
-			continue
+			return
 		}
 		if old != nil {
 			existed++
 		}
-		changed = append(changed, i)
+		p.changed, p.old = append(p.changed, i), append(p.old, old)
 	}
-	if len(st.Services)-len(changed)+existed != len(prev.byKey) || len(changed) > len(st.Services)/4+1 {
-		return content{}, false, nil
+	if hint != nil {
+		for _, i := range sortedUnique(slices.Clone(hint)) {
+			consider(i)
+		}
+	} else {
+		for i := range st.Services {
+			consider(i)
+		}
 	}
-	if len(changed) == 0 {
-		c = *prev
-		c.delta = &delta{from: prev, elems: map[string][]string{}}
-		return c, true, nil
+	if len(st.Services)-len(p.changed)+existed != len(prev.byKey) || len(p.changed) > len(st.Services)/4+1 {
+		return nil, false, nil
 	}
 
 	// Names: the views' counts move; a map is renamed when the best view
 	// of its identity changes, which only the changed services may do.
-	views := maps.Clone(prev.views)
 	idents := map[string]bool{}
-	news := make([]viewKeys, len(changed))
+	keys := make([]viewKeys, len(p.changed))
 	fresh := map[viewKeys]int{}
-	for j, i := range changed {
-		vs := st.Services[i]
-		if old := prev.byKey[vs.Key]; old != nil && old.ident != "" {
+	for j, i := range p.changed {
+		if old := p.old[j]; old != nil && old.ident != "" {
 			k := viewKeys{old.ident, old.slots.view}
-			if views[k]--; views[k] == 0 {
-				delete(views, k)
-			}
+			p.views[k]--
 			idents[k.ident] = true
 		}
-		if vs.Persistence == 0 {
-			news[j].ident, news[j].view = viewOf(vs)
-			views[news[j]]++
-			fresh[news[j]]++
-			idents[news[j].ident] = true
+		if vs := st.Services[i]; vs.Persistence == 0 {
+			keys[j].ident, keys[j].view = viewOf(vs)
+			p.views[keys[j]]++
+			fresh[keys[j]]++
+			idents[keys[j].ident] = true
 		}
 	}
-	best := maps.Clone(prev.best)
 	for ident := range idents {
-		delete(best, ident)
-	}
-	maps.Copy(best, bestViews(views, idents))
-	for ident := range idents {
-		was, is := prev.best[ident], best[ident]
-		if was != is && (views[was] > 0 || views[is] > fresh[is]) {
-			return content{}, false, nil // unchanged services would move to another map
+		counts := maps.Clone(prev.views[ident])
+		if counts == nil {
+			counts = map[string]int{}
+		}
+		for k, n := range p.views {
+			if k.ident == ident {
+				counts[k.view] += n
+			}
+		}
+		if b, ok := bestView(ident, counts); ok {
+			p.best[ident] = b
+		}
+		was, is := prev.best[ident], p.best[ident]
+		if was != is && (p.count(was) > 0 || p.count(is) > fresh[is]) {
+			return nil, false, nil // unchanged services would move to another map
 		}
 	}
 
-	c = emptyContent()
-	c.base, c.marks, c.markChains, c.views, c.best = prev.base, prev.marks, prev.markChains, views, best
-	c.svcs, c.byKey, c.maps = maps.Clone(prev.svcs), maps.Clone(prev.byKey), maps.Clone(prev.maps)
-	c.svcChains, c.mapUsers, c.members = maps.Clone(prev.svcChains), maps.Clone(prev.mapUsers), maps.Clone(prev.members)
-	for name, m := range prev.shared {
-		switch name {
-		case setMarks4, setMarks6:
-			c.shared[name] = m // the same mark rules
-		case setNATSrc4, setNATSrc6:
-			c.shared[name] = map[string]elem{} // from the maps, below
-		default:
-			c.shared[name] = maps.Clone(m)
-		}
-	}
-	touched := map[string]bool{} // shared chains
-	for _, i := range changed {  // first what goes, so that a map can be rebuilt under its name
-		old := prev.byKey[st.Services[i].Key]
-		if old == nil {
-			continue
-		}
-		delete(c.svcs, old.hash)
-		delete(c.byKey, old.vs.Key)
-		delete(c.shared[old.dispatchSet], old.dispatchID)
-		if c.mapUsers[old.slots.name]--; c.mapUsers[old.slots.name] == 0 {
-			delete(c.mapUsers, old.slots.name)
-			delete(c.maps, old.slots.name)
-		}
-		if old.slots.kind == kindMaglev {
-			delete(c.svcChains, old.chain)
-			continue
-		}
-		c.members[old.chain] = slices.DeleteFunc(slices.Clone(c.members[old.chain]), func(s *service) bool { return s == old })
-		touched[old.chain] = true
-	}
+	// The new services, with the maps they share.
 	hashes := map[string]string{}
-	for j, i := range changed {
+	built := map[string]*slotMap{}
+	gone := map[string]int{} // users each map loses
+	for _, old := range p.old {
+		if old != nil {
+			gone[old.slots.name]++
+		}
+	}
+	kept := func(name string) *slotMap { // a map built here, or one of prev that keeps a user
+		if m := built[name]; m != nil {
+			return m
+		}
+		if prev.mapUsers[name] > gone[name] {
+			return prev.maps[name]
+		}
+		return nil
+	}
+	hashOf := map[string]bool{}
+	for j, i := range p.changed {
 		vs := st.Services[i]
 		mk := ownMap(vs.Key)
 		if vs.Persistence == 0 {
-			mk = sharedMap(news[j], best, hashes)
+			mk = sharedMap(keys[j], p.best, hashes)
 		}
-		s, err := newService(shortHash(vs.Key.String(), 12), vs, mk, func(name string) *slotMap { return findMap(name, mk.view, &c, nil) })
+		known := func(name string) *slotMap {
+			if m := kept(name); m != nil && m.view == mk.view {
+				return m
+			}
+			return nil
+		}
+		s, err := newService(shortHash(vs.Key.String(), 12), vs, mk, known)
 		if err != nil {
-			return content{}, false, fmt.Errorf("service %s (%s): %w", vs.Key, vs.Service, err)
+			return nil, false, fmt.Errorf("service %s (%s): %w", vs.Key, vs.Service, err)
 		}
-		if _, dup := c.svcs[s.hash]; dup {
-			return content{}, false, fmt.Errorf("service %s: its hash %s collides with another service's", vs.Key, s.hash)
+		if o := prev.svcs[s.hash]; hashOf[s.hash] || o != nil && o.vs.Key != vs.Key {
+			return nil, false, fmt.Errorf("service %s: its hash %s collides with another service's", vs.Key, s.hash)
 		}
-		if m, ok := c.maps[s.slots.name]; ok && m != s.slots {
+		hashOf[s.hash] = true
+		if m := kept(s.slots.name); m != nil && m != s.slots {
 			if m.view != s.slots.view {
-				return content{}, false, fmt.Errorf("service %s: its map %s is another's", vs.Key, m.name)
+				return nil, false, fmt.Errorf("service %s: its map %s is another's", vs.Key, m.name)
 			}
 			s = s.withMap(m)
 		}
-		c.maps[s.slots.name] = s.slots
+		built[s.slots.name] = s.slots
+		p.news = append(p.news, s)
+	}
+	return p, true, nil
+}
+
+// count is the number of services with view k after the patch.
+func (p *patchPlan) count(k viewKeys) int { return p.prev.views[k.ident][k.view] + p.views[k] }
+
+// apply changes prev into the patched content, noting in its delta what
+// each name it touches held before.
+func (p *patchPlan) apply() content {
+	c := p.prev
+	d := &delta{from: c, svcs: map[string]*service{}, maps: map[string]*slotMap{}, chains: map[string]*svcSpec{},
+		elems: map[string]map[string]*elem{}}
+	for k, n := range p.views {
+		if c.views[k.ident] == nil {
+			c.views[k.ident] = map[string]int{}
+		}
+		if c.views[k.ident][k.view] += n; c.views[k.ident][k.view] == 0 {
+			delete(c.views[k.ident], k.view)
+		}
+		if len(c.views[k.ident]) == 0 {
+			delete(c.views, k.ident)
+		}
+	}
+	for ident := range p.best {
+		c.best[ident] = p.best[ident]
+	}
+	for k := range p.views {
+		if _, ok := p.best[k.ident]; !ok {
+			delete(c.best, k.ident)
+		}
+	}
+	touched := map[string]bool{}       // shared chains
+	leaving := map[string][]*service{} // their members that go
+	for _, old := range p.old {        // first what goes, so that a map can be rebuilt under its name
+		if old == nil {
+			continue
+		}
+		d.noteSvc(c, old.hash)
+		delete(c.svcs, old.hash)
+		delete(c.byKey, old.vs.Key)
+		d.noteElem(c, old.dispatchSet, old.dispatchID)
+		delete(c.shared[old.dispatchSet], old.dispatchID)
+		if c.mapUsers[old.slots.name]--; c.mapUsers[old.slots.name] == 0 {
+			delete(c.mapUsers, old.slots.name)
+			d.noteMap(c, old.slots.name)
+			c.dropMap(old.slots.name, d)
+		}
+		if old.slots.kind == kindMaglev {
+			d.noteChain(c, old.chain)
+			delete(c.svcChains, old.chain)
+			continue
+		}
+		leaving[old.chain] = append(leaving[old.chain], old)
+		touched[old.chain] = true
+	}
+	for name, ss := range leaving {
+		c.members[name] = slices.DeleteFunc(c.members[name], func(s *service) bool { return slices.Contains(ss, s) })
+	}
+	for _, s := range p.news {
+		if c.maps[s.slots.name] != s.slots { // new: planPatch shares a map still used
+			d.noteMap(c, s.slots.name)
+			c.maps[s.slots.name] = s.slots
+			c.natAdd(s.slots, d)
+		}
 		c.mapUsers[s.slots.name]++
+		d.noteSvc(c, s.hash)
 		c.svcs[s.hash] = s
-		c.byKey[vs.Key] = s
+		c.byKey[s.vs.Key] = s
+		d.noteElem(c, s.dispatchSet, s.dispatchID)
 		c.shared[s.dispatchSet][s.dispatchID] = s.dispatch
 		if s.slots.kind == kindMaglev {
+			d.noteChain(c, s.chain)
 			c.svcChains[s.chain] = s.spec
 			continue
 		}
-		c.members[s.chain] = append(slices.Clip(c.members[s.chain]), s)
+		c.members[s.chain] = append(c.members[s.chain], s)
 		touched[s.chain] = true
 	}
-	natSources(&c)
 	for name := range touched {
+		d.noteChain(c, name)
 		c.sharedChain(name)
 	}
-	c.delta = newDelta(prev, &c, st, changed)
-	return c, true, nil
+	next := *c
+	next.delta = d
+	return next
 }
 
-// delta is what patch changed: services by hash, maps and chains by name,
-// and shared sets' elements by id (the natsrcN sets, derived from the
-// maps, are compared whole).
-type delta struct {
-	from               *content
-	svcs, maps, chains []string
-	elems              map[string][]string
-}
-
-func newDelta(prev, c *content, st dataplane.State, changed []int) *delta {
-	d := &delta{from: prev, elems: map[string][]string{}}
-	touchedMaps, chains := map[string]bool{}, map[string]bool{}
-	for _, i := range changed {
-		for _, s := range []*service{prev.byKey[st.Services[i].Key], c.byKey[st.Services[i].Key]} {
-			if s == nil {
-				continue
-			}
-			d.svcs = append(d.svcs, s.hash)
-			touchedMaps[s.slots.name], chains[s.chain] = true, true
-			d.elems[s.dispatchSet] = append(d.elems[s.dispatchSet], s.dispatchID)
+// dropMap removes a map and its addresses' share of natsrcN.
+func (c *content) dropMap(name string, d *delta) {
+	m := c.maps[name]
+	delete(c.maps, name)
+	set := pickFam(m.family, setNATSrc4, setNATSrc6)
+	for _, e := range m.addrs {
+		id := e.id()
+		if c.natRefs[id]--; c.natRefs[id] == 0 {
+			delete(c.natRefs, id)
+			d.noteElem(c, set, id)
+			delete(c.shared[set], id)
 		}
 	}
-	d.svcs = sortedUnique(d.svcs)
-	d.maps, d.chains = sortedUnique(slices.Collect(maps.Keys(touchedMaps))), sortedUnique(slices.Collect(maps.Keys(chains)))
-	for name, ids := range d.elems {
-		d.elems[name] = sortedUnique(ids)
-	}
-	return d
 }
 
-func sortedUnique(s []string) []string {
+// natAdd adds a map's addresses' share of natsrcN.
+func (c *content) natAdd(m *slotMap, d *delta) {
+	set := pickFam(m.family, setNATSrc4, setNATSrc6)
+	for _, e := range m.addrs {
+		id := e.id()
+		if c.natRefs[id]++; c.natRefs[id] == 1 {
+			d.noteElem(c, set, id)
+			c.shared[set][id] = e
+		}
+	}
+}
+
+// delta is what a patch changed, by name: each service (by hash), map,
+// chain and shared set element it touched, as it was before (nil: it was
+// not there).
+type delta struct {
+	from   *content
+	svcs   map[string]*service
+	maps   map[string]*slotMap
+	chains map[string]*svcSpec
+	elems  map[string]map[string]*elem
+}
+
+func (d *delta) noteSvc(c *content, h string) {
+	if _, ok := d.svcs[h]; !ok {
+		d.svcs[h] = c.svcs[h]
+	}
+}
+
+func (d *delta) noteMap(c *content, name string) {
+	if _, ok := d.maps[name]; !ok {
+		d.maps[name] = c.maps[name]
+	}
+}
+
+func (d *delta) noteChain(c *content, name string) {
+	if _, ok := d.chains[name]; ok {
+		return
+	}
+	d.chains[name] = nil
+	if spec, ok := c.svcChains[name]; ok {
+		d.chains[name] = &spec
+	}
+}
+
+func (d *delta) noteElem(c *content, set, id string) {
+	if d.elems[set] == nil {
+		d.elems[set] = map[string]*elem{}
+	}
+	if _, ok := d.elems[set][id]; ok {
+		return
+	}
+	d.elems[set][id] = nil
+	if e, ok := c.shared[set][id]; ok {
+		d.elems[set][id] = &e
+	}
+}
+
+func sortedUnique[T interface{ ~int | ~string }](s []T) []T {
 	slices.Sort(s)
 	return slices.Compact(s)
 }

@@ -34,12 +34,13 @@ func poolState(n, pools int) dataplane.State {
 
 // TestPatchEqualsBuild: after random changes (weights of one service or
 // of a whole pool, persistence switched, services added), the content
-// patched from the previous one is the content built anew.
+// patched from the previous one, told which services changed or not, is
+// the content built anew.
 func TestPatchEqualsBuild(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	const n, pools = 300, 20
 	st := poolState(n, pools)
-	prev, err := build(st, LoadBalance, nil)
+	prev, err := build(st, LoadBalance, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,16 +69,24 @@ func TestPatchEqualsBuild(t *testing.T) {
 			vs.Key.Port = uint16(20000 + step)
 			next.Services = append(next.Services, vs)
 		}
-		got, err := build(next, LoadBalance, &prev)
-		if err != nil {
-			t.Fatal(err)
+		var hint []int // every other step, the services that changed
+		if step%2 == 1 {
+			changed, ok := dataplane.Since(st, next)
+			if !ok {
+				t.Fatalf("step %d: no delta", step)
+			}
+			hint = append([]int{}, changed...)
 		}
-		want, err := build(next, LoadBalance, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, ok, _ := patch(next, &prev); ok {
+		if _, ok, _ := planPatch(next, &prev, hint); ok {
 			patched++
+		}
+		got, err := build(next, LoadBalance, &prev, hint)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := build(next, LoadBalance, nil, nil)
+		if err != nil {
+			t.Fatal(err)
 		}
 		if d := contentDiff(got, want); d != "" {
 			t.Fatalf("step %d: patched content differs from the built one: %s", step, d)
@@ -113,7 +122,32 @@ func contentDiff(a, b content) string {
 			return "elements of " + name
 		}
 	}
+	// What the next patch starts from.
+	if !maps.EqualFunc(a.views, b.views, maps.Equal) || !maps.Equal(a.best, b.best) {
+		return "views"
+	}
+	if !maps.Equal(a.natRefs, b.natRefs) || !maps.Equal(a.mapUsers, b.mapUsers) {
+		return "counts"
+	}
+	for name, ss := range a.members {
+		if !sameMembers(ss, b.members[name]) {
+			return "members of " + name
+		}
+	}
 	return ""
+}
+
+// sameMembers tells whether two lists hold the same services, by hash.
+func sameMembers(a, b []*service) bool {
+	hashes := func(ss []*service) []string {
+		var out []string
+		for _, s := range ss {
+			out = append(out, s.hash)
+		}
+		slices.Sort(out)
+		return out
+	}
+	return slices.Equal(hashes(a), hashes(b))
 }
 
 // TestPatchedTableEqualsFresh: a table changed step by step by patched
@@ -149,7 +183,7 @@ func TestPatchedTableEqualsFresh(t *testing.T) {
 			i := rng.IntN(n)
 			next.Services[i].Persistence = time.Minute - next.Services[i].Persistence
 		}
-		if _, ok, _ := patch(next, d.have); !ok {
+		if _, ok, _ := planPatch(next, d.have, nil); !ok {
 			t.Fatalf("step %d: not patched", step)
 		}
 		reconcile(t, d, next)
@@ -187,7 +221,7 @@ func objects(table string) string {
 // TestDigestsHoldNoPointers: the digests of chain specs print their
 // values only, so that another process (a restart) computes the same.
 func TestDigestsHoldNoPointers(t *testing.T) {
-	c, err := build(poolState(14, 2), LoadBalance, nil)
+	c, err := build(poolState(14, 2), LoadBalance, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

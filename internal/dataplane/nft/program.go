@@ -165,7 +165,7 @@ func (d *Dataplane) program(nb *nfbatch.Batch, have *content, want content, fres
 	sc := scopeOf(have, &want)
 	claimedChains, claimedSets := map[string]bool{}, map[string]bool{}
 	for _, name := range sc.maps {
-		m, old := want.maps[name], have.maps[name]
+		m, old := want.maps[name], sc.slotMap(name)
 		switch {
 		case m == nil:
 			b.sets = append(b.sets, name)
@@ -175,7 +175,7 @@ func (d *Dataplane) program(nb *nfbatch.Batch, have *content, want content, fres
 		claimedSets[name] = m != nil
 	}
 	for _, h := range sc.svcs {
-		s, old := want.svcs[h], have.svcs[h]
+		s, old := want.svcs[h], sc.svc(h)
 		switch {
 		case s == nil:
 			b.flush = append(b.flush, slices.Collect(maps.Keys(old.bes))...)
@@ -186,7 +186,7 @@ func (d *Dataplane) program(nb *nfbatch.Batch, have *content, want content, fres
 	}
 	for _, name := range sc.chains {
 		spec, ok := want.svcChains[name]
-		old, known := have.svcChains[name]
+		old, known := sc.chain(name)
 		switch {
 		case !ok:
 			b.flush = append(b.flush, name)
@@ -195,7 +195,11 @@ func (d *Dataplane) program(nb *nfbatch.Batch, have *content, want content, fres
 		}
 		claimedChains[name] = ok
 	}
-	for _, name := range union(have.markChains, want.markChains) {
+	var markChains []string // none after a patch, which keeps the mark rules
+	if sc.d == nil {
+		markChains = union(have.markChains, want.markChains)
+	}
+	for _, name := range markChains {
 		mark, ok := want.markChains[name]
 		_, known := have.markChains[name]
 		switch {
@@ -216,7 +220,7 @@ func (d *Dataplane) program(nb *nfbatch.Batch, have *content, want content, fres
 		h, w := have.shared[name], want.shared[name]
 		var del, add []nftables.SetElement
 		for _, id := range sc.elems(name, h, w) {
-			he, hok := h[id]
+			he, hok := sc.elem(name, id)
 			we, wok := w[id]
 			if hok && (!wok || !we.equal(he)) {
 				del = append(del, toElement(he))
@@ -342,25 +346,72 @@ func toElement(e elem) nftables.SetElement {
 }
 
 // scope is what program compares: every name of have and want, or, when
-// want was patched from have, the names the patch touched.
+// want was patched from have (which is then want), the names the patch
+// touched, with what they held before.
 type scope struct {
 	svcs, maps, chains []string // sorted
-	touched            map[string][]string
+	have               *content
+	d                  *delta // nil: compare whole
 }
 
 func scopeOf(have, want *content) scope {
 	if d := want.delta; d != nil && d.from == have {
-		return scope{svcs: d.svcs, maps: d.maps, chains: d.chains, touched: d.elems}
+		return scope{svcs: sortedKeys(d.svcs), maps: sortedKeys(d.maps), chains: sortedKeys(d.chains), have: have, d: d}
 	}
-	return scope{svcs: union(have.svcs, want.svcs), maps: union(have.maps, want.maps), chains: union(have.svcChains, want.svcChains)}
+	return scope{svcs: union(have.svcs, want.svcs), maps: union(have.maps, want.maps), chains: union(have.svcChains, want.svcChains), have: have}
+}
+
+// svc returns the service of that hash that the kernel holds (nil: none).
+func (sc scope) svc(h string) *service {
+	if sc.d != nil {
+		return sc.d.svcs[h]
+	}
+	return sc.have.svcs[h]
+}
+
+// slotMap returns the map of that name that the kernel holds (nil: none).
+func (sc scope) slotMap(name string) *slotMap {
+	if sc.d != nil {
+		return sc.d.maps[name]
+	}
+	return sc.have.maps[name]
+}
+
+// chain returns the spec of the service chain of that name that the
+// kernel holds, if it knows it.
+func (sc scope) chain(name string) (svcSpec, bool) {
+	if sc.d == nil {
+		spec, ok := sc.have.svcChains[name]
+		return spec, ok
+	}
+	if spec := sc.d.chains[name]; spec != nil {
+		return *spec, true
+	}
+	return svcSpec{}, false
 }
 
 // elems returns the ids of a shared set's elements to compare.
 func (sc scope) elems(name string, have, want map[string]elem) []string {
-	if sc.touched == nil || name == setNATSrc4 || name == setNATSrc6 {
+	if sc.d == nil {
 		return union(have, want)
 	}
-	return sc.touched[name]
+	return sortedKeys(sc.d.elems[name])
+}
+
+// elem returns the element of a shared set that the kernel holds.
+func (sc scope) elem(set, id string) (elem, bool) {
+	if sc.d == nil {
+		e, ok := sc.have.shared[set][id]
+		return e, ok
+	}
+	if e := sc.d.elems[set][id]; e != nil {
+		return *e, true
+	}
+	return elem{}, false
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	return slices.Sorted(maps.Keys(m))
 }
 
 // union returns the keys of a and b, sorted.

@@ -88,10 +88,10 @@ func TestChangeCostsWhatChanged(t *testing.T) {
 func TestBuildRejectsDR(t *testing.T) {
 	st := bigState(1)
 	st.Services[0].Reals[0].Forward = "dr"
-	if _, err := build(st, LoadBalance, nil); err == nil {
+	if _, err := build(st, LoadBalance, nil, nil); err == nil {
 		t.Fatal("a DR real was accepted by the NAT chains (DR services go to the netdev table)")
 	}
-	if _, err := build(st, MarksOnly, nil); err != nil {
+	if _, err := build(st, MarksOnly, nil, nil); err != nil {
 		t.Fatalf("marks-only mode must not care about forwarding: %v", err)
 	}
 }
