@@ -12,20 +12,26 @@ import (
 
 // Reasons a received advert is dropped, as the rejected counters name them.
 const (
-	RejectLength        = "length"
-	RejectVersion       = "version"
-	RejectChecksum      = "checksum"
-	RejectTTL           = "ttl"
-	RejectAddressCount  = "address count"
-	RejectInterval      = "interval"
-	RejectAuth          = "auth"
+	RejectLength       = "length"
+	RejectVersion      = "version"
+	RejectChecksum     = "checksum"
+	RejectTTL          = "ttl"
+	RejectAddressCount = "address count"
+	RejectInterval     = "interval"
+	RejectAuth         = "auth"
+	// RejectICV: an advert under AH whose ICV does not match (another
+	// password) or whose SPI is not its source.
+	RejectICV = "icv"
+	// RejectReplay: an advert under AH numbered no higher than the last
+	// sent or heard.
+	RejectReplay        = "replay"
 	RejectUnknownSource = "unknown source"
 	RejectAddressList   = "address list"
 	RejectOther         = "other"
 )
 
 var rejectReasons = [...]string{RejectLength, RejectVersion, RejectChecksum, RejectTTL, RejectAddressCount,
-	RejectInterval, RejectAuth, RejectUnknownSource, RejectAddressList, RejectOther}
+	RejectInterval, RejectAuth, RejectICV, RejectReplay, RejectUnknownSource, RejectAddressList, RejectOther}
 
 // decodeReason names the reason of a Decode error.
 func decodeReason(err error) string {
