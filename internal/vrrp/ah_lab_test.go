@@ -52,8 +52,8 @@ func keepalivedDropped(k *node) []string {
 // AH: each stays backup to the other at a higher priority for two
 // master-down intervals (it would take over if it dropped the adverts),
 // takes over when the other stops, and a restarted halb (sequence
-// numbers from 1 again) takes the VIP back from keepalived. With another
-// password, both are masters and halb counts keepalived's adverts as
+// numbers from 1 again) takes the VIP back from keepalived, over
+// multicast and unicast. With another password, both are masters and halb counts keepalived's adverts as
 // rejected for their ICV.
 func TestLabAHKeepalived(t *testing.T) {
 	labtest.RequireRoot(t)
@@ -65,6 +65,54 @@ func TestLabAHKeepalived(t *testing.T) {
 		rejected = "halb_vrrp_adverts_rejected_total"
 	)
 
+	unicast := m
+	unicast.name, unicast.unicast = "v2-ipv4-ah-unicast", true
+	for _, m := range []mode{m, unicast} {
+		t.Run(m.name, func(t *testing.T) { ahWithKeepalived(t, m) })
+	}
+
+	t.Run("wrong-password", func(t *testing.T) {
+		p := newPair(t)
+		p.startAHHalb(t, m, 1, 150)
+		other := m
+		other.auth = "0ther"
+		k := startKeepalived(t, p.b, other.keepalivedConf(2, 100, true))
+		deadline := time.Now().Add(crash)
+		for !hasAddr(t, p.a, vip) || !hasAddr(t, p.b, vip) {
+			if time.Now().After(deadline) {
+				t.Fatalf("after %s, %s on a %v, on b %v; want both masters", crash, vip, hasAddr(t, p.a, vip), hasAddr(t, p.b, vip))
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		// keepalived, as a master hearing adverts it drops, sends its own
+		// only every few seconds.
+		holdBoth := time.Now().Add(2 * m.interval)
+		for time.Now().Before(holdBoth) {
+			if !hasAddr(t, p.a, vip) || !hasAddr(t, p.b, vip) {
+				t.Fatalf("%s left a master: on a %v, on b %v", vip, hasAddr(t, p.a, vip), hasAddr(t, p.b, vip))
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		c := scrape(t, p.a, ahMetrics)
+		if c[rejected+"/icv"] < 1 || c[received] != 0 {
+			t.Errorf("halb's counters with keepalived on another password: %v", c)
+		}
+		t.Logf("halb with another password: %v", c)
+		if !strings.Contains(k.logs.String(), "invalid IPSEC HMAC-MD5") {
+			t.Errorf("keepalived did not drop halb's adverts for their ICV:\n%s", k.logs.String())
+		}
+	})
+}
+
+// ahWithKeepalived runs TestLabAHKeepalived's election, failover and
+// restart in mode m.
+func ahWithKeepalived(t *testing.T, m mode) {
+	vip := m.vip()
+	crash := generous(masterDown(m.interval, 100))
+	const (
+		received = "halb_vrrp_adverts_received_total"
+		rejected = "halb_vrrp_adverts_rejected_total"
+	)
 	t.Run("keepalived-master", func(t *testing.T) {
 		p := newPair(t)
 		k := startKeepalived(t, p.a, m.keepalivedConf(1, 150, true))
@@ -102,38 +150,6 @@ func TestLabAHKeepalived(t *testing.T) {
 		holdVIP(t, vip, 2*m.interval, p.a, p.a, p.b)
 		if d := keepalivedDropped(k); len(d) > 0 {
 			t.Errorf("keepalived dropped the restarted halb's adverts:\n%s", strings.Join(d, "\n"))
-		}
-	})
-
-	t.Run("wrong-password", func(t *testing.T) {
-		p := newPair(t)
-		p.startAHHalb(t, m, 1, 150)
-		other := m
-		other.auth = "0ther"
-		k := startKeepalived(t, p.b, other.keepalivedConf(2, 100, true))
-		deadline := time.Now().Add(crash)
-		for !hasAddr(t, p.a, vip) || !hasAddr(t, p.b, vip) {
-			if time.Now().After(deadline) {
-				t.Fatalf("after %s, %s on a %v, on b %v; want both masters", crash, vip, hasAddr(t, p.a, vip), hasAddr(t, p.b, vip))
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-		// keepalived, as a master hearing adverts it drops, sends its own
-		// only every few seconds.
-		holdBoth := time.Now().Add(2 * m.interval)
-		for time.Now().Before(holdBoth) {
-			if !hasAddr(t, p.a, vip) || !hasAddr(t, p.b, vip) {
-				t.Fatalf("%s left a master: on a %v, on b %v", vip, hasAddr(t, p.a, vip), hasAddr(t, p.b, vip))
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-		c := scrape(t, p.a, ahMetrics)
-		if c[rejected+"/icv"] < 1 || c[received] != 0 {
-			t.Errorf("halb's counters with keepalived on another password: %v", c)
-		}
-		t.Logf("halb with another password: %v", c)
-		if !strings.Contains(k.logs.String(), "invalid IPSEC HMAC-MD5") {
-			t.Errorf("keepalived did not drop halb's adverts for their ICV:\n%s", k.logs.String())
 		}
 	})
 }
