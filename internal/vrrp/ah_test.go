@@ -66,6 +66,13 @@ func TestAH(t *testing.T) {
 		}
 	}
 
+	// A plain advert is nothing an AH instance hears.
+	plain := packet.Advert{Version: 2, VRID: 10, Priority: 150, Interval: time.Second, Addrs: []netip.Addr{addr("192.0.2.100")}}
+	msg, err := plain.Marshal(peer, packet.GroupIPv4, packet.ChecksumPseudoHeader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr.receive(received{sock: tr.conn, hdr: packet.Header{Src: peer, Dst: packet.GroupIPv4, TTL: 255}, msg: msg})
 	hear(150, 5, "secret")
 	hear(150, 5, "secret") // a replay
 	hear(150, 6, "secrex")
@@ -97,7 +104,7 @@ func TestAH(t *testing.T) {
 			rejected[r] = v
 		}
 	}
-	if want := map[string]uint64{RejectReplay: 2, RejectICV: 1}; !maps.Equal(rejected, want) || c.received.Load() != 4 {
+	if want := map[string]uint64{RejectReplay: 2, RejectICV: 1, RejectAuth: 1}; !maps.Equal(rejected, want) || c.received.Load() != 4 {
 		t.Errorf("received %d, rejected %v; want 4 and %v", c.received.Load(), rejected, want)
 	}
 }

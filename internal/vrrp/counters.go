@@ -12,19 +12,15 @@ import (
 
 // Reasons a received advert is dropped, as the rejected counters name them.
 const (
-	RejectLength       = "length"
-	RejectVersion      = "version"
-	RejectChecksum     = "checksum"
-	RejectTTL          = "ttl"
-	RejectAddressCount = "address count"
-	RejectInterval     = "interval"
-	RejectAuth         = "auth"
-	// RejectICV: an advert under AH whose ICV does not match (another
-	// password) or whose SPI is not its source.
-	RejectICV = "icv"
-	// RejectReplay: an advert under AH numbered no higher than the last
-	// sent or heard.
-	RejectReplay        = "replay"
+	RejectLength        = "length"
+	RejectVersion       = "version"
+	RejectChecksum      = "checksum"
+	RejectTTL           = "ttl"
+	RejectAddressCount  = "address count"
+	RejectInterval      = "interval"
+	RejectAuth          = "auth"
+	RejectICV           = "icv"    // under AH: another password, or an SPI that is not the source
+	RejectReplay        = "replay" // under AH: numbered no higher than the last sent or heard
 	RejectUnknownSource = "unknown source"
 	RejectAddressList   = "address list"
 	RejectOther         = "other"

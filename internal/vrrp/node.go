@@ -621,6 +621,10 @@ func (r *runner) receive(p received) {
 	}
 	if usesAH(ins.cfg) {
 		// Nothing in the advert is trusted before its ICV.
+		if p.ah == nil {
+			ins.cnt.reject(RejectAuth)
+			return
+		}
 		if err := p.ah.Verify(ins.cfg.AuthPassword, ins.cfg.Unicast()); err != nil {
 			r.log.Warn("advert with wrong AH authentication dropped", "instance", ins.cfg.Name, "src", p.hdr.Src, "err", err)
 			ins.cnt.reject(RejectICV)
@@ -683,7 +687,7 @@ func (r *runner) receive(p received) {
 		ins.cnt.reject(RejectAddressList)
 		return
 	}
-	if p.ah != nil && ins.m.State == fsm.Master && a.Priority != 0 &&
+	if usesAH(in) && ins.m.State == fsm.Master && a.Priority != 0 &&
 		(int(a.Priority) < ins.m.Effective || int(a.Priority) == ins.m.Effective && p.hdr.Src.Less(ins.src)) {
 		// A lower-priority master numbers above what this node sent:
 		// the next advert goes above its number, as keepalived's does,
