@@ -81,8 +81,12 @@ type Instance struct {
 	// send: "pseudo-header" (keepalived's default) or "message" (RFC 9568
 	// routers). Both forms are accepted on receive.
 	IPv4Checksum string `yaml:"ipv4_checksum"`
-	// Auth is VRRPv2 simple password authentication ("" = none).
+	// AuthPassword is VRRPv2's authentication key ("" = none), sent in
+	// clear or, with AuthType "ah", keying IPsec AH's HMAC-MD5-96.
 	AuthPassword string `yaml:"auth_password"`
+	// AuthType is "pass" (simple password; also when empty) or "ah"
+	// (keepalived's auth_type AH).
+	AuthType string `yaml:"auth_type"`
 	// Notify is an executable run on every state change of this
 	// instance, as NotifyUser (or the top-level script_user).
 	Notify     string `yaml:"notify"`

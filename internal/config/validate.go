@@ -179,6 +179,18 @@ func (v *validator) instance(p string, in Instance) {
 	if len(in.AuthPassword) > 8 {
 		v.errorAt(p+".auth_password", "at most 8 characters")
 	}
+	switch in.AuthType {
+	case "", "pass":
+	case "ah":
+		if in.AuthPassword == "" {
+			v.errorAt(p+".auth_type", "ah needs auth_password, its key")
+		}
+		if in.Version != 2 {
+			v.errorAt(p+".auth_type", "ah exists only in VRRP version 2 over IPv4")
+		}
+	default:
+		v.errorAt(p+".auth_type", "%q is not pass or ah", in.AuthType)
+	}
 	if in.Version == 2 && in.Family() == 6 {
 		v.errorAt(p+".version", "VRRP version 2 has no IPv6; use version 3")
 	}

@@ -69,6 +69,14 @@ func TestValidationErrorsAreLocated(t *testing.T) {
 			"t.yaml:9:24: vrrp.instances[0].advert_interval: 1.5s must be whole seconds"},
 		{"sync group member", "      vips: [192.0.2.9/24]\n", "      vips: [192.0.2.9/24]\n  sync_groups:\n    - {name: g, instances: [web-a, nope]}\n",
 			`t.yaml:10:36: vrrp.sync_groups[0].instances[1]: no VRRP instance named "nope"`},
+		{"auth type", "      priority: 150\n", "      priority: 150\n      version: 2\n      auth_password: k\n      auth_type: esp\n",
+			`t.yaml:10:18: vrrp.instances[0].auth_type: "esp" is not pass or ah`},
+		{"ah without key", "      priority: 150\n", "      priority: 150\n      version: 2\n      auth_type: ah\n",
+			"t.yaml:9:18: vrrp.instances[0].auth_type: ah needs auth_password, its key"},
+		{"ah in version 3", "      priority: 150\n", "      priority: 150\n      auth_password: k\n      auth_type: ah\n",
+			"t.yaml:9:18: vrrp.instances[0].auth_type: ah exists only in VRRP version 2 over IPv4"},
+		{"ah key length", "      priority: 150\n", "      priority: 150\n      version: 2\n      auth_password: 123456789\n      auth_type: ah\n",
+			"t.yaml:9:22: vrrp.instances[0].auth_password: at most 8 characters"},
 		{"duplicate key", "      vrid: 9\n", "      vrid: 9\n      vrid: 10\n", `t.yaml:7:7: vrrp.instances[0]: key "vrid" given twice`},
 		{"check port ambiguous", "    ports: [80]\n    pool: www", "    ports: [80, 443]\n    mark: shared\n    pool: www",
 			"t.yaml:17:12: pools.www.check[0]: service \"http\" covers several ports"},
@@ -216,5 +224,16 @@ func TestMarkMask(t *testing.T) {
 		if !strings.HasPrefix(diags.String(), tt.want) {
 			t.Errorf("mark_mask %s: want a diagnostic starting %q, got:\n%s", tt.mask, tt.want, diags)
 		}
+	}
+}
+
+func TestAHIsValid(t *testing.T) {
+	src := strings.Replace(base, "      priority: 150\n", "      priority: 150\n      version: 2\n      auth_password: secret12\n      auth_type: ah\n", 1)
+	c, diags := Parse("ah.yaml", []byte(src), Options{})
+	if c == nil || len(diags) != 0 {
+		t.Fatalf("AH instance: %v", diags)
+	}
+	if in := c.VRRP.Instances[0]; in.AuthType != "ah" || in.AuthPassword != "secret12" {
+		t.Errorf("decoded auth_type %q, auth_password %q", in.AuthType, in.AuthPassword)
 	}
 }

@@ -358,7 +358,8 @@ func (m *mapper) vrrpInstance(n *Node) {
 	}
 	if in.AuthPassword != "" && in.Version == 3 {
 		m.warnf(n.Pos, "authentication: VRRP version 3 has none; keepalived ignores it, and so does halb")
-		in.AuthPassword = ""
+		in.AuthPassword, in.AuthType = "", ""
+		delete(m.written, p+".auth_type")
 	}
 	m.cfg.VRRP.Instances = append(m.cfg.VRRP.Instances, in)
 }
@@ -630,13 +631,12 @@ func (m *mapper) notifyExec(c *Node) {
 }
 
 func (m *mapper) authentication(c *Node, in *config.Instance, p string) {
-	kind := "PASS"
 	unknown := false
 	m.walk("authentication", c.Children, map[string]handler{
 		"auth_type": func(n *Node) {
-			kind = strings.ToUpper(n.Arg(0))
-			if kind == "AH" {
-				m.warnf(n.ArgPos(0), "auth_type AH is not supported: %s", ahInstead)
+			if kind := strings.ToUpper(n.Arg(0)); kind == "AH" {
+				in.AuthType = "ah"
+				m.set(p+".auth_type", n.ArgPos(0))
 			} else if kind != "PASS" {
 				unknown = true
 				m.warnf(n.ArgPos(0), "auth_type: %q is not PASS or AH: keepalived ignores it and sends adverts without authentication, and so does halb", n.Arg(0))
@@ -653,9 +653,6 @@ func (m *mapper) authentication(c *Node, in *config.Instance, p string) {
 			}
 		},
 	})
-	if kind == "AH" {
-		noAH(in, p, m.written)
-	}
 	if unknown {
 		in.AuthPassword = ""
 	}

@@ -19,7 +19,6 @@ import (
 // does.
 const (
 	vmacNames = "halb names a virtual MAC interface vrrp.VRID (vrrp6.VRID for IPv6) unless use_vmac names it, and gives it the virtual router MAC 00:00:5e:00:01:VRID (00:00:5e:00:02:VRID)"
-	ahInstead = "halb sends its adverts without authentication (it never puts the AH key on the wire in clear): keepalived peers using AH drop its adverts and it drops theirs, so move such a pair to no authentication (or PASS) before replacing a node"
 )
 
 // useVMAC maps "use_vmac [NAME]" of instance in at path p.
@@ -167,14 +166,6 @@ func (m *mapper) vipLine(v *Node) (config.VIPOption, bool) {
 		}
 	}
 	return o, true
-}
-
-// noAH leaves out the password of an instance (at path p) whose
-// authentication is AH: halb has no AH, and a PASS advert would carry
-// the key in clear.
-func noAH(in *config.Instance, p string, written map[string]config.Location) {
-	in.AuthPassword = ""
-	delete(written, p+".auth_password")
 }
 
 // instanceValue renders an instance, writing the VIPs that have options

@@ -64,7 +64,7 @@ vrrp_track_process nginx {
 // in two instances, instances without VIPs, the lower-priority
 // announcements, the multicast groups and dont_track_primary map onto
 // halb's keys, track_process, use_vmac, no_accept and net_namespace too;
-// AH is a located warning saying what halb does instead.
+// auth_type AH maps onto auth_type ah without a warning.
 func TestVRRPExtras(t *testing.T) {
 	cfg, diags, path := loadString(t, vrrpExtrasConf)
 	if cfg == nil {
@@ -107,8 +107,8 @@ func TestVRRPExtras(t *testing.T) {
 	if cfg.NetNamespace != "blue" {
 		t.Errorf("net_namespace %q, want blue", cfg.NetNamespace)
 	}
-	if !in.IgnoreInterfaceDown || in.AuthPassword != "" {
-		t.Errorf("ignore_interface_down %v, auth_password %q; want true and no password (AH)", in.IgnoreInterfaceDown, in.AuthPassword)
+	if !in.IgnoreInterfaceDown || in.AuthPassword != "s3cret" || in.AuthType != "ah" {
+		t.Errorf("ignore_interface_down %v, auth_password %q, auth_type %q; want true, s3cret and ah", in.IgnoreInterfaceDown, in.AuthPassword, in.AuthType)
 	}
 	var warnings []string
 	for _, d := range diags {
@@ -118,7 +118,6 @@ func TestVRRPExtras(t *testing.T) {
 	}
 	got := strings.Join(warnings, "\n")
 	for _, want := range []string{
-		"19:15: warning: auth_type AH is not supported: halb sends its adverts without authentication",
 		"44:1: warning: vrrp_track_process nginx: halb counts the processes in /proc every second",
 		"48:3: warning: fork_delay is not supported: halb counts the processes in /proc every second",
 		`37:5: warning: vrrp.instances[1].vips[0]: VIP 192.0.2.10 is also carried by instance "VI_1"`,
@@ -127,7 +126,7 @@ func TestVRRPExtras(t *testing.T) {
 			t.Errorf("no warning %q in:\n%s", want, got)
 		}
 	}
-	if strings.Contains(got, "vrrp_mcast_group") || strings.Contains(got, "dont_track_primary") || strings.Contains(got, "virtual_ipaddress") {
+	if strings.Contains(got, "vrrp_mcast_group") || strings.Contains(got, "auth_type") || strings.Contains(got, "dont_track_primary") || strings.Contains(got, "virtual_ipaddress") {
 		t.Errorf("warnings for what halb does as keepalived:\n%s", got)
 	}
 
@@ -148,7 +147,7 @@ func TestVRRPExtras(t *testing.T) {
 	for i := range cfg.VRRP.Instances {
 		a, b := cfg.VRRP.Instances[i], back.VRRP.Instances[i]
 		if a.Name != b.Name || len(a.VIPs) != len(b.VIPs) || len(a.VIPOptions) != len(b.VIPOptions) || a.GARP != b.GARP ||
-			a.IgnoreInterfaceDown != b.IgnoreInterfaceDown {
+			a.IgnoreInterfaceDown != b.IgnoreInterfaceDown || a.AuthType != b.AuthType || a.AuthPassword != b.AuthPassword {
 			t.Errorf("instance %d after the round trip:\n%+v\nwant\n%+v", i, b, a)
 		}
 	}

@@ -102,6 +102,11 @@ func (c *checker) instances() {
 			if a.Version != b.Version {
 				c.differ(p+".version", "VRRP version", b.Version, a.Version)
 			}
+			if authOf(a) != authOf(b) {
+				c.differ(p+".auth_type", "authentication", authOf(b), authOf(a))
+			} else if a.AuthPassword != b.AuthPassword {
+				c.errorf(c.b, p+".auth_password", "%s.auth_password: not the one in %s: each node would drop the other's adverts", p, c.a.File)
+			}
 			if a.AdvertInterval != b.AdvertInterval {
 				c.add(c.b, config.Warning, p+".advert_interval", "%s.advert_interval: %s here but %s in %s",
 					p, b.AdvertInterval.D(), a.AdvertInterval.D(), c.a.File)
@@ -111,6 +116,17 @@ func (c *checker) instances() {
 					"give them different priorities, or let exactly one preempt", p, b.Priority, preempts(a.Preempt))
 			}
 		})
+}
+
+// authOf names an instance's authentication: none, pass or ah.
+func authOf(in config.Instance) string {
+	switch {
+	case in.AuthPassword == "":
+		return "none"
+	case in.AuthType == "ah":
+		return "ah"
+	}
+	return "pass"
 }
 
 func preempts(p bool) string {

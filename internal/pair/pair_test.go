@@ -56,3 +56,37 @@ pools:
 		}
 	}
 }
+
+// TestAuth: the nodes of a pair authenticate alike, with the same
+// password (which no message repeats).
+func TestAuth(t *testing.T) {
+	node := func(name string, prio int, auth string) string {
+		return fmt.Sprintf(`node: %s
+vrrp:
+  instances:
+    - {name: a, interface: eth0, vrid: 1, priority: %d, version: 2, advert_interval: 1s, vips: [192.0.2.1/24]%s}
+`, name, prio, auth)
+	}
+	for _, tt := range []struct {
+		name string
+		a, b string
+		want string
+	}{
+		{"both ah", ", auth_type: ah, auth_password: s3cret", ", auth_type: ah, auth_password: s3cret", ""},
+		{"pass by default", ", auth_type: pass, auth_password: s3cret", ", auth_password: s3cret", ""},
+		{"ah and pass", ", auth_type: ah, auth_password: s3cret", ", auth_password: s3cret", "authentication pass here but ah in"},
+		{"ah and none", ", auth_type: ah, auth_password: s3cret", "", "authentication none here but ah in"},
+		{"another password", ", auth_type: ah, auth_password: s3cret", ", auth_type: ah, auth_password: 0ther",
+			"vrrp.instances[0].auth_password: not the one in"},
+	} {
+		diags := Check(load(t, "a.yaml", node("lb-a", 150, tt.a)), load(t, "b.yaml", node("lb-b", 100, tt.b)))
+		switch {
+		case tt.want == "" && len(diags) > 0:
+			t.Errorf("%s: %s", tt.name, diags)
+		case tt.want != "" && (len(diags) != 1 || !strings.Contains(diags.String(), tt.want)):
+			t.Errorf("%s: %s, want one error with %q", tt.name, diags, tt.want)
+		case strings.Contains(diags.String(), "s3cret") || strings.Contains(diags.String(), "0ther"):
+			t.Errorf("%s: a password in %s", tt.name, diags)
+		}
+	}
+}

@@ -19,13 +19,15 @@ const (
 	RejectAddressCount  = "address count"
 	RejectInterval      = "interval"
 	RejectAuth          = "auth"
+	RejectICV           = "icv"    // under AH: another password, or an SPI that is not the source
+	RejectReplay        = "replay" // under AH: numbered no higher than the last sent or heard
 	RejectUnknownSource = "unknown source"
 	RejectAddressList   = "address list"
 	RejectOther         = "other"
 )
 
 var rejectReasons = [...]string{RejectLength, RejectVersion, RejectChecksum, RejectTTL, RejectAddressCount,
-	RejectInterval, RejectAuth, RejectUnknownSource, RejectAddressList, RejectOther}
+	RejectInterval, RejectAuth, RejectICV, RejectReplay, RejectUnknownSource, RejectAddressList, RejectOther}
 
 // decodeReason names the reason of a Decode error.
 func decodeReason(err error) string {

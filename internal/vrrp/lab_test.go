@@ -426,6 +426,7 @@ type mode struct {
 	v6       bool
 	unicast  bool
 	auth     string
+	ah       bool // auth under IPsec AH, not in clear
 }
 
 func (m mode) vip() string {
@@ -461,6 +462,9 @@ func (m mode) halbYAML(host, prio int, preempt bool, extra string) string {
 	if m.auth != "" {
 		fmt.Fprintf(&b, "      auth_password: %s\n", m.auth)
 	}
+	if m.ah {
+		b.WriteString("      auth_type: ah\n")
+	}
 	b.WriteString(extra)
 	return b.String()
 }
@@ -478,7 +482,11 @@ func (m mode) keepalivedConf(host, prio int, preempt bool) string {
 		fmt.Fprintf(&b, "  unicast_src_ip %s\n  unicast_peer {\n    %s\n  }\n", m.self(host), m.self(3-host))
 	}
 	if m.auth != "" {
-		fmt.Fprintf(&b, "  authentication {\n    auth_type PASS\n    auth_pass %s\n  }\n", m.auth)
+		kind := "PASS"
+		if m.ah {
+			kind = "AH"
+		}
+		fmt.Fprintf(&b, "  authentication {\n    auth_type %s\n    auth_pass %s\n  }\n", kind, m.auth)
 	}
 	fmt.Fprintf(&b, "  virtual_ipaddress {\n    %s%s\n  }\n}\n", m.vip(), m.plen())
 	return b.String()

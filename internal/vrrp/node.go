@@ -20,6 +20,7 @@ import (
 	"halb/internal/event"
 	"halb/internal/netif"
 	"halb/internal/proc"
+	"halb/internal/vrrp/ah"
 	"halb/internal/vrrp/fsm"
 	"halb/internal/vrrp/packet"
 )
@@ -184,6 +185,7 @@ func (n *Node) Run(ctx context.Context, events chan<- event.VRRP) error {
 type sockKey struct {
 	ifname string
 	family int
+	ah     bool // IPsec AH (protocol 51) instead of VRRP (112)
 }
 
 // instance is one running VRRP instance.
@@ -216,6 +218,10 @@ type instance struct {
 	// mismatchReported and versionReported: adverts listing other
 	// addresses, of another version, were reported (they are once).
 	mismatchReported, versionReported bool
+	// seq and ipID number the adverts sent under AH (ipID the IP
+	// header's identification, which the ICV covers).
+	seq  ah.Sequence
+	ipID uint16
 }
 
 type runner struct {
@@ -224,7 +230,7 @@ type runner struct {
 	net       Net
 	events    chan<- event.VRRP
 	cfg       *config.Config
-	open      func(ifname string, family int) (conn, error)
+	open      func(key sockKey) (conn, error)
 	sockets   map[sockKey]conn
 	instances map[string]*instance
 	rx        chan received
@@ -327,11 +333,11 @@ func (r *runner) start(in config.Instance, group string) error {
 			sockDev = in.VMACName
 		}
 	}
-	key := sockKey{sockDev, fam}
+	key := sockKey{sockDev, fam, usesAH(in)}
 	s := r.sockets[key]
 	if s == nil {
 		var err error
-		if s, err = r.open(sockDev, fam); err != nil {
+		if s, err = r.open(key); err != nil {
 			return err
 		}
 		r.sockets[key] = s
@@ -523,11 +529,25 @@ func (r *runner) send(ins *instance, prio int) {
 	in := ins.cfg
 	a := packet.Advert{Version: in.Version, VRID: uint8(in.VRID), Priority: uint8(prio), Interval: in.AdvertInterval.D(),
 		Addrs: ins.vipAddrs}
-	if in.Version == 2 && in.AuthPassword != "" {
+	var seal *ah.Seal
+	switch {
+	case usesAH(in):
+		// One number for each advert, whatever the number of peers, as
+		// keepalived.
+		if ins.ipID++; ins.ipID == 0 {
+			ins.ipID = 1
+		}
+		a.AuthType = packet.AuthAH
+		seal = &ah.Seal{Src: ins.src, ID: ins.ipID, Seq: ins.seq.Next(), Key: in.AuthPassword, Unicast: in.Unicast()}
+	case in.Version == 2 && in.AuthPassword != "":
 		a.AuthType, a.Auth = packet.AuthSimple, packet.Password(in.AuthPassword)
 	}
 	for _, dst := range ins.dsts {
 		b, err := a.Marshal(ins.src, dst, ins.form)
+		if err == nil && seal != nil {
+			seal.Dst = dst
+			b, err = seal.Datagram(b)
+		}
 		if err == nil {
 			err = ins.sock.send(b, ins.src, dst)
 		}
@@ -599,6 +619,18 @@ func (r *runner) receive(p received) {
 		ins.cnt.reject(RejectUnknownSource)
 		return
 	}
+	if usesAH(ins.cfg) {
+		// Nothing in the advert is trusted before its ICV.
+		if p.ah == nil {
+			ins.cnt.reject(RejectAuth)
+			return
+		}
+		if err := p.ah.Verify(ins.cfg.AuthPassword, ins.cfg.Unicast()); err != nil {
+			r.log.Warn("advert with wrong AH authentication dropped", "instance", ins.cfg.Name, "src", p.hdr.Src, "err", err)
+			ins.cnt.reject(RejectICV)
+			return
+		}
+	}
 	a, err := packet.Decode(p.hdr, p.msg)
 	if err != nil {
 		r.log.Debug("advert dropped", "instance", ins.cfg.Name, "src", p.hdr.Src, "err", err)
@@ -621,12 +653,21 @@ func (r *runner) receive(p received) {
 	}
 	if in.Version == 2 {
 		want := uint8(packet.AuthNone)
-		if in.AuthPassword != "" {
+		switch {
+		case usesAH(in):
+			want = packet.AuthAH
+		case in.AuthPassword != "":
 			want = packet.AuthSimple
 		}
 		if a.AuthType != want || want == packet.AuthSimple && a.Auth != packet.Password(in.AuthPassword) {
 			r.log.Warn("advert with wrong authentication dropped", "instance", in.Name, "src", p.hdr.Src)
 			ins.cnt.reject(RejectAuth)
+			return
+		}
+		if want == packet.AuthAH && !ins.seq.Accept(p.ah.Seq) {
+			r.log.Warn("AH advert with an old sequence number dropped (a replay, or a peer that restarted)", "instance", in.Name,
+				"src", p.hdr.Src, "seq", p.ah.Seq)
+			ins.cnt.reject(RejectReplay)
 			return
 		}
 		if a.Interval != in.AdvertInterval.D() {
@@ -646,9 +687,20 @@ func (r *runner) receive(p received) {
 		ins.cnt.reject(RejectAddressList)
 		return
 	}
+	if usesAH(in) && ins.m.State == fsm.Master && a.Priority != 0 &&
+		(int(a.Priority) < ins.m.Effective || int(a.Priority) == ins.m.Effective && p.hdr.Src.Less(ins.src)) {
+		// A lower-priority master numbers above what this node sent:
+		// the next advert goes above its number, as keepalived's does,
+		// or the other node would drop it as a replay.
+		ins.seq.Skip(p.ah.Seq)
+	}
 	ins.cnt.received.Add(1)
 	r.step(ins, fsm.Event{Advert: a, Src: p.hdr.Src}, r.clock.Now())
 }
+
+// usesAH reports whether instance in sends and hears its adverts under
+// IPsec AH.
+func usesAH(in config.Instance) bool { return in.AuthType == "ah" }
 
 func sameAddrs(a, b []netip.Addr) bool {
 	x, y := slices.Clone(a), slices.Clone(b)

@@ -22,16 +22,19 @@ import (
 	"halb/internal/lab/labtest"
 	"halb/internal/netif"
 	"halb/internal/proc"
+	"halb/internal/vrrp/ah"
 	"halb/internal/vrrp/fsm"
 	"halb/internal/vrrp/packet"
 )
 
 func addr(s string) netip.Addr { return netip.MustParseAddr(s) }
 
-// sentAdvert is an advert a fakeConn was asked to send.
+// sentAdvert is an advert a fakeConn was asked to send; datagram is
+// the whole datagram of an advert under AH.
 type sentAdvert struct {
 	at       time.Time
 	priority int
+	datagram []byte
 }
 
 // fakeConn records the adverts sent through it.
@@ -46,11 +49,15 @@ func (c *fakeConn) join(g netip.Addr) error               { c.dst = g; return ni
 func (c *fakeConn) read(chan<- received, <-chan struct{}) {}
 func (c *fakeConn) close()                                {}
 func (c *fakeConn) send(b []byte, src, dst netip.Addr) error {
-	a, err := packet.Decode(packet.Header{Src: src, Dst: dst, TTL: 255}, b)
+	msg, datagram := b, []byte(nil)
+	if p, err := ah.Parse(b); err == nil {
+		msg, datagram = p.Msg, b
+	}
+	a, err := packet.Decode(packet.Header{Src: src, Dst: dst, TTL: 255}, msg)
 	if err != nil {
 		return err
 	}
-	c.sent = append(c.sent, sentAdvert{c.clock.Now(), int(a.Priority)})
+	c.sent = append(c.sent, sentAdvert{c.clock.Now(), int(a.Priority), datagram})
 	return nil
 }
 
@@ -129,7 +136,7 @@ func newTestRunner(t *testing.T, yaml string, up ...string) *testRunner {
 	}
 	tr.runner = &runner{
 		log: slog.New(slog.DiscardHandler), clock: clock, net: tr.net, events: tr.evc,
-		open:      func(string, int) (conn, error) { return tr.conn, nil },
+		open:      func(sockKey) (conn, error) { return tr.conn, nil },
 		sockets:   map[sockKey]conn{},
 		instances: map[string]*instance{},
 		scriptRes: make(chan scriptResult, 16),

@@ -1,6 +1,7 @@
 package vrrp
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -11,6 +12,7 @@ import (
 	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
 
+	"halb/internal/vrrp/ah"
 	"halb/internal/vrrp/packet"
 )
 
@@ -24,7 +26,7 @@ type conn interface {
 }
 
 // openConn opens a kernel socket.
-func openConn(ifname string, family int) (conn, error) { return openSocket(ifname, family) }
+func openConn(key sockKey) (conn, error) { return openSocket(key.ifname, key.family, key.ah) }
 
 // received is one advert's bytes with what its IP header and ancillary
 // data said.
@@ -32,13 +34,18 @@ type received struct {
 	sock conn
 	hdr  packet.Header
 	msg  []byte
+	// ah is the AH datagram msg came in, not yet verified (nil: plain
+	// VRRP).
+	ah *ah.Packet
 }
 
-// socket is a raw protocol-112 socket bound to one interface and family.
+// socket is a raw protocol-112 socket bound to one interface and family,
+// or (ah) a raw protocol-51 IPv4 socket for VRRPv2 under IPsec AH.
 type socket struct {
 	ifname string
 	ifi    *net.Interface
 	family int
+	ah     bool
 	c      net.PacketConn
 	p4     *ipv4.PacketConn
 	p6     *ipv6.PacketConn
@@ -47,8 +54,9 @@ type socket struct {
 
 // openSocket opens a raw VRRP socket bound to ifname (SO_BINDTODEVICE),
 // sending with TTL/hop limit 255 and receiving the TTL, destination and
-// arrival interface of each packet.
-func openSocket(ifname string, family int) (*socket, error) {
+// arrival interface of each packet. An AH socket sends and receives whole
+// IPv4 datagrams (IP_HDRINCL): the ICV covers the IP header.
+func openSocket(ifname string, family int, withAH bool) (*socket, error) {
 	ifi, err := net.InterfaceByName(ifname)
 	if err != nil {
 		return nil, fmt.Errorf("open VRRP socket on %s: %w", ifname, err)
@@ -57,15 +65,23 @@ func openSocket(ifname string, family int) (*socket, error) {
 		var serr error
 		err := rc.Control(func(fd uintptr) {
 			serr = unix.SetsockoptString(int(fd), unix.SOL_SOCKET, unix.SO_BINDTODEVICE, ifname)
+			if serr == nil && withAH {
+				serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_HDRINCL, 1)
+			}
 		})
 		if err != nil {
 			return err
 		}
 		return serr
 	}}
-	s := &socket{ifname: ifname, ifi: ifi, family: family}
+	s := &socket{ifname: ifname, ifi: ifi, family: family, ah: withAH}
 	network, laddr := "ip4:112", "0.0.0.0"
-	if family == 6 {
+	switch {
+	case withAH && family != 4:
+		return nil, fmt.Errorf("open VRRP socket on %s: AH is IPv4 only", ifname)
+	case withAH:
+		network = fmt.Sprintf("ip4:%d", ah.Protocol)
+	case family == 6:
 		network, laddr = "ip6:112", "::"
 	}
 	s.c, err = lc.ListenPacket(context.Background(), network, laddr)
@@ -129,12 +145,16 @@ func (s *socket) join(group netip.Addr) error {
 	return nil
 }
 
-// send writes one advert from src to dst out of the socket's interface.
+// send writes one advert from src to dst out of the socket's interface;
+// on an AH socket b is the whole datagram.
 func (s *socket) send(b []byte, src, dst netip.Addr) error {
 	var err error
-	if s.family == 4 {
+	switch {
+	case s.ah:
+		_, err = s.c.WriteTo(b, &net.IPAddr{IP: dst.AsSlice()})
+	case s.family == 4:
 		_, err = s.p4.WriteTo(b, &ipv4.ControlMessage{IfIndex: s.ifi.Index, Src: src.AsSlice()}, &net.IPAddr{IP: dst.AsSlice()})
-	} else {
+	default:
 		_, err = s.p6.WriteTo(b, &ipv6.ControlMessage{IfIndex: s.ifi.Index, Src: src.AsSlice(), HopLimit: 255},
 			&net.IPAddr{IP: dst.AsSlice(), Zone: s.ifname})
 	}
@@ -147,6 +167,10 @@ func (s *socket) send(b []byte, src, dst netip.Addr) error {
 // read delivers the adverts that arrive on the socket's own interface
 // until the socket is closed.
 func (s *socket) read(out chan<- received, done <-chan struct{}) {
+	if s.ah {
+		s.readAH(out, done)
+		return
+	}
 	buf := make([]byte, 1500)
 	for {
 		var (
@@ -184,6 +208,38 @@ func (s *socket) read(out chan<- received, done <-chan struct{}) {
 		copy(msg, buf[:n])
 		select {
 		case out <- received{sock: s, hdr: h, msg: msg}:
+		case <-done:
+			return
+		}
+	}
+}
+
+// readAH delivers the VRRP adverts under AH, whole datagrams parsed (not
+// verified: that needs the instance's key), that arrive on the socket's
+// own interface until the socket is closed.
+func (s *socket) readAH(out chan<- received, done <-chan struct{}) {
+	ic, ok := s.c.(*net.IPConn)
+	if !ok {
+		return
+	}
+	buf := make([]byte, 1500)
+	oob := ipv4.NewControlMessage(ipv4.FlagTTL | ipv4.FlagDst | ipv4.FlagInterface)
+	for {
+		// ReadMsgIP, unlike ReadFrom, leaves the IP header in.
+		n, oobn, _, _, err := ic.ReadMsgIP(buf, oob)
+		if err != nil {
+			return // closed
+		}
+		var cm ipv4.ControlMessage
+		if cm.Parse(oob[:oobn]) != nil || cm.IfIndex != s.ifi.Index {
+			continue
+		}
+		p, err := ah.Parse(bytes.Clone(buf[:n]))
+		if err != nil {
+			continue // not a VRRP advert under AH
+		}
+		select {
+		case out <- received{sock: s, hdr: packet.Header{Src: p.Src, Dst: p.Dst, TTL: p.TTL}, msg: p.Msg, ah: p}:
 		case <-done:
 			return
 		}

@@ -24,6 +24,9 @@ var (
 const (
 	AuthNone   = 0
 	AuthSimple = 1
+	// AuthAH: the advert travels under IPsec AH (package ah); its 8 auth
+	// bytes are zero.
+	AuthAH = 2
 )
 
 // Checksum selects how a VRRPv3 IPv4 advert's checksum is computed. IPv6
