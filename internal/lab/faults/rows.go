@@ -104,7 +104,7 @@ func rows() []row {
 			measureKeepalived: kaVIPDeleted,
 		},
 		{
-			fault:      "SIGHUP storm: 20 reloads in 5 s, two configs alternating, under traffic",
+			fault:      "SIGHUP storm: 50 reloads in 10 s, two configs alternating, under traffic",
 			promise:    "0 failed connections, long-lived connections kept, final state = last config",
 			keepalived: "each reload re-reads the configuration and applies the difference to IPVS",
 			run:        reloadStorm,
@@ -114,6 +114,21 @@ func rows() []row {
 			promise:    "halb starts and runs, and says so where it needs the directory",
 			keepalived: "no state directory",
 			run:        readOnlyState,
+		},
+		{
+			fault: "50 % of adverts lost (random)",
+			promise: fmt.Sprintf("a flap needs 3 adverts lost in a row (6.25 %% of adverts at 50 %%, about 1 flap in %v): at most %d flaps in %v (more is under 0.5 %% likely)",
+				heavyLossWindow, heavyLossFlaps, heavyLossWindow),
+			keepalived:        "same RFC timers, so the same flap rate",
+			run:               heavyLoss,
+			measureKeepalived: kaHeavyLoss,
+		},
+		{
+			fault:             "adverts for our VRID with priority 254 and another address list",
+			promise:           "dropped and counted as \"address list\" on both nodes, no state change, clients reach the VIP; at priority 255 (the address owner) obeyed as RFC 5798 §7.1 says: the master steps down",
+			keepalived:        "the same RFC rule: adverts of another list are dropped unless their priority is 255",
+			run:               otherAddressList,
+			measureKeepalived: kaOtherAddressList,
 		},
 	}
 }
