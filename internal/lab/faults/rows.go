@@ -130,6 +130,19 @@ func rows() []row {
 			run:               otherAddressList,
 			measureKeepalived: kaOtherAddressList,
 		},
+		{
+			fault:             "a third VRRP speaker for our VRID with another interval, then another version",
+			promise:           "one master throughout, no state change; each mismatch warned once in the log and recorded once as a notice event",
+			keepalived:        "VRRPv3: a backup logs \"advertisement interval mismatch\" for every such advert and takes them; VRRPv2 and another version: logged and dropped, every time",
+			run:               foreignSpeaker,
+			measureKeepalived: kaForeignSpeaker,
+		},
+		{
+			fault:      "a flood of 100,000 adverts/s for 3 s at the master (bad checksum, other version, other address list, truncated)",
+			promise:    "halb keeps its state (both instances, both nodes) and uses under one core; the adverts are counted as rejected",
+			keepalived: "reads and checks every packet in its one VRRP process, logging most rejects at LOG_INFO",
+			run:        advertFlood,
+		},
 	}
 }
 

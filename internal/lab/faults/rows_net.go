@@ -1,12 +1,16 @@
 package faults
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/net/ipv4"
@@ -102,15 +106,20 @@ func (s *speaker) marshal(a packet.Advert, dst netip.Addr) ([]byte, error) {
 	return a.Marshal(s.src, dst, packet.ChecksumPseudoHeader)
 }
 
-// send sends a to dst n times, one every every.
-func (s *speaker) send(ctx context.Context, a packet.Advert, dst netip.Addr, n int, every time.Duration) error {
-	msg, err := s.marshal(a, dst)
-	if err != nil {
-		return err
+// send sends a to each of dsts n times, one round every every.
+func (s *speaker) send(ctx context.Context, a packet.Advert, n int, every time.Duration, dsts ...netip.Addr) error {
+	msgs := make([][]byte, len(dsts))
+	for i, dst := range dsts {
+		var err error
+		if msgs[i], err = s.marshal(a, dst); err != nil {
+			return err
+		}
 	}
 	for i := range n {
-		if _, err := s.p.WriteTo(msg, nil, &net.IPAddr{IP: dst.AsSlice()}); err != nil {
-			return fmt.Errorf("send an advert to %s: %w", dst, err)
+		for j, dst := range dsts {
+			if _, err := s.p.WriteTo(msgs[j], nil, &net.IPAddr{IP: dst.AsSlice()}); err != nil {
+				return fmt.Errorf("send an advert to %s: %w", dst, err)
+			}
 		}
 		if i < n-1 {
 			if err := sleep(ctx, every); err != nil {
@@ -166,7 +175,7 @@ func otherAddressList(ctx context.Context, e *env) (string, bool, error) {
 	from := time.Now()
 	// web-a's VRID, one of its VIPs missing and one of web-b's instead.
 	other := packet.Advert{Version: 3, VRID: 9, Priority: 254, Interval: advert, Addrs: addrs(site.VIPsA[0], site.VIPsB[0])}
-	if err := sp.send(ctx, other, packet.GroupIPv4, otherListAdverts, 100*time.Millisecond); err != nil {
+	if err := sp.send(ctx, other, otherListAdverts, 100*time.Millisecond, packet.GroupIPv4); err != nil {
 		return "", false, err
 	}
 	if err := sleep(ctx, advert); err != nil {
@@ -189,7 +198,7 @@ func otherAddressList(ctx context.Context, e *env) (string, bool, error) {
 	owner := other
 	owner.Priority = 255
 	ownerFrom := time.Now()
-	if err := sp.send(ctx, owner, packet.GroupIPv4, 3, 100*time.Millisecond); err != nil {
+	if err := sp.send(ctx, owner, 3, 100*time.Millisecond, packet.GroupIPv4); err != nil {
 		return "", false, err
 	}
 	obeyed := "lb-a stays master at priority 255 (not obeyed)"
@@ -214,7 +223,7 @@ func kaOtherAddressList(ctx context.Context, e *env) (string, error) {
 	before := strings.Count(readFile(k.logs[0]), "Entering BACKUP STATE")
 	dst := netip.MustParseAddr(kaAddrs[0])
 	other := packet.Advert{Version: 3, VRID: kaVRID, Priority: 254, Interval: advert, Addrs: addrs(kaVIP, site.VIPsB[0])}
-	if err := sp.send(ctx, other, dst, otherListAdverts, 100*time.Millisecond); err != nil {
+	if err := sp.send(ctx, other, otherListAdverts, 100*time.Millisecond, dst); err != nil {
 		return "", err
 	}
 	if err := sleep(ctx, advert); err != nil {
@@ -231,7 +240,7 @@ func kaOtherAddressList(ctx context.Context, e *env) (string, error) {
 	before = strings.Count(readFile(k.logs[0]), "Entering BACKUP STATE")
 	owner := other
 	owner.Priority = 255
-	if err := sp.send(ctx, owner, dst, 3, 100*time.Millisecond); err != nil {
+	if err := sp.send(ctx, owner, 3, 100*time.Millisecond, dst); err != nil {
 		return "", err
 	}
 	if err := sleep(ctx, advert); err != nil {
@@ -241,4 +250,308 @@ func kaOtherAddressList(ctx context.Context, e *env) (string, error) {
 		return text + "; priority 255: the master stepped down", nil
 	}
 	return text + "; priority 255: ignored", nil
+}
+
+// foreignAdverts are what the third speaker sends for web-a's VRID, at a
+// priority below both nodes': VRRPv3 adverts every 2 s, then VRRPv2
+// adverts.
+func foreignAdverts(vrid uint8, vips []netip.Addr) [2]packet.Advert {
+	return [2]packet.Advert{
+		{Version: 3, VRID: vrid, Priority: 50, Interval: 2 * time.Second, Addrs: vips},
+		{Version: 2, VRID: vrid, Priority: 50, Interval: advert, Addrs: vips},
+	}
+}
+
+// foreignRounds is how many adverts of each kind the speaker sends, one a
+// second.
+const foreignRounds = 4
+
+// The warnings halb logs once for a foreign speaker's adverts.
+const (
+	intervalWarning = "adverts with another interval (logged once)"
+	versionWarning  = "adverts of another VRRP version (logged once)"
+)
+
+func foreignSpeaker(ctx context.Context, e *env) (string, bool, error) {
+	sp, err := newSpeaker(e.s.Client, site.ClientIP)
+	if err != nil {
+		return "", false, err
+	}
+	defer sp.close()
+	var logged [2]int
+	for i, lb := range e.s.LBs {
+		logged[i] = len(readFile(lb.Log))
+	}
+	from := time.Now()
+	// The masters are sampled while the speaker speaks.
+	var samples, notOne int
+	sampled := make(chan error, 1)
+	sctx, stopSampling := context.WithCancel(ctx)
+	go func() {
+		for sctx.Err() == nil {
+			m, err := e.masters(sctx)
+			if err != nil && sctx.Err() == nil {
+				sampled <- err
+				return
+			}
+			samples++
+			if len(m["web-a"]) != 1 {
+				notOne++
+			}
+			_ = sleep(sctx, 200*time.Millisecond) // ends with the sampling
+		}
+		sampled <- nil
+	}()
+	var serr error
+	for _, a := range foreignAdverts(9, addrs(site.VIPsA...)) {
+		if serr = sp.send(ctx, a, foreignRounds, advert, packet.GroupIPv4); serr != nil {
+			break
+		}
+	}
+	if serr == nil {
+		serr = sleep(ctx, advert)
+	}
+	stopSampling()
+	if err := errors.Join(serr, <-sampled); err != nil {
+		return "", false, err
+	}
+	var parts []string
+	kept := notOne == 0
+	for i, lb := range e.s.LBs {
+		changes, err := e.stateChanges(ctx, i, "web-a", from)
+		if err != nil {
+			return "", false, err
+		}
+		trs, err := e.transitions(ctx, i, "web-a", from)
+		if err != nil {
+			return "", false, err
+		}
+		var interval, version int
+		for _, tr := range trs {
+			interval += boolInt(tr.Notice && strings.Contains(tr.Reason, "every 2s but sends every 1s"))
+			version += boolInt(tr.Notice && strings.Contains(tr.Reason, "hears VRRPv2 adverts"))
+		}
+		log := readFile(lb.Log)[logged[i]:]
+		warned := [2]int{strings.Count(log, intervalWarning), strings.Count(log, versionWarning)}
+		parts = append(parts, fmt.Sprintf("%s: %d state changes, warned of the interval %d time(s) and the version %d time(s), notices %d and %d",
+			lb.Name, changes, warned[0], warned[1], interval, version))
+		kept = kept && changes == 0 && warned == [2]int{1, 1} && interval == 1 && version == 1
+	}
+	return fmt.Sprintf("%d v3 adverts every 2s then %d v2 adverts at priority 50; one master in %d/%d samples; %s",
+		foreignRounds, foreignRounds, samples-notOne, samples, strings.Join(parts, "; ")), kept, nil
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// kaForeignSpeaker sends keepalived's pair the same adverts and counts
+// its state changes and what it logged.
+func kaForeignSpeaker(ctx context.Context, e *env) (string, error) {
+	k := e.ka
+	sp, err := newSpeaker(e.s.Client, site.ClientIP)
+	if err != nil {
+		return "", err
+	}
+	defer sp.close()
+	var logged [2]int
+	for i := range logged {
+		logged[i] = len(readFile(k.logs[i]))
+	}
+	for _, a := range foreignAdverts(kaVRID, addrs(kaVIP)) {
+		if err := sp.send(ctx, a, foreignRounds, advert, addrs(kaAddrs[:]...)...); err != nil {
+			return "", err
+		}
+	}
+	if err := sleep(ctx, advert); err != nil {
+		return "", err
+	}
+	var parts []string
+	for i := range logged {
+		log := readFile(k.logs[i])[logged[i]:]
+		parts = append(parts, fmt.Sprintf("ka%d: %d state changes, %d interval and %d version lines logged", i+1,
+			strings.Count(log, "Entering "), strings.Count(log, "interval mismatch"), strings.Count(log, "version")))
+	}
+	return strings.Join(parts, "; "), nil
+}
+
+// The advert flood: how fast, how long, and the CPU halb may use meanwhile.
+const (
+	floodRate   = 100_000
+	floodWindow = 3 * time.Second
+	floodCores  = 1.0
+)
+
+// floodAdverts are adverts for web-a's VRID that lb-a must drop, each for
+// another reason: a bad checksum, another version, another address list,
+// and a message too short to be one.
+func floodAdverts(sp *speaker, dst netip.Addr) ([][]byte, error) {
+	vips := addrs(site.VIPsA...)
+	v3 := packet.Advert{Version: 3, VRID: 9, Priority: 200, Interval: advert, Addrs: vips}
+	v2 := packet.Advert{Version: 2, VRID: 9, Priority: 200, Interval: advert, Addrs: vips}
+	other := packet.Advert{Version: 3, VRID: 9, Priority: 254, Interval: advert, Addrs: addrs(site.VIPsB[0])}
+	var out [][]byte
+	for _, a := range []packet.Advert{v3, v2, other} {
+		b, err := sp.marshal(a, dst)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, b)
+	}
+	out[0][6] ^= 0xff // the checksum
+	return append(out, []byte{0x31, 9}), nil
+}
+
+// flood sends msgs to dst in turn, rate a second, for d (sendmmsg in
+// batches), and returns how many it sent.
+func (s *speaker) flood(ctx context.Context, msgs [][]byte, dst netip.Addr, rate int, d time.Duration) (int, error) {
+	const batch = 64
+	to := &net.IPAddr{IP: dst.AsSlice()}
+	ms := make([]ipv4.Message, batch)
+	for i := range ms {
+		ms[i] = ipv4.Message{Buffers: [][]byte{msgs[i%len(msgs)]}, Addr: to}
+	}
+	start, sent := time.Now(), 0
+	for {
+		elapsed := time.Since(start)
+		if elapsed >= d {
+			return sent, nil
+		}
+		if int(elapsed.Seconds()*float64(rate))-sent < batch {
+			if err := sleep(ctx, time.Millisecond); err != nil {
+				return sent, err
+			}
+			continue
+		}
+		n, err := s.p.WriteBatch(ms, 0)
+		sent += n
+		if err != nil && !errors.Is(err, syscall.ENOBUFS) {
+			return sent, fmt.Errorf("send the flood to %s: %w", dst, err)
+		}
+	}
+}
+
+// cpuTicks reads the CPU time a process has used, user and system, in
+// clock ticks (USER_HZ, 100 a second).
+func cpuTicks(pid int) (int, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// Fields after the command's closing parenthesis, from the state
+	// (field 3): utime and stime are fields 14 and 15.
+	f := strings.Fields(string(data[bytes.LastIndexByte(data, ')')+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
+	}
+	u, uerr := strconv.Atoi(f[11])
+	s, serr := strconv.Atoi(f[12])
+	return u + s, errors.Join(uerr, serr)
+}
+
+// rejectedAll sums halb_vrrp_adverts_rejected_total of an instance over
+// its reasons on node i.
+func (e *env) rejectedAll(ctx context.Context, i int, instance string) (int, error) {
+	sum := 0
+	for _, reason := range []string{vrrp.RejectChecksum, vrrp.RejectVersion, vrrp.RejectAddressList, vrrp.RejectLength} {
+		n, err := e.rejected(ctx, i, instance, reason)
+		if err != nil {
+			return 0, err
+		}
+		sum += n
+	}
+	return sum, nil
+}
+
+// arrivals reads, on host h, the packets its eth0 received and the VRRP
+// packets its raw sockets dropped (their receive buffers full).
+func arrivals(h *netns.Host) (received, dropped int, err error) {
+	out, err := h.Run("cat", "/sys/class/net/eth0/statistics/rx_packets", "/proc/net/raw")
+	if err != nil {
+		return 0, 0, fmt.Errorf("%s: read its packet counters: %v: %s", h.Name, err, out)
+	}
+	lines := strings.Split(string(out), "\n")
+	if received, err = strconv.Atoi(strings.TrimSpace(lines[0])); err != nil {
+		return 0, 0, fmt.Errorf("%s: eth0's received packets: %w", h.Name, err)
+	}
+	for _, line := range lines[1:] {
+		// "sl local_address rem_address … ref pointer drops": protocol
+		// 112 is the local port, 0070.
+		f := strings.Fields(line)
+		if len(f) > 1 && strings.HasSuffix(f[1], ":0070") {
+			n, err := strconv.Atoi(f[len(f)-1])
+			if err != nil {
+				return 0, 0, fmt.Errorf("%s: /proc/net/raw: %w", h.Name, err)
+			}
+			dropped += n
+		}
+	}
+	return received, dropped, nil
+}
+
+func advertFlood(ctx context.Context, e *env) (string, bool, error) {
+	pid, err := e.halbPid(0)
+	if err != nil {
+		return "", false, err
+	}
+	sp, err := newSpeaker(e.s.Client, site.ClientIP)
+	if err != nil {
+		return "", false, err
+	}
+	defer sp.close()
+	dst := netip.MustParseAddr(strings.Split(site.LBAddrs[0][0], "/")[0])
+	msgs, err := floodAdverts(sp, dst)
+	if err != nil {
+		return "", false, err
+	}
+	before, err := e.rejectedAll(ctx, 0, "web-a")
+	if err != nil {
+		return "", false, err
+	}
+	rx0, drop0, err := arrivals(e.s.LBs[0].Host)
+	if err != nil {
+		return "", false, err
+	}
+	ticks0, err := cpuTicks(pid)
+	if err != nil {
+		return "", false, err
+	}
+	from := time.Now()
+	sent, ferr := sp.flood(ctx, msgs, dst, floodRate, floodWindow)
+	ticks1, err := cpuTicks(pid)
+	window := time.Since(from)
+	if err := errors.Join(ferr, err); err != nil {
+		return "", false, err
+	}
+	cores := float64(ticks1-ticks0) / 100 / window.Seconds()
+	if err := sleep(ctx, advert); err != nil {
+		return "", false, err
+	}
+	after, err := e.rejectedAll(ctx, 0, "web-a")
+	if err != nil {
+		return "", false, err
+	}
+	rx1, drop1, err := arrivals(e.s.LBs[0].Host)
+	if err != nil {
+		return "", false, err
+	}
+	// The flooded socket also carries web-b's adverts from lb-b: lb-a
+	// must keep hearing enough of them.
+	var changes [2]int
+	for i := range changes {
+		for _, instance := range []string{"web-a", "web-b"} {
+			n, err := e.stateChanges(ctx, i, instance, from)
+			if err != nil {
+				return "", false, err
+			}
+			changes[i] += n
+		}
+	}
+	counted := after - before
+	return fmt.Sprintf("%d adverts sent in %s (%.0f/s), %d packets arrived at lb-a, its VRRP sockets dropped %d: lb-a used %.2f cores, counted %d as rejected; state changes lb-a %d, lb-b %d",
+			sent, secs(window), float64(sent)/window.Seconds(), rx1-rx0, drop1-drop0, cores, counted, changes[0], changes[1]),
+		cores < floodCores && changes == [2]int{} && counted > 0, nil
 }
