@@ -143,6 +143,12 @@ func rows() []row {
 			keepalived: "reads and checks every packet in its one VRRP process, logging most rejects at LOG_INFO",
 			run:        advertFlood,
 		},
+		{
+			fault:      "adverts duplicated and reordered (each multicast advert repeated at once and again after the next one)",
+			promise:    "no flap: one master per instance, no state change",
+			keepalived: "adverts carry no sequence number in either version: a repeated or late advert of the master only restarts the backup's timer, as in halb (RFC 5798 §6.4)",
+			run:        duplicatedAdverts,
+		},
 	}
 }
 

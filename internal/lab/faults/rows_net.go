@@ -8,8 +8,11 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -554,4 +557,144 @@ func advertFlood(ctx context.Context, e *env) (string, bool, error) {
 	return fmt.Sprintf("%d adverts sent in %s (%.0f/s), %d packets arrived at lb-a, its VRRP sockets dropped %d: lb-a used %.2f cores, counted %d as rejected; state changes lb-a %d, lb-b %d",
 			sent, secs(window), float64(sent)/window.Seconds(), rx1-rx0, drop1-drop0, cores, counted, changes[0], changes[1]),
 		cores < floodCores && changes == [2]int{} && counted > 0, nil
+}
+
+// relayWindow is how long the adverts are duplicated and reordered;
+// relayDelay is how late the second copy of each advert comes: after the
+// next advert.
+const (
+	relayWindow = 8 * time.Second
+	relayDelay  = 1500 * time.Millisecond
+)
+
+// relay sends, from host h, a copy of every advert the nodes multicast at
+// once and another relayDelay later, with the sender's own source
+// address, until ctx is done. It returns how many copies it sent.
+func relay(ctx context.Context, h *netns.Host) (int, error) {
+	var c net.PacketConn
+	var ifi *net.Interface
+	if err := h.Do(func() (err error) {
+		if ifi, err = net.InterfaceByName("eth0"); err != nil {
+			return err
+		}
+		c, err = net.ListenPacket("ip4:112", "0.0.0.0")
+		return err
+	}); err != nil {
+		return 0, fmt.Errorf("%s: open a VRRP socket: %w", h.Name, err)
+	}
+	defer c.Close()
+	r, err := ipv4.NewRawConn(c)
+	if err != nil {
+		return 0, fmt.Errorf("%s: a raw VRRP socket: %w", h.Name, err)
+	}
+	group := &net.IPAddr{IP: packet.GroupIPv4.AsSlice()}
+	if err := errors.Join(r.JoinGroup(ifi, group), r.SetMulticastInterface(ifi), r.SetMulticastLoopback(false)); err != nil {
+		return 0, fmt.Errorf("%s: set up the relay: %w", h.Name, err)
+	}
+	stop := context.AfterFunc(ctx, func() { _ = c.Close() }) // ends the reads below
+	defer stop()
+	nodes := map[string]bool{}
+	for _, a := range site.LBAddrs {
+		nodes[strings.Split(a[0], "/")[0]] = true
+	}
+	var copies atomic.Int64
+	var late sync.WaitGroup
+	defer late.Wait()
+	buf := make([]byte, 1500)
+	for {
+		hdr, p, _, err := r.ReadFrom(buf)
+		if err != nil {
+			return int(copies.Load()), nil // closed: the window is over
+		}
+		if !nodes[hdr.Src.String()] || !hdr.Dst.Equal(group.IP) {
+			continue
+		}
+		msg := slices.Clone(p)
+		dup := &ipv4.Header{Version: ipv4.Version, Len: ipv4.HeaderLen, TOS: hdr.TOS, TotalLen: ipv4.HeaderLen + len(msg),
+			TTL: 255, Protocol: packet.Protocol, Src: hdr.Src, Dst: hdr.Dst}
+		if r.WriteTo(dup, msg, nil) == nil {
+			copies.Add(1)
+		}
+		late.Go(func() {
+			if sleep(ctx, relayDelay) == nil && r.WriteTo(dup, msg, nil) == nil {
+				copies.Add(1)
+			}
+		})
+	}
+}
+
+// received reads halb_vrrp_adverts_received_total of an instance from
+// node i's metrics.
+func (e *env) received(ctx context.Context, i int, instance string) (int, error) {
+	body, err := e.metrics(ctx, i)
+	if err != nil {
+		return 0, err
+	}
+	prefix := `halb_vrrp_adverts_received_total{instance="` + instance + `"} `
+	for _, line := range strings.Split(body, "\n") {
+		if v, ok := strings.CutPrefix(line, prefix); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			return int(f), err
+		}
+	}
+	return 0, nil // none yet
+}
+
+func duplicatedAdverts(ctx context.Context, e *env) (string, bool, error) {
+	before, err := e.received(ctx, 1, "web-a")
+	if err != nil {
+		return "", false, err
+	}
+	rctx, cancel := context.WithTimeout(ctx, relayWindow)
+	defer cancel()
+	from := time.Now()
+	type result struct {
+		n   int
+		err error
+	}
+	relayed := make(chan result, 1)
+	go func() {
+		n, err := relay(rctx, e.s.Client)
+		relayed <- result{n, err}
+	}()
+	var samples, notOne int
+	for rctx.Err() == nil {
+		m, err := e.masters(ctx)
+		if err != nil {
+			cancel()
+			<-relayed
+			return "", false, err
+		}
+		samples++
+		for _, nodes := range m {
+			if len(nodes) != 1 {
+				notOne++
+				break
+			}
+		}
+		_ = sleep(rctx, 200*time.Millisecond) // ends with the window
+	}
+	res := <-relayed
+	if res.err != nil {
+		return "", false, res.err
+	}
+	after, err := e.received(ctx, 1, "web-a")
+	if err != nil {
+		return "", false, err
+	}
+	var changes [2]int
+	for i := range changes {
+		for _, instance := range []string{"web-a", "web-b"} {
+			n, err := e.stateChanges(ctx, i, instance, from)
+			if err != nil {
+				return "", false, err
+			}
+			changes[i] += n
+		}
+	}
+	// lb-a adverts web-a once a second: lb-b hears about three times that.
+	heard := after - before
+	return fmt.Sprintf("%d copies of adverts sent in %v (each at once and %v late); lb-b heard %d adverts of web-a; one master per instance in %d/%d samples; state changes lb-a %d, lb-b %d",
+			res.n, relayWindow, relayDelay, heard, samples-notOne, samples, changes[0], changes[1]),
+		heard >= 2*int(relayWindow/advert) && notOne == 0 && changes == [2]int{}, nil
 }
