@@ -149,6 +149,12 @@ func rows() []row {
 			keepalived: "adverts carry no sequence number in either version: a repeated or late advert of the master only restarts the backup's timer, as in halb (RFC 5798 §6.4)",
 			run:        duplicatedAdverts,
 		},
+		{
+			fault:      "a webhook that never answers and an SMTP server that hangs after its greeting, on the node that takes over",
+			promise:    fmt.Sprintf("failover within %s as without them; the webhook given up at its timeout; messages beyond a notifier's queue dropped and counted; goroutines bounded; status answers", secs(bound)),
+			keepalived: "smtp_connect_timeout (30 s default) bounds its SMTP connection; notify scripts run in child processes, and a script that hangs is killed after script timeout only when enabled",
+			run:        stalledNotifiers,
+		},
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -626,18 +627,7 @@ func relay(ctx context.Context, h *netns.Host) (int, error) {
 // received reads halb_vrrp_adverts_received_total of an instance from
 // node i's metrics.
 func (e *env) received(ctx context.Context, i int, instance string) (int, error) {
-	body, err := e.metrics(ctx, i)
-	if err != nil {
-		return 0, err
-	}
-	prefix := `halb_vrrp_adverts_received_total{instance="` + instance + `"} `
-	for _, line := range strings.Split(body, "\n") {
-		if v, ok := strings.CutPrefix(line, prefix); ok {
-			f, err := strconv.ParseFloat(v, 64)
-			return int(f), err
-		}
-	}
-	return 0, nil // none yet
+	return e.metric(ctx, i, `halb_vrrp_adverts_received_total{instance="`+instance+`"}`)
 }
 
 func duplicatedAdverts(ctx context.Context, e *env) (string, bool, error) {
@@ -697,4 +687,205 @@ func duplicatedAdverts(ctx context.Context, e *env) (string, bool, error) {
 	return fmt.Sprintf("%d copies of adverts sent in %v (each at once and %v late); lb-b heard %d adverts of web-a; one master per instance in %d/%d samples; state changes lb-a %d, lb-b %d",
 			res.n, relayWindow, relayDelay, heard, samples-notOne, samples, changes[0], changes[1]),
 		heard >= 2*int(relayWindow/advert) && notOne == 0 && changes == [2]int{}, nil
+}
+
+// metric reads one series of node i's metrics, named with its labels
+// (`halb_x_total{a="b"}`); an absent series reads as 0.
+func (e *env) metric(ctx context.Context, i int, series string) (int, error) {
+	body, err := e.metrics(ctx, i)
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(body, "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			return int(f), err
+		}
+	}
+	return 0, nil
+}
+
+// staller accepts connections on host h and never answers them; greeting,
+// when set, is written first (an SMTP server that hangs after its 220).
+// It records how long each connection stayed open from its side.
+type staller struct {
+	ln       net.Listener
+	greeting string
+	mu       sync.Mutex
+	conns    []net.Conn
+	held     []time.Duration // of the connections the client closed
+	wg       sync.WaitGroup
+}
+
+func newStaller(h *netns.Host, addr, greeting string) (*staller, error) {
+	ln, err := h.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s: listen on %s: %w", h.Name, addr, err)
+	}
+	s := &staller{ln: ln, greeting: greeting}
+	s.wg.Go(s.accept)
+	return s, nil
+}
+
+func (s *staller) accept() {
+	for {
+		c, err := s.ln.Accept()
+		if err != nil {
+			return // closed
+		}
+		s.mu.Lock()
+		s.conns = append(s.conns, c)
+		s.mu.Unlock()
+		s.wg.Go(func() {
+			start := time.Now()
+			if s.greeting != "" {
+				_, _ = io.WriteString(c, s.greeting) // a client gone reads as closed below
+			}
+			_, _ = io.Copy(io.Discard, c) // until the client, or close, ends it
+			s.mu.Lock()
+			s.held = append(s.held, time.Since(start))
+			s.mu.Unlock()
+		})
+	}
+}
+
+// status returns how many connections were accepted and how long those
+// the client closed were held.
+func (s *staller) status() (accepted int, held []time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns), slices.Clone(s.held)
+}
+
+// close closes the listener and every connection.
+func (s *staller) close() {
+	_ = s.ln.Close()
+	s.mu.Lock()
+	for _, c := range s.conns {
+		_ = c.Close()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+}
+
+// The stalled notifiers: a webhook that never answers and an SMTP server
+// that stops after its greeting, on the client; the webhook gives up
+// after webhookTimeout, without retries.
+var (
+	stallWebhook = net.JoinHostPort(site.ClientIP, "8080")
+	stallSMTP    = net.JoinHostPort(site.ClientIP, "2525")
+)
+
+const (
+	webhookTimeout = 2 * time.Second
+	// stallReloads are the reloads that make messages while the
+	// notifiers hang: more than a notifier's queue holds (8).
+	stallReloads = 12
+)
+
+// notifyConfig adds the stalled notifiers to a configuration: every event
+// makes its own message.
+func notifyConfig(config []byte) []byte {
+	return fmt.Appendf(slices.Clone(config), `
+notify:
+  group_wait: 50ms
+  min_interval: 50ms
+  webhooks:
+    - {url: "http://%s/hook", timeout: %v, retries: -1}
+  smtp: {server: "%s", from: halb@example.org, to: [ops@example.org], starttls: never}
+`, stallWebhook, webhookTimeout, stallSMTP)
+}
+
+func stalledNotifiers(ctx context.Context, e *env) (string, bool, error) {
+	hook, err := newStaller(e.s.Client, stallWebhook, "")
+	if err != nil {
+		return "", false, err
+	}
+	defer hook.close()
+	mail, err := newStaller(e.s.Client, stallSMTP, "220 stall.example.org ESMTP\r\n")
+	if err != nil {
+		return "", false, err
+	}
+	defer mail.close()
+	lb := e.s.LBs[1]
+	const old, new = "{address: 198.51.100.13, weight: 1}", "{address: 198.51.100.13, weight: 2}"
+	conf := [2][]byte{notifyConfig(e.config[1]), notifyConfig([]byte(strings.Replace(string(e.config[1]), old, new, 1)))}
+	replaced := strings.Count(readFile(lb.Log), "notifiers replaced")
+	if err := os.WriteFile(lb.Config, conf[0], 0o644); err != nil {
+		return "", false, err
+	}
+	if err := lb.Notify(syscall.SIGHUP); err != nil {
+		return "", false, err
+	}
+	for strings.Count(readFile(lb.Log), "notifiers replaced") == replaced {
+		if err := sleep(ctx, 50*time.Millisecond); err != nil {
+			return "", false, err
+		}
+	}
+	gor0, err := e.goroutines(ctx, 1)
+	if err != nil {
+		return "", false, err
+	}
+	// The master dies: lb-b takes over with its notifiers hanging.
+	from := time.Now()
+	if err := e.s.LBs[0].Signal(syscall.SIGKILL, 5*time.Second); err != nil {
+		return "", false, err
+	}
+	at, err := e.waitState(ctx, 1, "web-a", "MASTER", from, bound+5*time.Second)
+	if err != nil {
+		return "", false, err
+	}
+	took := at.Sub(from)
+	for n := range stallReloads {
+		if err := os.WriteFile(lb.Config, conf[(n+1)%2], 0o644); err != nil {
+			return "", false, err
+		}
+		if err := lb.Notify(syscall.SIGHUP); err != nil {
+			return "", false, err
+		}
+		if err := sleep(ctx, 150*time.Millisecond); err != nil {
+			return "", false, err
+		}
+	}
+	if err := sleep(ctx, webhookTimeout); err != nil {
+		return "", false, err
+	}
+	statusErr := statusOnce(ctx, lb.Socket, time.Second)
+	gor1, err := e.goroutines(ctx, 1)
+	if err != nil {
+		return "", false, err
+	}
+	var failed, dropped [2]int
+	for j, name := range []string{"webhook http://" + stallWebhook + "/hook", "smtp " + stallSMTP} {
+		label := `{notifier="` + name + `"}`
+		if failed[j], err = e.metric(ctx, 1, "halb_notifications_failed_total"+label); err != nil {
+			return "", false, err
+		}
+		if dropped[j], err = e.metric(ctx, 1, "halb_notifications_dropped_total"+label); err != nil {
+			return "", false, err
+		}
+	}
+	hooks, hookHeld := hook.status()
+	mails, mailHeld := mail.status()
+	gaveUp := len(hookHeld) > 0
+	for _, d := range hookHeld {
+		gaveUp = gaveUp && d >= webhookTimeout-slack && d <= webhookTimeout+slack
+	}
+	status := "status answered within 1 s"
+	if statusErr != nil {
+		status = "status did not answer: " + statusErr.Error()
+	}
+	text := fmt.Sprintf("lb-b master after %s; webhook: %d posts, %d given up after %v, %d failed, %d dropped; SMTP: %d connections, %d ended, %d dropped; goroutines %d→%d; %s",
+		secs(took), hooks, len(hookHeld), roundAll(hookHeld), failed[0], dropped[0], mails, len(mailHeld), dropped[1], gor0, gor1, status)
+	return text, took <= bound+slack && gaveUp && failed[0] > 0 && dropped[0]+dropped[1] > 0 && dropped[1] > 0 &&
+		gor1 <= gor0+20 && statusErr == nil, nil
+}
+
+// roundAll rounds durations to 100 ms, for reading.
+func roundAll(ds []time.Duration) []time.Duration {
+	out := make([]time.Duration, len(ds))
+	for i, d := range ds {
+		out[i] = d.Round(100 * time.Millisecond)
+	}
+	return out
 }
