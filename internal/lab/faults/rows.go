@@ -138,8 +138,8 @@ func rows() []row {
 			measureKeepalived: kaForeignSpeaker,
 		},
 		{
-			fault:      "a flood of 100,000 adverts/s for 3 s at the master (bad checksum, other version, other address list, truncated)",
-			promise:    "halb keeps its state (both instances, both nodes) and uses under one core; the adverts are counted as rejected",
+			fault:      fmt.Sprintf("a flood of 100,000 adverts/s for %v at the master (bad checksum, other version, other address list, truncated)", floodWindow),
+			promise:    "halb keeps its state (both instances, both nodes: lb-a still hears lb-b's adverts) and uses under one core; the adverts are counted as rejected",
 			keepalived: "reads and checks every packet in its one VRRP process, logging most rejects at LOG_INFO",
 			run:        advertFlood,
 		},
