@@ -126,14 +126,14 @@ func rows() []row {
 		{
 			fault:             "adverts for our VRID with priority 254 and another address list",
 			promise:           "dropped and counted as \"address list\" on both nodes, no state change, clients reach the VIP; at priority 255 (the address owner) obeyed as RFC 5798 §7.1 says: the master steps down",
-			keepalived:        "the same RFC rule: adverts of another list are dropped unless their priority is 255",
+			keepalived:        "drops an advert listing another number of addresses whatever its priority, the owner's too (counted as addr_list_err)",
 			run:               otherAddressList,
 			measureKeepalived: kaOtherAddressList,
 		},
 		{
 			fault:             "a third VRRP speaker for our VRID with another interval, then another version",
 			promise:           "one master throughout, no state change; each mismatch warned once in the log and recorded once as a notice event",
-			keepalived:        "VRRPv3: a backup logs \"advertisement interval mismatch\" for every such advert and takes them; VRRPv2 and another version: logged and dropped, every time",
+			keepalived:        "VRRPv3: a backup logs \"advertisement interval mismatch\" for every advert of its master at another interval (a lower priority's are discarded first); VRRPv2 at another interval and another version: logged and dropped, every time",
 			run:               foreignSpeaker,
 			measureKeepalived: kaForeignSpeaker,
 		},
