@@ -517,6 +517,10 @@ func advertFlood(ctx context.Context, e *env) (string, bool, error) {
 	if err != nil {
 		return "", false, err
 	}
+	peer0, err := e.received(ctx, 0, "web-b")
+	if err != nil {
+		return "", false, err
+	}
 	rx0, drop0, err := arrivals(e.s.LBs[0].Host)
 	if err != nil {
 		return "", false, err
@@ -529,7 +533,8 @@ func advertFlood(ctx context.Context, e *env) (string, bool, error) {
 	sent, ferr := sp.flood(ctx, msgs, dst, floodRate, floodWindow)
 	ticks1, err := cpuTicks(pid)
 	window := time.Since(from)
-	if err := errors.Join(ferr, err); err != nil {
+	peer1, perr := e.received(ctx, 0, "web-b")
+	if err := errors.Join(ferr, err, perr); err != nil {
 		return "", false, err
 	}
 	cores := float64(ticks1-ticks0) / 100 / window.Seconds()
@@ -557,8 +562,8 @@ func advertFlood(ctx context.Context, e *env) (string, bool, error) {
 		}
 	}
 	counted := after - before
-	return fmt.Sprintf("%d adverts sent in %s (%.0f/s), %d packets arrived at lb-a, its VRRP sockets dropped %d: lb-a used %.2f cores, counted %d as rejected; state changes lb-a %d, lb-b %d",
-			sent, secs(window), float64(sent)/window.Seconds(), rx1-rx0, drop1-drop0, cores, counted, changes[0], changes[1]),
+	return fmt.Sprintf("%d adverts sent in %s (%.0f/s), %d packets arrived at lb-a, its VRRP sockets dropped %d: lb-a used %.2f cores, counted %d as rejected and heard %d of lb-b's adverts; state changes lb-a %d, lb-b %d",
+			sent, secs(window), float64(sent)/window.Seconds(), rx1-rx0, drop1-drop0, cores, counted, peer1-peer0, changes[0], changes[1]),
 		cores < floodCores && changes == [2]int{} && counted > 0, nil
 }
 
