@@ -132,7 +132,7 @@ func rows() []row {
 		},
 		{
 			fault:             "a third VRRP speaker for our VRID with another interval, then another version",
-			promise:           "one master throughout, no state change; each mismatch warned once in the log and recorded once as a notice event",
+			promise:           "one master throughout, no state change; each mismatch warned once in the log and recorded once as a notice event (once in halb's life)",
 			keepalived:        "VRRPv3: a backup logs \"advertisement interval mismatch\" for every advert of its master at another interval (a lower priority's are discarded first); VRRPv2 at another interval and another version: logged and dropped, every time",
 			run:               foreignSpeaker,
 			measureKeepalived: kaForeignSpeaker,

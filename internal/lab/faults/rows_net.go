@@ -282,10 +282,6 @@ func foreignSpeaker(ctx context.Context, e *env) (string, bool, error) {
 		return "", false, err
 	}
 	defer sp.close()
-	var logged [2]int
-	for i, lb := range e.s.LBs {
-		logged[i] = len(readFile(lb.Log))
-	}
 	from := time.Now()
 	// The masters are sampled while the speaker speaks.
 	var samples, notOne int
@@ -326,23 +322,38 @@ func foreignSpeaker(ctx context.Context, e *env) (string, bool, error) {
 		if err != nil {
 			return "", false, err
 		}
-		trs, err := e.transitions(ctx, i, "web-a", from)
+		// Once in halb's life, whichever row set it off first.
+		log, started := sinceStart(readFile(lb.Log))
+		trs, err := e.transitions(ctx, i, "web-a", started)
 		if err != nil {
 			return "", false, err
 		}
 		var interval, version int
 		for _, tr := range trs {
-			interval += boolInt(tr.Notice && strings.Contains(tr.Reason, "every 2s but sends every 1s"))
-			version += boolInt(tr.Notice && strings.Contains(tr.Reason, "hears VRRPv2 adverts"))
+			interval += boolInt(tr.Notice && strings.Contains(tr.Reason, " but sends every "))
+			version += boolInt(tr.Notice && strings.Contains(tr.Reason, " but speaks VRRPv"))
 		}
-		log := readFile(lb.Log)[logged[i]:]
 		warned := [2]int{strings.Count(log, intervalWarning), strings.Count(log, versionWarning)}
-		parts = append(parts, fmt.Sprintf("%s: %d state changes, warned of the interval %d time(s) and the version %d time(s), notices %d and %d",
+		parts = append(parts, fmt.Sprintf("%s: %d state changes; since it started, warned of the interval %d time(s) and the version %d time(s), notices %d and %d",
 			lb.Name, changes, warned[0], warned[1], interval, version))
 		kept = kept && changes == 0 && warned == [2]int{1, 1} && interval == 1 && version == 1
 	}
 	return fmt.Sprintf("%d v3 adverts every 2s then %d v2 adverts at priority 50; one master in %d/%d samples; %s",
 		foreignRounds, foreignRounds, samples-notOne, samples, strings.Join(parts, "; ")), kept, nil
+}
+
+// sinceStart returns the part of a node's log since halb last started,
+// and when that was (zero if the log does not say).
+func sinceStart(log string) (string, time.Time) {
+	i := strings.LastIndex(log, `msg="halb running"`)
+	if i < 0 {
+		return log, time.Time{}
+	}
+	log = log[strings.LastIndexByte(log[:i], '\n')+1:]
+	// "time=2026-12-06T02:24:26.051Z level=INFO msg=…"
+	stamp, _, _ := strings.Cut(strings.TrimPrefix(log, "time="), " ")
+	at, _ := time.Parse(time.RFC3339Nano, stamp) // zero if not a time
+	return log, at
 }
 
 func boolInt(b bool) int {
