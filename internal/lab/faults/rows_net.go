@@ -290,7 +290,10 @@ func foreignSpeaker(ctx context.Context, e *env) (string, bool, error) {
 	go func() {
 		for sctx.Err() == nil {
 			m, err := e.masters(sctx)
-			if err != nil && sctx.Err() == nil {
+			if sctx.Err() != nil {
+				break // the sampling ended during this read: no sample
+			}
+			if err != nil {
 				sampled <- err
 				return
 			}
