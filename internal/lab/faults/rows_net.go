@@ -396,12 +396,12 @@ func kaForeignSpeaker(ctx context.Context, e *env) (string, error) {
 	return strings.Join(parts, "; "), nil
 }
 
-// The advert flood: how fast, how long (beyond the master-down interval,
-// so that lb-a must hear lb-b's adverts of web-b through it), and the CPU
-// halb may use meanwhile.
+// The advert flood: how fast, how long (three of lb-b's adverts of web-b
+// fall in it: were all three lost in the flood, lb-a would take web-b
+// over), and the CPU halb may use meanwhile.
 const (
 	floodRate   = 100_000
-	floodWindow = 5 * time.Second
+	floodWindow = 3 * time.Second
 	floodCores  = 1.0
 )
 
