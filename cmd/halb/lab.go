@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"syscall"
 	"time"
@@ -36,6 +37,7 @@ type labOptions struct {
 	topology       string
 	keep           bool
 	trials, conns  int
+	rows           string // faults: the rows to run, by their fault text
 }
 
 func labFlags(fs *flag.FlagSet) runFunc {
@@ -45,6 +47,7 @@ func labFlags(fs *flag.FlagSet) runFunc {
 	fs.BoolVar(&o.keep, "keep", false, "demo: leave the lab up at the end")
 	fs.IntVar(&o.trials, "trials", 20, "bench: `N` trials per scenario")
 	fs.IntVar(&o.conns, "conns", 1000, "bench --topology ecmp: `N` long-lived connections per event")
+	fs.StringVar(&o.rows, "rows", "", "faults: run only the rows whose fault text matches `REGEXP`")
 	fs.StringVar(&o.topology, "topology", "pair", "up, demo, bench: `NAME` pair (two nodes, VRRP) or ecmp (a BGP router and N nodes)")
 	return func(args []string, stdout, stderr io.Writer) int {
 		if len(args) != 1 || !slices.Contains(labActions, args[0]) {
@@ -53,6 +56,10 @@ func labFlags(fs *flag.FlagSet) runFunc {
 		}
 		if o.topology != "pair" && o.topology != "ecmp" {
 			fmt.Fprintf(stderr, "halb lab: unknown topology %q (pair or ecmp); see halb lab --help\n", o.topology)
+			return 2
+		}
+		if _, err := regexp.Compile(o.rows); err != nil {
+			fmt.Fprintf(stderr, "halb lab: --rows: %v; see halb lab --help\n", err)
 			return 2
 		}
 		return runLab(args[0], o, stdout, stderr)
@@ -134,7 +141,11 @@ func runLab(action string, o labOptions, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "halb lab faults: %v\n", err)
 			return 1
 		}
-		results, err := faults.Run(ctx, faults.Options{Halb: self, Dir: o.dir, Prefix: "halblab", Dataplane: o.dataplane, Progress: stderr})
+		fo := faults.Options{Halb: self, Dir: o.dir, Prefix: "halblab", Dataplane: o.dataplane, Progress: stderr}
+		if o.rows != "" {
+			fo.Rows = regexp.MustCompile(o.rows).MatchString // checked with the flags
+		}
+		results, err := faults.Run(ctx, fo)
 		if werr := faults.WriteTable(stdout, results); err == nil {
 			err = werr
 		}

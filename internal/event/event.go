@@ -30,7 +30,8 @@ type VRRP struct {
 	Reason string `json:"reason"`
 	// Notice marks an event that reports something that happened to the
 	// instance (said in Reason) while its state, priority and master
-	// stayed: adverts of another VRRP version heard, a VIP put back.
+	// stayed: adverts of another VRRP version or interval heard, a VIP put
+	// back.
 	Notice bool `json:"notice,omitempty"`
 }
 

@@ -215,9 +215,10 @@ type instance struct {
 	burstCount         int
 	// reported is what the engine last heard.
 	reported fsm.Machine
-	// mismatchReported and versionReported: adverts listing other
-	// addresses, of another version, were reported (they are once).
-	mismatchReported, versionReported bool
+	// mismatchReported, versionReported and intervalReported: adverts
+	// listing other addresses, of another version, with another
+	// interval were reported (they are once).
+	mismatchReported, versionReported, intervalReported bool
 	// seq and ipID number the adverts sent under AH (ipID the IP
 	// header's identification, which the ICV covers).
 	seq  ah.Sequence
@@ -671,10 +672,13 @@ func (r *runner) receive(p received) {
 			return
 		}
 		if a.Interval != in.AdvertInterval.D() {
-			r.log.Warn("advert with another interval dropped", "instance", in.Name, "src", p.hdr.Src, "interval", a.Interval)
+			r.otherInterval(ins, p.hdr.Src, a.Interval, "they are dropped (VRRPv2)")
 			ins.cnt.reject(RejectInterval)
 			return
 		}
+	}
+	if in.Version == 3 && a.Interval != in.AdvertInterval.D() {
+		r.otherInterval(ins, p.hdr.Src, a.Interval, "a backup follows its master's (VRRPv3)")
 	}
 	if a.Priority != 255 && !sameAddrs(a.Addrs, ins.vipAddrs) {
 		// RFC 5798 §7.1 and RFC 3768 §7.1, as keepalived: only the
@@ -701,6 +705,20 @@ func (r *runner) receive(p received) {
 // usesAH reports whether instance in sends and hears its adverts under
 // IPsec AH.
 func usesAH(in config.Instance) bool { return in.AuthType == "ah" }
+
+// otherInterval reports, once, adverts for an instance's VRID sent at
+// another interval than its own, and what becomes of them.
+func (r *runner) otherInterval(ins *instance, src netip.Addr, theirs time.Duration, outcome string) {
+	if ins.intervalReported {
+		return
+	}
+	ins.intervalReported = true
+	in := ins.cfg
+	r.log.Warn("adverts with another interval (logged once)", "instance", in.Name, "src", src,
+		"theirs", theirs, "ours", in.AdvertInterval.D())
+	r.notice(ins, fmt.Sprintf("hears adverts for VRID %d from %s every %v but sends every %v: %s; set the same advert_interval on every node",
+		in.VRID, src, theirs, in.AdvertInterval.D(), outcome), r.clock.Now())
+}
 
 func sameAddrs(a, b []netip.Addr) bool {
 	x, y := slices.Clone(a), slices.Clone(b)

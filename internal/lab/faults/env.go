@@ -118,6 +118,35 @@ func (e *env) unsettled(ctx context.Context) string {
 				}
 			}
 		}
+		// A node that was master moves its VIPs off the loop: the kernel
+		// follows the state a moment later.
+		if why := holdsOwnVIPs(lb.Host, i); why != "" {
+			return fmt.Sprintf("%s %s", lb.Name, why)
+		}
+	}
+	return ""
+}
+
+// holdsOwnVIPs says how node i's addresses differ from its own
+// instance's VIPs ("": they do not).
+func holdsOwnVIPs(h *netns.Host, i int) string {
+	out, err := h.Run("ip", "-o", "addr", "show", "dev", "eth0")
+	if err != nil {
+		return fmt.Sprintf("addresses: %v: %s", err, out)
+	}
+	own, other := site.VIPsA, site.VIPsB
+	if i == 1 {
+		own, other = other, own
+	}
+	for _, vip := range own {
+		if !strings.Contains(string(out), " "+vip+"/") {
+			return "does not hold " + vip
+		}
+	}
+	for _, vip := range other {
+		if strings.Contains(string(out), " "+vip+"/") {
+			return "holds " + vip
+		}
 	}
 	return ""
 }

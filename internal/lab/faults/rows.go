@@ -104,7 +104,7 @@ func rows() []row {
 			measureKeepalived: kaVIPDeleted,
 		},
 		{
-			fault:      "SIGHUP storm: 20 reloads in 5 s, two configs alternating, under traffic",
+			fault:      "SIGHUP storm: 50 reloads in 10 s, two configs alternating, under traffic",
 			promise:    "0 failed connections, long-lived connections kept, final state = last config",
 			keepalived: "each reload re-reads the configuration and applies the difference to IPVS",
 			run:        reloadStorm,
@@ -114,6 +114,46 @@ func rows() []row {
 			promise:    "halb starts and runs, and says so where it needs the directory",
 			keepalived: "no state directory",
 			run:        readOnlyState,
+		},
+		{
+			fault: "50 % of adverts lost (random)",
+			promise: fmt.Sprintf("a flap needs 3 adverts lost in a row (6.25 %% of adverts at 50 %%, about 1 flap in %v): at most %d flaps in %v (more is under 0.5 %% likely)",
+				heavyLossWindow, heavyLossFlaps, heavyLossWindow),
+			keepalived:        "same RFC timers, so the same flap rate",
+			run:               heavyLoss,
+			measureKeepalived: kaHeavyLoss,
+		},
+		{
+			fault:             "adverts for our VRID with priority 254 and another address list",
+			promise:           "dropped and counted as \"address list\" on both nodes, no state change, clients reach the VIP; at priority 255 (the address owner) obeyed as RFC 5798 §7.1 says: the master steps down",
+			keepalived:        "drops an advert listing another number of addresses whatever its priority, the owner's too (counted as addr_list_err)",
+			run:               otherAddressList,
+			measureKeepalived: kaOtherAddressList,
+		},
+		{
+			fault:             "a third VRRP speaker for our VRID with another interval, then another version",
+			promise:           "one master throughout, no state change; each mismatch warned once in the log and recorded once as a notice event (once in halb's life)",
+			keepalived:        "VRRPv3: a backup logs \"advertisement interval mismatch\" for every advert of its master at another interval (a lower priority's are discarded first); VRRPv2 at another interval and another version: logged and dropped, every time",
+			run:               foreignSpeaker,
+			measureKeepalived: kaForeignSpeaker,
+		},
+		{
+			fault:      fmt.Sprintf("a flood of 100,000 adverts/s for %v at the master (bad checksum, other version, other address list, truncated)", floodWindow),
+			promise:    "halb keeps its state (both instances, both nodes: lb-a still hears lb-b's adverts) and uses under one core; the adverts are counted as rejected",
+			keepalived: "reads and checks every packet in its one VRRP process, logging most rejects at LOG_INFO",
+			run:        advertFlood,
+		},
+		{
+			fault:      "adverts duplicated and reordered (each multicast advert repeated at once and again after the next one)",
+			promise:    "no flap: one master per instance, no state change",
+			keepalived: "adverts carry no sequence number in either version: a repeated or late advert of the master only restarts the backup's timer, as in halb (RFC 5798 §6.4)",
+			run:        duplicatedAdverts,
+		},
+		{
+			fault:      "a webhook that never answers and an SMTP server that hangs after its greeting, on the node that takes over",
+			promise:    fmt.Sprintf("failover within %s as without them; the webhook given up at its timeout; messages beyond a notifier's queue dropped and counted; goroutines bounded; status answers", secs(bound)),
+			keepalived: "smtp_connect_timeout (30 s default) bounds its SMTP connection; notify scripts run in child processes, and a script that hangs is killed after script timeout only when enabled",
+			run:        stalledNotifiers,
 		},
 	}
 }

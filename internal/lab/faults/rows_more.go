@@ -257,7 +257,7 @@ func reloadStorm(ctx context.Context, e *env) (string, bool, error) {
 		return "", false, err
 	}
 	from := time.Now()
-	const reloads = 20
+	const reloads = 50
 	for n := range reloads {
 		for i, lb := range e.s.LBs {
 			text := e.config[i]
@@ -271,7 +271,7 @@ func reloadStorm(ctx context.Context, e *env) (string, bool, error) {
 				return "", false, err
 			}
 		}
-		if err := sleep(ctx, 250*time.Millisecond); err != nil {
+		if err := sleep(ctx, 200*time.Millisecond); err != nil {
 			return "", false, err
 		}
 	}
