@@ -142,8 +142,8 @@ addr 2001:db8::b @k.conf:2:20
 id lb-a #x! @k.conf:3:1
 `,
 	}, {
-		name: "list blocks, nested and with sequences",
-		id:   "x",
+		name:  "list blocks, nested and with sequences",
+		id:    "x",
 		files: map[string]string{"k.conf": "~LST(M, 7, 9) fwmark ${M}\n~LST({A, B}, {1, 2}, {3}) ~SEQ(C, 4, 5) addr 192.0.${A}.${C} ${B}\n"},
 		want: `fwmark 7 @k.conf:1:15
 fwmark 9 @k.conf:1:15
