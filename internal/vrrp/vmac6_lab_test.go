@@ -79,6 +79,52 @@ func TestLabVMAC6(t *testing.T) {
 	}
 }
 
+// TestLabVMAC6HalbPair: two halb nodes with the IPv6 virtual MAC elect
+// one master, which keeps the VIP: each node's vrrp6.10 carries the
+// link-local address of its own eth0 (not one made from the shared
+// virtual MAC), so the adverts leave from the virtual MAC and the
+// master's own address.
+func TestLabVMAC6HalbPair(t *testing.T) {
+	labtest.RequireRoot(t)
+	labtest.RequireTool(t, "tcpdump")
+	m := modes[1]
+	const vmac = "00:00:5e:00:02:0a"
+	p := newPair(t)
+	c, err := p.lab.AddHost("c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.lab.Connect(c, p.sw, "eth0", "2001:db8::3/64"); err != nil {
+		t.Fatal(err)
+	}
+	conf := func(host, prio int) string {
+		return strings.Replace(m.halbYAML(host, prio, true, ""), "      vips:", "      vmac: true\n      vips:", 1)
+	}
+	startHelper(t, p.a, conf(1, 150))
+	startHelper(t, p.b, conf(2, 100))
+	waitVIP(t, m.vip(), generous(masterDown(m.interval, 150)), p.a, p.a, p.b)
+	holdVIP(t, m.vip(), 4*masterDown(m.interval, 100), p.a, p.a, p.b)
+	for _, h := range []*netns.Host{p.a, p.b} {
+		if base, v := linkLocal(t, h, "eth0"), linkLocal(t, h, "vrrp6.10"); base != v {
+			t.Errorf("%s: vrrp6.10 has link-local %s, want eth0's %s", h.Name, v, base)
+		}
+	}
+	if src, want := advertSource(t, c, vmac), linkLocal(t, p.a, "eth0"); src != want {
+		t.Errorf("adverts from %s, want the master's own %s", src, want)
+	}
+}
+
+// linkLocal is the one link-local address of h's interface dev.
+func linkLocal(t *testing.T, h *netns.Host, dev string) string {
+	t.Helper()
+	out, err := h.Run("ip", "-6", "-o", "addr", "show", "dev", dev, "scope", "link")
+	ms := regexp.MustCompile(`inet6 (fe80::[0-9a-f:]+)/64`).FindAllStringSubmatch(string(out), -1)
+	if err != nil || len(ms) != 1 {
+		t.Fatalf("%s: link-local addresses of %s: %v: %s", h.Name, dev, err, out)
+	}
+	return ms[0][1]
+}
+
 // advertRE matches an IPv6 advert in tcpdump -e -nn output: source MAC,
 // then source address.
 var advertRE = regexp.MustCompile(`(?m)^.*?(\S+) > 33:33:00:00:00:12, ethertype IPv6 \(0x86dd\), length \d+: (\S+) > ff02::12:`)
