@@ -63,9 +63,10 @@ func tokens(w *Node) []Token {
 }
 
 // routeLine reads "[src ADDR] [to] DEST|default [via|gw ADDR] [dev IF]
-// [scope S] [table N] [metric N] [TYPE] …".
+// [scope S] [table N] [metric N] [protocol P] [TYPE] …". A route without
+// a protocol has keepalived's, keepalived (18), as keepalived adds it.
 func (m *mapper) routeLine(w *Node) (config.Route, bool) {
-	var r config.Route
+	r := config.Route{Protocol: "keepalived"}
 	ts := tokens(w)
 	ok := true
 	def := false

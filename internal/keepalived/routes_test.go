@@ -8,7 +8,8 @@ import (
 
 // TestRoutesRulesStatic: virtual_routes and virtual_rules become an
 // instance's routes and rules, static_* the static addresses, routes and
-// rules; what halb cannot do is located.
+// rules; a route without a protocol has keepalived's (keepalived); what halb
+// cannot do is located.
 func TestRoutesRulesStatic(t *testing.T) {
 	cfg, diags, path := loadString(t, `static_ipaddress {
   192.0.2.200/24 dev eth1 scope link
@@ -44,10 +45,10 @@ vrrp_instance VI_1 {
 	in := cfg.VRRP.Instances[0]
 	st := cfg.VRRP.Static
 	got := fmt.Sprintf("%+v\n%+v\n%+v\n%+v\n%+v", in.Routes, in.Rules, st.Addresses, st.Routes, st.Rules)
-	want := `[{To:198.51.100.0/24 Via:192.0.2.1 Dev:eth0 Src:192.0.2.10 Table:100 Metric:0 Scope: Type: Protocol:} {To:2001:db8:1::/64 Via:2001:db8::1 Dev: Src:invalid IP Table:0 Metric:0 Scope: Type: Protocol:}]
+	want := `[{To:198.51.100.0/24 Via:192.0.2.1 Dev:eth0 Src:192.0.2.10 Table:100 Metric:0 Scope: Type: Protocol:keepalived} {To:2001:db8:1::/64 Via:2001:db8::1 Dev: Src:invalid IP Table:0 Metric:0 Scope: Type: Protocol:keepalived}]
 [{From:192.0.2.10/32 To:invalid Prefix Table:100 Priority:100 FWMark:0 IIF: OIF: Family:0} {From:invalid Prefix To:2001:db8:2::/64 Table:7 Priority:0 FWMark:0 IIF:eth0 OIF: Family:6}]
 [{Address:192.0.2.200/24 Dev:eth1 Scope:link Label: Broadcast:invalid IP Excluded:false} {Address:192.0.2.201/24 Dev:eth0 Scope: Label: Broadcast:invalid IP Excluded:false}]
-[{To:0.0.0.0/0 Via:192.0.2.254 Dev: Src:invalid IP Table:0 Metric:10 Scope: Type: Protocol:} {To:203.0.113.0/24 Via:invalid IP Dev: Src:invalid IP Table:0 Metric:0 Scope: Type:blackhole Protocol:bird} {To:203.0.113.128/25 Via:invalid IP Dev: Src:invalid IP Table:0 Metric:0 Scope: Type:blackhole Protocol:32}]
+[{To:0.0.0.0/0 Via:192.0.2.254 Dev: Src:invalid IP Table:0 Metric:10 Scope: Type: Protocol:keepalived} {To:203.0.113.0/24 Via:invalid IP Dev: Src:invalid IP Table:0 Metric:0 Scope: Type:blackhole Protocol:bird} {To:203.0.113.128/25 Via:invalid IP Dev: Src:invalid IP Table:0 Metric:0 Scope: Type:blackhole Protocol:32}]
 [{From:invalid Prefix To:invalid Prefix Table:254 Priority:90 FWMark:16 IIF: OIF: Family:0}]`
 	if got != want {
 		t.Errorf("got\n%s\nwant\n%s", got, want)
