@@ -520,7 +520,8 @@ func (lx *lexer) seq(t text, depth int) {
 		lx.errorf(t.at(0), "~SEQ needs (VAR, [START, [STEP,]] END)")
 		return
 	}
-	args := strings.Split(string(t.s[open+1:closeAt]), ",")
+	// Parameters in the numbers are substituted first, as keepalived does.
+	args := strings.Split(string(lx.substitute(t.slice(open+1, closeAt), depth).s), ",")
 	for i := range args {
 		args[i] = strings.TrimSpace(args[i])
 	}

@@ -142,15 +142,17 @@ addr 2001:db8::b @k.conf:2:20
 id lb-a #x! @k.conf:3:1
 `,
 	}, {
-		name:  "list blocks, nested and with sequences",
+		name:  "list blocks, nested and with sequences; parameters in a sequence's numbers",
 		id:    "x",
-		files: map[string]string{"k.conf": "~LST(M, 7, 9) fwmark ${M}\n~LST({A, B}, {1, 2}, {3}) ~SEQ(C, 4, 5) addr 192.0.${A}.${C} ${B}\n"},
-		want: `fwmark 7 @k.conf:1:15
-fwmark 9 @k.conf:1:15
-addr 192.0.1.4 2 @k.conf:2:41
-addr 192.0.1.5 2 @k.conf:2:41
-addr 192.0.3.4 @k.conf:2:41
-addr 192.0.3.5 @k.conf:2:41
+		files: map[string]string{"k.conf": "$LAST=8\n~SEQ(M, 7, $LAST) mark ${M}\n~LST(M, 7, 9) fwmark ${M}\n~LST({A, B}, {1, 2}, {3}) ~SEQ(C, 4, 5) addr 192.0.${A}.${C} ${B}\n"},
+		want: `mark 7 @k.conf:2:19
+mark 8 @k.conf:2:19
+fwmark 7 @k.conf:3:15
+fwmark 9 @k.conf:3:15
+addr 192.0.1.4 2 @k.conf:4:41
+addr 192.0.1.5 2 @k.conf:4:41
+addr 192.0.3.4 @k.conf:4:41
+addr 192.0.3.5 @k.conf:4:41
 `,
 	}}
 	for _, tt := range tests {
