@@ -28,9 +28,9 @@ func VirtualMAC(vrid, family int) net.HardwareAddr {
 // as keepalived's use_vmac does: ARP for an address on it is answered
 // with its MAC only, not by base (arp_ignore 1), and neither asks with
 // the other's addresses (arp_announce 2), so that the link learns the
-// VIPs at the virtual MAC only. With IPv6's virtual MAC
-// (00:00:5e:00:02:VRID) its link-local address is base's, not one made
-// from the virtual MAC, which every node's interface would share: adverts
+// VIPs at the virtual MAC only. The kernel makes it no link-local address
+// of the virtual MAC, which every node's interface would share: with
+// IPv6's virtual MAC (00:00:5e:00:02:VRID) it has base's, so that adverts
 // leave from the virtual MAC and an address of the node's own.
 func EnsureVMAC(base, name string, mac net.HardwareAddr) error {
 	parent, err := netlink.LinkByName(base)
@@ -50,13 +50,10 @@ func EnsureVMAC(base, name string, mac net.HardwareAddr) error {
 		}
 		link = mv
 	}
-	ipv6 := len(mac) == 6 && mac[4] == 2
-	if ipv6 {
-		// Before the interface is up, so that the kernel makes no
-		// link-local address of its own.
-		if err := netlink.LinkSetIP6AddrGenMode(link, nl.IN6_ADDR_GEN_MODE_NONE); err != nil {
-			return fmt.Errorf("virtual MAC interface %s: no IPv6 address generation: %w", name, err)
-		}
+	// Before the interface is up, so that the kernel makes no link-local
+	// address of the virtual MAC (RFC 5798 7.4).
+	if err := netlink.LinkSetIP6AddrGenMode(link, nl.IN6_ADDR_GEN_MODE_NONE); err != nil {
+		return fmt.Errorf("virtual MAC interface %s: no IPv6 address generation: %w", name, err)
 	}
 	for _, dev := range []string{base, name} {
 		for key, v := range map[string]string{"arp_ignore": "1", "arp_announce": "2"} {
@@ -68,7 +65,7 @@ func EnsureVMAC(base, name string, mac net.HardwareAddr) error {
 	if err := netlink.LinkSetUp(link); err != nil {
 		return fmt.Errorf("virtual MAC interface %s up: %w", name, err)
 	}
-	if ipv6 {
+	if len(mac) == 6 && mac[4] == 2 { // IPv6's virtual MAC
 		return setLinkLocal(parent, link)
 	}
 	return nil
