@@ -62,6 +62,11 @@ func (v *validator) routes(p string, routes []Route) {
 		if r.Table < 0 || r.Metric < 0 {
 			v.errorAt(rp, "table and metric must not be negative")
 		}
+		if n, ok := RouteProtocol(r.Protocol); r.Protocol != "" && !ok {
+			v.errorAt(rp+".protocol", "%q is not a route protocol: a number 1-255 or a name of iproute2's rt_protos (boot, static, bird, keepalived, …)", r.Protocol)
+		} else if r.Protocol != "" && n == 0 {
+			v.errorAt(rp+".protocol", "%q is protocol 0 (unspec), which halb cannot add a route with: leave protocol out for boot", r.Protocol)
+		}
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"reflect"
+	"strconv"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -144,6 +145,33 @@ type Route struct {
 	Scope string `yaml:"scope"`
 	// Type is unicast (the default), blackhole, unreachable or prohibit.
 	Type string `yaml:"type"`
+	// Protocol is the route's protocol: a name iproute2's rt_protos
+	// knows (static, bird, keepalived, …) or a number 1-255; empty is
+	// boot, the kernel's default.
+	Protocol string `yaml:"protocol"`
+}
+
+// routeProtocols are the route protocols iproute2's rt_protos names.
+var routeProtocols = map[string]uint8{"unspec": 0, "redirect": 1, "kernel": 2, "boot": 3, "static": 4,
+	"gated": 8, "ra": 9, "mrt": 10, "zebra": 11, "bird": 12, "dnrouted": 13, "xorp": 14, "ntk": 15,
+	"dhcp": 16, "keepalived": 18, "babel": 42, "openr": 99, "bgp": 186, "isis": 187, "ospf": 188,
+	"rip": 189, "eigrp": 192}
+
+// RouteProtocol is the number of a route protocol written as a name of
+// iproute2's rt_protos or as a number 0-255.
+func RouteProtocol(s string) (uint8, bool) {
+	if n, ok := routeProtocols[s]; ok {
+		return n, true
+	}
+	n, err := strconv.ParseUint(s, 10, 8)
+	return uint8(n), err == nil
+}
+
+// ProtocolNumber is the number of the route's protocol; 0 when none is
+// set (the kernel's default, boot).
+func (r Route) ProtocolNumber() uint8 {
+	n, _ := RouteProtocol(r.Protocol)
+	return n
 }
 
 // Rule is a policy routing rule halb adds, as Route.

@@ -78,7 +78,7 @@ vrrp:
   multicast_group6: ff02::12
   static:
     addresses: [{address: 192.0.2.9/24}]
-    routes: [{via: 192.0.2.1}, {to: 198.51.100.0/24, via: 2001:db8::1, type: nat}]
+    routes: [{via: 192.0.2.1}, {to: 198.51.100.0/24, via: 2001:db8::1, type: nat}, {to: 203.0.113.0/24, protocol: quagga}, {to: 203.0.113.0/25, protocol: 256}, {to: 203.0.113.0/26, protocol: unspec}]
     rules: [{from: 192.0.2.0/24, to: 2001:db8::/32}]
   processes:
     - {name: web, quorum: 3, quorum_max: 2}
@@ -102,6 +102,9 @@ vrrp:
 		"t.yaml:8:14: vrrp.static.routes[0]: a route needs to",
 		"t.yaml:8:59: vrrp.static.routes[1].via: 2001:db8::1 is not of the destination's address family",
 		`t.yaml:8:78: vrrp.static.routes[1].type: "nat" is not unicast, blackhole, unreachable or prohibit`,
+		`t.yaml:8:115: vrrp.static.routes[2].protocol: "quagga" is not a route protocol`,
+		`t.yaml:8:155: vrrp.static.routes[3].protocol: "256" is not a route protocol`,
+		`t.yaml:8:192: vrrp.static.routes[4].protocol: "unspec" is protocol 0 (unspec), which halb cannot add a route with`,
 		"t.yaml:9:13: vrrp.static.rules[0].table: a rule needs a table",
 		"t.yaml:9:38: vrrp.static.rules[0].to: 2001:db8::/32 is not of from's address family",
 		"t.yaml:11:7: vrrp.processes[0].command: needs the process name or path",
@@ -116,5 +119,30 @@ vrrp:
 	}
 	if strings.Contains(got, "multicast_group6") {
 		t.Errorf("the RFC's IPv6 group refused:\n%s", got)
+	}
+}
+
+// TestRouteProtocol: a route's protocol is an rt_protos name or a
+// number, read from YAML either way; none set is 0 (the kernel's boot).
+func TestRouteProtocol(t *testing.T) {
+	src := `node: n
+vrrp:
+  static:
+    routes:
+      - {to: 198.51.100.0/24, type: blackhole, protocol: bird}
+      - {to: 198.51.100.0/25, type: blackhole, protocol: 250}
+      - {to: 198.51.100.0/26, type: blackhole, protocol: keepalived}
+      - {to: 198.51.100.0/27, type: blackhole}
+`
+	c, diags := Parse("t.yaml", []byte(src), Options{})
+	if c == nil || len(diags) > 0 {
+		t.Fatalf("diagnostics: %s", diags)
+	}
+	var got []uint8
+	for _, r := range c.VRRP.Static.Routes {
+		got = append(got, r.ProtocolNumber())
+	}
+	if want := []uint8{12, 250, 18, 0}; !slices.Equal(got, want) {
+		t.Errorf("protocols %v, want %v", got, want)
 	}
 }

@@ -448,8 +448,9 @@ func writeKeepalivedConf(t *testing.T, conf string) string {
 }
 
 // What keepalived skips with a complaint (an entry that is not an
-// address, a route's protocol, a track_script naming no vrrp_script)
-// halb skips too, with one warning each; the rest still validates.
+// address, a track_script naming no vrrp_script) halb skips too, with one
+// warning each; the rest (a route's protocol too) still converts and
+// validates.
 func TestKeepalivedSkips(t *testing.T) {
 	conf := `vrrp_script chk { script "/bin/true" }
 vrrp_instance v {
@@ -495,7 +496,6 @@ global_defs { script_user root }
 		`:11:9: warning: virtual_ipaddress: "%VIP%" is not an address`,
 		`:12:9: warning: virtual_ipaddress: "__VIRTUAL_IP__/27" is not an address`,
 		`:13:9: warning: virtual_ipaddress: "<virtual-ip-address>/24" is not an address`,
-		`:17:42: warning: route: protocol is not supported: halb adds the route with protocol boot`,
 		`:20:9: warning: track_script missing: no vrrp_script of that name: keepalived leaves it out`,
 		`:27:25: warning: virtual_ipaddress: "floating_ip" is not an address`,
 		`:29:16: warning: virtual_server: "<virtual-ip-address>" is not an address: keepalived skips the virtual server`,
@@ -513,8 +513,8 @@ global_defs { script_user root }
 	if len(v.VIPs) != 1 || v.VIPs[0].String() != "192.0.2.1/24" || len(v.UnicastPeers) != 1 || v.UnicastPeers[0].String() != "192.0.2.3" {
 		t.Errorf("vips %v, peers %v; want 192.0.2.1/24 and 192.0.2.3", v.VIPs, v.UnicastPeers)
 	}
-	if len(v.Routes) != 1 || len(v.TrackScripts) != 1 || v.TrackScripts[0].Name != "chk" {
-		t.Errorf("routes %v, track scripts %v; want the route and chk", v.Routes, v.TrackScripts)
+	if len(v.Routes) != 1 || v.Routes[0].Protocol != "static" || len(v.TrackScripts) != 1 || v.TrackScripts[0].Name != "chk" {
+		t.Errorf("routes %v, track scripts %v; want the route (protocol static) and chk", v.Routes, v.TrackScripts)
 	}
 	if loc := conv.Written["vrrp.instances[0].track_scripts[0]"]; loc.Pos.Line != 21 {
 		t.Errorf("track_scripts[0] written at line %d, want 21 (chk)", loc.Pos.Line)

@@ -18,7 +18,7 @@ var topKeywords = map[string]bool{
 
 // IsKeepalived reports whether data looks like a keepalived configuration
 // rather than halb's YAML: its first statement is a keepalived keyword, a
-// parameter definition, a conditional line or a ~SEQ line, or it starts
+// parameter definition, a conditional line or a ~SEQ or ~LST line, or it starts
 // with a "!" comment.
 func IsKeepalived(data []byte) bool {
 	sc := bufio.NewScanner(bytes.NewReader(data))
@@ -29,7 +29,8 @@ func IsKeepalived(data []byte) bool {
 		case line == "" || strings.HasPrefix(line, "#"):
 			continue
 		case strings.HasPrefix(line, "!") || strings.HasPrefix(line, "$") ||
-			strings.HasPrefix(line, "@") || strings.HasPrefix(line, "~SEQ"):
+			strings.HasPrefix(line, "@") || strings.HasPrefix(line, "~SEQ") ||
+			strings.HasPrefix(line, "~LST"):
 			return true
 		}
 		word := strings.FieldsFunc(line, func(r rune) bool { return r == ' ' || r == '\t' || r == '{' })

@@ -30,6 +30,11 @@ func TestIsKeepalived(t *testing.T) {
 			t.Errorf("%s: YAML taken for keepalived.conf", y)
 		}
 	}
+	for _, s := range []string{"~LST(N, 1, 2) x\n", "~SEQ(N, 2) x\n"} {
+		if !IsKeepalived([]byte(s)) {
+			t.Errorf("%q not recognised as keepalived.conf", s)
+		}
+	}
 	for _, s := range []string{"", "# only a comment\n", "node: x\n", "vrrp:\n  instances: []\n"} {
 		if IsKeepalived([]byte(s)) {
 			t.Errorf("%q taken for keepalived.conf", s)

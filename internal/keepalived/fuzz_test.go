@@ -25,6 +25,7 @@ func FuzzRead(f *testing.F) {
 	f.Add([]byte("$A=${A}${A}\n$A\n"))
 	f.Add([]byte("$M= \\\n$M \\\n$M\n$M\n"))
 	f.Add([]byte("~SEQ(N, 0, 1, 99999999) $M\n"))
+	f.Add([]byte("$E=3\n~LST({A, B}, {1, 2}, {3}) ~SEQ(C, 1, $E) ~LST(D, x, {y}) $A$B$C$D\n"))
 	f.Add([]byte("a \"b\\x4g\\c\" 'c\n}{{\n@x y\n@^x z {\n"))
 	f.Add([]byte("virtual_server_group g { 192.0.2.1-3 80\nfwmark 3 }\nvirtual_server group g { real_server 198.51.100.1 { HTTP_GET { url { path / } } } }\n"))
 	dir := f.TempDir()

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -82,7 +83,7 @@ type definition struct {
 
 // lexer turns files into logical lines of tokens, doing what keepalived's
 // reader does before parsing: comments, includes, conditional lines,
-// parameter definitions and substitution, and ~SEQ lines.
+// parameter definitions and substitution, and ~SEQ and ~LST lines.
 type lexer struct {
 	configID string
 	defs     map[string]*definition
@@ -284,7 +285,7 @@ func stripComment(t text) text {
 }
 
 // process handles one line after comments: conditional prefix, parameter
-// definition, ~SEQ, substitution. It returns the multi-line definition the
+// definition, ~SEQ and ~LST, substitution. It returns the multi-line definition the
 // line starts, if any, so that the caller collects its continuation lines.
 func (lx *lexer) process(t text, depth int) *definition {
 	t = t.trim()
@@ -330,6 +331,10 @@ func (lx *lexer) process(t text, depth int) *definition {
 	}
 	if bytes.HasPrefix(t.s, []byte("~SEQ")) {
 		lx.seq(t, depth)
+		return nil
+	}
+	if bytes.HasPrefix(t.s, []byte("~LST")) {
+		lx.lst(t, depth)
 		return nil
 	}
 	s, multi := lx.substituteOnce(t)
@@ -515,7 +520,8 @@ func (lx *lexer) seq(t text, depth int) {
 		lx.errorf(t.at(0), "~SEQ needs (VAR, [START, [STEP,]] END)")
 		return
 	}
-	args := strings.Split(string(t.s[open+1:closeAt]), ",")
+	// Parameters in the numbers are substituted first, as keepalived does.
+	args := strings.Split(string(lx.substitute(t.slice(open+1, closeAt), depth).s), ",")
 	for i := range args {
 		args[i] = strings.TrimSpace(args[i])
 	}
@@ -546,16 +552,18 @@ func (lx *lexer) seq(t text, depth int) {
 	}
 	if len(nums) == 3 {
 		step = nums[1]
+		if step == 0 || (start < end && step < 0) || (start > end && step > 0) {
+			lx.errorf(t.at(0), "~SEQ: a step of %d never goes from %d to %d (keepalived skips the line)", step, start, end)
+			return
+		}
 	}
-	if step == 0 {
-		lx.errorf(t.at(0), "~SEQ: a step of 0 never ends")
+	if hex && (start < 0 || end < 0) {
+		lx.errorf(t.at(0), "~SEQx takes no negative numbers (keepalived skips the line)")
 		return
 	}
-	rest := t.slice(closeAt+1, len(t.s))
-	saved, had := lx.defs[name]
-	n := 0
+	var sets [][]string
 	for v := start; (step > 0 && v <= end) || (step < 0 && v >= end); v += step {
-		if n++; n > maxSeqItems {
+		if len(sets) == maxSeqItems {
 			lx.errorf(t.at(0), "~SEQ produces more than %d lines", maxSeqItems)
 			break
 		}
@@ -563,20 +571,107 @@ func (lx *lexer) seq(t text, depth int) {
 		if hex {
 			s = strconv.FormatInt(v, 16)
 		}
-		val := text{s: []byte(s), pos: make([]Pos, len(s))}
-		for k := range val.pos {
-			val.pos[k] = t.at(0)
+		sets = append(sets, []string{s})
+	}
+	lx.repeat(t, t.slice(closeAt+1, len(t.s)), []string{name}, sets, depth)
+}
+
+// lst expands "~LST(var, v1, v2, ...) rest" and
+// "~LST({var1, var2}, {v1, v2}, {v3, v4}, ...) rest": the rest once per
+// value, or set of values. A set shorter than the variables leaves the
+// others empty, as keepalived does.
+func (lx *lexer) lst(t text, depth int) {
+	open := bytes.IndexByte(t.s, '(')
+	closeAt := bytes.IndexByte(t.s, ')')
+	if open < 0 || closeAt < open || strings.TrimSpace(string(t.s[4:open])) != "" {
+		lx.errorf(t.at(0), "~LST needs (VAR, VALUE, ...) or ({VAR, ...}, {VALUE, ...}, ...)")
+		return
+	}
+	items, ok := listItems(string(t.s[open+1 : closeAt]))
+	if !ok || len(items) < 2 || slices.Contains(items[0], "") {
+		lx.errorf(t.at(0), "~LST needs (VAR, VALUE, ...) or ({VAR, ...}, {VALUE, ...}, ...)")
+		return
+	}
+	names, sets := items[0], items[1:]
+	if len(sets) > maxSeqItems {
+		lx.errorf(t.at(0), "~LST produces more than %d lines", maxSeqItems)
+		sets = sets[:maxSeqItems]
+	}
+	for i, set := range sets {
+		if len(set) > len(names) {
+			lx.errorf(t.at(0), "~LST: value set %d has %d values for %d variables (keepalived skips the line)", i+1, len(set), len(names))
+			return
 		}
-		lx.defs[name] = &definition{lines: []text{val}}
+		for len(set) < len(names) {
+			set = append(set, "")
+		}
+		sets[i] = set
+	}
+	lx.repeat(t, t.slice(closeAt+1, len(t.s)), names, sets, depth)
+}
+
+// listItems splits the inside of ~LST(...) at its top-level commas; an
+// item is a word or a {braced, list} of words.
+func listItems(s string) ([][]string, bool) {
+	var items [][]string
+	for {
+		s = strings.TrimLeft(s, " \t")
+		var item []string
+		if strings.HasPrefix(s, "{") {
+			inner, after, ok := strings.Cut(s[1:], "}")
+			if !ok || strings.Contains(inner, "{") {
+				return nil, false
+			}
+			for _, w := range strings.Split(inner, ",") {
+				item = append(item, strings.TrimSpace(w))
+			}
+			s = strings.TrimLeft(after, " \t")
+			if s != "" && s[0] != ',' {
+				return nil, false
+			}
+		} else {
+			w, _, _ := strings.Cut(s, ",")
+			if strings.ContainsAny(w, "{}") {
+				return nil, false
+			}
+			item = []string{strings.TrimSpace(w)}
+			s = s[len(w):]
+		}
+		items = append(items, item)
+		if s == "" {
+			return items, true
+		}
+		s = s[1:] // the comma
+	}
+}
+
+// repeat processes rest once per set of values, each variable of names
+// set to its value there (located at the start of the line t); the
+// variables are restored afterwards.
+func (lx *lexer) repeat(t, rest text, names []string, sets [][]string, depth int) {
+	saved := make([]*definition, len(names))
+	for i, name := range names {
+		saved[i] = lx.defs[name]
+	}
+	for _, set := range sets {
+		for i, name := range names {
+			val := text{s: []byte(set[i]), pos: make([]Pos, len(set[i]))}
+			for k := range val.pos {
+				val.pos[k] = t.at(0)
+			}
+			lx.defs[name] = &definition{lines: []text{val}}
+		}
 		lx.process(rest, depth+1)
 		if lx.stopped {
 			break
 		}
 	}
-	if had {
-		lx.defs[name] = saved
-	} else {
-		delete(lx.defs, name)
+	for i, name := range names {
+		if saved[i] != nil {
+			lx.defs[name] = saved[i]
+		} else {
+			delete(lx.defs, name)
+		}
 	}
 }
 

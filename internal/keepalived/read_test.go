@@ -141,6 +141,19 @@ addr 2001:db8::9 @k.conf:2:20
 addr 2001:db8::b @k.conf:2:20
 id lb-a #x! @k.conf:3:1
 `,
+	}, {
+		name:  "list blocks, nested and with sequences; parameters in a sequence's numbers",
+		id:    "x",
+		files: map[string]string{"k.conf": "$LAST=8\n~SEQ(M, 7, $LAST) mark ${M}\n~LST(M, 7, 9) fwmark ${M}\n~LST({A, B}, {1, 2}, {3}) ~SEQ(C, 4, 5) addr 192.0.${A}.${C} ${B}\n"},
+		want: `mark 7 @k.conf:2:19
+mark 8 @k.conf:2:19
+fwmark 7 @k.conf:3:15
+fwmark 9 @k.conf:3:15
+addr 192.0.1.4 2 @k.conf:4:41
+addr 192.0.1.5 2 @k.conf:4:41
+addr 192.0.3.4 @k.conf:4:41
+addr 192.0.3.5 @k.conf:4:41
+`,
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -188,6 +201,26 @@ vrrp_instance B {
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("diagnostics:\n%s\n\ngot positions:\n%s\nwant:\n%s", diags, strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestReadSkipsBadSequencesAndLists: a ~SEQ or ~LST line keepalived
+// skips as invalid is an error located at its start, and produces nothing.
+func TestReadSkipsBadSequencesAndLists(t *testing.T) {
+	dir := writeFiles(t, map[string]string{
+		"k.conf": "~SEQ(N, 1, -1, 3) a $N\n~SEQx(N, -2, 2) b $N\n~LST({A}, {1, 2}) c $A\n~LST(A) d $A\n~LST({A, B, 1) e $A\nkept\n",
+	})
+	nodes, diags := Read(filepath.Join(dir, "k.conf"), Options{ConfigID: "x"})
+	var got []string
+	for _, d := range diags {
+		got = append(got, fmt.Sprintf("%d:%d %v", d.Pos.Line, d.Pos.Col, d.Severity))
+	}
+	want := []string{"1:1 0", "2:1 0", "3:1 0", "4:1 0", "5:1 0"}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("diagnostics:\n%s\ngot positions %v, want %v", diags, got, want)
+	}
+	if out := dump(nodes, dir); out != "kept @k.conf:6:1\n" {
+		t.Errorf("tree:\n%s\nwant only the last line", out)
 	}
 }
 

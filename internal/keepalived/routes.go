@@ -63,9 +63,10 @@ func tokens(w *Node) []Token {
 }
 
 // routeLine reads "[src ADDR] [to] DEST|default [via|gw ADDR] [dev IF]
-// [scope S] [table N] [metric N] [TYPE] …".
+// [scope S] [table N] [metric N] [protocol P] [TYPE] …". A route without
+// a protocol has keepalived's, keepalived (18), as keepalived adds it.
 func (m *mapper) routeLine(w *Node) (config.Route, bool) {
-	var r config.Route
+	r := config.Route{Protocol: "keepalived"}
 	ts := tokens(w)
 	ok := true
 	def := false
@@ -131,8 +132,9 @@ func (m *mapper) routeLine(w *Node) (config.Route, bool) {
 		case "default":
 			def = true
 		case "proto", "protocol":
-			m.warnf(t.Pos, "route: %s is not supported: halb adds the route with protocol boot, the kernel's default", t.Val)
-			value()
+			if v, has := value(); has {
+				r.Protocol = m.routeProtocol(v)
+			}
 		case "mtu", "advmss", "realm", "realms", "tos", "dsfield", "initcwnd", "initrwnd", "features",
 			"quickack", "rtt", "rttvar", "window", "cwnd", "ssthresh", "hoplimit", "expires", "pref", "encap", "nexthop":
 			m.warnf(t.Pos, "route: %s is not supported: halb adds the route with the kernel's defaults", t.Val)
@@ -259,6 +261,29 @@ func (m *mapper) table(v Token) (int, bool) {
 		return 0, false
 	}
 	return int(n), true
+}
+
+// routeProtocol reads a route's protocol as keepalived does: a number
+// (decimal, 0x hexadecimal or 0 octal) up to 255, or a name of
+// rt_protos ("none" is keepalived's name of 0). Protocol 0 is left out,
+// with a warning: halb adds such a route with protocol boot.
+func (m *mapper) routeProtocol(v Token) string {
+	name := v.Val
+	if n, err := strconv.ParseUint(v.Val, 0, 8); err == nil {
+		name = strconv.FormatUint(n, 10)
+	} else if v.Val == "none" {
+		name = "0"
+	}
+	n, ok := config.RouteProtocol(name)
+	switch {
+	case !ok:
+		m.errorf(v.Pos, "route: protocol %q is not a number up to 255 or a name of rt_protos (keepalived skips the route)", v.Val)
+		return ""
+	case n == 0:
+		m.warnf(v.Pos, "route: protocol %s (unspec) cannot be set by halb: it adds the route with protocol boot, the kernel's default", v.Val)
+		return ""
+	}
+	return name
 }
 
 // scopeName is ip's scope name of a number or name.

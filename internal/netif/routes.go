@@ -23,6 +23,9 @@ type Route struct {
 	// Scope is global (or empty), site, link, host or nowhere; Type is
 	// unicast (or empty), blackhole, unreachable or prohibit.
 	Scope, Type string
+	// Protocol is the route's protocol number (rt_protos); 0 is boot,
+	// the kernel's default.
+	Protocol uint8
 }
 
 func (r Route) String() string {
@@ -55,7 +58,7 @@ func (r Route) netlink() (*netlink.Route, error) {
 		return nil, fmt.Errorf("route %s: unknown type %q", r, r.Type)
 	}
 	nr := &netlink.Route{Dst: ipNet(r.To), Table: r.Table, Priority: r.Metric, Scope: scope, Type: typ,
-		Family: family(r.To.Addr())}
+		Family: family(r.To.Addr()), Protocol: netlink.RouteProtocol(r.Protocol)}
 	if r.Via.IsValid() {
 		nr.Gw = r.Via.AsSlice()
 	}

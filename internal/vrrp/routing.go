@@ -21,7 +21,7 @@ func routingOf(routes []config.Route, rules []config.Rule) routing {
 	var rt routing
 	for _, r := range routes {
 		rt.routes = append(rt.routes, netif.Route{To: r.To, Via: r.Via, Dev: r.Dev, Src: r.Src, Table: r.Table,
-			Metric: r.Metric, Scope: r.Scope, Type: r.Type})
+			Metric: r.Metric, Scope: r.Scope, Type: r.Type, Protocol: r.ProtocolNumber()})
 	}
 	for _, r := range rules {
 		rt.rules = append(rt.rules, netif.Rule{From: r.From, To: r.To, Table: r.Table, Priority: r.Priority,

@@ -12,7 +12,8 @@ import (
 
 // TestLabRouting: an instance's routes and rules are on the master only
 // and follow the VIP; static addresses and routes are on every node
-// while halb runs and gone when it stops.
+// while halb runs and gone when it stops. Routes carry the protocol
+// configured (boot when none is), and are removed with it.
 func TestLabRouting(t *testing.T) {
 	labtest.RequireRoot(t)
 	p := newPair(t)
@@ -20,12 +21,12 @@ func TestLabRouting(t *testing.T) {
 	iv := 100 * time.Millisecond
 	conf := func(name string, prio, static int) string {
 		return halbConf(name, 10, prio, "", vip+"/24") + `      routes:
-        - {to: 198.51.100.0/24, via: 192.0.2.254}
-        - {to: 203.0.113.0/24, dev: eth0, table: 100, scope: link}
+        - {to: 198.51.100.0/24, via: 192.0.2.254, protocol: bird}
+        - {to: 203.0.113.0/24, dev: eth0, table: 100, scope: link, protocol: 250}
       rules: [{from: 192.0.2.100/32, table: 100, priority: 1000}]
   static:
     addresses: [{address: ` + fmt.Sprintf("192.0.2.%d/24", static) + `, dev: eth0}]
-    routes: [{to: 203.0.113.128/25, type: blackhole}]
+    routes: [{to: 203.0.113.128/25, type: blackhole}, {to: 203.0.113.64/26, type: blackhole, protocol: static}]
 `
 	}
 	// show is ip's output; an error (a table that does not exist yet)
@@ -37,14 +38,16 @@ func TestLabRouting(t *testing.T) {
 		}
 		return string(out)
 	}
-	// has reports which of the instance's routes and rules h has.
+	// has reports which of the instance's routes (with their protocols)
+	// and rules h has.
 	has := func(h *netns.Host) [3]bool {
-		return [3]bool{strings.Contains(show(h, "route", "show", "198.51.100.0/24"), "via 192.0.2.254"),
-			strings.Contains(show(h, "route", "show", "table", "100"), "203.0.113.0/24 dev eth0 scope link"),
+		return [3]bool{strings.Contains(show(h, "route", "show", "198.51.100.0/24", "proto", "bird"), "via 192.0.2.254"),
+			strings.Contains(show(h, "route", "show", "table", "100", "proto", "250"), "203.0.113.0/24 dev eth0 scope link"),
 			strings.Contains(show(h, "rule", "show"), "1000:\tfrom 192.0.2.100 lookup 100")}
 	}
 	hasStatic := func(h *netns.Host, n int) bool {
-		return hasAddr(t, h, fmt.Sprintf("192.0.2.%d", n)) && strings.Contains(show(h, "route", "show", "203.0.113.128/25"), "blackhole")
+		return hasAddr(t, h, fmt.Sprintf("192.0.2.%d", n)) && strings.Contains(show(h, "route", "show", "203.0.113.128/25", "proto", "boot"), "blackhole") &&
+			strings.Contains(show(h, "route", "show", "203.0.113.64/26", "proto", "static"), "blackhole")
 	}
 	waitRouting := func(h *netns.Host, want bool) {
 		t.Helper()

@@ -9,9 +9,9 @@ import (
 
 // TestLabVMAC: halb master and keepalived backup, both with use_vmac:
 // halb makes vrrp.10 with the virtual MAC 00:00:5e:00:01:0a and holds
-// the VIP there, keepalived hears its adverts (sent from vrrp.10) and
-// stays backup, and a client resolves the VIP to the virtual MAC and
-// sees the adverts come from it.
+// the VIP there (and no link-local address made of that MAC), keepalived
+// hears its adverts (sent from vrrp.10) and stays backup, and a client
+// resolves the VIP to the virtual MAC and sees the adverts come from it.
 func TestLabVMAC(t *testing.T) {
 	labtest.RequireRoot(t)
 	labtest.RequireTool(t, "tcpdump")
@@ -31,6 +31,11 @@ func TestLabVMAC(t *testing.T) {
 	out, err := p.a.Run("ip", "-o", "addr", "show", "dev", "vrrp.10")
 	if err != nil || !strings.Contains(string(out), m.vip()+"/") {
 		t.Fatalf("the VIP is not on vrrp.10: %v: %s", err, out)
+	}
+	// No link-local address made of the virtual MAC, which the peer's
+	// interface would have too.
+	if out, err := p.a.Run("ip", "-6", "-o", "addr", "show", "dev", "vrrp.10"); err != nil || strings.Contains(string(out), "fe80:") {
+		t.Errorf("vrrp.10 has an IPv6 link-local address: %v: %s", err, out)
 	}
 	if out, err := c.Run("ping", "-c1", "-W1", m.vip()); err != nil {
 		t.Fatalf("ping %s: %v: %s", m.vip(), err, out)
