@@ -395,6 +395,10 @@ type SMTP struct {
 	// "never"; CAFile adds trusted roots for the server's certificate.
 	StartTLS string `yaml:"starttls"`
 	CAFile   string `yaml:"ca_file"`
+	// Helo is the name halb greets the relay with (default: the node's
+	// name); Timeout bounds one mail's whole dialog (0: 30s).
+	Helo    string   `yaml:"helo"`
+	Timeout Duration `yaml:"timeout"`
 }
 
 // Webhook is an HTTP endpoint that receives events as JSON.

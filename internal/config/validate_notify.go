@@ -24,6 +24,9 @@ func (v *validator) notifyDelivery() {
 		if s.CAFile != "" && s.CAFile[0] != '/' {
 			v.errorf("notify.smtp.ca_file", "notify.smtp.ca_file: %q must be an absolute path", s.CAFile)
 		}
+		if s.Timeout.D() < 0 || s.Timeout.D() > 10*time.Minute {
+			v.errorf("notify.smtp.timeout", "notify.smtp.timeout: %v is not from 0 (30s) to 10m", s.Timeout)
+		}
 		if s.Username != "" && s.StartTLS == "never" {
 			v.warnf("notify.smtp.starttls", "notify.smtp.starttls: never with a username: halb sends a password unencrypted only to a relay on localhost")
 		}

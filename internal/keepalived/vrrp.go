@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"halb/internal/config"
 )
@@ -125,11 +126,31 @@ func (m *mapper) globalMailHandlers(g *Node) map[string]handler {
 			smtp().Server = net.JoinHostPort(n.Arg(0), port)
 			m.set("notify.smtp.server", n.ArgPos(0))
 		},
-		"smtp_helo_name":       m.ignore("halb greets the mail relay with its node name"),
-		"smtp_connect_timeout": m.ignore("halb gives the mail relay its own fixed timeout"),
-		"smtp_alert":           m.ignore("with notify.smtp set, halb mails every state change"),
-		"smtp_alert_vrrp":      m.ignore("with notify.smtp set, halb mails every state change"),
-		"smtp_alert_checker":   m.ignore("with notify.smtp set, halb mails every state change"),
+		"smtp_helo_name": func(n *Node) {
+			if m.needArgs(n, 1) {
+				smtp().Helo = n.Arg(0)
+				m.set("notify.smtp.helo", n.ArgPos(0))
+			}
+		},
+		"smtp_connect_timeout": func(n *Node) {
+			if !m.needArgs(n, 1) {
+				return
+			}
+			v, err := strconv.ParseUint(n.Arg(0), 10, 32)
+			switch {
+			case err != nil || v == 0:
+				m.warnf(n.ArgPos(0), "smtp_connect_timeout: %q is not a number of seconds from 1: keepalived ignores it, and halb keeps its default (30s)", n.Arg(0))
+				return
+			case v > 600:
+				m.warnf(n.ArgPos(0), "smtp_connect_timeout: %d s: halb bounds a mail's dialog at 10m", v)
+				v = 600
+			}
+			smtp().Timeout = config.Duration(time.Duration(v) * time.Second)
+			m.set("notify.smtp.timeout", n.ArgPos(0))
+		},
+		"smtp_alert":         m.ignore("with notify.smtp set, halb mails every state change"),
+		"smtp_alert_vrrp":    m.ignore("with notify.smtp set, halb mails every state change"),
+		"smtp_alert_checker": m.ignore("with notify.smtp set, halb mails every state change"),
 	}
 }
 

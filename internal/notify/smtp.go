@@ -26,9 +26,17 @@ type Mailer struct {
 	timeout time.Duration
 }
 
-// NewMailer returns a mailer for cfg that greets the relay as helo.
-func NewMailer(cfg config.SMTP, helo string) *Mailer {
-	return &Mailer{cfg: cfg, helo: helo, timeout: 30 * time.Second}
+// NewMailer returns a mailer for cfg that greets the relay as cfg.Helo,
+// else as node.
+func NewMailer(cfg config.SMTP, node string) *Mailer {
+	m := &Mailer{cfg: cfg, helo: cfg.Helo, timeout: cfg.Timeout.D()}
+	if m.helo == "" {
+		m.helo = node
+	}
+	if m.timeout <= 0 {
+		m.timeout = 30 * time.Second
+	}
+	return m
 }
 
 // Name identifies the mailer in logs and metrics.

@@ -1,10 +1,13 @@
 package notify
 
 import (
+	"context"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"halb/internal/config"
 	"halb/internal/event"
@@ -63,5 +66,40 @@ func TestMailRefusals(t *testing.T) {
 	cfg.Server = "127.0.0.1:1" // nothing listens: a connection error, quickly
 	if err := NewMailer(cfg, "lb-a").Send(t.Context(), msg); err == nil || !strings.Contains(err.Error(), "connect") {
 		t.Errorf("no server: err %v", err)
+	}
+}
+
+// A relay that accepts the connection and never greets is given up at
+// notify.smtp.timeout, and the greeting names the configured helo.
+func TestMailTimeoutAndHelo(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // held open, silent, until the listener closes
+		}
+	}()
+	m := NewMailer(config.SMTP{Server: ln.Addr().String(), From: "a@example.org", To: []string{"b@example.org"},
+		Timeout: config.Duration(300 * time.Millisecond), Helo: "lb1.example.org"}, "node")
+	if m.helo != "lb1.example.org" {
+		t.Errorf("helo %q, want the configured lb1.example.org", m.helo)
+	}
+	start := time.Now()
+	err = m.Send(context.Background(), Message{Subject: "s"})
+	if err == nil {
+		t.Fatal("a silent relay: no error")
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("gave up after %v, want about the 300ms timeout", d)
+	}
+	if d := NewMailer(config.SMTP{Server: "x:25"}, "node"); d.timeout != 30*time.Second || d.helo != "node" {
+		t.Errorf("defaults: timeout %v helo %q, want 30s and the node's name", d.timeout, d.helo)
 	}
 }
