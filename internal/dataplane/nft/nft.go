@@ -250,6 +250,7 @@ func (d *Dataplane) Reconcile(ctx context.Context, want dataplane.State) error {
 		}
 		have, fresh = h, !existing
 	}
+	adopted := d.have == nil && !fresh
 	nb := nfbatch.New()
 	n, err := d.program(nb, have, next, fresh)
 	if err != nil {
@@ -271,7 +272,12 @@ func (d *Dataplane) Reconcile(ctx context.Context, want dataplane.State) error {
 		n += dn
 	}
 	d.changes = n
-	if n > 0 {
+	switch {
+	case adopted:
+		// A restart or an upgrade: 0 when the table is as this version
+		// writes it, else the parts it wrote again.
+		d.log.Info("nftables: adopted the table found in the kernel", "table", d.table, "changes", n)
+	case n > 0:
 		d.log.Debug("nftables table updated", "table", d.table, "changes", n)
 	}
 	return nil

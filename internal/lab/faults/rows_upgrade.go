@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -59,10 +62,11 @@ func upgradeLive(ctx context.Context, e *env) (string, bool, error) {
 		return "", false, err
 	}
 	oldRuns = false
+	logged := len(readFile(lb.Log))
 	if err := e.s.StartLB(ctx, 0); err != nil {
 		return "", false, err
 	}
-	changes, err := e.firstReconcile(ctx, 0, from)
+	changes, err := e.adoption(ctx, 0, logged)
 	if err != nil {
 		return "", false, err
 	}
@@ -78,13 +82,13 @@ func upgradeLive(ctx context.Context, e *env) (string, bool, error) {
 	if err != nil {
 		return "", false, err
 	}
-	added, removed := diffLines(before, after)
-	adopted := fmt.Sprintf("adopted the old table: %d changes, every rule as the old one wrote it", changes)
-	if changes > 0 || len(added)+len(removed) > 0 {
-		adopted = fmt.Sprintf("%d changes on adoption; nftables lines written %q, removed %q", changes, added, removed)
+	again := rewritten(before, after)
+	adopted := "adopted the old table: 0 changes logged, every rule and set as the old one wrote it"
+	if changes > 0 || len(again) > 0 {
+		adopted = fmt.Sprintf("%d changes logged on adoption; written again: %s", changes, strings.Join(again, ", "))
 	}
 	return fmt.Sprintf("new halb master again after %s; %s; %s", secs(at.Sub(from)), adopted, text),
-		ok && changes == 0 && len(added)+len(removed) == 0, nil
+		ok && changes == 0 && len(again) == 0, nil
 }
 
 // runs checks that node i's halb is the binary bin.
@@ -103,36 +107,89 @@ func (e *env) runs(i int, bin string) error {
 	return nil
 }
 
-// firstReconcile waits for node i's first data plane update after since
-// and returns how many changes it made in the kernel.
-func (e *env) firstReconcile(ctx context.Context, i int, since time.Time) (int, error) {
+// adoptionLine is what halb's nftables data plane logs when it adopts a
+// table it finds at its start.
+var adoptionLine = regexp.MustCompile(`nftables: adopted the table found in the kernel.* changes=(\d+)`)
+
+// adoptions returns the changes of each adoption the log text tells of.
+func adoptions(log string) []int {
+	var out []int
+	for _, m := range adoptionLine.FindAllStringSubmatch(log, -1) {
+		n, _ := strconv.Atoi(m[1]) // \d+: a number
+		out = append(out, n)
+	}
+	return out
+}
+
+// adoption waits for node i's halb to log its adoption of the nftables
+// table after offset in its log, and returns the changes it made.
+func (e *env) adoption(ctx context.Context, i int, offset int) (int, error) {
+	lb := e.s.LBs[i]
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		st, err := e.api[i].Status(ctx)
-		if err == nil && !st.LastReconcile.At.Before(since) {
-			if st.LastReconcile.Error != "" {
-				return 0, fmt.Errorf("%s: data plane update failed: %s", e.s.LBs[i].Name, st.LastReconcile.Error)
+		if log := readFile(lb.Log); len(log) >= offset {
+			if n := adoptions(log[offset:]); len(n) > 0 {
+				return n[0], nil
 			}
-			return st.LastReconcile.Changes, nil
 		}
 		if time.Now().After(deadline) {
-			return 0, fmt.Errorf("%s: no data plane update within 10 s of its start (%v)", e.s.LBs[i].Name, err)
+			return 0, fmt.Errorf("%s: no adoption of the nftables table logged within 10 s of the start", lb.Name)
 		}
-		if err := sleep(ctx, 20*time.Millisecond); err != nil {
+		if err := sleep(ctx, 50*time.Millisecond); err != nil {
 			return 0, err
 		}
 	}
 }
 
-// nftHandles lists node i's nftables rules with their handles, without
-// counters or set elements: a rule written again has a new handle.
+// nftHandles lists node i's nftables objects and rules by their handles,
+// each after the table and chain it is in, without counters or set
+// elements: an object written again has a new handle.
 func nftHandles(e *env, i int) ([]string, error) {
 	lb := e.s.LBs[i]
 	out, err := lb.Host.Run("nft", "-a", "-s", "-t", "list", "ruleset")
 	if err != nil {
 		return nil, fmt.Errorf("%s: nft list ruleset: %v: %s", lb.Name, err, out)
 	}
-	return strings.Split(strings.TrimSpace(string(out)), "\n"), nil
+	return handled(string(out)), nil
+}
+
+// handled returns the lines of an `nft -a list ruleset` listing that
+// carry a handle, each prefixed with its table and chain or set
+// ("inet halb/balance: …").
+func handled(listing string) []string {
+	var out []string
+	var table, in string
+	for _, line := range strings.Split(listing, "\n") {
+		line = strings.TrimSpace(line)
+		f := strings.Fields(line)
+		switch {
+		case len(f) >= 3 && f[0] == "table":
+			table, in = f[1]+" "+f[2], ""
+		case len(f) >= 2 && (f[0] == "chain" || f[0] == "set" || f[0] == "map"):
+			in = f[1]
+		}
+		if strings.Contains(line, "# handle ") {
+			where := table
+			if in != "" {
+				where += "/" + in
+			}
+			out = append(out, where+": "+line)
+		}
+	}
+	return out
+}
+
+// rewritten names the tables' chains and sets whose handled lines
+// differ between two listings of handled.
+func rewritten(before, after []string) []string {
+	added, removed := diffLines(before, after)
+	var where []string
+	for _, l := range append(added, removed...) {
+		w, _, _ := strings.Cut(l, ":")
+		where = append(where, w)
+	}
+	slices.Sort(where)
+	return slices.Compact(where)
 }
 
 // kaRestart restarts keepalived's master, as a package upgrade does, and
