@@ -1,0 +1,320 @@
+package nft
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"halb/internal/api"
+	"halb/internal/lab/labtest"
+	"halb/internal/lab/netns"
+)
+
+// TestUpgradeFromPreviousRelease: the previous release's `halb run`
+// programs its tables and carries clients; the new halb, started on the
+// same configuration, adopts them. It writes again exactly the chains
+// whose digest its version computes otherwise (none, and 0 changes, when
+// the formats agree), says on its log how many changes it made, and keeps
+// the pins, the direct-routing flows and the connections they carry.
+func TestUpgradeFromPreviousRelease(t *testing.T) {
+	prev := labtest.PreviousHalb(t)
+	bin := labtest.HalbBinary(t)
+
+	t.Run("nat with persistence", func(t *testing.T) {
+		l := newNATLab(t, 3)
+		cfg := writeRunConfig(t, runConfig)
+		old := startHalb(t, l.lb, prev, cfg)
+		old.waitReconciled(t)
+		srcs := l.clients(t, 6)
+		cl := newDialer(t, l.client)
+		pinned := map[string]string{}
+		for _, src := range srcs {
+			name, err := cl.hit(src, "203.0.113.10:443")
+			if err != nil {
+				t.Fatal(err)
+			}
+			pinned[src] = name
+		}
+		conn, backend, err := cl.dial("", "203.0.113.10:80")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		pins := pinCount(t, l)
+		if pins != len(srcs) {
+			t.Fatalf("%d pins for %d clients before the upgrade", pins, len(srcs))
+		}
+		upgrade(t, l.lb, old, bin, cfg)
+		if got := pinCount(t, l); got != pins {
+			t.Errorf("%d pins after the upgrade, want %d", got, pins)
+		}
+		for src, name := range pinned {
+			if got, err := cl.hit(src, "203.0.113.10:443"); err != nil || got != name {
+				t.Errorf("client %s pinned to %s went to %q (%v) after the upgrade", src, name, got, err)
+			}
+		}
+		if got, err := echoFrom(conn, "after the upgrade"); err != nil || got != backend {
+			t.Errorf("the long-lived connection to %s after the upgrade: %q, %v", backend, got, err)
+		}
+	})
+
+	t.Run("direct routing", func(t *testing.T) {
+		lab, lb := labHost(t)
+		lan, client := drLAN(t, lab)
+		if _, err := lab.Connect(lb, lan, "eth0", "192.0.2.2/24", "192.0.2.9/24"); err != nil {
+			t.Fatal(err)
+		}
+		cfg := writeRunConfig(t, drConfig+"state_dir: %[1]s\napi: {socket: %[1]s/halb.sock}\n")
+		old := startHalb(t, lb, prev, cfg)
+		old.waitReconciled(t)
+		cl := newDialer(t, client)
+		var conns []net.Conn
+		var on []string
+		for range 8 {
+			c, name, err := cl.dial("", "192.0.2.9:80")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			conns, on = append(conns, c), append(on, name)
+		}
+		flows := flowCount(t, lb)
+		if flows < len(conns) {
+			t.Fatalf("%d flows recorded for %d connections before the upgrade", flows, len(conns))
+		}
+		upgrade(t, lb, old, bin, cfg)
+		if got := flowCount(t, lb); got < flows {
+			t.Errorf("%d flows after the upgrade, %d before", got, flows)
+		}
+		for i, c := range conns {
+			if name, err := echoFrom(c, "after the upgrade"); err != nil || name != on[i] {
+				t.Errorf("connection %d on %s after the upgrade: %q, %v", i, on[i], name, err)
+			}
+		}
+	})
+}
+
+// upgrade stops old and starts bin on the same configuration, then checks
+// what it wrote again: exactly the chains whose digests differ, and, when
+// none does, 0 changes on its log.
+func upgrade(t *testing.T, h *netns.Host, old *halbProc, bin, cfg string) {
+	t.Helper()
+	reader := nsDataplane(t, h)
+	before := readParts(t, h, reader)
+	old.stop(t)
+	cur := startHalb(t, h, bin, cfg)
+	changes := cur.adoption(t)
+	after := readParts(t, h, reader)
+	migrated, rewritten := compareParts(before, after)
+	if !slices.Equal(rewritten, migrated) {
+		t.Errorf("written again: %v; the chains whose digest changed: %v", rewritten, migrated)
+	}
+	switch {
+	case len(migrated) == 0 && changes != 0:
+		t.Errorf("%d changes on adoption though every chain's digest is the previous release's (maps or elements?); log:\n%s", changes, cur.log())
+	case len(migrated) > 0 && changes == 0:
+		t.Errorf("0 changes on adoption though %v were written again", migrated)
+	}
+	t.Logf("adoption of the previous release's tables: %d changes; migrated chains %v", changes, migrated)
+	t.Cleanup(func() { cur.stop(t) })
+}
+
+// writeRunConfig writes a configuration for `halb run` whose state and
+// socket are in a fresh directory (%[1]s in format).
+func writeRunConfig(t *testing.T, format string) string {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "halb.yaml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(format, dir)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// halbProc is `halb run` in a namespace, its log kept.
+type halbProc struct {
+	cmd     *exec.Cmd
+	sock    string
+	done    chan error
+	stopped bool
+	mu      sync.Mutex // guards logBuf, written as halb logs
+	logBuf  strings.Builder
+}
+
+func startHalb(t *testing.T, h *netns.Host, bin, cfg string) *halbProc {
+	t.Helper()
+	p := &halbProc{sock: filepath.Join(filepath.Dir(cfg), "halb.sock"), done: make(chan error, 1)}
+	p.cmd = h.Command(context.Background(), bin, "run", "--config", cfg, "--dataplane", "nftables")
+	p.cmd.Stderr = p
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.done <- p.cmd.Wait() }()
+	t.Cleanup(func() {
+		if !p.stopped { // a test that stopped early
+			_ = p.cmd.Process.Kill() // it may have exited
+			<-p.done
+		}
+		if t.Failed() {
+			t.Logf("%s's log:\n%s", filepath.Base(bin), p.log())
+		}
+	})
+	return p
+}
+
+func (p *halbProc) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.logBuf.Write(b)
+}
+
+func (p *halbProc) log() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.logBuf.String()
+}
+
+// waitReconciled waits for halb's first successful data plane update.
+func (p *halbProc) waitReconciled(t *testing.T) {
+	t.Helper()
+	waitFor(t, 15*time.Second, "halb's first data plane update", func() bool {
+		st, err := api.NewClient(p.sock).Status(context.Background())
+		return err == nil && !st.LastReconcile.At.IsZero() && st.LastReconcile.Error == ""
+	})
+}
+
+var adopted = regexp.MustCompile(`nftables: adopted the table found in the kernel.* changes=(\d+)`)
+
+// adoption waits for halb to log its adoption of the table and returns
+// the changes it made.
+func (p *halbProc) adoption(t *testing.T) int {
+	t.Helper()
+	var changes int
+	waitFor(t, 15*time.Second, "halb's adoption of the table on its log", func() bool {
+		m := adopted.FindStringSubmatch(p.log())
+		if m != nil {
+			changes, _ = strconv.Atoi(m[1]) // \d+
+		}
+		return m != nil
+	})
+	return changes
+}
+
+// stop ends halb with SIGTERM, as a package upgrade does.
+func (p *halbProc) stop(t *testing.T) {
+	t.Helper()
+	if p.stopped {
+		return
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-p.done:
+		p.stopped = true
+		if err != nil {
+			t.Fatalf("halb run did not exit cleanly on SIGTERM: %v\n%s", err, p.log())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("halb run still running 10 s after SIGTERM")
+	}
+}
+
+// part is one chain of halb's tables as a restart may find it: the digest
+// on its last rule and its rules' handles (new ones when written again).
+type part struct{ digest, handles string }
+
+// readParts reads every chain of halb's tables (inet, its counters, and
+// netdev for direct routing) that the namespace holds.
+func readParts(t *testing.T, h *netns.Host, d *Dataplane) map[string]part {
+	t.Helper()
+	out := map[string]part{}
+	for _, tb := range []struct {
+		family string
+		nfp    byte
+		name   string
+	}{{"inet", unix.NFPROTO_INET, DefaultTable}, {"inet", unix.NFPROTO_INET, DefaultTable + countSuffix}, {"netdev", unix.NFPROTO_NETDEV, DefaultTable}} {
+		listing, err := h.Run("nft", "-a", "-s", "-t", "list", "table", tb.family, tb.name)
+		if err != nil {
+			continue // not written by this configuration
+		}
+		digests, err := d.readDigestsOf(tb.nfp, tb.name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Chains without a digest of their own (the direct-routing
+		// plan's) are written with their table's, carried by its other
+		// chains (the plan's ingress chains).
+		var own []string
+		for _, dg := range digests {
+			if dg != "" {
+				own = append(own, dg)
+			}
+		}
+		slices.Sort(own)
+		table := strings.Join(own, "")
+		for chain, handles := range chainHandles(string(listing)) {
+			dg := digests[chain]
+			if dg == "" {
+				dg = "table " + table
+			}
+			out[tb.family+" "+tb.name+"/"+chain] = part{dg, handles}
+		}
+	}
+	return out
+}
+
+// chainHandles returns, per chain of an `nft -a list table` listing, the
+// handles of its rules.
+func chainHandles(listing string) map[string]string {
+	out := map[string]string{}
+	chain := ""
+	for _, line := range strings.Split(listing, "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) >= 2 && f[0] == "chain":
+			chain = f[1]
+			out[chain] = ""
+		case len(f) >= 1 && f[0] == "}":
+			chain = ""
+		case chain != "" && len(f) >= 2 && f[len(f)-2] == "handle":
+			out[chain] += f[len(f)-1] + " "
+		}
+	}
+	return out
+}
+
+// compareParts returns the chains whose digest changed and those whose
+// rules were written again, sorted.
+func compareParts(before, after map[string]part) (migrated, rewritten []string) {
+	for name, b := range before {
+		a, ok := after[name]
+		if !ok || a.digest != b.digest {
+			migrated = append(migrated, name)
+		}
+		if !ok || a.handles != b.handles {
+			rewritten = append(rewritten, name)
+		}
+	}
+	for name := range after {
+		if _, ok := before[name]; !ok {
+			migrated, rewritten = append(migrated, name), append(rewritten, name)
+		}
+	}
+	slices.Sort(migrated)
+	slices.Sort(rewritten)
+	return migrated, rewritten
+}
