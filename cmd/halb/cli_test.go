@@ -97,6 +97,7 @@ func TestMisuseExitsTwoWithAHint(t *testing.T) {
 		{[]string{"help", "stats"}, `halb help: unknown command "stats"; did you mean "status"? see halb --help`},
 		{[]string{"completion", "tcsh"}, `see halb completion --help`},
 		{[]string{"lab", "upp"}, `see halb lab --help`},
+		{[]string{"lab", "faults", "--rows", "upgrade ("}, `halb lab: bad --rows: error parsing regexp`},
 	} {
 		code, out, errOut := halbCmd(t, tt.args...)
 		if code != 2 || out != "" || !strings.Contains(errOut, tt.want) || strings.Count(errOut, "\n") != 1 {

@@ -60,6 +60,10 @@ func labFlags(fs *flag.FlagSet) runFunc {
 			fmt.Fprintf(stderr, "halb lab: unknown topology %q (pair or ecmp); see halb lab --help\n", o.topology)
 			return 2
 		}
+		if _, err := regexp.Compile(o.rows); err != nil {
+			fmt.Fprintf(stderr, "halb lab: bad --rows: %v; see halb lab --help\n", err)
+			return 2
+		}
 		return runLab(args[0], o, stdout, stderr)
 	}
 }
@@ -141,12 +145,7 @@ func runLab(action string, o labOptions, stdout, stderr io.Writer) int {
 		}
 		opts := faults.Options{Halb: self, Dir: o.dir, Prefix: "halblab", Dataplane: o.dataplane, Progress: stderr}
 		if o.rows != "" {
-			re, err := regexp.Compile(o.rows)
-			if err != nil {
-				fmt.Fprintf(stderr, "halb lab faults: --rows: %v\n", err)
-				return 2
-			}
-			opts.Rows = re.MatchString
+			opts.Rows = regexp.MustCompile(o.rows).MatchString // checked with the flags
 		}
 		prevDir := filepath.Join(o.dir, "previous")
 		defer os.RemoveAll(prevDir)
