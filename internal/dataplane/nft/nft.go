@@ -252,7 +252,7 @@ func (d *Dataplane) Reconcile(ctx context.Context, want dataplane.State) error {
 	}
 	adopted := d.have == nil && !fresh
 	nb := nfbatch.New()
-	n, err := d.program(nb, have, next, fresh)
+	n, again, err := d.program(nb, have, next, fresh)
 	if err != nil {
 		return fmt.Errorf("nftables: %w", err)
 	}
@@ -273,10 +273,11 @@ func (d *Dataplane) Reconcile(ctx context.Context, want dataplane.State) error {
 	}
 	d.changes = n
 	switch {
+	case adopted && n == 0: // a restart or an upgrade that found the table as it writes it
+		d.log.Info("nftables: adopted the table found in the kernel", "table", d.table, "changes", 0)
 	case adopted:
-		// A restart or an upgrade: 0 when the table is as this version
-		// writes it, else the parts it wrote again.
-		d.log.Info("nftables: adopted the table found in the kernel", "table", d.table, "changes", n)
+		d.log.Info("nftables: adopted the table found in the kernel", "table", d.table, "changes", n,
+			"rewritten", again, "why", "their rules differ from what this version writes for this state")
 	case n > 0:
 		d.log.Debug("nftables table updated", "table", d.table, "changes", n)
 	}

@@ -116,11 +116,20 @@ func upgrade(t *testing.T, h *netns.Host, old *halbProc, bin, cfg string) {
 	before := readParts(t, h, reader)
 	old.stop(t)
 	cur := startHalb(t, h, bin, cfg)
-	changes := cur.adoption(t)
+	changes, logged := cur.adoption(t)
 	after := readParts(t, h, reader)
 	migrated, rewritten := compareParts(before, after)
 	if !slices.Equal(rewritten, migrated) {
 		t.Errorf("written again: %v; the chains whose digest changed: %v", rewritten, migrated)
+	}
+	var inTable []string // what the log names: the chains of halb's inet table
+	for _, name := range rewritten {
+		if chain, ok := strings.CutPrefix(name, "inet "+DefaultTable+"/"); ok {
+			inTable = append(inTable, chain)
+		}
+	}
+	if !slices.Equal(logged, inTable) {
+		t.Errorf("the log names %v written again; the kernel shows %v", logged, inTable)
 	}
 	switch {
 	case len(migrated) == 0 && changes != 0:
@@ -196,21 +205,19 @@ func (p *halbProc) waitReconciled(t *testing.T) {
 	})
 }
 
-var adopted = regexp.MustCompile(`nftables: adopted the table found in the kernel.* changes=(\d+)`)
+var adopted = regexp.MustCompile(`nftables: adopted the table found in the kernel.* changes=(\d+)(?: rewritten="?\[([^\]]*)\])?`)
 
 // adoption waits for halb to log its adoption of the table and returns
-// the changes it made.
-func (p *halbProc) adoption(t *testing.T) int {
+// the changes it made and the chains it names as written again.
+func (p *halbProc) adoption(t *testing.T) (int, []string) {
 	t.Helper()
-	var changes int
+	var m []string
 	waitFor(t, 15*time.Second, "halb's adoption of the table on its log", func() bool {
-		m := adopted.FindStringSubmatch(p.log())
-		if m != nil {
-			changes, _ = strconv.Atoi(m[1]) // \d+
-		}
+		m = adopted.FindStringSubmatch(p.log())
 		return m != nil
 	})
-	return changes
+	changes, _ := strconv.Atoi(m[1]) // \d+
+	return changes, strings.Fields(m[2])
 }
 
 // stop ends halb with SIGTERM, as a package upgrade does.

@@ -66,7 +66,7 @@ func upgradeLive(ctx context.Context, e *env) (string, bool, error) {
 	if err := e.s.StartLB(ctx, 0); err != nil {
 		return "", false, err
 	}
-	changes, err := e.adoption(ctx, 0, logged)
+	adopted, err := e.adoption(ctx, 0, logged)
 	if err != nil {
 		return "", false, err
 	}
@@ -82,13 +82,20 @@ func upgradeLive(ctx context.Context, e *env) (string, bool, error) {
 	if err != nil {
 		return "", false, err
 	}
+	// A format change may write parts again; halb must then say which.
 	again := rewritten(before, after)
-	adopted := "adopted the old table: 0 changes logged, every rule and set as the old one wrote it"
-	if changes > 0 || len(again) > 0 {
-		adopted = fmt.Sprintf("%d changes logged on adoption; written again: %s", changes, strings.Join(again, ", "))
+	var inTable []string // what halb names: the chains of its inet table
+	for _, w := range again {
+		if chain, ok := strings.CutPrefix(w, "inet halb/"); ok {
+			inTable = append(inTable, chain)
+		}
 	}
-	return fmt.Sprintf("new halb master again after %s; %s; %s", secs(at.Sub(from)), adopted, text),
-		ok && changes == 0 && len(again) == 0, nil
+	said := (adopted.changes == 0) == (len(again) == 0) && slices.Equal(adopted.rewritten, inTable)
+	adoption := "adopted the old table: 0 changes logged, every rule and set as the old one wrote it"
+	if adopted.changes > 0 || len(again) > 0 {
+		adoption = fmt.Sprintf("%d changes logged on adoption (%s); written again: %s", adopted.changes, adopted.said, strings.Join(again, ", "))
+	}
+	return fmt.Sprintf("new halb master again after %s; %s; %s", secs(at.Sub(from)), adoption, text), ok && said, nil
 }
 
 // runs checks that node i's halb is the binary bin.
@@ -108,35 +115,49 @@ func (e *env) runs(i int, bin string) error {
 }
 
 // adoptionLine is what halb's nftables data plane logs when it adopts a
-// table it finds at its start.
-var adoptionLine = regexp.MustCompile(`nftables: adopted the table found in the kernel.* changes=(\d+)`)
+// table it finds at its start: the changes, and what it wrote again.
+var adoptionLine = regexp.MustCompile(`nftables: adopted the table found in the kernel.* changes=(\d+)(.*)`)
 
-// adoptions returns the changes of each adoption the log text tells of.
-func adoptions(log string) []int {
-	var out []int
+// rewrittenAttr is the chains of its table an adoption wrote again.
+var rewrittenAttr = regexp.MustCompile(`rewritten="?\[([^\]]*)\]`)
+
+// adoption is one adoption a log tells of.
+type adoption struct {
+	changes   int
+	said      string   // what halb says it wrote again, and why
+	rewritten []string // the chains of its inet table it names in said
+}
+
+// adoptions returns the adoptions the log text tells of, in order.
+func adoptions(log string) []adoption {
+	var out []adoption
 	for _, m := range adoptionLine.FindAllStringSubmatch(log, -1) {
-		n, _ := strconv.Atoi(m[1]) // \d+: a number
-		out = append(out, n)
+		a := adoption{said: strings.TrimSpace(m[2])}
+		a.changes, _ = strconv.Atoi(m[1]) // \d+: a number
+		if r := rewrittenAttr.FindStringSubmatch(a.said); r != nil {
+			a.rewritten = strings.Fields(r[1])
+		}
+		out = append(out, a)
 	}
 	return out
 }
 
 // adoption waits for node i's halb to log its adoption of the nftables
-// table after offset in its log, and returns the changes it made.
-func (e *env) adoption(ctx context.Context, i int, offset int) (int, error) {
+// table after offset in its log, and returns what it logged.
+func (e *env) adoption(ctx context.Context, i int, offset int) (adoption, error) {
 	lb := e.s.LBs[i]
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		if log := readFile(lb.Log); len(log) >= offset {
-			if n := adoptions(log[offset:]); len(n) > 0 {
-				return n[0], nil
+			if a := adoptions(log[offset:]); len(a) > 0 {
+				return a[0], nil
 			}
 		}
 		if time.Now().After(deadline) {
-			return 0, fmt.Errorf("%s: no adoption of the nftables table logged within 10 s of the start", lb.Name)
+			return adoption{}, fmt.Errorf("%s: no adoption of the nftables table logged within 10 s of the start", lb.Name)
 		}
 		if err := sleep(ctx, 50*time.Millisecond); err != nil {
-			return 0, err
+			return adoption{}, err
 		}
 	}
 }

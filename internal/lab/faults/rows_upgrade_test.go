@@ -9,10 +9,13 @@ import (
 func TestAdoptionsReadFromTheLog(t *testing.T) {
 	log := `time=2026-12-06T02:40:00Z level=INFO msg="halb running" node=lb-a
 time=2026-12-06T02:40:00Z level=INFO msg="nftables: adopted the table found in the kernel" table=halb changes=0
-time=2026-12-06T02:40:09Z level=INFO msg="nftables: adopted the table found in the kernel" table=halb changes=17
+time=2026-12-06T02:40:09Z level=INFO msg="nftables: adopted the table found in the kernel" table=halb changes=17 rewritten="[balance marking]" why="their rules differ"
 `
-	if got := adoptions(log); !slices.Equal(got, []int{0, 17}) {
-		t.Errorf("adoptions = %v, want [0 17]", got)
+	got := adoptions(log)
+	if len(got) != 2 || got[0].changes != 0 || got[0].said != "" || got[0].rewritten != nil ||
+		got[1].changes != 17 || got[1].said != `rewritten="[balance marking]" why="their rules differ"` ||
+		!slices.Equal(got[1].rewritten, []string{"balance", "marking"}) {
+		t.Errorf("adoptions = %+v", got)
 	}
 	if got := adoptions(`level=INFO msg="halb running"`); len(got) != 0 {
 		t.Errorf("a log without adoption: %v", got)
