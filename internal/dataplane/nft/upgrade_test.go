@@ -57,7 +57,7 @@ func TestUpgradeFromPreviousRelease(t *testing.T) {
 		if pins != len(srcs) {
 			t.Fatalf("%d pins for %d clients before the upgrade", pins, len(srcs))
 		}
-		upgrade(t, l.lb, old, bin, cfg)
+		cur := upgrade(t, l.lb, old, bin, cfg)
 		if got := pinCount(t, l); got != pins {
 			t.Errorf("%d pins after the upgrade, want %d", got, pins)
 		}
@@ -68,6 +68,19 @@ func TestUpgradeFromPreviousRelease(t *testing.T) {
 		}
 		if got, err := echoFrom(conn, "after the upgrade"); err != nil || got != backend {
 			t.Errorf("the long-lived connection to %s after the upgrade: %q, %v", backend, got, err)
+		}
+		// Restarted on a configuration that moves a server to another
+		// port, it names the chains it writes again the same way.
+		text, err := os.ReadFile(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		moved := strings.Replace(string(text), "{address: 198.51.100.23, port: 80}", "{address: 198.51.100.23, port: 8080}", 1)
+		if err := os.WriteFile(cfg, []byte(moved), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, s := restart(t, l.lb, cur, bin, cfg); len(s.rewritten) == 0 {
+			t.Error("a restart that moves a server to another port wrote no chain again")
 		}
 	})
 
@@ -107,23 +120,49 @@ func TestUpgradeFromPreviousRelease(t *testing.T) {
 	})
 }
 
-// upgrade stops old and starts bin on the same configuration, then checks
-// what it wrote again: exactly the chains whose digests differ, and, when
-// none does, 0 changes on its log.
-func upgrade(t *testing.T, h *netns.Host, old *halbProc, bin, cfg string) {
+// upgrade stops old and starts bin on the same configuration (restart),
+// and checks that the chains it wrote again are exactly those whose
+// digest differs: none, and 0 changes, when the formats agree.
+func upgrade(t *testing.T, h *netns.Host, old *halbProc, bin, cfg string) *halbProc {
+	t.Helper()
+	cur, seen := restart(t, h, old, bin, cfg)
+	if !slices.Equal(seen.rewritten, seen.migrated) {
+		t.Errorf("written again: %v; the chains whose digest changed: %v", seen.rewritten, seen.migrated)
+	}
+	changed := len(seen.migrated)+len(seen.created)+len(seen.deleted) > 0
+	switch {
+	case !changed && seen.changes != 0:
+		t.Errorf("%d changes on adoption though every chain is as the previous release wrote it (maps or elements?); log:\n%s", seen.changes, cur.log())
+	case changed && seen.changes == 0:
+		t.Errorf("0 changes on adoption though chains changed: %+v", seen)
+	}
+	return cur
+}
+
+// seen is what a restart did to halb's tables, chains by table.
+type seen struct {
+	changes int // as logged
+	// migrated chains have another digest; rewritten ones new handles.
+	migrated, rewritten []string
+	created, deleted    []string
+}
+
+// restart stops old and starts bin on cfg, and returns what it did to
+// the tables, having checked that its log names the chains of its inet
+// table it wrote again.
+func restart(t *testing.T, h *netns.Host, old *halbProc, bin, cfg string) (*halbProc, seen) {
 	t.Helper()
 	reader := nsDataplane(t, h)
 	before := readParts(t, h, reader)
 	old.stop(t)
 	cur := startHalb(t, h, bin, cfg)
-	changes, logged := cur.adoption(t)
-	after := readParts(t, h, reader)
-	migrated, rewritten := compareParts(before, after)
-	if !slices.Equal(rewritten, migrated) {
-		t.Errorf("written again: %v; the chains whose digest changed: %v", rewritten, migrated)
-	}
-	var inTable []string // what the log names: the chains of halb's inet table
-	for _, name := range rewritten {
+	t.Cleanup(func() { cur.stop(t) })
+	var s seen
+	var logged []string
+	s.changes, logged = cur.adoption(t)
+	s.migrated, s.rewritten, s.created, s.deleted = compareParts(before, readParts(t, h, reader))
+	var inTable []string // what the log names: chains of halb's inet table
+	for _, name := range s.rewritten {
 		if chain, ok := strings.CutPrefix(name, "inet "+DefaultTable+"/"); ok {
 			inTable = append(inTable, chain)
 		}
@@ -131,14 +170,8 @@ func upgrade(t *testing.T, h *netns.Host, old *halbProc, bin, cfg string) {
 	if !slices.Equal(logged, inTable) {
 		t.Errorf("the log names %v written again; the kernel shows %v", logged, inTable)
 	}
-	switch {
-	case len(migrated) == 0 && changes != 0:
-		t.Errorf("%d changes on adoption though every chain's digest is the previous release's (maps or elements?); log:\n%s", changes, cur.log())
-	case len(migrated) > 0 && changes == 0:
-		t.Errorf("0 changes on adoption though %v were written again", migrated)
-	}
-	t.Logf("adoption of the previous release's tables: %d changes; migrated chains %v", changes, migrated)
-	t.Cleanup(func() { cur.stop(t) })
+	t.Logf("adoption: %d changes; chains written again %v, created %v, deleted %v", s.changes, s.rewritten, s.created, s.deleted)
+	return cur, s
 }
 
 // writeRunConfig writes a configuration for `halb run` whose state and
@@ -304,24 +337,30 @@ func chainHandles(listing string) map[string]string {
 	return out
 }
 
-// compareParts returns the chains whose digest changed and those whose
-// rules were written again, sorted.
-func compareParts(before, after map[string]part) (migrated, rewritten []string) {
+// compareParts compares the chains of two readings: those in both whose
+// digest changed and whose rules were written again, and those only
+// after or only before; each sorted.
+func compareParts(before, after map[string]part) (migrated, rewritten, created, deleted []string) {
 	for name, b := range before {
 		a, ok := after[name]
-		if !ok || a.digest != b.digest {
+		switch {
+		case !ok:
+			deleted = append(deleted, name)
+			continue
+		case a.digest != b.digest:
 			migrated = append(migrated, name)
 		}
-		if !ok || a.handles != b.handles {
+		if a.handles != b.handles {
 			rewritten = append(rewritten, name)
 		}
 	}
 	for name := range after {
 		if _, ok := before[name]; !ok {
-			migrated, rewritten = append(migrated, name), append(rewritten, name)
+			created = append(created, name)
 		}
 	}
-	slices.Sort(migrated)
-	slices.Sort(rewritten)
-	return migrated, rewritten
+	for _, l := range [][]string{migrated, rewritten, created, deleted} {
+		slices.Sort(l)
+	}
+	return migrated, rewritten, created, deleted
 }

@@ -84,9 +84,9 @@ func upgradeLive(ctx context.Context, e *env) (string, bool, error) {
 	}
 	// A format change may write parts again; halb must then say which.
 	again := rewritten(before, after)
-	var inTable []string // what halb names: the chains of its inet table
+	var inTable []string // what halb names: chains of its inet table it kept and filled again
 	for _, w := range again {
-		if chain, ok := strings.CutPrefix(w, "inet halb/"); ok {
+		if chain, ok := strings.CutPrefix(w, "inet halb/"); ok && keptChain(before, after, w) {
 			inTable = append(inTable, chain)
 		}
 	}
@@ -198,6 +198,17 @@ func handled(listing string) []string {
 		}
 	}
 	return out
+}
+
+// keptChain reports whether chain ("inet halb/balance") is in both
+// listings of handled as the same chain (with the same handle).
+func keptChain(before, after []string, chain string) bool {
+	for _, l := range before {
+		if strings.HasPrefix(l, chain+": chain ") {
+			return slices.Contains(after, l)
+		}
+	}
+	return false
 }
 
 // rewritten names the tables' chains and sets whose handled lines

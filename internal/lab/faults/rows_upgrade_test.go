@@ -53,4 +53,11 @@ table netdev halb { # handle 8
 	if got := rewritten(same, handled(after)); !slices.Equal(got, []string{"inet halb/be-1", "netdev halb/ingress"}) {
 		t.Errorf("written again: %v", got)
 	}
+	if !keptChain(same, handled(after), "inet halb/be-1") {
+		t.Error("be-1, filled again, is not the same chain")
+	}
+	created := strings.Replace(before, "chain be-1 { # handle 2", "chain be-1 { # handle 9", 1)
+	if keptChain(same, handled(created), "inet halb/be-1") || keptChain(same, same, "inet halb/be-2") {
+		t.Error("a chain created again, or absent, is the same chain")
+	}
 }
