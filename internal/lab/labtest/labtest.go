@@ -161,13 +161,14 @@ var (
 )
 
 // PreviousBinary builds the previous release's halb (release.Previous)
-// from the repository's git history once per test process, within 5
-// minutes, and returns its path. Without git history the error wraps
-// release.ErrNoHistory.
+// from the repository's git history, within 5 minutes, and returns its
+// path. The binary is kept in the temporary directory for that commit,
+// so that test processes build it once. Without git history the error
+// wraps release.ErrNoHistory.
 func PreviousBinary() (string, error) {
 	previousOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "halb-previous-")
-		if err != nil {
+		dir := filepath.Join(os.TempDir(), "halb-previous-"+release.Previous)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
 			previousErr = err
 			return
 		}

@@ -26,7 +26,8 @@ var ErrNoHistory = errors.New("no git history to build the previous release from
 // Build builds cmd/halb as it was at commit, from the git repository
 // that holds dir repo, into work, and returns the binary's path. The
 // binary knows its revision (halb --version). A binary already built
-// there for that commit is reused.
+// there for that commit is reused; builds running at once in the same
+// work directory each put a whole binary in place.
 func Build(ctx context.Context, repo, commit, work string) (string, error) {
 	bin := filepath.Join(work, "halb-"+commit[:min(len(commit), 12)])
 	if _, err := os.Stat(bin); err == nil {
@@ -49,7 +50,7 @@ func Build(ctx context.Context, repo, commit, work string) (string, error) {
 	if err := extract(ctx, repo, rev, src); err != nil {
 		return "", err
 	}
-	tmp := bin + ".tmp"
+	tmp := filepath.Join(src, ".halb-build") // renamed in place whole
 	build := exec.CommandContext(ctx, "go", "build", "-buildvcs=false", "-o", tmp,
 		"-ldflags", "-X halb/internal/buildinfo.revision="+rev, "./cmd/halb")
 	build.Dir = src
