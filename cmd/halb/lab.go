@@ -202,7 +202,7 @@ func previousRelease(bin, dir string) func(context.Context) (string, error) {
 			return bin, nil
 		}
 		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return "", err
+			return "", fmt.Errorf("a directory for the previous release: %w", err)
 		}
 		return release.Build(ctx, ".", release.Previous, dir)
 	}
