@@ -18,6 +18,7 @@ import (
 	"halb/internal/lab/ecmp"
 	"halb/internal/lab/faults"
 	"halb/internal/lab/netns"
+	"halb/internal/lab/release"
 	"halb/internal/lab/site"
 )
 
@@ -37,7 +38,7 @@ type labOptions struct {
 	topology       string
 	keep           bool
 	trials, conns  int
-	rows           string // faults: the rows to run, by their fault text
+	rows, previous string
 }
 
 func labFlags(fs *flag.FlagSet) runFunc {
@@ -47,8 +48,9 @@ func labFlags(fs *flag.FlagSet) runFunc {
 	fs.BoolVar(&o.keep, "keep", false, "demo: leave the lab up at the end")
 	fs.IntVar(&o.trials, "trials", 20, "bench: `N` trials per scenario")
 	fs.IntVar(&o.conns, "conns", 1000, "bench --topology ecmp: `N` long-lived connections per event")
-	fs.StringVar(&o.rows, "rows", "", "faults: run only the rows whose fault text matches `REGEXP`")
 	fs.StringVar(&o.topology, "topology", "pair", "up, demo, bench: `NAME` pair (two nodes, VRRP) or ecmp (a BGP router and N nodes)")
+	fs.StringVar(&o.rows, "rows", "", "faults: run only the rows whose fault matches `REGEXP`")
+	fs.StringVar(&o.previous, "previous", "", "faults: the previous release's halb `BINARY` for the upgrade row (default: built from the git checkout in the current directory)")
 	return func(args []string, stdout, stderr io.Writer) int {
 		if len(args) != 1 || !slices.Contains(labActions, args[0]) {
 			fmt.Fprintln(stderr, "halb lab: needs one of up, demo, bench, faults, status, down; see halb lab --help")
@@ -141,11 +143,14 @@ func runLab(action string, o labOptions, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "halb lab faults: %v\n", err)
 			return 1
 		}
-		fo := faults.Options{Halb: self, Dir: o.dir, Prefix: "halblab", Dataplane: o.dataplane, Progress: stderr}
+		opts := faults.Options{Halb: self, Dir: o.dir, Prefix: "halblab", Dataplane: o.dataplane, Progress: stderr}
 		if o.rows != "" {
-			fo.Rows = regexp.MustCompile(o.rows).MatchString // checked with the flags
+			opts.Rows = regexp.MustCompile(o.rows).MatchString // checked with the flags
 		}
-		results, err := faults.Run(ctx, fo)
+		prevDir := filepath.Join(o.dir, "previous")
+		defer os.RemoveAll(prevDir)
+		opts.Previous = previousRelease(o.previous, prevDir)
+		results, err := faults.Run(ctx, opts)
 		if werr := faults.WriteTable(stdout, results); err == nil {
 			err = werr
 		}
@@ -186,6 +191,21 @@ func runLab(action string, o labOptions, stdout, stderr io.Writer) int {
 		return 0
 	}
 	return 2
+}
+
+// previousRelease returns how the fault matrix gets the previous
+// release's halb: bin, or built into dir from the git checkout in the
+// current directory.
+func previousRelease(bin, dir string) func(context.Context) (string, error) {
+	return func(ctx context.Context) (string, error) {
+		if bin != "" {
+			return bin, nil
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return "", fmt.Errorf("a directory for the previous release: %w", err)
+		}
+		return release.Build(ctx, ".", release.Previous, dir)
+	}
 }
 
 // ecmpUp brings the ECMP lab up with halb on three of its nodes.

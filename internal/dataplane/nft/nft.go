@@ -269,8 +269,9 @@ func (d *Dataplane) Reconcile(ctx context.Context, want dataplane.State) error {
 		}
 		have, fresh = h, !existing
 	}
+	adopted := d.have == nil && !fresh
 	nb := nfbatch.New()
-	n, err := d.program(nb, have, next, fresh)
+	n, again, err := d.program(nb, have, next, fresh)
 	if err != nil {
 		return fmt.Errorf("nftables: %w", err)
 	}
@@ -292,7 +293,13 @@ func (d *Dataplane) Reconcile(ctx context.Context, want dataplane.State) error {
 		n += dn
 	}
 	d.changes = n
-	if n > 0 {
+	switch {
+	case adopted && n == 0: // a restart or an upgrade that found the table as it writes it
+		d.log.Info("nftables: adopted the table found in the kernel", "table", d.table, "changes", 0)
+	case adopted:
+		d.log.Info("nftables: adopted the table found in the kernel", "table", d.table, "changes", n,
+			"rewritten", again, "why", "their rules differ from what this version writes for this state")
+	case n > 0:
 		d.log.Debug("nftables table updated", "table", d.table, "changes", n)
 	}
 	return nil

@@ -32,6 +32,7 @@ type batch struct {
 	elems []func()
 	flush []string // chains to empty, then delete
 	sets  []string // sets to delete
+	again []string // chains the kernel holds that are written again
 }
 
 func (b *batch) chain(name string) *nftables.Chain { return &nftables.Chain{Name: name, Table: b.t} }
@@ -72,6 +73,9 @@ func (b *batch) anyL4() *nftables.Set {
 // writeChain creates a chain (or empties an existing one) and adds rules.
 func (b *batch) writeChain(name string, exists bool, digest []byte, rules func(*nftables.Chain) []*nftables.Rule) {
 	b.n++
+	if exists {
+		b.again = append(b.again, name)
+	}
 	ch := b.chain(name)
 	b.adds = append(b.adds, func() {
 		if exists {
@@ -115,6 +119,9 @@ func (b *batch) baseChain(name string, exists bool) {
 		ch.Type, ch.Priority, rules = nftables.ChainTypeNAT, nftables.ChainPriorityRef(natPriority), balanceRules
 	}
 	b.n++
+	if exists {
+		b.again = append(b.again, name)
+	}
 	b.adds = append(b.adds, func() {
 		b.c.AddChain(ch)
 		if exists {
@@ -148,8 +155,9 @@ func (b *batch) run() (int, error) {
 }
 
 // program queues on nb, for one transaction, the changes that turn have
-// into want. It returns the number of changes.
-func (d *Dataplane) program(nb *nfbatch.Batch, have *content, want content, fresh bool) (int, error) {
+// into want. It returns the number of changes and the chains the kernel
+// held that it writes again.
+func (d *Dataplane) program(nb *nfbatch.Batch, have *content, want content, fresh bool) (int, []string, error) {
 	c := nb.Conn()
 	b := &batch{nb: nb, c: c, t: d.tableRef()}
 	if fresh {
@@ -259,7 +267,9 @@ func (d *Dataplane) program(nb *nfbatch.Batch, have *content, want content, fres
 	b.flush = slices.Compact(b.flush)
 	slices.Sort(b.sets)
 	b.sets = slices.Compact(b.sets)
-	return b.run()
+	n, err := b.run()
+	slices.Sort(b.again)
+	return n, b.again, err
 }
 
 // service queues the changes of one service, but for its Maglev map and

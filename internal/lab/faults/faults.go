@@ -28,6 +28,9 @@ type Options struct {
 	Progress io.Writer
 	// Rows, when set, picks the rows to run by their fault text.
 	Rows func(fault string) bool
+	// Previous, when set, returns the previous release's halb binary for
+	// the upgrade row, building it when first asked (nil: not run).
+	Previous func(ctx context.Context) (string, error)
 }
 
 // row is one fault of the matrix. run injects it, measures, undoes the
@@ -42,6 +45,12 @@ type row struct {
 	// situation, while run measures halb.
 	measureKeepalived func(ctx context.Context, e *env) (string, error)
 }
+
+// notRun is a row's error when this machine cannot run it (a tool or
+// history it lacks): the row is reported as not run, with the reason.
+type notRun struct{ why string }
+
+func (n notRun) Error() string { return "not run: " + n.why }
 
 // Run brings the site up (with a keepalived pair beside it when keepalived
 // is installed), runs the matrix's rows on it in order, and takes it down.
@@ -90,6 +99,9 @@ func Run(ctx context.Context, opts Options) (results []Result, err error) {
 			close(kaDone)
 		}
 		res.Measured, res.Kept, res.Err = r.run(ctx, e)
+		if nr := (notRun{}); errors.As(res.Err, &nr) {
+			res.NotRun, res.Err = nr.why, nil
+		}
 		if text, ok := <-kaDone; ok {
 			res.Keepalived += "; measured here: " + text
 		}

@@ -155,6 +155,13 @@ func rows() []row {
 			keepalived: "smtp_connect_timeout (30 s default) bounds its SMTP connection; notify scripts run in child processes, and a script that hangs is killed after script timeout only when enabled",
 			run:        stalledNotifiers,
 		},
+		{
+			fault:             "upgrade on a live node under traffic: the previous release's binary → the new one",
+			promise:           "0 failed connections, long-lived connections kept; the new halb adopts the old one's nftables rules with 0 changes, or logs what a format change made it write again",
+			keepalived:        "a package upgrade restarts keepalived: SIGTERM releases the VIPs (and IPVS services unless --dont-release-ipvs), the backup takes over and the upgraded node takes them back",
+			run:               upgradeLive,
+			measureKeepalived: kaRestart,
+		},
 	}
 }
 

@@ -19,6 +19,9 @@ type Result struct {
 	Err error
 	// Left lists what the row left behind after its restore.
 	Left []string
+	// NotRun, when set, says why the row could not run on this machine;
+	// that breaks no promise here (CI, which has what rows need, fails it).
+	NotRun string
 }
 
 // Verdict is the "kept?" cell.
@@ -28,6 +31,8 @@ func (r Result) Verdict() string {
 		return "ERROR"
 	case len(r.Left) > 0:
 		return "NO (left behind)"
+	case r.NotRun != "":
+		return "not run"
 	case r.Kept:
 		return "yes"
 	case r.Known != "":
@@ -39,7 +44,7 @@ func (r Result) Verdict() string {
 // Broken reports whether the row breaks a promise: it failed to run, left
 // something behind, or was not kept without a known reason.
 func (r Result) Broken() bool {
-	return r.Err != nil || len(r.Left) > 0 || (!r.Kept && r.Known == "")
+	return r.Err != nil || len(r.Left) > 0 || (!r.Kept && r.Known == "" && r.NotRun == "")
 }
 
 // Broken returns the results that break a promise.
@@ -59,6 +64,9 @@ func (r Result) measured() string {
 	parts := []string{}
 	if r.Measured != "" {
 		parts = append(parts, r.Measured)
+	}
+	if r.NotRun != "" {
+		parts = append(parts, "not run: "+r.NotRun)
 	}
 	if r.Err != nil {
 		parts = append(parts, "error: "+r.Err.Error())

@@ -19,6 +19,8 @@ func TestVerdictsAndBrokenPromises(t *testing.T) {
 		{Result{Kept: true, Left: []string{"lb-a: 2 processes, was 1"}}, "NO (left behind)", true},
 		{Result{Known: "not built yet", Left: []string{"x"}}, "NO (left behind)", true},
 		{Result{Kept: true, Err: errors.New("nft: no such table")}, "ERROR", true},
+		{Result{NotRun: "no git history"}, "not run", false},
+		{Result{NotRun: "no git history", Left: []string{"x"}}, "NO (left behind)", true},
 	}
 	for _, c := range cases {
 		if got := c.r.Verdict(); got != c.verdict {

@@ -4,14 +4,18 @@
 package labtest
 
 import (
+	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"sync"
 	"testing"
+	"time"
 
 	"halb/internal/lab/netns"
+	"halb/internal/lab/release"
 )
 
 // strictVars are the host environment variables that say whether a
@@ -148,4 +152,45 @@ func Join(t testing.TB, lab *netns.Lab, sw *netns.Host, name string, addrs ...st
 		t.Fatal(err)
 	}
 	return h
+}
+
+var (
+	previousOnce sync.Once
+	previousPath string
+	previousErr  error
+)
+
+// PreviousBinary builds the previous release's halb (release.Previous)
+// from the repository's git history, within 5 minutes, and returns its
+// path. The binary is kept in the temporary directory for that commit,
+// so that test processes build it once. Without git history the error
+// wraps release.ErrNoHistory.
+func PreviousBinary() (string, error) {
+	previousOnce.Do(func() {
+		dir := filepath.Join(os.TempDir(), "halb-previous-"+release.Previous)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			previousErr = err
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		previousPath, previousErr = release.Build(ctx, moduleRoot(), release.Previous, dir)
+	})
+	return previousPath, previousErr
+}
+
+// PreviousHalb returns the previous release's halb binary (PreviousBinary).
+// Without git history the test is not run: a skip, or a failure in CI,
+// which clones the history.
+func PreviousHalb(t testing.TB) string {
+	t.Helper()
+	bin, err := PreviousBinary()
+	if errors.Is(err, release.ErrNoHistory) {
+		missing(t, err.Error())
+		return ""
+	}
+	if err != nil {
+		t.Fatalf("building the previous release: %v", err)
+	}
+	return bin
 }

@@ -248,6 +248,12 @@ func (b *Backend) StopServers() {
 
 // StartLB starts halb on load balancer i and waits for its status socket.
 func (s *Site) StartLB(ctx context.Context, i int) error {
+	return s.StartLBWith(ctx, i, s.opts.Halb)
+}
+
+// StartLBWith is StartLB with another halb binary (another release), on
+// the node's same configuration and state directory.
+func (s *Site) StartLBWith(ctx context.Context, i int, halb string) error {
 	lb := s.LBs[i]
 	os.Remove(lb.Socket)
 	log, err := os.OpenFile(lb.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
@@ -258,7 +264,7 @@ func (s *Site) StartLB(ctx context.Context, i int) error {
 	if s.opts.Dataplane != "" {
 		args = append(args, "--dataplane", s.opts.Dataplane)
 	}
-	cmd := lb.Host.Command(context.Background(), s.opts.Halb, args...)
+	cmd := lb.Host.Command(context.Background(), halb, args...)
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
 		_ = log.Close() // the start's error is the one to report
