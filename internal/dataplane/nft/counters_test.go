@@ -49,10 +49,20 @@ func TestPlanCounters(t *testing.T) {
 			t.Errorf("unexpected element for %s", ap)
 			continue
 		}
+		end := e.keyEnd
+		if r[0] == r[1] && end != nil {
+			t.Errorf("%s: key %x-%x, want one key (no range: a hash set's element)", ap, e.key, e.keyEnd)
+		}
+		if end == nil {
+			end = e.key
+		}
 		if e.key[0] != 203 || e.key[len(e.key)-4] != byte(r[0]>>8) || e.key[len(e.key)-3] != byte(r[0]) ||
-			e.keyEnd[len(e.keyEnd)-4] != byte(r[1]>>8) || e.keyEnd[len(e.keyEnd)-3] != byte(r[1]) {
+			end[len(end)-4] != byte(r[1]>>8) || end[len(end)-3] != byte(r[1]) {
 			t.Errorf("%s: key %x-%x, want ports %d-%d", ap, e.key, e.keyEnd, r[0], r[1])
 		}
+	}
+	if !p.ranged {
+		t.Error("a plan with a port range is not ranged")
 	}
 	again, _ := planCounters(st)
 	if !samePlan(p, again) || !p.derivedFrom(st) {

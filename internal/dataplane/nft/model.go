@@ -240,7 +240,9 @@ func sharedSets(mode Mode) map[string]setDef {
 // of prev are taken from it. It is pure.
 func build(st dataplane.State, mode Mode, prev *content) (content, error) {
 	c := emptyContent()
-	c.base[chainMark] = true
+	if len(st.MarkRules) > 0 { // else no packet pays for a hook that sets nothing
+		c.base[chainMark] = true
+	}
 	for name := range sharedSets(mode) {
 		c.shared[name] = map[string]elem{}
 		if prev != nil { // sized as before: no growing a large map again
