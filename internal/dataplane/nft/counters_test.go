@@ -249,6 +249,61 @@ func TestCountersNAT(t *testing.T) {
 	}
 }
 
+// TestCountersRange counts a mark service whose backend keeps the port of
+// a port range (an element of the interval sets, whose lookups the chains
+// carry only then), then the same traffic by an exact key once the range
+// is gone, and checks the chains' lookups each time.
+func TestCountersRange(t *testing.T) {
+	l := newNATLab(t, 2)
+	d := nsDataplane(t, l.lb, WithMode(LoadBalance))
+	vip, b1, b2 := netip.MustParseAddr("203.0.113.10"), netip.MustParseAddr("198.51.100.21"), netip.MustParseAddr("198.51.100.22")
+	ranged := dataplane.State{
+		Services: []dataplane.VirtualService{{Key: dataplane.ServiceKey{Family: 4, Mark: 9}, Service: "range",
+			Reals: []dataplane.Real{{Addr: b1, Weight: 1, Forward: "nat"}}}},
+		MarkRules: []dataplane.MarkRule{{Mark: 9, VIP: vip, Protocol: "tcp", PortLo: 80, PortHi: 81, Service: "range"}},
+	}
+	exact := dataplane.State{Services: []dataplane.VirtualService{{Key: dataplane.ServiceKey{Family: 4, Protocol: "tcp", Addr: vip, Port: 80},
+		Service: "web", Reals: []dataplane.Real{{Addr: b2, Port: 80, Weight: 1, Forward: "nat"}}}}}
+	lookups := func() string {
+		t.Helper()
+		out, err := l.lb.Run("nft", "list", "chain", "inet", DefaultTable+countSuffix, "in4")
+		if err != nil {
+			t.Fatalf("list chain in4: %v: %s", err, out)
+		}
+		var sets []string
+		for _, f := range strings.Fields(string(out)) {
+			if strings.HasPrefix(f, "@") {
+				sets = append(sets, f)
+			}
+		}
+		return strings.Join(sets, " ")
+	}
+	cl := newDialer(t, l.client)
+	const n = 10
+	for _, step := range []struct {
+		st                dataplane.State
+		vs, backend, sets string
+	}{
+		{ranged, "fwmark 9 ipv4", "198.51.100.21", "@conns4 @new4 @to4 @in4"},
+		{exact, "tcp 203.0.113.10:80", "198.51.100.22", "@conns4 @to4"},
+	} {
+		reconcile(t, d, step.st)
+		if got := lookups(); got != step.sets {
+			t.Errorf("%s: chain in4 looks in %q, want %q", step.vs, got, step.sets)
+		}
+		for i := range n {
+			name, err := cl.hit("", "203.0.113.10:80")
+			if err != nil || name != step.backend {
+				t.Fatalf("%s: connection %d: %q, %v; want %s", step.vs, i, name, err, step.backend)
+			}
+		}
+		r, ok := realCounters(t, readCounters(t, d), step.vs, step.backend)
+		if !ok || r.Connections != n || r.PacketsIn < 3*n || r.PacketsOut < 2*n {
+			t.Errorf("%s: counters of %s %+v (found %t), want %d connections and their packets", step.vs, step.backend, r, ok, n)
+		}
+	}
+}
+
 // TestCountersDR sends connections through a direct-routing service and
 // checks each backend's flows and packets, and that they survive a table
 // change.
