@@ -6,6 +6,8 @@ import (
 	"maps"
 	"net/http/httptest"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -301,6 +303,64 @@ func TestCountersRange(t *testing.T) {
 		if !ok || r.Connections != n || r.PacketsIn < 3*n || r.PacketsOut < 2*n {
 			t.Errorf("%s: counters of %s %+v (found %t), want %d connections and their packets", step.vs, step.backend, r, ok, n)
 		}
+	}
+}
+
+// olderCounters is the counters table as a release before the hash sets
+// wrote it: every element in an interval set, one chain.
+const olderCounters = `table inet halb-counters {
+	set new4 { type ipv4_addr . inet_proto . ipv4_addr . inet_service; flags interval; counter;
+		elements = { 203.0.113.10 . tcp . 198.51.100.21 . 80 counter packets 5 bytes 300 } }
+	set in4 { type ipv4_addr . inet_proto . ipv4_addr . inet_service; flags interval; counter;
+		elements = { 203.0.113.10 . tcp . 198.51.100.21 . 80 counter packets 50 bytes 3000 } }
+	set out4 { type ipv4_addr . inet_proto . ipv4_addr . inet_service; flags interval; counter;
+		elements = { 203.0.113.10 . tcp . 198.51.100.21 . 80 counter packets 40 bytes 2400 } }
+	set new6 { type ipv6_addr . inet_proto . ipv6_addr . inet_service; flags interval; counter; }
+	set in6 { type ipv6_addr . inet_proto . ipv6_addr . inet_service; flags interval; counter; }
+	set out6 { type ipv6_addr . inet_proto . ipv6_addr . inet_service; flags interval; counter; }
+	chain count {
+		type filter hook forward priority filter; policy accept;
+		ct state new ct original ip daddr . meta l4proto . ip daddr . th dport @new4
+		ct direction original ct original ip daddr . meta l4proto . ip daddr . th dport @in4
+		ct direction reply ct original ip daddr . meta l4proto . ip saddr . th sport @out4
+		ct state new ct original ip6 daddr . meta l4proto . ip6 daddr . th dport @new6
+		ct direction original ct original ip6 daddr . meta l4proto . ip6 daddr . th dport @in6
+		ct direction reply ct original ip6 daddr . meta l4proto . ip6 saddr . th sport @out6
+	}
+}
+`
+
+// TestCountersUpgrade: a start on the counters table of an older release
+// rewrites its chain and moves its backends to the hash sets (their
+// counts start again from 0), and then counts every connection.
+func TestCountersUpgrade(t *testing.T) {
+	l := newNATLab(t, 3)
+	file := filepath.Join(t.TempDir(), "older.nft")
+	if err := os.WriteFile(file, []byte(olderCounters), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	must(t, l.lb, "nft", "-f", file)
+	d := nsDataplane(t, l.lb, WithMode(LoadBalance))
+	reconcile(t, d, natState(t, "", "inhibit"))
+	for _, set := range []string{"new4", "in4", "out4"} {
+		out, err := l.lb.Run("nft", "list", "set", "inet", DefaultTable+countSuffix, set)
+		if err != nil || strings.Contains(string(out), "198.51.100.") {
+			t.Errorf("interval set %s after the upgrade (%v): %s", set, err, out)
+		}
+	}
+	if out := listTable(t, l.lb, DefaultTable+countSuffix); strings.Contains(out, "ct direction reply") {
+		t.Errorf("the older chain is still there:\n%s", out)
+	}
+	cl := newDialer(t, l.client)
+	const n = 30
+	for i := range n {
+		if _, err := cl.hit("", "203.0.113.10:80"); err != nil {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+	}
+	cs := readCounters(t, d)
+	if len(cs) != 1 || cs[0].Connections != n || cs[0].PacketsIn < 3*n || cs[0].PacketsOut < 2*n {
+		t.Errorf("counters after the upgrade: %+v, want %d connections and their packets", cs, n)
 	}
 }
 
