@@ -36,14 +36,19 @@ import (
 //
 // Every forwarded packet pays for this, so the path is short: the base
 // chain sends a packet by family and direction to a chain of its own
-// (in4, out4, in6, out6), where it is looked up in hash sets, one lookup
+// (original4, reply4, original6, reply6), where it is looked up in hash
+// sets, one lookup
 // (two for the packet that opens a connection). An element with a port
 // range (below) needs an interval set, which costs far more per lookup:
 // those go to new4, in4, out4 (and the IPv6 ones), looked up only while
-// such elements exist.
+// such elements exist. Older releases kept every element there: a start
+// on such a table moves the elements to the hash sets, whose counts start
+// from 0.
+//
 // google/nftables cannot express "ct original ip daddr" (the kernel wants
 // a direction the library does not send for it), so the table's rules are
-// written through nfbatch, once.
+// written through nfbatch, at the start and when the range lookups come
+// or go.
 //
 // The key has no VIP port (nft cannot put ct original proto-dst in a
 // concatenation, nor list a rule that does): two services of one VIP and
@@ -70,8 +75,8 @@ var (
 )
 
 // countChains are the chains of packets to (0) and from (1) the backends,
-// by family.
-var countChains = map[int][2]string{4: {"in4", "out4"}, 6: {"in6", "out6"}}
+// by family: the connections' original and reply directions.
+var countChains = map[int][2]string{4: {"original4", "reply4"}, 6: {"original6", "reply6"}}
 
 // WithCounters turns the traffic counters on or off (default on in
 // load-balance mode, off with WithConnOptions, whose connections serve
@@ -311,16 +316,16 @@ func (d *Dataplane) queueCountTable(b *nfbatch.Batch, ranged bool) error {
 type countSpec struct{ ranged bool }
 
 // countRules are the rules of a family's chain of packets to the backends
-// (in; the packet of a new connection also counts the connection) or
-// from them:
+// (in: original4; the packet of a new connection also counts the
+// connection) or from them (reply4):
 //
-//	ct state new ct original ip daddr . meta l4proto . ip daddr . th dport @conns4    (in)
-//	ct original ip daddr . meta l4proto . ip daddr . th dport @to4                     (in)
-//	ct original ip daddr . meta l4proto . ip saddr . th sport @from4                   (out)
+//	ct state new ct original ip daddr . meta l4proto . ip daddr . th dport @conns4    (original4)
+//	ct original ip daddr . meta l4proto . ip daddr . th dport @to4                     (original4)
+//	ct original ip daddr . meta l4proto . ip saddr . th sport @from4                   (reply4)
 //
-// (with meta nfproto, the base chain's test again, without which nft
-// cannot read the addresses back). The base chain sends a packet of no
-// connection to out, where its ct key ends the rule. When ranged, each
+// Each also tests meta nfproto, as the base chain did, without which nft
+// cannot read the addresses back. The base chain sends a packet of no
+// connection to the reply chain, where its ct key ends the rule. When ranged, each
 // lookup of an exact key is followed by one in the range set, which a
 // packet found in the first skips.
 func countRules(fam int, in, ranged bool) [][]nfbatch.Expr {

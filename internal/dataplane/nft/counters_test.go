@@ -268,9 +268,9 @@ func TestCountersRange(t *testing.T) {
 		Service: "web", Reals: []dataplane.Real{{Addr: b2, Port: 80, Weight: 1, Forward: "nat"}}}}}
 	lookups := func() string {
 		t.Helper()
-		out, err := l.lb.Run("nft", "list", "chain", "inet", DefaultTable+countSuffix, "in4")
+		out, err := l.lb.Run("nft", "list", "chain", "inet", DefaultTable+countSuffix, "original4")
 		if err != nil {
-			t.Fatalf("list chain in4: %v: %s", err, out)
+			t.Fatalf("list chain original4: %v: %s", err, out)
 		}
 		var sets []string
 		for _, f := range strings.Fields(string(out)) {
@@ -291,7 +291,7 @@ func TestCountersRange(t *testing.T) {
 	} {
 		reconcile(t, d, step.st)
 		if got := lookups(); got != step.sets {
-			t.Errorf("%s: chain in4 looks in %q, want %q", step.vs, got, step.sets)
+			t.Errorf("%s: chain original4 looks in %q, want %q", step.vs, got, step.sets)
 		}
 		for i := range n {
 			name, err := cl.hit("", "203.0.113.10:80")
