@@ -10,9 +10,11 @@
 # Each path has an LB namespace of its own (so no path's rules see
 # another's packets) and destinations of its own (VIP, LB and backend
 # addresses), so that TIME_WAIT sockets and conntrack entries left by one
-# run do not meet the next. The paths take turns, RUNS rounds, each round
-# starting one path later; the medians and the ratio halb / jhash are
-# printed last, with the load before and after.
+# run do not meet the next. The paths take turns, RUNS rounds, every
+# other round in reverse order, halb and jhash always next to each other:
+# on a shared machine the load moves between runs, so besides the ratio
+# of the medians the median of the rounds' halb / jhash ratios is printed,
+# with the load before and after.
 # Usage (root): bench/nft/packet-path.sh [SECONDS] [CONCURRENCY] [RUNS]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -122,18 +124,20 @@ run() {
   haproxy) nsx cli "$work/tcpbench" run -label haproxy -c "$conc" -d "${secs}s" "$(cli 0 1):8080" ;;
   esac
 }
-paths=(direct halb jhash haproxy)
 echo "# $runs rounds × ${secs}s per path, $conc concurrent clients, $(nproc) cores; each op = connect + request + reply + close"
 echo "# load before: $(uptime)"
 for r in $(seq 0 $((runs - 1))); do
-  for j in "${!paths[@]}"; do run "${paths[$(((j + r) % ${#paths[@]}))]}"; done
+  paths="direct halb jhash haproxy"
+  [ $((r % 2)) = 1 ] && paths="haproxy jhash halb direct"
+  for path in $paths; do run $path; done
 done | tee "$work/results"
 echo "# load after: $(uptime)"
 echo "# medians"
 awk '{rate[$1]=rate[$1]" "$3; p50[$1]=p50[$1]" "$5; p99[$1]=p99[$1]" "$8}
+  $1 == "halb" { h = $3 } $1 == "jhash" { j = $3 } (h && j) { ratio = ratio " " 100 * h / j; h = j = 0 }
   function med(s,  a, n, i, j, t) { n = split(s, a, " "); for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }; return a[int((n + 1) / 2)] }
   END { d = med(rate["direct"]); dp99 = med(p99["direct"])
     n = split("direct halb jhash haproxy", names, " ")
     for (i = 1; i <= n; i++) { k = names[i]
       printf "%-8s conn/s %8.0f (%5.1f%% of direct)  p50 %7.1f µs  p99 %7.1f µs (%+.1f µs vs direct)\n", k, med(rate[k]), 100 * med(rate[k]) / d, med(p50[k]), med(p99[k]), med(p99[k]) - dp99 }
-    printf "halb / jhash: %.1f%%   haproxy / jhash: %.1f%%\n", 100 * med(rate["halb"]) / med(rate["jhash"]), 100 * med(rate["haproxy"]) / med(rate["jhash"]) }' "$work/results"
+    printf "halb / jhash: %.1f%% (medians), %.1f%% (median of the rounds'"'"' ratios)   haproxy / jhash: %.1f%%\n", 100 * med(rate["halb"]) / med(rate["jhash"]), med(ratio), 100 * med(rate["haproxy"]) / med(rate["jhash"]) }' "$work/results"
