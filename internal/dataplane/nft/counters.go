@@ -37,13 +37,12 @@ import (
 // Every forwarded packet pays for this, so the path is short: the base
 // chain sends a packet by family and direction to a chain of its own
 // (original4, reply4, original6, reply6), where it is looked up in hash
-// sets, one lookup
-// (two for the packet that opens a connection). An element with a port
-// range (below) needs an interval set, which costs far more per lookup:
-// those go to new4, in4, out4 (and the IPv6 ones), looked up only while
-// such elements exist. Older releases kept every element there: a start
-// on such a table moves the elements to the hash sets, whose counts start
-// from 0.
+// sets, once (twice for the packet that opens a connection). An element
+// with a port range (below) needs an interval set, which costs far more
+// per lookup: those go to new4, in4, out4 (and the IPv6 ones), looked up
+// only while such elements exist. Older releases kept every element
+// there: a start on such a table moves the elements to the hash sets,
+// whose counts start from 0.
 //
 // google/nftables cannot express "ct original ip daddr" (the kernel wants
 // a direction the library does not send for it), so the table's rules are
@@ -325,9 +324,9 @@ type countSpec struct{ ranged bool }
 //
 // Each also tests meta nfproto, as the base chain did, without which nft
 // cannot read the addresses back. The base chain sends a packet of no
-// connection to the reply chain, where its ct key ends the rule. When ranged, each
-// lookup of an exact key is followed by one in the range set, which a
-// packet found in the first skips.
+// connection to the reply chain, where its ct key ends the rule. When
+// ranged, each lookup of an exact key is followed by one in the range
+// set, which a packet found in the first skips.
 func countRules(fam int, in, ranged bool) [][]nfbatch.Expr {
 	var out [][]nfbatch.Expr
 	lookup := func(set string, end expr.Any, pre ...expr.Any) {
