@@ -29,12 +29,25 @@ import (
 // packet: the VIP the client asked for (ct original daddr), the protocol,
 // the backend's address and port (the packet's destination when it goes
 // to the backend, its source when it comes back). Each element carries
-// its own counter: new4/new6 count new connections, in4/in6 the packets
-// to the backend, out4/out6 those from it. An element comes and goes with
-// its backend, so a reconcile writes only the backends that changed.
+// its own counter: conns4/conns6 count new connections, to4/to6 the
+// packets to the backend, from4/from6 those from it. An element comes and
+// goes with its backend, so a reconcile writes only the backends that
+// changed.
+//
+// Every forwarded packet pays for this, so the path is short: the base
+// chain sends a packet by family and direction to a chain of its own
+// (original4, reply4, original6, reply6), where it is looked up in hash
+// sets, once (twice for the packet that opens a connection). An element
+// with a port range (below) needs an interval set, which costs far more
+// per lookup: those go to new4, in4, out4 (and the IPv6 ones), looked up
+// only while such elements exist. Older releases kept every element
+// there: a start on such a table moves the elements to the hash sets,
+// whose counts start from 0.
+//
 // google/nftables cannot express "ct original ip daddr" (the kernel wants
 // a direction the library does not send for it), so the table's rules are
-// written through nfbatch, once.
+// written through nfbatch, at the start and when the range lookups come
+// or go.
 //
 // The key has no VIP port (nft cannot put ct original proto-dst in a
 // concatenation, nor list a rule that does): two services of one VIP and
@@ -52,9 +65,17 @@ const (
 	chainCount  = "count"
 )
 
-// countSets are the counting sets by family: new connections, packets to
-// and from the backends.
-var countSets = map[int][3]string{4: {"new4", "in4", "out4"}, 6: {"new6", "in6", "out6"}}
+// countSets are the counting sets of exact keys by family: new
+// connections, packets to and from the backends; rangeSets are those of
+// keys with a port range, in the same order.
+var (
+	countSets = map[int][3]string{4: {"conns4", "to4", "from4"}, 6: {"conns6", "to6", "from6"}}
+	rangeSets = map[int][3]string{4: {"new4", "in4", "out4"}, 6: {"new6", "in6", "out6"}}
+)
+
+// countChains are the chains of packets to (0) and from (1) the backends,
+// by family: the connections' original and reply directions.
+var countChains = map[int][2]string{4: {"original4", "reply4"}, 6: {"original6", "reply6"}}
 
 // WithCounters turns the traffic counters on or off (default on in
 // load-balance mode, off with WithConnOptions, whose connections serve
@@ -78,7 +99,8 @@ type owner struct {
 	port    uint16
 }
 
-// countElem is one element of the counting sets.
+// countElem is one element of the counting sets: of the range sets when
+// it has a keyEnd (see elemSet).
 type countElem struct {
 	fam         int
 	key, keyEnd []byte
@@ -99,6 +121,8 @@ type countPlan struct {
 	mark []dataplane.MarkRule
 	// declared: the table exists (there is a NAT service to count).
 	declared bool
+	// ranged: some element has a port range (see countElem).
+	ranged bool
 }
 
 // countInput is what of a service its counters depend on.
@@ -192,8 +216,10 @@ func planCounters(st dataplane.State) (p countPlan, skipped []string) {
 				if r.Port == 0 {
 					lo, hi = f.lo, f.hi
 				}
-				e := countElem{fam: vs.Key.Family, owner: owner{vs.Key, vs.Service, r.Addr, r.Port},
-					key: countKey(f.vip, f.proto, r.Addr, lo), keyEnd: countKey(f.vip, f.proto, r.Addr, hi)}
+				e := countElem{fam: vs.Key.Family, owner: owner{vs.Key, vs.Service, r.Addr, r.Port}, key: countKey(f.vip, f.proto, r.Addr, lo)}
+				if lo != hi {
+					e.keyEnd = countKey(f.vip, f.proto, r.Addr, hi)
+				}
 				cands = append(cands, cand{e, e.id(), group{f.vip, r.Addr, f.proto}, lo, hi})
 			}
 		}
@@ -228,6 +254,7 @@ func planCounters(st dataplane.State) (p countPlan, skipped []string) {
 		switch {
 		case !drop[i]:
 			p.elems[c.id] = c.countElem
+			p.ranged = p.ranged || c.keyEnd != nil
 		case len(skipped) < maxNamed:
 			skipped = append(skipped, fmt.Sprintf("%s of %s", netip.AddrPortFrom(c.addr, c.port), c.vs))
 		default:
@@ -250,15 +277,27 @@ func countKey(vip netip.Addr, proto byte, backend netip.Addr, port uint16) []byt
 	return append(append(b, backend.AsSlice()...), byte(port>>8), byte(port), 0, 0)
 }
 
-// queueCountTable declares the counters table, its sets and its rules;
-// it can run again without touching the elements or their counts.
-func (d *Dataplane) queueCountTable(b *nfbatch.Batch) error {
+// queueCountTable declares the counters table, its sets and its chains,
+// with the range sets' lookups when ranged; it can run again without
+// touching the elements or their counts.
+func (d *Dataplane) queueCountTable(b *nfbatch.Batch, ranged bool) error {
 	c := b.Conn()
 	t := c.AddTable(&nftables.Table{Name: d.countTable(), Family: nftables.TableFamilyINet})
 	for _, fam := range []int{4, 6} {
-		for _, name := range countSets[fam] {
-			if err := b.AddSet(d.countSet(fam, name)); err != nil {
-				return fmt.Errorf("set %s: %w", name, err)
+		for i := range 3 {
+			for _, set := range []*nftables.Set{d.countSet(fam, countSets[fam][i]), d.rangeSet(fam, rangeSets[fam][i])} {
+				if err := b.AddSet(set); err != nil {
+					return fmt.Errorf("set %s: %w", set.Name, err)
+				}
+			}
+		}
+	}
+	var rules []nfbatch.Rule
+	for _, fam := range []int{4, 6} {
+		for dir, name := range countChains[fam] {
+			c.FlushChain(c.AddChain(&nftables.Chain{Table: t, Name: name}))
+			for _, ex := range countRules(fam, dir == 0, ranged) {
+				rules = append(rules, nfbatch.Rule{Table: t, Chain: name, Exprs: ex})
 			}
 		}
 	}
@@ -266,51 +305,91 @@ func (d *Dataplane) queueCountTable(b *nfbatch.Batch) error {
 	ch := c.AddChain(&nftables.Chain{Table: t, Name: chainCount, Type: nftables.ChainTypeFilter,
 		Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter, Policy: &accept})
 	c.FlushChain(ch)
-	var rules []nfbatch.Rule
 	for _, fam := range []int{4, 6} {
-		for kind, set := range countSets[fam] {
-			rules = append(rules, nfbatch.Rule{Table: t, Chain: chainCount, Exprs: countRule(fams[fam], countKind(kind), set)})
-		}
+		f := fams[fam]
+		in := append(isFamily(f), &expr.Ct{Key: expr.CtKeyDIRECTION, Register: reg1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{nfbatch.CtOriginal}},
+			&expr.Verdict{Kind: expr.VerdictGoto, Chain: countChains[fam][0]})
+		out := append(isFamily(f), &expr.Verdict{Kind: expr.VerdictGoto, Chain: countChains[fam][1]})
+		rules = append(rules, nfbatch.Rule{Table: t, Chain: chainCount, Exprs: nfbatch.Libs(in...)},
+			nfbatch.Rule{Table: t, Chain: chainCount, Exprs: nfbatch.Libs(out...)})
 	}
-	rules[len(rules)-1].UserData = userdata.Append(nil, udDigest, digestOf(countSpec{}))
+	rules[len(rules)-1].UserData = userdata.Append(nil, udDigest, digestOf(countSpec{ranged}))
 	for _, r := range rules {
 		b.AddRule(r)
 	}
 	return nil
 }
 
-// countSpec is what the counters chain is made from: nothing but the code.
-type countSpec struct{}
+// countSpec is what the counters chain is made from: whether it looks in
+// the range sets.
+type countSpec struct{ ranged bool }
 
-// countRule counts a packet in a set of its kind: new connections and
-// packets to the backend by ct original daddr . l4proto . daddr . dport,
-// packets from it by ct original daddr . l4proto . saddr . sport.
-func countRule(f famInfo, kind countKind, set string) []nfbatch.Expr {
-	is := []expr.Any{&expr.Ct{Key: expr.CtKeyDIRECTION, Register: reg1}, &expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{nfbatch.CtOriginal}}}
-	addr, port := f.daddr, uint32(2)
-	switch kind {
-	case countNew:
-		is = []expr.Any{
+// countRules are the rules of a family's chain of packets to the backends
+// (in: original4; the packet of a new connection also counts the
+// connection) or from them (reply4):
+//
+//	ct state new ct original ip daddr . meta l4proto . ip daddr . th dport @conns4    (original4)
+//	ct original ip daddr . meta l4proto . ip daddr . th dport @to4                     (original4)
+//	ct original ip daddr . meta l4proto . ip saddr . th sport @from4                   (reply4)
+//
+// Each also tests meta nfproto, as the base chain did, without which nft
+// cannot read the addresses back. The base chain sends a packet of no
+// connection to the reply chain, where its ct key ends the rule. When
+// ranged, each lookup of an exact key is followed by one in the range
+// set, which a packet found in the first skips.
+func countRules(fam int, in, ranged bool) [][]nfbatch.Expr {
+	var out [][]nfbatch.Expr
+	lookup := func(set string, end expr.Any, pre ...expr.Any) {
+		ex := append(nfbatch.Libs(append(pre, isFamily(fams[fam])...)...), countKeyExprs(fams[fam], in)...)
+		ex = append(ex, nfbatch.Lib{Any: &expr.Lookup{SourceRegister: reg32, SetName: set}})
+		if end != nil {
+			ex = append(ex, nfbatch.Lib{Any: end})
+		}
+		out = append(out, ex)
+	}
+	var ret expr.Any
+	if ranged {
+		ret = &expr.Verdict{Kind: expr.VerdictReturn}
+	}
+	kind := countOut
+	if in {
+		isNew := []expr.Any{
 			&expr.Ct{Key: expr.CtKeySTATE, Register: reg1},
 			&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4, Mask: binaryutil.NativeEndian.PutUint32(expr.CtStateBitNEW), Xor: make([]byte, 4)},
 			&expr.Cmp{Op: expr.CmpOpNeq, Register: reg1, Data: make([]byte, 4)},
 		}
-	case countOut:
-		is[1] = &expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{nfbatch.CtReply}}
-		addr, port = f.saddr, 0
+		lookup(countSets[fam][countNew], nil, isNew...)
+		if ranged {
+			lookup(rangeSets[fam][countNew], nil, isNew...)
+		}
+		kind = countIn
+	}
+	lookup(countSets[fam][kind], ret)
+	if ranged {
+		lookup(rangeSets[fam][kind], nil)
+	}
+	return out
+}
+
+// countKeyExprs load a packet's counting key from the first 32-bit
+// register: ct original daddr . l4proto . daddr . dport for a packet to
+// the backend (in), ct original daddr . l4proto . saddr . sport for one
+// from it.
+func countKeyExprs(f famInfo, in bool) []nfbatch.Expr {
+	addr, port := f.saddr, uint32(0)
+	if in {
+		addr, port = f.daddr, 2
 	}
 	vip := expr.CtKey(unix.NFT_CT_DST_IP)
 	if f.nfproto == unix.NFPROTO_IPV6 {
 		vip = unix.NFT_CT_DST_IP6
 	}
 	ar, r := regs(f.alen), uint32(reg32)
-	ex := nfbatch.Libs(append(is, isFamily(f)...)...)
-	ex = append(ex, &nfbatch.CtDir{Key: vip, Direction: nfbatch.CtOriginal, Register: r})
-	return append(ex, nfbatch.Libs(
+	return append([]nfbatch.Expr{&nfbatch.CtDir{Key: vip, Direction: nfbatch.CtOriginal, Register: r}}, nfbatch.Libs(
 		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: r + ar},
 		&expr.Payload{DestRegister: r + ar + 1, Base: expr.PayloadBaseNetworkHeader, Offset: addr, Len: f.alen},
 		&expr.Payload{DestRegister: r + 2*ar + 1, Base: expr.PayloadBaseTransportHeader, Offset: port, Len: 2},
-		&expr.Lookup{SourceRegister: r, SetName: set},
 	)...)
 }
 
@@ -319,14 +398,30 @@ func byKey(a, b nftables.SetElement) int {
 	return cmp.Or(bytes.Compare(a.Key, b.Key), bytes.Compare(a.KeyEnd, b.KeyEnd))
 }
 
+// countSet is a counting set of exact keys (a hash).
 func (d *Dataplane) countSet(fam int, name string) *nftables.Set {
 	addr := nftables.TypeIPAddr
 	if fam == 6 {
 		addr = nftables.TypeIP6Addr
 	}
 	return &nftables.Set{Table: &nftables.Table{Name: d.countTable(), Family: nftables.TableFamilyINet}, Name: name,
-		KeyType:  nftables.MustConcatSetType(addr, nftables.TypeInetProto, addr, nftables.TypeInetService),
-		Interval: true, Concatenation: true, Counter: true}
+		KeyType:       nftables.MustConcatSetType(addr, nftables.TypeInetProto, addr, nftables.TypeInetService),
+		Concatenation: true, Counter: true}
+}
+
+// rangeSet is a counting set of keys with port ranges (intervals).
+func (d *Dataplane) rangeSet(fam int, name string) *nftables.Set {
+	s := d.countSet(fam, name)
+	s.Interval = true
+	return s
+}
+
+// elemSet returns the set of kind i that holds e.
+func (d *Dataplane) elemSet(e countElem, i countKind) *nftables.Set {
+	if e.keyEnd != nil {
+		return d.rangeSet(e.fam, rangeSets[e.fam][i])
+	}
+	return d.countSet(e.fam, countSets[e.fam][i])
 }
 
 // syncCounters brings the counters table's elements to the NAT services
@@ -371,68 +466,94 @@ func (d *Dataplane) writeCounters(c *nftables.Conn, want *countPlan) (int, error
 	want.declared = true
 	have := map[string]countElem{}
 	n := 0
+	declare := func() error {
+		b := nfbatch.New()
+		if err := d.queueCountTable(b, want.ranged); err != nil {
+			return fmt.Errorf("declare table: %w", err)
+		}
+		if err := d.send(b); err != nil {
+			return fmt.Errorf("declare table: %w", err)
+		}
+		n++
+		return nil
+	}
 	if d.counted != nil && d.counted.declared {
 		have = d.counted.elems
+		if d.counted.ranged != want.ranged {
+			if err := declare(); err != nil {
+				return 0, err
+			}
+		}
 	} else {
 		digests, err := d.readDigests(d.countTable())
 		if err != nil {
 			return 0, fmt.Errorf("read table: %w", err)
 		}
-		if digests[chainCount] != string(digestOf(countSpec{})) {
-			b := nfbatch.New()
-			if err := d.queueCountTable(b); err != nil {
-				return 0, fmt.Errorf("declare table: %w", err)
+		if digests[chainCount] != string(digestOf(countSpec{want.ranged})) {
+			if err := declare(); err != nil {
+				return 0, err
 			}
-			if err := d.send(b); err != nil {
-				return 0, fmt.Errorf("declare table: %w", err)
-			}
-			n++
 		}
 		for _, fam := range []int{4, 6} {
-			els, err := c.GetSetElements(d.countSet(fam, countSets[fam][0]))
-			if err != nil {
-				return 0, fmt.Errorf("read elements of %s: %w", countSets[fam][0], err)
-			}
-			for _, e := range els {
-				ce := countElem{fam: fam, key: e.Key, keyEnd: e.KeyEnd}
-				have[ce.id()] = ce
-			}
-		}
-	}
-	changed := 0
-	for _, fam := range []int{4, 6} {
-		var del, add []nftables.SetElement
-		for id, e := range have {
-			if _, ok := want.elems[id]; !ok && e.fam == fam {
-				del = append(del, nftables.SetElement{Key: e.key, KeyEnd: e.keyEnd})
-			}
-		}
-		for id, e := range want.elems {
-			if _, ok := have[id]; !ok && e.fam == fam {
-				add = append(add, nftables.SetElement{Key: e.key, KeyEnd: e.keyEnd})
-			}
-		}
-		// In key order, so that one change is always the same messages.
-		slices.SortFunc(del, byKey)
-		slices.SortFunc(add, byKey)
-		for _, name := range countSets[fam] {
-			set := d.countSet(fam, name)
-			for part := range slices.Chunk(del, elemsPerMessage) {
-				if err := c.SetDeleteElements(set, part); err != nil {
-					return 0, fmt.Errorf("delete elements of %s: %w", name, err)
+			for _, set := range []*nftables.Set{d.countSet(fam, countSets[fam][0]), d.rangeSet(fam, rangeSets[fam][0])} {
+				els, err := c.GetSetElements(set)
+				if err != nil {
+					return 0, fmt.Errorf("read elements of %s: %w", set.Name, err)
 				}
-			}
-			for part := range slices.Chunk(add, elemsPerMessage) {
-				if err := c.SetAddElements(set, part); err != nil {
-					return 0, fmt.Errorf("add elements to %s: %w", name, err)
+				for _, e := range els {
+					ce := countElem{fam: fam, key: e.Key, keyEnd: e.KeyEnd}
+					if set.Interval && ce.keyEnd == nil {
+						ce.keyEnd = ce.key // an interval's end is never nil
+					}
+					have[ce.id()] = ce
 				}
 			}
 		}
-		changed += len(del) + len(add)
 	}
-	if changed == 0 {
+	var del, add []countElem
+	for id, e := range have {
+		if _, ok := want.elems[id]; !ok {
+			del = append(del, e)
+		}
+	}
+	for id, e := range want.elems {
+		if _, ok := have[id]; !ok {
+			add = append(add, e)
+		}
+	}
+	if len(del)+len(add) == 0 {
 		return n, nil
 	}
+	// By set, in key order, so that one change is always the same
+	// messages.
+	queue := func(es []countElem, op func(*nftables.Set, []nftables.SetElement) error, verb string) error {
+		bySet := map[string][]nftables.SetElement{}
+		sets := map[string]*nftables.Set{}
+		for _, e := range es {
+			for i := range countOut + 1 {
+				set := d.elemSet(e, i)
+				sets[set.Name] = set
+				bySet[set.Name] = append(bySet[set.Name], nftables.SetElement{Key: e.key, KeyEnd: e.keyEnd})
+			}
+		}
+		for _, name := range slices.Sorted(maps.Keys(bySet)) {
+			els := bySet[name]
+			slices.SortFunc(els, byKey)
+			for part := range slices.Chunk(els, elemsPerMessage) {
+				if err := op(sets[name], part); err != nil {
+					return fmt.Errorf("%s elements of %s: %w", verb, name, err)
+				}
+			}
+		}
+		return nil
+	}
+	if err := queue(del, c.SetDeleteElements, "delete"); err != nil {
+		return 0, err
+	}
+	if err := queue(add, c.SetAddElements, "add"); err != nil {
+		return 0, err
+	}
+	changed := len(del) + len(add)
 	if err := c.Flush(); err != nil {
 		return 0, fmt.Errorf("apply %d element changes: %w", changed, err)
 	}
@@ -507,17 +628,22 @@ func (d *Dataplane) readNATCounters(c *nftables.Conn, nat *countPlan, t *tally) 
 		t.service(o)
 	}
 	for _, fam := range []int{4, 6} {
-		for i, name := range countSets[fam] {
-			els, err := c.GetSetElements(d.countSet(fam, name))
-			if err != nil {
-				return fmt.Errorf("read %s: %w", name, err)
-			}
-			for _, e := range els {
-				ce, ok := nat.elems[string(e.Key)+"\x00"+string(e.KeyEnd)]
-				if !ok || e.Counter == nil {
-					continue
+		for i := range countOut + 1 {
+			for _, set := range []*nftables.Set{d.countSet(fam, countSets[fam][i]), d.rangeSet(fam, rangeSets[fam][i])} {
+				if set.Interval && !nat.ranged {
+					continue // no element there (an older table's are not the plan's)
 				}
-				countKind(i).add(t.backend(ce.owner), e.Counter.Packets, e.Counter.Bytes)
+				els, err := c.GetSetElements(set)
+				if err != nil {
+					return fmt.Errorf("read %s: %w", set.Name, err)
+				}
+				for _, e := range els {
+					ce, ok := nat.elems[string(e.Key)+"\x00"+string(e.KeyEnd)]
+					if !ok || e.Counter == nil {
+						continue
+					}
+					i.add(t.backend(ce.owner), e.Counter.Packets, e.Counter.Bytes)
+				}
 			}
 		}
 	}

@@ -6,6 +6,8 @@ import (
 	"maps"
 	"net/http/httptest"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -49,10 +51,20 @@ func TestPlanCounters(t *testing.T) {
 			t.Errorf("unexpected element for %s", ap)
 			continue
 		}
+		end := e.keyEnd
+		if r[0] == r[1] && end != nil {
+			t.Errorf("%s: key %x-%x, want one key (no range: a hash set's element)", ap, e.key, e.keyEnd)
+		}
+		if end == nil {
+			end = e.key
+		}
 		if e.key[0] != 203 || e.key[len(e.key)-4] != byte(r[0]>>8) || e.key[len(e.key)-3] != byte(r[0]) ||
-			e.keyEnd[len(e.keyEnd)-4] != byte(r[1]>>8) || e.keyEnd[len(e.keyEnd)-3] != byte(r[1]) {
+			end[len(end)-4] != byte(r[1]>>8) || end[len(end)-3] != byte(r[1]) {
 			t.Errorf("%s: key %x-%x, want ports %d-%d", ap, e.key, e.keyEnd, r[0], r[1])
 		}
+	}
+	if !p.ranged {
+		t.Error("a plan with a port range is not ranged")
 	}
 	again, _ := planCounters(st)
 	if !samePlan(p, again) || !p.derivedFrom(st, nil) {
@@ -236,6 +248,119 @@ func TestCountersNAT(t *testing.T) {
 	reconcile(t, d2, st)
 	if r, _ := realCounters(t, readCounters(t, d2), vs, "198.51.100.21"); r.Connections != count["198.51.100.21"] {
 		t.Errorf("after a restart 198.51.100.21 counts %d connections, want %d", r.Connections, count["198.51.100.21"])
+	}
+}
+
+// TestCountersRange counts a mark service whose backend keeps the port of
+// a port range (an element of the interval sets, whose lookups the chains
+// carry only then), then the same traffic by an exact key once the range
+// is gone, and checks the chains' lookups each time.
+func TestCountersRange(t *testing.T) {
+	l := newNATLab(t, 2)
+	d := nsDataplane(t, l.lb, WithMode(LoadBalance))
+	vip, b1, b2 := netip.MustParseAddr("203.0.113.10"), netip.MustParseAddr("198.51.100.21"), netip.MustParseAddr("198.51.100.22")
+	ranged := dataplane.State{
+		Services: []dataplane.VirtualService{{Key: dataplane.ServiceKey{Family: 4, Mark: 9}, Service: "range",
+			Reals: []dataplane.Real{{Addr: b1, Weight: 1, Forward: "nat"}}}},
+		MarkRules: []dataplane.MarkRule{{Mark: 9, VIP: vip, Protocol: "tcp", PortLo: 80, PortHi: 81, Service: "range"}},
+	}
+	exact := dataplane.State{Services: []dataplane.VirtualService{{Key: dataplane.ServiceKey{Family: 4, Protocol: "tcp", Addr: vip, Port: 80},
+		Service: "web", Reals: []dataplane.Real{{Addr: b2, Port: 80, Weight: 1, Forward: "nat"}}}}}
+	lookups := func() string {
+		t.Helper()
+		out, err := l.lb.Run("nft", "list", "chain", "inet", DefaultTable+countSuffix, "original4")
+		if err != nil {
+			t.Fatalf("list chain original4: %v: %s", err, out)
+		}
+		var sets []string
+		for _, f := range strings.Fields(string(out)) {
+			if strings.HasPrefix(f, "@") {
+				sets = append(sets, f)
+			}
+		}
+		return strings.Join(sets, " ")
+	}
+	cl := newDialer(t, l.client)
+	const n = 10
+	for _, step := range []struct {
+		st                dataplane.State
+		vs, backend, sets string
+	}{
+		{ranged, "fwmark 9 ipv4", "198.51.100.21", "@conns4 @new4 @to4 @in4"},
+		{exact, "tcp 203.0.113.10:80", "198.51.100.22", "@conns4 @to4"},
+	} {
+		reconcile(t, d, step.st)
+		if got := lookups(); got != step.sets {
+			t.Errorf("%s: chain original4 looks in %q, want %q", step.vs, got, step.sets)
+		}
+		for i := range n {
+			name, err := cl.hit("", "203.0.113.10:80")
+			if err != nil || name != step.backend {
+				t.Fatalf("%s: connection %d: %q, %v; want %s", step.vs, i, name, err, step.backend)
+			}
+		}
+		r, ok := realCounters(t, readCounters(t, d), step.vs, step.backend)
+		if !ok || r.Connections != n || r.PacketsIn < 3*n || r.PacketsOut < 2*n {
+			t.Errorf("%s: counters of %s %+v (found %t), want %d connections and their packets", step.vs, step.backend, r, ok, n)
+		}
+	}
+}
+
+// olderCounters is the counters table as a release before the hash sets
+// wrote it: every element in an interval set, one chain.
+const olderCounters = `table inet halb-counters {
+	set new4 { type ipv4_addr . inet_proto . ipv4_addr . inet_service; flags interval; counter;
+		elements = { 203.0.113.10 . tcp . 198.51.100.21 . 80 counter packets 5 bytes 300 } }
+	set in4 { type ipv4_addr . inet_proto . ipv4_addr . inet_service; flags interval; counter;
+		elements = { 203.0.113.10 . tcp . 198.51.100.21 . 80 counter packets 50 bytes 3000 } }
+	set out4 { type ipv4_addr . inet_proto . ipv4_addr . inet_service; flags interval; counter;
+		elements = { 203.0.113.10 . tcp . 198.51.100.21 . 80 counter packets 40 bytes 2400 } }
+	set new6 { type ipv6_addr . inet_proto . ipv6_addr . inet_service; flags interval; counter; }
+	set in6 { type ipv6_addr . inet_proto . ipv6_addr . inet_service; flags interval; counter; }
+	set out6 { type ipv6_addr . inet_proto . ipv6_addr . inet_service; flags interval; counter; }
+	chain count {
+		type filter hook forward priority filter; policy accept;
+		ct state new ct original ip daddr . meta l4proto . ip daddr . th dport @new4
+		ct direction original ct original ip daddr . meta l4proto . ip daddr . th dport @in4
+		ct direction reply ct original ip daddr . meta l4proto . ip saddr . th sport @out4
+		ct state new ct original ip6 daddr . meta l4proto . ip6 daddr . th dport @new6
+		ct direction original ct original ip6 daddr . meta l4proto . ip6 daddr . th dport @in6
+		ct direction reply ct original ip6 daddr . meta l4proto . ip6 saddr . th sport @out6
+	}
+}
+`
+
+// TestCountersUpgrade: a start on the counters table of an older release
+// rewrites its chain and moves its backends to the hash sets (their
+// counts start again from 0), and then counts every connection.
+func TestCountersUpgrade(t *testing.T) {
+	l := newNATLab(t, 3)
+	file := filepath.Join(t.TempDir(), "older.nft")
+	if err := os.WriteFile(file, []byte(olderCounters), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	must(t, l.lb, "nft", "-f", file)
+	d := nsDataplane(t, l.lb, WithMode(LoadBalance))
+	reconcile(t, d, natState(t, "", "inhibit"))
+	for _, set := range []string{"new4", "in4", "out4"} {
+		out, err := l.lb.Run("nft", "list", "set", "inet", DefaultTable+countSuffix, set)
+		if err != nil || strings.Contains(string(out), "198.51.100.") {
+			t.Errorf("interval set %s after the upgrade (%v): %s", set, err, out)
+		}
+	}
+	if out := listTable(t, l.lb, DefaultTable+countSuffix); strings.Contains(out, "ct direction reply") {
+		t.Errorf("the older chain is still there:\n%s", out)
+	}
+	cl := newDialer(t, l.client)
+	const n = 30
+	for i := range n {
+		if _, err := cl.hit("", "203.0.113.10:80"); err != nil {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+	}
+	cs := readCounters(t, d)
+	if len(cs) != 1 || cs[0].Connections != n || cs[0].PacketsIn < 3*n || cs[0].PacketsOut < 2*n {
+		t.Errorf("counters after the upgrade: %+v, want %d connections and their packets", cs, n)
 	}
 }
 

@@ -184,3 +184,28 @@ func counters(t testing.TB, h interface {
 	}
 	return got
 }
+
+// TestMarkingHookOnlyWithMarks: the marking chain, which every packet
+// crosses, is in the table only while there are marks to set, in both
+// modes.
+func TestMarkingHookOnlyWithMarks(t *testing.T) {
+	_, h := labHost(t)
+	vip := netip.MustParseAddr("192.0.2.53")
+	marked := dataplane.State{MarkRules: []dataplane.MarkRule{{Mark: 5, VIP: vip, Protocol: "udp", PortLo: 53, PortHi: 53, Service: "dns"}}}
+	for _, mode := range []Mode{MarksOnly, LoadBalance} {
+		d := nsDataplane(t, h, WithMode(mode), WithRemoveOnClose(true))
+		for _, step := range []struct {
+			st   dataplane.State
+			hook bool
+		}{{dataplane.State{}, false}, {marked, true}, {dataplane.State{}, false}} {
+			reconcile(t, d, step.st)
+			_, err := h.Run("nft", "list", "chain", "inet", DefaultTable, chainMark)
+			if got := err == nil; got != step.hook {
+				t.Errorf("%s, %d mark rules: marking chain there: %t, want %t", mode, len(step.st.MarkRules), got, step.hook)
+			}
+		}
+		if err := d.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

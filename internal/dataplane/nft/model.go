@@ -249,7 +249,9 @@ func build(st dataplane.State, mode Mode, prev *content, changed []int) (content
 		}
 	}
 	c := emptyContent()
-	c.base[chainMark] = true
+	if len(st.MarkRules) > 0 { // else no packet pays for a hook that sets nothing
+		c.base[chainMark] = true
+	}
 	for name := range sharedSets(mode) {
 		c.shared[name] = map[string]elem{}
 		if prev != nil { // sized as before: no growing a large map again
