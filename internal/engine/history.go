@@ -110,3 +110,10 @@ func first(s []string, n int) []string {
 	}
 	return s
 }
+
+func restoredSummary(r event.Restored) string {
+	if r.Changes < 0 {
+		return fmt.Sprintf("data plane restored (%s)", r.Reason)
+	}
+	return fmt.Sprintf("data plane restored: %d changes put back (%s)", r.Changes, r.Reason)
+}
