@@ -51,13 +51,14 @@ type Engine struct {
 	reportMu  sync.Mutex
 	reported  []event.Record
 	reportedC chan struct{}
+	history   []event.Record
+	seq       uint64
+	sinks     []func(event.Record)
+
 	// resyncs are the reasons given to Resync since the Run goroutine
 	// last reconciled for them (under reportMu); resyncC wakes it.
 	resyncs []string
 	resyncC chan struct{}
-	history   []event.Record
-	seq       uint64
-	sinks     []func(event.Record)
 }
 
 // Option configures an Engine.
