@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"syscall"
 	"time"
@@ -36,6 +37,7 @@ type labOptions struct {
 	topology       string
 	keep           bool
 	trials, conns  int
+	rows           string // faults: the rows to run, by a regexp of their fault
 }
 
 func labFlags(fs *flag.FlagSet) runFunc {
@@ -45,6 +47,7 @@ func labFlags(fs *flag.FlagSet) runFunc {
 	fs.BoolVar(&o.keep, "keep", false, "demo: leave the lab up at the end")
 	fs.IntVar(&o.trials, "trials", 20, "bench: `N` trials per scenario")
 	fs.IntVar(&o.conns, "conns", 1000, "bench --topology ecmp: `N` long-lived connections per event")
+	fs.StringVar(&o.rows, "rows", "", "faults: run only the rows whose fault matches `REGEXP`")
 	fs.StringVar(&o.topology, "topology", "pair", "up, demo, bench: `NAME` pair (two nodes, VRRP) or ecmp (a BGP router and N nodes)")
 	return func(args []string, stdout, stderr io.Writer) int {
 		if len(args) != 1 || !slices.Contains(labActions, args[0]) {
@@ -134,7 +137,16 @@ func runLab(action string, o labOptions, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "halb lab faults: %v\n", err)
 			return 1
 		}
-		results, err := faults.Run(ctx, faults.Options{Halb: self, Dir: o.dir, Prefix: "halblab", Dataplane: o.dataplane, Progress: stderr})
+		fopts := faults.Options{Halb: self, Dir: o.dir, Prefix: "halblab", Dataplane: o.dataplane, Progress: stderr}
+		if o.rows != "" {
+			re, err := regexp.Compile(o.rows)
+			if err != nil {
+				fmt.Fprintf(stderr, "halb lab faults: -rows: %v\n", err)
+				return 2
+			}
+			fopts.Rows = re.MatchString
+		}
+		results, err := faults.Run(ctx, fopts)
 		if werr := faults.WriteTable(stdout, results); err == nil {
 			err = werr
 		}
