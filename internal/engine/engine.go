@@ -426,7 +426,7 @@ func (e *Engine) resync(ctx context.Context) {
 	}
 	n, known := dataplane.ChangesOf(e.dp)
 	if known && n == 0 {
-		e.log.Info("data plane checked after a change by others: nothing to restore", "reason", reason)
+		e.log.Info("data plane checked: nothing to restore", "reason", reason)
 		return
 	}
 	if !known {
