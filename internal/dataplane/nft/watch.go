@@ -85,7 +85,7 @@ func (d *Dataplane) Watch(ctx context.Context, changed func(reason string)) erro
 			switch {
 			case errors.Is(r.err, unix.ENOBUFS):
 				reason := fold.lost()
-				d.log.Warn("nftables watch: "+reason+"; the tables will be read in full", "table", d.table)
+				d.log.Info("nftables watch: "+reason+"; the tables will be read in full", "table", d.table)
 				b.kick(reason)
 			case r.err != nil:
 				return fmt.Errorf("nftables watch: receive: %w", r.err)
