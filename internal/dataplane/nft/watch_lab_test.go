@@ -27,9 +27,20 @@ func TestWatchRestoresTable(t *testing.T) {
 			t.Errorf("watch: %v", err)
 		}
 	}()
-	// The watch has joined the group once a change of another table is
-	// seen to pass without a call: halb's own Reconcile and others' tables.
-	time.Sleep(200 * time.Millisecond)
+	// The watch follows once a chain added to halb's table is answered
+	// (the Reconcile then removes the chain).
+	for ready := false; !ready; {
+		if out, err := lb.Run("nft", "add", "chain", "inet", DefaultTable, "probe"); err != nil {
+			t.Fatalf("add a chain: %v: %s", err, out)
+		}
+		select {
+		case <-reasons:
+			ready = true
+		case <-time.After(time.Second):
+		}
+		reconcile(t, d, st)
+	}
+	// halb's own Reconciles and other tables' changes pass without a call.
 	reconcile(t, d, natState(t, "", "inhibit", "198.51.100.21"))
 	reconcile(t, d, st)
 	nftApply(t, lb, "table inet other {\n chain c {\n }\n}\n")
