@@ -321,3 +321,69 @@ func netlinkOverrun(ctx context.Context, e *env) (string, bool, error) {
 	}
 	return fmt.Sprintf("%s; table restored %s after SIGCONT", text, secs(took)), overran && took <= time.Second, nil
 }
+
+// floodAddrs is how many addresses the address-flood row adds: a
+// notification each, several times a netlink socket's default buffer.
+const floodAddrs = 3000
+
+// addressOverrun stalls lb-a's halb (SIGSTOP) while floodAddrs addresses
+// are added to an interface of a veth pair, so that its link and address
+// subscriptions overrun; once it runs again, a VIP deleted by hand must
+// still be put back.
+func addressOverrun(ctx context.Context, e *env) (string, bool, error) {
+	lb := e.s.LBs[0]
+	if err := lb.Host.IP("link", "add", "fx0", "type", "veth", "peer", "name", "fx1"); err != nil {
+		return "", false, err
+	}
+	defer func() { _ = lb.Host.IP("link", "del", "fx0") }() // its peer and addresses go with it; leftovers would show them
+	var b strings.Builder
+	for i := 1; i <= floodAddrs; i++ {
+		fmt.Fprintf(&b, "address add 2001:db8:ffff::%x/128 dev fx0\n", i)
+	}
+	logged := len(readFile(lb.Log))
+	if err := lb.Notify(syscall.SIGSTOP); err != nil {
+		return "", false, err
+	}
+	cmd := lb.Host.Command(ctx, "ip", "-batch", "-")
+	cmd.Stdin = strings.NewReader(b.String())
+	out, err := cmd.CombinedOutput()
+	if cerr := lb.Notify(syscall.SIGCONT); cerr != nil {
+		return "", false, cerr
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("add %d addresses: %v: %s", floodAddrs, err, out)
+	}
+	// The flood's updates take a moment to be read.
+	if err := sleep(ctx, time.Second); err != nil {
+		return "", false, err
+	}
+	vip := site.VIPsA[1] + "/24"
+	from := time.Now()
+	if err := lb.Host.IP("addr", "del", vip, "dev", "eth0"); err != nil {
+		return "", false, err
+	}
+	var took time.Duration = -1
+	for time.Since(from) < 3*advert {
+		out, _ := lb.Host.Run("ip", "-o", "addr", "show", "dev", "eth0") // an error reads as absent
+		if strings.Contains(string(out), " "+vip+" ") {
+			took = time.Since(from)
+			break
+		}
+		if err := sleep(ctx, 50*time.Millisecond); err != nil {
+			return "", false, err
+		}
+	}
+	stopped := strings.Contains(readFile(lb.Log)[logged:], "watch stopped")
+	said := "the link and address watches went on"
+	if stopped {
+		said = "a watch stopped (logged)"
+	}
+	if took < 0 {
+		if err := lb.Host.IP("addr", "add", vip, "dev", "eth0"); err != nil {
+			return "", false, err
+		}
+		return fmt.Sprintf("%d addresses added while halb was stalled: %s; a VIP deleted after it was not back after %s", floodAddrs, said, secs(3*advert)), false, nil
+	}
+	return fmt.Sprintf("%d addresses added while halb was stalled: %s; a VIP deleted after it was back after %s", floodAddrs, said, secs(took)),
+		!stopped && took <= advert+slack, nil
+}
