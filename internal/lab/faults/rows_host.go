@@ -150,12 +150,15 @@ func foreignMarks(ctx context.Context, e *env) (string, bool, error) {
 }
 
 // fdLimitWindow is how long halb runs without a free file descriptor:
-// long enough for a check to fail fall (3) times at its interval (2 s).
-const fdLimitWindow = 8 * time.Second
+// long enough for a check to fail twice at its interval (2 s), and for
+// the data plane's retries to fail.
+const fdLimitWindow = 5 * time.Second
 
 // fdLimit lowers the open-file limit of lb-a's halb to what it has open,
 // so that whatever opens a descriptor fails with EMFILE (a check's new
-// socket, a netlink socket, the status socket's accept), then raises it.
+// socket, a netlink socket, the status socket's accept), deletes halb's
+// nftables table meanwhile, so that restoring it needs a netlink socket,
+// then raises the limit.
 func fdLimit(ctx context.Context, e *env) (string, bool, error) {
 	lb := e.s.LBs[0]
 	pid, err := e.halbPid(0)
@@ -187,7 +190,13 @@ func fdLimit(ctx context.Context, e *env) (string, bool, error) {
 	if err := set(strconv.Itoa(len(fds))); err != nil {
 		return "", false, err
 	}
-	if err := sleep(ctx, fdLimitWindow); err != nil {
+	if err := sleep(ctx, time.Second); err != nil {
+		return "", false, err
+	}
+	if out, err := lb.Host.Run("nft", "delete", "table", "inet", "halb"); err != nil {
+		return "", false, fmt.Errorf("delete halb's table: %v: %s", err, out)
+	}
+	if err := sleep(ctx, time.Until(from.Add(fdLimitWindow))); err != nil {
 		return "", false, err
 	}
 	if err := set(limits[0]); err != nil {
@@ -197,10 +206,29 @@ func fdLimit(ctx context.Context, e *env) (string, bool, error) {
 	if !lb.Running() {
 		return "halb stopped while it had no file descriptor left", false, nil
 	}
+	// The data plane's retries wait 1 s, doubling.
+	tableAfter, restored, err := e.tableBack(ctx, 0, raised, 10*time.Second)
+	if err != nil {
+		return "", false, err
+	}
+	if !restored {
+		return "halb's table not restored 10 s after the limit was raised", false, e.restartLB(0)
+	}
 	if err := e.settle(ctx); err != nil {
 		return "", false, err
 	}
 	back := time.Since(raised)
+	recs, err := e.api[0].Events(ctx, 1000)
+	if err != nil {
+		return "", false, err
+	}
+	dpErr := ""
+	for _, r := range recs {
+		if r.Kind == "dataplane" && r.Dataplane != nil && !r.Dataplane.At.Before(from) {
+			dpErr = r.Dataplane.Err
+			break
+		}
+	}
 	if body, err = e.metrics(ctx, 0); err != nil {
 		return "", false, err
 	}
@@ -230,9 +258,9 @@ func fdLimit(ctx context.Context, e *env) (string, bool, error) {
 			changes[i] += len(trs)
 		}
 	}
-	text := fmt.Sprintf("limit %d for %s: %d checks failed, %d servers put down (%q); logged EMFILE in %q; VRRP changes lb-a %d, lb-b %d; halb alive, all healthy %s after the limit was raised",
-		len(fds), secs(fdLimitWindow), fail1-fail0, len(down), down, slices.Sorted(maps.Keys(failed)), changes[0], changes[1], secs(back))
-	return text, len(otherDown) == 0 && changes == [2]int{} && back <= 5*time.Second, nil
+	text := fmt.Sprintf("limit %d for %s: %d checks failed, %d servers put down (%q); logged EMFILE in %q; the table deleted meanwhile: data plane error %q, restored %s after the limit was raised; VRRP changes lb-a %d, lb-b %d; halb alive, all healthy %s after",
+		len(fds), secs(fdLimitWindow), fail1-fail0, len(down), down, slices.Sorted(maps.Keys(failed)), dpErr, secs(tableAfter), changes[0], changes[1], secs(back))
+	return text, len(otherDown) == 0 && changes == [2]int{} && strings.Contains(dpErr, "too many open files") && tableAfter <= 8*time.Second && back <= 10*time.Second, nil
 }
 
 // checkRuns sums halb_server_checks_total of a metrics page by result.
