@@ -410,7 +410,7 @@ func (e *Engine) Resync(reason string) {
 }
 
 // resync reconciles for the reasons given to Resync, and records what it
-// put back.
+// put back, when the data plane counts it.
 func (e *Engine) resync(ctx context.Context) {
 	e.reportMu.Lock()
 	reasons := e.resyncs
@@ -425,12 +425,15 @@ func (e *Engine) resync(ctx context.Context) {
 		return // apply logged and recorded it; the retry follows
 	}
 	n, known := dataplane.ChangesOf(e.dp)
-	if known && n == 0 {
+	switch {
+	case !known:
+		// A lost notification asks for a look too: without a count, an
+		// event could cry wolf.
+		e.log.Info("data plane reconciled after a change by others (its changes are not counted)", "reason", reason)
+		return
+	case n == 0:
 		e.log.Info("data plane checked: nothing to restore", "reason", reason)
 		return
-	}
-	if !known {
-		n = -1
 	}
 	r := event.Restored{At: e.clock.Now(), Reason: reason, Changes: n}
 	e.log.Warn("data plane restored", "reason", reason, "changes", n)

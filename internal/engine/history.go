@@ -112,8 +112,5 @@ func first(s []string, n int) []string {
 }
 
 func restoredSummary(r event.Restored) string {
-	if r.Changes < 0 {
-		return fmt.Sprintf("data plane restored (%s)", r.Reason)
-	}
 	return fmt.Sprintf("data plane restored: %d changes put back (%s)", r.Changes, r.Reason)
 }

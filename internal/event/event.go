@@ -91,8 +91,7 @@ type Restored struct {
 	// Reason is what the data plane found: "table halb changed by nft
 	// (pid 4242)".
 	Reason string `json:"reason"`
-	// Changes is how many objects and elements were put back; -1 when the
-	// data plane does not tell.
+	// Changes is how many objects and elements were put back.
 	Changes int `json:"changes"`
 }
 
