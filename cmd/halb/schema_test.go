@@ -101,6 +101,7 @@ func TestEveryEventKindConforms(t *testing.T) {
 		{Kind: "reload", Summary: "reload refused", Reload: &event.Reload{At: at, File: "/etc/halb/halb.yaml", Errors: []string{"x: bad"}}},
 		{Kind: "reload", Summary: "reloaded", Reload: &event.Reload{At: at, File: "/etc/halb/halb.yaml", Applied: true}},
 		{Kind: "dataplane", Summary: "data plane update failed", Dataplane: &event.DataplaneError{At: at, Err: "netlink: <busy>"}},
+		{Kind: "dataplane_restored", Summary: "data plane restored", Restored: &event.Restored{At: at, Reason: "table halb changed by nft (pid 42)", Changes: 12}},
 	}
 	for i := range recs {
 		recs[i].Seq, recs[i].At, recs[i].Node = uint64(i+1), at, "lb-a"

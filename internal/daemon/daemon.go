@@ -143,9 +143,29 @@ func (d *Daemon) Run(ctx context.Context) error {
 	cfg := d.config()
 	d.log.Info("halb running", "node", cfg.Node, "config", d.opts.Path, "dataplane", d.dp.Name, "socket", cfg.API.Socket,
 		"instances", len(cfg.VRRP.Instances), "services", len(cfg.Services))
+	watched := d.watch(ctx)
 	err := d.eng.Run(ctx)
+	<-watched
 	d.log.Info("halb stopped")
 	return err
+}
+
+// watch runs the data plane's watch until ctx is done: a change by
+// another process makes the engine reconcile again. The returned channel
+// closes when the watch has ended.
+func (d *Daemon) watch(ctx context.Context) <-chan struct{} {
+	done := make(chan struct{})
+	if d.dp.Watch == nil {
+		close(done)
+		return done
+	}
+	go func() {
+		defer close(done)
+		if err := d.dp.Watch(ctx, d.eng.Resync); err != nil {
+			d.log.Error("data plane watch stopped: changes by other processes are noticed no more", "err", err)
+		}
+	}()
+	return done
 }
 
 // start serves the status socket until ctx is done, opens the metrics

@@ -62,6 +62,10 @@ type Plane struct {
 	Counters metrics.CounterSource
 	// Sysctls reports the kernel settings it set; nil when it sets none.
 	Sysctls func() map[string]string
+	// Watch follows the kernel until ctx is done and calls changed when
+	// another process changed what the data plane installed; nil when it
+	// does not watch.
+	Watch func(ctx context.Context, changed func(reason string)) error
 }
 
 // Notifier sends notifications of the events it is given.
@@ -94,7 +98,7 @@ func newDataplane(cfg *config.Config, log *slog.Logger) (Plane, error) {
 		if err != nil {
 			return Plane{}, err
 		}
-		return Plane{Dataplane: dp, Name: name, Counters: nftCounters{dp}}, nil
+		return Plane{Dataplane: dp, Name: name, Counters: nftCounters{dp}, Watch: dp.Watch}, nil
 	case "ipvs":
 		if !ipvs.Available() {
 			return Plane{}, fmt.Errorf("dataplane ipvs: this kernel has no IPVS (use dataplane nftables or auto)")
@@ -111,7 +115,7 @@ func newDataplane(cfg *config.Config, log *slog.Logger) (Plane, error) {
 			return Plane{}, err
 		}
 		return Plane{Dataplane: &dataplane.Layered{Marks: marks, Services: services}, Name: name,
-			Counters: ipvsCounters{services}, Sysctls: services.Sysctls}, nil
+			Counters: ipvsCounters{services}, Sysctls: services.Sysctls, Watch: marks.Watch}, nil
 	}
 	return Plane{}, fmt.Errorf("unknown dataplane %q", name)
 }

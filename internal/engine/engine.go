@@ -8,6 +8,7 @@ import (
 	"maps"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -55,6 +56,11 @@ type Engine struct {
 	history   []event.Record
 	seq       uint64
 	sinks     []func(event.Record)
+
+	// resyncs are the reasons given to Resync since the Run goroutine
+	// last reconciled for them (under reportMu); resyncC wakes it.
+	resyncs []string
+	resyncC chan struct{}
 }
 
 // Option configures an Engine.
@@ -86,7 +92,7 @@ func New(cfg *config.Config, dp dataplane.Dataplane, dpName string, opts ...Opti
 		log: slog.Default(), clock: clock.Real{}, dp: dp, dpName: dpName, cfg: cfg, retry: time.Second,
 		vrrp: map[string]event.VRRP{}, health: map[ServerRef]event.Health{}, quorum: map[string]bool{},
 		serverHealth: map[ServerRef]ServerHealth{}, changed: map[string]bool{}, stale: true,
-		requests: make(chan func()), reportedC: make(chan struct{}, 1),
+		requests: make(chan func()), reportedC: make(chan struct{}, 1), resyncC: make(chan struct{}, 1),
 	}
 	for _, o := range opts {
 		o(e)
@@ -252,6 +258,8 @@ func (e *Engine) Run(ctx context.Context) error {
 			f()
 		case <-e.reportedC:
 			e.recordReported()
+		case <-e.resyncC:
+			e.resync(ctx)
 		case <-retryC():
 			retry = nil
 			e.apply(ctx)
@@ -405,6 +413,51 @@ func (e *Engine) report(r event.Record) {
 	case e.reportedC <- struct{}{}:
 	default:
 	}
+}
+
+// Resync asks the Run goroutine to reconcile the data plane again, which
+// found the kernel changed by another process (reason says how). It is
+// safe from any goroutine and never blocks; the requests that come before
+// the reconcile share it.
+func (e *Engine) Resync(reason string) {
+	e.reportMu.Lock()
+	e.resyncs = append(e.resyncs, reason)
+	e.reportMu.Unlock()
+	select {
+	case e.resyncC <- struct{}{}:
+	default:
+	}
+}
+
+// resync reconciles for the reasons given to Resync, and records what it
+// put back, when the data plane counts it.
+func (e *Engine) resync(ctx context.Context) {
+	e.reportMu.Lock()
+	reasons := e.resyncs
+	e.resyncs = nil
+	e.reportMu.Unlock()
+	if len(reasons) == 0 {
+		return
+	}
+	reason := strings.Join(slices.Compact(reasons), "; ")
+	e.apply(ctx)
+	if e.last.Error != "" {
+		return // apply logged and recorded it; the retry follows
+	}
+	n, known := dataplane.ChangesOf(e.dp)
+	switch {
+	case !known:
+		// A lost notification asks for a look too: without a count, an
+		// event could cry wolf.
+		e.log.Info("data plane reconciled after a change by others (its changes are not counted)", "reason", reason)
+		return
+	case n == 0:
+		e.log.Info("data plane checked: nothing to restore", "reason", reason)
+		return
+	}
+	r := event.Restored{At: e.clock.Now(), Reason: reason, Changes: n}
+	e.log.Warn("data plane restored", "reason", reason, "changes", n)
+	e.record(event.Record{Kind: "dataplane_restored", Summary: restoredSummary(r), Restored: &r})
 }
 
 // recordReported records the events reported since the last call.

@@ -110,3 +110,7 @@ func first(s []string, n int) []string {
 	}
 	return s
 }
+
+func restoredSummary(r event.Restored) string {
+	return fmt.Sprintf("data plane restored: %d changes put back (%s)", r.Changes, r.Reason)
+}

@@ -84,6 +84,18 @@ type DataplaneError struct {
 	Err string    `json:"error"`
 }
 
+// Restored reports halb's data plane state put back in the kernel after
+// the data plane found it changed by another process (or could not tell,
+// having lost notifications).
+type Restored struct {
+	At time.Time `json:"at"`
+	// Reason is what the data plane found: "table halb changed by nft
+	// (pid 4242)".
+	Reason string `json:"reason"`
+	// Changes is how many objects and elements were put back.
+	Changes int `json:"changes"`
+}
+
 // BGPSession reports a BGP session's change of state, or a new error
 // while it is down.
 type BGPSession struct {
@@ -110,13 +122,15 @@ type Record struct {
 	Seq       uint64          `json:"seq"`
 	At        time.Time       `json:"at"`
 	Node      string          `json:"node"`
-	Kind      string          `json:"kind"` // vrrp, health, quorum, reload, dataplane, bgp_session, bgp_route
+	Kind      string          `json:"kind"` // vrrp, health, quorum, reload, dataplane, dataplane_restored, bgp_session, bgp_route
 	Summary   string          `json:"summary"`
 	VRRP      *VRRP           `json:"vrrp,omitempty"`
 	Health    *Health         `json:"health,omitempty"`
 	Quorum    *Quorum         `json:"quorum,omitempty"`
 	Reload    *Reload         `json:"reload,omitempty"`
 	Dataplane *DataplaneError `json:"dataplane,omitempty"`
+	// Restored is set for the kind dataplane_restored.
+	Restored *Restored `json:"dataplane_restored,omitempty"`
 	// BGPSession and BGPRoute are set for the kinds bgp_session, bgp_route.
 	BGPSession *BGPSession `json:"bgp_session,omitempty"`
 	BGPRoute   *BGPRoute   `json:"bgp_route,omitempty"`

@@ -126,6 +126,8 @@ func errText(phase string, err error, timeout time.Duration) string {
 		return "host unreachable"
 	case errors.Is(err, syscall.ENETUNREACH):
 		return "network unreachable"
+	case errors.Is(err, syscall.EMFILE), errors.Is(err, syscall.ENFILE):
+		return "no file descriptor left on this load balancer (" + phase + ": too many open files); the server was not checked"
 	case errors.As(err, &errno):
 		return phase + ": " + errno.Error()
 	}

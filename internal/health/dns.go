@@ -98,6 +98,13 @@ func (p dnsProber) probe(ctx context.Context) Result {
 	if err != nil {
 		return fail("%s: %s", where, errText("answer", err, timeout))
 	}
+	return judgeDNS(where, resp, p.qtype, ch.QueryType, ch.Expect)
+}
+
+// judgeDNS reads a DNS response: it passes when the rcode is NOERROR and
+// the answer holds records of qtype (named queryType in the check), one
+// of them expect's when expect is set.
+func judgeDNS(where string, resp []byte, qtype dnsmessage.Type, queryType, expect string) Result {
 	var parser dnsmessage.Parser
 	h, err := parser.Start(resp)
 	if err != nil {
@@ -119,15 +126,15 @@ func (p dnsProber) probe(ctx context.Context) Result {
 	}
 	var got []string
 	for _, a := range answers {
-		if a.Header.Type == p.qtype {
+		if a.Header.Type == qtype {
 			got = append(got, rrText(a.Body))
 		}
 	}
 	if len(got) == 0 {
-		return fail("%s: no %s record in the answer", where, strings.ToUpper(ch.QueryType))
+		return fail("%s: no %s record in the answer", where, strings.ToUpper(queryType))
 	}
-	if ch.Expect != "" && !matchAnswer(got, ch.Expect) {
-		return fail("%s: answer %s, expected %s", where, strings.Join(got, ", "), ch.Expect)
+	if expect != "" && !matchAnswer(got, expect) {
+		return fail("%s: answer %s, expected %s", where, strings.Join(got, ", "), expect)
 	}
 	return pass("%s: %s", where, strings.Join(got, ", "))
 }

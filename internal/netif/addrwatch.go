@@ -15,9 +15,12 @@ type AddrChange struct {
 	Removed bool
 }
 
-// WatchAddrs sends the interfaces' address changes until ctx is done.
+// WatchAddrs sends the interfaces' address changes until ctx is done;
+// after a lost subscription the addresses that exist come again as added.
 func WatchAddrs(ctx context.Context, out chan<- AddrChange) error {
-	return watch(ctx, "addresses", 64, netlink.AddrSubscribe, addrChange, out)
+	return watch(ctx, "addresses", 64, func(ch chan<- netlink.AddrUpdate, done <-chan struct{}, relist bool) error {
+		return netlink.AddrSubscribeWithOptions(ch, done, netlink.AddrSubscribeOptions{ListExisting: relist})
+	}, addrChange, out)
 }
 
 // addrChange reads a netlink address update; ok is false for an

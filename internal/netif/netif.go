@@ -192,7 +192,9 @@ type LinkChange struct {
 
 // WatchLinks sends link state changes until ctx is done.
 func WatchLinks(ctx context.Context, out chan<- LinkChange) error {
-	return watch(ctx, "links", 16, netlink.LinkSubscribe, linkChange, out)
+	return watch(ctx, "links", 16, func(ch chan<- netlink.LinkUpdate, done <-chan struct{}, relist bool) error {
+		return netlink.LinkSubscribeWithOptions(ch, done, netlink.LinkSubscribeOptions{ListExisting: relist})
+	}, linkChange, out)
 }
 
 func linkChange(u netlink.LinkUpdate) (LinkChange, bool) {
@@ -201,21 +203,36 @@ func linkChange(u netlink.LinkUpdate) (LinkChange, bool) {
 }
 
 // watch subscribes to a kind of netlink update, what, with a buffer of size
-// updates, and sends each one conv reads to out until ctx is done.
-func watch[U, C any](ctx context.Context, what string, size int, subscribe func(chan<- U, <-chan struct{}) error, conv func(U) (C, bool), out chan<- C) error {
-	updates := make(chan U, size)
-	done := make(chan struct{})
-	defer close(done)
-	if err := subscribe(updates, done); err != nil {
-		return fmt.Errorf("watch %s: %w", what, err)
+// updates, and sends each one conv reads to out until ctx is done. The
+// library ends a subscription when its socket fails, on an overrun
+// (ENOBUFS) too: watch then subscribes again, asking for what exists now
+// (relist), so that the updates lost are made good by a full read.
+func watch[U, C any](ctx context.Context, what string, size int, subscribe func(ch chan<- U, done <-chan struct{}, relist bool) error, conv func(U) (C, bool), out chan<- C) error {
+	for relist := false; ; relist = true {
+		updates := make(chan U, size)
+		done := make(chan struct{})
+		if err := subscribe(updates, done, relist); err != nil {
+			close(done)
+			return fmt.Errorf("watch %s: %w", what, err)
+		}
+		ended := forward(ctx, updates, conv, out)
+		close(done)
+		if !ended {
+			return nil
+		}
 	}
+}
+
+// forward sends what conv reads of updates to out until ctx is done
+// (false) or the subscription ends (true).
+func forward[U, C any](ctx context.Context, updates <-chan U, conv func(U) (C, bool), out chan<- C) bool {
 	for {
 		select {
 		case <-ctx.Done():
-			return nil
+			return false
 		case u, ok := <-updates:
 			if !ok {
-				return fmt.Errorf("watch %s: netlink subscription closed", what)
+				return true
 			}
 			c, ok := conv(u)
 			if !ok {
@@ -224,7 +241,7 @@ func watch[U, C any](ctx context.Context, what string, size int, subscribe func(
 			select {
 			case out <- c:
 			case <-ctx.Done():
-				return nil
+				return false
 			}
 		}
 	}

@@ -65,7 +65,7 @@ func keepalivedState(s string) string {
 // transitions as keepalived passes them ("INSTANCE name STATE priority",
 // then "GROUP name STATE 0" when a sync group has moved as a whole), other
 // events as "HEALTH pool server UP|DOWN", "QUORUM pool UP|DOWN",
-// "RELOAD file APPLIED|REFUSED" and "DATAPLANE ERROR".
+// "RELOAD file APPLIED|REFUSED" and "DATAPLANE ERROR|RESTORED".
 func hookArgs(r event.Record, groups *groupStates) [][]string {
 	switch {
 	case r.VRRP != nil:
@@ -87,6 +87,8 @@ func hookArgs(r event.Record, groups *groupStates) [][]string {
 		return [][]string{{"RELOAD", r.Reload.File, st}}
 	case r.Dataplane != nil:
 		return [][]string{{"DATAPLANE", "ERROR"}}
+	case r.Restored != nil:
+		return [][]string{{"DATAPLANE", "RESTORED"}}
 	}
 	return nil
 }

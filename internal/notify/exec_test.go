@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"halb/internal/config"
+	"halb/internal/event"
 	"halb/internal/lab/labtest"
 )
 
@@ -30,6 +31,10 @@ func TestHookArgs(t *testing.T) {
 	}
 	if got := hookArgs(healthEvent(4, t0, 12, false), g); !reflect.DeepEqual(got, [][]string{{"HEALTH", "www", "198.51.100.12", "DOWN"}}) {
 		t.Errorf("health: %q", got)
+	}
+	restored := event.Record{Kind: "dataplane_restored", Restored: &event.Restored{At: t0, Reason: "table halb changed by nft (pid 42)", Changes: 3}}
+	if got := hookArgs(restored, g); !reflect.DeepEqual(got, [][]string{{"DATAPLANE", "RESTORED"}}) {
+		t.Errorf("data plane restored: %q", got)
 	}
 }
 

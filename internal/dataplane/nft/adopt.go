@@ -68,6 +68,12 @@ func (d *Dataplane) readDigestsOf(family byte, table string) (map[string]string,
 	if err != nil {
 		return nil, fmt.Errorf("rules: %w", err)
 	}
+	return ruleDigests(msgs)
+}
+
+// ruleDigests reads a rule dump: the digest in the userdata of each
+// chain's last rule.
+func ruleDigests(msgs []netlink.Message) (map[string]string, error) {
 	out := map[string]string{}
 	for _, m := range msgs {
 		if len(m.Data) < 4 {
@@ -84,7 +90,7 @@ func (d *Dataplane) readDigestsOf(family byte, table string) (map[string]string,
 			case unix.NFTA_RULE_CHAIN:
 				chain = ad.String()
 			case unix.NFTA_RULE_USERDATA:
-				digest = userdata.Get(ad.Bytes(), udDigest)
+				digest = userdataValue(ad.Bytes(), udDigest)
 			}
 		}
 		if err := ad.Err(); err != nil {
@@ -93,6 +99,23 @@ func (d *Dataplane) readDigestsOf(family byte, table string) (map[string]string,
 		out[chain] = string(digest) // the last rule's, as the dump goes in order
 	}
 	return out, nil
+}
+
+// userdataValue returns the value of the first TLV of type typ in
+// userdata, nil if there is none. Unlike userdata.Get it stops at a TLV
+// cut short, which another program may write into a rule.
+func userdataValue(b []byte, typ userdata.Type) []byte {
+	for len(b) >= 2 {
+		n := 2 + int(b[1])
+		if n > len(b) {
+			return nil
+		}
+		if userdata.Type(b[0]) == typ {
+			return b[2:n]
+		}
+		b = b[n:]
+	}
+	return nil
 }
 
 // dump sends a dump request where the data plane's connections go.

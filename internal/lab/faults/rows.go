@@ -91,9 +91,8 @@ func rows() []row {
 		},
 		{
 			fault:      "halb's nftables table deleted by hand",
-			promise:    "restored within 3 s and reported",
+			promise:    "restored within 1 s and reported (a dataplane_restored event)",
 			keepalived: "its documentation names no watch of IPVS or nftables for changes made by others",
-			known:      "halb changes the kernel from its own record of what it wrote, when its desired state changes, and does not watch nftables: a table deleted by hand stays deleted until halb restarts",
 			run:        nftTableDeleted,
 		},
 		{
@@ -161,6 +160,31 @@ func rows() []row {
 			keepalived:        "a package upgrade restarts keepalived: SIGTERM releases the VIPs (and IPVS services unless --dont-release-ipvs), the backup takes over and the upgraded node takes them back",
 			run:               upgradeLive,
 			measureKeepalived: kaRestart,
+		},
+		// Host interference and resources (rows_host.go).
+		{
+			fault:      "another nftables table using mark bits (halb's mark mask leaves them)",
+			promise:    "packets leave halb's marking chain with halb's mark and the other table's bit; halb's watch leaves the other table alone (no restore)",
+			keepalived: "sets no packet marks: fwmark services match the marks of the administrator's own rules, which keep other bits only if written to",
+			run:        foreignMarks,
+		},
+		{
+			fault:      "ulimit -n reached by halb (RLIMIT_NOFILE lowered to what it has open, 5 s; its nftables table deleted meanwhile)",
+			promise:    "halb lives, no VRRP state change on either node, no server put down for another reason than \"no file descriptor left\"; the data plane error names the open-file limit and the table is back within its retry (8 s) once the limit is raised",
+			keepalived: "not measured here",
+			run:        fdLimit,
+		},
+		{
+			fault:      "the netlink socket overrun (ENOBUFS): halb stalled while 5,000 nftables changes and its table's deletion are committed",
+			promise:    "halb notices the overrun (logged), reads its tables in full and restores the table within 1 s of running again",
+			keepalived: "watches no nftables table; the buffer of its netlink monitor socket (links, addresses) is set by vrrp_netlink_monitor_rcv_bufs",
+			run:        netlinkOverrun,
+		},
+		{
+			fault:      "the netlink socket overrun (ENOBUFS): halb stalled while 3,000 addresses are added",
+			promise:    "the link and address watches go on (subscribed again, what exists read in full): a VIP deleted after it is back within one advert interval",
+			keepalived: "not measured here",
+			run:        addressOverrun,
 		},
 	}
 }

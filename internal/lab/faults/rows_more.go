@@ -172,46 +172,6 @@ func (e *env) goroutines(ctx context.Context, i int) (int, error) {
 	return 0, fmt.Errorf("%s: metrics have no go_goroutines", e.s.LBs[i].Name)
 }
 
-func nftTableDeleted(ctx context.Context, e *env) (string, bool, error) {
-	lb := e.s.LBs[0]
-	g, stop := e.traffic(ctx)
-	defer stop()
-	if err := sleep(ctx, time.Second); err != nil {
-		return "", false, err
-	}
-	from := time.Now()
-	if out, err := lb.Host.Run("nft", "delete", "table", "inet", "halb"); err != nil {
-		return "", false, fmt.Errorf("delete halb's table: %v: %s", err, out)
-	}
-	limit := 3*time.Second + slack
-	for time.Since(from) < limit {
-		if _, err := lb.Host.Run("nft", "list", "table", "inet", "halb"); err == nil {
-			return "restored after " + secs(time.Since(from)), true, nil
-		}
-		if err := sleep(ctx, 100*time.Millisecond); err != nil {
-			return "", false, err
-		}
-	}
-	missing, _ := trafficReport(g, from)
-	// Does a reload notice?
-	reload := "nor by a reload"
-	if err := lb.Notify(syscall.SIGHUP); err != nil {
-		return "", false, err
-	}
-	if err := sleep(ctx, 2*time.Second); err != nil {
-		return "", false, err
-	}
-	if _, err := lb.Host.Run("nft", "list", "table", "inet", "halb"); err == nil {
-		reload = "but by a reload"
-	}
-	// Put it back for the next rows: a restart rebuilds it (the leftover
-	// check after the row says whether it did).
-	if err := lb.Signal(syscall.SIGTERM, 5*time.Second); err != nil {
-		return "", false, err
-	}
-	return fmt.Sprintf("not restored after %s, %s; a restart restores it; while it was missing: %s", secs(limit), reload, missing), false, nil
-}
-
 func vipDeleted(ctx context.Context, e *env) (string, bool, error) {
 	lb := e.s.LBs[0]
 	vip := site.VIPsA[1] + "/24"
