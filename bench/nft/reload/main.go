@@ -136,7 +136,7 @@ func reloads(bin, dir string, n, pools, runs int) (hup, ref []time.Duration, err
 	if err != nil {
 		return nil, nil, err
 	}
-	defer logf.Close()
+	defer func() { _ = logf.Close() }() // halb wrote it; its lines are read back below
 	cmd := exec.Command("ip", "netns", "exec", ns.name, bin, "run", "--config", cfg, "--dataplane", "nftables")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
@@ -146,7 +146,9 @@ func reloads(bin, dir string, n, pools, runs int) (hup, ref []time.Duration, err
 	go func() { exited <- cmd.Wait() }()
 	defer func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM) // it may have exited; its exit is waited for below
-		<-exited
+		if werr := <-exited; werr != nil && err == nil {
+			err = fmt.Errorf("halb run: %w", werr)
+		}
 		if err != nil {
 			log, _ := os.ReadFile(logf.Name())
 			err = fmt.Errorf("%w; halb's log:\n%s", err, log)

@@ -78,8 +78,7 @@ func extract(ctx context.Context, repo, rev, dir string) error {
 	aerr := archive.Start()
 	uerr := untar.Start()
 	// Only the children hold the pipe now: either's end ends the other.
-	r.Close()
-	w.Close()
+	_, _ = r.Close(), w.Close()
 	if aerr == nil {
 		aerr = archive.Wait()
 	}
