@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -168,6 +169,42 @@ func advertsFrom(t *testing.T, c *netns.Host, src string, count int) {
 	}
 }
 
+// bridgeCapture is tcpdump on the lab switch's bridge, until stopped.
+type bridgeCapture struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+	out    syncBuffer
+}
+
+func startBridgeCapture(t *testing.T, sw *netns.Host, filter string) *bridgeCapture {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	bc := &bridgeCapture{cancel: cancel, done: make(chan struct{})}
+	cmd := sw.Command(ctx, "tcpdump", "-i", "br0", "-e", "-nn", "-v", "-l", filter)
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGINT) }
+	cmd.Stdout, cmd.Stderr = &bc.out, &bc.out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { cmd.Wait(); close(bc.done) }()
+	t.Cleanup(func() { cancel(); <-bc.done })
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(bc.out.String(), "listening on") {
+		if time.Now().After(deadline) {
+			t.Fatalf("tcpdump is not listening after 10s: %s", bc.out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return bc
+}
+
+// stop ends the capture and returns what tcpdump printed.
+func (bc *bridgeCapture) stop() string {
+	bc.cancel()
+	<-bc.done
+	return bc.out.String()
+}
+
 // hasRoute reports whether h routes 198.51.100.0/24 via the lab's gateway,
 // the instance's virtual route.
 func hasRoute(t *testing.T, h *netns.Host) bool {
@@ -242,11 +279,11 @@ func waitHealth(t *testing.T, h *netns.Host, sock string, want map[string]bool) 
 // the backup is replaced (keepalived stays master and halb counts its
 // adverts), then the master (its SIGTERM hands the VIP to halb on b, and
 // halb on a takes it back). The pings lost stay within one failover's
-// bound (plus, for now, what halb's IGMP reports from the virtual MAC
-// cost: see below); the VIP is never on both nodes for more than a transition; the
-// adverts leave from the virtual MAC under keepalived and halb; the
-// virtual route is on the master only; and halb takes out only the real
-// server whose checked port stops answering.
+// bound; the VIP is never on both nodes for more than a transition; the
+// adverts leave from the virtual MAC under keepalived and halb, and no
+// IGMP report does; the virtual route is on the master only; halb takes
+// out only the real server whose checked port stops answering; and a
+// stopped halb leaves no virtual MAC interface or rule behind.
 //
 // keepalived runs with --vrrp on the whole file: this kernel has no IPVS,
 // and keepalived 2.2.7's checker process then exits with a fatal error
@@ -310,6 +347,7 @@ func TestLabMigrateFullPair(t *testing.T) {
 	advertsFrom(t, c, "192.0.2.1", 2)
 	pg := startPinger(t, c, vip)
 	vs := startVIPSampler(vip, p.a, p.b)
+	igmp := startBridgeCapture(t, p.sw, "igmp")
 	start := time.Now()
 
 	// run converts a keepalived node's file, validates the result and runs
@@ -329,7 +367,7 @@ func TestLabMigrateFullPair(t *testing.T) {
 
 	// The backup first: keepalived on a stays master throughout.
 	k2.term()
-	_, sockB := run(k2)
+	hb, sockB := run(k2)
 	holdVIP(t, vip, 2*masterDown(iv, 100), p.a, p.a, p.b)
 	if cnt := scrape(t, p.b, ahMetrics); cnt["halb_vrrp_adverts_received_total"] < 3 || cnt["halb_vrrp_adverts_rejected_total/icv"] != 0 {
 		t.Errorf("halb on b as keepalived's backup: %v", cnt)
@@ -356,19 +394,10 @@ func TestLabMigrateFullPair(t *testing.T) {
 
 	sent, lost := pg.stop(t)
 	vs.stop()
-	// One failover on SIGTERM: the backup waits the skew time. Known
-	// defect, allowed for until fixed: halb joins the VRRP group on the
-	// virtual MAC interface, so its IGMP reports leave a backup from the
-	// virtual MAC and the switch sends the VIP's traffic there until the
-	// master's next advert (keepalived sends them out of the parent
-	// interface instead, by an nftables rule). Each of the two halb starts
-	// as backup loses up to one advert interval.
+	// One failover on SIGTERM: the backup waits the skew time.
 	skew := time.Duration(256-100) * iv / 256
-	failover := int(generous(skew) / (100 * time.Millisecond))
-	igmpFromVMAC := 2 * int(iv/(100*time.Millisecond))
-	bound := failover + igmpFromVMAC
-	t.Logf("migration over %s: %d pings, %d lost (bound %d: failover %d, IGMP from the virtual MAC %d)",
-		time.Since(start).Round(time.Second), sent, lost, bound, failover, igmpFromVMAC)
+	bound := int(generous(skew) / (100 * time.Millisecond))
+	t.Logf("migration over %s: %d pings, %d lost (bound %d)", time.Since(start).Round(time.Second), sent, lost, bound)
 	if sent < 100 || lost > bound {
 		t.Errorf("%d pings sent, %d lost; want at least 100 sent and at most %d lost", sent, lost, bound)
 	}
@@ -381,6 +410,12 @@ func TestLabMigrateFullPair(t *testing.T) {
 		t.Errorf("VIP on neither node for up to %s (bound %s), on both in %d samples (want at most 1)", vs.maxNone, generous(skew), vs.two)
 	}
 	vs.mu.Unlock()
+	// A backup's IGMP report from the virtual MAC would have the switch
+	// send the VIP's traffic to it until the master's next advert: halb,
+	// like keepalived, sends them out of the parent interface.
+	if reports := igmp.stop(); strings.Contains(reports, "00:00:5e:00:01:0a >") || !strings.Contains(reports, "gaddr 224.0.0.18") {
+		t.Errorf("IGMP on the link: want reports for 224.0.0.18, none from the virtual MAC:\n%s", reports)
+	}
 
 	// Per-server checks: r1's checked port stops answering, and halb takes
 	// out that server only, naming its check.
@@ -396,5 +431,15 @@ func TestLabMigrateFullPair(t *testing.T) {
 			t.Errorf("halb on %s: 192.0.2.21 down for %q; want its check's reason", h.host.Name, reason)
 		}
 		t.Logf("halb on %s: 192.0.2.21 down: %s", h.host.Name, got["192.0.2.21"].Reason)
+	}
+
+	// Stopped, halb leaves neither the virtual MAC interface nor its IGMP
+	// rule behind.
+	hb.term()
+	if out, err := p.b.Run("ip", "link", "show", "vrrp.10"); err == nil {
+		t.Errorf("vrrp.10 left on b:\n%s", out)
+	}
+	if out, err := p.b.Run("nft", "list", "table", "ip", "halb_vmac"); err == nil {
+		t.Errorf("halb's virtual MAC table left on b:\n%s", out)
 	}
 }
