@@ -16,7 +16,8 @@ const vmacTable = "halb_vmac"
 // vmacParents is the table's map of virtual MAC interfaces to their
 // parents, by index.
 func vmacParents(t *nftables.Table) *nftables.Set {
-	return &nftables.Set{Table: t, Name: "parents", IsMap: true, KeyType: nftables.TypeIFIndex, DataType: nftables.TypeIFIndex}
+	return &nftables.Set{Table: t, Name: "parents", IsMap: true,
+		KeyType: nftables.TypeIFIndex, DataType: nftables.TypeIFIndex, KeyByteOrder: binaryutil.NativeEndian}
 }
 
 // igmpFromParent has the IGMP messages that leave the interface index
