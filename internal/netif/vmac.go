@@ -31,8 +31,8 @@ func VirtualMAC(vrid, family int) net.HardwareAddr {
 // VIPs at the virtual MAC only. The kernel makes it no link-local address
 // of the virtual MAC, which every node's interface would share: with
 // IPv6's virtual MAC (00:00:5e:00:02:VRID) it has base's, so that adverts
-// leave from the virtual MAC and an address of the node's own. Its IGMP
-// messages leave out of base (see igmpFromParent).
+// leave from the virtual MAC and an address of the node's own. Its
+// multicast membership reports leave out of base (see reportsFromParent).
 func EnsureVMAC(base, name string, mac net.HardwareAddr) error {
 	parent, err := netlink.LinkByName(base)
 	if err != nil {
@@ -66,9 +66,9 @@ func EnsureVMAC(base, name string, mac net.HardwareAddr) error {
 	if link, err = netlink.LinkByName(name); err != nil {
 		return fmt.Errorf("virtual MAC interface %s: %w", name, err)
 	}
-	// Before the interface is up, so that no IGMP message leaves from the
+	// Before the interface is up, so that no report leaves from the
 	// virtual MAC.
-	if err := igmpFromParent(link.Attrs().Index, parent.Attrs().Index); err != nil {
+	if err := reportsFromParent(link.Attrs().Index, parent.Attrs().Index); err != nil {
 		return fmt.Errorf("virtual MAC interface %s: %w", name, err)
 	}
 	if err := netlink.LinkSetUp(link); err != nil {
@@ -138,7 +138,7 @@ func RemoveVMAC(name string) error {
 	if err := netlink.LinkDel(link); err != nil && !errors.Is(err, syscall.ENODEV) {
 		return fmt.Errorf("remove virtual MAC interface %s: %w", name, err)
 	}
-	if err := igmpFromParentDone(link.Attrs().Index); err != nil {
+	if err := reportsFromParentDone(link.Attrs().Index); err != nil {
 		return fmt.Errorf("remove virtual MAC interface %s: %w", name, err)
 	}
 	return nil

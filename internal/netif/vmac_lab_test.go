@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -14,12 +15,13 @@ import (
 
 const vmacInNamespace = "HALB_NETIF_VMAC_TEST_IN_NAMESPACE"
 
-// TestLabVMACIGMP makes two virtual MAC interfaces on a's eth0 and joins
-// the VRRP group on one: b sees the IGMP reports come from eth0's MAC,
-// none from the virtual MAC. halb's map names both interfaces; removing
-// one leaves the other's entry, removing both leaves no table. The test
+// TestLabVMACReports makes virtual MAC interfaces on a's eth0, one of
+// each family and another IPv4 one, and joins the VRRP groups on the
+// first two: b sees the IGMP and MLDv2 reports come from eth0's MAC, and
+// nothing from a virtual MAC. halb's maps name the interfaces; removing
+// one leaves the others' entries, removing all leaves no table. The test
 // binary re-runs itself inside a's namespace for the part that acts on a.
-func TestLabVMACIGMP(t *testing.T) {
+func TestLabVMACReports(t *testing.T) {
 	if os.Getenv(vmacInNamespace) != "" {
 		vmacOnA(t)
 		return
@@ -39,7 +41,10 @@ func TestLabVMACIGMP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := lab.Connect(a, sw, "eth0", "192.0.2.1/24"); err != nil {
+	if _, err := a.Run("sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lab.Connect(a, sw, "eth0", "192.0.2.1/24", "2001:db8::1/64"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := lab.Connect(b, sw, "eth0", "192.0.2.2/24"); err != nil {
@@ -52,9 +57,10 @@ func TestLabVMACIGMP(t *testing.T) {
 	mac := strings.TrimSpace(string(link))
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	// a's reports only: the lab's bridge sends its own.
-	capture := b.Command(ctx, "tcpdump", "-i", "eth0", "-e", "-nn", "-v", "-l", "-c", "2",
-		"igmp and (ether src "+mac+" or ether src 00:00:5e:00:01:0a)")
+	// a's frames only: the lab's bridge sends its own reports.
+	capture := b.Command(ctx, "tcpdump", "-i", "eth0", "-e", "-nn", "-v", "-l",
+		"ether src "+mac+" or ether src 00:00:5e:00:01:0a or ether src 00:00:5e:00:01:0b or ether src 00:00:5e:00:02:0a")
+	capture.Cancel = func() error { return capture.Process.Signal(syscall.SIGINT) }
 	var out strings.Builder
 	capture.Stdout = &out
 	said := newSayWatch("listening on")
@@ -67,25 +73,25 @@ func TestLabVMACIGMP(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatalf("tcpdump is not listening after 10s: %s", said)
 	}
-	child := a.Command(ctx, os.Args[0], "-test.run=^TestLabVMACIGMP$", "-test.v")
+	child := a.Command(ctx, os.Args[0], "-test.run=^TestLabVMACReports$", "-test.v")
 	child.Env = append(os.Environ(), vmacInNamespace+"=1")
 	if res, err := child.CombinedOutput(); err != nil {
 		t.Fatalf("in namespace a: %v\n%s", err, res)
 	}
-	if err := capture.Wait(); err != nil {
-		t.Fatalf("capture: %v: %s", err, out.String())
-	}
+	time.Sleep(200 * time.Millisecond) // tcpdump prints the last frames
+	capture.Cancel()
+	capture.Wait()
 	got := out.String()
-	if strings.Count(got, mac+" > 01:00:5e:00:00:16") != 2 || !strings.Contains(got, "gaddr 224.0.0.18") || strings.Contains(got, "00:00:5e:00:01:0a >") {
-		t.Errorf("want two IGMP reports for 224.0.0.18 from %s, none from the virtual MAC:\n%s", mac, got)
+	if strings.Contains(got, "00:00:5e:00:0") || !strings.Contains(got, "gaddr 224.0.0.18") || !strings.Contains(got, "gaddr ff02::12") {
+		t.Errorf("want the reports for 224.0.0.18 and ff02::12 from %s, nothing from a virtual MAC:\n%s", mac, got)
 	}
 }
 
 // vmacOnA runs in a's namespace.
 func vmacOnA(t *testing.T) {
-	parents := func() string {
+	parents := func(fam string) string {
 		t.Helper()
-		out, err := exec.Command("nft", "list", "map", "ip", vmacTable, "parents").CombinedOutput()
+		out, err := exec.Command("nft", "list", "map", fam, vmacTable, "parents").CombinedOutput()
 		if err != nil {
 			return ""
 		}
@@ -96,38 +102,51 @@ func vmacOnA(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := EnsureVMAC("eth0", "vrrp.11", VirtualMAC(11, 4)); err != nil {
-		t.Fatal(err)
+	for name, mac := range map[string]net.HardwareAddr{"vrrp.11": VirtualMAC(11, 4), "vrrp6.10": VirtualMAC(10, 6)} {
+		if err := EnsureVMAC("eth0", name, mac); err != nil {
+			t.Fatal(err)
+		}
 	}
 	// nft prints the parents as numbers (the library records no byte
 	// order for a map's data); the reports b captures show them right.
-	if m := parents(); !strings.Contains(m, `"vrrp.10" : `) || !strings.Contains(m, `"vrrp.11" : `) {
-		t.Fatalf("halb's map:\n%s", m)
+	for _, fam := range []string{"ip", "ip6"} {
+		if m := parents(fam); !strings.Contains(m, `"vrrp.10" : `) || !strings.Contains(m, `"vrrp.11" : `) || !strings.Contains(m, `"vrrp6.10" : `) {
+			t.Fatalf("halb's %s map:\n%s", fam, m)
+		}
 	}
-	ifi, err := net.InterfaceByName("vrrp.10")
-	if err != nil {
-		t.Fatal(err)
+	// Joining sends the reports.
+	for _, g := range []struct {
+		network, dev string
+		group        net.IP
+	}{{"udp4", "vrrp.10", net.IPv4(224, 0, 0, 18)}, {"udp6", "vrrp6.10", net.ParseIP("ff02::12")}} {
+		ifi, err := net.InterfaceByName(g.dev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := net.ListenMulticastUDP(g.network, ifi, &net.UDPAddr{IP: g.group})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
 	}
-	// Joining sends the reports; b captures two.
-	c, err := net.ListenMulticastUDP("udp4", ifi, &net.UDPAddr{IP: net.IPv4(224, 0, 0, 18)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(2 * time.Second) // the join's second report, within a second
-	c.Close()
+	time.Sleep(2 * time.Second) // the joins' second reports, within a second
 
 	if err := RemoveVMAC("vrrp.10"); err != nil {
 		t.Fatal(err)
 	}
-	if m := parents(); strings.Contains(m, "vrrp.10") || !strings.Contains(m, `"vrrp.11" : `) {
-		t.Fatalf("halb's map after vrrp.10 is removed:\n%s", m)
+	for _, fam := range []string{"ip", "ip6"} {
+		if m := parents(fam); strings.Contains(m, `"vrrp.10"`) || !strings.Contains(m, `"vrrp.11" : `) {
+			t.Fatalf("halb's %s map after vrrp.10 is removed:\n%s", fam, m)
+		}
 	}
-	for range 2 { // removing it again is not an error
-		if err := RemoveVMAC("vrrp.11"); err != nil {
+	for _, name := range []string{"vrrp.11", "vrrp6.10", "vrrp6.10"} { // removing one again is not an error
+		if err := RemoveVMAC(name); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if out, err := exec.Command("nft", "list", "table", "ip", vmacTable).CombinedOutput(); err == nil {
-		t.Fatalf("halb's table left:\n%s", out)
+	for _, fam := range []string{"ip", "ip6"} {
+		if out, err := exec.Command("nft", "list", "table", fam, vmacTable).CombinedOutput(); err == nil {
+			t.Fatalf("halb's %s table left:\n%s", fam, out)
+		}
 	}
 }
