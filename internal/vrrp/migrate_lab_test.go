@@ -293,7 +293,7 @@ func waitHealth(t *testing.T, h *netns.Host, sock string, want map[string]bool) 
 // data plane off, and its status shows their results.
 func TestLabMigrateFullPair(t *testing.T) {
 	labtest.RequireRoot(t)
-	labtest.RequireTool(t, "keepalived", "tcpdump", "ping")
+	labtest.RequireTool(t, "keepalived", "tcpdump", "ping", "nft")
 	const vip = "192.0.2.100"
 	iv := time.Second
 	p := newPair(t)
@@ -406,8 +406,10 @@ func TestLabMigrateFullPair(t *testing.T) {
 	if vs.err != nil {
 		t.Error(vs.err)
 	}
-	if vs.maxNone > generous(skew) || vs.two > 1 {
-		t.Errorf("VIP on neither node for up to %s (bound %s), on both in %d samples (want at most 1)", vs.maxNone, generous(skew), vs.two)
+	// On both nodes only while the backup takes the new master's first
+	// advert: within two samples.
+	if vs.maxNone > generous(skew) || vs.maxTwo > 100*time.Millisecond {
+		t.Errorf("VIP on neither node for up to %s (bound %s), on both for up to %s (bound 100ms)", vs.maxNone, generous(skew), vs.maxTwo)
 	}
 	vs.mu.Unlock()
 	// A backup's IGMP report from the virtual MAC would have the switch
@@ -427,14 +429,14 @@ func TestLabMigrateFullPair(t *testing.T) {
 		sock string
 	}{{p.a, sockA}, {p.b, sockB}} {
 		got := waitHealth(t, h.host, h.sock, down)
-		if reason := got["192.0.2.21"].Reason; !strings.Contains(reason, "8081") && !strings.Contains(reason, "refused") {
+		if reason := got["192.0.2.21"].Reason; !strings.Contains(reason, "192.0.2.21:8081") {
 			t.Errorf("halb on %s: 192.0.2.21 down for %q; want its check's reason", h.host.Name, reason)
 		}
 		t.Logf("halb on %s: 192.0.2.21 down: %s", h.host.Name, got["192.0.2.21"].Reason)
 	}
 
-	// Stopped, halb leaves neither the virtual MAC interface nor its IGMP
-	// rule behind.
+	// Stopped, halb leaves neither the virtual MAC interface nor its
+	// reports' table behind.
 	hb.term()
 	if out, err := p.b.Run("ip", "link", "show", "vrrp.10"); err == nil {
 		t.Errorf("vrrp.10 left on b:\n%s", out)
