@@ -31,7 +31,8 @@ func VirtualMAC(vrid, family int) net.HardwareAddr {
 // VIPs at the virtual MAC only. The kernel makes it no link-local address
 // of the virtual MAC, which every node's interface would share: with
 // IPv6's virtual MAC (00:00:5e:00:02:VRID) it has base's, so that adverts
-// leave from the virtual MAC and an address of the node's own.
+// leave from the virtual MAC and an address of the node's own. Its
+// multicast membership reports leave out of base (see reportsFromParent).
 func EnsureVMAC(base, name string, mac net.HardwareAddr) error {
 	parent, err := netlink.LinkByName(base)
 	if err != nil {
@@ -61,6 +62,14 @@ func EnsureVMAC(base, name string, mac net.HardwareAddr) error {
 				return fmt.Errorf("virtual MAC interface %s: %s of %s: %w", name, key, dev, err)
 			}
 		}
+	}
+	if link, err = netlink.LinkByName(name); err != nil {
+		return fmt.Errorf("virtual MAC interface %s: %w", name, err)
+	}
+	// Before the interface is up, so that no report leaves from the
+	// virtual MAC.
+	if err := reportsFromParent(link.Attrs().Index, parent.Attrs().Index); err != nil {
+		return fmt.Errorf("virtual MAC interface %s: %w", name, err)
 	}
 	if err := netlink.LinkSetUp(link); err != nil {
 		return fmt.Errorf("virtual MAC interface %s up: %w", name, err)
@@ -127,6 +136,9 @@ func RemoveVMAC(name string) error {
 		return nil
 	}
 	if err := netlink.LinkDel(link); err != nil && !errors.Is(err, syscall.ENODEV) {
+		return fmt.Errorf("remove virtual MAC interface %s: %w", name, err)
+	}
+	if err := reportsFromParentDone(link.Attrs().Index); err != nil {
 		return fmt.Errorf("remove virtual MAC interface %s: %w", name, err)
 	}
 	return nil
