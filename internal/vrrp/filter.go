@@ -1,0 +1,125 @@
+package vrrp
+
+import (
+	"fmt"
+	"slices"
+
+	"golang.org/x/net/bpf"
+
+	"halb/internal/vrrp/packet"
+)
+
+// filterSpec is what a socket's kernel filter lets through: adverts of
+// these versions for these VRIDs (the instances on the socket).
+type filterSpec struct {
+	versions []int
+	vrids    []int
+}
+
+// filterOf is the filter spec of the instances on socket s.
+func filterOf(instances map[string]*instance, s conn) filterSpec {
+	var f filterSpec
+	for _, ins := range instances {
+		if ins.sock != s {
+			continue
+		}
+		if !slices.Contains(f.versions, ins.cfg.Version) {
+			f.versions = append(f.versions, ins.cfg.Version)
+		}
+		if !slices.Contains(f.vrids, ins.cfg.VRID) {
+			f.vrids = append(f.vrids, ins.cfg.VRID)
+		}
+	}
+	slices.Sort(f.versions)
+	slices.Sort(f.vrids)
+	return f
+}
+
+func (f filterSpec) equal(g filterSpec) bool {
+	return slices.Equal(f.versions, g.versions) && slices.Equal(f.vrids, g.vrids)
+}
+
+// vrrpMin is the shortest VRRP message: a VRRPv3 header without
+// addresses.
+const vrrpMin = 8
+
+// filterAccept is what an accepting filter returns: keep the whole
+// datagram.
+const filterAccept = 0xffff
+
+// filterProgram is a classic BPF socket filter that drops in the kernel
+// what can never be an advert for the instances of spec: another
+// version or type, another VRID, a message shorter than a VRRP header,
+// and on IPv4 a multicast datagram whose TTL is not 255 (a unicast one
+// may come through routers, as packet.Decode allows). IPv4 raw sockets
+// see the IP header first; withAH, the AH header follows it. IPv6 raw
+// sockets see the message alone: the hop limit is left to Decode.
+func filterProgram(family int, withAH bool, spec filterSpec) ([]bpf.Instruction, error) {
+	if len(spec.vrids) == 0 || len(spec.versions) == 0 {
+		return []bpf.Instruction{bpf.RetConstant{Val: 0}}, nil
+	}
+	// drop is a placeholder resolved to a jump to the final "return 0"
+	// (no other jump goes that far in a program of at most 255).
+	const drop = 0xff
+	var p []bpf.Instruction
+	if family == 4 {
+		p = append(p,
+			// A multicast destination (224/4) needs TTL 255.
+			bpf.LoadAbsolute{Off: 16, Size: 1},
+			bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: 0xf0},
+			bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: 0xe0, SkipTrue: 2},
+			bpf.LoadAbsolute{Off: 8, Size: 1},
+			bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: 255, SkipTrue: drop},
+			// X: where the VRRP message begins.
+			bpf.LoadMemShift{Off: 0},
+		)
+		if withAH {
+			p = append(p,
+				bpf.LoadExtension{Num: bpf.ExtLen},
+				bpf.ALUOpX{Op: bpf.ALUOpSub},
+				bpf.JumpIf{Cond: bpf.JumpLessThan, Val: 12, SkipTrue: drop},
+				bpf.LoadIndirect{Off: 0, Size: 1},
+				bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: packet.Protocol, SkipTrue: drop},
+				// The AH header is (payload length + 2) × 4 bytes.
+				bpf.LoadIndirect{Off: 1, Size: 1},
+				bpf.ALUOpConstant{Op: bpf.ALUOpAdd, Val: 2},
+				bpf.ALUOpConstant{Op: bpf.ALUOpShiftLeft, Val: 2},
+				bpf.ALUOpX{Op: bpf.ALUOpAdd},
+				bpf.TAX{},
+			)
+		}
+	}
+	p = append(p,
+		bpf.LoadExtension{Num: bpf.ExtLen},
+		bpf.ALUOpX{Op: bpf.ALUOpSub}, // X is 0 on IPv6
+		bpf.JumpIf{Cond: bpf.JumpLessThan, Val: vrrpMin, SkipTrue: drop},
+		bpf.LoadIndirect{Off: 0, Size: 1},
+	)
+	for i, v := range spec.versions {
+		// Version and type 1 (advertisement): past them, the VRID.
+		p = append(p, bpf.JumpIf{Cond: bpf.JumpEqual, Val: uint32(v<<4 | 1), SkipTrue: uint8(len(spec.versions) - i)})
+	}
+	p = append(p, bpf.Jump{Skip: drop}, bpf.LoadIndirect{Off: 1, Size: 1})
+	for i, id := range spec.vrids {
+		p = append(p, bpf.JumpIf{Cond: bpf.JumpEqual, Val: uint32(id), SkipTrue: uint8(len(spec.vrids) - i)})
+	}
+	p = append(p, bpf.RetConstant{Val: 0}, bpf.RetConstant{Val: filterAccept})
+	if len(p) > 255 {
+		return nil, fmt.Errorf("VRRP socket filter for %d VRIDs: %d instructions, too many to jump over", len(spec.vrids), len(p))
+	}
+	// Resolve the drops: the "return 0" is second to last.
+	for i, ins := range p {
+		to := uint8(len(p) - 2 - i - 1)
+		switch j := ins.(type) {
+		case bpf.JumpIf:
+			if j.SkipTrue == drop {
+				j.SkipTrue = to
+			}
+			p[i] = j
+		case bpf.Jump:
+			j.Skip = uint32(to)
+			p[i] = j
+		}
+	}
+	return p, nil
+}
