@@ -16,15 +16,23 @@ type filterSpec struct {
 	vrids    []int
 }
 
-// filterOf is the filter spec of the instances on socket s.
+// filterOf is the filter spec of the instances on socket s: their
+// versions, and on IPv4 the other version too for an instance that has
+// not yet warned of adverts of another version.
 func filterOf(instances map[string]*instance, s conn) filterSpec {
 	var f filterSpec
 	for _, ins := range instances {
 		if ins.sock != s {
 			continue
 		}
-		if !slices.Contains(f.versions, ins.cfg.Version) {
-			f.versions = append(f.versions, ins.cfg.Version)
+		vs := []int{ins.cfg.Version}
+		if !ins.versionReported && ins.cfg.Family() == 4 {
+			vs = []int{2, 3}
+		}
+		for _, v := range vs {
+			if !slices.Contains(f.versions, v) {
+				f.versions = append(f.versions, v)
+			}
 		}
 		if !slices.Contains(f.vrids, ins.cfg.VRID) {
 			f.vrids = append(f.vrids, ins.cfg.VRID)

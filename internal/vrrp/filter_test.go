@@ -181,11 +181,17 @@ func TestFilterTooManyVRIDs(t *testing.T) {
 }
 
 // TestRunnerFilterFollowsReload: the socket's filter lets through the
-// VRIDs and versions of the instances on it, as a reload changes them.
+// VRIDs and versions of the instances on it, as a reload changes them,
+// and adverts of another version until they were warned of.
 func TestRunnerFilterFollowsReload(t *testing.T) {
 	tr := newTestRunner(t, oneInstance, "eth0")
+	if want := (filterSpec{versions: []int{2, 3}, vrids: []int{10}}); !tr.conn.spec.equal(want) {
+		t.Fatalf("filter %+v at start, want %+v: another version passes until it is warned of", tr.conn.spec, want)
+	}
+	tr.receive(received{sock: tr.conn, hdr: packet.Header{Src: filterPeer, Dst: packet.GroupIPv4, TTL: 255},
+		msg: advertBytes(t, 2, 10, packet.GroupIPv4)})
 	if want := (filterSpec{versions: []int{3}, vrids: []int{10}}); !tr.conn.spec.equal(want) {
-		t.Fatalf("filter %+v at start, want %+v", tr.conn.spec, want)
+		t.Fatalf("filter %+v after a VRRPv2 advert was warned of, want %+v", tr.conn.spec, want)
 	}
 	cfg, diags := config.Parse("t.yaml", []byte(oneInstance+`    - name: v2
       interface: eth0

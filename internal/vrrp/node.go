@@ -696,6 +696,7 @@ func (r *runner) receive(p received) {
 			r.log.Warn("adverts of another VRRP version (logged once)", "instance", in.Name, "src", p.hdr.Src,
 				"theirs", a.Version, "ours", in.Version)
 			r.notice(ins, why, r.clock.Now())
+			r.syncFilters() // the kernel drops the rest
 		}
 		return
 	}
