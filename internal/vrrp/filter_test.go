@@ -1,15 +1,12 @@
 package vrrp
 
 import (
-	"bytes"
-	"encoding/binary"
 	"net/netip"
 	"slices"
 	"testing"
 	"time"
 
 	"golang.org/x/net/bpf"
-	"golang.org/x/sys/unix"
 
 	"halb/internal/config"
 	"halb/internal/vrrp/ah"
@@ -223,37 +220,5 @@ func TestRunnerCountsOverflow(t *testing.T) {
 	c := tr.counters.of("vi")
 	if got := c.rejected[slices.Index(rejectReasons[:], RejectOverflow)].Load(); got != 12 {
 		t.Fatalf("%d counted as overflow, want 12", got)
-	}
-}
-
-// cmsg is one control message as the kernel lays it out.
-func cmsg(t *testing.T, level, typ int32, data []byte) []byte {
-	t.Helper()
-	h := unix.Cmsghdr{Level: level, Type: typ}
-	h.SetLen(unix.CmsgLen(len(data)))
-	var b bytes.Buffer
-	if err := binary.Write(&b, binary.NativeEndian, h); err != nil {
-		t.Fatal(err)
-	}
-	out := make([]byte, unix.CmsgSpace(len(data)))
-	copy(out, b.Bytes())
-	copy(out[unix.CmsgLen(0):], data)
-	return out
-}
-
-func TestRXQDrops(t *testing.T) {
-	ttl := cmsg(t, unix.IPPROTO_IP, unix.IP_TTL, binary.NativeEndian.AppendUint32(nil, 255))
-	drops := cmsg(t, unix.SOL_SOCKET, unix.SO_RXQ_OVFL, binary.NativeEndian.AppendUint32(nil, 7))
-	for _, c := range []struct {
-		oob  []byte
-		want uint32
-	}{
-		{nil, 0},
-		{ttl, 0},
-		{append(slices.Clone(ttl), drops...), 7},
-	} {
-		if got := rxqDrops(c.oob); got != c.want {
-			t.Errorf("rxqDrops(%x) = %d, want %d", c.oob, got, c.want)
-		}
 	}
 }
