@@ -2,6 +2,7 @@ package vrrp
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 
 	"golang.org/x/net/bpf"
@@ -10,17 +11,15 @@ import (
 )
 
 // filterSpec is what a socket's kernel filter lets through: adverts of
-// these versions for these VRIDs (the instances on the socket).
-type filterSpec struct {
-	versions []int
-	vrids    []int
-}
+// a version (the key) for its VRIDs, sorted (the instances on the
+// socket).
+type filterSpec map[int][]int
 
 // filterOf is the filter spec of the instances on socket s: their
 // versions, and on IPv4 the other version too for an instance that has
 // not yet warned of adverts of another version.
 func filterOf(instances map[string]*instance, s conn) filterSpec {
-	var f filterSpec
+	f := filterSpec{}
 	for _, ins := range instances {
 		if ins.sock != s {
 			continue
@@ -30,22 +29,16 @@ func filterOf(instances map[string]*instance, s conn) filterSpec {
 			vs = []int{2, 3}
 		}
 		for _, v := range vs {
-			if !slices.Contains(f.versions, v) {
-				f.versions = append(f.versions, v)
+			if !slices.Contains(f[v], ins.cfg.VRID) {
+				f[v] = append(f[v], ins.cfg.VRID)
+				slices.Sort(f[v])
 			}
 		}
-		if !slices.Contains(f.vrids, ins.cfg.VRID) {
-			f.vrids = append(f.vrids, ins.cfg.VRID)
-		}
 	}
-	slices.Sort(f.versions)
-	slices.Sort(f.vrids)
 	return f
 }
 
-func (f filterSpec) equal(g filterSpec) bool {
-	return slices.Equal(f.versions, g.versions) && slices.Equal(f.vrids, g.vrids)
-}
+func (f filterSpec) equal(g filterSpec) bool { return maps.EqualFunc(f, g, slices.Equal) }
 
 // vrrpMin is the shortest VRRP message: a VRRPv3 header without
 // addresses.
@@ -63,12 +56,10 @@ const filterAccept = 0xffff
 // see the IP header first; withAH, the AH header follows it. IPv6 raw
 // sockets see the message alone: the hop limit is left to Decode.
 func filterProgram(family int, withAH bool, spec filterSpec) ([]bpf.Instruction, error) {
-	if len(spec.vrids) == 0 || len(spec.versions) == 0 {
-		return []bpf.Instruction{bpf.RetConstant{Val: 0}}, nil
-	}
-	// drop is a placeholder resolved to a jump to the final "return 0"
-	// (no other jump goes that far in a program of at most 255).
-	const drop = 0xff
+	// drop and accept are placeholders resolved to jumps to the final
+	// "return 0" and "return all" (no other jump goes that far in a
+	// program of at most 255 instructions).
+	const drop, accept = 0xff, 0xfe
 	var p []bpf.Instruction
 	if family == 4 {
 		p = append(p,
@@ -101,31 +92,38 @@ func filterProgram(family int, withAH bool, spec filterSpec) ([]bpf.Instruction,
 		bpf.LoadExtension{Num: bpf.ExtLen},
 		bpf.ALUOpX{Op: bpf.ALUOpSub}, // X is 0 on IPv6
 		bpf.JumpIf{Cond: bpf.JumpLessThan, Val: vrrpMin, SkipTrue: drop},
-		bpf.LoadIndirect{Off: 0, Size: 1},
 	)
-	for i, v := range spec.versions {
-		// Version and type 1 (advertisement): past them, the VRID.
-		p = append(p, bpf.JumpIf{Cond: bpf.JumpEqual, Val: uint32(v<<4 | 1), SkipTrue: uint8(len(spec.versions) - i)})
-	}
-	p = append(p, bpf.Jump{Skip: drop}, bpf.LoadIndirect{Off: 1, Size: 1})
-	for i, id := range spec.vrids {
-		p = append(p, bpf.JumpIf{Cond: bpf.JumpEqual, Val: uint32(id), SkipTrue: uint8(len(spec.vrids) - i)})
+	for _, v := range slices.Sorted(maps.Keys(spec)) {
+		ids := spec[v]
+		p = append(p,
+			// Version and type 1 (advertisement), or the next version.
+			bpf.LoadIndirect{Off: 0, Size: 1},
+			bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: uint32(v<<4 | 1), SkipTrue: uint8(len(ids) + 2)},
+			bpf.LoadIndirect{Off: 1, Size: 1},
+		)
+		for _, id := range ids {
+			p = append(p, bpf.JumpIf{Cond: bpf.JumpEqual, Val: uint32(id), SkipTrue: accept})
+		}
+		p = append(p, bpf.Jump{Skip: drop})
 	}
 	p = append(p, bpf.RetConstant{Val: 0}, bpf.RetConstant{Val: filterAccept})
 	if len(p) > 255 {
-		return nil, fmt.Errorf("VRRP socket filter for %d VRIDs: %d instructions, too many to jump over", len(spec.vrids), len(p))
+		return nil, fmt.Errorf("VRRP socket filter: %d instructions, too many to jump over", len(p))
 	}
-	// Resolve the drops: the "return 0" is second to last.
+	// Resolve the drops and accepts: the last two instructions.
 	for i, ins := range p {
-		to := uint8(len(p) - 2 - i - 1)
+		toDrop, toAccept := uint8(len(p)-2-i-1), uint8(len(p)-1-i-1)
 		switch j := ins.(type) {
 		case bpf.JumpIf:
-			if j.SkipTrue == drop {
-				j.SkipTrue = to
+			switch j.SkipTrue {
+			case drop:
+				j.SkipTrue = toDrop
+			case accept:
+				j.SkipTrue = toAccept
 			}
 			p[i] = j
 		case bpf.Jump:
-			j.Skip = uint32(to)
+			j.Skip = uint32(toDrop)
 			p[i] = j
 		}
 	}

@@ -72,7 +72,7 @@ func runFilter(t *testing.T, family int, withAH bool, spec filterSpec, d []byte)
 }
 
 func TestFilterIPv4(t *testing.T) {
-	ours := filterSpec{versions: []int{3}, vrids: []int{9, 42}}
+	ours := filterSpec{3: {9, 42}}
 	v3 := advertBytes(t, 3, 9, filterGroup)
 	typ2 := append([]byte{0x32}, v3[1:]...)
 	for _, c := range []struct {
@@ -95,7 +95,7 @@ func TestFilterIPv4(t *testing.T) {
 			t.Errorf("%s: let through %v, want %v", c.name, got, c.want)
 		}
 	}
-	both := filterSpec{versions: []int{2, 3}, vrids: []int{9}}
+	both := filterSpec{2: {9}, 3: {9}}
 	for _, v := range []int{2, 3} {
 		if !runFilter(t, 4, false, both, ipv4Datagram(advertBytes(t, v, 9, filterGroup), 255, filterGroup, 0)) {
 			t.Errorf("VRRPv%d dropped by a filter for versions 2 and 3", v)
@@ -105,7 +105,7 @@ func TestFilterIPv4(t *testing.T) {
 
 func TestFilterIPv6(t *testing.T) {
 	group := netip.MustParseAddr("ff02::12")
-	ours := filterSpec{versions: []int{3}, vrids: []int{9}}
+	ours := filterSpec{3: {9}}
 	for _, c := range []struct {
 		name string
 		d    []byte
@@ -123,7 +123,7 @@ func TestFilterIPv6(t *testing.T) {
 }
 
 func TestFilterAH(t *testing.T) {
-	ours := filterSpec{versions: []int{2}, vrids: []int{9}}
+	ours := filterSpec{2: {9}}
 	sealed := func(vrid uint8, dst netip.Addr) []byte {
 		d, err := ah.Seal{Src: filterSrc, Dst: dst, ID: 1, Seq: 1, Key: "secret"}.Datagram(advertBytes(t, 2, vrid, dst))
 		if err != nil {
@@ -162,18 +162,32 @@ func TestFilterNoInstances(t *testing.T) {
 }
 
 func TestFilterTooManyVRIDs(t *testing.T) {
-	var spec filterSpec
-	spec.versions = []int{2, 3}
+	var ids []int
 	for id := 1; id <= 255; id++ {
-		spec.vrids = append(spec.vrids, id)
+		ids = append(ids, id)
 	}
-	if _, err := filterProgram(4, true, spec); err == nil {
+	if _, err := filterProgram(4, true, filterSpec{2: ids, 3: ids}); err == nil {
 		t.Error("a program too long to jump over was built")
 	}
-	spec.vrids = spec.vrids[:200]
+	spec := filterSpec{3: ids[:200]}
 	d := ipv4Datagram(advertBytes(t, 3, 200, filterGroup), 255, filterGroup, 0)
 	if !runFilter(t, 4, false, spec, d) {
 		t.Error("the last of 200 VRIDs dropped")
+	}
+}
+
+// TestFilterVersionsApart: each version lets through its own VRIDs.
+func TestFilterVersionsApart(t *testing.T) {
+	spec := filterSpec{2: {10}, 3: {9}}
+	for _, c := range []struct {
+		v    int
+		vrid uint8
+		want bool
+	}{{3, 9, true}, {2, 10, true}, {2, 9, false}, {3, 10, false}} {
+		d := ipv4Datagram(advertBytes(t, c.v, c.vrid, filterGroup), 255, filterGroup, 0)
+		if got := runFilter(t, 4, false, spec, d); got != c.want {
+			t.Errorf("VRRPv%d for VRID %d: let through %v, want %v", c.v, c.vrid, got, c.want)
+		}
 	}
 }
 
@@ -182,12 +196,12 @@ func TestFilterTooManyVRIDs(t *testing.T) {
 // and adverts of another version until they were warned of.
 func TestRunnerFilterFollowsReload(t *testing.T) {
 	tr := newTestRunner(t, oneInstance, "eth0")
-	if want := (filterSpec{versions: []int{2, 3}, vrids: []int{10}}); !tr.conn.spec.equal(want) {
+	if want := (filterSpec{2: {10}, 3: {10}}); !tr.conn.spec.equal(want) {
 		t.Fatalf("filter %+v at start, want %+v: another version passes until it is warned of", tr.conn.spec, want)
 	}
 	tr.receive(received{sock: tr.conn, hdr: packet.Header{Src: filterPeer, Dst: packet.GroupIPv4, TTL: 255},
 		msg: advertBytes(t, 2, 10, packet.GroupIPv4)})
-	if want := (filterSpec{versions: []int{3}, vrids: []int{10}}); !tr.conn.spec.equal(want) {
+	if want := (filterSpec{3: {10}}); !tr.conn.spec.equal(want) {
 		t.Fatalf("filter %+v after a VRRPv2 advert was warned of, want %+v", tr.conn.spec, want)
 	}
 	cfg, diags := config.Parse("t.yaml", []byte(oneInstance+`    - name: v2
@@ -204,7 +218,7 @@ func TestRunnerFilterFollowsReload(t *testing.T) {
 	if err := tr.apply(cfg); err != nil {
 		t.Fatal(err)
 	}
-	if want := (filterSpec{versions: []int{2, 3}, vrids: []int{10, 20}}); !tr.conn.spec.equal(want) {
+	if want := (filterSpec{2: {20}, 3: {10, 20}}); !tr.conn.spec.equal(want) {
 		t.Fatalf("filter %+v after the reload, want %+v", tr.conn.spec, want)
 	}
 }
