@@ -23,11 +23,12 @@ const (
 	RejectReplay        = "replay" // under AH: numbered no higher than the last sent or heard
 	RejectUnknownSource = "unknown source"
 	RejectAddressList   = "address list"
+	RejectOverflow      = "overflow" // dropped unread, the socket's buffer full: for each instance on it
 	RejectOther         = "other"
 )
 
 var rejectReasons = [...]string{RejectLength, RejectVersion, RejectChecksum, RejectTTL, RejectAddressCount,
-	RejectInterval, RejectAuth, RejectICV, RejectReplay, RejectUnknownSource, RejectAddressList, RejectOther}
+	RejectInterval, RejectAuth, RejectICV, RejectReplay, RejectUnknownSource, RejectAddressList, RejectOverflow, RejectOther}
 
 // decodeReason names the reason of a Decode error.
 func decodeReason(err error) string {
@@ -55,12 +56,14 @@ type counters struct {
 	rejected       [len(rejectReasons)]atomic.Uint64
 }
 
-func (c *counters) reject(reason string) {
+func (c *counters) reject(reason string) { c.rejectN(reason, 1) }
+
+func (c *counters) rejectN(reason string, n uint64) {
 	i := slices.Index(rejectReasons[:], reason)
 	if i < 0 {
 		i = len(rejectReasons) - 1
 	}
-	c.rejected[i].Add(1)
+	c.rejected[i].Add(n)
 }
 
 // counterSet holds the counters of a node's instances by name; they

@@ -256,6 +256,10 @@ type runner struct {
 	// master); dropped is the list the kernel has.
 	noAccept map[string][]netip.Addr
 	dropped  []netip.Addr
+	// filters are the sockets' kernel filters; drops, the datagrams
+	// each had dropped when last heard of.
+	filters map[conn]filterSpec
+	drops   map[conn]uint32
 }
 
 // notifyQueue is how many notify runs may wait for the one running.
@@ -301,6 +305,7 @@ func (r *runner) apply(cfg *config.Config) error {
 		}
 	}
 	r.closeUnusedSockets()
+	r.syncFilters()
 	r.setStatic(old, cfg)
 	r.syncGroups()
 	for _, ins := range r.instances {
@@ -405,6 +410,47 @@ func (r *runner) closeUnusedSockets() {
 		if !used {
 			s.close()
 			delete(r.sockets, key)
+			delete(r.filters, s)
+			delete(r.drops, s)
+		}
+	}
+}
+
+// syncFilters gives each socket a kernel filter for the instances on it.
+// Without one, a socket hears everything and the checks drop the rest.
+func (r *runner) syncFilters() {
+	if r.filters == nil {
+		r.filters = map[conn]filterSpec{}
+	}
+	for _, s := range r.sockets {
+		spec := filterOf(r.instances, s)
+		if old, ok := r.filters[s]; ok && old.equal(spec) {
+			continue
+		}
+		if err := s.filter(spec); err != nil {
+			r.log.Error("VRRP socket not filtered in the kernel", "err", err)
+			delete(r.filters, s)
+			continue
+		}
+		r.filters[s] = spec
+	}
+}
+
+// overflow counts, for each instance on p's socket, the datagrams the
+// socket dropped since the last it delivered (the kernel does not say for
+// which VRID they were).
+func (r *runner) overflow(p received) {
+	last := r.drops[p.sock]
+	if p.drops == last {
+		return
+	}
+	if r.drops == nil {
+		r.drops = map[conn]uint32{}
+	}
+	r.drops[p.sock] = p.drops
+	for _, ins := range r.instances {
+		if ins.sock == p.sock {
+			ins.cnt.rejectN(RejectOverflow, uint64(p.drops-last))
 		}
 	}
 }
@@ -600,6 +646,7 @@ func (r *runner) notice(ins *instance, why string, now time.Time) {
 // receive checks an advert and gives it to its instance, counting it as
 // received or rejected with a reason.
 func (r *runner) receive(p received) {
+	r.overflow(p)
 	var ins *instance
 	if len(p.msg) >= 2 {
 		for _, c := range r.instances {
@@ -649,6 +696,7 @@ func (r *runner) receive(p received) {
 			r.log.Warn("adverts of another VRRP version (logged once)", "instance", in.Name, "src", p.hdr.Src,
 				"theirs", a.Version, "ours", in.Version)
 			r.notice(ins, why, r.clock.Now())
+			r.syncFilters() // the kernel drops the rest
 		}
 		return
 	}

@@ -41,12 +41,14 @@ type sentAdvert struct {
 type fakeConn struct {
 	clock *clocktest.Clock
 	sent  []sentAdvert
-	// dst is the group joined last.
-	dst netip.Addr
+	// dst is the group joined last; spec the kernel filter set last.
+	dst  netip.Addr
+	spec filterSpec
 }
 
 func (c *fakeConn) join(g netip.Addr) error               { c.dst = g; return nil }
 func (c *fakeConn) read(chan<- received, <-chan struct{}) {}
+func (c *fakeConn) filter(spec filterSpec) error          { c.spec = spec; return nil }
 func (c *fakeConn) close()                                {}
 func (c *fakeConn) send(b []byte, src, dst netip.Addr) error {
 	msg, datagram := b, []byte(nil)

@@ -3,11 +3,13 @@ package vrrp
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"net"
 	"net/netip"
 	"syscall"
 
+	"golang.org/x/net/bpf"
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
@@ -22,6 +24,7 @@ type conn interface {
 	join(group netip.Addr) error
 	send(b []byte, src, dst netip.Addr) error
 	read(out chan<- received, done <-chan struct{})
+	filter(spec filterSpec) error
 	close()
 }
 
@@ -37,6 +40,9 @@ type received struct {
 	// ah is the AH datagram msg came in, not yet verified (nil: plain
 	// VRRP).
 	ah *ah.Packet
+	// drops is how many datagrams the socket had dropped, its receive
+	// buffer full, when this one was queued.
+	drops uint32
 }
 
 // socket is a raw protocol-112 socket bound to one interface and family,
@@ -54,7 +60,8 @@ type socket struct {
 
 // openSocket opens a raw VRRP socket bound to ifname (SO_BINDTODEVICE),
 // sending with TTL/hop limit 255 and receiving the TTL, destination and
-// arrival interface of each packet. An AH socket sends and receives whole
+// arrival interface of each packet, and the count of packets dropped, in
+// a large receive buffer. An AH socket sends and receives whole
 // IPv4 datagrams (IP_HDRINCL): the ICV covers the IP header.
 func openSocket(ifname string, family int, withAH bool) (*socket, error) {
 	ifi, err := net.InterfaceByName(ifname)
@@ -67,6 +74,13 @@ func openSocket(ifname string, family int, withAH bool) (*socket, error) {
 			serr = unix.SetsockoptString(int(fd), unix.SOL_SOCKET, unix.SO_BINDTODEVICE, ifname)
 			if serr == nil && withAH {
 				serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_HDRINCL, 1)
+			}
+			if serr == nil {
+				serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RXQ_OVFL, 1)
+			}
+			// Beyond net.core.rmem_max as root; else as much as it allows.
+			if unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, rcvBuf) != nil {
+				_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, rcvBuf)
 			}
 		})
 		if err != nil {
@@ -164,86 +178,130 @@ func (s *socket) send(b []byte, src, dst netip.Addr) error {
 	return nil
 }
 
-// read delivers the adverts that arrive on the socket's own interface
-// until the socket is closed.
+// readBatch is how many datagrams one read may return (recvmmsg).
+const readBatch = 32
+
+// rcvBuf is the socket's receive buffer: room for a burst of junk that
+// would otherwise crowd out the peers' adverts.
+const rcvBuf = 4 << 20
+
+// read delivers the adverts that arrive on the socket's own interface,
+// read in batches, until the socket is closed.
 func (s *socket) read(out chan<- received, done <-chan struct{}) {
-	if s.ah {
-		s.readAH(out, done)
-		return
+	ms := make([]ipv4.Message, readBatch) // = ipv6.Message
+	oobLen := unix.CmsgSpace(4)           // SO_RXQ_OVFL
+	if s.family == 4 {
+		oobLen += len(ipv4.NewControlMessage(ipv4.FlagTTL | ipv4.FlagDst | ipv4.FlagInterface))
+	} else {
+		oobLen += len(ipv6.NewControlMessage(ipv6.FlagHopLimit | ipv6.FlagDst | ipv6.FlagInterface))
 	}
-	buf := make([]byte, 1500)
+	for i := range ms {
+		ms[i].Buffers = [][]byte{make([]byte, 1500)}
+		ms[i].OOB = make([]byte, oobLen)
+	}
 	for {
-		var (
-			n       int
-			ifindex int
-			h       packet.Header
-			err     error
-		)
+		var n int
+		var err error
 		if s.family == 4 {
-			var cm *ipv4.ControlMessage
-			var src net.Addr
-			n, cm, src, err = s.p4.ReadFrom(buf)
-			if err == nil && cm != nil {
-				ifindex, h.TTL = cm.IfIndex, cm.TTL
-				h.Dst, _ = netip.AddrFromSlice(cm.Dst.To4())
-				h.Src = addrOf(src)
-			}
+			n, err = s.p4.ReadBatch(ms, 0)
 		} else {
-			var cm *ipv6.ControlMessage
-			var src net.Addr
-			n, cm, src, err = s.p6.ReadFrom(buf)
-			if err == nil && cm != nil {
-				ifindex, h.TTL = cm.IfIndex, cm.HopLimit
-				h.Dst, _ = netip.AddrFromSlice(cm.Dst)
-				h.Src = addrOf(src)
-			}
+			n, err = s.p6.ReadBatch(ms, 0)
 		}
 		if err != nil {
 			return // closed
 		}
-		if ifindex != s.ifi.Index || !h.Src.IsValid() {
-			continue
-		}
-		msg := make([]byte, n)
-		copy(msg, buf[:n])
-		select {
-		case out <- received{sock: s, hdr: h, msg: msg}:
-		case <-done:
-			return
+		for _, m := range ms[:n] {
+			p, ok := s.parse(m)
+			if !ok {
+				continue
+			}
+			select {
+			case out <- p:
+			case <-done:
+				return
+			}
 		}
 	}
 }
 
-// readAH delivers the VRRP adverts under AH, whole datagrams parsed (not
-// verified: that needs the instance's key), that arrive on the socket's
-// own interface until the socket is closed.
-func (s *socket) readAH(out chan<- received, done <-chan struct{}) {
-	ic, ok := s.c.(*net.IPConn)
-	if !ok {
-		return
-	}
-	buf := make([]byte, 1500)
-	oob := ipv4.NewControlMessage(ipv4.FlagTTL | ipv4.FlagDst | ipv4.FlagInterface)
-	for {
-		// ReadMsgIP, unlike ReadFrom, leaves the IP header in.
-		n, oobn, _, _, err := ic.ReadMsgIP(buf, oob)
-		if err != nil {
-			return // closed
-		}
+// parse makes a received advert of a datagram read, false if it did not
+// arrive on the socket's interface or is no advert. An IPv4 datagram
+// comes with its IP header; an IPv6 one without.
+func (s *socket) parse(m ipv4.Message) (received, bool) {
+	b, oob := m.Buffers[0][:m.N], m.OOB[:m.NN]
+	p := received{sock: s, drops: rxqDrops(oob)}
+	var ifindex int
+	if s.family == 4 {
 		var cm ipv4.ControlMessage
-		if cm.Parse(oob[:oobn]) != nil || cm.IfIndex != s.ifi.Index {
-			continue
+		if cm.Parse(oob) != nil {
+			return p, false
 		}
-		p, err := ah.Parse(bytes.Clone(buf[:n]))
+		ifindex, p.hdr.TTL = cm.IfIndex, cm.TTL
+		p.hdr.Dst, _ = netip.AddrFromSlice(cm.Dst.To4())
+	} else {
+		var cm ipv6.ControlMessage
+		if cm.Parse(oob) != nil {
+			return p, false
+		}
+		ifindex, p.hdr.TTL = cm.IfIndex, cm.HopLimit
+		p.hdr.Dst, _ = netip.AddrFromSlice(cm.Dst)
+	}
+	p.hdr.Src = addrOf(m.Addr)
+	if ifindex != s.ifi.Index || !p.hdr.Src.IsValid() {
+		return p, false
+	}
+	switch {
+	case s.ah:
+		a, err := ah.Parse(bytes.Clone(b))
 		if err != nil {
-			continue // not a VRRP advert under AH
+			return p, false // not a VRRP advert under AH
 		}
-		select {
-		case out <- received{sock: s, hdr: packet.Header{Src: p.Src, Dst: p.Dst, TTL: p.TTL}, msg: p.Msg, ah: p}:
-		case <-done:
-			return
+		p.hdr, p.msg, p.ah = packet.Header{Src: a.Src, Dst: a.Dst, TTL: a.TTL}, a.Msg, a
+	case s.family == 4:
+		if len(b) < 20 || len(b) < int(b[0]&0x0f)*4 {
+			return p, false
+		}
+		p.msg = bytes.Clone(b[int(b[0]&0x0f)*4:])
+	default:
+		p.msg = bytes.Clone(b)
+	}
+	return p, true
+}
+
+// rxqDrops is the socket's count of datagrams the kernel dropped (its
+// receive buffer full) that SO_RXQ_OVFL adds to a datagram's control
+// messages, 0 if there is none.
+func rxqDrops(oob []byte) uint32 {
+	cms, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return 0
+	}
+	for _, cm := range cms {
+		if cm.Header.Level == unix.SOL_SOCKET && cm.Header.Type == unix.SO_RXQ_OVFL && len(cm.Data) >= 4 {
+			return binary.NativeEndian.Uint32(cm.Data)
 		}
 	}
+	return 0
+}
+
+// filter attaches a kernel filter that lets through only adverts spec
+// can use.
+func (s *socket) filter(spec filterSpec) error {
+	prog, err := filterProgram(s.family, s.ah, spec)
+	if err == nil {
+		var raw []bpf.RawInstruction
+		if raw, err = bpf.Assemble(prog); err == nil {
+			if s.family == 4 {
+				err = s.p4.SetBPF(raw)
+			} else {
+				err = s.p6.SetBPF(raw)
+			}
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("filter the VRRP socket on %s: %w", s.ifname, err)
+	}
+	return nil
 }
 
 func addrOf(a net.Addr) netip.Addr {

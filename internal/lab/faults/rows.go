@@ -138,7 +138,7 @@ func rows() []row {
 		},
 		{
 			fault:      fmt.Sprintf("a flood of 100,000 adverts/s for %v at the master (bad checksum, other version, other address list, truncated)", floodWindow),
-			promise:    "halb keeps its state (both instances, both nodes: lb-a still hears lb-b's adverts) and uses under one core; the adverts are counted as rejected",
+			promise:    "no false takeover: halb keeps its state (both instances, both nodes: lb-a still hears lb-b's adverts, its socket filtering out in the kernel what cannot be an advert for it) and uses under one core; the adverts that pass the filter are counted as rejected",
 			keepalived: "reads and checks every packet in its one VRRP process, logging most rejects at LOG_INFO",
 			run:        advertFlood,
 		},

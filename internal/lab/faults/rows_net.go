@@ -486,6 +486,12 @@ func (e *env) rejectedAll(ctx context.Context, i int, instance string) (int, err
 	return sum, nil
 }
 
+// sentAdverts reads halb_vrrp_adverts_sent_total of an instance on node
+// i.
+func (e *env) sentAdverts(ctx context.Context, i int, instance string) (int, error) {
+	return e.metric(ctx, i, `halb_vrrp_adverts_sent_total{instance="`+instance+`"}`)
+}
+
 // arrivals reads, on host h, the packets its eth0 received and the VRRP
 // packets its raw sockets dropped (their receive buffers full).
 func arrivals(h *netns.Host) (received, dropped int, err error) {
@@ -535,6 +541,10 @@ func advertFlood(ctx context.Context, e *env) (string, bool, error) {
 	if err != nil {
 		return "", false, err
 	}
+	master0, err := e.sentAdverts(ctx, 1, "web-b")
+	if err != nil {
+		return "", false, err
+	}
 	rx0, drop0, err := arrivals(e.s.LBs[0].Host)
 	if err != nil {
 		return "", false, err
@@ -548,7 +558,8 @@ func advertFlood(ctx context.Context, e *env) (string, bool, error) {
 	ticks1, err := cpuTicks(pid)
 	window := time.Since(from)
 	peer1, perr := e.received(ctx, 0, "web-b")
-	if err := errors.Join(ferr, err, perr); err != nil {
+	master1, merr := e.sentAdverts(ctx, 1, "web-b")
+	if err := errors.Join(ferr, err, perr, merr); err != nil {
 		return "", false, err
 	}
 	cores := float64(ticks1-ticks0) / 100 / window.Seconds()
@@ -576,9 +587,9 @@ func advertFlood(ctx context.Context, e *env) (string, bool, error) {
 		}
 	}
 	counted := after - before
-	return fmt.Sprintf("%d adverts sent in %s (%.0f/s), %d packets arrived at lb-a, its VRRP sockets dropped %d: lb-a used %.2f cores, counted %d as rejected and heard %d of lb-b's adverts; state changes lb-a %d, lb-b %d",
-			sent, secs(window), float64(sent)/window.Seconds(), rx1-rx0, drop1-drop0, cores, counted, peer1-peer0, changes[0], changes[1]),
-		cores < floodCores && changes == [2]int{} && counted > 0, nil
+	return fmt.Sprintf("%d adverts sent in %s (%.0f/s), %d packets arrived at lb-a, its VRRP sockets dropped %d: lb-a used %.2f cores, counted %d as rejected and heard %d/%d of the master's (lb-b's) adverts; state changes lb-a %d, lb-b %d",
+			sent, secs(window), float64(sent)/window.Seconds(), rx1-rx0, drop1-drop0, cores, counted, peer1-peer0, master1-master0, changes[0], changes[1]),
+		cores < floodCores && changes == [2]int{} && counted > 0 && peer1 > peer0, nil
 }
 
 // relayWindow is how long the adverts are duplicated and reordered;

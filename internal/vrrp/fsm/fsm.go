@@ -276,6 +276,11 @@ func (m Machine) advert(a *packet.Advert, src netip.Addr, now time.Time) (Machin
 		}
 		lower := int(a.Priority) < m.Effective
 		if m.Preempt && lower && !now.Before(m.noPreemptUntil) {
+			if m.Master.IsValid() && m.Master != src && int(a.Priority) < m.MasterPriority {
+				// A third speaker, below the master this node hears:
+				// discarded, not taken for the master.
+				return m, nil
+			}
 			// Discard: the master-down timer runs out and this node preempts.
 			m.Master, m.MasterPriority = src, int(a.Priority)
 			m.downWhy = fmt.Sprintf("preempting lower priority %d from %s", a.Priority, src)

@@ -378,3 +378,22 @@ func TestPropertyOneMaster(t *testing.T) {
 		}
 	})
 }
+
+// TestLowerSpeakerIsNotTheMaster: a preempting backup that hears,
+// beside its master, a speaker of lower priority than both discards its
+// adverts: it keeps its master, still outranked by it, and the master's
+// silence alone makes it take over.
+func TestLowerSpeakerIsNotTheMaster(t *testing.T) {
+	m, _ := Step(NewMachine(params(100, "192.0.2.1")), Event{Start: true}, t0)
+	m, _ = Step(m, Event{Advert: adv(200, time.Second), Src: addr("192.0.2.2")}, t0)
+	m, _ = Step(m, Event{Advert: adv(50, time.Second), Src: addr("192.0.2.9")}, t0.Add(500*time.Millisecond))
+	must(t, m, Backup)
+	if m.Master != addr("192.0.2.2") || m.MasterPriority != 200 || !m.Outranked(t0.Add(time.Second)) {
+		t.Fatalf("master %s priority %d, outranked %v after a lower speaker", m.Master, m.MasterPriority, m.Outranked(t0.Add(time.Second)))
+	}
+	if d := m.Deadline(); d != t0.Add(m.MasterDown()) {
+		t.Fatalf("master down at %s, want %s: the lower speaker moved it", d, t0.Add(m.MasterDown()))
+	}
+	m, _ = Step(m, Event{Tick: true}, m.Deadline())
+	must(t, m, Master)
+}
