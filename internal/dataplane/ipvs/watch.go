@@ -12,7 +12,8 @@ import (
 // with what it applied: IPVS notifies no changes. When another process
 // deleted or edited one, it forgets what it knew, so that the next
 // Reconcile reads the kernel, and calls changed with what differs: the
-// caller reconciles. A failed read is logged and tried again next period.
+// caller reconciles. A read that fails twice in a row is logged and tried
+// again next period.
 func (d *Dataplane) Watch(ctx context.Context, changed func(reason string)) error {
 	t := d.clock.NewTimer(d.verifyEvery)
 	defer t.Stop()
@@ -48,9 +49,14 @@ func (d *Dataplane) verify() (string, error) {
 	for _, s := range d.have.Services {
 		applied[s.Key] = true
 	}
-	kernel, err := d.dump(func(k dataplane.ServiceKey) bool { return applied[k] })
+	keep := func(k dataplane.ServiceKey) bool { return applied[k] }
+	kernel, err := d.dump(keep)
 	if err != nil {
-		return "", err
+		// A service deleted between the list and its real servers' dump
+		// fails it: the second look sees it gone.
+		if kernel, err = d.dump(keep); err != nil {
+			return "", err
+		}
 	}
 	diff := dataplane.Compute(kernel, *d.have)
 	if diff.Empty() {

@@ -143,7 +143,9 @@ func TestWatchRestoresByHand(t *testing.T) {
 	}
 }
 
-// TestWatchReadFails: a failed read is tried again at the next period.
+// TestWatchReadFails: a read that fails (as when a service goes between
+// the list and its real servers' dump) is made again at once; one that
+// fails again is tried at the next period.
 func TestWatchReadFails(t *testing.T) {
 	w := startWatch(t)
 	http := siteState().Services[0]
@@ -151,8 +153,18 @@ func TestWatchReadFails(t *testing.T) {
 	w.k.mu.Lock()
 	w.k.fail["list"] = 1
 	w.k.mu.Unlock()
+	if r := w.period(t); !strings.Contains(r, "tcp 192.0.2.9:80 deleted") {
+		t.Fatalf("a read failing once: the period reported %q, want the deleted service", r)
+	}
+	if err := w.d.Reconcile(context.Background(), siteState()); err != nil {
+		t.Fatal(err)
+	}
+	w.byHand(t, request{cmd: cmdDelService, svc: toKernel(http)})
+	w.k.mu.Lock()
+	w.k.fail["list"] = 2
+	w.k.mu.Unlock()
 	if r := w.period(t); r != "" {
-		t.Fatalf("a failed read reported %q", r)
+		t.Fatalf("a read failing twice reported %q", r)
 	}
 	if r := w.period(t); !strings.Contains(r, "tcp 192.0.2.9:80 deleted") {
 		t.Errorf("the next period reported %q, want the deleted service", r)
