@@ -92,7 +92,8 @@ func guestKnown(fault string) string {
 	case strings.HasPrefix(fault, "a VIP deleted by hand"):
 		return "measured from before `ip addr del`, whose start takes seconds in the emulated VM (its binaries are read over 9p); on the host the VIP is back within 0.1 s"
 	case strings.HasPrefix(fault, "halb restart on the master"):
-		return "a request of the emulated VM's single CPU, shared by both nodes, the backends and the clients, may pass its 3 s timeout while the node restarts"
+		return "requests in flight while the VIPs move to the backup and back may fail: a node's IPVS knows only the other's connections synced so far " +
+			"(the kernel sends one after its third packet); not investigated further (the nftables data plane's hashing needs no sync)"
 	}
 	return ""
 }
