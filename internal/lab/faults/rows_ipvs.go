@@ -12,8 +12,9 @@ import (
 // IPVS (the VM's): elsewhere they are not run.
 
 // ipvsRestoreBound is how soon halb puts back an IPVS service changed by
-// hand: its 5 s verification period, the kernel's dump and the reconcile.
-const ipvsRestoreBound = 5*time.Second + time.Second
+// hand: its 5 s verification period, then the kernel's dump and the
+// reconcile (up to 2 s in an emulated VM under the matrix's load).
+const ipvsRestoreBound = 5*time.Second + 2*time.Second
 
 var (
 	ipvsService = regexp.MustCompile(`(?m)^-A (-[tuf] \S+)`)
