@@ -12,7 +12,9 @@
 // After the first Reconcile has read the kernel, later ones compute the
 // difference against what was applied (so a one-server change costs one
 // netlink request); a failed request makes the next Reconcile read the
-// kernel again. The requests of a difference go in batches, many to a
+// kernel again, and so does a change by another process that Watch finds
+// (IPVS sends no notifications: Watch compares the kernel with what was
+// applied every few seconds). The requests of a difference go in batches, many to a
 // sendmsg, each failing one named; the first read dumps the real servers
 // of several services at once.
 package ipvs
