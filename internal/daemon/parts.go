@@ -115,9 +115,30 @@ func newDataplane(cfg *config.Config, log *slog.Logger) (Plane, error) {
 			return Plane{}, err
 		}
 		return Plane{Dataplane: &dataplane.Layered{Marks: marks, Services: services}, Name: name,
-			Counters: ipvsCounters{services}, Sysctls: services.Sysctls, Watch: marks.Watch}, nil
+			Counters: ipvsCounters{services}, Sysctls: services.Sysctls, Watch: watchAll(marks.Watch, services.Watch)}, nil
 	}
 	return Plane{}, fmt.Errorf("unknown dataplane %q", name)
+}
+
+// watchAll runs the watches together until ctx is done; the first that
+// fails ends the others, and its error is returned.
+func watchAll(watches ...func(context.Context, func(string)) error) func(context.Context, func(string)) error {
+	return func(ctx context.Context, changed func(reason string)) error {
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		errs := make(chan error, len(watches))
+		for _, w := range watches {
+			go func() { errs <- w(ctx, changed) }()
+		}
+		var first error
+		for range watches {
+			if err := <-errs; err != nil && first == nil {
+				first = err
+				cancel()
+			}
+		}
+		return first
+	}
 }
 
 // newHealthChecker returns the health checker, every result counted in

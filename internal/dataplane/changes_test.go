@@ -35,3 +35,25 @@ func TestChangesOf(t *testing.T) {
 		}
 	}
 }
+
+// TestLayeredChanges: a layered data plane counts the changes of its
+// three steps when both layers count, and tells it does not otherwise.
+func TestLayeredChanges(t *testing.T) {
+	marks, services := &counting{n: 2}, &counting{n: 3}
+	for _, tc := range []struct {
+		name string
+		l    *Layered
+		n    int
+		ok   bool
+	}{
+		{"both count", &Layered{Marks: marks, Services: services}, 2 + 3 + 2, true},
+		{"the services do not", &Layered{Marks: marks, Services: silent{services}}, 0, false},
+	} {
+		if err := tc.l.Reconcile(context.Background(), State{}); err != nil {
+			t.Fatal(err)
+		}
+		if n, ok := ChangesOf(tc.l); n != tc.n || ok != tc.ok {
+			t.Errorf("%s: ChangesOf = %d, %v; want %d, %v", tc.name, n, ok, tc.n, tc.ok)
+		}
+	}
+}

@@ -32,9 +32,13 @@ type ChangeCounter interface {
 }
 
 // ChangesOf returns what dp's last successful Reconcile changed, if dp
-// (or the data plane it wraps, by an Unwrap method) tells.
+// (or the data plane it wraps, by an Unwrap method) tells; a Layered data
+// plane tells when both its layers do.
 func ChangesOf(dp Dataplane) (int, bool) {
 	for dp != nil {
+		if l, ok := dp.(*Layered); ok {
+			return l.countedChanges()
+		}
 		if c, ok := dp.(ChangeCounter); ok {
 			return c.Changes(), true
 		}

@@ -14,25 +14,46 @@ type Layered struct {
 	Services Dataplane
 	// rules are the mark rules of the last successful update.
 	rules []MarkRule
+	// changes is what the last successful update changed in both layers;
+	// counted is set when both count their changes.
+	changes int
+	counted bool
 }
 
 // Reconcile adds new mark rules, updates the services, then removes the
 // mark rules no longer wanted.
 func (l *Layered) Reconcile(ctx context.Context, want State) error {
-	union := State{MarkRules: unionRules(l.rules, want.MarkRules)}
-	if err := l.Marks.Reconcile(ctx, union); err != nil {
+	changes, counted := 0, true
+	step := func(dp Dataplane, s State) error {
+		if err := dp.Reconcile(ctx, s); err != nil {
+			return err
+		}
+		n, ok := ChangesOf(dp)
+		changes, counted = changes+n, counted && ok
+		return nil
+	}
+	if err := step(l.Marks, State{MarkRules: unionRules(l.rules, want.MarkRules)}); err != nil {
 		return err
 	}
 	services := want
 	services.MarkRules = nil
-	if err := l.Services.Reconcile(ctx, services); err != nil {
+	if err := step(l.Services, services); err != nil {
 		return err
 	}
-	if err := l.Marks.Reconcile(ctx, State{MarkRules: want.MarkRules}); err != nil {
+	if err := step(l.Marks, State{MarkRules: want.MarkRules}); err != nil {
 		return err
 	}
-	l.rules = want.MarkRules
+	l.rules, l.changes, l.counted = want.MarkRules, changes, counted
 	return nil
+}
+
+// countedChanges returns what the last successful Reconcile changed in
+// both layers, and false when a layer does not count.
+func (l *Layered) countedChanges() (int, bool) {
+	if !l.counted {
+		return 0, false
+	}
+	return l.changes, true
 }
 
 // Close closes both data planes.

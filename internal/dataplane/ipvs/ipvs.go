@@ -12,7 +12,9 @@
 // After the first Reconcile has read the kernel, later ones compute the
 // difference against what was applied (so a one-server change costs one
 // netlink request); a failed request makes the next Reconcile read the
-// kernel again. The requests of a difference go in batches, many to a
+// kernel again, and so does a change by another process that Watch finds
+// (IPVS sends no notifications: Watch compares the kernel with what was
+// applied every few seconds). The requests of a difference go in batches, many to a
 // sendmsg, each failing one named; the first read dumps the real servers
 // of several services at once.
 package ipvs
@@ -44,6 +46,9 @@ type Dataplane struct {
 	dial     func() (kernel, error)
 	netns    int
 	sloppy   bool
+	clock    clock.Clock
+	// verifyEvery is how often Watch compares the kernel with have.
+	verifyEvery time.Duration
 
 	mu    sync.Mutex
 	k     *counting
@@ -57,6 +62,8 @@ type Dataplane struct {
 	ownedExact bool
 	daemons    []Daemon // running sync daemons, when have is set
 	sysctl     map[string]string
+	// changes is what the last successful Reconcile changed in the kernel.
+	changes int
 }
 
 // Option configures a Dataplane.
@@ -91,6 +98,13 @@ func WithProcSys(dir string) Option { return func(d *Dataplane) { d.procSys = di
 // scheduler (flag mh-port) every node then picks the same real server.
 func WithSloppy(on bool) Option { return func(d *Dataplane) { d.sloppy = on } }
 
+// WithVerifyEvery sets how often Watch compares the kernel's services
+// with those applied (default 5 s; IPVS notifies no changes).
+func WithVerifyEvery(every time.Duration) Option { return func(d *Dataplane) { d.verifyEvery = every } }
+
+// WithClock sets the clock of Watch's period (tests use a fake one).
+func WithClock(c clock.Clock) Option { return func(d *Dataplane) { d.clock = c } }
+
 // withKernel replaces the netlink connection (unit tests).
 func withKernel(dial func() (kernel, error)) Option { return func(d *Dataplane) { d.dial = dial } }
 
@@ -106,6 +120,9 @@ func New(opts ...Option) (*Dataplane, error) {
 		sleep:    func(ctx context.Context, w time.Duration) error { return clock.Sleep(ctx, clock.Real{}, w) },
 		dial:     func() (kernel, error) { return dialKernel() },
 		sysctl:   map[string]string{},
+		clock:    clock.Real{},
+
+		verifyEvery: 5 * time.Second,
 	}
 	for _, o := range opts {
 		o(d)
@@ -190,7 +207,7 @@ func (d *Dataplane) Reconcile(ctx context.Context, want dataplane.State) error {
 	if len(errs) > 0 {
 		d.have, d.daemons = nil, nil // read the kernel again next time
 	} else {
-		d.have, d.applied = &w, next
+		d.have, d.applied, d.changes = &w, next, diff.Size()
 	}
 	if ownership {
 		if err := d.finishOwned(w, want.Sync != nil, len(errs) == 0); err != nil {
@@ -205,6 +222,15 @@ func (d *Dataplane) Reconcile(ctx context.Context, want dataplane.State) error {
 		d.log.Info("ipvs applied", "changes", diff.Size())
 	}
 	return nil
+}
+
+// Changes returns how many services and real servers the last successful
+// Reconcile changed in the kernel: 0 after a restart that found them as
+// wanted.
+func (d *Dataplane) Changes() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.changes
 }
 
 // normalizeState keeps what IPVS implements (services; the sync daemons
@@ -272,23 +298,38 @@ func duplicateKey(svcs []dataplane.VirtualService) (dataplane.ServiceKey, bool) 
 // read loads what the kernel has of the services halb manages: those it
 // created and those it now wants.
 func (d *Dataplane) read(want dataplane.State) error {
-	all, err := d.k.Services()
-	if err != nil {
-		return fmt.Errorf("ipvs: list services: %w", err)
-	}
 	wanted := map[dataplane.ServiceKey]bool{}
 	for _, s := range want.Services {
 		wanted[s.Key] = true
 	}
+	have, err := d.dump(func(k dataplane.ServiceKey) bool { return wanted[k] || d.owned.has(k) })
+	if err != nil {
+		return err
+	}
+	daemons, err := d.k.Daemons()
+	if err != nil {
+		return fmt.Errorf("ipvs: %w", err)
+	}
+	d.have, d.daemons = &have, daemons
+	return nil
+}
+
+// dump reads the kernel's services that keep selects, with their real
+// servers.
+func (d *Dataplane) dump(keep func(dataplane.ServiceKey) bool) (dataplane.State, error) {
+	all, err := d.k.Services()
+	if err != nil {
+		return dataplane.State{}, fmt.Errorf("ipvs: list services: %w", err)
+	}
 	var svcs []cfipvs.Service
 	for _, ks := range all {
-		if k := keyOf(ks.Service); wanted[k] || d.owned.has(k) {
+		if keep(keyOf(ks.Service)) {
 			svcs = append(svcs, ks.Service)
 		}
 	}
 	dests, err := d.k.Destinations(svcs)
 	if err != nil {
-		return fmt.Errorf("ipvs: %w", err)
+		return dataplane.State{}, fmt.Errorf("ipvs: %w", err)
 	}
 	have := dataplane.State{}
 	for i, ks := range svcs {
@@ -299,12 +340,7 @@ func (d *Dataplane) read(want dataplane.State) error {
 		}
 		have.Services = append(have.Services, vs)
 	}
-	daemons, err := d.k.Daemons()
-	if err != nil {
-		return fmt.Errorf("ipvs: %w", err)
-	}
-	d.have, d.daemons = &have, daemons
-	return nil
+	return have, nil
 }
 
 // apply performs a diff in three batches of requests: new and changed

@@ -31,6 +31,9 @@ type Options struct {
 	// Previous, when set, returns the previous release's halb binary for
 	// the upgrade row, building it when first asked (nil: not run).
 	Previous func(ctx context.Context) (string, error)
+	// ConfigEdit, when set, edits each load balancer's configuration
+	// before the site starts (site.Options.ConfigEdit).
+	ConfigEdit func(lb int, yaml string) string
 }
 
 // row is one fault of the matrix. run injects it, measures, undoes the
@@ -44,6 +47,8 @@ type row struct {
 	// measureKeepalived, when set, measures keepalived in the same
 	// situation, while run measures halb.
 	measureKeepalived func(ctx context.Context, e *env) (string, error)
+	// dataplane, when set, is the only data plane the row runs with.
+	dataplane string
 }
 
 // notRun is a row's error when this machine cannot run it (a tool or
@@ -56,7 +61,8 @@ func (n notRun) Error() string { return "not run: " + n.why }
 // is installed), runs the matrix's rows on it in order, and takes it down.
 // An error means the site itself could not run.
 func Run(ctx context.Context, opts Options) (results []Result, err error) {
-	s, err := site.Up(ctx, site.Options{Prefix: opts.Prefix, Halb: opts.Halb, Dir: opts.Dir, Dataplane: opts.Dataplane})
+	s, err := site.Up(ctx, site.Options{Prefix: opts.Prefix, Halb: opts.Halb, Dir: opts.Dir, Dataplane: opts.Dataplane,
+		ConfigEdit: opts.ConfigEdit})
 	if err != nil {
 		return nil, fmt.Errorf("bring the site up: %w", err)
 	}
@@ -83,7 +89,7 @@ func Run(ctx context.Context, opts Options) (results []Result, err error) {
 	}
 	e.ka = ka
 	for _, r := range rows() {
-		if opts.Rows != nil && !opts.Rows(r.fault) {
+		if opts.Rows != nil && !opts.Rows(r.fault) || r.dataplane != "" && r.dataplane != opts.Dataplane {
 			continue
 		}
 		if ctx.Err() != nil {

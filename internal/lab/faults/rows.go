@@ -186,6 +186,13 @@ func rows() []row {
 			keepalived: "not measured here",
 			run:        addressOverrun,
 		},
+		{
+			fault:      "an IPVS service deleted by hand (ipvsadm -D), then a real server's weight edited (ipvsadm -e)",
+			promise:    fmt.Sprintf("each put back within %s and reported (a dataplane_restored event)", secs(ipvsRestoreBound)),
+			keepalived: "its documentation names no watch of IPVS for changes made by others (its checkers change IPVS only on their own results); not measured here",
+			run:        ipvsByHand,
+			dataplane:  "ipvs",
+		},
 	}
 }
 
