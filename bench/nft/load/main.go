@@ -17,13 +17,13 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
 	"time"
 
+	"halb/bench/nft/benchns"
 	"halb/internal/dataplane"
 	"halb/internal/dataplane/nft"
 	"halb/internal/maglev"
@@ -95,13 +95,13 @@ func measure(n, pools int) error {
 	}
 	defer os.RemoveAll(dir)
 
-	ns, err := newNS()
+	ns, err := benchns.New("halbload")
 	if err != nil {
 		return err
 	}
-	defer ns.close()
+	defer ns.Close()
 	ctx := context.Background()
-	d, err := ns.dataplane()
+	d, err := dataplaneIn(ns)
 	if err != nil {
 		return err
 	}
@@ -111,11 +111,11 @@ func measure(n, pools int) error {
 	}
 	halb := time.Since(t0)
 	rss := rssKiB()
-	listed, err := ns.run("nft", "list", "ruleset")
+	listed, err := ns.Run("nft", "list", "ruleset")
 	if err != nil {
 		return err
 	}
-	restarted, err := ns.dataplane()
+	restarted, err := dataplaneIn(ns)
 	if err != nil {
 		return err
 	}
@@ -203,56 +203,21 @@ func poolOf(vs dataplane.VirtualService) int { return int(vs.Reals[0].Port) - 80
 
 // nftLoad times `nft -f file` in a fresh namespace.
 func nftLoad(file string) (time.Duration, error) {
-	ns, err := newNS()
+	ns, err := benchns.New("halbload")
 	if err != nil {
 		return 0, err
 	}
-	defer ns.close()
+	defer ns.Close()
 	t0 := time.Now()
-	if _, err := ns.run("nft", "-f", file); err != nil {
+	if _, err := ns.Run("nft", "-f", file); err != nil {
 		return 0, err
 	}
 	return time.Since(t0), nil
 }
 
-type namespace struct {
-	name string
-	f    *os.File
-}
-
-var nsCount int
-
-func newNS() (*namespace, error) {
-	nsCount++
-	name := fmt.Sprintf("halbload%d-%d", os.Getpid(), nsCount)
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("ip netns add: %v: %s", err, out)
-	}
-	f, err := os.Open("/var/run/netns/" + name)
-	if err != nil {
-		return nil, err
-	}
-	return &namespace{name: name, f: f}, nil
-}
-
-func (ns *namespace) dataplane() (*nft.Dataplane, error) {
-	return nft.New(nft.WithMode(nft.LoadBalance), nft.WithNetNS(int(ns.f.Fd())))
-}
-
-func (ns *namespace) run(name string, args ...string) ([]byte, error) {
-	out, err := exec.Command("ip", append([]string{"netns", "exec", ns.name, name}, args...)...).Output()
-	if err != nil {
-		if ee, ok := err.(*exec.ExitError); ok {
-			return nil, fmt.Errorf("%s: %v: %s", name, err, ee.Stderr)
-		}
-		return nil, fmt.Errorf("%s: %w", name, err)
-	}
-	return out, nil
-}
-
-func (ns *namespace) close() {
-	_ = ns.f.Close()                                      // a namespace handle, only read
-	_ = exec.Command("ip", "netns", "del", ns.name).Run() // best effort: a left namespace is harmless
+// dataplaneIn is a load-balancing nftables data plane in ns.
+func dataplaneIn(ns *benchns.NS) (*nft.Dataplane, error) {
+	return nft.New(nft.WithMode(nft.LoadBalance), nft.WithNetNS(ns.Fd()))
 }
 
 // rssKiB is the process's resident set, after a collection.

@@ -35,6 +35,7 @@ import (
 
 	"github.com/google/nftables"
 
+	"halb/bench/nft/benchns"
 	"halb/internal/config"
 	"halb/internal/dataplane"
 	"halb/internal/dataplane/nft"
@@ -123,11 +124,11 @@ func measure(n, pools, runs int) error {
 // weight of backend 0 of pool 0 between 1 and 2, and nft -f of the same
 // slots on a copy of the pool's map.
 func reloads(bin, dir string, n, pools, runs int) (hup, ref []time.Duration, err error) {
-	ns, err := newNS()
+	ns, err := benchns.New("halbreload")
 	if err != nil {
 		return nil, nil, err
 	}
-	defer ns.close()
+	defer ns.Close()
 	cfg := filepath.Join(dir, "halb.yaml")
 	if err := os.WriteFile(cfg, configText(dir, n, pools, 1, false), 0o600); err != nil {
 		return nil, nil, err
@@ -137,7 +138,7 @@ func reloads(bin, dir string, n, pools, runs int) (hup, ref []time.Duration, err
 		return nil, nil, err
 	}
 	defer func() { _ = logf.Close() }() // halb wrote it; its lines are read back below
-	cmd := exec.Command("ip", "netns", "exec", ns.name, bin, "run", "--config", cfg, "--dataplane", "nftables")
+	cmd := exec.Command("ip", "netns", "exec", ns.Name, bin, "run", "--config", cfg, "--dataplane", "nftables")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		return nil, nil, err
@@ -154,7 +155,7 @@ func reloads(bin, dir string, n, pools, runs int) (hup, ref []time.Duration, err
 			err = fmt.Errorf("%w; halb's log:\n%s", err, log)
 		}
 	}()
-	c, err := nftables.New(nftables.WithNetNSFd(int(ns.f.Fd())))
+	c, err := nftables.New(nftables.WithNetNSFd(ns.Fd()))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -177,7 +178,7 @@ func reloads(bin, dir string, n, pools, runs int) (hup, ref []time.Duration, err
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
-	copyMap, err := ns.refMap(c, m)
+	copyMap, err := refMap(ns, c, m)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -207,7 +208,7 @@ func reloads(bin, dir string, n, pools, runs int) (hup, ref []time.Duration, err
 			time.Sleep(time.Millisecond)
 		}
 		hup = append(hup, time.Since(t0))
-		d, err := ns.nftChange(dir, copyMap, maglevSlots(0, from), maglevSlots(0, to))
+		d, err := nftChange(ns, dir, copyMap, maglevSlots(0, from), maglevSlots(0, to))
 		if err != nil {
 			return nil, nil, err
 		}
@@ -222,16 +223,16 @@ func reloads(bin, dir string, n, pools, runs int) (hup, ref []time.Duration, err
 // of pool 0 going down and coming back, and nft -f of the same slots on
 // a copy of the pool's map.
 func healthChanges(dir string, n, pools, runs int) (change, ref []time.Duration, err error) {
-	ns, err := newNS()
+	ns, err := benchns.New("halbreload")
 	if err != nil {
 		return nil, nil, err
 	}
-	defer ns.close()
+	defer ns.Close()
 	cfg, diags := config.Parse("bench.yaml", configText(dir, n, pools, 1, true), config.Options{Hostname: "lb"})
 	if cfg == nil {
 		return nil, nil, fmt.Errorf("configuration: %v", diags)
 	}
-	d, err := nft.New(nft.WithMode(nft.LoadBalance), nft.WithNetNS(int(ns.f.Fd())))
+	d, err := nft.New(nft.WithMode(nft.LoadBalance), nft.WithNetNS(ns.Fd()))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -252,7 +253,7 @@ func healthChanges(dir string, n, pools, runs int) (change, ref []time.Duration,
 	if err := d.Reconcile(ctx, st); err != nil {
 		return nil, nil, err
 	}
-	c, err := nftables.New(nftables.WithNetNSFd(int(ns.f.Fd())))
+	c, err := nftables.New(nftables.WithNetNSFd(ns.Fd()))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -260,7 +261,7 @@ func healthChanges(dir string, n, pools, runs int) (change, ref []time.Duration,
 	if err != nil || m == nil {
 		return nil, nil, fmt.Errorf("the map of pool 0: %v", err)
 	}
-	copyMap, err := ns.refMap(c, m)
+	copyMap, err := refMap(ns, c, m)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -281,7 +282,7 @@ func healthChanges(dir string, n, pools, runs int) (change, ref []time.Duration,
 		if up {
 			was, is = is, was
 		}
-		dt, err := ns.nftChange(dir, copyMap, was, is)
+		dt, err := nftChange(ns, dir, copyMap, was, is)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -379,29 +380,9 @@ func poolMap(c *nftables.Conn, pools int) (*nftables.Set, error) {
 	return nil, errors.New("no map holds pool 0's slots")
 }
 
-type namespace struct {
-	name string
-	f    *os.File
-}
-
-var nsCount int
-
-func newNS() (*namespace, error) {
-	nsCount++
-	name := fmt.Sprintf("halbreload%d-%d", os.Getpid(), nsCount)
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("ip netns add: %v: %s", err, out)
-	}
-	f, err := os.Open("/var/run/netns/" + name)
-	if err != nil {
-		return nil, err
-	}
-	return &namespace{name: name, f: f}, nil
-}
-
-// refMap creates table inet ref with a copy of map m (its type and
+// refMap creates, in ns, table inet ref with a copy of map m (its type and
 // elements), for nft -f to change.
-func (ns *namespace) refMap(c *nftables.Conn, m *nftables.Set) (string, error) {
+func refMap(ns *benchns.NS, c *nftables.Conn, m *nftables.Set) (string, error) {
 	els, err := c.GetSetElements(m)
 	if err != nil {
 		return "", err
@@ -415,12 +396,12 @@ func (ns *namespace) refMap(c *nftables.Conn, m *nftables.Set) (string, error) {
 		fmt.Fprintf(&b, " %d : %s . %d", nativeU32(e.Key), netip.AddrFrom4([4]byte(e.Val[:4])), uint16(e.Val[4])<<8|uint16(e.Val[5]))
 	}
 	b.WriteString(" }\n\t}\n}\n")
-	return "pool0", ns.nftFile(b.String())
+	return "pool0", ns.NFT(b.String())
 }
 
 // nftChange times nft -f of the slots that differ from was to is, on
 // the copy of the map: each deleted and added again, as halb sends them.
-func (ns *namespace) nftChange(dir, name string, was, is []netip.AddrPort) (time.Duration, error) {
+func nftChange(ns *benchns.NS, dir, name string, was, is []netip.AddrPort) (time.Duration, error) {
 	var del, add []string
 	for i := range is {
 		if was[i] != is[i] {
@@ -437,32 +418,10 @@ func (ns *namespace) nftChange(dir, name string, was, is []netip.AddrPort) (time
 		return 0, err
 	}
 	t0 := time.Now()
-	if _, err := ns.run("nft", "-f", file); err != nil {
+	if _, err := ns.Run("nft", "-f", file); err != nil {
 		return 0, err
 	}
 	return time.Since(t0), nil
-}
-
-func (ns *namespace) nftFile(text string) error {
-	cmd := exec.Command("ip", "netns", "exec", ns.name, "nft", "-f", "-")
-	cmd.Stdin = strings.NewReader(text)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("nft -f: %v: %s", err, out)
-	}
-	return nil
-}
-
-func (ns *namespace) run(name string, args ...string) ([]byte, error) {
-	out, err := exec.Command("ip", append([]string{"netns", "exec", ns.name, name}, args...)...).CombinedOutput()
-	if err != nil {
-		return nil, fmt.Errorf("%s: %v: %s", name, err, out)
-	}
-	return out, nil
-}
-
-func (ns *namespace) close() {
-	_ = ns.f.Close()                                      // a namespace handle, only read
-	_ = exec.Command("ip", "netns", "del", ns.name).Run() // best effort: a left namespace is harmless
 }
 
 func median(ds []time.Duration) time.Duration {

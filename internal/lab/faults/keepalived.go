@@ -225,19 +225,21 @@ func kaUnknownSource(ctx context.Context, e *env) (string, error) {
 	return "the forged adverts were ignored", nil
 }
 
-// kaAdvertLoss loses 20 % of the adverts keepalived's backup receives.
-func kaAdvertLoss(ctx context.Context, e *env) (string, error) {
-	k := e.ka
-	before := strings.Count(readFile(k.logs[1]), "Entering MASTER STATE")
-	if err := addFault(k.hosts[1], lossRule); err != nil {
-		return "", err
+// kaAdvertLoss loses pct % of the adverts keepalived's backup receives.
+func kaAdvertLoss(pct int) func(context.Context, *env) (string, error) {
+	return func(ctx context.Context, e *env) (string, error) {
+		k := e.ka
+		before := strings.Count(readFile(k.logs[1]), "Entering MASTER STATE")
+		if err := addFault(k.hosts[1], lossRule(pct)); err != nil {
+			return "", err
+		}
+		if err := sleep(ctx, lossWindow); err != nil {
+			return "", err
+		}
+		dropped := dropFault(k.hosts[1])
+		flaps := strings.Count(readFile(k.logs[1]), "Entering MASTER STATE") - before
+		return fmt.Sprintf("%d flaps of the backup in %v; %s", flaps, lossWindow, lossReport(dropped)), nil
 	}
-	if err := sleep(ctx, lossWindow); err != nil {
-		return "", err
-	}
-	dropped := dropFault(k.hosts[1])
-	flaps := strings.Count(readFile(k.logs[1]), "Entering MASTER STATE") - before
-	return fmt.Sprintf("%d flaps of the backup in %v; %s", flaps, lossWindow, lossReport(dropped)), nil
 }
 
 // kaPartition partitions keepalived's VRRP path as the halb row does, and

@@ -66,8 +66,8 @@ func rows() []row {
 			fault:             "20 % of adverts lost (random)",
 			promise:           "a flap needs 3 adverts lost in a row (0.8 % a second at 20 %): at most 1 flap in 15 s",
 			keepalived:        "same RFC timers, so the same flap rate",
-			run:               advertLoss,
-			measureKeepalived: kaAdvertLoss,
+			run:               advertLoss(20, 1),
+			measureKeepalived: kaAdvertLoss(20),
 		},
 		{
 			fault:             "malformed configurations on SIGHUP",
@@ -117,10 +117,10 @@ func rows() []row {
 		{
 			fault: "50 % of adverts lost (random)",
 			promise: fmt.Sprintf("a flap needs 3 adverts lost in a row (6.25 %% of adverts at 50 %%, about 1 flap in %v): at most %d flaps in %v (more is under 0.5 %% likely)",
-				heavyLossWindow, heavyLossFlaps, heavyLossWindow),
+				lossWindow, heavyLossFlaps, lossWindow),
 			keepalived:        "same RFC timers, so the same flap rate",
-			run:               heavyLoss,
-			measureKeepalived: kaHeavyLoss,
+			run:               advertLoss(50, heavyLossFlaps),
+			measureKeepalived: kaAdvertLoss(50),
 		},
 		{
 			fault:             "adverts for our VRID with priority 254 and another address list",
@@ -419,9 +419,11 @@ func partition(ctx context.Context, e *env) (string, bool, error) {
 		one <= 3*advert+slack && reached >= 0 && reached <= limit, nil
 }
 
-// lossRule counts the adverts a node receives and drops 20 % of them, at
-// random.
-const lossRule = "ip protocol vrrp counter\n  ip protocol vrrp numgen random mod 100 < 20 counter drop"
+// lossRule counts the adverts a node receives and drops pct % of them,
+// at random (lossReport renders its counters).
+func lossRule(pct int) string {
+	return fmt.Sprintf("ip protocol vrrp counter\n  ip protocol vrrp numgen random mod 100 < %d counter drop", pct)
+}
 
 // lossReport renders the counters of lossRule.
 func lossReport(counts []string) string {
@@ -434,26 +436,30 @@ func lossReport(counts []string) string {
 // lossWindow is how long the adverts are lost.
 const lossWindow = 15 * time.Second
 
-func advertLoss(ctx context.Context, e *env) (string, bool, error) {
-	from := time.Now()
-	if err := addFault(e.s.LBs[1].Host, lossRule); err != nil {
-		return "", false, err
-	}
-	if err := sleep(ctx, lossWindow); err != nil {
-		return "", false, err
-	}
-	dropped := dropFault(e.s.LBs[1].Host)
-	trs, err := e.transitions(ctx, 1, "web-a", from)
-	if err != nil {
-		return "", false, err
-	}
-	flaps := 0
-	for _, tr := range trs {
-		if tr.New == "MASTER" {
-			flaps++
+// advertLoss loses pct % of the adverts the backup receives for
+// lossWindow; the promise is at most maxFlaps times master.
+func advertLoss(pct, maxFlaps int) func(context.Context, *env) (string, bool, error) {
+	return func(ctx context.Context, e *env) (string, bool, error) {
+		from := time.Now()
+		if err := addFault(e.s.LBs[1].Host, lossRule(pct)); err != nil {
+			return "", false, err
 		}
+		if err := sleep(ctx, lossWindow); err != nil {
+			return "", false, err
+		}
+		dropped := dropFault(e.s.LBs[1].Host)
+		trs, err := e.transitions(ctx, 1, "web-a", from)
+		if err != nil {
+			return "", false, err
+		}
+		flaps := 0
+		for _, tr := range trs {
+			if tr.New == "MASTER" && tr.Old != "MASTER" {
+				flaps++
+			}
+		}
+		return fmt.Sprintf("%d flaps of the backup in %v; %s", flaps, lossWindow, lossReport(dropped)), flaps <= maxFlaps, nil
 	}
-	return fmt.Sprintf("%d flaps of the backup in %v; %s", flaps, lossWindow, lossReport(dropped)), flaps <= 1, nil
 }
 
 // snapshot is what a refused reload must leave as it was.

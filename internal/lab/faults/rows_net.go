@@ -25,54 +25,8 @@ import (
 	"halb/internal/vrrp/packet"
 )
 
-// The 50 % loss row: its window and the flaps it allows.
-const (
-	heavyLossWindow = 15 * time.Second
-	heavyLossFlaps  = 4
-)
-
-// lossRuleAt counts the adverts a node receives and drops pct % of them,
-// at random (lossReport renders its counters).
-func lossRuleAt(pct int) string {
-	return fmt.Sprintf("ip protocol vrrp counter\n  ip protocol vrrp numgen random mod 100 < %d counter drop", pct)
-}
-
-func heavyLoss(ctx context.Context, e *env) (string, bool, error) {
-	from := time.Now()
-	if err := addFault(e.s.LBs[1].Host, lossRuleAt(50)); err != nil {
-		return "", false, err
-	}
-	if err := sleep(ctx, heavyLossWindow); err != nil {
-		return "", false, err
-	}
-	dropped := dropFault(e.s.LBs[1].Host)
-	trs, err := e.transitions(ctx, 1, "web-a", from)
-	if err != nil {
-		return "", false, err
-	}
-	flaps := 0
-	for _, tr := range trs {
-		if tr.New == "MASTER" && tr.Old != "MASTER" {
-			flaps++
-		}
-	}
-	return fmt.Sprintf("%d flaps of the backup in %v; %s", flaps, heavyLossWindow, lossReport(dropped)), flaps <= heavyLossFlaps, nil
-}
-
-// kaHeavyLoss loses 50 % of the adverts keepalived's backup receives.
-func kaHeavyLoss(ctx context.Context, e *env) (string, error) {
-	k := e.ka
-	before := strings.Count(readFile(k.logs[1]), "Entering MASTER STATE")
-	if err := addFault(k.hosts[1], lossRuleAt(50)); err != nil {
-		return "", err
-	}
-	if err := sleep(ctx, heavyLossWindow); err != nil {
-		return "", err
-	}
-	dropped := dropFault(k.hosts[1])
-	flaps := strings.Count(readFile(k.logs[1]), "Entering MASTER STATE") - before
-	return fmt.Sprintf("%d flaps of the backup in %v; %s", flaps, heavyLossWindow, lossReport(dropped)), nil
-}
+// heavyLossFlaps is how many flaps the 50 % loss row allows.
+const heavyLossFlaps = 4
 
 // speaker sends crafted adverts from a lab host: multicast out of its
 // eth0, TTL 255.
@@ -154,6 +108,22 @@ func (e *env) stateChanges(ctx context.Context, i int, instance string, from tim
 		}
 	}
 	return n, err
+}
+
+// allStateChanges counts the state changes of both instances on each
+// node since from.
+func (e *env) allStateChanges(ctx context.Context, from time.Time) ([2]int, error) {
+	var changes [2]int
+	for i := range changes {
+		for _, instance := range []string{"web-a", "web-b"} {
+			n, err := e.stateChanges(ctx, i, instance, from)
+			if err != nil {
+				return changes, err
+			}
+			changes[i] += n
+		}
+	}
+	return changes, nil
 }
 
 // otherListAdverts is how many adverts of another list the client sends.
@@ -576,15 +546,9 @@ func advertFlood(ctx context.Context, e *env) (string, bool, error) {
 	}
 	// The flooded socket also carries web-b's adverts from lb-b: lb-a
 	// must keep hearing enough of them.
-	var changes [2]int
-	for i := range changes {
-		for _, instance := range []string{"web-a", "web-b"} {
-			n, err := e.stateChanges(ctx, i, instance, from)
-			if err != nil {
-				return "", false, err
-			}
-			changes[i] += n
-		}
+	changes, err := e.allStateChanges(ctx, from)
+	if err != nil {
+		return "", false, err
 	}
 	counted := after - before
 	return fmt.Sprintf("%d adverts sent in %s (%.0f/s), %d packets arrived at lb-a, its VRRP sockets dropped %d: lb-a used %.2f cores, counted %d as rejected and heard %d/%d of the master's (lb-b's) adverts; state changes lb-a %d, lb-b %d",
@@ -704,15 +668,9 @@ func duplicatedAdverts(ctx context.Context, e *env) (string, bool, error) {
 	if err != nil {
 		return "", false, err
 	}
-	var changes [2]int
-	for i := range changes {
-		for _, instance := range []string{"web-a", "web-b"} {
-			n, err := e.stateChanges(ctx, i, instance, from)
-			if err != nil {
-				return "", false, err
-			}
-			changes[i] += n
-		}
+	changes, err := e.allStateChanges(ctx, from)
+	if err != nil {
+		return "", false, err
 	}
 	// lb-a adverts web-a once a second: lb-b hears about three times that.
 	heard := after - before
