@@ -652,9 +652,10 @@ func (m *mapper) notifyExec(c *Node) {
 }
 
 func (m *mapper) authentication(c *Node, in *config.Instance, p string) {
-	unknown := false
+	unknown, typed := false, ""
 	m.walk("authentication", c.Children, map[string]handler{
 		"auth_type": func(n *Node) {
+			typed = n.Arg(0)
 			if kind := strings.ToUpper(n.Arg(0)); kind == "AH" {
 				in.AuthType = "ah"
 				m.set(p+".auth_type", n.ArgPos(0))
@@ -676,6 +677,11 @@ func (m *mapper) authentication(c *Node, in *config.Instance, p string) {
 	})
 	if unknown {
 		in.AuthPassword = ""
+	}
+	if !unknown && typed != "" && in.AuthPassword == "" {
+		m.warnf(c.Pos, "authentication: auth_type %s without auth_pass: keepalived ignores the block and sends adverts without authentication, and so does halb", typed)
+		in.AuthType = ""
+		delete(m.written, p+".auth_type")
 	}
 }
 

@@ -186,3 +186,33 @@ vrrp_track_process nginx {
 		}
 	}
 }
+
+// An authentication block without auth_pass is ignored by keepalived
+// ("no password given. Ignoring"): halb converts it to no authentication,
+// with a located warning, and the result validates.
+func TestAuthWithoutPassword(t *testing.T) {
+	for _, kind := range []string{"AH", "PASS"} {
+		cfg, diags, path := loadString(t, `vrrp_instance VI_1 {
+    interface eth0
+    virtual_router_id 10
+    priority 100
+    authentication {
+        auth_type `+kind+`
+    }
+    virtual_ipaddress {
+        192.0.2.100/24
+    }
+}
+`)
+		if cfg == nil {
+			t.Fatalf("%s: refused:\n%s", kind, diags)
+		}
+		if in := cfg.VRRP.Instances[0]; in.AuthType != "" || in.AuthPassword != "" {
+			t.Errorf("%s: auth_type %q password %q, want none", kind, in.AuthType, in.AuthPassword)
+		}
+		want := path + ":5:5: warning: authentication: auth_type " + kind + " without auth_pass"
+		if !strings.Contains(diags.String(), want) {
+			t.Errorf("%s: no warning %q in:\n%s", kind, want, diags)
+		}
+	}
+}
