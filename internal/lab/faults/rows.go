@@ -196,7 +196,7 @@ func rows() []row {
 		// Data-plane continuity (rows_continuity.go).
 		{
 			fault:      "a backend removed from a pool and returned, under traffic (web3 out of www by a reload on both nodes, then back)",
-			promise:    "connections to the other backends all kept; no new connection reaches the removed backend while it is out; new connections reach it again after its return",
+			promise:    "connections to the other backends all kept; no new connection reaches the removed backend while it is out; new connections reach it again after its return (its own connections are not promised: its flow set goes with it, so they move to another backend, which resets them)",
 			keepalived: "a reload removes the real server from IPVS and adds it back; IPVS keeps the other servers' connections in its table; not measured here",
 			run:        poolChange,
 		},
