@@ -193,6 +193,19 @@ func rows() []row {
 			run:        ipvsByHand,
 			dataplane:  "ipvs",
 		},
+		// Data-plane continuity (rows_continuity.go).
+		{
+			fault:      "a backend removed from a pool and returned, under traffic (web3 out of www by a reload on both nodes, then back)",
+			promise:    "connections to the other backends all kept; no new connection reaches the removed backend while it is out; new connections reach it again after its return (its own connections are not promised: its flow set goes with it, so they move to another backend, which resets them)",
+			keepalived: "a reload removes the real server from IPVS and adds it back; IPVS keeps the other servers' connections in its table; not measured here",
+			run:        poolChange,
+		},
+		{
+			fault:      "persistence pins kept across a halb restart (24 clients pinned over HTTPS while web3 is out, web3 returned, halb restarted on the master)",
+			promise:    "every client reaches the backend it was pinned to, after web3's return and after the restart",
+			keepalived: "a restart with --dont-release-ipvs keeps IPVS's persistence templates in the kernel; without it the services, and their templates, are removed; not measured here",
+			run:        pinsRestart,
+		},
 	}
 }
 

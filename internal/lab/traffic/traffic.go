@@ -262,3 +262,20 @@ func Spread(by map[string]int) string {
 	}
 	return strings.Join(parts, ", ")
 }
+
+// Conn is one long-lived connection: its VIP, the backend that answered
+// its first request ("" before one did) and why it broke ("": it did not).
+type Conn struct {
+	VIP, Backend, Broken string
+}
+
+// Conns returns the long-lived connections in the order they were opened.
+func (g *Generator) Conns() []Conn {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := make([]Conn, 0, len(g.conns))
+	for _, c := range g.conns {
+		out = append(out, Conn{VIP: c.vip, Backend: c.backend, Broken: c.broken})
+	}
+	return out
+}
