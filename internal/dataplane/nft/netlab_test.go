@@ -227,3 +227,18 @@ func newNATLab(t testing.TB, nBackends int) *natLab {
 	}
 	return l
 }
+
+// openMany opens n connections to dst, closed when the test ends, and
+// returns them with the backend each reached.
+func (d *dialer) openMany(t testing.TB, n int, dst string) (conns []net.Conn, on []string) {
+	t.Helper()
+	for range n {
+		c, name, err := d.dial("", dst)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		conns, on = append(conns, c), append(on, name)
+	}
+	return conns, on
+}

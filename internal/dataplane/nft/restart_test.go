@@ -1,7 +1,6 @@
 package nft
 
 import (
-	"net"
 	"regexp"
 	"strings"
 	"testing"
@@ -108,16 +107,7 @@ func TestRestartKeepsDRFlows(t *testing.T) {
 	st := drState(t)
 	reconcile(t, nsDataplane(t, lb, WithMode(LoadBalance)), st)
 	cl := newDialer(t, client)
-	var conns []net.Conn
-	var on []string
-	for range 10 {
-		c, name, err := cl.dial("", "192.0.2.9:80")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		conns, on = append(conns, c), append(on, name)
-	}
+	conns, on := cl.openMany(t, 10, "192.0.2.9:80")
 	flows := flowCount(t, lb)
 	if flows < len(conns) {
 		t.Fatalf("%d flows recorded for %d connections", flows, len(conns))

@@ -3,7 +3,6 @@ package nft
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -94,16 +93,7 @@ func TestUpgradeFromPreviousRelease(t *testing.T) {
 		old := startHalb(t, lb, prev, cfg)
 		old.waitReconciled(t)
 		cl := newDialer(t, client)
-		var conns []net.Conn
-		var on []string
-		for range 8 {
-			c, name, err := cl.dial("", "192.0.2.9:80")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			conns, on = append(conns, c), append(on, name)
-		}
+		conns, on := cl.openMany(t, 8, "192.0.2.9:80")
 		flows := flowCount(t, lb)
 		if flows < len(conns) {
 			t.Fatalf("%d flows recorded for %d connections before the upgrade", flows, len(conns))
